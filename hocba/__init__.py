@@ -1,0 +1,3 @@
+"""hocba: Học bạ số cấp tiểu học."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,56 @@
+"""Configuration read from the environment.
+
+Everything that varies by machine or by place comes from here, never from code:
+
+``HOCBA_HOME``
+    The project's data directory (embedded PostgreSQL data, generated keys, exports).
+    Default: ``./var`` under the current working directory.
+``HOCBA_DATABASE_URL``
+    Any PostgreSQL server, e.g. ``postgresql+psycopg://user@host:5432/db``. When unset,
+    hocba starts its own embedded PostgreSQL in ``$HOCBA_HOME/pgdata``.
+``HOCBA_DB_SCHEMA``
+    The schema holding the app's tables (default ``hocba``), so that Prefect and other
+    tools can share the same server.
+``HOCBA_BASE_URL``
+    Public address of the dashboard, used in links inside notifications.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration of one process."""
+
+    home: Path
+    database_url: str | None
+    schema: str
+    base_url: str
+
+    @property
+    def pgdata(self) -> Path:
+        """Where the embedded PostgreSQL keeps its data."""
+        return self.home / "pgdata"
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment (see the module docstring)."""
+    home = Path(os.environ.get("HOCBA_HOME", "var")).expanduser().resolve()
+    schema = os.environ.get("HOCBA_DB_SCHEMA", "hocba")
+    if not _SCHEMA_RE.match(schema):
+        raise ValueError(
+            f"HOCBA_DB_SCHEMA={schema!r} không hợp lệ: chỉ dùng chữ thường, số và dấu gạch dưới."
+        )
+    return Settings(
+        home=home,
+        database_url=os.environ.get("HOCBA_DATABASE_URL") or None,
+        schema=schema,
+        base_url=os.environ.get("HOCBA_BASE_URL", "http://localhost:8501").rstrip("/"),
+    )

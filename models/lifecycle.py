@@ -1,0 +1,433 @@
+"""The record lifecycle: one table of transitions, and the only code that changes a state.
+
+ARCHITECTURE rule 1: every state change anywhere (dashboard, flow, CLI) goes through
+:func:`transition`, which checks the transition table (from-state, to-state, who may do
+it, what must hold), updates the records and appends their audit events in the caller's
+transaction. PostgreSQL backs this up: a state change made outside this module is refused
+by a trigger (migration 0001), and so is any change to an issued record's content.
+
+Concurrency: the records are locked with ``SELECT … FOR UPDATE`` (in id order), so of two
+concurrent transitions of the same record exactly one wins; the other re-reads the new
+state after the winner commits and fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hocba.models import audit
+from hocba.models.lifecycle_states import STATE_LABELS
+from sqlalchemy import text
+from sqlmodel import Session
+
+#: TT27 flags that stop a teacher from approving a record (data incomplete or wrong).
+BLOCKING_FLAGS = frozenset(
+    {"MISSING_SUBJECT", "MISSING_SCORE", "MISSING_TRAIT", "UNKNOWN_SUBJECT", "RESULT_MISMATCH"}
+)
+
+
+class TransitionError(Exception):
+    """A transition was refused; ``message`` (Vietnamese) says why and what to do."""
+
+    def __init__(self, message: str, failures: Mapping[int, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.failures = dict(failures or {})
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a staff member, or the system (a flow acting on its own)."""
+
+    staff_id: int | None
+    name: str
+    system: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"staff:{self.staff_id}" if self.staff_id is not None else "system"
+
+
+SYSTEM = Actor(staff_id=None, name="Hệ thống", system=True)
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """What the guards and permission checks see of a locked record."""
+
+    id: int
+    state: str
+    school_id: int
+    school_code: str
+    class_id: int
+    homeroom_teacher_id: int | None
+    flags: list[dict[str, str]]
+
+
+Guard = Callable[[RecordRow, Mapping[str, Any]], str | None]
+
+
+def _no_blocking_flags(rec: RecordRow, payload: Mapping[str, Any]) -> str | None:
+    bad = [f["message"] for f in rec.flags if f.get("code") in BLOCKING_FLAGS]
+    if bad:
+        return "Dữ liệu còn lỗi theo TT27, cần sửa trước khi duyệt: " + "; ".join(bad)
+    return None
+
+
+def _has_signed_xml(rec: RecordRow, payload: Mapping[str, Any]) -> str | None:
+    if not payload.get("signed_xml"):
+        return "Chưa có tệp XML đã ký đủ chữ ký GVCN, Hiệu trưởng và con dấu của trường."
+    return None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One row of the transition table."""
+
+    action: str
+    label: str
+    sources: tuple[str, ...]
+    target: str
+    roles: frozenset[str]
+    needs_reason: bool = False
+    guards: tuple[Guard, ...] = ()
+    #: SQL SET fragments applied with the state change (parameters: see ``_params``).
+    sets: tuple[str, ...] = ()
+
+
+_CLEAR_SIGNATURES = (
+    "teacher_signer_id = NULL",
+    "teacher_signed_at = NULL",
+    "principal_signer_id = NULL",
+    "principal_signed_at = NULL",
+    "signed_xml = NULL",
+    "return_reason = :reason",
+)
+
+TRANSITIONS: dict[str, Transition] = {
+    t.action: t
+    for t in (
+        Transition(
+            "send_to_review",
+            "Chuyển GVCN kiểm tra",
+            ("draft",),
+            "in_review",
+            frozenset({"homeroom_teacher", "principal", "vice_principal", "system"}),
+        ),
+        Transition(
+            "approve",
+            "GVCN duyệt",
+            ("in_review",),
+            "reviewed",
+            frozenset({"homeroom_teacher"}),
+            guards=(_no_blocking_flags,),
+            sets=("return_reason = NULL",),
+        ),
+        Transition(
+            "reopen",
+            "Mở lại để sửa",
+            ("reviewed",),
+            "in_review",
+            frozenset({"homeroom_teacher"}),
+            needs_reason=True,
+            sets=("return_reason = :reason",),
+        ),
+        Transition(
+            "teacher_sign",
+            "GVCN ký",
+            ("reviewed",),
+            "teacher_signed",
+            frozenset({"homeroom_teacher"}),
+            sets=(
+                "teacher_signer_id = :actor_id",
+                "teacher_signed_at = :now",
+                "signed_xml = COALESCE(:signed_xml, signed_xml)",
+            ),
+        ),
+        Transition(
+            "principal_sign",
+            "Hiệu trưởng ký",
+            ("teacher_signed",),
+            "principal_signed",
+            frozenset({"principal", "vice_principal"}),
+            sets=(
+                "principal_signer_id = :actor_id",
+                "principal_signed_at = :now",
+                "signed_xml = COALESCE(:signed_xml, signed_xml)",
+            ),
+        ),
+        Transition(
+            "principal_return",
+            "Trả lại GVCN",
+            ("teacher_signed", "principal_signed"),
+            "in_review",
+            frozenset({"principal", "vice_principal"}),
+            needs_reason=True,
+            sets=_CLEAR_SIGNATURES,
+        ),
+        Transition(
+            "seal",
+            "Đóng dấu, phát hành",
+            ("principal_signed",),
+            "issued",
+            frozenset({"clerk"}),
+            guards=(_has_signed_xml,),
+            sets=(
+                "sealer_id = :actor_id",
+                "issued_at = :now",
+                "lookup_code = :lookup_code",
+                "signed_xml = :signed_xml",
+                "xml_sha256 = :xml_sha256",
+            ),
+        ),
+        Transition(
+            "submit",
+            "Gửi Sở",
+            ("issued", "rejected"),
+            "submitted",
+            frozenset({"clerk", "system"}),
+        ),
+        Transition("accept", "Sở tiếp nhận", ("submitted",), "accepted", frozenset({"system"})),
+        Transition(
+            "reject",
+            "Sở từ chối",
+            ("submitted",),
+            "rejected",
+            frozenset({"system"}),
+            needs_reason=True,
+        ),
+        Transition(
+            "revoke",
+            "Thu hồi",
+            ("issued", "submitted", "accepted", "rejected"),
+            "revoked",
+            frozenset({"district_officer"}),
+            needs_reason=True,
+        ),
+        Transition("supersede", "Được thay thế", ("revoked",), "superseded", frozenset({"system"})),
+    )
+}
+
+
+@dataclass
+class BatchResult:
+    """Per-record outcome of one transition over many records."""
+
+    action: str
+    ok: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        text_ = f"{len(self.ok)} thành công, {len(self.failed)} lỗi"
+        if self.failed:
+            reasons = sorted(set(self.failed.values()))
+            text_ += ": " + "; ".join(reasons[:3]) + (" …" if len(reasons) > 3 else "")
+        return text_
+
+
+@dataclass(frozen=True)
+class Grants:
+    """The roles an actor holds on a date, resolved to the schools they cover."""
+
+    system: bool
+    admin: bool
+    by_school: dict[int, frozenset[str]]
+
+    def roles_at(self, school_id: int) -> frozenset[str]:
+        roles = self.by_school.get(school_id, frozenset())
+        return roles | {"system"} if self.system else roles
+
+
+def load_grants(session: Session, actor: Actor, on: dt.date | None = None) -> Grants:
+    """Resolve the actor's roles valid on ``on``: school roles directly, a district
+    officer's role to every school below their unit (any depth)."""
+    if actor.system or actor.staff_id is None:
+        return Grants(system=True, admin=False, by_school={})
+    on = on or dt.date.today()
+    rows = (
+        session.connection()
+        .execute(
+            text(
+                """
+            WITH RECURSIVE r AS (
+                SELECT role, school_id, unit_id, delegated FROM staff_role sr
+                JOIN staff s ON s.id = sr.staff_id AND s.active
+                WHERE sr.staff_id = :sid AND sr.valid_from <= :on
+                  AND (sr.valid_to IS NULL OR sr.valid_to >= :on)
+            ), units AS (
+                SELECT r.role, u.id AS unit_id FROM r JOIN org_unit u ON u.id = r.unit_id
+                UNION
+                SELECT units.role, c.id FROM units JOIN org_unit c ON c.parent_id = units.unit_id
+            )
+            SELECT role, school_id, delegated FROM r WHERE school_id IS NOT NULL
+            UNION ALL
+            SELECT units.role, s.id, false FROM units JOIN school s ON s.unit_id = units.unit_id
+            UNION ALL
+            SELECT role, NULL, false FROM r WHERE role = 'admin'
+            """
+            ),
+            {"sid": actor.staff_id, "on": on},
+        )
+        .all()
+    )
+    by_school: dict[int, set[str]] = {}
+    admin = False
+    for role, school_id, delegated in rows:
+        if role == "admin":
+            admin = True
+            continue
+        if role == "vice_principal" and not delegated:
+            continue  # a vice principal acts as CBQL only by delegation (ủy quyền)
+        by_school.setdefault(school_id, set()).add(role)
+    return Grants(
+        system=False, admin=admin, by_school={k: frozenset(v) for k, v in by_school.items()}
+    )
+
+
+def _may(t: Transition, rec: RecordRow, actor: Actor, grants: Grants) -> bool:
+    roles = grants.roles_at(rec.school_id) & t.roles
+    if not roles:
+        return False
+    if roles == {"homeroom_teacher"}:
+        return rec.homeroom_teacher_id is not None and rec.homeroom_teacher_id == actor.staff_id
+    return True
+
+
+def transition(
+    session: Session,
+    record_ids: Sequence[int],
+    action: str,
+    actor: Actor,
+    *,
+    reason: str | None = None,
+    payloads: Mapping[int, Mapping[str, Any]] | None = None,
+    now: dt.datetime | None = None,
+) -> BatchResult:
+    """Apply ``action`` to every record it is allowed for; report the rest per record.
+
+    ``payloads`` carries per-record inputs (``signed_xml`` for signing and sealing).
+    Runs in the caller's transaction: nothing is committed here.
+    """
+    t = TRANSITIONS.get(action)
+    if t is None:
+        raise TransitionError(f"Thao tác không tồn tại: {action!r}.")
+    reason = (reason or "").strip() or None
+    if t.needs_reason and not reason:
+        raise TransitionError(f"Thao tác «{t.label}» cần ghi rõ lý do.")
+    payloads = payloads or {}
+    now = now or dt.datetime.now(dt.UTC)
+    result = BatchResult(action)
+    ids = sorted(set(record_ids))
+    if not ids:
+        return result
+    conn = session.connection()
+    rows = conn.execute(
+        text(
+            """
+            SELECT r.id, r.state, r.school_id, s.code AS school_code, r.class_id,
+                   c.homeroom_teacher_id, r.flags
+            FROM hoc_ba r JOIN school s ON s.id = r.school_id
+            JOIN school_class c ON c.id = r.class_id
+            WHERE r.id = ANY(:ids) ORDER BY r.id FOR UPDATE OF r
+            """
+        ),
+        {"ids": ids},
+    ).all()
+    found = {row.id: RecordRow(*row) for row in rows}
+    grants = load_grants(session, actor, now.date())
+    allowed: list[RecordRow] = []
+    for rid in ids:
+        rec = found.get(rid)
+        if rec is None:
+            result.failed[rid] = f"Không tìm thấy học bạ #{rid}."
+            continue
+        if rec.state not in t.sources:
+            result.failed[rid] = (
+                f"Học bạ #{rid} đang ở trạng thái «{STATE_LABELS[rec.state]}», không thể "
+                f"«{t.label}» (có thể người khác vừa thao tác; hãy tải lại)."
+            )
+            continue
+        if not _may(t, rec, actor, grants):
+            result.failed[rid] = f"{actor.name} không có quyền «{t.label}» với học bạ #{rid}."
+            continue
+        payload = payloads.get(rid, {})
+        problem = next((p for g in t.guards if (p := g(rec, payload))), None)
+        if problem:
+            result.failed[rid] = problem
+            continue
+        allowed.append(rec)
+    if not allowed:
+        return result
+
+    params = [_params(t, rec, actor, reason, payloads.get(rec.id, {}), now) for rec in allowed]
+    sets = ", ".join(("state = :to_state", "state_changed_at = :now", *t.sets))
+    conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
+    conn.execute(text(f"UPDATE hoc_ba SET {sets} WHERE id = :id"), params)
+    conn.execute(text("SELECT set_config('hocba.lifecycle', 'off', true)"))
+    audit.append(
+        session,
+        [
+            audit.NewEvent(
+                chain=audit.school_chain(rec.school_code),
+                actor=actor.label,
+                actor_id=actor.staff_id,
+                action=action,
+                record_id=rec.id,
+                from_state=rec.state,
+                to_state=t.target,
+                reason=reason,
+                payload=_event_payload(p),
+            )
+            for rec, p in zip(allowed, params, strict=True)
+        ],
+        at=now,
+    )
+    result.ok = [rec.id for rec in allowed]
+    return result
+
+
+def transition_one(session: Session, record_id: int, action: str, actor: Actor, **kw: Any) -> None:
+    """Like :func:`transition` for one record; raises :class:`TransitionError` on refusal."""
+    res = transition(session, [record_id], action, actor, **kw)
+    if res.failed:
+        raise TransitionError(res.failed[record_id], res.failed)
+
+
+def _params(
+    t: Transition,
+    rec: RecordRow,
+    actor: Actor,
+    reason: str | None,
+    payload: Mapping[str, Any],
+    now: dt.datetime,
+) -> dict[str, Any]:
+    xml: bytes | None = payload.get("signed_xml")
+    p: dict[str, Any] = {
+        "id": rec.id,
+        "to_state": t.target,
+        "now": now,
+        "actor_id": actor.staff_id,
+        "reason": reason,
+        "signed_xml": xml,
+    }
+    if t.action == "seal":
+        p["lookup_code"] = payload.get("lookup_code") or uuid.uuid4()
+        p["xml_sha256"] = hashlib.sha256(xml or b"").hexdigest()
+    return p
+
+
+def _event_payload(p: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a transition's inputs the audit log keeps (never XML bodies or secrets)."""
+    out: dict[str, Any] = {}
+    if p.get("lookup_code"):
+        out["lookup_code"] = str(p["lookup_code"])
+    if p.get("xml_sha256"):
+        out["xml_sha256"] = p["xml_sha256"]
+    elif p.get("signed_xml"):
+        out["xml_sha256"] = hashlib.sha256(p["signed_xml"]).hexdigest()
+    return out
