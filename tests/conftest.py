@@ -61,3 +61,87 @@ def engine(pg_url: str, schema_name: str) -> Iterator[Engine]:
 def session(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as s:
         yield s
+
+
+# ---------------------------------------------------------------------------------------
+# A real small district: two schools of the demo generator, imported through the real path
+# ---------------------------------------------------------------------------------------
+
+YEAR = "2024-2025"
+
+
+class District:
+    """Handles on a small district built in the test's schema."""
+
+    def __init__(self, engine: Engine, tmp: Path) -> None:
+        from hocba.models.lifecycle import SYSTEM
+        from hocba.models.records import create_drafts
+        from hocba.tasks import demo, importer
+
+        self.engine = engine
+        self.schools = demo.demo_schools(2)
+        with Session(engine) as s:
+            demo.build_org(s, self.schools)
+            s.commit()
+        used: set[str] = set()
+        for school in self.schools:
+            rows, classes = demo.school_rows(school, 12, seed=7, year_start=2024, used_ids=used)
+            path = importer.write_workbook(tmp / f"{school.code}.xlsx", rows, classes)
+            with Session(engine) as s:
+                importer.import_file(s, path, school.code, YEAR, SYSTEM)
+                s.commit()
+        with Session(engine) as s:
+            create_drafts(s, SYSTEM)
+            s.commit()
+
+    def scalar(self, sql: str, **params: object) -> object:
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+
+    def actor(self, username: str):  # type: ignore[no-untyped-def]
+        from hocba.models.lifecycle import Actor
+
+        with self.engine.connect() as conn:
+            sid, name = conn.execute(
+                text("SELECT id, full_name FROM staff WHERE username = :u"), {"u": username}
+            ).one()
+        return Actor(sid, name)
+
+    def homeroom_of(self, record_id: int):  # type: ignore[no-untyped-def]
+        username = self.scalar(
+            "SELECT st.username FROM hoc_ba r JOIN school_class c ON c.id = r.class_id "
+            "JOIN staff st ON st.id = c.homeroom_teacher_id WHERE r.id = :r",
+            r=record_id,
+        )
+        return self.actor(str(username))
+
+    def record_ids(self, school_code: str = "DH01", **where: object) -> list[int]:
+        cond = " AND ".join(f"r.{k} = :{k}" for k in where) or "true"
+        with self.engine.connect() as conn:
+            return list(
+                conn.scalars(
+                    text(
+                        f"SELECT r.id FROM hoc_ba r JOIN school s ON s.id = r.school_id "
+                        f"WHERE s.code = :code AND {cond} ORDER BY r.id"
+                    ),
+                    {"code": school_code, **where},
+                )
+            )
+
+    def force_state(self, record_id: int, state: str, **cols: object) -> None:
+        """Put a record straight into ``state`` (test set-up only), as the lifecycle would."""
+        sets = ", ".join(["state = :state", *(f"{k} = :{k}" for k in cols)])
+        with self.engine.begin() as conn:
+            conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
+            conn.execute(
+                text(f"UPDATE hoc_ba SET {sets} WHERE id = :id"),
+                {"id": record_id, "state": state, **cols},
+            )
+
+    def state(self, record_id: int) -> str:
+        return str(self.scalar("SELECT state FROM hoc_ba WHERE id = :r", r=record_id))
+
+
+@pytest.fixture
+def district(engine: Engine, tmp_path: Path) -> District:
+    return District(engine, tmp_path)

@@ -1,0 +1,1003 @@
+"""Import of the data schools already have: pupils and year-end results (CSDL ngành style).
+
+The workbook (.xlsx) has two sheets, documented in ``docs/IMPORT.md`` and shipped as a
+template in ``templates/hocba_mau_nhap_lieu.xlsx`` (``hocba import template`` writes it):
+
+``HocSinh`` (required)
+    one row per pupil: identity, class, and the TT27 year-end data (levels, scores,
+    qualities, competences, comments, result, awards).
+``Lop`` (optional)
+    one row per class: grade and homeroom teacher (GVCN).
+
+A CSV file holds the ``HocSinh`` sheet alone (UTF-8, with or without BOM).
+
+Rules (HOCBA_SPEC §2, TT27):
+
+* every problem is reported with its sheet, row, column and a Vietnamese message, and the
+  whole import is refused: nothing of it is written (all-or-nothing, one transaction);
+* importing the same file twice changes nothing (upserts write only what differs);
+* a pupil without a 12-digit personal ID is imported and flagged (no digital record is
+  made for them), while a malformed personal ID is an error;
+* the year result entered by the school is kept as entered and compared with TT27
+  Điều 9.2: a disagreement becomes a flag with its reason, never a silent change;
+* data of a record that has already left the teacher's hands (reviewed or later) cannot be
+  overwritten: the row is refused with what to do instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hocba.models import audit, tt27
+from hocba.models.lifecycle import Actor
+from sqlalchemy import text
+from sqlmodel import Session
+
+PUPIL_SHEET = "HocSinh"
+CLASS_SHEET = "Lop"
+MAX_ROWS = 20_000
+
+
+class ImportFailed(Exception):
+    """The import was refused; ``problems`` lists every problem found (nothing was written)."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__(self.summary())
+
+    def summary(self, limit: int = 20) -> str:
+        lines = [f"Không nhập được: {len(self.problems)} lỗi, chưa ghi gì vào hệ thống."]
+        lines += [str(p) for p in self.problems[:limit]]
+        if len(self.problems) > limit:
+            lines.append(f"… và {len(self.problems) - limit} lỗi khác.")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: where (sheet, 1-based row as Excel shows it, column header) and what."""
+
+    sheet: str
+    row: int | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = [f"Trang «{self.sheet}»"]
+        if self.row is not None:
+            where.append(f"dòng {self.row}")
+        if self.column:
+            where.append(f"cột «{self.column}»")
+        return ", ".join(where) + f": {self.message}"
+
+
+class _CellError(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------
+# Column definitions: one table, used to read, to write the template and the demo files
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    parse: Callable[[Any], Any]
+    required: bool = False
+    width: int = 14
+    choices: tuple[str, ...] = ()
+    text_format: bool = False
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFC", s)).strip().casefold()
+
+
+def _text(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    s = unicodedata.normalize("NFC", str(v)).strip()
+    return s or None
+
+
+def _required_text(v: Any) -> str:
+    s = _text(v)
+    if s is None:
+        raise _CellError("bắt buộc, không được để trống")
+    return s
+
+
+def _date(v: Any) -> dt.date | None:
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return None
+    if isinstance(v, dt.datetime):
+        return v.date()
+    if isinstance(v, dt.date):
+        return v
+    s = str(v).strip()
+    for fmt in ("%d/%m/%Y", "%d-%m-%Y", "%Y-%m-%d", "%d.%m.%Y"):
+        try:
+            return dt.datetime.strptime(s, fmt).date()
+        except ValueError:
+            continue
+    raise _CellError(f"ngày không hợp lệ: «{s}» (dùng dạng ngày/tháng/năm, ví dụ 05/09/2016)")
+
+
+def _required_date(v: Any) -> dt.date:
+    d = _date(v)
+    if d is None:
+        raise _CellError("bắt buộc, không được để trống")
+    return d
+
+
+def _gender(v: Any) -> str:
+    s = _required_text(v)
+    n = _norm(s)
+    if n in ("nam", "m", "male"):
+        return "Nam"
+    if n in ("nữ", "nu", "f", "female"):
+        return "Nữ"
+    raise _CellError(f"giới tính phải là «Nam» hoặc «Nữ» (nhận được: «{s}»)")
+
+
+def _cccd(v: Any) -> str | None:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        # a number cell lost its leading zero(s): the ID is 12 digits, province code first
+        v = f"{int(v):012d}"
+    s = _text(v)
+    if s is None:
+        return None
+    s = s.replace(" ", "")
+    if not re.fullmatch(r"[0-9]{12}", s):
+        raise _CellError(f"mã định danh cá nhân phải gồm đúng 12 chữ số (nhận được: «{s}»)")
+    return s
+
+
+def _grade(v: Any) -> int:
+    s = _required_text(v)
+    if s not in {"1", "2", "3", "4", "5"}:
+        raise _CellError(f"khối phải là một số từ 1 đến 5 (nhận được: «{s}»)")
+    return int(s)
+
+
+def _count(v: Any) -> int | None:
+    s = _text(v)
+    if s is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,3}", s):
+        raise _CellError(f"phải là số nguyên không âm (nhận được: «{s}»)")
+    return int(s)
+
+
+def _measure(lo: float, hi: float, unit: str) -> Callable[[Any], float | None]:
+    def parse(v: Any) -> float | None:
+        s = _text(v)
+        if s is None:
+            return None
+        try:
+            x = round(float(s.replace(",", ".")), 4)
+        except ValueError:
+            raise _CellError(f"phải là một số (nhận được: «{s}»)") from None
+        if not lo <= x <= hi:
+            raise _CellError(f"phải trong khoảng {lo:g}-{hi:g} {unit} (nhận được: «{s}»)")
+        return x
+
+    return parse
+
+
+def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def wrapped(v: Any) -> Any:
+        if _text(v) is None:
+            return None
+        try:
+            return parse(v)
+        except tt27.Tt27Error as exc:
+            raise _CellError(exc.message) from None
+
+    return wrapped
+
+
+def _result(v: Any) -> str | None:
+    return _optional(tt27.parse_year_result)(v)
+
+
+def all_subjects() -> list[tt27.Subject]:
+    """Every subject of grades 1-5, each once, in the printed order."""
+    seen: dict[str, tt27.Subject] = {}
+    for g in tt27.GRADES:
+        for s in tt27.subjects_for_grade(g):
+            seen.setdefault(s.code, s)
+    return list(seen.values())
+
+
+def all_traits() -> list[tt27.Trait]:
+    return [*tt27.QUALITIES, *tt27.GENERAL_COMPETENCES, *tt27.SPECIFIC_COMPETENCES]
+
+
+def _pupil_columns() -> list[Column]:
+    cols = [
+        Column("pupil_code", "Mã học sinh", _required_text, required=True, text_format=True),
+        Column("full_name", "Họ và tên", _required_text, required=True, width=26),
+        Column("birth_date", "Ngày sinh", _required_date, required=True),
+        Column("gender", "Giới tính", _gender, required=True, choices=("Nam", "Nữ")),
+        Column("cccd", "Mã định danh", _cccd, width=16, text_format=True),
+        Column("grade", "Khối", _grade, required=True, width=6, choices=("1", "2", "3", "4", "5")),
+        Column("class_name", "Lớp", _required_text, required=True, width=8),
+        Column("ethnicity", "Dân tộc", _text),
+        Column("nationality", "Quốc tịch", _text),
+        Column("birthplace", "Nơi sinh", _text, width=24),
+        Column("hometown", "Quê quán", _text, width=24),
+        Column("address", "Chỗ ở hiện nay", _text, width=30),
+        Column("father_name", "Họ tên cha", _text, width=22),
+        Column("mother_name", "Họ tên mẹ", _text, width=22),
+        Column("guardian_name", "Người giám hộ", _text, width=22),
+        Column("register_no", "Số đăng bộ", _text, text_format=True),
+        Column("enrolled_on", "Ngày vào trường", _date),
+        Column("height_cm", "Chiều cao (cm)", _measure(50, 200, "cm")),
+        Column("weight_kg", "Cân nặng (kg)", _measure(8, 120, "kg")),
+        Column("absent_excused", "Nghỉ có phép", _count),
+        Column("absent_unexcused", "Nghỉ không phép", _count),
+    ]
+    for s in all_subjects():
+        cols.append(
+            Column(
+                f"subj:{s.code}:level",
+                f"{s.name} - Mức",
+                _optional(tt27.parse_subject_level),
+                choices=tt27.SUBJECT_LEVELS,
+            )
+        )
+        if any(
+            x.has_test for g in s.grades for x in tt27.subjects_for_grade(g) if x.code == s.code
+        ):
+            cols.append(
+                Column(f"subj:{s.code}:score", f"{s.name} - Điểm", _optional(tt27.parse_score))
+            )
+        cols.append(Column(f"subj:{s.code}:comment", f"{s.name} - Nhận xét", _text, width=24))
+    for t in all_traits():
+        cols.append(
+            Column(
+                f"trait:{t.code}",
+                t.name,
+                _optional(tt27.parse_quality_level),
+                choices=tt27.QUALITY_LEVELS,
+            )
+        )
+    cols += [
+        Column("comment_qualities", "Nhận xét phẩm chất", _text, width=30),
+        Column("comment_general", "Nhận xét năng lực chung", _text, width=30),
+        Column("comment_specific", "Nhận xét năng lực đặc thù", _text, width=30),
+        Column(
+            "entered_result",
+            "Kết quả giáo dục",
+            _result,
+            choices=tuple(r.value for r in tt27.YearResult),
+        ),
+        Column("outstanding_progress", "Tiến bộ vượt bậc", _text),
+        Column("award", "Khen thưởng", _text, width=26),
+        Column("award_adhoc", "Khen thưởng đột xuất", _text, width=26),
+        Column("comment_homeroom", "Nhận xét của GVCN", _text, width=30),
+    ]
+    return cols
+
+
+PUPIL_COLUMNS: list[Column] = _pupil_columns()
+CLASS_COLUMNS: list[Column] = [
+    Column("class_name", "Lớp", _required_text, required=True, width=8),
+    Column("grade", "Khối", _grade, required=True, width=6),
+    Column("teacher_name", "Họ tên GVCN", _text, width=26),
+    Column("teacher_cccd", "Mã định danh GVCN", _cccd, width=18, text_format=True),
+    Column("teacher_username", "Tên đăng nhập GVCN", _text, width=20),
+    Column("teacher_email", "Email GVCN", _text, width=26),
+]
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ParsedImport:
+    """A whole file, validated cell by cell (no database yet)."""
+
+    pupils: list[dict[str, Any]] = field(default_factory=list)  # each has "_row"
+    classes: list[dict[str, Any]] = field(default_factory=list)
+    sha256: str = ""
+    filename: str = ""
+
+
+def _parse_sheet(
+    sheet: str, rows: Iterable[Sequence[Any]], columns: list[Column], problems: list[Problem]
+) -> list[dict[str, Any]]:
+    it = iter(rows)
+    header_row = next(it, None)
+    if header_row is None:
+        problems.append(Problem(sheet, 1, None, "trang tính trống, thiếu dòng tiêu đề"))
+        return []
+    by_header = {_norm(c.header): c for c in columns}
+    positions: dict[int, Column] = {}
+    for i, h in enumerate(header_row):
+        if h is None or not str(h).strip():
+            continue
+        col = by_header.get(_norm(str(h)))
+        if col is None:
+            problems.append(
+                Problem(
+                    sheet,
+                    1,
+                    str(h),
+                    "cột không có trong mẫu nhập liệu, hãy xóa cột này hoặc sửa tên cột theo mẫu",
+                )
+            )
+        elif col in positions.values():
+            problems.append(Problem(sheet, 1, str(h), "cột bị lặp lại"))
+        else:
+            positions[i] = col
+    present = set(positions.values())
+    for c in columns:
+        if c.required and c not in present:
+            problems.append(Problem(sheet, 1, c.header, "thiếu cột bắt buộc"))
+    if problems:
+        return []
+    out: list[dict[str, Any]] = []
+    for rowno, row in enumerate(it, start=2):
+        if all(v is None or (isinstance(v, str) and not v.strip()) for v in row):
+            continue
+        if len(out) >= MAX_ROWS:
+            problems.append(Problem(sheet, rowno, None, f"quá {MAX_ROWS} dòng; hãy chia tệp"))
+            break
+        rec: dict[str, Any] = {"_row": rowno}
+        for i, col in positions.items():
+            value = row[i] if i < len(row) else None
+            try:
+                rec[col.key] = col.parse(value)
+            except _CellError as exc:
+                problems.append(Problem(sheet, rowno, col.header, str(exc)))
+            except tt27.Tt27Error as exc:
+                problems.append(Problem(sheet, rowno, col.header, exc.message))
+        for c in columns:
+            rec.setdefault(c.key, None)
+        out.append(rec)
+    return out
+
+
+def read_file(path: Path) -> ParsedImport:
+    """Read and validate a workbook or CSV file; raise :class:`ImportFailed` on any problem."""
+    data = path.read_bytes()
+    problems: list[Problem] = []
+    parsed = ParsedImport(sha256=hashlib.sha256(data).hexdigest(), filename=path.name)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        textdata = data.decode("utf-8-sig", errors="strict")
+        parsed.pupils = _parse_sheet(
+            PUPIL_SHEET, csv.reader(io.StringIO(textdata)), PUPIL_COLUMNS, problems
+        )
+    elif suffix in (".xlsx", ".xlsm"):
+        # python-calamine (Rust) reads a 5,000-row sheet ~10x faster than openpyxl
+        from python_calamine import CalamineWorkbook
+
+        try:
+            wb = CalamineWorkbook.from_filelike(io.BytesIO(data))
+        except Exception as exc:  # a damaged or non-Excel file
+            raise ImportFailed(
+                [
+                    Problem(
+                        path.name,
+                        None,
+                        None,
+                        f"không đọc được tệp Excel ({exc.__class__.__name__}); "
+                        "hãy lưu lại tệp dạng .xlsx theo mẫu",
+                    )
+                ]
+            ) from None
+        names = {_norm(n): n for n in wb.sheet_names}
+        if _norm(PUPIL_SHEET) not in names:
+            raise ImportFailed(
+                [
+                    Problem(
+                        PUPIL_SHEET,
+                        None,
+                        None,
+                        f"không tìm thấy trang tính «{PUPIL_SHEET}» "
+                        f"(tệp có: {', '.join(wb.sheet_names)}); hãy dùng mẫu "
+                        "nhập liệu của hocba",
+                    )
+                ]
+            )
+        parsed.pupils = _parse_sheet(
+            PUPIL_SHEET,
+            wb.get_sheet_by_name(names[_norm(PUPIL_SHEET)]).to_python(),
+            PUPIL_COLUMNS,
+            problems,
+        )
+        if _norm(CLASS_SHEET) in names:
+            parsed.classes = _parse_sheet(
+                CLASS_SHEET,
+                wb.get_sheet_by_name(names[_norm(CLASS_SHEET)]).to_python(),
+                CLASS_COLUMNS,
+                problems,
+            )
+    else:
+        raise ImportFailed(
+            [Problem(path.name, None, None, "chỉ nhận tệp .xlsx hoặc .csv theo mẫu nhập liệu")]
+        )
+    _check_consistency(parsed, problems)
+    if problems:
+        raise ImportFailed(problems)
+    return parsed
+
+
+def _check_consistency(parsed: ParsedImport, problems: list[Problem]) -> None:
+    """Checks across rows: duplicates, class grades, subjects of the pupil's grade."""
+    seen_code: dict[str, int] = {}
+    seen_cccd: dict[str, int] = {}
+    class_grade: dict[str, tuple[int, str, int]] = {}
+    for c in parsed.classes:
+        name = c["class_name"]
+        if name in class_grade and class_grade[name][1] == CLASS_SHEET:
+            problems.append(
+                Problem(
+                    CLASS_SHEET,
+                    c["_row"],
+                    "Lớp",
+                    f"lớp {name} bị lặp lại (đã có ở dòng {class_grade[name][2]})",
+                )
+            )
+        class_grade[name] = (c["grade"], CLASS_SHEET, c["_row"])
+    for p in parsed.pupils:
+        row = p["_row"]
+        code, cccd = p["pupil_code"], p["cccd"]
+        if code in seen_code:
+            problems.append(
+                Problem(
+                    PUPIL_SHEET,
+                    row,
+                    "Mã học sinh",
+                    f"học sinh {code} bị lặp lại (đã có ở dòng {seen_code[code]})",
+                )
+            )
+        seen_code.setdefault(code, row)
+        if cccd:
+            if cccd in seen_cccd:
+                problems.append(
+                    Problem(
+                        PUPIL_SHEET,
+                        row,
+                        "Mã định danh",
+                        f"mã định danh {cccd} trùng với dòng {seen_cccd[cccd]}",
+                    )
+                )
+            seen_cccd.setdefault(cccd, row)
+        name, grade = p["class_name"], p["grade"]
+        if name and grade:
+            known = class_grade.get(name)
+            if known and known[0] != grade:
+                where = "trang «Lop»" if known[1] == CLASS_SHEET else f"dòng {known[2]}"
+                problems.append(
+                    Problem(
+                        PUPIL_SHEET,
+                        row,
+                        "Khối",
+                        f"lớp {name} là khối {known[0]} ({where}), không phải khối {grade}",
+                    )
+                )
+            class_grade.setdefault(name, (grade, PUPIL_SHEET, row))
+        if grade:
+            allowed = {s.code for s in tt27.subjects_for_grade(grade)}
+            by_code = {s.code: s for s in tt27.subjects_for_grade(grade)}
+            for s in all_subjects():
+                has_data = any(p.get(f"subj:{s.code}:{k}") is not None for k in ("level", "score"))
+                if has_data and s.code not in allowed:
+                    problems.append(
+                        Problem(
+                            PUPIL_SHEET,
+                            row,
+                            f"{s.name} - Mức",
+                            f"khối {grade} không học môn {s.name}; hãy để trống",
+                        )
+                    )
+                elif (
+                    p.get(f"subj:{s.code}:score") is not None
+                    and s.code in by_code
+                    and not by_code[s.code].has_test
+                ):
+                    problems.append(
+                        Problem(
+                            PUPIL_SHEET,
+                            row,
+                            f"{s.name} - Điểm",
+                            f"khối {grade} không kiểm tra định kỳ môn {s.name}; "
+                            "hãy để trống ô điểm",
+                        )
+                    )
+
+
+# ---------------------------------------------------------------------------------------
+# From a row to the record content (TT27)
+# ---------------------------------------------------------------------------------------
+
+
+def summary_of(p: dict[str, Any]) -> dict[str, Any]:
+    """The TT27 content, computed result, flags and cohort of one validated row."""
+    grade: int = p["grade"]
+    subjects: dict[str, dict[str, Any]] = {}
+    for s in tt27.subjects_for_grade(grade):
+        level, score = p.get(f"subj:{s.code}:level"), p.get(f"subj:{s.code}:score")
+        comment = p.get(f"subj:{s.code}:comment")
+        if level is None and score is None and comment is None and not s.compulsory:
+            continue  # elective not taken
+        subjects[s.code] = {"level": level, "score": score, "comment": comment}
+    traits = {t.code: p.get(f"trait:{t.code}") for t in tt27.traits_for_grade(grade)}
+    assessment = tt27.YearAssessment(
+        grade=grade,
+        subjects={c: (v["level"], v["score"]) for c, v in subjects.items()},
+        traits=traits,
+    )
+    entered = p.get("entered_result")
+    computed = tt27.year_result(assessment)
+    flags = [
+        {"code": f.code, "message": f.message}
+        for f in tt27.check(assessment, entered.value if entered else None)
+    ]
+    content = {
+        "subjects": subjects,
+        "traits": traits,
+        "comments": {
+            "qualities": p.get("comment_qualities"),
+            "general": p.get("comment_general"),
+            "specific": p.get("comment_specific"),
+            "homeroom": p.get("comment_homeroom"),
+        },
+        "awards": {
+            "award": p.get("award"),
+            "adhoc": p.get("award_adhoc"),
+            "outstanding_progress": p.get("outstanding_progress"),
+        },
+        "health": {"height_cm": p.get("height_cm"), "weight_kg": p.get("weight_kg")},
+        "absences": {"excused": p.get("absent_excused"), "unexcused": p.get("absent_unexcused")},
+    }
+    return {
+        "content": content,
+        "entered_result": entered.value if entered else None,
+        "computed_result": computed.value,
+        "flags": flags,
+        "cohort": "august" if tt27.is_august_cohort(computed) else "june",
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Writing to the database: one transaction, bulk statements
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    school_code: str
+    year: str
+    rows: int
+    classes_changed: int = 0
+    pupils_changed: int = 0
+    enrolments_changed: int = 0
+    summaries_changed: int = 0
+    without_id: int = 0
+    flagged: int = 0
+
+    @property
+    def changed(self) -> int:
+        return (
+            self.classes_changed
+            + self.pupils_changed
+            + self.enrolments_changed
+            + self.summaries_changed
+        )
+
+    def text_vi(self) -> str:
+        if not self.changed:
+            return (
+                f"Trường {self.school_code}, năm học {self.year}: {self.rows} dòng, "
+                "không có thay đổi (tệp này đã được nhập)."
+            )
+        return (
+            f"Trường {self.school_code}, năm học {self.year}: đã nhập {self.rows} dòng "
+            f"({self.pupils_changed} học sinh mới/cập nhật, {self.summaries_changed} kết quả "
+            f"cuối năm mới/cập nhật, {self.classes_changed} lớp). {self.without_id} học sinh "
+            f"chưa có mã định danh; {self.flagged} học sinh có cảnh báo theo TT27."
+        )
+
+
+def school_year_id(session: Session, name: str) -> int:
+    """The id of school year ``name`` ("2024-2025"), created if new."""
+    m = re.fullmatch(r"(\d{4})-(\d{4})", name.strip())
+    if not m or int(m.group(2)) != int(m.group(1)) + 1:
+        raise ImportFailed(
+            [Problem("-", None, None, f"năm học «{name}» không hợp lệ (ví dụ đúng: 2024-2025)")]
+        )
+    conn = session.connection()
+    conn.execute(
+        text(
+            "INSERT INTO school_year (start_year, name) VALUES (:y, :n) "
+            "ON CONFLICT (start_year) DO NOTHING"
+        ),
+        {"y": int(m.group(1)), "n": name.strip()},
+    )
+    return int(
+        conn.scalar(
+            text("SELECT id FROM school_year WHERE start_year = :y"), {"y": int(m.group(1))}
+        )
+    )
+
+
+def apply(
+    session: Session, parsed: ParsedImport, school_code: str, year: str, actor: Actor
+) -> ImportReport:
+    """Write a validated import in the caller's transaction; raise before writing anything
+    when the data conflicts with what the database holds."""
+    conn = session.connection()
+    school = conn.execute(
+        text("SELECT id, code FROM school WHERE code = :c"), {"c": school_code}
+    ).one_or_none()
+    if school is None:
+        raise ImportFailed(
+            [Problem("-", None, None, f"không có trường mã {school_code} trong hệ thống")]
+        )
+    year_id = school_year_id(session, year)
+    report = ImportReport(school_code, year, rows=len(parsed.pupils))
+    summaries = [summary_of(p) for p in parsed.pupils]
+    _check_against_database(session, parsed, summaries, school.id, year_id)
+
+    # homeroom teachers and classes
+    class_rows = _class_rows(parsed)
+    teachers = [c for c in class_rows if c.get("teacher_cccd") or c.get("teacher_username")]
+    if teachers:
+        conn.execute(
+            text("""
+                INSERT INTO staff (username, full_name, cccd, email, active)
+                VALUES (:u, :n, :cccd, :e, true)
+                ON CONFLICT (username) DO UPDATE SET full_name = excluded.full_name,
+                    cccd = excluded.cccd, email = COALESCE(excluded.email, staff.email)
+                WHERE (staff.full_name, staff.cccd, staff.email)
+                      IS DISTINCT FROM (excluded.full_name, excluded.cccd,
+                                        COALESCE(excluded.email, staff.email))
+            """),
+            [
+                {
+                    "u": c["teacher_username"] or c["teacher_cccd"],
+                    "n": c["teacher_name"] or c["teacher_username"],
+                    "cccd": c["teacher_cccd"],
+                    "e": c["teacher_email"],
+                }
+                for c in teachers
+            ],
+        )
+        conn.execute(
+            text("""
+                INSERT INTO staff_role (staff_id, role, school_id, delegated, valid_from)
+                SELECT s.id, 'homeroom_teacher', :school, false, DATE '2000-01-01'
+                FROM staff s WHERE s.username = :u AND NOT EXISTS (
+                    SELECT 1 FROM staff_role r WHERE r.staff_id = s.id
+                    AND r.role = 'homeroom_teacher' AND r.school_id = :school)
+            """),
+            [
+                {"u": c["teacher_username"] or c["teacher_cccd"], "school": school.id}
+                for c in teachers
+            ],
+        )
+    for c in class_rows:
+        res = conn.execute(
+            text("""
+                INSERT INTO school_class (school_id, school_year_id, name, grade,
+                                          homeroom_teacher_id)
+                VALUES (:school, :year, :name, :grade,
+                        (SELECT id FROM staff WHERE username = :u))
+                ON CONFLICT (school_id, school_year_id, name) DO UPDATE
+                SET grade = excluded.grade,
+                    homeroom_teacher_id = COALESCE(excluded.homeroom_teacher_id,
+                                                   school_class.homeroom_teacher_id)
+                WHERE (school_class.grade, school_class.homeroom_teacher_id) IS DISTINCT FROM
+                      (excluded.grade, COALESCE(excluded.homeroom_teacher_id,
+                                                school_class.homeroom_teacher_id))
+            """),
+            {
+                "school": school.id,
+                "year": year_id,
+                "name": c["class_name"],
+                "grade": c["grade"],
+                "u": c.get("teacher_username") or c.get("teacher_cccd"),
+            },
+        )
+        report.classes_changed += res.rowcount
+
+    # pupils, enrolments, year summaries through a staging table (COPY, then set-based upserts)
+    conn.execute(
+        text("""
+        CREATE TEMP TABLE stage_import (
+            pupil_code text, cccd text, full_name text, gender text, birth_date date,
+            birthplace text, hometown text, address text, ethnicity text, nationality text,
+            father_name text, mother_name text, guardian_name text, class_name text,
+            register_no text, enrolled_on date, content jsonb, entered_result text,
+            computed_result text, cohort text, flags jsonb
+        ) ON COMMIT DROP
+    """)
+    )
+    cols = (
+        "pupil_code",
+        "cccd",
+        "full_name",
+        "gender",
+        "birth_date",
+        "birthplace",
+        "hometown",
+        "address",
+        "ethnicity",
+        "nationality",
+        "father_name",
+        "mother_name",
+        "guardian_name",
+        "class_name",
+        "register_no",
+        "enrolled_on",
+    )
+    cur = conn.connection.driver_connection.cursor()
+    with cur.copy(
+        f"COPY stage_import ({', '.join(cols)}, content, entered_result, "
+        "computed_result, cohort, flags) FROM STDIN"
+    ) as copy:
+        for p, s in zip(parsed.pupils, summaries, strict=True):
+            copy.write_row(
+                (
+                    *(p[c] for c in cols),
+                    json.dumps(s["content"], ensure_ascii=False),
+                    s["entered_result"],
+                    s["computed_result"],
+                    s["cohort"],
+                    json.dumps(s["flags"], ensure_ascii=False),
+                )
+            )
+    pcols = cols[:13]
+    report.pupils_changed = conn.execute(
+        text(f"""
+        INSERT INTO pupil ({", ".join(pcols)})
+        SELECT {", ".join(pcols)} FROM stage_import
+        ON CONFLICT (pupil_code) DO UPDATE SET
+            {", ".join(f"{c} = excluded.{c}" for c in pcols[1:])}
+        WHERE ({", ".join(f"pupil.{c}" for c in pcols[1:])})
+              IS DISTINCT FROM ({", ".join(f"excluded.{c}" for c in pcols[1:])})
+    """)
+    ).rowcount
+    report.enrolments_changed = conn.execute(
+        text("""
+        INSERT INTO enrolment (pupil_id, class_id, school_id, school_year_id, register_no,
+                               enrolled_on)
+        SELECT p.id, c.id, :school, :year, st.register_no, st.enrolled_on
+        FROM stage_import st JOIN pupil p ON p.pupil_code = st.pupil_code
+        JOIN school_class c ON c.school_id = :school AND c.school_year_id = :year
+                           AND c.name = st.class_name
+        ON CONFLICT (pupil_id, school_year_id, class_id) DO UPDATE
+        SET register_no = excluded.register_no, enrolled_on = excluded.enrolled_on
+        WHERE (enrolment.register_no, enrolment.enrolled_on)
+              IS DISTINCT FROM (excluded.register_no, excluded.enrolled_on)
+    """),
+        {"school": school.id, "year": year_id},
+    ).rowcount
+    report.summaries_changed = conn.execute(
+        text("""
+        INSERT INTO year_summary (enrolment_id, content, entered_result, computed_result,
+                                  cohort, flags)
+        SELECT e.id, st.content, st.entered_result, st.computed_result, st.cohort, st.flags
+        FROM stage_import st JOIN pupil p ON p.pupil_code = st.pupil_code
+        JOIN school_class c ON c.school_id = :school AND c.school_year_id = :year
+                           AND c.name = st.class_name
+        JOIN enrolment e ON e.pupil_id = p.id AND e.class_id = c.id
+        ON CONFLICT (enrolment_id) DO UPDATE
+        SET content = excluded.content, entered_result = excluded.entered_result,
+            computed_result = excluded.computed_result, cohort = excluded.cohort,
+            flags = excluded.flags, updated_at = now()
+        WHERE (year_summary.content, year_summary.entered_result, year_summary.flags)
+              IS DISTINCT FROM (excluded.content, excluded.entered_result, excluded.flags)
+    """),
+        {"school": school.id, "year": year_id},
+    ).rowcount
+    report.without_id = sum(1 for p in parsed.pupils if not p["cccd"])
+    report.flagged = sum(1 for s in summaries if s["flags"])
+    if report.changed:
+        conn.execute(
+            text(
+                "INSERT INTO import_batch (file_sha256, filename, school_id, rows, changed) "
+                "VALUES (:h, :f, :s, :r, :c)"
+            ),
+            {
+                "h": parsed.sha256,
+                "f": parsed.filename,
+                "s": school.id,
+                "r": report.rows,
+                "c": report.changed,
+            },
+        )
+        audit.append(
+            session,
+            [
+                audit.NewEvent(
+                    chain=audit.school_chain(school_code),
+                    actor=actor.label,
+                    actor_id=actor.staff_id,
+                    action="import",
+                    payload={
+                        "file_sha256": parsed.sha256,
+                        "year": year,
+                        "rows": report.rows,
+                        "changed": report.changed,
+                    },
+                )
+            ],
+        )
+    return report
+
+
+def _class_rows(parsed: ParsedImport) -> list[dict[str, Any]]:
+    by_name: dict[str, dict[str, Any]] = {}
+    for c in parsed.classes:
+        by_name[c["class_name"]] = dict(c)
+    for p in parsed.pupils:
+        by_name.setdefault(
+            p["class_name"],
+            {
+                "class_name": p["class_name"],
+                "grade": p["grade"],
+                "teacher_name": None,
+                "teacher_cccd": None,
+                "teacher_username": None,
+                "teacher_email": None,
+            },
+        )
+    return list(by_name.values())
+
+
+def _check_against_database(
+    session: Session,
+    parsed: ParsedImport,
+    summaries: list[dict[str, Any]],
+    school_id: int,
+    year_id: int,
+) -> None:
+    conn = session.connection()
+    problems: list[Problem] = []
+    rows_by_code = {p["pupil_code"]: p for p in parsed.pupils}
+    cccd_rows = {p["cccd"]: p for p in parsed.pupils if p["cccd"]}
+    if cccd_rows:
+        for code, cccd in conn.execute(
+            text("SELECT pupil_code, cccd FROM pupil WHERE cccd = ANY(:c)"),
+            {"c": list(cccd_rows)},
+        ):
+            p = cccd_rows[cccd]
+            if code != p["pupil_code"]:
+                problems.append(
+                    Problem(
+                        PUPIL_SHEET,
+                        p["_row"],
+                        "Mã định danh",
+                        f"mã định danh {cccd} đã thuộc học sinh mã {code}",
+                    )
+                )
+    teacher_ids = [c["teacher_cccd"] for c in parsed.classes if c.get("teacher_cccd")]
+    if teacher_ids:
+        owners = dict(
+            conn.execute(
+                text("SELECT cccd, username FROM staff WHERE cccd = ANY(:c)"), {"c": teacher_ids}
+            ).all()
+        )
+        for c in parsed.classes:
+            u = c.get("teacher_username") or c.get("teacher_cccd")
+            if c.get("teacher_cccd") in owners and owners[c["teacher_cccd"]] != u:
+                problems.append(
+                    Problem(
+                        CLASS_SHEET,
+                        c["_row"],
+                        "Mã định danh GVCN",
+                        f"mã định danh này đã thuộc tài khoản {owners[c['teacher_cccd']]}",
+                    )
+                )
+    locked = conn.execute(
+        text("""
+            SELECT p.pupil_code, r.state, ys.content, ys.entered_result
+            FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id
+            JOIN year_summary ys ON ys.enrolment_id = r.enrolment_id
+            WHERE r.school_id = :s AND r.school_year_id = :y AND p.pupil_code = ANY(:codes)
+              AND r.state NOT IN ('draft', 'in_review', 'revoked', 'superseded')
+        """),
+        {"s": school_id, "y": year_id, "codes": list(rows_by_code)},
+    ).all()
+    by_code_summary = {p["pupil_code"]: s for p, s in zip(parsed.pupils, summaries, strict=True)}
+    from hocba.models.lifecycle_states import STATE_LABELS
+
+    for code, state, content, entered in locked:
+        new = by_code_summary[code]
+        if (content, entered) != (new["content"], new["entered_result"]):
+            problems.append(
+                Problem(
+                    PUPIL_SHEET,
+                    rows_by_code[code]["_row"],
+                    None,
+                    f"học bạ của học sinh {code} đang ở bước «{STATE_LABELS[state]}», không thể ghi "
+                    "đè kết quả; hãy để GVCN mở lại học bạ (hoặc lập yêu cầu chỉnh lý nếu đã phát "
+                    "hành) rồi nhập lại",
+                )
+            )
+    if problems:
+        raise ImportFailed(problems)
+
+
+def import_file(
+    session: Session, path: Path, school_code: str, year: str, actor: Actor
+) -> ImportReport:
+    """Read, validate and write one file, all or nothing (in the caller's transaction)."""
+    return apply(session, read_file(path), school_code, year, actor)
+
+
+# ---------------------------------------------------------------------------------------
+# Writing workbooks: the template, and the demo district's files
+# ---------------------------------------------------------------------------------------
+
+
+def write_workbook(
+    path: Path, pupils: Iterable[dict[str, Any]] = (), classes: Iterable[dict[str, Any]] = ()
+) -> Path:
+    """Write a workbook in the import layout (the template when no rows are given)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font, PatternFill
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    wb = Workbook()
+    bold = Font(bold=True)
+    fill = PatternFill("solid", fgColor="DDEBF7")
+    for idx, (title, columns, rows) in enumerate(
+        ((PUPIL_SHEET, PUPIL_COLUMNS, pupils), (CLASS_SHEET, CLASS_COLUMNS, classes))
+    ):
+        ws = wb.active if idx == 0 else wb.create_sheet()
+        ws.title = title
+        ws.append([c.header for c in columns])
+        for i, c in enumerate(columns, start=1):
+            cell = ws.cell(row=1, column=i)
+            cell.font, cell.fill = bold, fill
+            letter = get_column_letter(i)
+            ws.column_dimensions[letter].width = c.width
+            if c.text_format:  # keep leading zeros of IDs: the whole column is text
+                ws.column_dimensions[letter].number_format = "@"
+            if c.choices:
+                dv = DataValidation(
+                    type="list",
+                    formula1='"' + ",".join(c.choices) + '"',
+                    allow_blank=True,
+                    showErrorMessage=True,
+                    errorTitle="Giá trị không hợp lệ",
+                    error="Chọn một giá trị trong danh sách",
+                )
+                dv.add(f"{letter}2:{letter}{MAX_ROWS + 1}")
+                ws.add_data_validation(dv)
+        ws.freeze_panes = "C2" if title == PUPIL_SHEET else "B2"
+        for row in rows:
+            ws.append([_cell_value(row.get(c.key)) for c in columns])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+    return path
+
+
+def _cell_value(v: Any) -> Any:
+    if isinstance(v, dt.date):
+        return v.strftime("%d/%m/%Y")
+    return v
