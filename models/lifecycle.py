@@ -20,10 +20,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hocba.models import audit
-from hocba.models.lifecycle_states import STATE_LABELS
 from sqlalchemy import text
 from sqlmodel import Session
+
+from hocba.models import audit
+from hocba.models.lifecycle_states import STATE_LABELS
 
 #: TT27 flags that stop a teacher from approving a record (data incomplete or wrong).
 BLOCKING_FLAGS = frozenset(

@@ -12,9 +12,10 @@ import hashlib
 import hmac
 import os
 
-from hocba.models.lifecycle_states import ROLES
 from sqlalchemy import text
 from sqlmodel import Session
+
+from hocba.models.lifecycle_states import ROLES
 
 
 class OrgError(ValueError):

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hocba.models import audit
-from hocba.models.lifecycle import Actor
 from sqlalchemy import text
 from sqlmodel import Session
+
+from hocba.models import audit
+from hocba.models.lifecycle import Actor
 
 
 @dataclass

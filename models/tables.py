@@ -12,7 +12,6 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from hocba.models.lifecycle_states import COHORTS, ROLES, STATES
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -26,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlmodel import Field, SQLModel
+
+from hocba.models.lifecycle_states import COHORTS, ROLES, STATES
 
 
 def _now_column() -> Any:

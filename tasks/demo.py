@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+from sqlmodel import Session
+
 from hocba.models import org, tt27
 from hocba.models.lifecycle import SYSTEM, Actor, transition
 from hocba.models.records import create_drafts
 from hocba.tasks import importer
-from sqlalchemy import text
-from sqlmodel import Session
 
 DEMO_PASSWORD = "hocba-demo"  # demo accounts only; printed in the README
 PROVINCE = ("22", "Quảng Ninh")

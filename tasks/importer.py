@@ -38,10 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hocba.models import audit, tt27
-from hocba.models.lifecycle import Actor
 from sqlalchemy import text
 from sqlmodel import Session
+
+from hocba.models import audit, tt27
+from hocba.models.lifecycle import Actor
 
 PUPIL_SHEET = "HocSinh"
 CLASS_SHEET = "Lop"
@@ -932,9 +933,9 @@ def _check_against_database(
                     PUPIL_SHEET,
                     rows_by_code[code]["_row"],
                     None,
-                    f"học bạ của học sinh {code} đang ở bước «{STATE_LABELS[state]}», không thể ghi "
-                    "đè kết quả; hãy để GVCN mở lại học bạ (hoặc lập yêu cầu chỉnh lý nếu đã phát "
-                    "hành) rồi nhập lại",
+                    f"học bạ của học sinh {code} đang ở bước «{STATE_LABELS[state]}», "
+                    "không thể ghi đè kết quả; hãy để GVCN mở lại học bạ "
+                    "(hoặc lập yêu cầu chỉnh lý nếu đã phát hành) rồi nhập lại",
                 )
             )
     if problems:

@@ -25,8 +25,20 @@ def cli(engine, pg_url: str, schema_name: str, tmp_path: Path, monkeypatch) -> I
 
 
 def test_demo_then_status_and_records(cli: CliRunner) -> None:
-    res = cli.invoke(app, ["demo", "--schools", "2", "--pupils-per-school", "30", "--seed", "5",
-                           "--year", "2024-2025"])
+    res = cli.invoke(
+        app,
+        [
+            "demo",
+            "--schools",
+            "2",
+            "--pupils-per-school",
+            "30",
+            "--seed",
+            "5",
+            "--year",
+            "2024-2025",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "Huyện mẫu Đầm Hà" in res.output and "Tổng" in res.output
 
@@ -44,8 +56,17 @@ def test_demo_then_status_and_records(cli: CliRunner) -> None:
 
 
 def test_demo_is_deterministic(cli: CliRunner) -> None:
-    args = ["demo", "--schools", "1", "--pupils-per-school", "15", "--seed", "9",
-            "--year", "2024-2025"]
+    args = [
+        "demo",
+        "--schools",
+        "1",
+        "--pupils-per-school",
+        "15",
+        "--seed",
+        "9",
+        "--year",
+        "2024-2025",
+    ]
     assert cli.invoke(app, args).exit_code == 0
     first = cli.invoke(app, ["records", "--json"]).output
     assert cli.invoke(app, args).exit_code == 0  # the same seed again changes nothing

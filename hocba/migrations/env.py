@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hocba.models.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from alembic import context
 from sqlalchemy import text
 from sqlmodel import SQLModel
+
+import hocba.models.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config
 engine = config.attributes.get("engine")

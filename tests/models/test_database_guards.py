@@ -15,8 +15,13 @@ def _issued(district) -> int:  # type: ignore[no-untyped-def]
     rid = district.record_ids("DH01")[0]
     district.force_state(rid, "principal_signed", flags="[]")
     with Session(district.engine) as s:
-        res = transition(s, [rid], "seal", district.actor("dh01.vt"),
-                         payloads={rid: {"signed_xml": b"<HOC_BA>signed</HOC_BA>"}})
+        res = transition(
+            s,
+            [rid],
+            "seal",
+            district.actor("dh01.vt"),
+            payloads={rid: {"signed_xml": b"<HOC_BA>signed</HOC_BA>"}},
+        )
         s.commit()
     assert res.ok == [rid]
     return rid
@@ -101,13 +106,21 @@ def test_hash_chain_is_intact_after_normal_work(district) -> None:  # type: igno
 @pytest.mark.parametrize(
     ("sql", "message"),
     [
-        ("UPDATE audit_event SET reason = 'đã sửa' WHERE chain = 'school:DH01' AND seq = 5",
-         "bị sửa"),
-        ("UPDATE audit_event SET at = at + interval '1 day' "
-         "WHERE chain = 'school:DH01' AND seq = 5", "bị sửa"),
+        (
+            "UPDATE audit_event SET reason = 'đã sửa' WHERE chain = 'school:DH01' AND seq = 5",
+            "bị sửa",
+        ),
+        (
+            "UPDATE audit_event SET at = at + interval '1 day' "
+            "WHERE chain = 'school:DH01' AND seq = 5",
+            "bị sửa",
+        ),
         ("DELETE FROM audit_event WHERE chain = 'school:DH01' AND seq = 5", "Thiếu"),
-        ("DELETE FROM audit_event WHERE chain = 'school:DH01' AND seq = "
-         "(SELECT max(seq) FROM audit_event WHERE chain = 'school:DH01')", "cuối"),
+        (
+            "DELETE FROM audit_event WHERE chain = 'school:DH01' AND seq = "
+            "(SELECT max(seq) FROM audit_event WHERE chain = 'school:DH01')",
+            "cuối",
+        ),
     ],
 )
 def test_hash_chain_names_the_first_broken_event(district, sql: str, message: str) -> None:  # type: ignore[no-untyped-def]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sqlmodel import Session
+
 from hocba.models.lifecycle import SYSTEM, TRANSITIONS, Actor, TransitionError, transition
 from hocba.models.lifecycle_states import STATES
-from sqlmodel import Session
 
 XML = b"<HOC_BA/>"
 

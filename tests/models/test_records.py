@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from hocba.models.calendar import default_deadline, deadline_for, set_deadline
+from hocba.models.calendar import deadline_for, default_deadline, set_deadline
 from hocba.models.lifecycle import SYSTEM
 from hocba.models.records import create_drafts, list_records, stage_counts, without_id_counts
 
@@ -14,9 +14,12 @@ def test_drafts_only_for_pupils_with_a_personal_id(district) -> None:  # type: i
     without = district.scalar("SELECT count(*) FROM pupil WHERE cccd IS NULL")
     records = district.scalar("SELECT count(*) FROM hoc_ba")
     assert records == pupils - without
-    assert district.scalar(
-        "SELECT count(*) FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id WHERE p.cccd IS NULL"
-    ) == 0
+    assert (
+        district.scalar(
+            "SELECT count(*) FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id WHERE p.cccd IS NULL"
+        )
+        == 0
+    )
 
 
 def test_creating_drafts_twice_creates_nothing_more(district) -> None:  # type: ignore[no-untyped-def]
@@ -31,9 +34,13 @@ def test_creating_drafts_twice_creates_nothing_more(district) -> None:  # type: 
 
 
 def test_each_draft_has_a_create_event(district) -> None:  # type: ignore[no-untyped-def]
-    assert district.scalar(
-        "SELECT count(*) FROM hoc_ba r WHERE NOT EXISTS (SELECT 1 FROM audit_event e "
-        "WHERE e.record_id = r.id AND e.action = 'create_draft')") == 0
+    assert (
+        district.scalar(
+            "SELECT count(*) FROM hoc_ba r WHERE NOT EXISTS (SELECT 1 FROM audit_event e "
+            "WHERE e.record_id = r.id AND e.action = 'create_draft')"
+        )
+        == 0
+    )
 
 
 def test_status_counts_add_up(district) -> None:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ import unicodedata
 from decimal import Decimal
 
 import pytest
+
 from hocba.models.tt27 import (
     GENERAL_COMPETENCES,
     QUALITIES,

@@ -51,8 +51,14 @@ def counts(engine: Engine) -> tuple[int, ...]:
     with engine.connect() as c:
         return tuple(
             c.scalar(text(f"SELECT count(*) FROM {t}"))
-            for t in ("pupil", "enrolment", "year_summary", "school_class", "import_batch",
-                      "audit_event")
+            for t in (
+                "pupil",
+                "enrolment",
+                "year_summary",
+                "school_class",
+                "import_batch",
+                "audit_event",
+            )
         )
 
 
@@ -61,8 +67,9 @@ def test_import_writes_pupils_classes_and_results(org: Engine, tmp_path: Path) -
     assert report.rows == 20 and report.pupils_changed == 20 and report.summaries_changed == 20
     with org.connect() as c:
         name = c.scalar(text("SELECT full_name FROM pupil ORDER BY id LIMIT 1"))
-        teachers = c.scalar(text("SELECT count(*) FROM school_class "
-                                 "WHERE homeroom_teacher_id IS NOT NULL"))
+        teachers = c.scalar(
+            text("SELECT count(*) FROM school_class WHERE homeroom_teacher_id IS NOT NULL")
+        )
     assert name == rows()[0][0]["full_name"]  # diacritics preserved
     assert teachers == len(rows()[1])
 
@@ -113,8 +120,9 @@ ERROR_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("what", "change", "row", "column", "words"), ERROR_CASES,
-                         ids=[c[0] for c in ERROR_CASES])
+@pytest.mark.parametrize(
+    ("what", "change", "row", "column", "words"), ERROR_CASES, ids=[c[0] for c in ERROR_CASES]
+)
 def test_bad_row_names_row_column_and_writes_nothing(
     org: Engine, tmp_path: Path, what: str, change: Any, row: int, column: str, words: str
 ) -> None:
@@ -122,8 +130,10 @@ def test_bad_row_names_row_column_and_writes_nothing(
     with pytest.raises(ImportFailed) as exc:
         do_import(org, write(tmp_path, change))
     problems = exc.value.problems
-    assert any(p.sheet == "HocSinh" and p.row == row and p.column == column and words in p.message
-               for p in problems), [str(p) for p in problems]
+    assert any(
+        p.sheet == "HocSinh" and p.row == row and p.column == column and words in p.message
+        for p in problems
+    ), [str(p) for p in problems]
     assert "chưa ghi gì" in exc.value.summary()
     assert counts(org) == before
 
@@ -135,8 +145,10 @@ def test_subject_not_taught_in_the_grade(org: Engine, tmp_path: Path) -> None:
     path = importer.write_workbook(tmp_path / "x.xlsx", pupils, classes)
     with pytest.raises(ImportFailed) as exc:
         do_import(org, path)
-    assert any(p.row == first_grade + 2 and "không học môn Khoa học" in p.message
-               for p in exc.value.problems)
+    assert any(
+        p.row == first_grade + 2 and "không học môn Khoa học" in p.message
+        for p in exc.value.problems
+    )
 
 
 def test_wrong_sheet_name(org: Engine, tmp_path: Path) -> None:
@@ -191,14 +203,23 @@ def test_reviewed_record_is_not_overwritten(org: Engine, tmp_path: Path) -> None
     do_import(org, write(tmp_path))
     with Session(org) as s:
         create_drafts(s, SYSTEM)
-        rid = s.connection().scalar(text(
-            "SELECT r.id FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
-            "WHERE p.pupil_code = :c"), {"c": rows()[0][2]["pupil_code"]})
+        rid = s.connection().scalar(
+            text(
+                "SELECT r.id FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
+                "WHERE p.pupil_code = :c"
+            ),
+            {"c": rows()[0][2]["pupil_code"]},
+        )
         transition(s, [rid], "send_to_review", SYSTEM)
-        teacher = s.connection().scalar(text(
-            "SELECT c.homeroom_teacher_id FROM hoc_ba r JOIN school_class c ON c.id = r.class_id "
-            "WHERE r.id = :r"), {"r": rid})
+        teacher = s.connection().scalar(
+            text(
+                "SELECT c.homeroom_teacher_id FROM hoc_ba r "
+                "JOIN school_class c ON c.id = r.class_id WHERE r.id = :r"
+            ),
+            {"r": rid},
+        )
         from hocba.models.lifecycle import Actor
+
         s.connection().execute(text("UPDATE hoc_ba SET flags = '[]' WHERE id = :r"), {"r": rid})
         assert transition(s, [rid], "approve", Actor(teacher, "GV")).ok == [rid]
         s.commit()
@@ -216,10 +237,14 @@ def test_entered_result_disagreeing_with_tt27_is_flagged_not_changed(
     pupils[i]["entered_result"] = "HTXS"
     do_import(org, importer.write_workbook(tmp_path / "z.xlsx", pupils, classes))
     with org.connect() as c:
-        entered, computed, flags = c.execute(text(
-            "SELECT ys.entered_result, ys.computed_result, ys.flags FROM year_summary ys "
-            "JOIN enrolment e ON e.id = ys.enrolment_id JOIN pupil p ON p.id = e.pupil_id "
-            "WHERE p.pupil_code = :c"), {"c": pupils[i]["pupil_code"]}).one()
+        entered, computed, flags = c.execute(
+            text(
+                "SELECT ys.entered_result, ys.computed_result, ys.flags FROM year_summary ys "
+                "JOIN enrolment e ON e.id = ys.enrolment_id JOIN pupil p ON p.id = e.pupil_id "
+                "WHERE p.pupil_code = :c"
+            ),
+            {"c": pupils[i]["pupil_code"]},
+        ).one()
     assert (entered, computed) == ("HTXS", "HT")
     assert [f["code"] for f in flags] == ["RESULT_MISMATCH"]
 
@@ -231,8 +256,12 @@ def test_csv_import(org: Engine, tmp_path: Path) -> None:
         w = csv.writer(f)
         w.writerow([c.header for c in importer.PUPIL_COLUMNS])
         for p in pupils:
-            w.writerow([importer._cell_value(p.get(c.key)) if p.get(c.key) is not None else ""
-                        for c in importer.PUPIL_COLUMNS])
+            w.writerow(
+                [
+                    importer._cell_value(p.get(c.key)) if p.get(c.key) is not None else ""
+                    for c in importer.PUPIL_COLUMNS
+                ]
+            )
     report = do_import(org, path)
     assert report.pupils_changed == 20
 
