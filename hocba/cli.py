@@ -99,7 +99,7 @@ def import_(
 
     _prepare()
     try:
-        with db.session_scope() as session:
+        with db.session_scope() as session, err.status(f"Đang đọc và kiểm tra {path.name}…"):
             t0 = time.perf_counter()
             report = import_file(session, path, school, year, SYSTEM)
             if drafts:
