@@ -62,8 +62,11 @@ def main() -> None:
             results["import"].append(time.perf_counter() - t)
         with Session(engine) as s:
             t = time.perf_counter()
-            s.connection().execute(text(
-                "CREATE TABLE scratch AS SELECT enrolment_id, content, flags FROM year_summary"))
+            s.connection().execute(
+                text(
+                    "CREATE TABLE scratch AS SELECT enrolment_id, content, flags FROM year_summary"
+                )
+            )
             s.commit()
             results["insert"].append(time.perf_counter() - t)
         with Session(engine) as s:

@@ -212,7 +212,7 @@ def _print_status() -> None:
     totals: dict[str, int] = defaultdict(int)
     for (code, cohort, name), counts in sorted(per.items()):
         table.add_row(
-            f"{code} {name}",
+            f"{code} {name.removeprefix('Trường Tiểu học ')}",
             COHORT_LABELS[cohort],
             *(str(counts.get(s, 0)) for s in used),
             str(no_id.get(code, 0)) if cohort == "june" else "",
