@@ -48,6 +48,18 @@ def _progress() -> Progress:
     )
 
 
+def _school_id(session: Any, code: str) -> int:
+    sid = (
+        session.connection()
+        .exec_driver_sql("SELECT id FROM school WHERE code = %s", (code,))
+        .scalar()
+    )
+    if sid is None:
+        err.print(f"[red]Không có trường mã «{code}». Xem danh sách: hocba status.[/red]")
+        raise typer.Exit(2)
+    return int(sid)
+
+
 def _prepare() -> None:
     """Bring the schema to head (cheap when it already is)."""
     settings = load_settings()
@@ -102,15 +114,13 @@ def import_(
         with db.session_scope() as session, err.status(f"Đang đọc và kiểm tra {path.name}…"):
             t0 = time.perf_counter()
             report = import_file(session, path, school, year, SYSTEM)
-            if drafts:
-                from hocba.tasks.importer import school_year_id
+        if drafts:  # its own transaction: record locks, then audit head (one lock order)
+            from hocba.tasks.importer import school_year_id
 
-                sid = (
-                    session.connection()
-                    .exec_driver_sql("SELECT id FROM school WHERE code = %s", (school,))
-                    .scalar_one()
+            with db.session_scope() as session:
+                d = create_drafts(
+                    session, SYSTEM, [_school_id(session, school)], school_year_id(session, year)
                 )
-                d = create_drafts(session, SYSTEM, [sid], school_year_id(session, year))
     except ImportFailed as exc:
         err.print(f"[red]{exc.summary(limit=50)}[/red]")
         raise typer.Exit(1) from None
@@ -130,11 +140,7 @@ def drafts_cmd(
     with db.session_scope() as session:
         ids = None
         if school:
-            ids = [
-                session.connection()
-                .exec_driver_sql("SELECT id FROM school WHERE code = %s", (school,))
-                .scalar_one()
-            ]
+            ids = [_school_id(session, school)]
         d = create_drafts(session, SYSTEM, ids)
     console.print(
         f"Bản nháp: {d.created} mới, {d.refreshed} cập nhật; "

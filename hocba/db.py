@@ -90,6 +90,7 @@ def make_engine(url: str, schema: str) -> Engine:
         url,
         connect_args={"options": f"-c search_path={schema},public -c timezone=Asia/Ho_Chi_Minh"},
         pool_pre_ping=True,
+        isolation_level="READ COMMITTED",
         pool_size=5,
         max_overflow=10,
     )

@@ -48,6 +48,29 @@ class ChainProblem:
     message: str
 
 
+def _check_payload(value: Any) -> None:
+    """Payload values must round-trip through JSONB unchanged (the hash depends on it):
+    strings, booleans, None, integers of at most 15 digits, and lists/dicts of them."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError("audit: khóa của payload phải là chuỗi")
+            _check_payload(v)
+    elif isinstance(value, list):
+        for v in value:
+            _check_payload(v)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if abs(value) >= 10**15:
+            raise ValueError("audit: số nguyên quá lớn trong payload")
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("audit: payload chứa ký tự NUL")
+    else:
+        raise ValueError(f"audit: kiểu {type(value).__name__} không được dùng trong payload")
+
+
 def school_chain(school_code: str) -> str:
     return f"school:{school_code}"
 
@@ -82,6 +105,10 @@ def append(session: Session, events: Sequence[NewEvent], at: dt.datetime | None 
     if not events:
         return
     at = at or dt.datetime.now(dt.UTC)
+    if at.tzinfo is None:
+        raise ValueError("audit: thời điểm phải có múi giờ (aware datetime)")
+    for ev in events:
+        _check_payload(ev.payload)
     by_chain: dict[str, list[NewEvent]] = defaultdict(list)
     for ev in events:
         by_chain[ev.chain].append(ev)
@@ -160,11 +187,21 @@ def append(session: Session, events: Sequence[NewEvent], at: dt.datetime | None 
 
 def verify(session: Session, chains: Iterable[str] | None = None) -> list[ChainProblem]:
     """Recompute every (or the given) chain; return the first broken event of each."""
-    conn = session.connection()
+    # one consistent snapshot: a writer committing meanwhile must not look like tampering
+    with session.get_bind().connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+        return _verify(conn, chains)
+
+
+def _verify(conn: Any, chains: Iterable[str] | None) -> list[ChainProblem]:
     if chains is None:
-        chain_list = [
-            r[0] for r in conn.execute(text("SELECT chain FROM audit_head ORDER BY chain"))
-        ]
+        chain_list = list(
+            conn.scalars(
+                text(
+                    "SELECT chain FROM audit_head UNION SELECT DISTINCT chain FROM audit_event "
+                    "ORDER BY 1"
+                )
+            )
+        )
     else:
         chain_list = sorted(chains)
     problems: list[ChainProblem] = []
@@ -203,11 +240,9 @@ def verify(session: Session, chains: Iterable[str] | None = None) -> list[ChainP
                 break
             prev, expected_seq = r.hash, expected_seq + 1
         result.close()
-        if (
-            problem is None
-            and head is not None
-            and (head.seq, head.hash) != (expected_seq - 1, prev)
-        ):
+        if problem is None and head is None:
+            problem = ChainProblem(chain, 0, None, "Mất đầu chuỗi (audit_head) của chuỗi này")
+        elif problem is None and (head.seq, head.hash) != (expected_seq - 1, prev):
             problem = ChainProblem(chain, expected_seq - 1, None, "Sự kiện cuối của chuỗi bị mất")
         if problem:
             problems.append(problem)

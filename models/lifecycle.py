@@ -19,12 +19,15 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba.models import audit
 from hocba.models.lifecycle_states import STATE_LABELS
+
+VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 #: TT27 flags that stop a teacher from approving a record (data incomplete or wrong).
 BLOCKING_FLAGS = frozenset(
@@ -322,6 +325,8 @@ def transition(
         raise TransitionError(f"Thao tác «{t.label}» cần ghi rõ lý do.")
     payloads = payloads or {}
     now = now or dt.datetime.now(dt.UTC)
+    if now.tzinfo is None:
+        raise TransitionError("Thời điểm thao tác phải có múi giờ.")
     result = BatchResult(action)
     ids = sorted(set(record_ids))
     if not ids:
@@ -340,7 +345,7 @@ def transition(
         {"ids": ids},
     ).all()
     found = {row.id: RecordRow(*row) for row in rows}
-    grants = load_grants(session, actor, now.date())
+    grants = load_grants(session, actor, now.astimezone(VN_TZ).date())  # roles by local date
     allowed: list[RecordRow] = []
     for rid in ids:
         rec = found.get(rid)

@@ -57,6 +57,15 @@ def create_drafts(
         """),
         params,
     ).all()
+    # lock the drafts to refresh in id order first, as transition() does: no deadlock
+    conn.execute(
+        text(f"""
+            SELECT r.id FROM hoc_ba r JOIN enrolment e ON e.id = r.enrolment_id
+            WHERE r.state IN ('draft', 'in_review') AND {scope}
+            ORDER BY r.id FOR UPDATE OF r
+        """),
+        params,
+    )
     refreshed = conn.execute(
         text(f"""
             UPDATE hoc_ba r SET content = ys.content, entered_result = ys.entered_result,

@@ -155,6 +155,11 @@ def _gender(v: Any) -> str:
     raise _CellError(f"giới tính phải là «Nam» hoặc «Nữ» (nhận được: «{s}»)")
 
 
+def mask_id(value: str) -> str:
+    """A personal ID shown only by its last 4 digits (HOCBA_SPEC §7)."""
+    return "••••••••" + value[-4:]
+
+
 def _cccd(v: Any) -> str | None:
     if isinstance(v, int | float) and not isinstance(v, bool):
         # a number cell lost its leading zero(s): the ID is 12 digits, province code first
@@ -164,7 +169,7 @@ def _cccd(v: Any) -> str | None:
         return None
     s = s.replace(" ", "")
     if not re.fullmatch(r"[0-9]{12}", s):
-        raise _CellError(f"mã định danh cá nhân phải gồm đúng 12 chữ số (nhận được: «{s}»)")
+        raise _CellError(f"mã định danh cá nhân phải gồm đúng 12 chữ số (nhận được {len(s)} ký tự)")
     return s
 
 
@@ -384,7 +389,20 @@ def read_file(path: Path) -> ParsedImport:
     parsed = ParsedImport(sha256=hashlib.sha256(data).hexdigest(), filename=path.name)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        textdata = data.decode("utf-8-sig", errors="strict")
+        try:
+            textdata = data.decode("utf-8-sig", errors="strict")
+        except UnicodeDecodeError:
+            raise ImportFailed(
+                [
+                    Problem(
+                        path.name,
+                        None,
+                        None,
+                        "tệp CSV không ở dạng UTF-8; trong Excel hãy chọn "
+                        "Lưu dưới dạng «CSV UTF-8»",
+                    )
+                ]
+            ) from None
         parsed.pupils = _parse_sheet(
             PUPIL_SHEET, csv.reader(io.StringIO(textdata)), PUPIL_COLUMNS, problems
         )
@@ -422,14 +440,14 @@ def read_file(path: Path) -> ParsedImport:
             )
         parsed.pupils = _parse_sheet(
             PUPIL_SHEET,
-            wb.get_sheet_by_name(names[_norm(PUPIL_SHEET)]).to_python(),
+            wb.get_sheet_by_name(names[_norm(PUPIL_SHEET)]).to_python(skip_empty_area=False),
             PUPIL_COLUMNS,
             problems,
         )
         if _norm(CLASS_SHEET) in names:
             parsed.classes = _parse_sheet(
                 CLASS_SHEET,
-                wb.get_sheet_by_name(names[_norm(CLASS_SHEET)]).to_python(),
+                wb.get_sheet_by_name(names[_norm(CLASS_SHEET)]).to_python(skip_empty_area=False),
                 CLASS_COLUMNS,
                 problems,
             )
@@ -450,6 +468,17 @@ def _check_consistency(parsed: ParsedImport, problems: list[Problem]) -> None:
     class_grade: dict[str, tuple[int, str, int]] = {}
     for c in parsed.classes:
         name = c["class_name"]
+        if (c["teacher_cccd"] or c["teacher_email"]) and not c["teacher_username"]:
+            problems.append(
+                Problem(
+                    CLASS_SHEET,
+                    c["_row"],
+                    "Tên đăng nhập GVCN",
+                    "cần tên đăng nhập cho GVCN (không dùng mã định danh làm tên đăng nhập)",
+                )
+            )
+        if c["teacher_username"] and not c["teacher_name"]:
+            problems.append(Problem(CLASS_SHEET, c["_row"], "Họ tên GVCN", "cần họ tên GVCN"))
         if name in class_grade and class_grade[name][1] == CLASS_SHEET:
             problems.append(
                 Problem(
@@ -480,7 +509,7 @@ def _check_consistency(parsed: ParsedImport, problems: list[Problem]) -> None:
                         PUPIL_SHEET,
                         row,
                         "Mã định danh",
-                        f"mã định danh {cccd} trùng với dòng {seen_cccd[cccd]}",
+                        f"mã định danh {mask_id(cccd)} trùng với dòng {seen_cccd[cccd]}",
                     )
                 )
             seen_cccd.setdefault(cccd, row)
@@ -663,21 +692,22 @@ def apply(
 
     # homeroom teachers and classes
     class_rows = _class_rows(parsed)
-    teachers = [c for c in class_rows if c.get("teacher_cccd") or c.get("teacher_username")]
+    teachers = [c for c in class_rows if c.get("teacher_username")]
     if teachers:
         conn.execute(
             text("""
                 INSERT INTO staff (username, full_name, cccd, email, active)
                 VALUES (:u, :n, :cccd, :e, true)
                 ON CONFLICT (username) DO UPDATE SET full_name = excluded.full_name,
-                    cccd = excluded.cccd, email = COALESCE(excluded.email, staff.email)
+                    cccd = COALESCE(excluded.cccd, staff.cccd),
+                    email = COALESCE(excluded.email, staff.email)
                 WHERE (staff.full_name, staff.cccd, staff.email)
-                      IS DISTINCT FROM (excluded.full_name, excluded.cccd,
+                      IS DISTINCT FROM (excluded.full_name, COALESCE(excluded.cccd, staff.cccd),
                                         COALESCE(excluded.email, staff.email))
             """),
             [
                 {
-                    "u": c["teacher_username"] or c["teacher_cccd"],
+                    "u": c["teacher_username"],
                     "n": c["teacher_name"] or c["teacher_username"],
                     "cccd": c["teacher_cccd"],
                     "e": c["teacher_email"],
@@ -693,10 +723,7 @@ def apply(
                     SELECT 1 FROM staff_role r WHERE r.staff_id = s.id
                     AND r.role = 'homeroom_teacher' AND r.school_id = :school)
             """),
-            [
-                {"u": c["teacher_username"] or c["teacher_cccd"], "school": school.id}
-                for c in teachers
-            ],
+            [{"u": c["teacher_username"], "school": school.id} for c in teachers],
         )
     for c in class_rows:
         res = conn.execute(
@@ -718,7 +745,7 @@ def apply(
                 "year": year_id,
                 "name": c["class_name"],
                 "grade": c["grade"],
-                "u": c.get("teacher_username") or c.get("teacher_cccd"),
+                "u": c.get("teacher_username"),
             },
         )
         report.classes_changed += res.rowcount
@@ -891,7 +918,7 @@ def _check_against_database(
                         PUPIL_SHEET,
                         p["_row"],
                         "Mã định danh",
-                        f"mã định danh {cccd} đã thuộc học sinh mã {code}",
+                        f"mã định danh {mask_id(cccd)} đã thuộc một học sinh khác",
                     )
                 )
     teacher_ids = [c["teacher_cccd"] for c in parsed.classes if c.get("teacher_cccd")]
@@ -902,16 +929,59 @@ def _check_against_database(
             ).all()
         )
         for c in parsed.classes:
-            u = c.get("teacher_username") or c.get("teacher_cccd")
+            u = c.get("teacher_username")
             if c.get("teacher_cccd") in owners and owners[c["teacher_cccd"]] != u:
                 problems.append(
                     Problem(
                         CLASS_SHEET,
                         c["_row"],
                         "Mã định danh GVCN",
-                        f"mã định danh này đã thuộc tài khoản {owners[c['teacher_cccd']]}",
+                        "mã định danh này đã thuộc một tài khoản khác",
                     )
                 )
+    usernames = [c["teacher_username"] for c in parsed.classes if c.get("teacher_username")]
+    if usernames:
+        elsewhere = set(
+            conn.scalars(
+                text(
+                    "SELECT DISTINCT st.username FROM staff st JOIN staff_role r "
+                    "ON r.staff_id = st.id WHERE st.username = ANY(:u) "
+                    "AND (r.school_id IS DISTINCT FROM :s)"
+                ),
+                {"u": usernames, "s": school_id},
+            )
+        )
+        for c in parsed.classes:
+            if c.get("teacher_username") in elsewhere:
+                problems.append(
+                    Problem(
+                        CLASS_SHEET,
+                        c["_row"],
+                        "Tên đăng nhập GVCN",
+                        f"tài khoản {c['teacher_username']} thuộc trường hoặc "
+                        "đơn vị khác; hãy dùng tên đăng nhập khác",
+                    )
+                )
+    other_school = set(
+        conn.scalars(
+            text(
+                "SELECT p.pupil_code FROM enrolment e JOIN pupil p ON p.id = e.pupil_id "
+                "WHERE p.pupil_code = ANY(:codes) AND e.school_year_id = :y "
+                "AND e.school_id <> :s AND e.left_on IS NULL"
+            ),
+            {"codes": list(rows_by_code), "y": year_id, "s": school_id},
+        )
+    )
+    for code in sorted(other_school):
+        problems.append(
+            Problem(
+                PUPIL_SHEET,
+                rows_by_code[code]["_row"],
+                "Mã học sinh",
+                f"học sinh {code} đang học ở trường khác trong năm học này; "
+                "hãy làm thủ tục chuyển trường trước",
+            )
+        )
     locked = conn.execute(
         text("""
             SELECT p.pupil_code, r.state, ys.content, ys.entered_result

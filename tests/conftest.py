@@ -130,7 +130,14 @@ class District:
 
     def force_state(self, record_id: int, state: str, **cols: object) -> None:
         """Put a record straight into ``state`` (test set-up only), as the lifecycle would."""
+        from hocba.models.lifecycle_states import LOCKED_STATES
+
         sets = ", ".join(["state = :state", *(f"{k} = :{k}" for k in cols)])
+        if state in LOCKED_STATES:  # an issued record has its code, signed XML and hash
+            sets += (
+                ", lookup_code = gen_random_uuid(), signed_xml = 'x'::bytea, "
+                "xml_sha256 = encode(sha256('x'::bytea), 'hex'), issued_at = now()"
+            )
         with self.engine.begin() as conn:
             conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
             conn.execute(

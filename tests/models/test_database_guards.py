@@ -131,3 +131,45 @@ def test_hash_chain_names_the_first_broken_event(district, sql: str, message: st
     assert message in problems[0].message
     if "seq = 5" in sql:
         assert problems[0].seq == 5
+
+
+def test_a_record_is_born_a_draft(district) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO hoc_ba (pupil_id, school_id, class_id, school_year_id, enrolment_id, "
+                "grade, state, cohort, content, computed_result) SELECT pupil_id, school_id, "
+                "class_id, school_year_id, enrolment_id, grade, 'issued', cohort, content, "
+                "computed_result FROM hoc_ba LIMIT 1"
+            )
+        )
+    assert exc.value.orig.sqlstate == "HBS01"  # type: ignore[union-attr]
+
+
+def test_issuing_needs_code_xml_and_hash(district) -> None:  # type: ignore[no-untyped-def]
+    rid = district.record_ids("DH01")[0]
+    with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:
+        conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))  # even so
+        conn.execute(
+            text(
+                "UPDATE hoc_ba SET state = 'issued', lookup_code = gen_random_uuid() WHERE id = :id"
+            ),
+            {"id": rid},
+        )
+    assert exc.value.orig.sqlstate == "HBL01"  # type: ignore[union-attr]
+    assert district.state(rid) == "draft"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "TRUNCATE hoc_ba CASCADE",
+        "DELETE FROM audit_head",
+        "UPDATE audit_head SET seq = 0",
+        "TRUNCATE audit_head",
+    ],
+)
+def test_tables_cannot_be_emptied_or_heads_moved_back(district, sql: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DBAPIError), district.engine.begin() as conn:
+        conn.execute(text(sql))
+    assert district.scalar("SELECT count(*) FROM hoc_ba") > 0

@@ -193,7 +193,8 @@ def test_conflict_with_the_database_writes_nothing(org: Engine, tmp_path: Path) 
     path = importer.write_workbook(tmp_path / "y.xlsx", pupils, classes)
     with pytest.raises(ImportFailed) as exc:
         do_import(org, path)
-    assert any(p.row == 7 and "đã thuộc học sinh" in p.message for p in exc.value.problems)
+    assert any(p.row == 7 and "đã thuộc một học sinh khác" in p.message for p in exc.value.problems)
+    assert not any(pupils[5]["cccd"] in str(p) for p in exc.value.problems)  # masked
     assert counts(org) == before
     with org.connect() as c:
         assert c.scalar(text("SELECT count(*) FROM pupil WHERE address = 'Địa chỉ mới'")) == 0
