@@ -69,11 +69,13 @@ def create_drafts(
     refreshed = conn.execute(
         text(f"""
             UPDATE hoc_ba r SET content = ys.content, entered_result = ys.entered_result,
-                   computed_result = ys.computed_result, flags = ys.flags, cohort = ys.cohort
+                   computed_result = ys.computed_result, flags = ys.flags, cohort = ys.cohort,
+                   class_id = e.class_id, grade = c.grade
             FROM year_summary ys JOIN enrolment e ON e.id = ys.enrolment_id
+            JOIN school_class c ON c.id = e.class_id
             WHERE r.enrolment_id = e.id AND r.state IN ('draft', 'in_review') AND {scope}
-              AND (r.content, r.entered_result, r.flags)
-                  IS DISTINCT FROM (ys.content, ys.entered_result, ys.flags)
+              AND (r.content, r.entered_result, r.flags, r.class_id)
+                  IS DISTINCT FROM (ys.content, ys.entered_result, ys.flags, e.class_id)
             RETURNING r.id, r.school_id
         """),
         params,

@@ -181,7 +181,15 @@ class Enrolment(SQLModel, table=True):
     """A pupil's place in a class for a school year, with dates (study history)."""
 
     __tablename__ = "enrolment"
-    __table_args__ = (UniqueConstraint("pupil_id", "school_year_id", "class_id"),)
+    __table_args__ = (
+        Index(
+            "enrolment_one_open_per_year",
+            "pupil_id",
+            "school_year_id",
+            unique=True,
+            postgresql_where=text("left_on IS NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     pupil_id: int = Field(foreign_key="pupil.id", index=True)
@@ -320,3 +328,35 @@ class ImportBatch(SQLModel, table=True):
     rows: int
     changed: int
     imported_at: dt.datetime | None = Field(default=None, sa_column=_now_column())
+
+
+class Certificate(SQLModel, table=True):
+    """A signing certificate known to the system (migration 0003).
+
+    A school's organisation certificate (``owner_kind='school'``, the seal) must be
+    ``approved`` by a district officer before it may seal (HOCBA_SPEC §4, portal
+    transactions 3/4). ``key_ref`` says where the private key lives (a PKCS#12 path, a
+    PKCS#11 URI or a remote-signing user id), never the key or its PIN.
+    """
+
+    __tablename__ = "certificate"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_kind: str
+    school_id: int | None = Field(default=None, foreign_key="school.id")
+    staff_id: int | None = Field(default=None, foreign_key="staff.id")
+    sha256: str = Field(unique=True, max_length=64)
+    serial_number: str
+    subject: str
+    issuer: str
+    not_before: dt.datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    not_after: dt.datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    kind: str
+    provider: str
+    status: str = "pending"
+    key_ref: str | None = None
+    registered_at: dt.datetime | None = Field(default=None, sa_column=_now_column())
+    decided_by: int | None = Field(default=None, foreign_key="staff.id")
+    decided_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    decision_reason: str | None = None

@@ -815,10 +815,11 @@ def apply(
         FROM stage_import st JOIN pupil p ON p.pupil_code = st.pupil_code
         JOIN school_class c ON c.school_id = :school AND c.school_year_id = :year
                            AND c.name = st.class_name
-        ON CONFLICT (pupil_id, school_year_id, class_id) DO UPDATE
-        SET register_no = excluded.register_no, enrolled_on = excluded.enrolled_on
-        WHERE (enrolment.register_no, enrolment.enrolled_on)
-              IS DISTINCT FROM (excluded.register_no, excluded.enrolled_on)
+        ON CONFLICT (pupil_id, school_year_id) WHERE left_on IS NULL DO UPDATE
+        SET class_id = excluded.class_id, register_no = excluded.register_no,
+            enrolled_on = excluded.enrolled_on
+        WHERE (enrolment.class_id, enrolment.register_no, enrolment.enrolled_on)
+              IS DISTINCT FROM (excluded.class_id, excluded.register_no, excluded.enrolled_on)
     """),
         {"school": school.id, "year": year_id},
     ).rowcount
@@ -828,9 +829,8 @@ def apply(
                                   cohort, flags)
         SELECT e.id, st.content, st.entered_result, st.computed_result, st.cohort, st.flags
         FROM stage_import st JOIN pupil p ON p.pupil_code = st.pupil_code
-        JOIN school_class c ON c.school_id = :school AND c.school_year_id = :year
-                           AND c.name = st.class_name
-        JOIN enrolment e ON e.pupil_id = p.id AND e.class_id = c.id
+        JOIN enrolment e ON e.pupil_id = p.id AND e.school_year_id = :year
+                         AND e.school_id = :school AND e.left_on IS NULL
         ON CONFLICT (enrolment_id) DO UPDATE
         SET content = excluded.content, entered_result = excluded.entered_result,
             computed_result = excluded.computed_result, cohort = excluded.cohort,
@@ -984,8 +984,10 @@ def _check_against_database(
         )
     locked = conn.execute(
         text("""
-            SELECT p.pupil_code, r.state, ys.content, ys.entered_result
+            SELECT p.pupil_code, r.state, ys.content, ys.entered_result,
+                   p.full_name, p.birth_date, p.gender, p.cccd, c.name AS class_name
             FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id
+            JOIN school_class c ON c.id = r.class_id
             JOIN year_summary ys ON ys.enrolment_id = r.enrolment_id
             WHERE r.school_id = :s AND r.school_year_id = :y AND p.pupil_code = ANY(:codes)
               AND r.state NOT IN ('draft', 'in_review', 'revoked', 'superseded')
@@ -995,9 +997,10 @@ def _check_against_database(
     by_code_summary = {p["pupil_code"]: s for p, s in zip(parsed.pupils, summaries, strict=True)}
     from hocba.models.lifecycle_states import STATE_LABELS
 
-    for code, state, content, entered in locked:
-        new = by_code_summary[code]
-        if (content, entered) != (new["content"], new["entered_result"]):
+    for code, state, content, entered, *identity in locked:
+        new, row = by_code_summary[code], rows_by_code[code]
+        new_identity = [row[k] for k in ("full_name", "birth_date", "gender", "cccd", "class_name")]
+        if (content, entered, identity) != (new["content"], new["entered_result"], new_identity):
             problems.append(
                 Problem(
                     PUPIL_SHEET,

@@ -173,3 +173,16 @@ def test_tables_cannot_be_emptied_or_heads_moved_back(district, sql: str) -> Non
     with pytest.raises(DBAPIError), district.engine.begin() as conn:
         conn.execute(text(sql))
     assert district.scalar("SELECT count(*) FROM hoc_ba") > 0
+
+
+def test_signed_content_is_frozen_until_returned(district) -> None:  # type: ignore[no-untyped-def]
+    rid = district.record_ids("DH01")[0]
+    district.force_state(rid, "teacher_signed", flags="[]")
+    with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:
+        conn.execute(text("UPDATE hoc_ba SET entered_result = 'HTXS' WHERE id = :id"), {"id": rid})
+    assert exc.value.orig.sqlstate == "HBL02"  # type: ignore[union-attr]
+    with Session(district.engine) as s:  # the principal returns it: editable again
+        transition(s, [rid], "principal_return", district.actor("dh01.ht"), reason="Sửa kết quả")
+        s.commit()
+    with district.engine.begin() as conn:
+        conn.execute(text("UPDATE hoc_ba SET entered_result = 'HTXS' WHERE id = :id"), {"id": rid})

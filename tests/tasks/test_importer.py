@@ -274,3 +274,79 @@ def test_template_has_every_column(tmp_path: Path) -> None:
     headers = [c.value for c in wb["HocSinh"][1]]
     assert headers == [c.header for c in importer.PUPIL_COLUMNS]
     assert "Tiếng Việt - Điểm" in headers and "Đạo đức - Điểm" not in headers
+
+
+def test_class_change_moves_the_pupil_and_the_draft(org: Engine, tmp_path: Path) -> None:
+    do_import(org, write(tmp_path))
+    with Session(org) as s:
+        create_drafts(s, SYSTEM)
+        s.commit()
+    pupils, classes = rows()
+    code = pupils[0]["pupil_code"]
+    target = (
+        next(
+            c["class_name"]
+            for c in classes
+            if c["grade"] == pupils[0]["grade"] and c["class_name"] != pupils[0]["class_name"]
+        )
+        if sum(c["grade"] == pupils[0]["grade"] for c in classes) > 1
+        else None
+    )
+    if target is None:  # only one class in that grade: add one
+        classes.append(
+            {
+                **classes[0],
+                "class_name": f"{pupils[0]['grade']}Z",
+                "teacher_username": "dh01.gvz",
+                "teacher_cccd": None,
+            }
+        )
+        target = f"{pupils[0]['grade']}Z"
+    pupils[0]["class_name"] = target
+    do_import(org, importer.write_workbook(tmp_path / "moved.xlsx", pupils, classes))
+    with Session(org) as s:
+        report = create_drafts(s, SYSTEM)
+        s.commit()
+        cls, n = (
+            s.connection()
+            .execute(
+                text(
+                    "SELECT c.name, count(*) OVER () FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
+                    "JOIN school_class c ON c.id = r.class_id WHERE p.pupil_code = :c"
+                ),
+                {"c": code},
+            )
+            .one()
+        )
+    assert (cls, n, report.refreshed) == (target, 1, 1)
+    with org.connect() as c:
+        assert (
+            c.scalar(
+                text(
+                    "SELECT count(*) FROM enrolment e JOIN pupil p ON p.id = e.pupil_id "
+                    "WHERE p.pupil_code = :c"
+                ),
+                {"c": code},
+            )
+            == 1
+        )
+
+
+def test_identity_of_a_reviewed_record_is_not_overwritten(org: Engine, tmp_path: Path) -> None:
+    do_import(org, write(tmp_path))
+    with Session(org) as s:
+        create_drafts(s, SYSTEM)
+        rid = s.connection().scalar(
+            text(
+                "SELECT r.id FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id WHERE p.pupil_code = :c"
+            ),
+            {"c": rows()[0][1]["pupil_code"]},
+        )
+        s.connection().execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
+        s.connection().execute(
+            text("UPDATE hoc_ba SET state = 'reviewed' WHERE id = :r"), {"r": rid}
+        )
+        s.commit()
+    with pytest.raises(ImportFailed) as exc:
+        do_import(org, write(tmp_path, _set("full_name", "Tên Đã Sửa", row=1)))
+    assert exc.value.problems[0].row == 3
