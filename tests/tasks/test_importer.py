@@ -283,25 +283,16 @@ def test_class_change_moves_the_pupil_and_the_draft(org: Engine, tmp_path: Path)
         s.commit()
     pupils, classes = rows()
     code = pupils[0]["pupil_code"]
-    target = (
-        next(
-            c["class_name"]
-            for c in classes
-            if c["grade"] == pupils[0]["grade"] and c["class_name"] != pupils[0]["class_name"]
-        )
-        if sum(c["grade"] == pupils[0]["grade"] for c in classes) > 1
-        else None
+    target = f"{pupils[0]['grade']}Z"  # a new class of the same grade
+    classes.append(
+        {
+            **classes[0],
+            "class_name": target,
+            "grade": pupils[0]["grade"],
+            "teacher_username": "dh01.gvz",
+            "teacher_cccd": None,
+        }
     )
-    if target is None:  # only one class in that grade: add one
-        classes.append(
-            {
-                **classes[0],
-                "class_name": f"{pupils[0]['grade']}Z",
-                "teacher_username": "dh01.gvz",
-                "teacher_cccd": None,
-            }
-        )
-        target = f"{pupils[0]['grade']}Z"
     pupils[0]["class_name"] = target
     do_import(org, importer.write_workbook(tmp_path / "moved.xlsx", pupils, classes))
     with Session(org) as s:
@@ -311,7 +302,8 @@ def test_class_change_moves_the_pupil_and_the_draft(org: Engine, tmp_path: Path)
             s.connection()
             .execute(
                 text(
-                    "SELECT c.name, count(*) OVER () FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
+                    "SELECT c.name, count(*) OVER () FROM hoc_ba r "
+                    "JOIN pupil p ON p.id = r.pupil_id "
                     "JOIN school_class c ON c.id = r.class_id WHERE p.pupil_code = :c"
                 ),
                 {"c": code},
@@ -338,7 +330,8 @@ def test_identity_of_a_reviewed_record_is_not_overwritten(org: Engine, tmp_path:
         create_drafts(s, SYSTEM)
         rid = s.connection().scalar(
             text(
-                "SELECT r.id FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id WHERE p.pupil_code = :c"
+                "SELECT r.id FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
+                "WHERE p.pupil_code = :c"
             ),
             {"c": rows()[0][1]["pupil_code"]},
         )
