@@ -100,6 +100,8 @@ class Transition:
     roles: frozenset[str]
     needs_reason: bool = False
     guards: tuple[Guard, ...] = ()
+    #: guards on the per-record inputs (skipped by a dry run, which has none yet)
+    payload_guards: tuple[Guard, ...] = ()
     #: SQL SET fragments applied with the state change (parameters: see ``_params``).
     sets: tuple[str, ...] = ()
 
@@ -151,6 +153,7 @@ TRANSITIONS: dict[str, Transition] = {
                 "teacher_signer_id = :actor_id",
                 "teacher_signed_at = :now",
                 "signed_xml = COALESCE(:signed_xml, signed_xml)",
+                "lookup_code = COALESCE(lookup_code, :lookup_code)",
             ),
         ),
         Transition(
@@ -180,11 +183,11 @@ TRANSITIONS: dict[str, Transition] = {
             ("principal_signed",),
             "issued",
             frozenset({"clerk"}),
-            guards=(_has_signed_xml,),
+            payload_guards=(_has_signed_xml,),
             sets=(
                 "sealer_id = :actor_id",
                 "issued_at = :now",
-                "lookup_code = :lookup_code",
+                "lookup_code = COALESCE(lookup_code, :lookup_code)",
                 "signed_xml = :signed_xml",
                 "xml_sha256 = :xml_sha256",
             ),
@@ -311,17 +314,20 @@ def transition(
     reason: str | None = None,
     payloads: Mapping[int, Mapping[str, Any]] | None = None,
     now: dt.datetime | None = None,
+    dry_run: bool = False,
 ) -> BatchResult:
     """Apply ``action`` to every record it is allowed for; report the rest per record.
 
     ``payloads`` carries per-record inputs (``signed_xml`` for signing and sealing).
+    With ``dry_run`` the records are locked and checked (state, permission, guards on the
+    record) but nothing changes: signing uses it to sign only what may be signed.
     Runs in the caller's transaction: nothing is committed here.
     """
     t = TRANSITIONS.get(action)
     if t is None:
         raise TransitionError(f"Thao tác không tồn tại: {action!r}.")
     reason = (reason or "").strip() or None
-    if t.needs_reason and not reason:
+    if t.needs_reason and not reason and not dry_run:
         raise TransitionError(f"Thao tác «{t.label}» cần ghi rõ lý do.")
     payloads = payloads or {}
     now = now or dt.datetime.now(dt.UTC)
@@ -362,11 +368,15 @@ def transition(
             result.failed[rid] = f"{actor.name} không có quyền «{t.label}» với học bạ #{rid}."
             continue
         payload = payloads.get(rid, {})
-        problem = next((p for g in t.guards if (p := g(rec, payload))), None)
+        guards = t.guards if dry_run else (*t.guards, *t.payload_guards)
+        problem = next((p for g in guards if (p := g(rec, payload))), None)
         if problem:
             result.failed[rid] = problem
             continue
         allowed.append(rec)
+    if dry_run:
+        result.ok = [rec.id for rec in allowed]
+        return result
     if not allowed:
         return result
 
@@ -421,8 +431,10 @@ def _params(
         "reason": reason,
         "signed_xml": xml,
     }
-    if t.action == "seal":
+    if t.action in ("teacher_sign", "seal"):
+        # reserved before the first signature: the code is inside the signed data
         p["lookup_code"] = payload.get("lookup_code") or uuid.uuid4()
+    if t.action == "seal":
         p["xml_sha256"] = hashlib.sha256(xml or b"").hexdigest()
     return p
 

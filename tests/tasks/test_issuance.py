@@ -1,0 +1,190 @@
+"""Signing and issuing real records of the demo district, end to end on PostgreSQL:
+teacher → principal → school seal, with test-PKI keys, then independent verification."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session
+
+from hocba.models import certificates
+from hocba.models.lifecycle import SYSTEM, transition
+from hocba.tasks.issuance import IssuanceError, init_test_keys, sign_batch, trust_anchors
+from hocba.tasks.record_xml import parse_record_xml_safely
+from hocba.tasks.signing import SoftwareSigner
+
+PASSWORD = "mat-khau-demo"
+
+
+@pytest.fixture
+def keyed(district, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The district with test keys for everyone and DH01's seal approved."""
+    with Session(district.engine) as s:
+        init_test_keys(s, tmp_path, PASSWORD, SYSTEM)
+        s.commit()
+    with Session(district.engine) as s:
+        cert = certificates.school_certificates(s, "DH01")[0]
+        certificates.decide(s, cert.id, district.actor("phong.dh"), approve=True)
+        s.commit()
+    district.home = tmp_path
+    return district
+
+
+def signer_of(district, username: str) -> SoftwareSigner:  # type: ignore[no-untyped-def]
+    with Session(district.engine) as s:
+        if username.startswith("truong-"):
+            ref = certificates.school_certificates(s, username[7:])[0].key_ref
+        else:
+            ref = certificates.staff_certificate(s, district.actor(username).staff_id).key_ref
+    return SoftwareSigner.from_pkcs12(ref, PASSWORD)
+
+
+def reviewed_class(district) -> tuple[list[int], object]:  # type: ignore[no-untyped-def]
+    """Every record of DH01's first class, approved by its teacher."""
+    ids = district.record_ids("DH01")
+    teacher = district.homeroom_of(ids[0])
+    ids = [r for r in ids if district.homeroom_of(r).staff_id == teacher.staff_id]
+    for rid in ids:
+        district.force_state(rid, "draft", flags="[]")
+    with Session(district.engine) as s:
+        transition(s, ids, "send_to_review", SYSTEM)
+        assert transition(s, ids, "approve", teacher).ok == ids
+        s.commit()
+    return ids, teacher
+
+
+def issue(district, ids, teacher) -> None:  # type: ignore[no-untyped-def]
+    with Session(district.engine) as s:
+        assert (
+            sign_batch(
+                s, ids, "GVCN", teacher, signer_of(district, teacher_username(district, teacher))
+            ).ok
+            == ids
+        )
+        assert (
+            sign_batch(s, ids, "CBQL", district.actor("dh01.ht"), signer_of(district, "dh01.ht")).ok
+            == ids
+        )
+        res = sign_batch(
+            s,
+            ids,
+            "KY_PHAT_HANH",
+            district.actor("dh01.vt"),
+            signer_of(district, "truong-DH01"),
+            trust_anchors=trust_anchors(district.home),
+        )
+        assert res.ok == ids, res.failed
+        s.commit()
+
+
+def teacher_username(district, teacher) -> str:  # type: ignore[no-untyped-def]
+    return str(district.scalar("SELECT username FROM staff WHERE id = :i", i=teacher.staff_id))
+
+
+def test_a_class_goes_from_reviewed_to_issued(keyed) -> None:  # type: ignore[no-untyped-def]
+    ids, teacher = reviewed_class(keyed)
+    issue(keyed, ids, teacher)
+    with keyed.engine.connect() as c:
+        rows = c.execute(
+            text(
+                "SELECT state, lookup_code, xml_sha256 = encode(sha256(signed_xml), 'hex'), "
+                "signed_xml FROM hoc_ba WHERE id = ANY(:ids)"
+            ),
+            {"ids": ids},
+        ).all()
+    assert {r[0] for r in rows} == {"issued"}
+    assert all(r[2] for r in rows)
+    codes = {str(r[1]) for r in rows}
+    assert len(codes) == len(ids)  # one lookup code per record, inside the signed data
+    for r in rows:
+        root = parse_record_xml_safely(r[3])
+        assert root.findtext("DU_LIEU_HOC_BA/THONG_TIN_CHUNG/MA_TRA_CUU_UUID") == str(r[1])
+
+
+def test_issued_xml_verifies_with_xmlsec1(keyed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    xmlsec1 = shutil.which("xmlsec1")
+    assert xmlsec1, "xmlsec1 is missing: run scripts/install.sh (apt-get install xmlsec1)"
+    ids, teacher = reviewed_class(keyed)
+    issue(keyed, ids[:2], teacher)
+    xml = keyed.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=ids[0])
+    path = tmp_path / "hoc_ba.xml"
+    path.write_bytes(xml)
+    root = trust_anchors(keyed.home)
+    root_pem = tmp_path / "root.pem"
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    root_pem.write_bytes(root[0].public_bytes(Encoding.PEM))
+    for slot in ("GVCN", "CBQL", "KY_PHAT_HANH"):
+        out = subprocess.run(
+            [
+                xmlsec1,
+                "--verify",
+                "--trusted-pem",
+                str(root_pem),
+                "--id-attr:Id",
+                "DU_LIEU_HOC_BA",
+                "--node-xpath",
+                f"/HOC_BA/DANH_SACH_THONG_TIN_KY/{slot}/*[local-name()='Signature']",
+                "--enabled-reference-uris",
+                "same-doc",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, (slot, out.stderr)
+
+
+def test_someone_elses_key_is_refused(keyed) -> None:  # type: ignore[no-untyped-def]
+    ids, teacher = reviewed_class(keyed)
+    with Session(keyed.engine) as s, pytest.raises(IssuanceError, match="không phải chứng thư"):
+        sign_batch(s, ids, "GVCN", teacher, signer_of(keyed, "dh01.ht"))
+    assert {keyed.state(r) for r in ids} == {"reviewed"}
+
+
+def test_unapproved_seal_cannot_issue(keyed) -> None:  # type: ignore[no-untyped-def]
+    ids, teacher = reviewed_class(keyed)
+    with Session(keyed.engine) as s:
+        sign_batch(s, ids, "GVCN", teacher, signer_of(keyed, teacher_username(keyed, teacher)))
+        sign_batch(s, ids, "CBQL", keyed.actor("dh01.ht"), signer_of(keyed, "dh01.ht"))
+        s.connection().execute(
+            text("UPDATE certificate SET status = 'pending' WHERE owner_kind = 'school'")
+        )
+        res = sign_batch(
+            s,
+            ids,
+            "KY_PHAT_HANH",
+            keyed.actor("dh01.vt"),
+            signer_of(keyed, "truong-DH01"),
+            trust_anchors=trust_anchors(keyed.home),
+        )
+        s.commit()
+    assert res.ok == [] and all("chưa được Phòng/Sở phê duyệt" in m for m in res.failed.values())
+    assert {keyed.state(r) for r in ids} == {"principal_signed"}
+
+
+def test_only_a_district_officer_approves_a_seal(keyed) -> None:  # type: ignore[no-untyped-def]
+    with Session(keyed.engine) as s:
+        cert = certificates.school_certificates(s, "DH02")[0]
+        with pytest.raises(certificates.CertificateError, match="không có quyền"):
+            certificates.decide(s, cert.id, keyed.actor("dh02.ht"), approve=True)
+        with pytest.raises(certificates.CertificateError, match="lý do"):
+            certificates.decide(s, cert.id, keyed.actor("phong.dh"), approve=False)
+
+
+def test_return_after_signing_discards_the_signature(keyed) -> None:  # type: ignore[no-untyped-def]
+    ids, teacher = reviewed_class(keyed)
+    with Session(keyed.engine) as s:
+        sign_batch(s, ids[:1], "GVCN", teacher, signer_of(keyed, teacher_username(keyed, teacher)))
+        code = s.connection().scalar(
+            text("SELECT lookup_code FROM hoc_ba WHERE id = :i"), {"i": ids[0]}
+        )
+        transition(s, ids[:1], "principal_return", keyed.actor("dh01.ht"), reason="Sai tên")
+        s.commit()
+    assert keyed.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=ids[0]) is None
+    # the reserved code was never published: the same record keeps it for its next signing
+    assert keyed.scalar("SELECT lookup_code FROM hoc_ba WHERE id = :i", i=ids[0]) == code
