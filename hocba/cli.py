@@ -158,6 +158,9 @@ def demo(
         int, typer.Option(help="Hạt giống ngẫu nhiên (cùng hạt giống, cùng dữ liệu)")
     ] = 2025,
     year: Annotated[str | None, typer.Option(help="Năm học, mặc định năm học hiện tại")] = None,
+    sign: Annotated[
+        bool, typer.Option(help="Ký và phát hành bằng khóa thử nghiệm (đợt tháng 6)")
+    ] = True,
 ) -> None:
     """Tạo một huyện mẫu (Đầm Hà, Quảng Ninh) và chạy quy trình xa nhất có thể."""
     from hocba.tasks.demo import DEMO_PASSWORD, run_demo
@@ -169,13 +172,18 @@ def demo(
         tasks: dict[str, Any] = {}
 
         def step(name: str, done: int, total: int) -> None:
-            label = {"import": "Nhập dữ liệu các trường", "review": "GVCN duyệt học bạ"}[name]
+            label = {
+                "import": "Nhập dữ liệu các trường",
+                "review": "GVCN duyệt học bạ",
+                "sign": "GVCN ký từng lớp",
+                "seal": "Hiệu trưởng ký, văn thư đóng dấu",
+            }[name]
             if name not in tasks:
                 tasks[name] = progress.add_task(label, total=total)
             progress.update(tasks[name], completed=done)
 
         report = run_demo(
-            db.session_scope, settings.home, schools, pupils_per_school, seed, year, step
+            db.session_scope, settings.home, schools, pupils_per_school, seed, year, step, sign=sign
         )
     console.print(
         f"Huyện mẫu Đầm Hà, năm học {report.year}: {report.schools} trường, {report.pupils} "
@@ -326,3 +334,306 @@ def audit_verify() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+# ---------------------------------------------------------------------------------------
+# Keys, certificates, signing, verification, export (issue 3)
+# ---------------------------------------------------------------------------------------
+
+pki_app = typer.Typer(help="Hạ tầng khóa công khai THỬ NGHIỆM (không dùng thật).")
+cert_app = typer.Typer(help="Sổ đăng ký chứng thư số: đăng ký, phê duyệt chứng thư của trường.")
+app.add_typer(pki_app, name="pki")
+app.add_typer(cert_app, name="cert")
+
+SLOTS = {"gvcn": "GVCN", "cbql": "CBQL", "seal": "KY_PHAT_HANH"}
+SOURCE_STATE = {"GVCN": "reviewed", "CBQL": "teacher_signed", "KY_PHAT_HANH": "principal_signed"}
+
+
+def _passphrase(prompt: str) -> str:
+    import os
+
+    value = os.environ.get("HOCBA_KEY_PASSPHRASE")
+    if value is None:
+        value = typer.prompt(prompt, hide_input=True)
+    return value
+
+
+def _actor(session: Any, username: str) -> Any:
+    from hocba.models.lifecycle import Actor
+
+    row = (
+        session.connection()
+        .exec_driver_sql(
+            "SELECT id, full_name FROM staff WHERE username = %s AND active", (username,)
+        )
+        .one_or_none()
+    )
+    if row is None:
+        err.print(f"[red]Không có tài khoản «{username}».[/red]")
+        raise typer.Exit(2)
+    return Actor(row[0], row[1])
+
+
+@pki_app.command("init")
+def pki_init() -> None:
+    """Cấp chứng thư số THỬ NGHIỆM cho mọi trường và cán bộ ký chưa có, và đăng ký chúng.
+
+    Mật khẩu tệp khóa lấy từ HOCBA_KEY_PASSPHRASE hoặc được hỏi (không lưu, không ghi log).
+    """
+    from hocba.tasks.issuance import init_test_keys, pki_directory
+
+    settings = load_settings()
+    _prepare()
+    password = _passphrase("Mật khẩu cho các tệp khóa thử nghiệm")
+    with db.session_scope() as session, err.status("Đang cấp chứng thư số thử nghiệm…"):
+        counts = init_test_keys(session, settings.home, password, SYSTEM)
+    console.print(
+        f"Đã cấp {counts['schools']} chứng thư tổ chức (trường) và {counts['staff']} "
+        f"chứng thư cá nhân trong {pki_directory(settings.home)} (CA THỬ NGHIỆM)."
+    )
+
+
+@cert_app.command("list")
+def cert_list(school: Annotated[str | None, typer.Option(help="Mã trường")] = None) -> None:
+    """Chứng thư số tổ chức của các trường và trạng thái phê duyệt."""
+    _prepare()
+    with db.session_scope() as session:
+        rows = (
+            session.connection()
+            .exec_driver_sql(
+                "SELECT c.id, s.code, c.subject, c.serial_number, c.status, c.not_after "
+                "FROM certificate c JOIN school s ON s.id = c.school_id "
+                "WHERE %s::text IS NULL OR s.code = %s ORDER BY s.code, c.id",
+                (school, school),
+            )
+            .all()
+        )
+    table = Table(title="Chứng thư số tổ chức")
+    for h in ("Số", "Trường", "Chủ thể", "Số hiệu", "Trạng thái", "Hết hạn"):
+        table.add_column(h)
+    labels = {
+        "pending": "Chờ duyệt",
+        "approved": "Đã duyệt",
+        "rejected": "Từ chối",
+        "revoked": "Thu hồi",
+    }
+    for r in rows:
+        table.add_row(str(r[0]), r[1], r[2], r[3], labels[r[4]], f"{r[5]:%d/%m/%Y}")
+    console.print(table)
+
+
+@cert_app.command("approve")
+def cert_approve(
+    school: Annotated[str, typer.Argument(help="Mã trường")],
+    as_user: Annotated[str, typer.Option("--as", help="Tài khoản cán bộ Phòng/Sở")],
+    reject: Annotated[str | None, typer.Option(help="Từ chối, với lý do")] = None,
+) -> None:
+    """Phê duyệt (hoặc từ chối) chứng thư số tổ chức đang chờ của một trường."""
+    from hocba.models import certificates
+
+    _prepare()
+    with db.session_scope() as session:
+        actor = _actor(session, as_user)
+        pending = [
+            c for c in certificates.school_certificates(session, school) if c.status == "pending"
+        ]
+        if not pending:
+            err.print(f"[red]Trường {school} không có chứng thư số nào chờ duyệt.[/red]")
+            raise typer.Exit(1)
+        try:
+            for c in pending:
+                certificates.decide(session, c.id, actor, approve=reject is None, reason=reject)
+        except certificates.CertificateError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+    console.print(
+        f"Trường {school}: đã {'từ chối' if reject else 'phê duyệt'} {len(pending)} chứng thư số."
+    )
+
+
+@app.command("sign")
+def sign(
+    as_user: Annotated[str, typer.Option("--as", help="Tài khoản người ký")],
+    slot: Annotated[str, typer.Option(help="gvcn | cbql | seal (đóng dấu, phát hành)")],
+    school: Annotated[str, typer.Option(help="Mã trường")],
+    class_name: Annotated[str | None, typer.Option("--class", help="Chỉ một lớp")] = None,
+    chunk: Annotated[int, typer.Option(min=1, max=2000, help="Số học bạ mỗi lần ký")] = 500,
+) -> None:
+    """Ký hàng loạt: GVCN ký lớp mình, hiệu trưởng ký, văn thư đóng dấu phát hành.
+
+    Mỗi lô ký bằng MỘT lần xác nhận; mật khẩu/PIN lấy từ HOCBA_KEY_PASSPHRASE hoặc được hỏi.
+    """
+    from hocba.models import certificates
+    from hocba.tasks.issuance import IssuanceError, sign_batch, trust_anchors
+    from hocba.tasks.signing import SigningError, SoftwareSigner
+
+    if slot not in SLOTS:
+        err.print(f"[red]--slot phải là một trong: {', '.join(SLOTS)}.[/red]")
+        raise typer.Exit(2)
+    xml_slot = SLOTS[slot]
+    settings = load_settings()
+    _prepare()
+    with db.session_scope() as session:
+        actor = _actor(session, as_user)
+        sid = _school_id(session, school)
+        if xml_slot == "KY_PHAT_HANH":
+            approved = [
+                c
+                for c in certificates.school_certificates(session, school)
+                if c.status == "approved"
+            ]
+            key = approved[0] if approved else None
+        else:
+            key = certificates.staff_certificate(session, actor.staff_id)
+        ids = list(
+            session.connection()
+            .exec_driver_sql(
+                "SELECT r.id FROM hoc_ba r JOIN school_class c ON c.id = r.class_id "
+                "WHERE r.school_id = %s AND r.state = %s AND (%s::text IS NULL OR c.name = %s) "
+                "ORDER BY c.name, r.id",
+                (sid, SOURCE_STATE[xml_slot], class_name, class_name),
+            )
+            .scalars()
+        )
+    if key is None or not key.key_ref:
+        err.print(
+            "[red]Chưa có chứng thư số (đã duyệt) cho người/tổ chức ký này: "
+            "xem `hocba cert list` hoặc `hocba pki init`.[/red]"
+        )
+        raise typer.Exit(1)
+    if not ids:
+        console.print("Không có học bạ nào đang chờ ký ở bước này.")
+        return
+    try:
+        signer = SoftwareSigner.from_pkcs12(key.key_ref, _passphrase("Mật khẩu tệp khóa"))
+    except SigningError as exc:
+        err.print(f"[red]{exc.message_vi}[/red]")
+        raise typer.Exit(1) from None
+    anchors = trust_anchors(settings.home)
+    ok, failed = 0, {}
+    with _progress() as progress:
+        task = progress.add_task(f"Ký {xml_slot}", total=len(ids))
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            try:
+                with db.session_scope() as session:
+                    res = sign_batch(session, part, xml_slot, actor, signer, trust_anchors=anchors)
+            except IssuanceError as exc:
+                err.print(f"[red]{exc.message_vi}[/red]")
+                raise typer.Exit(1) from None
+            ok += len(res.ok)
+            failed.update(res.failed)
+            progress.update(task, advance=len(part))
+    console.print(f"Đã ký {ok} học bạ; {len(failed)} không ký được.")
+    for rid, why in list(failed.items())[:20]:
+        err.print(f"  #{rid}: {why}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _crl_source(home: Path) -> Any:
+    from cryptography import x509
+
+    from hocba.tasks.issuance import pki_directory
+    from hocba.tasks.verify import CrlUnavailable
+
+    path = pki_directory(home) / "root-ca.crl.pem"
+
+    def source(_cert: Any) -> Any:
+        try:
+            return x509.load_pem_x509_crl(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise CrlUnavailable(f"không tải được danh sách thu hồi (CRL): {exc}") from None
+
+    return source
+
+
+@app.command("verify")
+def verify(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Tệp XML học bạ")],
+    json_out: Annotated[bool, typer.Option("--json", help="In JSON cho máy đọc")] = False,
+) -> None:
+    """Kiểm tra một học bạ số: chữ ký, chuỗi chứng thư, vai trò người ký, thứ tự ký, dấu
+    của trường, thu hồi, và khớp với sổ học bạ. Mã thoát: 0 hợp lệ, 1 không hợp lệ, 2 chưa
+    thể kết luận."""
+    import hashlib
+
+    from hocba.models import audit
+    from hocba.models.certificates import DatabaseRegistry
+    from hocba.tasks.issuance import trust_anchors
+    from hocba.tasks.verify import verify_document
+
+    settings = load_settings()
+    _prepare()
+    data = path.read_bytes()
+    with db.session_scope() as session:
+        report = verify_document(
+            data,
+            trusted_roots=trust_anchors(settings.home),
+            registry=DatabaseRegistry(session),
+            crl_source=_crl_source(settings.home),
+        )
+        audit.append(
+            session,
+            [
+                audit.NewEvent(
+                    chain="system",
+                    actor="cli",
+                    action="verify",
+                    payload={
+                        "file_sha256": hashlib.sha256(data).hexdigest(),
+                        "verdict": report.verdict.value,
+                    },
+                )
+            ],
+        )
+    if json_out:
+        json.dump(report.to_json(), sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        console.print(report.render_text())
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("export")
+def export(
+    lookup_code: Annotated[str, typer.Argument(help="Mã số tra cứu học bạ (UUID)")],
+    out: Annotated[Path, typer.Option(help="Thư mục ghi tệp")] = Path("."),
+) -> None:
+    """Ghi tệp XML đã phát hành của một học bạ (và PDF khi có)."""
+    import uuid
+
+    from hocba.models import audit
+
+    try:
+        code = uuid.UUID(lookup_code)
+    except ValueError:
+        err.print("[red]Mã tra cứu phải là một UUID, ví dụ 3f1c…-….[/red]")
+        raise typer.Exit(2) from None
+    _prepare()
+    with db.session_scope() as session:
+        row = (
+            session.connection()
+            .exec_driver_sql(
+                "SELECT r.id, r.signed_xml, s.code FROM hoc_ba r "
+                "JOIN school s ON s.id = r.school_id "
+                "WHERE r.lookup_code = %s AND r.xml_sha256 IS NOT NULL",
+                (code,),
+            )
+            .one_or_none()
+        )
+        if row is None:
+            err.print("[red]Không có học bạ đã phát hành với mã tra cứu này.[/red]")
+            raise typer.Exit(1)
+        audit.append(
+            session,
+            [
+                audit.NewEvent(
+                    chain=audit.school_chain(row[2]), actor="cli", action="export", record_id=row[0]
+                )
+            ],
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{code}.xml"
+    target.write_bytes(row[1])
+    console.print(f"Đã ghi {target}")

@@ -275,7 +275,12 @@ class DatabaseRegistry:
         ).one_or_none()
         if row is None:
             return None
-        return row.status == "approved" and row.decided_at is not None and row.decided_at <= at
+        # signing times carry whole seconds: an approval in the same second counts as before
+        return (
+            row.status == "approved"
+            and row.decided_at is not None
+            and row.decided_at.replace(microsecond=0) <= at
+        )
 
     def issued_record(self, lookup_code: str):  # type: ignore[no-untyped-def]
         from hocba.tasks.verify import IssuedRecordInfo

@@ -343,6 +343,7 @@ def run_demo(
     seed: int = 2025,
     year: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    sign: bool = True,
 ) -> DemoReport:
     """Build the demo district and take it as far as the system goes.
 
@@ -393,6 +394,8 @@ def run_demo(
             failures += len(res.failed)
         if progress:
             progress("review", n, len(teachers))
+    if sign:
+        _sign_everything(session_factory, home, progress)
     with session_factory() as session:
         counts = dict(
             session.connection()
@@ -410,3 +413,96 @@ def iter_demo_rows(
     for s in demo_schools(schools):
         rows, classes = school_rows(s, pupils, seed, year_start, used)
         yield s, rows, classes
+
+
+def _sign_everything(
+    session_factory: Callable[[], Any],
+    home: Path,
+    progress: Callable[[str, int, int], None] | None,
+) -> None:
+    """Test keys for everyone, the district approves every school's seal, then the June
+    cohort is signed class by class (GVCN), school by school (CBQL) and sealed (văn thư).
+    The August cohort waits for the summer supplementary assessment (TT27 Điều 11)."""
+    from hocba.models import certificates
+    from hocba.tasks.issuance import init_test_keys, sign_batch, trust_anchors
+    from hocba.tasks.signing import SoftwareSigner
+
+    with session_factory() as session:
+        init_test_keys(session, home, DEMO_PASSWORD, SYSTEM)
+    with session_factory() as session:
+        officer = (
+            session.connection()
+            .execute(text("SELECT id, full_name FROM staff WHERE username = 'phong.dh'"))
+            .one()
+        )
+        pending = (
+            session.connection()
+            .scalars(
+                text(
+                    "SELECT id FROM certificate WHERE owner_kind = 'school' AND status = 'pending'"
+                )
+            )
+            .all()
+        )
+        for cert_id in pending:
+            certificates.decide(session, cert_id, Actor(*officer), approve=True)
+    anchors = trust_anchors(home)
+    with session_factory() as session:
+        batches = (
+            session.connection()
+            .execute(
+                text("""
+            SELECT r.school_id, s.code, c.homeroom_teacher_id, array_agg(r.id ORDER BY r.id)
+            FROM hoc_ba r JOIN school s ON s.id = r.school_id
+            JOIN school_class c ON c.id = r.class_id
+            WHERE r.state = 'reviewed' AND r.cohort = 'june'
+            GROUP BY r.school_id, s.code, c.homeroom_teacher_id ORDER BY s.code
+        """)
+            )
+            .all()
+        )
+        keys = dict(
+            session.connection()
+            .execute(
+                text(
+                    "SELECT COALESCE(st.username, 'truong-' || sc.code), c.key_ref "
+                    "FROM certificate c LEFT JOIN staff st ON st.id = c.staff_id "
+                    "LEFT JOIN school sc ON sc.id = c.school_id"
+                )
+            )
+            .all()
+        )
+        people = {
+            u: Actor(i, n)
+            for i, u, n in session.connection()
+            .execute(text("SELECT id, username, full_name FROM staff"))
+            .all()
+        }
+    by_id = {a.staff_id: (u, a) for u, a in people.items()}
+
+    def signer(label: str) -> SoftwareSigner:
+        return SoftwareSigner.from_pkcs12(keys[label], DEMO_PASSWORD)
+
+    schools: dict[str, list[int]] = {}
+    for n, (_sid, code, teacher_id, ids) in enumerate(batches, start=1):
+        username, teacher = by_id[teacher_id]
+        with session_factory() as session:
+            res = sign_batch(session, ids, "GVCN", teacher, signer(username))
+        schools.setdefault(code, []).extend(res.ok)
+        if progress:
+            progress("sign", n, len(batches))
+    for n, (code, ids) in enumerate(sorted(schools.items()), start=1):
+        principal, clerk = f"{code.lower()}.ht", f"{code.lower()}.vt"
+        with session_factory() as session:
+            done = sign_batch(session, ids, "CBQL", people[principal], signer(principal)).ok
+        with session_factory() as session:
+            sign_batch(
+                session,
+                done,
+                "KY_PHAT_HANH",
+                people[clerk],
+                signer(f"truong-{code}"),
+                trust_anchors=anchors,
+            )
+        if progress:
+            progress("seal", n, len(schools))

@@ -48,11 +48,14 @@ def test_demo_then_status_and_records(cli: CliRunner) -> None:
     without = sum(s["without_personal_id"] for s in status["schools"])
     assert total + without == 60
     states = {st for s in status["schools"] for c in s["cohorts"].values() for st in c}
-    assert states <= {"in_review", "reviewed"} and "reviewed" in states
+    assert states <= {"in_review", "reviewed", "issued"} and "issued" in states
+    august = {st for s in status["schools"] for st in s["cohorts"].get("august", {})}
+    assert "issued" not in august  # the August cohort waits for the summer assessment
 
-    out = cli.invoke(app, ["records", "--school", "DH02", "--state", "reviewed", "--json"])
+    out = cli.invoke(app, ["records", "--school", "DH02", "--state", "issued", "--json"])
     rows = json.loads(out.output)
-    assert rows and all(r["school_code"] == "DH02" and r["state"] == "reviewed" for r in rows)
+    assert rows and all(r["school_code"] == "DH02" and r["state"] == "issued" for r in rows)
+    assert all(r["lookup_code"] for r in rows)
 
 
 def test_demo_is_deterministic(cli: CliRunner) -> None:
@@ -76,7 +79,7 @@ def test_demo_is_deterministic(cli: CliRunner) -> None:
 def test_import_error_exit_code_and_message(cli: CliRunner, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("Mã học sinh,Họ và tên\nHS1,Nguyễn Văn An\n", encoding="utf-8")
-    cli.invoke(app, ["demo", "--schools", "1", "--pupils-per-school", "5"])
+    cli.invoke(app, ["demo", "--schools", "1", "--pupils-per-school", "5", "--no-sign"])
     res = cli.invoke(app, ["import", str(bad), "--school", "DH01", "--year", "2024-2025"])
     assert res.exit_code == 1
     assert "thiếu cột bắt buộc" in res.output and "Ngày sinh" in res.output
@@ -91,3 +94,65 @@ def test_audit_verify(cli: CliRunner) -> None:
     cli.invoke(app, ["demo", "--schools", "1", "--pupils-per-school", "5"])
     res = cli.invoke(app, ["audit", "verify"])
     assert res.exit_code == 0 and "toàn vẹn" in res.output
+
+
+def test_sign_export_verify_and_tamper(cli: CliRunner, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    args = [
+        "demo",
+        "--schools",
+        "1",
+        "--pupils-per-school",
+        "20",
+        "--year",
+        "2024-2025",
+        "--no-sign",
+    ]
+    assert cli.invoke(app, args).exit_code == 0
+    monkeypatch.setenv("HOCBA_KEY_PASSPHRASE", "mat-khau-thu")
+    assert cli.invoke(app, ["pki", "init"]).exit_code == 0
+    # the seal is not approved yet: sealing must be refused, not half-done
+    teacher_rows = json.loads(cli.invoke(app, ["records", "--state", "reviewed", "--json"]).output)
+    klass = teacher_rows[0]["class_name"]
+    res = cli.invoke(
+        app,
+        [
+            "sign",
+            "--as",
+            f"dh01.gv{klass.lower()}",
+            "--slot",
+            "gvcn",
+            "--school",
+            "DH01",
+            "--class",
+            klass,
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    res = cli.invoke(app, ["sign", "--as", "dh01.ht", "--slot", "cbql", "--school", "DH01"])
+    assert res.exit_code == 0, res.output
+    res = cli.invoke(app, ["sign", "--as", "dh01.vt", "--slot", "seal", "--school", "DH01"])
+    assert res.exit_code == 1 and "cert list" in res.output
+    res = cli.invoke(app, ["cert", "approve", "DH01", "--as", "dh01.ht"])
+    assert res.exit_code == 1 and "không có quyền" in res.output
+    assert cli.invoke(app, ["cert", "approve", "DH01", "--as", "phong.dh"]).exit_code == 0
+    res = cli.invoke(app, ["sign", "--as", "dh01.vt", "--slot", "seal", "--school", "DH01"])
+    assert res.exit_code == 0, res.output
+
+    issued = json.loads(cli.invoke(app, ["records", "--state", "issued", "--json"]).output)
+    assert {r["class_name"] for r in issued} == {klass}
+    code = issued[0]["lookup_code"]
+    assert cli.invoke(app, ["export", code, "--out", str(tmp_path)]).exit_code == 0
+    path = tmp_path / f"{code}.xml"
+    report = json.loads(cli.invoke(app, ["verify", str(path), "--json"]).output)
+    assert report["verdict"] == "VALID", [c for c in report["checks"] if c["status"] != "pass"]
+    res = cli.invoke(app, ["verify", str(path)])
+    assert res.exit_code == 0 and "HỢP LỆ" in res.output
+
+    data = path.read_bytes()
+    name = issued[0]["full_name"].encode()
+    path.write_bytes(data.replace(name, name[:-1] + b"X", 1))
+    res = cli.invoke(app, ["verify", str(path), "--json"])
+    report = json.loads(res.output)
+    assert res.exit_code == 1 and report["verdict"] == "INVALID"
+    failed = {c["code"] for c in report["checks"] if c["status"] == "fail"}
+    assert {"SIGNATURE_GVCN", "SIGNATURE_CBQL", "SIGNATURE_KY_PHAT_HANH"} <= failed
