@@ -172,6 +172,21 @@ def sign_batch(
     )
     result.ok = applied.ok
     result.failed.update(applied.failed)
+    if slot == "KY_PHAT_HANH" and applied.ok:
+        # an issued correction supersedes the revoked record it replaces
+        old = list(
+            conn.scalars(
+                text(
+                    "SELECT o.id FROM hoc_ba n JOIN hoc_ba o ON o.id = n.supersedes_id "
+                    "WHERE n.id = ANY(:ids) AND o.state = 'revoked'"
+                ),
+                {"ids": applied.ok},
+            )
+        )
+        if old:
+            from hocba.models.lifecycle import SYSTEM
+
+            transition(session, old, "supersede", SYSTEM, now=now)
     return result
 
 

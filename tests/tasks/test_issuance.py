@@ -188,3 +188,49 @@ def test_return_after_signing_discards_the_signature(keyed) -> None:  # type: ig
     assert keyed.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=ids[0]) is None
     # the reserved code was never published: the same record keeps it for its next signing
     assert keyed.scalar("SELECT lookup_code FROM hoc_ba WHERE id = :i", i=ids[0]) == code
+
+
+def test_correction_revokes_reissues_and_supersedes(keyed) -> None:  # type: ignore[no-untyped-def]
+    from hocba.models import corrections
+    from hocba.models.certificates import DatabaseRegistry
+    from hocba.tasks.verify import verify_document
+
+    ids, teacher = reviewed_class(keyed)
+    issue(keyed, ids[:1], teacher)
+    old = ids[0]
+    old_xml = keyed.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=old)
+    with Session(keyed.engine) as s:
+        with pytest.raises(corrections.CorrectionError, match="lý do"):
+            corrections.request(s, old, keyed.actor("dh01.vt"), "  ")
+        with pytest.raises(corrections.CorrectionError, match="không có quyền"):
+            corrections.request(s, old, keyed.actor("dh02.ht"), "Sai ngày sinh")
+        req = corrections.request(
+            s,
+            old,
+            keyed.actor("dh01.vt"),
+            "Sai ngày sinh",
+            decision_document="QĐ 12/2025 cải chính hộ tịch",
+        )
+        with pytest.raises(corrections.CorrectionError, match="không có quyền"):
+            corrections.decide(s, req, keyed.actor("dh01.ht"), approve=True)
+        new = corrections.decide(s, req, keyed.actor("phong.dh"), approve=True)
+        s.commit()
+    assert keyed.state(old) == "revoked" and keyed.state(new) == "draft"
+    # the new record goes through review and all three signatures again
+    with Session(keyed.engine) as s:
+        transition(s, [new], "send_to_review", SYSTEM)
+        transition(s, [new], "approve", teacher)
+        s.commit()
+    issue(keyed, [new], teacher)
+    assert keyed.state(old) == "superseded" and keyed.state(new) == "issued"
+    old_code, new_code = (
+        str(keyed.scalar("SELECT lookup_code FROM hoc_ba WHERE id = :i", i=i)) for i in (old, new)
+    )
+    assert old_code != new_code
+    with Session(keyed.engine) as s:
+        report = verify_document(
+            old_xml, trusted_roots=trust_anchors(keyed.home), registry=DatabaseRegistry(s)
+        )
+    match = report.check("REGISTRY_MATCH")
+    assert report.verdict.value == "INVALID" and match is not None
+    assert "thu hồi" in match.message_vi and new_code in match.message_vi
