@@ -458,6 +458,15 @@ def sign(
     school: Annotated[str, typer.Option(help="Mã trường")],
     class_name: Annotated[str | None, typer.Option("--class", help="Chỉ một lớp")] = None,
     chunk: Annotated[int, typer.Option(min=1, max=2000, help="Số học bạ mỗi lần ký")] = 500,
+    pkcs11_module: Annotated[
+        str | None, typer.Option(help="Thư viện PKCS#11 của USB token/HSM (.so)")
+    ] = None,
+    token: Annotated[str | None, typer.Option(help="Nhãn token PKCS#11")] = None,
+    key_label: Annotated[str | None, typer.Option(help="Nhãn khóa trên token")] = None,
+    remote: Annotated[
+        str | None, typer.Option(help="Địa chỉ dịch vụ ký số từ xa (kiểu SmartCA/MySign)")
+    ] = None,
+    remote_user: Annotated[str | None, typer.Option(help="Mã người dùng ký từ xa")] = None,
 ) -> None:
     """Ký hàng loạt: GVCN ký lớp mình, hiệu trưởng ký, văn thư đóng dấu phát hành.
 
@@ -465,7 +474,7 @@ def sign(
     """
     from hocba.models import certificates
     from hocba.tasks.issuance import IssuanceError, sign_batch, trust_anchors
-    from hocba.tasks.signing import SigningError, SoftwareSigner
+    from hocba.tasks.signing import SigningError
 
     if slot not in SLOTS:
         err.print(f"[red]--slot phải là một trong: {', '.join(SLOTS)}.[/red]")
@@ -505,7 +514,7 @@ def sign(
         console.print("Không có học bạ nào đang chờ ký ở bước này.")
         return
     try:
-        signer = SoftwareSigner.from_pkcs12(key.key_ref, _passphrase("Mật khẩu tệp khóa"))
+        signer = _open_signer(key.key_ref, pkcs11_module, token, key_label, remote, remote_user)
     except SigningError as exc:
         err.print(f"[red]{exc.message_vi}[/red]")
         raise typer.Exit(1) from None
@@ -529,6 +538,37 @@ def sign(
         err.print(f"  #{rid}: {why}")
     if failed:
         raise typer.Exit(1)
+
+
+def _open_signer(
+    key_ref: str | None,
+    pkcs11_module: str | None,
+    token: str | None,
+    key_label: str | None,
+    remote: str | None,
+    remote_user: str | None,
+) -> Any:
+    """The signing backend: a PKCS#11 token, a remote hash-signing service, or the
+    registered PKCS#12 file. PINs and passphrases come from HOCBA_KEY_PASSPHRASE or a
+    hidden prompt, never from arguments (they would land in shell history and logs)."""
+    from hocba.tasks.signing import SoftwareSigner
+
+    if pkcs11_module:
+        from hocba.tasks.signing_pkcs11 import Pkcs11Signer
+
+        if not token or not key_label:
+            err.print("[red]Ký bằng token cần --token và --key-label.[/red]")
+            raise typer.Exit(2)
+        return Pkcs11Signer.open(pkcs11_module, token, _passphrase("Mã PIN của token"), key_label)
+    if remote:
+        from hocba.tasks.remote_signing import RemoteSigner
+
+        if not remote_user:
+            err.print("[red]Ký số từ xa cần --remote-user.[/red]")
+            raise typer.Exit(2)
+        console.print("Hãy xác nhận yêu cầu ký trên điện thoại (một lần cho cả lô).")
+        return RemoteSigner(remote, remote_user)
+    return SoftwareSigner.from_pkcs12(str(key_ref), _passphrase("Mật khẩu tệp khóa"))
 
 
 def _crl_source(home: Path) -> Any:
@@ -637,3 +677,146 @@ def export(
     target = out / f"{code}.xml"
     target.write_bytes(row[1])
     console.print(f"Đã ghi {target}")
+
+
+signing_app = typer.Typer(help="Dịch vụ ký số từ xa THỬ NGHIỆM (kiểu SmartCA/MySign).")
+app.add_typer(signing_app, name="signing-service")
+
+
+@signing_app.command("serve")
+def signing_serve(
+    host: Annotated[str, typer.Option(help="Địa chỉ lắng nghe")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Cổng")] = 8600,
+    auto_confirm: Annotated[bool, typer.Option(help="Tự xác nhận (chỉ để trình diễn)")] = False,
+) -> None:
+    """Chạy dịch vụ ký số từ xa với các khóa thử nghiệm đã đăng ký (mã người dùng = tên
+    đăng nhập; trường: truong-<mã trường>)."""
+    from hocba.tasks.remote_signing import serve
+
+    _prepare()
+    password = _passphrase("Mật khẩu các tệp khóa thử nghiệm")
+    from hocba.models.certificates import key_refs
+
+    with db.session_scope() as session:
+        refs = key_refs(session)
+    serve(
+        host, port, {user: (ref, password) for user, ref in refs.items()}, auto_confirm=auto_confirm
+    )
+
+
+@cert_app.command("register")
+def cert_register(
+    school: Annotated[str, typer.Argument(help="Mã trường")],
+    cert: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Chứng thư (PEM)")],
+    kind: Annotated[str, typer.Option(help="USB_TOKEN | REMOTE_SIGNING | HSM | SOFTWARE")] = (
+        "USB_TOKEN"
+    ),
+    provider: Annotated[str, typer.Option(help="VNPT | BKAV | VIETTEL | BAN_CO_YEU | TEST")] = (
+        "VNPT"
+    ),
+    key_ref: Annotated[str | None, typer.Option(help="Nơi giữ khóa (không phải khóa)")] = None,
+) -> None:
+    """Đăng ký chứng thư số tổ chức của trường (chờ Phòng/Sở phê duyệt)."""
+    from cryptography import x509
+
+    from hocba.models import certificates
+
+    _prepare()
+    try:
+        parsed = x509.load_pem_x509_certificate(cert.read_bytes())
+    except ValueError:
+        err.print("[red]Tệp không phải chứng thư số dạng PEM.[/red]")
+        raise typer.Exit(2) from None
+    try:
+        with db.session_scope() as session:
+            cid = certificates.register(
+                session,
+                parsed,
+                school_code=school,
+                kind=kind,
+                provider=provider,
+                key_ref=key_ref,
+                actor=SYSTEM,
+            )
+    except certificates.CertificateError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(
+        f"Đã đăng ký chứng thư số #{cid} của trường {school}; chờ Phòng/Sở phê duyệt "
+        f"(hocba cert approve {school} --as <cán bộ Phòng>)."
+    )
+
+
+correction_app = typer.Typer(help="Chỉnh lý học bạ đã phát hành.")
+app.add_typer(correction_app, name="correction")
+
+
+def _record_by_code(session: Any, lookup_code: str) -> int:
+    import uuid
+
+    try:
+        code = uuid.UUID(lookup_code)
+    except ValueError:
+        err.print("[red]Mã tra cứu phải là một UUID.[/red]")
+        raise typer.Exit(2) from None
+    rid = (
+        session.connection()
+        .exec_driver_sql("SELECT id FROM hoc_ba WHERE lookup_code = %s", (code,))
+        .scalar()
+    )
+    if rid is None:
+        err.print("[red]Không có học bạ với mã tra cứu này.[/red]")
+        raise typer.Exit(1)
+    return int(rid)
+
+
+@correction_app.command("request")
+def correction_request(
+    lookup_code: Annotated[str, typer.Argument(help="Mã tra cứu của học bạ cần chỉnh lý")],
+    as_user: Annotated[str, typer.Option("--as", help="Hiệu trưởng hoặc văn thư")],
+    reason: Annotated[str, typer.Option(help="Lý do chỉnh lý")],
+    decision: Annotated[str | None, typer.Option(help="Số quyết định hộ tịch (nếu có)")] = None,
+) -> None:
+    """Lập yêu cầu chỉnh lý một học bạ đã phát hành."""
+    from hocba.models import corrections
+
+    _prepare()
+    try:
+        with db.session_scope() as session:
+            req = corrections.request(
+                session,
+                _record_by_code(session, lookup_code),
+                _actor(session, as_user),
+                reason,
+                decision,
+            )
+    except corrections.CorrectionError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"Đã lập yêu cầu chỉnh lý số {req}; chờ Phòng GDĐT duyệt.")
+
+
+@correction_app.command("decide")
+def correction_decide(
+    request_id: Annotated[int, typer.Argument(help="Số yêu cầu chỉnh lý")],
+    as_user: Annotated[str, typer.Option("--as", help="Cán bộ Phòng/Sở")],
+    reject: Annotated[str | None, typer.Option(help="Từ chối, với lý do")] = None,
+) -> None:
+    """Duyệt (thu hồi học bạ cũ, lập bản nháp mới thay thế) hoặc từ chối yêu cầu chỉnh lý."""
+    from hocba.models import corrections
+
+    _prepare()
+    try:
+        with db.session_scope() as session:
+            new = corrections.decide(
+                session, request_id, _actor(session, as_user), approve=reject is None, reason=reject
+            )
+    except corrections.CorrectionError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    if new is None:
+        console.print("Đã từ chối yêu cầu chỉnh lý.")
+    else:
+        console.print(
+            f"Đã duyệt: học bạ cũ bị thu hồi; bản nháp mới #{new} chờ GVCN kiểm tra và ký lại."
+        )

@@ -304,3 +304,22 @@ class DatabaseRegistry:
         return IssuedRecordInfo(
             row.xml_sha256, row.state, str(row.successor) if row.successor else None
         )
+
+
+def key_refs(session: Session) -> dict[str, str]:
+    """Where each registered key lives, by signer label: the staff member's username, or
+    ``truong-<MA_TRUONG>`` for a school's seal (the label the test PKI and the remote
+    signing service use)."""
+    rows = (
+        session.connection()
+        .execute(
+            text(
+                "SELECT COALESCE(st.username, 'truong-' || sc.code), c.key_ref "
+                "FROM certificate c LEFT JOIN staff st ON st.id = c.staff_id "
+                "LEFT JOIN school sc ON sc.id = c.school_id WHERE c.key_ref IS NOT NULL "
+                "ORDER BY c.id"
+            )
+        )
+        .all()
+    )
+    return dict(rows)

@@ -461,17 +461,7 @@ def _sign_everything(
             )
             .all()
         )
-        keys = dict(
-            session.connection()
-            .execute(
-                text(
-                    "SELECT COALESCE(st.username, 'truong-' || sc.code), c.key_ref "
-                    "FROM certificate c LEFT JOIN staff st ON st.id = c.staff_id "
-                    "LEFT JOIN school sc ON sc.id = c.school_id"
-                )
-            )
-            .all()
-        )
+        keys = certificates.key_refs(session)
         people = {
             u: Actor(i, n)
             for i, u, n in session.connection()

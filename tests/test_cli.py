@@ -156,3 +156,60 @@ def test_sign_export_verify_and_tamper(cli: CliRunner, tmp_path: Path, monkeypat
     assert res.exit_code == 1 and report["verdict"] == "INVALID"
     failed = {c["code"] for c in report["checks"] if c["status"] == "fail"}
     assert {"SIGNATURE_GVCN", "SIGNATURE_CBQL", "SIGNATURE_KY_PHAT_HANH"} <= failed
+
+    # each of the three signatures of the exported file also verifies with xmlsec1
+    import shutil
+    import subprocess
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from hocba.tasks.issuance import trust_anchors
+
+    original = tmp_path / "original.xml"
+    original.write_bytes(data)
+    root_pem = tmp_path / "root.pem"
+    root_pem.write_bytes(trust_anchors(tmp_path / "home")[0].public_bytes(Encoding.PEM))
+    xmlsec1 = shutil.which("xmlsec1")
+    assert xmlsec1, "xmlsec1 missing: scripts/install.sh installs it"
+    for slot in ("GVCN", "CBQL", "KY_PHAT_HANH"):
+        out = subprocess.run(
+            [
+                xmlsec1,
+                "--verify",
+                "--trusted-pem",
+                str(root_pem),
+                "--id-attr:Id",
+                "DU_LIEU_HOC_BA",
+                "--node-xpath",
+                f"/HOC_BA/DANH_SACH_THONG_TIN_KY/{slot}/*[local-name()='Signature']",
+                "--enabled-reference-uris",
+                "same-doc",
+                str(original),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, (slot, out.stderr)
+
+    # a correction: requested by the clerk, approved by the district, old record revoked
+    res = cli.invoke(
+        app,
+        [
+            "correction",
+            "request",
+            code,
+            "--as",
+            "dh01.vt",
+            "--reason",
+            "Sai ngày sinh",
+            "--decision",
+            "QĐ 45/2025",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    req_id = res.output.split("số ")[1].split(";")[0]
+    res = cli.invoke(app, ["correction", "decide", req_id, "--as", "phong.dh"])
+    assert res.exit_code == 0 and "thu hồi" in res.output
+    report = json.loads(cli.invoke(app, ["verify", str(original), "--json"]).output)
+    match = next(c for c in report["checks"] if c["code"] == "REGISTRY_MATCH")
+    assert report["verdict"] == "INVALID" and "thu hồi" in match["message_vi"]
