@@ -548,27 +548,22 @@ def _open_signer(
     remote: str | None,
     remote_user: str | None,
 ) -> Any:
-    """The signing backend: a PKCS#11 token, a remote hash-signing service, or the
-    registered PKCS#12 file. PINs and passphrases come from HOCBA_KEY_PASSPHRASE or a
-    hidden prompt, never from arguments (they would land in shell history and logs)."""
-    from hocba.tasks.signing import SoftwareSigner
+    """The signing backend chosen by the options; PINs and passphrases come from
+    HOCBA_KEY_PASSPHRASE or a hidden prompt, never from arguments."""
+    from hocba.tasks.signers import SignerSpec, open_signer
 
-    if pkcs11_module:
-        from hocba.tasks.signing_pkcs11 import Pkcs11Signer
-
-        if not token or not key_label:
-            err.print("[red]Ký bằng token cần --token và --key-label.[/red]")
-            raise typer.Exit(2)
-        return Pkcs11Signer.open(pkcs11_module, token, _passphrase("Mã PIN của token"), key_label)
-    if remote:
-        from hocba.tasks.remote_signing import RemoteSigner
-
-        if not remote_user:
-            err.print("[red]Ký số từ xa cần --remote-user.[/red]")
-            raise typer.Exit(2)
+    kind = "pkcs11" if pkcs11_module else "remote" if remote else "pkcs12"
+    if kind == "remote":
         console.print("Hãy xác nhận yêu cầu ký trên điện thoại (một lần cho cả lô).")
-        return RemoteSigner(remote, remote_user)
-    return SoftwareSigner.from_pkcs12(str(key_ref), _passphrase("Mật khẩu tệp khóa"))
+    spec = SignerSpec(
+        kind=kind,
+        pkcs11_module=pkcs11_module,
+        token=token,
+        key_label=key_label,
+        remote_url=remote,
+        remote_user=remote_user,
+    )
+    return open_signer(spec, key_ref, _passphrase)
 
 
 def _crl_source(home: Path) -> Any:

@@ -1,0 +1,72 @@
+"""Opening a signing backend from a description that carries no secret.
+
+A flow run's parameters, the dashboard's session and the CLI's arguments only ever hold a
+:class:`SignerSpec` (which backend, where, whose key); the PIN or passphrase comes from a
+``secret`` callback at the moment the key is opened: a hidden prompt in the CLI, the
+password field in the dashboard, and on a Prefect worker the worker's own environment
+(``HOCBA_KEY_PASSPHRASE``) or a Prefect Secret block ``hocba-key-<label>``. A remote
+signing service needs no secret at all: the signer confirms on their phone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel
+
+from hocba.tasks.signing import Signer, SigningError, SoftwareSigner
+
+
+class SignerSpec(BaseModel):
+    """Which backend signs; never a secret."""
+
+    kind: Literal["pkcs12", "pkcs11", "remote"] = "pkcs12"
+    pkcs11_module: str | None = None
+    token: str | None = None
+    key_label: str | None = None
+    remote_url: str | None = None
+    remote_user: str | None = None
+
+
+def open_signer(spec: SignerSpec, key_ref: str | None, secret: Callable[[str], str]) -> Signer:
+    """Open the backend of ``spec``; ``key_ref`` is the registered PKCS#12 path."""
+    if spec.kind == "pkcs11":
+        from hocba.tasks.signing_pkcs11 import Pkcs11Signer
+
+        if not (spec.pkcs11_module and spec.token and spec.key_label):
+            raise SigningError("Ký bằng token cần thư viện PKCS#11, nhãn token và nhãn khóa.")
+        return Pkcs11Signer.open(
+            spec.pkcs11_module, spec.token, secret("Mã PIN của token"), spec.key_label
+        )
+    if spec.kind == "remote":
+        from hocba.tasks.remote_signing import RemoteSigner
+
+        if not (spec.remote_url and spec.remote_user):
+            raise SigningError("Ký số từ xa cần địa chỉ dịch vụ và mã người dùng.")
+        return RemoteSigner(spec.remote_url, spec.remote_user)
+    if not key_ref:
+        raise SigningError("Chưa có tệp khóa đã đăng ký cho người ký này.")
+    return SoftwareSigner.from_pkcs12(key_ref, secret("Mật khẩu tệp khóa"))
+
+
+def worker_secret(label: str) -> Callable[[str], str]:
+    """The secret provider of a Prefect worker: a Secret block ``hocba-key-<label>`` when
+    one exists, else ``HOCBA_KEY_PASSPHRASE`` of the worker's environment."""
+
+    def get(_prompt: str) -> str:
+        try:
+            from prefect.blocks.system import Secret
+
+            return str(Secret.load(f"hocba-key-{label.replace('.', '-')}").get())
+        except Exception:  # no such block (or no Prefect server): fall back to the env
+            value = os.environ.get("HOCBA_KEY_PASSPHRASE")
+            if value is None:
+                raise SigningError(
+                    "Máy chạy (worker) chưa có mật khẩu tệp khóa: đặt HOCBA_KEY_PASSPHRASE hoặc "
+                    f"tạo khối bí mật Prefect «hocba-key-{label}»."
+                ) from None
+            return value
+
+    return get
