@@ -54,9 +54,7 @@ from typing import Any, Literal
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI, HTTPException, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,6 +64,7 @@ from hocba.tasks.signing import (
     ALGORITHM_RSA_SHA256,
     SigningError,
     SoftwareSigner,
+    verify_digest_signature,
 )
 
 __all__ = [
@@ -103,34 +102,6 @@ def _b64decode(text: str) -> bytes:
 
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def verify_digest_signature(
-    certificate: x509.Certificate, algorithm: str, digest: bytes, value: bytes
-) -> bool:
-    """Check a raw XMLDSig signature value over a SHA-256 ``digest`` with the certificate.
-
-    ``rsa-sha256``: RSASSA-PKCS1-v1_5 (RFC 8017 §8.2); ``ecdsa-sha256``: ``r || s``, each
-    padded to the curve size (XMLDSig 1.1 §6.4.3).
-    """
-    public_key = certificate.public_key()
-    prehashed = utils.Prehashed(hashes.SHA256())
-    try:
-        if algorithm == ALGORITHM_RSA_SHA256 and isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(value, digest, padding.PKCS1v15(), prehashed)
-            return True
-        if algorithm == ALGORITHM_ECDSA_SHA256 and isinstance(
-            public_key, ec.EllipticCurvePublicKey
-        ):
-            size = (public_key.curve.key_size + 7) // 8
-            if len(value) != 2 * size:
-                return False
-            r, s = int.from_bytes(value[:size], "big"), int.from_bytes(value[size:], "big")
-            public_key.verify(utils.encode_dss_signature(r, s), digest, ec.ECDSA(prehashed))
-            return True
-    except InvalidSignature:
-        return False
-    return False
 
 
 # =============================================================================== service

@@ -45,6 +45,7 @@ __all__ = [
     "SigningError",
     "SoftwareSigner",
     "clear_signer_cache",
+    "verify_digest_signature",
 ]
 
 ALGORITHM_RSA_SHA256 = "rsa-sha256"
@@ -201,3 +202,34 @@ def clear_signer_cache() -> None:
     """Forget every cached :class:`SoftwareSigner` (e.g. after a certificate rotation)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+
+
+def verify_digest_signature(
+    certificate: x509.Certificate, algorithm: str, digest: bytes, value: bytes
+) -> bool:
+    """Check a raw XMLDSig signature value over a SHA-256 ``digest`` with the certificate.
+
+    ``rsa-sha256``: RSASSA-PKCS1-v1_5 (RFC 8017 §8.2); ``ecdsa-sha256``: ``r || s``, each
+    padded to the curve size (XMLDSig 1.1 §6.4.3). Used by every backend to check what a
+    device or service returned before it is written into a document.
+    """
+    from cryptography.exceptions import InvalidSignature
+
+    public_key = certificate.public_key()
+    prehashed = utils.Prehashed(hashes.SHA256())
+    try:
+        if algorithm == ALGORITHM_RSA_SHA256 and isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(value, digest, padding.PKCS1v15(), prehashed)
+            return True
+        if algorithm == ALGORITHM_ECDSA_SHA256 and isinstance(
+            public_key, ec.EllipticCurvePublicKey
+        ):
+            size = (public_key.curve.key_size + 7) // 8
+            if len(value) != 2 * size:
+                return False
+            r, s = int.from_bytes(value[:size], "big"), int.from_bytes(value[size:], "big")
+            public_key.verify(utils.encode_dss_signature(r, s), digest, ec.ECDSA(prehashed))
+            return True
+    except InvalidSignature:
+        return False
+    return False

@@ -48,14 +48,17 @@ from typing import Any
 
 import pkcs11
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
-from hocba.tasks.signing import ALGORITHM_ECDSA_SHA256, ALGORITHM_RSA_SHA256, SigningError
+from hocba.tasks.signing import (
+    ALGORITHM_ECDSA_SHA256,
+    ALGORITHM_RSA_SHA256,
+    SigningError,
+    verify_digest_signature,
+)
 
 __all__ = ["SHA256_DIGEST_INFO_PREFIX", "Pkcs11Signer"]
 
@@ -475,9 +478,8 @@ class Pkcs11Signer:
             except p11.PKCS11Error as exc:
                 raise SigningError(f"Thiết bị ký từ chối ký ({type(exc).__name__}).") from None
         _log.debug("Thiết bị %r đã ký %d giá trị băm.", self.token_label, len(values))
-        public_key = self.certificate.public_key()
         for digest, value in zip(digests, values, strict=True):
-            if not _verifies(public_key, bytes(digest), value):
+            if not verify_digest_signature(self.certificate, self.algorithm, bytes(digest), value):
                 raise SigningError(
                     f"Chữ ký do thiết bị tạo không khớp chứng thư số của khoá {self.key_label!r}."
                 )
@@ -506,23 +508,3 @@ class Pkcs11Signer:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _verifies(public_key: Any, digest: bytes, value: bytes) -> bool:
-    """Check one raw XMLDSig value (PKCS#1 v1.5 or ``r || s``) over a SHA-256 digest."""
-    prehashed = utils.Prehashed(hashes.SHA256())
-    try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(value, digest, padding.PKCS1v15(), prehashed)
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            size = (public_key.curve.key_size + 7) // 8
-            if len(value) != 2 * size:
-                return False
-            r = int.from_bytes(value[:size], "big")
-            s = int.from_bytes(value[size:], "big")
-            public_key.verify(utils.encode_dss_signature(r, s), digest, ec.ECDSA(prehashed))
-        else:
-            return False
-    except InvalidSignature:
-        return False
-    return True
