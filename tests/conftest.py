@@ -152,3 +152,23 @@ class District:
 @pytest.fixture
 def district(engine: Engine, tmp_path: Path) -> District:
     return District(engine, tmp_path)
+
+
+@pytest.fixture
+def keyed(district: District, tmp_path: Path) -> District:
+    """The district with test keys for everyone and DH01's seal approved."""
+    from issuing import PASSWORD
+
+    from hocba.models import certificates
+    from hocba.models.lifecycle import SYSTEM
+    from hocba.tasks.issuance import init_test_keys
+
+    with Session(district.engine) as s:
+        init_test_keys(s, tmp_path, PASSWORD, SYSTEM)
+        s.commit()
+    with Session(district.engine) as s:
+        cert = certificates.school_certificates(s, "DH01")[0]
+        certificates.decide(s, cert.id, district.actor("phong.dh"), approve=True)
+        s.commit()
+    district.home = tmp_path  # type: ignore[attr-defined]
+    return district

@@ -1,0 +1,66 @@
+"""Issuing real records in tests: keys, a reviewed class, the three signatures.
+
+Shared by the tests of issuance, transfers and the dashboard (imported as ``issuing``;
+the ``keyed`` fixture lives in tests/conftest.py)."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from hocba.models import certificates
+from hocba.models.lifecycle import SYSTEM, transition
+from hocba.tasks.issuance import sign_batch, trust_anchors
+from hocba.tasks.signing import SoftwareSigner
+
+PASSWORD = "mat-khau-demo"
+
+
+def signer_of(district, username: str) -> SoftwareSigner:  # type: ignore[no-untyped-def]
+    with Session(district.engine) as s:
+        if username.startswith("truong-"):
+            ref = certificates.school_certificates(s, username[7:])[0].key_ref
+        else:
+            ref = certificates.staff_certificate(s, district.actor(username).staff_id).key_ref
+    return SoftwareSigner.from_pkcs12(ref, PASSWORD)
+
+
+def reviewed_class(district) -> tuple[list[int], object]:  # type: ignore[no-untyped-def]
+    """Every record of DH01's first class, approved by its teacher."""
+    ids = district.record_ids("DH01")
+    teacher = district.homeroom_of(ids[0])
+    ids = [r for r in ids if district.homeroom_of(r).staff_id == teacher.staff_id]
+    for rid in ids:
+        district.force_state(rid, "draft", flags="[]")
+    with Session(district.engine) as s:
+        transition(s, ids, "send_to_review", SYSTEM)
+        assert transition(s, ids, "approve", teacher).ok == ids
+        s.commit()
+    return ids, teacher
+
+
+def issue(district, ids, teacher) -> None:  # type: ignore[no-untyped-def]
+    with Session(district.engine) as s:
+        assert (
+            sign_batch(
+                s, ids, "GVCN", teacher, signer_of(district, teacher_username(district, teacher))
+            ).ok
+            == ids
+        )
+        assert (
+            sign_batch(s, ids, "CBQL", district.actor("dh01.ht"), signer_of(district, "dh01.ht")).ok
+            == ids
+        )
+        res = sign_batch(
+            s,
+            ids,
+            "KY_PHAT_HANH",
+            district.actor("dh01.vt"),
+            signer_of(district, "truong-DH01"),
+            trust_anchors=trust_anchors(district.home),
+        )
+        assert res.ok == ids, res.failed
+        s.commit()
+
+
+def teacher_username(district, teacher) -> str:  # type: ignore[no-untyped-def]
+    return str(district.scalar("SELECT username FROM staff WHERE id = :i", i=teacher.staff_id))
