@@ -815,3 +815,153 @@ def correction_decide(
         console.print(
             f"Đã duyệt: học bạ cũ bị thu hồi; bản nháp mới #{new} chờ GVCN kiểm tra và ký lại."
         )
+
+
+transfer_app = typer.Typer(help="Chuyển trường: xuất gói, nhận gói, biên nhận.")
+app.add_typer(transfer_app, name="transfer")
+
+
+def _school_seal(session: Any, school: str) -> Any:
+    from hocba.models import certificates
+    from hocba.tasks.signing import SoftwareSigner
+
+    approved = [
+        c
+        for c in certificates.school_certificates(session, school)
+        if c.status == "approved" and c.key_ref
+    ]
+    if not approved:
+        err.print(f"[red]Trường {school} chưa có con dấu số được phê duyệt.[/red]")
+        raise typer.Exit(1)
+    return SoftwareSigner.from_pkcs12(approved[0].key_ref, _passphrase("Mật khẩu tệp khóa"))
+
+
+@transfer_app.command("export")
+def transfer_export(
+    pupil_code: Annotated[str, typer.Argument(help="Mã học sinh")],
+    to: Annotated[str, typer.Option(help="Mã trường chuyển đến")],
+    leaving_date: Annotated[str, typer.Option(help="Ngày chuyển đi (dd/mm/yyyy)")],
+    as_user: Annotated[str, typer.Option("--as", help="Hiệu trưởng hoặc văn thư")],
+    out: Annotated[Path, typer.Option(help="Tệp gói chuyển trường (.zip)")],
+) -> None:
+    """Xuất gói chuyển trường (mọi học bạ đã phát hành của học sinh, ký bằng con dấu)."""
+    import datetime as dt
+
+    from hocba.tasks.transfer import TransferError, export_package
+
+    try:
+        when = dt.datetime.strptime(leaving_date, "%d/%m/%Y").date()
+    except ValueError:
+        err.print("[red]Ngày chuyển đi phải có dạng ngày/tháng/năm, ví dụ 15/01/2025.[/red]")
+        raise typer.Exit(2) from None
+    _prepare()
+    try:
+        with db.session_scope() as session:
+            actor = _actor(session, as_user)
+            school = (
+                session.connection()
+                .exec_driver_sql(
+                    "SELECT s.code FROM pupil p JOIN enrolment e ON e.pupil_id = p.id "
+                    "AND e.left_on IS NULL JOIN school s ON s.id = e.school_id "
+                    "WHERE p.pupil_code = %s",
+                    (pupil_code,),
+                )
+                .scalar()
+            )
+            package, tid = export_package(
+                session, pupil_code, to, when, actor, _school_seal(session, school or "")
+            )
+    except TransferError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    out.write_bytes(package)
+    console.print(f"Đã xuất gói chuyển trường #{tid}: {out} ({len(package):,} byte).")
+
+
+@transfer_app.command("receive")
+def transfer_receive(
+    package: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    school: Annotated[str, typer.Option(help="Mã trường nhận")],
+    as_user: Annotated[str, typer.Option("--as", help="Hiệu trưởng hoặc văn thư")],
+    identity_confirmed: Annotated[
+        bool, typer.Option(help="Đã đối chiếu giấy tờ, nhận dù họ tên/ngày sinh lệch")
+    ] = False,
+    receipt_out: Annotated[Path | None, typer.Option(help="Nơi ghi biên nhận")] = None,
+) -> None:
+    """Nhận gói chuyển trường: kiểm tra mọi học bạ, đối chiếu học sinh, nhận (chỉ đọc)."""
+    from hocba.tasks.issuance import trust_anchors
+    from hocba.tasks.transfer import TransferError, receive_package
+
+    settings = load_settings()
+    _prepare()
+    try:
+        with db.session_scope() as session:
+            res = receive_package(
+                session,
+                package.read_bytes(),
+                _actor(session, as_user),
+                _school_seal(session, school),
+                trust_anchors(settings.home),
+                school,
+                identity_confirmed=identity_confirmed,
+            )
+    except TransferError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    for note in res.notes:
+        console.print(note)
+    if res.state == "needs_review":
+        console.print(f"Gói #{res.transfer_id} cần đối chiếu thủ công (xem hocba transfer list).")
+        raise typer.Exit(3)
+    target = receipt_out or package.with_suffix(".bien-nhan.json")
+    target.write_bytes(res.receipt or b"")
+    console.print(f"Đã nhận {res.records} học bạ; biên nhận: {target}")
+
+
+@transfer_app.command("receipt")
+def transfer_receipt(receipt: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Trường chuyển đi ghi nhận biên nhận đã ký của trường nhận."""
+    from hocba.tasks.issuance import trust_anchors
+    from hocba.tasks.transfer import TransferError, record_receipt
+
+    settings = load_settings()
+    _prepare()
+    try:
+        with db.session_scope() as session:
+            tid = record_receipt(session, receipt.read_bytes(), trust_anchors(settings.home))
+    except TransferError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"Chuyển trường #{tid}: đã có biên nhận của trường nhận.")
+
+
+@transfer_app.command("list")
+def transfer_list(school: Annotated[str | None, typer.Option(help="Mã trường")] = None) -> None:
+    """Các lượt chuyển đi/chuyển đến và trạng thái."""
+    _prepare()
+    with db.session_scope() as session:
+        rows = (
+            session.connection()
+            .exec_driver_sql(
+                "SELECT id, from_school_code, to_school_code, pupil_name, leaving_date, state, "
+                "records, review_reason FROM transfer WHERE %s::text IS NULL "
+                "OR %s IN (from_school_code, to_school_code) ORDER BY id",
+                (school, school),
+            )
+            .all()
+        )
+    labels = {
+        "exported": "Đã xuất gói",
+        "needs_review": "Cần đối chiếu",
+        "accepted": "Đã nhận",
+        "rejected": "Từ chối",
+        "receipted": "Đã có biên nhận",
+    }
+    table = Table(title="Chuyển trường")
+    for h in ("Số", "Từ", "Đến", "Học sinh", "Ngày đi", "Trạng thái", "Học bạ", "Ghi chú"):
+        table.add_column(h)
+    for r in rows:
+        table.add_row(
+            str(r[0]), r[1], r[2], r[3], f"{r[4]:%d/%m/%Y}", labels[r[5]], str(r[6]), r[7] or ""
+        )
+    console.print(table)

@@ -213,3 +213,43 @@ def test_sign_export_verify_and_tamper(cli: CliRunner, tmp_path: Path, monkeypat
     report = json.loads(cli.invoke(app, ["verify", str(original), "--json"]).output)
     match = next(c for c in report["checks"] if c["code"] == "REGISTRY_MATCH")
     assert report["verdict"] == "INVALID" and "thu hồi" in match["message_vi"]
+
+
+def test_transfer_between_two_schools(cli: CliRunner, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    args = ["demo", "--schools", "2", "--pupils-per-school", "10", "--year", "2024-2025"]
+    monkeypatch.setenv("HOCBA_KEY_PASSPHRASE", "hocba-demo")  # the demo's key passphrase
+    assert cli.invoke(app, args).exit_code == 0
+    issued = json.loads(
+        cli.invoke(app, ["records", "--school", "DH01", "--state", "issued", "--json"]).output
+    )
+    pupil = issued[0]["pupil_code"]
+    package = tmp_path / "chuyen.zip"
+    res = cli.invoke(
+        app,
+        [
+            "transfer",
+            "export",
+            pupil,
+            "--to",
+            "DH02",
+            "--leaving-date",
+            "20/01/2025",
+            "--as",
+            "dh01.vt",
+            "--out",
+            str(package),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    res = cli.invoke(
+        app, ["transfer", "receive", str(package), "--school", "DH02", "--as", "dh01.vt"]
+    )
+    assert res.exit_code == 1 and "không có quyền" in res.output
+    res = cli.invoke(
+        app, ["transfer", "receive", str(package), "--school", "DH02", "--as", "dh02.vt"]
+    )
+    assert res.exit_code == 0 and "Đã nhận 1 học bạ" in res.output
+    receipt = package.with_suffix(".bien-nhan.json")
+    assert cli.invoke(app, ["transfer", "receipt", str(receipt)]).exit_code == 0
+    listing = cli.invoke(app, ["transfer", "list", "--school", "DH02"]).output
+    assert "Đã có" in listing and "DH01" in listing  # wrapped cell: "Đã có biên nhận"
