@@ -332,10 +332,6 @@ def audit_verify() -> None:
     raise typer.Exit(1)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    app()
-
-
 # ---------------------------------------------------------------------------------------
 # Keys, certificates, signing, verification, export (issue 3)
 # ---------------------------------------------------------------------------------------
@@ -965,3 +961,7 @@ def transfer_list(school: Annotated[str | None, typer.Option(help="Mã trường
             str(r[0]), r[1], r[2], r[3], f"{r[4]:%d/%m/%Y}", labels[r[5]], str(r[6]), r[7] or ""
         )
     console.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
