@@ -1,0 +1,498 @@
+"""PostgreSQL storage of the bundled province portal, in its own schema.
+
+SQLAlchemy Core tables, created at start-up (``CREATE SCHEMA IF NOT EXISTS`` + ``CREATE
+TABLE IF NOT EXISTS``); every table is qualified with the portal's schema, so the portal
+can share a server — even an engine — with the app without touching its tables.
+
+=============================  ===========================================================
+``certificate_registration``   transaction 3: one row per (school, certificate SHA-256);
+                               ``status`` pending / approved / rejected
+``message``                    every processed transaction 1, 3 and 5, unique per
+                               (ma_don_vi, messageid), with its answer: a resend returns it
+``record``                     the accepted records, unique by lookup code, with their XML;
+                               ``state`` accepted / revoked
+``submission_result``          transaction 1: the verdict on each record of a message
+``revocation_request``         transaction 5; ``trang_thai`` 1 pending, 2 accepted,
+                               3 rejected
+``revocation_item``            the records of a revocation request
+=============================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
+
+__all__ = ["PortalStore", "StoredMessage"]
+
+_SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+PENDING, ACCEPTED, REJECTED = 1, 2, 3
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _tables(schema: str) -> tuple[MetaData, dict[str, Table]]:
+    metadata = MetaData(schema=schema)
+    ts = DateTime(timezone=True)
+    tables = {
+        "certificate_registration": Table(
+            "certificate_registration",
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("ma_dang_ky", Text, nullable=False, unique=True),
+            Column("ma_don_vi", Text, nullable=False),
+            Column("serial_number", Text, nullable=False),
+            Column("sha256", Text, nullable=False),
+            Column("subject", Text, nullable=False),
+            Column("certificate", LargeBinary, nullable=False),
+            Column("ngay_hieu_luc", Text, nullable=False),
+            Column("ma_kieu_chu_ky", Text, nullable=False),
+            Column("nha_phat_hanh", Text, nullable=False),
+            Column("status", Text, nullable=False, server_default="pending"),
+            Column("created_at", ts, nullable=False),
+            Column("decided_at", ts),
+            UniqueConstraint("ma_don_vi", "sha256"),
+        ),
+        "message": Table(
+            "message",
+            metadata,
+            Column("id", BigInteger, primary_key=True),
+            Column("ma_don_vi", Text, nullable=False),
+            Column("messageid", Text, nullable=False),
+            Column("giao_dich", SmallInteger, nullable=False),
+            Column("user_name", Text, nullable=False),
+            Column("content_sha256", Text, nullable=False),
+            Column("answer", JSONB, nullable=False),
+            Column("received_at", ts, nullable=False),
+            UniqueConstraint("ma_don_vi", "messageid"),
+        ),
+        "record": Table(
+            "record",
+            metadata,
+            Column("id", BigInteger, primary_key=True),
+            Column("ma_tra_cuu_uuid", Text, nullable=False, unique=True),
+            Column("ma_don_vi", Text, nullable=False, index=True),
+            Column("nam_hoc", Text, nullable=False),
+            Column("ma_hoc_sinh", Text),
+            Column("ten_hoc_sinh", Text),
+            Column("so_cccd", Text),
+            Column("xml", LargeBinary, nullable=False),
+            Column("xml_sha256", Text, nullable=False),
+            Column("message_id", BigInteger, ForeignKey("message.id"), nullable=False),
+            Column("state", Text, nullable=False, server_default="accepted"),
+            Column("accepted_at", ts, nullable=False),
+            Column("revoked_at", ts),
+        ),
+        "submission_result": Table(
+            "submission_result",
+            metadata,
+            Column("id", BigInteger, primary_key=True),
+            Column("message_id", BigInteger, ForeignKey("message.id"), nullable=False, index=True),
+            Column("position", Integer, nullable=False),
+            Column("ma_hoc_sinh", Text),
+            Column("ten_hoc_sinh", Text),
+            Column("so_cccd", Text),
+            Column("ma_tra_cuu_uuid", Text),
+            Column("trang_thai", SmallInteger, nullable=False),
+            Column("error", Text),
+            Column("error_field_title", Text),
+            Column("error_description", Text),
+            UniqueConstraint("message_id", "position"),
+        ),
+        "revocation_request": Table(
+            "revocation_request",
+            metadata,
+            Column("id", BigInteger, primary_key=True),
+            Column("ma_yeu_cau", Text, nullable=False, unique=True),
+            Column("message_id", BigInteger, ForeignKey("message.id"), nullable=False),
+            Column("ma_don_vi", Text, nullable=False),
+            Column("trang_thai", SmallInteger, nullable=False),
+            Column("ly_do", Text),
+            Column("created_at", ts, nullable=False),
+            Column("decided_at", ts),
+        ),
+        "revocation_item": Table(
+            "revocation_item",
+            metadata,
+            Column("id", BigInteger, primary_key=True),
+            Column(
+                "request_id",
+                BigInteger,
+                ForeignKey("revocation_request.id"),
+                nullable=False,
+                index=True,
+            ),
+            Column("ma_tra_cuu_uuid", Text, nullable=False),
+            Column("ho_va_ten", Text),
+            Column("ly_do", Text),
+        ),
+    }
+    return metadata, tables
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A processed transaction: what identifies it and the answer it got."""
+
+    id: int
+    transaction: int
+    content_sha256: str
+    answer: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class KnownRecord:
+    ma_tra_cuu_uuid: str
+    ma_don_vi: str
+    xml_sha256: str
+    state: str
+    messageid: str
+
+
+class PortalStore:
+    """The portal's tables and the few queries it needs. Thread-safe (one engine)."""
+
+    def __init__(self, engine: Engine, schema: str = "portal") -> None:
+        if not _SCHEMA_RE.fullmatch(schema):
+            raise ValueError(f"Tên schema không hợp lệ: {schema!r}")
+        self.engine = engine
+        self.schema = schema
+        self.metadata, self.t = _tables(schema)
+
+    def create(self) -> None:
+        """Create the schema and the tables if they do not exist (idempotent)."""
+        with self.engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            self.metadata.create_all(conn, checkfirst=True)
+
+    # ------------------------------------------------------------------ certificates
+    def register_certificate(
+        self,
+        conn: Connection,
+        *,
+        ma_don_vi: str,
+        serial_number: str,
+        sha256: str,
+        subject: str,
+        certificate: bytes,
+        ngay_hieu_luc: str,
+        ma_kieu_chu_ky: str,
+        nha_phat_hanh: str,
+        approve: bool,
+    ) -> dict[str, Any]:
+        """Insert a registration, or return the existing one for that certificate."""
+        t = self.t["certificate_registration"]
+        now = _now()
+        conn.execute(
+            pg_insert(t)
+            .values(
+                ma_dang_ky=str(uuid.uuid4()),
+                ma_don_vi=ma_don_vi,
+                serial_number=serial_number,
+                sha256=sha256,
+                subject=subject,
+                certificate=certificate,
+                ngay_hieu_luc=ngay_hieu_luc,
+                ma_kieu_chu_ky=ma_kieu_chu_ky,
+                nha_phat_hanh=nha_phat_hanh,
+                status="approved" if approve else "pending",
+                created_at=now,
+                decided_at=now if approve else None,
+            )
+            .on_conflict_do_nothing(index_elements=["ma_don_vi", "sha256"])
+        )
+        row = conn.execute(select(t).where(t.c.ma_don_vi == ma_don_vi, t.c.sha256 == sha256)).one()
+        return dict(row._mapping)
+
+    def registration(
+        self, ma_don_vi: str, *, serial_number: str | None = None, sha256: str | None = None
+    ) -> dict[str, Any] | None:
+        """The newest registration of the school matching the serial or fingerprint."""
+        t = self.t["certificate_registration"]
+        query = select(t).where(t.c.ma_don_vi == ma_don_vi)
+        if serial_number is not None:
+            query = query.where(func.upper(t.c.serial_number) == serial_number.upper())
+        if sha256 is not None:
+            query = query.where(t.c.sha256 == sha256)
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(t.c.id.desc()).limit(1)).first()
+        return None if row is None else dict(row._mapping)
+
+    def approved_fingerprints(self, ma_don_vi: str) -> set[str]:
+        t = self.t["certificate_registration"]
+        with self.engine.connect() as conn:
+            return set(
+                conn.scalars(
+                    select(t.c.sha256).where(t.c.ma_don_vi == ma_don_vi, t.c.status == "approved")
+                )
+            )
+
+    def decide_certificate(self, ma_dang_ky: str, approve: bool) -> dict[str, Any] | None:
+        t = self.t["certificate_registration"]
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(t)
+                .where(t.c.ma_dang_ky == ma_dang_ky)
+                .values(status="approved" if approve else "rejected", decided_at=_now())
+                .returning(t)
+            ).first()
+        return None if row is None else dict(row._mapping)
+
+    def registrations(self, status: str | None = None) -> list[dict[str, Any]]:
+        t = self.t["certificate_registration"]
+        query = select(
+            t.c.ma_dang_ky,
+            t.c.ma_don_vi,
+            t.c.serial_number,
+            t.c.sha256,
+            t.c.subject,
+            t.c.ngay_hieu_luc,
+            t.c.ma_kieu_chu_ky,
+            t.c.nha_phat_hanh,
+            t.c.status,
+        ).order_by(t.c.id)
+        if status:
+            query = query.where(t.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # ------------------------------------------------------------------ messages
+    def stored_message(self, ma_don_vi: str, messageid: str) -> StoredMessage | None:
+        t = self.t["message"]
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.c.id, t.c.giao_dich, t.c.content_sha256, t.c.answer).where(
+                    t.c.ma_don_vi == ma_don_vi, t.c.messageid == messageid
+                )
+            ).first()
+        return None if row is None else StoredMessage(*row)
+
+    def claim_message(
+        self,
+        conn: Connection,
+        *,
+        ma_don_vi: str,
+        messageid: str,
+        transaction: int,
+        user_name: str,
+        content_sha256: str,
+    ) -> int | None:
+        """Insert the message row in ``conn``'s transaction; ``None`` when another
+        transaction stored the same messageid first (after waiting for it to commit)."""
+        t = self.t["message"]
+        return conn.execute(
+            pg_insert(t)
+            .values(
+                ma_don_vi=ma_don_vi,
+                messageid=messageid,
+                giao_dich=transaction,
+                user_name=user_name,
+                content_sha256=content_sha256,
+                answer={},
+                received_at=_now(),
+            )
+            .on_conflict_do_nothing(index_elements=["ma_don_vi", "messageid"])
+            .returning(t.c.id)
+        ).scalar()
+
+    def set_answer(self, conn: Connection, message_pk: int, answer: dict[str, Any]) -> None:
+        t = self.t["message"]
+        conn.execute(update(t).where(t.c.id == message_pk).values(answer=answer))
+
+    # ------------------------------------------------------------------ records
+    def known_record(self, lookup_code: str) -> KnownRecord | None:
+        r, m = self.t["record"], self.t["message"]
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(r.c.ma_tra_cuu_uuid, r.c.ma_don_vi, r.c.xml_sha256, r.c.state, m.c.messageid)
+                .join(m, m.c.id == r.c.message_id)
+                .where(r.c.ma_tra_cuu_uuid == lookup_code)
+            ).first()
+        return None if row is None else KnownRecord(*row)
+
+    def insert_records(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """Insert accepted records; returns the lookup codes actually inserted (a code
+        stored meanwhile by another message is skipped)."""
+        if not rows:
+            return set()
+        t = self.t["record"]
+        inserted: set[str] = set()
+        for start in range(0, len(rows), 200):
+            result = conn.execute(
+                pg_insert(t)
+                .values(list(rows[start : start + 200]))
+                .on_conflict_do_nothing(index_elements=["ma_tra_cuu_uuid"])
+                .returning(t.c.ma_tra_cuu_uuid)
+            )
+            inserted.update(result.scalars())
+        return inserted
+
+    def insert_results(
+        self, conn: Connection, message_pk: int, results: Iterable[dict[str, Any]]
+    ) -> None:
+        rows = [{"message_id": message_pk, "position": i, **r} for i, r in enumerate(results, 1)]
+        if rows:
+            conn.execute(self.t["submission_result"].insert(), rows)
+
+    def results(self, message_pk: int) -> list[dict[str, Any]]:
+        t = self.t["submission_result"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    t.c.ma_hoc_sinh,
+                    t.c.ten_hoc_sinh,
+                    t.c.so_cccd,
+                    t.c.ma_tra_cuu_uuid,
+                    t.c.trang_thai,
+                    t.c.error,
+                    t.c.error_field_title,
+                    t.c.error_description,
+                )
+                .where(t.c.message_id == message_pk)
+                .order_by(t.c.position)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def school_records(self, ma_don_vi: str, codes: Sequence[str]) -> dict[str, str]:
+        """Lookup code → state of the given codes accepted for that school."""
+        t = self.t["record"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.ma_tra_cuu_uuid, t.c.state).where(
+                    t.c.ma_don_vi == ma_don_vi, t.c.ma_tra_cuu_uuid.in_(list(codes))
+                )
+            )
+            return {code: state for code, state in rows}
+
+    # ------------------------------------------------------------------ revocations
+    def create_revocation(
+        self,
+        conn: Connection,
+        message_pk: int,
+        ma_don_vi: str,
+        items: Sequence[dict[str, str]],
+        accept: bool,
+    ) -> dict[str, Any]:
+        req, item = self.t["revocation_request"], self.t["revocation_item"]
+        now = _now()
+        ma_yeu_cau = str(uuid.uuid4())
+        request_pk = conn.execute(
+            req.insert()
+            .values(
+                ma_yeu_cau=ma_yeu_cau,
+                message_id=message_pk,
+                ma_don_vi=ma_don_vi,
+                trang_thai=ACCEPTED if accept else PENDING,
+                created_at=now,
+                decided_at=now if accept else None,
+            )
+            .returning(req.c.id)
+        ).scalar_one()
+        conn.execute(item.insert(), [{"request_id": request_pk, **i} for i in items])
+        if accept:
+            self._revoke_records(conn, request_pk, now)
+        return {"ma_yeu_cau": ma_yeu_cau, "trang_thai": ACCEPTED if accept else PENDING}
+
+    def _revoke_records(self, conn: Connection, request_pk: int, now: dt.datetime) -> None:
+        r, item = self.t["record"], self.t["revocation_item"]
+        codes = select(item.c.ma_tra_cuu_uuid).where(item.c.request_id == request_pk)
+        conn.execute(
+            update(r)
+            .where(r.c.ma_tra_cuu_uuid.in_(codes), r.c.state == "accepted")
+            .values(state="revoked", revoked_at=now)
+        )
+
+    def revocation(self, ma_yeu_cau: str) -> dict[str, Any] | None:
+        req = self.t["revocation_request"]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(req).where(req.c.ma_yeu_cau == ma_yeu_cau)).first()
+        return None if row is None else dict(row._mapping)
+
+    def decide_revocation(
+        self, ma_yeu_cau: str, accept: bool, ly_do: str = ""
+    ) -> dict[str, Any] | None:
+        """Accept (records become revoked) or reject a pending request; a decided request
+        is returned unchanged."""
+        req = self.t["revocation_request"]
+        now = _now()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(req).where(req.c.ma_yeu_cau == ma_yeu_cau).with_for_update()
+            ).first()
+            if row is None:
+                return None
+            if row.trang_thai != PENDING:
+                return dict(row._mapping)
+            row = conn.execute(
+                update(req)
+                .where(req.c.id == row.id)
+                .values(trang_thai=ACCEPTED if accept else REJECTED, ly_do=ly_do, decided_at=now)
+                .returning(req)
+            ).one()
+            if accept:
+                self._revoke_records(conn, row.id, now)
+        return dict(row._mapping)
+
+    def revocations(self, trang_thai: int | None = None) -> list[dict[str, Any]]:
+        req, item = self.t["revocation_request"], self.t["revocation_item"]
+        query = select(
+            req.c.ma_yeu_cau,
+            req.c.ma_don_vi,
+            req.c.trang_thai,
+            req.c.ly_do,
+            func.array_agg(item.c.ma_tra_cuu_uuid).label("ma_tra_cuu_uuid"),
+        ).join(item, item.c.request_id == req.c.id)
+        if trang_thai is not None:
+            query = query.where(req.c.trang_thai == trang_thai)
+        query = query.group_by(req.c.id).order_by(req.c.id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # ------------------------------------------------------------------ statistics
+    def counts(self) -> dict[str, int]:
+        """Rows per table, and accepted / revoked records (for tests and operators)."""
+        with self.engine.connect() as conn:
+            counts = {
+                name: int(conn.scalar(select(func.count()).select_from(table)) or 0)
+                for name, table in self.t.items()
+            }
+            r = self.t["record"]
+            for state in ("accepted", "revoked"):
+                counts[f"record_{state}"] = int(
+                    conn.scalar(select(func.count()).where(r.c.state == state)) or 0
+                )
+        return counts
+
+    def drop(self) -> None:
+        """Drop the portal's schema and everything in it (tests, resets)."""
+        with self.engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
