@@ -1,0 +1,1084 @@
+"""PAdES signatures on the paper copy of a học bạ, and their verification (HOCBA_SPEC §4).
+
+Standards: ISO 32000-1/-2 (PDF; §12.8 digital signatures, §12.8.2.2 DocMDP, §12.8.2.3
+FieldMDP, §7.11.4 embedded files, §14.13 associated files), ETSI EN 319 142-1 (PAdES;
+``/SubFilter /ETSI.CAdES.detached``), RFC 5652 (CMS), RFC 5280 (certificates and CRLs).
+
+What :func:`sign_pdf` writes on top of the rendering of :mod:`hocba.tasks.pdf_render`::
+
+    revision 0   the rendering (cover, information page, two pages per year)
+    revision 1   + the signed record XML of the latest year, embedded file
+                   "hoc-ba-<lookup code>.xml" (/AFRelationship /Source)
+                 + signature field "ChuKyHieuTruong" on the principal's box
+                 + signature field "DauCuaTruong" over the left third of that box,
+                   with /Lock << /Action /All /P 1 >>
+                 + the principal's signature: a certification signature
+                   (DocMDP P=2: only form filling and signing may follow)
+    revision 2   + the school seal's signature in "DauCuaTruong" (approval signature
+                   with FieldMDP /All and P=1: once it is there, nothing may change)
+
+So the attachment is covered by both signatures, the seal's stamp is drawn over the
+principal's box (its widget comes later in ``/Annots``), and after the seal any change —
+even one a viewer would call "form filling" — is a violation of the lock.
+
+Signing goes through the project's :class:`~hocba.tasks.signing.Signer` port: pyHanko asks
+:class:`PortSigner` for a raw signature over the DER of the CMS signed attributes;
+:class:`PortSigner` hashes them (SHA-256) and calls ``sign_digests`` — so software keys,
+PKCS#11 tokens and remote hash-signing services all work. pyHanko sizes the signature
+container with a *dry run*; :class:`PortSigner` answers that with placeholder bytes
+without calling the backend, so each signature costs one backend call.
+
+Batch note: :func:`sign_pdfs` signs many pupils' books with the same two signers, one
+backend call per signature (two per pupil). Unlike the XML signatures of
+:func:`hocba.tasks.xmldsig.sign_slots`, the PDF signatures are *not* gathered into one
+``sign_digests`` call: each digest depends on the finished bytes of its own document, and
+the records themselves already carry the batch-signed XML signatures. A remote-signing
+service therefore asks for one confirmation per signature when it signs PDFs, unless it
+has a session/auto-confirm mode.
+
+:func:`verify_pdf` answers with the same :class:`~hocba.tasks.verify.VerificationReport`
+as :func:`~hocba.tasks.verify.verify_document`. Check codes (stable):
+
+=========================  ================================================================
+``PDF_PARSE``              the bytes are a readable PDF under the size limit. When it fails
+                           no other check runs.
+``PDF_SIGNATURE_PRINCIPAL``  field ``ChuKyHieuTruong``: pyHanko's validator — the signed
+``PDF_SIGNATURE_SEAL``     byte ranges are intact, the CMS signature value verifies, the
+                           certificate chains to ``trusted_roots`` and was valid at the
+                           signing time the signature claims (``/M``; there is no
+                           timestamp authority, as for the XML), keyUsage allows signing;
+                           and the certificate names the person / school of the embedded
+                           record (CCCD of ``SO_CCCD_GIAM_HIEU_KY_HOC_BA``; school code
+                           ``MA_TRUONG``). Missing signature → fail.
+``PDF_LOCK``               exactly two signatures, principal first; the principal's is a
+                           certification signature; the seal's carries a FieldMDP lock with
+                           P=1; the seal's signature covers the whole file (nothing was
+                           appended after it) and pyHanko's modification analysis finds
+                           every earlier revision's later changes allowed.
+``PDF_REVOCATION``         as ``REVOCATION`` of the XML, for the two PDF signers' certificates
+                           against the CRL of ``crl_source``, at the claimed signing times.
+``PDF_EMBEDDED_XML``       one attached ``hoc-ba-*.xml`` exists in the revision the
+                           principal signed and is byte-identical in the final file; its
+                           lookup code equals the one the PDF states (Info ``/Subject``);
+                           with a registry, its SHA-256 equals the issued record's.
+=========================  ================================================================
+
+Then the embedded XML's own checks from :func:`~hocba.tasks.verify.verify_document`
+(``SAFE_PARSE``, ``SCHEMA``, ``SIGNATURE_*``, ``SIGNING_ORDER``, ``REVOCATION``,
+``ROLE_*``, ``SCHOOL_CERTIFICATE``, ``REGISTRY_MATCH``) follow, with their own codes. The
+report's identifying fields come from the embedded XML; ``document_sha256`` is the PDF's.
+
+Merging a class for the printer is :func:`hocba.tasks.pdf_render.print_class`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import hashlib
+import io
+import logging
+import math
+import re
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from asn1crypto import x509 as asn1_x509
+from asn1crypto.algos import SignedDigestAlgorithm
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from pyhanko.pdf_utils import content, generic, layout
+from pyhanko.pdf_utils.embed import EmbeddedFileObject, EmbeddedFileParams, FileSpec, embed_file
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import fields, signers
+from pyhanko.sign.validation import async_validate_pdf_signature
+from pyhanko.sign.validation.settings import KeyUsageConstraints
+from pyhanko.sign.validation.status import PdfSignatureStatus
+from pyhanko.stamp import StaticStampStyle
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+from reportlab.lib import colors
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfgen.canvas import Canvas
+
+from hocba.tasks.pdf_render import (
+    FONT_BOLD,
+    FONT_BOLD_ITALIC,
+    FONT_ITALIC,
+    FONT_REGULAR,
+    LOOKUP_SUBJECT_PREFIX,
+    register_fonts,
+)
+from hocba.tasks.record_xml import RecordXmlError, parse_record_xml_safely
+from hocba.tasks.signing import ALGORITHM_ECDSA_SHA256, Signer, SigningError
+from hocba.tasks.verify import (
+    Check,
+    CheckStatus,
+    CrlSource,
+    CrlUnavailable,
+    Registry,
+    VerificationReport,
+    verify_document,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PDF_BYTES",
+    "PRINCIPAL_FIELD",
+    "SEAL_FIELD",
+    "PdfCheckCode",
+    "PdfSignError",
+    "PortSigner",
+    "attachment_name",
+    "embedded_record_xml",
+    "seal_box_for",
+    "sign_pdf",
+    "sign_pdfs",
+    "verify_pdf",
+]
+
+log = logging.getLogger(__name__)
+
+PRINCIPAL_FIELD = "ChuKyHieuTruong"
+SEAL_FIELD = "DauCuaTruong"
+DEFAULT_MAX_PDF_BYTES = 20_000_000
+ATTACHMENT_PATTERN = re.compile(r"hoc-ba-[0-9a-f-]{36}\.xml")
+_SEAL_DIAMETER = 96.0
+_SEAL_RED = colors.Color(0.80, 0.07, 0.12)
+_NAVY = colors.HexColor("#1f3a68")
+_VN = dt.timezone(dt.timedelta(hours=7))
+
+
+class PdfSignError(Exception):
+    """The PDF could not be signed; ``message_vi`` is a Vietnamese message for people."""
+
+    def __init__(self, message_vi: str) -> None:
+        super().__init__(message_vi)
+        self.message_vi = message_vi
+
+
+class PdfCheckCode:
+    """Stable codes of the PDF-specific checks (see the module docstring)."""
+
+    PDF_PARSE = "PDF_PARSE"
+    PDF_SIGNATURE_PRINCIPAL = "PDF_SIGNATURE_PRINCIPAL"
+    PDF_SIGNATURE_SEAL = "PDF_SIGNATURE_SEAL"
+    PDF_LOCK = "PDF_LOCK"
+    PDF_REVOCATION = "PDF_REVOCATION"
+    PDF_EMBEDDED_XML = "PDF_EMBEDDED_XML"
+
+
+# =============================================================================== the port
+def _asn1(certificate: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
+
+
+class PortSigner(signers.Signer):
+    """A pyHanko signer that signs through the project's :class:`Signer` port.
+
+    pyHanko hands :meth:`async_sign_raw` the DER of the CMS ``SignedAttributes``; the port
+    signs digests, so the attributes are hashed here (SHA-256) and the port returns
+    RSASSA-PKCS1-v1_5 (used as is) or ECDSA ``r || s`` (re-encoded as the DER
+    ``Ecdsa-Sig-Value`` that CMS expects, RFC 5753 §7.2). A dry run (pyHanko sizing the
+    signature container) gets zero bytes of the right length and never reaches the port.
+    """
+
+    def __init__(self, port: Signer, *, embed_roots: bool = True) -> None:
+        key = port.certificate.public_key()
+        self.port = port
+        self._ecdsa = port.algorithm == ALGORITHM_ECDSA_SHA256
+        if self._ecdsa:
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                raise PdfSignError("Chứng thư số không chứa khoá ECDSA như thuật toán đã khai.")
+            size = (key.curve.key_size + 7) // 8
+            self._placeholder = 2 * (size + 3) + 3  # DER SEQUENCE of two INTEGERs, maximal
+            mechanism = "sha256_ecdsa"
+        else:
+            if not isinstance(key, rsa.RSAPublicKey):
+                raise PdfSignError("Chứng thư số không chứa khoá RSA như thuật toán đã khai.")
+            self._placeholder = (key.key_size + 7) // 8
+            mechanism = "sha256_rsa"
+        certificate = _asn1(port.certificate)
+        chain = [_asn1(c) for c in port.chain]
+        super().__init__(
+            signing_cert=certificate,
+            cert_registry=SimpleCertificateStore.from_certs([certificate, *chain]),
+            signature_mechanism=SignedDigestAlgorithm({"algorithm": mechanism}),
+            embed_roots=embed_roots,
+        )
+
+    @functools.cached_property
+    def bytes_reserved(self) -> int:
+        """Room for the CMS container in the ``/Contents`` hex string: the size of a dry-run
+        container (PAdES attributes, the certificates) plus a margin, computed once per
+        signer instead of once per document."""
+        dummy = asyncio.run(self.async_sign(bytes(32), "sha256", dry_run=True, use_pades=True))
+        size = 2 * len(dummy.dump()) + 2048
+        return size + size % 2
+
+    async def async_sign_raw(
+        self, data: bytes, digest_algorithm: str, dry_run: bool = False
+    ) -> bytes:
+        if digest_algorithm.lower() != "sha256":
+            raise PdfSignError(f"Chỉ ký với SHA-256 (được yêu cầu {digest_algorithm}).")
+        if dry_run:
+            return bytes(self._placeholder)
+        digest = hashlib.sha256(data).digest()
+        values = self.port.sign_digests([digest])
+        if len(values) != 1:
+            raise SigningError("Dịch vụ ký trả về số chữ ký không khớp số giá trị băm.")
+        value = values[0]
+        if self._ecdsa:
+            half = len(value) // 2
+            r, s = int.from_bytes(value[:half], "big"), int.from_bytes(value[half:], "big")
+            value = utils.encode_dss_signature(r, s)
+        return value
+
+
+# =============================================================================== appearances
+def _name_attribute(certificate: x509.Certificate, oid: x509.ObjectIdentifier) -> str | None:
+    values = certificate.subject.get_attributes_for_oid(oid)
+    return str(values[0].value) if values else None
+
+
+class _ImportedAppearance(content.PdfContent):
+    """A one-page PDF (made with ReportLab) imported as the stamp's form XObject."""
+
+    def __init__(self, pdf: bytes) -> None:
+        super().__init__()
+        self.pdf = pdf
+
+    def render(self) -> bytes:
+        writer = self._ensure_writer
+        reader = PdfFileReader(io.BytesIO(self.pdf), strict=False)
+        xobject = writer.import_page_as_xobject(reader, page_ix=0)
+        self.resources.xobject["/HocBaAppearance"] = xobject
+        x1, y1, x2, y2 = xobject.get_object()["/BBox"]
+        self.box = layout.BoxConstraints(width=abs(x2 - x1), height=abs(y2 - y1))
+        return b"/HocBaAppearance Do"
+
+
+def _static_style(pdf: bytes) -> StaticStampStyle:
+    return StaticStampStyle(
+        background=_ImportedAppearance(pdf),
+        border_width=0,
+        background_opacity=1.0,
+        background_layout=layout.SimpleBoxLayoutRule(
+            x_align=layout.AxisAlignment.ALIGN_MID,
+            y_align=layout.AxisAlignment.ALIGN_MID,
+            margins=layout.Margins.uniform(0),
+        ),
+    )
+
+
+def _fit(text: str, font: str, size: float, width: float) -> float:
+    """The largest font size ≤ ``size`` at which ``text`` fits in ``width``."""
+    natural = pdfmetrics.stringWidth(text, font, size)
+    return size if natural <= width else max(5.0, size * width / natural)
+
+
+@functools.lru_cache(maxsize=256)
+def _principal_appearance(
+    name: str, role: str, organisation: str, when: str, width: float, height: float
+) -> bytes:
+    """The principal's signature box: the name written large (the seal will cover its
+    start, as a stamp covers a handwritten signature) and the signing details."""
+    register_fonts()
+    out = io.BytesIO()
+    canv = Canvas(out, pagesize=(width, height), invariant=1, pageCompression=1)
+    canv.setFillColor(colors.white)
+    canv.rect(0, 0, width, height, stroke=0, fill=1)
+    canv.setStrokeColor(_NAVY)
+    canv.setLineWidth(0.8)
+    canv.rect(0.4, 0.4, width - 0.8, height - 0.8, stroke=1, fill=0)
+    # check mark: "signed" (drawn, no font needed)
+    canv.setStrokeColor(colors.HexColor("#1b7f3b"))
+    canv.setLineWidth(2.2)
+    check = canv.beginPath()
+    check.moveTo(width - 22, height - 16)
+    check.lineTo(width - 16, height - 22)
+    check.lineTo(width - 7, height - 9)
+    canv.drawPath(check, stroke=1, fill=0)
+    canv.setFillColor(_NAVY)
+    size = _fit(name, FONT_BOLD_ITALIC, 17, width - 40)
+    canv.setFont(FONT_BOLD_ITALIC, size)
+    canv.drawCentredString(width / 2 - 6, height - 26, name)
+    left = width / 3 + 2
+    lines = (
+        (FONT_REGULAR, f"Ký bởi: {name}"),
+        (FONT_REGULAR, role),
+        (FONT_REGULAR, organisation),
+        (FONT_ITALIC, f"Ngày ký: {when}"),
+    )
+    y = height - 41
+    for font, text in lines:
+        canv.setFont(font, _fit(text, font, 7.6, width - left - 4))
+        canv.drawString(left, y, text)
+        y -= 9.4
+    canv.showPage()
+    canv.save()
+    return out.getvalue()
+
+
+def _arc_text(canv: Canvas, text: str, radius: float, font: str, size: float, *, top: bool):
+    """Characters along a circle around the origin: over the top, read left to right;
+    along the bottom, read left to right (upright)."""
+    widths = [pdfmetrics.stringWidth(ch, font, size) for ch in text]
+    total = sum(widths) / radius  # radians
+    angle = math.pi / 2 + total / 2 if top else -math.pi / 2 - total / 2
+    canv.setFont(font, size)
+    for ch, w in zip(text, widths, strict=True):
+        step = w / radius
+        middle = angle - step / 2 if top else angle + step / 2
+        canv.saveState()
+        canv.rotate(math.degrees(middle) - 90 if top else math.degrees(middle) + 90)
+        canv.drawCentredString(0, radius if top else -radius - size * 0.7, ch)
+        canv.restoreState()
+        angle = angle - step if top else angle + step
+
+
+@functools.lru_cache(maxsize=256)
+def _seal_appearance(school: str, place: str, when: str, diameter: float) -> bytes:
+    """The school's round red seal: the school's name along the top, its place along the
+    bottom, a star and the sealing date in the centre; translucent, so the principal's
+    box shows through as under a real stamp."""
+    register_fonts()
+    out = io.BytesIO()
+    canv = Canvas(out, pagesize=(diameter, diameter), invariant=1, pageCompression=1)
+    canv.translate(diameter / 2, diameter / 2)
+    canv.setFillColor(_SEAL_RED, alpha=0.85)
+    canv.setStrokeColor(_SEAL_RED, alpha=0.85)
+    outer = diameter / 2 - 1.5
+    canv.setLineWidth(2.4)
+    canv.circle(0, 0, outer, stroke=1, fill=0)
+    canv.setLineWidth(0.8)
+    canv.circle(0, 0, outer - 3.2, stroke=1, fill=0)
+    inner = outer - 17
+    canv.circle(0, 0, inner, stroke=1, fill=0)
+    ring = outer - 11.5
+    top_text = school.upper()
+    size = min(8.0, 0.80 * math.pi * ring / max(pdfmetrics.stringWidth(top_text, FONT_BOLD, 1), 1))
+    _arc_text(canv, top_text, ring, FONT_BOLD, size, top=True)
+    bottom_text = f"★ {place.upper()} ★" if place else ""
+    if bottom_text:
+        plain = bottom_text.replace("★", "")
+        bottom_size = min(
+            7.0, 0.55 * math.pi * ring / max(pdfmetrics.stringWidth(plain, FONT_BOLD, 1), 1)
+        )
+        _arc_text(canv, plain.strip(), ring - 0.5, FONT_BOLD, bottom_size, top=False)
+    # the star
+    star = canv.beginPath()
+    spikes, r_out, r_in = 5, 9.5, 3.8
+    for i in range(2 * spikes):
+        r = r_out if i % 2 == 0 else r_in
+        a = math.pi / 2 + i * math.pi / spikes
+        point = (r * math.cos(a), r * math.sin(a) + 8)
+        if i == 0:
+            star.moveTo(*point)
+        else:
+            star.lineTo(*point)
+    star.close()
+    canv.drawPath(star, stroke=0, fill=1)
+    canv.setFont(FONT_BOLD, 6.4)
+    canv.drawCentredString(0, -6, "ĐÃ KÝ SỐ")
+    canv.setFont(FONT_REGULAR, 6.0)
+    canv.drawCentredString(0, -13.5, when)
+    canv.showPage()
+    canv.save()
+    return out.getvalue()
+
+
+# =============================================================================== layout
+@dataclass(frozen=True)
+class _Placement:
+    page: int
+    box: tuple[float, float, float, float]
+
+
+def _outline_items(node: Any, depth: int = 0) -> Iterator[generic.DictionaryObject]:
+    """Every item of a document outline (ISO 32000-1 §12.3.3), depth first."""
+    item = _get(node, "/First") if depth < 8 else None
+    seen = 0
+    while item is not None and seen < 10_000:
+        yield item
+        yield from _outline_items(item, depth + 1)
+        item = _get(item, "/Next")
+        seen += 1
+
+
+def _principal_box(reader: PdfFileReader) -> _Placement:
+    """The principal's box: the only outline destination of type ``/FitR`` (written by
+    :func:`~hocba.tasks.pdf_render.render_book`), as ``[page /FitR left bottom right top]``."""
+    outlines = _get(reader.root, "/Outlines")
+    boxes = []
+    for item in _outline_items(outlines) if outlines is not None else ():
+        dest = _get(item, "/Dest")
+        if isinstance(dest, generic.ArrayObject) and len(dest) == 6 and dest[1] == "/FitR":
+            boxes.append(dest)
+    if len(boxes) != 1:
+        raise PdfSignError(
+            "Bản PDF không có (đúng một) vị trí chữ ký của Hiệu trưởng: không do hocba tạo ra?"
+        )
+    dest = boxes[0]
+    target = getattr(dest.raw_get(0), "idnum", None)
+    for index in range(int(reader.root["/Pages"]["/Count"])):
+        if reader.find_page_for_modification(index)[0].idnum == target:
+            x1, y1, x2, y2 = (float(dest[i]) for i in range(2, 6))
+            return _Placement(index, (x1, y1, x2, y2))
+    raise PdfSignError("Vị trí chữ ký của Hiệu trưởng trỏ tới một trang không tồn tại.")
+
+
+def seal_box_for(
+    principal_box: tuple[float, float, float, float], diameter: float = _SEAL_DIAMETER
+) -> tuple[float, float, float, float]:
+    """The seal's square: centred on the middle of the left third of the principal's box,
+    so the stamp covers that third (as a paper stamp covers the start of a signature)."""
+    x1, y1, x2, y2 = principal_box
+    cx = x1 + (x2 - x1) / 6
+    cy = (y1 + y2) / 2
+    half = diameter / 2
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
+# =============================================================================== signing
+def attachment_name(lookup_code: str) -> str:
+    return f"hoc-ba-{lookup_code}.xml"
+
+
+def _record_facts(record_xml: bytes) -> dict[str, str]:
+    try:
+        root = parse_record_xml_safely(record_xml)
+    except RecordXmlError as exc:
+        raise PdfSignError(f"Học bạ XML đính kèm không đọc được: {exc.message_vi}") from exc
+    general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
+    facts: dict[str, str] = {}
+    if general is not None:
+        for child in general:
+            if isinstance(child.tag, str) and child.text:
+                facts[child.tag] = child.text.strip()
+    return facts
+
+
+def _vn_time(when: dt.datetime) -> str:
+    return when.astimezone(_VN).strftime("%d/%m/%Y %H:%M (+07:00)")
+
+
+_PORT_SIGNERS: weakref.WeakKeyDictionary[Any, PortSigner] = weakref.WeakKeyDictionary()
+_PORT_SIGNERS_LOCK = threading.Lock()
+
+
+def _port_signer(port: Signer) -> PortSigner:
+    """One :class:`PortSigner` per port object (its certificates parsed once, its
+    container size estimated once), for as long as the port lives."""
+    try:
+        with _PORT_SIGNERS_LOCK:
+            cached = _PORT_SIGNERS.get(port)
+            if cached is None:
+                cached = _PORT_SIGNERS[port] = PortSigner(port)
+            return cached
+    except TypeError:  # not weak-referenceable: no cache
+        return PortSigner(port)
+
+
+def _sign(
+    writer: IncrementalPdfFileWriter,
+    meta: signers.PdfSignatureMetadata,
+    signer: PortSigner,
+    style: StaticStampStyle,
+) -> io.BytesIO:
+    pdf_signer = signers.PdfSigner(meta, signer=signer, stamp_style=style)
+    coroutine = pdf_signer.async_sign_pdf(
+        writer, existing_fields_only=True, bytes_reserved=signer.bytes_reserved
+    )
+    try:
+        return asyncio.run(coroutine)  # type: ignore[return-value]
+    except SigningError:
+        raise
+    except PdfSignError:
+        raise
+    except Exception as exc:
+        raise PdfSignError(f"Không ký được bản PDF: {type(exc).__name__}: {exc}") from exc
+
+
+def sign_pdf(
+    pdf: bytes,
+    *,
+    principal: Signer,
+    seal: Signer,
+    record_xml: bytes,
+    when: dt.datetime | None = None,
+) -> bytes:
+    """Attach ``record_xml`` and sign ``pdf`` (from :func:`~hocba.tasks.pdf_render.render_book`)
+    as the principal (certification signature, visible box) and then as the school (seal
+    stamp over the left third of the principal's box, locking the document).
+
+    ``record_xml``: the issued, signed XML of the latest year (its lookup code must be the
+    one the PDF states). ``when``: the time printed in the stamps (default: now); the
+    signatures' own time is the signing moment. Raises :class:`PdfSignError` (or the
+    port's :class:`~hocba.tasks.signing.SigningError`).
+
+    pyHanko is asynchronous; this function drives it with :func:`asyncio.run`, so call it
+    from synchronous code (a Prefect task, the CLI, a worker thread), not from inside a
+    running event loop.
+    """
+    facts = _record_facts(record_xml)
+    lookup_code = facts.get("MA_TRA_CUU_UUID")
+    if not lookup_code:
+        raise PdfSignError("Học bạ XML chưa có mã số tra cứu (chưa phát hành).")
+    try:
+        reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+        subject = str(reader.trailer_view["/Info"].get("/Subject", ""))
+    except Exception as exc:
+        raise PdfSignError(f"Không đọc được bản PDF: {type(exc).__name__}") from exc
+    if subject != f"{LOOKUP_SUBJECT_PREFIX}{lookup_code}":
+        raise PdfSignError("Học bạ XML đính kèm không phải học bạ của bản PDF này.")
+    placement = _principal_box(reader)
+    when = when or dt.datetime.now(_VN)
+    stamp_time = _vn_time(when)
+
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+    _embed_record(writer, record_xml, lookup_code, facts, when)
+    principal_box = tuple(round(v, 2) for v in placement.box)
+    fields.append_signature_field(
+        writer,
+        fields.SigFieldSpec(
+            PRINCIPAL_FIELD,
+            on_page=placement.page,
+            box=principal_box,  # type: ignore[arg-type]
+        ),
+    )
+    fields.append_signature_field(
+        writer,
+        fields.SigFieldSpec(
+            SEAL_FIELD,
+            on_page=placement.page,
+            box=tuple(round(v, 2) for v in seal_box_for(placement.box)),  # type: ignore[arg-type]
+            field_mdp_spec=fields.FieldMDPSpec(fields.FieldMDPAction.ALL),
+            doc_mdp_update_value=fields.MDPPerm.NO_CHANGES,
+        ),
+    )
+
+    principal_signer = _port_signer(principal)
+    name = _name_attribute(principal.certificate, NameOID.COMMON_NAME) or facts.get(
+        "TEN_GIAM_HIEU_KY_HOC_BA", ""
+    )
+    role = facts.get("CHUC_VU_GIAM_HIEU_KY_HOC_BA") or (
+        _name_attribute(principal.certificate, NameOID.TITLE) or "Hiệu trưởng"
+    )
+    school = facts.get("TEN_TRUONG", "")
+    width, height = principal_box[2] - principal_box[0], principal_box[3] - principal_box[1]
+    principal_style = _static_style(
+        _principal_appearance(name, role, school, stamp_time, width, height)
+    )
+    location = facts.get("DIA_DANH_PHAT_HANH_HOC_BA")
+    certified = _sign(
+        writer,
+        signers.PdfSignatureMetadata(
+            field_name=PRINCIPAL_FIELD,
+            md_algorithm="sha256",
+            subfilter=fields.SigSeedSubFilter.PADES,
+            certify=True,
+            docmdp_permissions=fields.MDPPerm.FILL_FORMS,
+            reason="Hiệu trưởng xác nhận học bạ",
+            location=location,
+            name=name,
+        ),
+        principal_signer,
+        principal_style,
+    )
+
+    seal_writer = IncrementalPdfFileWriter(certified, strict=False)
+    place = facts.get("TEN_QUAN_HUYEN") or facts.get("TEN_TINH_THANH_PHO") or ""
+    seal_style = _static_style(
+        _seal_appearance(school, place, when.astimezone(_VN).strftime("%d/%m/%Y"), _SEAL_DIAMETER)
+    )
+    sealed = _sign(
+        seal_writer,
+        signers.PdfSignatureMetadata(
+            field_name=SEAL_FIELD,
+            md_algorithm="sha256",
+            subfilter=fields.SigSeedSubFilter.PADES,
+            docmdp_permissions=fields.MDPPerm.NO_CHANGES,
+            reason="Đóng dấu số của nhà trường",
+            location=location,
+            name=school or None,
+        ),
+        _port_signer(seal),
+        seal_style,
+    )
+    return sealed.getvalue()
+
+
+def _embed_record(
+    writer: IncrementalPdfFileWriter,
+    record_xml: bytes,
+    lookup_code: str,
+    facts: dict[str, str],
+    when: dt.datetime,
+) -> None:
+    """The record XML as an embedded file (ISO 32000-2 §7.11.4) associated with the
+    document (§14.13, ``/AFRelationship /Source``: the PDF is rendered from it)."""
+    data = EmbeddedFileObject.from_file_data(
+        writer,
+        bytes(record_xml),
+        mime_type="application/xml",
+        params=EmbeddedFileParams(
+            embed_size=True, embed_checksum=True, creation_date=when, modification_date=when
+        ),
+    )
+    name = attachment_name(lookup_code)
+    embed_file(
+        writer,
+        FileSpec(
+            file_spec_string=name,
+            file_name=name,
+            embedded_data=data,
+            description=(
+                f"Học bạ số (XML đã ký số) năm học {facts.get('TEN_NAM_HOC', '')}, "
+                f"mã số tra cứu {lookup_code}"
+            ),
+            af_relationship=generic.pdf_name("/Source"),
+        ),
+    )
+
+
+def sign_pdfs(
+    items: Sequence[tuple[bytes, bytes]],
+    *,
+    principal: Signer,
+    seal: Signer,
+    when: dt.datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[bytes]:
+    """Sign many pupils' books with the same two signers (``items``: ``(pdf, record_xml)``
+    pairs). One backend call per signature — see the module docstring's batch note. The
+    stamps use one time for the whole batch (``when``, default now), so their appearances
+    are built once and reused. ``progress(done, total)`` is called after each book."""
+    when = when or dt.datetime.now(_VN)
+    signed: list[bytes] = []
+    for index, (pdf, record_xml) in enumerate(items, start=1):
+        signed.append(
+            sign_pdf(pdf, principal=principal, seal=seal, record_xml=record_xml, when=when)
+        )
+        if progress is not None:
+            progress(index, len(items))
+    return signed
+
+
+# =============================================================================== verification
+_KEY_USAGE = KeyUsageConstraints(key_usage={"digital_signature", "non_repudiation"})
+_ALLOWED_LATER_CHANGES = {"NONE", "LTA_UPDATES", "FORM_FILLING"}
+
+
+def _check(code: str, status: CheckStatus, message: str, slot: str | None = None) -> Check:
+    return Check(code, status, message, slot)
+
+
+def _get(dictionary: Any, key: str) -> Any:
+    """``dictionary[key]`` resolved (pyHanko's ``.get`` returns indirect references)."""
+    return dictionary[key] if dictionary is not None and key in dictionary else None
+
+
+def _attachments(root: Any) -> dict[str, bytes]:
+    """Embedded files named ``hoc-ba-<uuid>.xml`` in the catalog's name tree."""
+    found: dict[str, bytes] = {}
+    tree = _get(_get(root, "/Names"), "/EmbeddedFiles")
+    if tree is None:
+        return found
+
+    def walk(node: Any, depth: int) -> None:
+        pairs = _get(node, "/Names") or ()
+        for i in range(0, len(pairs) - 1, 2):
+            name = str(pairs[i])
+            if ATTACHMENT_PATTERN.fullmatch(name):
+                stream = _get(_get(pairs[i + 1], "/EF"), "/F")
+                if stream is not None:
+                    found[name] = stream.data
+        if depth < 8:
+            for kid in _get(node, "/Kids") or ():
+                walk(kid, depth + 1)
+
+    walk(tree, 0)
+    return found
+
+
+def embedded_record_xml(pdf: bytes) -> bytes | None:
+    """The record XML attached to a signed book (the final revision), or ``None``."""
+    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    files = _attachments(reader.root)
+    return next(iter(files.values())) if len(files) == 1 else None
+
+
+def _embedded_xml_check(
+    reader: PdfFileReader,
+    principal: Any,
+    registry: Registry | None,
+) -> tuple[Check, bytes | None]:
+    code = PdfCheckCode.PDF_EMBEDDED_XML
+    current = _attachments(reader.root)
+    if len(current) != 1:
+        what = "không có" if not current else f"có {len(current)}"
+        return _check(code, CheckStatus.FAIL, f"Bản PDF {what} tệp học bạ XML đính kèm"), None
+    name, xml = next(iter(current.items()))
+    if principal is None:
+        return (
+            _check(code, CheckStatus.FAIL, "Không có chữ ký của Hiệu trưởng bao trùm tệp XML"),
+            xml,
+        )
+    signed = _attachments(reader.get_historical_root(principal.signed_revision))
+    if signed.get(name) != xml:
+        return (
+            _check(
+                code,
+                CheckStatus.FAIL,
+                f"Tệp {name} đính kèm đã bị thay đổi hoặc thêm vào sau khi Hiệu trưởng ký",
+            ),
+            xml,
+        )
+    facts = _safe_facts(xml)
+    lookup = facts.get("MA_TRA_CUU_UUID")
+    if name != attachment_name(str(lookup)):
+        return (
+            _check(code, CheckStatus.FAIL, f"Tên tệp {name} không khớp mã tra cứu trong XML"),
+            xml,
+        )
+    info = _get(reader.get_historical_resolver(principal.signed_revision).trailer_view, "/Info")
+    subject = str(_get(info, "/Subject") or "")
+    if subject != f"{LOOKUP_SUBJECT_PREFIX}{lookup}":
+        return (
+            _check(
+                code,
+                CheckStatus.FAIL,
+                "Mã tra cứu của tệp XML đính kèm khác mã tra cứu ghi trên bản PDF",
+            ),
+            xml,
+        )
+    digest = hashlib.sha256(xml).hexdigest()
+    if registry is None:
+        return (
+            _check(
+                code,
+                CheckStatus.PASS,
+                f"Tệp {name} đính kèm được chữ ký bao trùm, không bị thay đổi "
+                "(chưa đối chiếu sổ học bạ đã phát hành: không có sổ đăng ký)",
+            ),
+            xml,
+        )
+    try:
+        issued = registry.issued_record(str(lookup))
+    except Exception as exc:  # noqa: BLE001 - registry down: cannot check now
+        log.warning("registry.issued_record failed: %s", type(exc).__name__)
+        return (
+            _check(
+                code,
+                CheckStatus.INDETERMINATE,
+                "Chưa đối chiếu được tệp XML với sổ học bạ đã phát hành (sổ không trả lời)",
+            ),
+            xml,
+        )
+    if issued is None:
+        return (
+            _check(
+                code,
+                CheckStatus.PASS,
+                f"Tệp {name} đính kèm không bị thay đổi; mã tra cứu không có trong sổ: "
+                "học bạ của hệ thống khác",
+            ),
+            xml,
+        )
+    if str(issued.xml_sha256).strip().lower() != digest:
+        return (
+            _check(
+                code,
+                CheckStatus.FAIL,
+                "Tệp XML đính kèm khác bản học bạ đã phát hành (mã băm SHA-256 không khớp)",
+            ),
+            xml,
+        )
+    return (
+        _check(
+            code,
+            CheckStatus.PASS,
+            f"Tệp {name} đính kèm trùng từng byte với học bạ đã phát hành (SHA-256 khớp)",
+        ),
+        xml,
+    )
+
+
+def _safe_facts(xml: bytes | None) -> dict[str, str]:
+    if xml is None:
+        return {}
+    try:
+        return _record_facts(xml)
+    except PdfSignError:
+        return {}
+
+
+def _cryptography_cert(certificate: asn1_x509.Certificate) -> x509.Certificate:
+    return x509.load_der_x509_certificate(certificate.dump())
+
+
+def _subject_id(certificate: x509.Certificate, prefix: str) -> str | None:
+    for oid in (NameOID.SERIAL_NUMBER, NameOID.USER_ID):
+        for attribute in certificate.subject.get_attributes_for_oid(oid):
+            match = re.fullmatch(rf"\s*{prefix}\s*:\s*(\S+)\s*", str(attribute.value), re.I)
+            if match:
+                return match.group(1)
+    return None
+
+
+async def _validate(signature: Any, roots: Sequence[asn1_x509.Certificate]) -> PdfSignatureStatus:
+    """pyHanko's validation, at the signing time the signature claims (as for the XML)."""
+    claimed = signature.self_reported_timestamp
+    context = ValidationContext(
+        trust_roots=list(roots),
+        moment=claimed,
+        allow_fetching=False,
+        revocation_mode="soft-fail",
+    )
+    return await async_validate_pdf_signature(
+        signature, signer_validation_context=context, key_usage_settings=_KEY_USAGE
+    )
+
+
+def _signature_check(
+    code: str,
+    label: str,
+    signature: Any,
+    status: PdfSignatureStatus | Exception | None,
+    expected: tuple[str, str | None],
+) -> Check:
+    if signature is None:
+        return _check(code, CheckStatus.FAIL, f"Không có chữ ký {label} trong bản PDF")
+    if isinstance(status, Exception) or status is None:
+        return _check(code, CheckStatus.FAIL, f"Không kiểm tra được chữ ký {label} (hỏng)")
+    problems = []
+    if not status.intact:
+        problems.append("nội dung được ký đã bị thay đổi (giá trị băm không khớp)")
+    if not status.valid:
+        problems.append("giá trị chữ ký không đúng với chứng thư số")
+    if not status.trusted:
+        why = status.trust_problem_indic.name if status.trust_problem_indic else "?"
+        problems.append(f"chứng thư số không chuỗi được tới CA tin cậy ({why})")
+    certificate = _cryptography_cert(status.signing_cert)
+    prefix, wanted = expected
+    if wanted:
+        have = _subject_id(certificate, prefix)
+        if have is not None and have != wanted:
+            problems.append(f"chứng thư số không phải của người/đơn vị ghi trong học bạ ({prefix})")
+    name = _name_attribute(certificate, NameOID.COMMON_NAME) or "?"
+    when = status.signer_reported_dt
+    when_text = _vn_time(when) if when else "?"
+    if problems:
+        return _check(
+            code, CheckStatus.FAIL, f"Chữ ký {label} không hợp lệ: " + "; ".join(problems)
+        )
+    return _check(code, CheckStatus.PASS, f"Chữ ký {label} hợp lệ: {name}, ký lúc {when_text}")
+
+
+def _lock_check(signatures: list[Any], statuses: dict[str, Any]) -> Check:
+    code = PdfCheckCode.PDF_LOCK
+    names = [s.field_name for s in signatures]
+    if names != [PRINCIPAL_FIELD, SEAL_FIELD]:
+        return _check(
+            code,
+            CheckStatus.FAIL,
+            "Bản PDF phải có đúng hai chữ ký, Hiệu trưởng rồi dấu của trường; có: "
+            + (", ".join(names) or "không có chữ ký nào"),
+        )
+    principal, seal = signatures
+    if principal.docmdp_level is None or principal.sig_object.get("/Reference") is None:
+        return _check(code, CheckStatus.FAIL, "Chữ ký của Hiệu trưởng không phải chữ ký chứng nhận")
+    if seal.docmdp_level != fields.MDPPerm.NO_CHANGES or seal.fieldmdp is None:
+        return _check(code, CheckStatus.FAIL, "Dấu của trường không khoá tài liệu (FieldMDP P=1)")
+    seal_status = statuses.get(SEAL_FIELD)
+    principal_status = statuses.get(PRINCIPAL_FIELD)
+    if not isinstance(seal_status, PdfSignatureStatus) or not isinstance(
+        principal_status, PdfSignatureStatus
+    ):
+        return _check(code, CheckStatus.FAIL, "Không phân tích được các lần sửa đổi của tệp")
+    if seal_status.coverage is None or seal_status.coverage.name != "ENTIRE_FILE":
+        return _check(
+            code,
+            CheckStatus.FAIL,
+            "Tài liệu đã bị sửa đổi sau khi đóng dấu khoá (có phần được thêm vào sau chữ ký cuối)",
+        )
+    level = principal_status.modification_level
+    if not principal_status.docmdp_ok or level is None or level.name not in _ALLOWED_LATER_CHANGES:
+        return _check(
+            code,
+            CheckStatus.FAIL,
+            "Sau chữ ký của Hiệu trưởng có thay đổi không được phép "
+            f"({level.name if level else '?'})",
+        )
+    return _check(
+        code,
+        CheckStatus.PASS,
+        "Tài liệu được Hiệu trưởng chứng nhận và dấu của trường khoá lại; "
+        "không có thay đổi nào sau chữ ký cuối",
+    )
+
+
+def _revocation_check(
+    statuses: dict[str, Any],
+    roots: Sequence[x509.Certificate],
+    crl_source: CrlSource | None,
+) -> Check:
+    code = PdfCheckCode.PDF_REVOCATION
+    if crl_source is None:
+        return _check(
+            code,
+            CheckStatus.INDETERMINATE,
+            "Chưa kiểm tra tình trạng thu hồi chứng thư số của chữ ký PDF: chưa cấu hình nguồn CRL",
+        )
+    outcomes: list[tuple[CheckStatus, str]] = []
+    for field, label in ((PRINCIPAL_FIELD, "Hiệu trưởng"), (SEAL_FIELD, "dấu của trường")):
+        status = statuses.get(field)
+        if not isinstance(status, PdfSignatureStatus):
+            outcomes.append((CheckStatus.INDETERMINATE, f"{label}: không có chứng thư"))
+            continue
+        certificate = _cryptography_cert(status.signing_cert)
+        signed_at = status.signer_reported_dt
+        try:
+            crl = crl_source(certificate)
+        except CrlUnavailable:
+            outcomes.append((CheckStatus.INDETERMINATE, f"{label}: không lấy được CRL"))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a CRL service down is "cannot check now"
+            log.warning("crl_source failed: %s", type(exc).__name__)
+            outcomes.append((CheckStatus.INDETERMINATE, f"{label}: không lấy được CRL"))
+            continue
+        issuer = next((r for r in roots if r.subject == certificate.issuer), None)
+        public_key = issuer.public_key() if issuer is not None else None
+        if (
+            not isinstance(crl, x509.CertificateRevocationList)
+            or not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+            or crl.issuer != certificate.issuer
+            or not crl.is_signature_valid(public_key)
+        ):
+            outcomes.append((CheckStatus.INDETERMINATE, f"{label}: CRL không do CA cấp ký"))
+            continue
+        revoked = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
+        if revoked is not None and (signed_at is None or revoked.revocation_date_utc <= signed_at):
+            outcomes.append((CheckStatus.FAIL, f"{label}: chứng thư số đã bị thu hồi trước khi ký"))
+        else:
+            outcomes.append((CheckStatus.PASS, f"{label}: chưa bị thu hồi khi ký"))
+    statuses_seen = {status for status, _ in outcomes}
+    detail = "; ".join(text for _, text in outcomes)
+    if CheckStatus.FAIL in statuses_seen:
+        return _check(code, CheckStatus.FAIL, f"Chứng thư số bị thu hồi — {detail}")
+    if CheckStatus.INDETERMINATE in statuses_seen:
+        return _check(code, CheckStatus.INDETERMINATE, f"Chưa xác định được — {detail}")
+    return _check(code, CheckStatus.PASS, f"Chứng thư số không bị thu hồi khi ký — {detail}")
+
+
+def verify_pdf(
+    data: bytes,
+    *,
+    trusted_roots: Sequence[x509.Certificate],
+    registry: Registry | None = None,
+    crl_source: CrlSource | None = None,
+    max_bytes: int = DEFAULT_MAX_PDF_BYTES,
+    now: dt.datetime | None = None,
+) -> VerificationReport:
+    """Verify a signed book and report every check (see the module docstring): the PDF's
+    own checks, then the embedded record XML's. Never raises on bad input."""
+    parse_code = PdfCheckCode.PDF_PARSE
+    if not isinstance(data, bytes | bytearray | memoryview):
+        return VerificationReport.from_checks(
+            [_check(parse_code, CheckStatus.FAIL, "Dữ liệu vào phải là nội dung tệp (bytes)")]
+        )
+    if len(data) > max_bytes:
+        return VerificationReport.from_checks(
+            [
+                _check(
+                    parse_code,
+                    CheckStatus.FAIL,
+                    f"Tệp quá lớn: {len(data):,} byte, giới hạn {max_bytes:,} byte; không đọc tệp",
+                )
+            ]
+        )
+    data = bytes(data)
+    try:
+        reader = PdfFileReader(io.BytesIO(data), strict=False)
+        signatures = list(reader.embedded_regular_signatures)
+    except Exception as exc:  # noqa: BLE001 - never raise on bad input
+        log.info("unreadable PDF: %s", type(exc).__name__)
+        return VerificationReport.from_checks(
+            [
+                _check(
+                    parse_code, CheckStatus.FAIL, "Không đọc được tệp PDF (hỏng hoặc sai định dạng)"
+                )
+            ]
+        )
+    checks = [_check(parse_code, CheckStatus.PASS, "Đọc được tệp PDF")]
+    by_field = {s.field_name: s for s in signatures}
+    principal, seal = by_field.get(PRINCIPAL_FIELD), by_field.get(SEAL_FIELD)
+
+    try:
+        xml_check, xml = _embedded_xml_check(reader, principal, registry)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("embedded XML check failed: %s", type(exc).__name__, exc_info=True)
+        xml_check, xml = (
+            _check(
+                PdfCheckCode.PDF_EMBEDDED_XML,
+                CheckStatus.FAIL,
+                "Không đọc được tệp học bạ XML đính kèm",
+            ),
+            None,
+        )
+    facts = _safe_facts(xml)
+
+    roots = [_asn1(root) for root in trusted_roots]
+    statuses: dict[str, PdfSignatureStatus | Exception] = {}
+    for field, signature in ((PRINCIPAL_FIELD, principal), (SEAL_FIELD, seal)):
+        if signature is None:
+            continue
+        try:
+            statuses[field] = asyncio.run(_validate(signature, roots))
+        except Exception as exc:  # noqa: BLE001 - a malformed signature is a failed check
+            log.info("PDF signature validation failed: %s", type(exc).__name__)
+            statuses[field] = exc
+    checks.append(
+        _signature_check(
+            PdfCheckCode.PDF_SIGNATURE_PRINCIPAL,
+            "của Hiệu trưởng",
+            principal,
+            statuses.get(PRINCIPAL_FIELD),
+            ("CCCD", facts.get("SO_CCCD_GIAM_HIEU_KY_HOC_BA")),
+        )
+    )
+    checks.append(
+        _signature_check(
+            PdfCheckCode.PDF_SIGNATURE_SEAL,
+            "đóng dấu của trường",
+            seal,
+            statuses.get(SEAL_FIELD),
+            ("MATRUONG", facts.get("MA_TRUONG")),
+        )
+    )
+    checks.append(_lock_check(signatures, statuses))
+    checks.append(_revocation_check(statuses, trusted_roots, crl_source))
+    checks.append(xml_check)
+
+    info: dict[str, str | None] = {}
+    if xml is not None:
+        report = verify_document(
+            xml, trusted_roots=trusted_roots, registry=registry, crl_source=crl_source, now=now
+        )
+        checks += report.checks
+        info = {
+            "lookup_code": report.lookup_code,
+            "school_code": report.school_code,
+            "school_year": report.school_year,
+            "class_name": report.class_name,
+            "pupil_name": report.pupil_name,
+        }
+    info["document_sha256"] = hashlib.sha256(data).hexdigest()
+    return VerificationReport.from_checks(checks, **info)
