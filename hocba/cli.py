@@ -581,7 +581,9 @@ def _crl_source(home: Path) -> Any:
 
 @app.command("verify")
 def verify(
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Tệp XML học bạ")],
+    path: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Tệp XML hoặc PDF học bạ")
+    ],
     json_out: Annotated[bool, typer.Option("--json", help="In JSON cho máy đọc")] = False,
 ) -> None:
     """Kiểm tra một học bạ số: chữ ký, chuỗi chứng thư, vai trò người ký, thứ tự ký, dấu
@@ -598,7 +600,13 @@ def verify(
     _prepare()
     data = path.read_bytes()
     with db.session_scope() as session:
-        report = verify_document(
+        if data.startswith(b"%PDF-"):
+            from hocba.tasks.pdf_sign import verify_pdf
+
+            check = verify_pdf
+        else:
+            check = verify_document  # type: ignore[assignment]
+        report = check(
             data,
             trusted_roots=trust_anchors(settings.home),
             registry=DatabaseRegistry(session),
@@ -630,8 +638,12 @@ def verify(
 def export(
     lookup_code: Annotated[str, typer.Argument(help="Mã số tra cứu học bạ (UUID)")],
     out: Annotated[Path, typer.Option(help="Thư mục ghi tệp")] = Path("."),
+    pdf_as: Annotated[
+        str | None,
+        typer.Option("--pdf-as", help="Cũng ghi bản PDF, ký bởi hiệu trưởng (tên đăng nhập)"),
+    ] = None,
 ) -> None:
-    """Ghi tệp XML đã phát hành của một học bạ (và PDF khi có)."""
+    """Ghi tệp XML đã phát hành của một học bạ; với --pdf-as, cả bản PDF đã ký bên cạnh."""
     import uuid
 
     from hocba.models import audit
@@ -668,6 +680,11 @@ def export(
     target = out / f"{code}.xml"
     target.write_bytes(row[1])
     console.print(f"Đã ghi {target}")
+    if pdf_as:
+        books = _books(row[2], [row[0]], pdf_as)
+        pdf_path = out / f"{code}.pdf"
+        pdf_path.write_bytes(books[row[0]])
+        console.print(f"Đã ghi {pdf_path}")
 
 
 signing_app = typer.Typer(help="Dịch vụ ký số từ xa THỬ NGHIỆM (kiểu SmartCA/MySign).")
@@ -811,6 +828,71 @@ def correction_decide(
         console.print(
             f"Đã duyệt: học bạ cũ bị thu hồi; bản nháp mới #{new} chờ GVCN kiểm tra và ký lại."
         )
+
+
+def _books(school: str, record_ids: list[int], principal_username: str) -> dict[int, bytes]:
+    """Render and sign the books of the given records (principal + the school's seal)."""
+    from hocba.models import certificates
+    from hocba.tasks.books import make_books
+    from hocba.tasks.signing import SoftwareSigner
+
+    settings = load_settings()
+    with db.session_scope() as session:
+        actor = _actor(session, principal_username)
+        key = certificates.staff_certificate(session, actor.staff_id)
+        if key is None or not key.key_ref:
+            err.print(f"[red]{actor.name} chưa có chứng thư số đã đăng ký.[/red]")
+            raise typer.Exit(1)
+        principal = SoftwareSigner.from_pkcs12(key.key_ref, _passphrase("Mật khẩu tệp khóa"))
+        seal = _school_seal(session, school)
+        with _progress() as progress:
+            task = progress.add_task("Lập và ký bản PDF", total=len(record_ids))
+            return make_books(
+                session,
+                record_ids,
+                principal=principal,
+                seal=seal,
+                verify_url=settings.verify_url,
+                progress=lambda done, _total: progress.update(task, completed=done),
+            )
+
+
+@app.command("print-class")
+def print_class_cmd(
+    school: Annotated[str, typer.Option(help="Mã trường")],
+    as_user: Annotated[str, typer.Option("--as", help="Hiệu trưởng ký bản PDF")],
+    out: Annotated[Path, typer.Option(help="Thư mục ghi tệp")],
+    class_name: Annotated[str | None, typer.Option("--class", help="Lớp")] = None,
+) -> None:
+    """In học bạ của một lớp (hoặc cả trường): mỗi học sinh một tệp PDF đã ký, và một tệp
+    gộp để in."""
+    from hocba.tasks.books import class_print_file
+
+    _prepare()
+    with db.session_scope() as session:
+        rows = (
+            session.connection()
+            .exec_driver_sql(
+                "SELECT r.id, p.pupil_code, c.name FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
+                "JOIN school_class c ON c.id = r.class_id JOIN school s ON s.id = r.school_id "
+                "WHERE s.code = %s AND (%s::text IS NULL OR c.name = %s) "
+                "AND r.xml_sha256 IS NOT NULL "
+                "AND r.state IN ('issued', 'submitted', 'accepted', 'rejected') "
+                "ORDER BY c.name, p.full_name",
+                (school, class_name, class_name),
+            )
+            .all()
+        )
+    if not rows:
+        console.print("Không có học bạ đã phát hành nào để in.")
+        return
+    books = _books(school, [r[0] for r in rows], as_user)
+    out.mkdir(parents=True, exist_ok=True)
+    for rid, pupil_code, klass in rows:
+        (out / f"{klass}_{pupil_code}.pdf").write_bytes(books[rid])
+    merged = out / f"{school}_{class_name or 'toan-truong'}_de-in.pdf"
+    merged.write_bytes(class_print_file([books[r[0]] for r in rows]))
+    console.print(f"Đã ghi {len(rows)} tệp PDF đã ký và tệp gộp để in {merged}.")
 
 
 transfer_app = typer.Typer(help="Chuyển trường: xuất gói, nhận gói, biên nhận.")

@@ -13,6 +13,9 @@ Everything that varies by machine or by place comes from here, never from code:
     tools can share the same server.
 ``HOCBA_BASE_URL``
     Public address of the dashboard, used in links inside notifications.
+``HOCBA_VERIFY_URL``
+    The public verification page printed (as a QR code) on the paper copy; default
+    ``$HOCBA_BASE_URL/kiem-tra``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Settings:
     database_url: str | None
     schema: str
     base_url: str
+    verify_url: str
 
     @property
     def pgdata(self) -> Path:
@@ -48,9 +52,11 @@ def load_settings() -> Settings:
         raise ValueError(
             f"HOCBA_DB_SCHEMA={schema!r} không hợp lệ: chỉ dùng chữ thường, số và dấu gạch dưới."
         )
+    base_url = os.environ.get("HOCBA_BASE_URL", "http://localhost:8501").rstrip("/")
     return Settings(
         home=home,
         database_url=os.environ.get("HOCBA_DATABASE_URL") or None,
         schema=schema,
-        base_url=os.environ.get("HOCBA_BASE_URL", "http://localhost:8501").rstrip("/"),
+        base_url=base_url,
+        verify_url=os.environ.get("HOCBA_VERIFY_URL", f"{base_url}/kiem-tra"),
     )

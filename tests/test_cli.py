@@ -148,6 +148,29 @@ def test_sign_export_verify_and_tamper(cli: CliRunner, tmp_path: Path, monkeypat
     res = cli.invoke(app, ["verify", str(path)])
     assert res.exit_code == 0 and "HỢP LỆ" in res.output
 
+    # the paper copy: rendered, signed by the principal and sealed, verified the same way
+    res = cli.invoke(app, ["export", code, "--out", str(tmp_path), "--pdf-as", "dh01.ht"])
+    assert res.exit_code == 0, res.output
+    pdf = json.loads(cli.invoke(app, ["verify", str(tmp_path / f"{code}.pdf"), "--json"]).output)
+    assert pdf["verdict"] == "VALID", [c for c in pdf["checks"] if c["status"] != "pass"]
+    res = cli.invoke(
+        app,
+        [
+            "print-class",
+            "--school",
+            "DH01",
+            "--as",
+            "dh01.ht",
+            "--out",
+            str(tmp_path / "in"),
+            "--class",
+            klass,
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "in").glob(f"{klass}_*.pdf"))) == len(issued)
+    assert (tmp_path / "in" / f"DH01_{klass}_de-in.pdf").exists()
+
     data = path.read_bytes()
     name = issued[0]["full_name"].encode()
     path.write_bytes(data.replace(name, name[:-1] + b"X", 1))
