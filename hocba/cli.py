@@ -1045,5 +1045,61 @@ def transfer_list(school: Annotated[str | None, typer.Option(help="Mã trường
     console.print(table)
 
 
+notify_app = typer.Typer(help="Thông báo nhắc việc theo hạn nộp (Apprise).")
+app.add_typer(notify_app, name="notify")
+
+
+@notify_app.command("run")
+def notify_run(
+    today: Annotated[str | None, typer.Option(help="Ngày chạy, dạng YYYY-MM-DD")] = None,
+) -> None:
+    """Lập thông báo trong ngày và gửi những gì đến hạn (một tin mỗi người mỗi loại mỗi ngày)."""
+    import datetime as dt
+
+    from hocba.tasks.notify import NotifyError, run_notifications
+
+    _prepare()
+    try:
+        out = run_notifications(dt.date.fromisoformat(today) if today else None)
+    except (ValueError, NotifyError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(
+        f"{out['created']} thông báo mới; đã gửi {out['sent']}, lỗi {out['failed']}, "
+        f"bỏ {out['gave_up']}" + (" (giờ yên lặng: chưa gửi)" if out["quiet"] else "")
+    )
+
+
+@notify_app.command("channel-add")
+def notify_channel_add(
+    username: Annotated[str, typer.Argument(help="Tên đăng nhập cán bộ")],
+    url: Annotated[str, typer.Argument(help="Địa chỉ Apprise, ví dụ mailto://…")],
+) -> None:
+    """Thêm kênh nhận thông báo (email, SMS, Zalo/Telegram qua Apprise…) cho một cán bộ."""
+    from hocba.tasks.notify import NotifyError, add_channel
+
+    _prepare()
+    try:
+        with db.session_scope() as session:
+            add_channel(session, _actor(session, username).staff_id, url)
+    except NotifyError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"Đã thêm kênh thông báo cho {username}.")
+
+
+@notify_app.command("test")
+def notify_test(username: Annotated[str, typer.Argument(help="Tên đăng nhập cán bộ")]) -> None:
+    """Gửi thử một tin tới mọi kênh của cán bộ."""
+    from hocba.tasks.notify import send_test_message
+
+    _prepare()
+    with db.session_scope() as session:
+        result = send_test_message(session, _actor(session, username).staff_id)
+    console.print(result.message)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
