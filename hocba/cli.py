@@ -1101,5 +1101,62 @@ def notify_test(username: Annotated[str, typer.Argument(help="Tên đăng nhập
         raise typer.Exit(1)
 
 
+portal_app = typer.Typer(help="Cổng tiếp nhận học bạ số của Sở (bản đi kèm, để phát triển và thử).")
+app.add_typer(portal_app, name="portal")
+
+
+@portal_app.command("serve")
+def portal_serve(
+    host: Annotated[str, typer.Option(help="Địa chỉ lắng nghe")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Cổng")] = 8800,
+    auto_approve: Annotated[
+        bool, typer.Option(help="Tự phê duyệt chứng thư số các trường đăng ký")
+    ] = True,
+) -> None:
+    """Chạy cổng tiếp nhận của Sở (giao dịch 1-6) trên PostgreSQL, lược đồ «portal».
+
+    Tài khoản: mỗi trường một tài khoản (tên = mã trường, mật khẩu HOCBA_PORTAL_PASSWORD)."""
+    import os
+
+    from hocba.portal import serve
+    from hocba.tasks.issuance import trust_anchors
+
+    settings = load_settings()
+    _prepare()
+    password = os.environ.get("HOCBA_PORTAL_PASSWORD") or _passphrase("Mật khẩu tài khoản cổng")
+    with db.session_scope() as session:
+        codes = list(session.connection().exec_driver_sql("SELECT code FROM school").scalars())
+    serve(
+        host,
+        port,
+        engine_or_url=db.database_url(settings),
+        schema="portal",
+        trusted_roots=trust_anchors(settings.home),
+        users=dict.fromkeys(codes, password),
+        auto_approve_certificates=auto_approve,
+    )
+
+
+@app.command("submit")
+def submit(
+    school: Annotated[str, typer.Option(help="Mã trường")],
+    resubmit_rejected: Annotated[
+        bool, typer.Option(help="Gửi lại học bạ bị Sở từ chối (lỗi kỹ thuật)")
+    ] = False,
+) -> None:
+    """Gửi các học bạ đã phát hành của trường lên cổng của Sở và lấy kết quả tiếp nhận.
+
+    Mật khẩu cổng: HOCBA_PORTAL_PASSWORD; địa chỉ: HOCBA_PORTAL_URL."""
+    from hocba.flows.submission import submit_school
+    from hocba.tasks.portal_client import PortalError
+
+    _prepare()
+    try:
+        console.print(submit_school.fn(school, resubmit_rejected))
+    except PortalError as exc:
+        err.print(f"[red]{exc.message_vi}[/red]")
+        raise typer.Exit(1) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -13,6 +13,10 @@ Everything that varies by machine or by place comes from here, never from code:
     tools can share the same server.
 ``HOCBA_BASE_URL``
     Public address of the dashboard, used in links inside notifications.
+``HOCBA_PORTAL_URL``, ``HOCBA_PORTAL_PASSWORD``
+    The province portal (Sở) and the schools' portal password (the user name is the
+    school code); default: the bundled portal on ``http://127.0.0.1:8800``. Secrets stay
+    in the worker's environment, never in a flow run's parameters.
 ``HOCBA_VERIFY_URL``
     The public verification page printed (as a QR code) on the paper copy; default
     ``$HOCBA_BASE_URL/kiem-tra``.
@@ -37,6 +41,7 @@ class Settings:
     schema: str
     base_url: str
     verify_url: str
+    portal_url: str
 
     @property
     def pgdata(self) -> Path:
@@ -59,4 +64,5 @@ def load_settings() -> Settings:
         schema=schema,
         base_url=base_url,
         verify_url=os.environ.get("HOCBA_VERIFY_URL", f"{base_url}/kiem-tra"),
+        portal_url=os.environ.get("HOCBA_PORTAL_URL", "http://127.0.0.1:8800").rstrip("/"),
     )

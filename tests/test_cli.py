@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -276,3 +277,36 @@ def test_transfer_between_two_schools(cli: CliRunner, tmp_path: Path, monkeypatc
     assert cli.invoke(app, ["transfer", "receipt", str(receipt)]).exit_code == 0
     listing = cli.invoke(app, ["transfer", "list", "--school", "DH02"]).output
     assert "Đã có" in listing and "DH01" in listing  # wrapped cell: "Đã có biên nhận"
+
+
+def test_submit_to_the_bundled_portal(
+    cli: CliRunner, pg_url: str, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from servers import serve_asgi
+
+    from hocba.portal import create_portal_app
+    from hocba.tasks.issuance import trust_anchors
+
+    monkeypatch.setenv("HOCBA_KEY_PASSPHRASE", "hocba-demo")
+    monkeypatch.setenv("HOCBA_PORTAL_PASSWORD", "mat-khau-cong")
+    args = ["demo", "--schools", "1", "--pupils-per-school", "10", "--year", "2024-2025"]
+    assert cli.invoke(app, args).exit_code == 0
+    app_ = create_portal_app(
+        pg_url,
+        f"portal_cli_{os.getpid()}",
+        trusted_roots=trust_anchors(tmp_path / "home"),
+        users={"DH01": "mat-khau-cong"},
+        auto_approve_certificates=True,
+    )
+    with serve_asgi(app_) as url:
+        monkeypatch.setenv("HOCBA_PORTAL_URL", url)
+        res = cli.invoke(app, ["submit", "--school", "DH01"])
+        assert res.exit_code == 0, res.output
+        assert "1 gói đã gửi" in res.output
+        status = json.loads(cli.invoke(app, ["status", "--json"]).output)
+        june = status["schools"][0]["cohorts"]["june"]
+        assert set(june) <= {"accepted", "in_review"} and june["accepted"] > 0
+        monkeypatch.setenv("HOCBA_PORTAL_PASSWORD", "sai")
+        res = cli.invoke(app, ["submit", "--school", "DH01"])
+        assert res.exit_code == 1  # a wrong password is a clear refusal, nothing changes
+    app_.state.portal.store.drop()

@@ -1,0 +1,67 @@
+"""The submission flow: register the seal at the portal, package, send, poll results.
+
+Thin over ``tasks/submission.py``. Parameters are school codes only; the portal password
+and the seal's passphrase are read on the worker (``HOCBA_PORTAL_PASSWORD``,
+``HOCBA_KEY_PASSPHRASE`` or a Prefect Secret block). Re-running is always safe: pending
+transactions are resent with their persisted messageid, results are applied once.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prefect import flow, get_run_logger, task
+
+from hocba import db
+from hocba.config import load_settings
+from hocba.models import certificates
+from hocba.tasks.portal_client import PortalClient
+from hocba.tasks.signers import SignerSpec, open_signer, worker_secret
+from hocba.tasks.submission import plan_submissions, poll_results, send_pending
+
+
+def portal_client(school_code: str) -> PortalClient:
+    """A client for the configured portal, signing with the school's approved seal."""
+    settings = load_settings()
+    with db.session_scope() as session:
+        key = next(
+            (
+                c
+                for c in certificates.school_certificates(session, school_code)
+                if c.status == "approved"
+            ),
+            None,
+        )
+    seal = open_signer(
+        SignerSpec(), key.key_ref if key else None, worker_secret(f"truong-{school_code}")
+    )
+    password = os.environ.get("HOCBA_PORTAL_PASSWORD", "")
+    return PortalClient(settings.portal_url, school_code, password, school_code, seal)
+
+
+@task(name="gửi học bạ một trường")
+def submit_school(school_code: str, resubmit_rejected: bool = False) -> str:
+    client = portal_client(school_code)
+    if not client.register_certificate().approved:  # transactions 3/4
+        return f"{school_code}: chứng thư số của trường chưa được Sở phê duyệt."
+    with db.session_scope() as session:
+        planned = plan_submissions(session, school_code, resubmit_rejected=resubmit_rejected)
+    with db.session_scope() as session:
+        sent = send_pending(session, school_code, client)
+    with db.session_scope() as session:
+        polled = poll_results(session, school_code, client)
+    return (
+        f"{school_code}: {planned.planned} gói mới, {sent.sent} gói đã gửi, "
+        f"{polled.accepted} tiếp nhận, {polled.rejected} từ chối"
+        + (f", {sent.waiting} chờ gửi lại" if sent.waiting else "")
+    )
+
+
+@flow(name="gui-so")
+def submission_flow(school_codes: list[str], resubmit_rejected: bool = False) -> list[str]:
+    """Submit every issued record of the given schools and collect the portal's results."""
+    log = get_run_logger()
+    outcomes = [submit_school(code, resubmit_rejected) for code in school_codes]
+    for line in outcomes:
+        log.info(line)
+    return outcomes

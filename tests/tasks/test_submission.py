@@ -1,0 +1,120 @@
+"""Submission of issued records to the bundled province portal over real HTTP: package,
+send, poll; lost answers and partial acceptance; nothing submitted twice."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from issuing import issue, reviewed_class, signer_of
+from servers import serve_asgi
+from sqlalchemy import text
+from sqlmodel import Session
+
+from hocba.portal import PortalFaults, create_portal_app
+from hocba.tasks.issuance import trust_anchors
+from hocba.tasks.portal_client import PortalClient
+from hocba.tasks.submission import plan_submissions, poll_results, send_pending
+
+PORTAL_PASSWORD = "mat-khau-cong-so"
+
+
+@pytest.fixture
+def portal(keyed, pg_url: str) -> Iterator[tuple[object, str, object]]:  # type: ignore[no-untyped-def]
+    """An issued class of DH01 and a running portal that trusts the test root."""
+    ids, teacher = reviewed_class(keyed)
+    issue(keyed, ids, teacher)
+    schema = f"portal_sub_{os.getpid()}"
+    app = create_portal_app(
+        pg_url,
+        schema,
+        trusted_roots=trust_anchors(keyed.home),
+        users={"DH01": PORTAL_PASSWORD},
+        admin_token="admin",
+        auto_approve_certificates=True,
+    )
+    with serve_asgi(app) as url:
+        yield keyed, url, app.state.portal
+    app.state.portal.store.drop()
+    app.state.portal.store.engine.dispose()
+
+
+def client(d, url: str) -> PortalClient:  # type: ignore[no-untyped-def]
+    c = PortalClient(
+        url,
+        "DH01",
+        PORTAL_PASSWORD,
+        "DH01",
+        signer_of(d, "truong-DH01"),
+        timeout=10,
+        retries=4,
+        backoff=0.01,
+        nam_hoc="2024-2025",
+    )
+    assert c.register_certificate(ma_kieu_chu_ky="USB_TOKEN", nha_phat_hanh="VNPT").approved
+    return c
+
+
+def run(d, url: str, **kw) -> tuple[object, object, object]:  # type: ignore[no-untyped-def]
+    c = client(d, url)
+    with Session(d.engine) as s:
+        planned = plan_submissions(s, "DH01", **kw)
+        s.commit()
+    with Session(d.engine) as s:
+        sent = send_pending(s, "DH01", c)
+        s.commit()
+    with Session(d.engine) as s:
+        polled = poll_results(s, "DH01", c)
+        s.commit()
+    return planned, sent, polled
+
+
+def states(d) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    with d.engine.connect() as c:
+        return dict(
+            c.execute(
+                text(
+                    "SELECT state, count(*) FROM hoc_ba WHERE lookup_code IS NOT NULL "
+                    "GROUP BY state"
+                )
+            ).all()
+        )
+
+
+def test_issued_records_are_submitted_and_accepted(portal) -> None:  # type: ignore[no-untyped-def]
+    d, url, _ = portal
+    n = states(d)["issued"]
+    planned, sent, polled = run(d, url)
+    assert (planned.planned, sent.sent, polled.accepted, polled.rejected) == (1, 1, n, 0)
+    assert states(d) == {"accepted": n}
+    again = run(d, url)  # a re-run finds nothing to do
+    assert (again[0].planned, again[1].sent, again[2].accepted) == (0, 0, 0)
+
+
+def test_lost_answers_never_make_a_duplicate(portal) -> None:  # type: ignore[no-untyped-def]
+    d, url, p = portal
+    p.faults.set(PortalFaults(drop_next=2, transactions=(1,)))  # done, but the answer is lost twice
+    _, sent, _ = run(d, url)
+    assert sent.sent == 1, sent.errors
+    with p.store.engine.connect() as c:
+        messages = c.execute(
+            text(f"SELECT giao_dich, count(*) FROM {p.store.schema}.message GROUP BY 1")
+        ).all()
+    assert dict(messages).get(1) == 1, messages  # one submission stored, not three
+    assert set(states(d)) == {"accepted"}
+
+
+def test_partial_acceptance_shows_errors_and_resubmits(portal) -> None:  # type: ignore[no-untyped-def]
+    d, url, p = portal
+    p.faults.set(PortalFaults(reject_every=2, transactions=(1,)))
+    _, _, polled = run(d, url)
+    assert polled.rejected > 0 and polled.accepted > 0
+    with d.engine.connect() as c:
+        errors = c.execute(
+            text("SELECT error, error_description FROM portal_result WHERE NOT accepted")
+        ).all()
+    assert errors and all(e[0] for e in errors)  # the portal's error fields are kept
+    p.faults.set(PortalFaults())
+    run(d, url, resubmit_rejected=True)
+    assert set(states(d)) == {"accepted"}
