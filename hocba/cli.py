@@ -161,6 +161,7 @@ def demo(
     sign: Annotated[
         bool, typer.Option(help="Ký và phát hành bằng khóa thử nghiệm (đợt tháng 6)")
     ] = True,
+    submit: Annotated[bool, typer.Option(help="Gửi lên cổng của Sở đi kèm (chạy nội bộ)")] = True,
 ) -> None:
     """Tạo một huyện mẫu (Đầm Hà, Quảng Ninh) và chạy quy trình xa nhất có thể."""
     from hocba.tasks.demo import DEMO_PASSWORD, run_demo
@@ -177,13 +178,22 @@ def demo(
                 "review": "GVCN duyệt học bạ",
                 "sign": "GVCN ký từng lớp",
                 "seal": "Hiệu trưởng ký, văn thư đóng dấu",
+                "submit": "Gửi Sở, nhận kết quả",
             }[name]
             if name not in tasks:
                 tasks[name] = progress.add_task(label, total=total)
             progress.update(tasks[name], completed=done)
 
         report = run_demo(
-            db.session_scope, settings.home, schools, pupils_per_school, seed, year, step, sign=sign
+            db.session_scope,
+            settings.home,
+            schools,
+            pupils_per_school,
+            seed,
+            year,
+            step,
+            sign=sign,
+            submit=submit,
         )
     console.print(
         f"Huyện mẫu Đầm Hà, năm học {report.year}: {report.schools} trường, {report.pupils} "
@@ -1113,7 +1123,7 @@ def portal_serve(
         bool, typer.Option(help="Tự phê duyệt chứng thư số các trường đăng ký")
     ] = True,
 ) -> None:
-    """Chạy cổng tiếp nhận của Sở (giao dịch 1-6) trên PostgreSQL, lược đồ «portal».
+    """Chạy cổng tiếp nhận của Sở (giao dịch 1-6) trên PostgreSQL, lược đồ «…_portal».
 
     Tài khoản: mỗi trường một tài khoản (tên = mã trường, mật khẩu HOCBA_PORTAL_PASSWORD)."""
     import os
@@ -1130,7 +1140,7 @@ def portal_serve(
         host,
         port,
         engine_or_url=db.database_url(settings),
-        schema="portal",
+        schema=f"{settings.schema}_portal",
         trusted_roots=trust_anchors(settings.home),
         users=dict.fromkeys(codes, password),
         auto_approve_certificates=auto_approve,

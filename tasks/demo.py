@@ -344,6 +344,7 @@ def run_demo(
     year: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     sign: bool = True,
+    submit: bool = True,
 ) -> DemoReport:
     """Build the demo district and take it as far as the system goes.
 
@@ -396,6 +397,8 @@ def run_demo(
             progress("review", n, len(teachers))
     if sign:
         _sign_everything(session_factory, home, progress)
+        if submit:
+            _submit_everything(session_factory, home, progress)
     with session_factory() as session:
         counts = dict(
             session.connection()
@@ -496,3 +499,46 @@ def _sign_everything(
             )
         if progress:
             progress("seal", n, len(schools))
+
+
+def _submit_everything(
+    session_factory: Callable[[], Any],
+    home: Path,
+    progress: Callable[[str, int, int], None] | None,
+) -> None:
+    """Submit every issued record to the bundled province portal (in this process, on its
+    own PostgreSQL schema ``<app schema>_portal``) and apply the results."""
+    from hocba import db
+    from hocba.asgi import serve_in_thread
+    from hocba.config import load_settings
+    from hocba.models import certificates
+    from hocba.portal import create_portal_app
+    from hocba.tasks.issuance import trust_anchors
+    from hocba.tasks.portal_client import PortalClient
+    from hocba.tasks.signing import SoftwareSigner
+    from hocba.tasks.submission import plan_submissions, poll_results, send_pending
+
+    with session_factory() as session:
+        codes = list(session.connection().scalars(text("SELECT code FROM school ORDER BY code")))
+        keys = certificates.key_refs(session)
+    portal = create_portal_app(
+        db.database_url(load_settings()),
+        "portal",
+        trusted_roots=trust_anchors(home),
+        users=dict.fromkeys(codes, DEMO_PASSWORD),
+        auto_approve_certificates=True,
+    )
+    with serve_in_thread(portal) as url:
+        for n, code in enumerate(codes, start=1):
+            seal = SoftwareSigner.from_pkcs12(keys[f"truong-{code}"], DEMO_PASSWORD)
+            client = PortalClient(url, code, DEMO_PASSWORD, code, seal)
+            client.register_certificate()
+            for step in (plan_submissions, send_pending, poll_results):
+                with session_factory() as session:
+                    if step is plan_submissions:
+                        step(session, code)
+                    else:
+                        step(session, code, client)  # type: ignore[call-arg]
+            if progress:
+                progress("submit", n, len(codes))
+    portal.state.portal.store.engine.dispose()

@@ -54,6 +54,7 @@ def engine(pg_url: str, schema_name: str) -> Iterator[Engine]:
     admin = db.make_engine(pg_url, "public")
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema_name}" CASCADE'))
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema_name}_portal" CASCADE'))
     admin.dispose()
 
 

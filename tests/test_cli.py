@@ -49,13 +49,13 @@ def test_demo_then_status_and_records(cli: CliRunner) -> None:
     without = sum(s["without_personal_id"] for s in status["schools"])
     assert total + without == 60
     states = {st for s in status["schools"] for c in s["cohorts"].values() for st in c}
-    assert states <= {"in_review", "reviewed", "issued"} and "issued" in states
+    assert states <= {"in_review", "reviewed", "accepted"} and "accepted" in states
     august = {st for s in status["schools"] for st in s["cohorts"].get("august", {})}
-    assert "issued" not in august  # the August cohort waits for the summer assessment
+    assert "accepted" not in august  # the August cohort waits for the summer assessment
 
-    out = cli.invoke(app, ["records", "--school", "DH02", "--state", "issued", "--json"])
+    out = cli.invoke(app, ["records", "--school", "DH02", "--state", "accepted", "--json"])
     rows = json.loads(out.output)
-    assert rows and all(r["school_code"] == "DH02" and r["state"] == "issued" for r in rows)
+    assert rows and all(r["school_code"] == "DH02" and r["state"] == "accepted" for r in rows)
     assert all(r["lookup_code"] for r in rows)
 
 
@@ -244,7 +244,7 @@ def test_transfer_between_two_schools(cli: CliRunner, tmp_path: Path, monkeypatc
     monkeypatch.setenv("HOCBA_KEY_PASSPHRASE", "hocba-demo")  # the demo's key passphrase
     assert cli.invoke(app, args).exit_code == 0
     issued = json.loads(
-        cli.invoke(app, ["records", "--school", "DH01", "--state", "issued", "--json"]).output
+        cli.invoke(app, ["records", "--school", "DH01", "--state", "accepted", "--json"]).output
     )
     pupil = issued[0]["pupil_code"]
     package = tmp_path / "chuyen.zip"
@@ -289,7 +289,16 @@ def test_submit_to_the_bundled_portal(
 
     monkeypatch.setenv("HOCBA_KEY_PASSPHRASE", "hocba-demo")
     monkeypatch.setenv("HOCBA_PORTAL_PASSWORD", "mat-khau-cong")
-    args = ["demo", "--schools", "1", "--pupils-per-school", "10", "--year", "2024-2025"]
+    args = [
+        "demo",
+        "--schools",
+        "1",
+        "--pupils-per-school",
+        "10",
+        "--year",
+        "2024-2025",
+        "--no-submit",
+    ]
     assert cli.invoke(app, args).exit_code == 0
     app_ = create_portal_app(
         pg_url,
