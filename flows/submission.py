@@ -17,7 +17,13 @@ from hocba.config import load_settings
 from hocba.models import certificates
 from hocba.tasks.portal_client import PortalClient
 from hocba.tasks.signers import SignerSpec, open_signer, worker_secret
-from hocba.tasks.submission import plan_submissions, poll_results, send_pending
+from hocba.tasks.submission import (
+    plan_revocations,
+    plan_submissions,
+    poll_results,
+    request_revocations,
+    send_pending,
+)
 
 
 def portal_client(school_code: str) -> PortalClient:
@@ -50,10 +56,19 @@ def submit_school(school_code: str, resubmit_rejected: bool = False) -> str:
         sent = send_pending(session, school_code, client)
     with db.session_scope() as session:
         polled = poll_results(session, school_code, client)
+    with db.session_scope() as session:  # corrections: revoke at the Sở (transactions 5, 6)
+        plan_revocations(session, school_code)
+    with db.session_scope() as session:
+        revoked = request_revocations(session, school_code, client)
     return (
         f"{school_code}: {planned.planned} gói mới, {sent.sent} gói đã gửi, "
         f"{polled.accepted} tiếp nhận, {polled.rejected} từ chối"
         + (f", {sent.waiting} chờ gửi lại" if sent.waiting else "")
+        + (
+            f"; yêu cầu thu hồi: {revoked.sent} đã gửi, {revoked.accepted} được chấp nhận"
+            if revoked.sent or revoked.accepted
+            else ""
+        )
     )
 
 

@@ -228,3 +228,94 @@ def poll_results(session: Session, school_code: str, client: PortalClient) -> St
         report.accepted += len(accepted)
         report.rejected += len(rejected)
     return report
+
+
+_CORRECTIONS_AT_PORTAL = """
+    FROM correction_request c JOIN hoc_ba r ON r.id = c.record_id
+    JOIN school s ON s.id = r.school_id JOIN school_year y ON y.id = r.school_year_id
+    WHERE s.code = :code AND c.status = 'approved' AND c.portal_request_id IS NULL
+      AND EXISTS (SELECT 1 FROM portal_result p WHERE p.record_id = r.id AND p.accepted)
+"""
+
+
+def plan_revocations(session: Session, school_code: str) -> StepReport:
+    """Give every approved correction whose old record reached the portal a messageid for
+    its revocation request (transaction 5), persisted before anything is sent."""
+    ids = list(
+        session.connection().scalars(
+            text("SELECT c.id " + _CORRECTIONS_AT_PORTAL + " AND c.portal_message_id IS NULL"),
+            {"code": school_code},
+        )
+    )
+    for cid in ids:
+        session.connection().execute(
+            text("UPDATE correction_request SET portal_message_id = :m WHERE id = :i"),
+            {"m": str(uuid.uuid4()), "i": cid},
+        )
+    return StepReport(planned=len(ids))
+
+
+def request_revocations(session: Session, school_code: str, client: PortalClient) -> StepReport:
+    """Transaction 5 for each planned revocation (same messageid on every retry), then
+    transaction 6 for those still pending at the Sở."""
+    from hocba.tasks.packaging import RevocationItem
+    from hocba.tasks.record_xml import parse_record_xml_safely
+
+    conn = session.connection()
+    report = StepReport()
+    todo = conn.execute(
+        text(
+            "SELECT c.id, c.reason, c.portal_message_id, r.signed_xml, y.name "
+            + _CORRECTIONS_AT_PORTAL
+            + " AND c.portal_message_id IS NOT NULL ORDER BY c.id FOR UPDATE OF c SKIP LOCKED"
+        ),
+        {"code": school_code},
+    ).all()
+    for cid, reason, message_id, xml, year in todo:
+        info = parse_record_xml_safely(bytes(xml)).find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
+        assert info is not None
+        item = RevocationItem(
+            ma_tra_cuu_uuid=info.findtext("MA_TRA_CUU_UUID") or "",
+            ho_va_ten=info.findtext("HO_VA_TEN") or "",
+            gioi_tinh=info.findtext("GIOI_TINH") or "",
+            ngay_sinh=info.findtext("NGAY_SINH") or "",
+            so_cccd=info.findtext("SO_CCCD") or "",
+            ten_truong=info.findtext("TEN_TRUONG") or "",
+            ma_truong=school_code,
+            ten_nam_hoc=year,
+            ly_do=reason,
+        )
+        try:
+            status = client.request_revocation([item], message_id=message_id, nam_hoc=year)
+        except PortalError as exc:
+            report.errors.append(exc.message_vi)
+            report.waiting += 1
+            continue
+        conn.execute(
+            text(
+                "UPDATE correction_request SET portal_request_id = :r, "
+                "portal_status = :s WHERE id = :i"
+            ),
+            {"r": status.ma_yeu_cau, "s": str(status.trang_thai), "i": cid},
+        )
+        report.sent += 1
+    for cid, request_id in conn.execute(
+        text("""
+            SELECT c.id, c.portal_request_id FROM correction_request c
+            JOIN hoc_ba r ON r.id = c.record_id JOIN school s ON s.id = r.school_id
+            WHERE s.code = :code AND c.portal_request_id IS NOT NULL
+              AND c.portal_status = '1'"""),
+        {"code": school_code},
+    ).all():
+        try:
+            status = client.query_revocation(request_id)
+        except PortalError as exc:
+            report.errors.append(exc.message_vi)
+            continue
+        conn.execute(
+            text("UPDATE correction_request SET portal_status = :s WHERE id = :i"),
+            {"s": str(status.trang_thai), "i": cid},
+        )
+        report.accepted += status.trang_thai == status.ACCEPTED
+        report.rejected += status.trang_thai == status.REJECTED
+    return report

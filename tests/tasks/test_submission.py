@@ -118,3 +118,31 @@ def test_partial_acceptance_shows_errors_and_resubmits(portal) -> None:  # type:
     p.faults.set(PortalFaults())
     run(d, url, resubmit_rejected=True)
     assert set(states(d)) == {"accepted"}
+
+
+def test_correction_revokes_at_the_portal(portal) -> None:  # type: ignore[no-untyped-def]
+    from hocba.models import corrections
+    from hocba.tasks.submission import plan_revocations, request_revocations
+
+    d, url, p = portal
+    run(d, url)
+    rid = min(d.record_ids("DH01", state="accepted"))
+    with Session(d.engine) as s:
+        req = corrections.request(s, rid, d.actor("dh01.vt"), "Sai ngày sinh")
+        corrections.decide(s, req, d.actor("phong.dh"), approve=True)
+        s.commit()
+    c = client(d, url)
+    for _ in range(2):  # a re-run files nothing twice
+        with Session(d.engine) as s:
+            plan_revocations(s, "DH01")
+            s.commit()
+        with Session(d.engine) as s:
+            request_revocations(s, "DH01", c)
+            s.commit()
+    with p.store.engine.connect() as conn:
+        requests = conn.execute(
+            text(f"SELECT count(*) FROM {p.store.schema}.revocation_request")
+        ).scalar()
+    assert requests == 1
+    request_id = d.scalar("SELECT portal_request_id FROM correction_request WHERE id = :i", i=req)
+    assert request_id and c.query_revocation(str(request_id)).trang_thai in (1, 2)
