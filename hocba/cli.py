@@ -1168,5 +1168,40 @@ def submit(
         raise typer.Exit(1) from None
 
 
+@app.command("dashboard")
+def dashboard(
+    port: Annotated[int, typer.Option(help="Cổng")] = 8501,
+    address: Annotated[str, typer.Option(help="Địa chỉ lắng nghe")] = "127.0.0.1",
+) -> None:
+    """Mở bảng điều khiển (Streamlit) cho giáo viên, hiệu trưởng, văn thư, cán bộ Phòng."""
+    import subprocess
+    from pathlib import Path as _Path
+
+    import hocba.dashboard
+
+    _prepare()
+    app_path = _Path(hocba.dashboard.__file__).parent / "app.py"
+    console.print(f"Bảng điều khiển: http://{address}:{port} (Ctrl+C để dừng)")
+    raise typer.Exit(
+        subprocess.call(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(app_path),
+                "--server.address",
+                address,
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+            ]
+        )
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

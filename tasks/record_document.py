@@ -26,7 +26,7 @@ from hocba.tasks.record_xml import RecordDocument, format_date
 THONG_TU = "27/2020/TT-BGDĐT"
 MA_CAP_HOC = "1"  # primary level (cấp tiểu học)
 
-_QUERY = """
+QUERY = """
     SELECT r.id, r.grade, r.content, r.computed_result, r.lookup_code, r.created_at,
            p.pupil_code, p.full_name, p.cccd, p.gender, p.birth_date, p.birthplace,
            p.hometown, p.address, p.ethnicity, p.nationality, p.father_name,
@@ -66,7 +66,7 @@ def load_documents(
     """The documents of ``record_ids`` (as they stand now), by record id."""
     rows = (
         session.connection()
-        .execute(text(_QUERY), {"ids": list(record_ids), "today": today or dt.date.today()})
+        .execute(text(QUERY), {"ids": list(record_ids), "today": today or dt.date.today()})
         .mappings()
         .all()
     )
@@ -74,7 +74,7 @@ def load_documents(
 
 
 def document_of(row: Any) -> RecordDocument:
-    """Map one row of ``_QUERY`` to the spec's fields."""
+    """Map one row of ``QUERY`` to the spec's fields."""
     content: dict[str, Any] = row["content"]
     grade: int = row["grade"]
     result = tt27.YearResult(row["computed_result"])

@@ -1,0 +1,331 @@
+"""Signing from the dashboard: one confirmation signs the whole selection.
+
+The person types the passphrase of their key once, in a form that clears itself; the key
+is opened for that one run (:class:`hocba.tasks.signing.SoftwareSigner`) and the selection
+is signed through :func:`hocba.tasks.issuance.sign_batch` in chunks (one transaction
+each), with a progress bar and a per-record result at the end. The passphrase is never
+put in the session state, the audit log or a message.
+
+The principal's queue (CBQL) and the clerk's sealing queue (KY_PHAT_HANH) are the same
+page, :func:`queue_page`; the teacher signs their class from their own page with
+:func:`sign_selection` too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from hocba.config import load_settings
+from hocba.dashboard import logic
+from hocba.dashboard.common import flash, forget_view, pick_school, session, show_flash
+from hocba.dashboard.record_view import show_record
+from hocba.models import certificates, queries
+from hocba.models.lifecycle import transition
+from hocba.models.queries import CBQL_ROLES, SEAL_ROLES, Viewer
+
+CHUNK = 50
+OK_PREFIX = "Đã "
+SLOT_WORDS = {
+    "GVCN": ("ký", "Ký"),
+    "CBQL": ("ký", "Ký"),
+    "KY_PHAT_HANH": ("đóng dấu phát hành", "Đóng dấu phát hành"),
+}
+
+
+class SignerUnavailable(Exception):
+    """The key cannot be opened here; the message (Vietnamese) says what to do."""
+
+
+def registered_key(viewer: Viewer, slot: str, school_code: str) -> Any:
+    """The registered certificate to sign ``slot`` with: the person's own, or the
+    school's approved organisation certificate for the seal."""
+    with session() as s:
+        if slot == "KY_PHAT_HANH":
+            approved = [
+                c
+                for c in certificates.school_certificates(s, school_code)
+                if c.status == "approved"
+            ]
+            if not approved:
+                raise SignerUnavailable(
+                    f"Chứng thư số tổ chức (con dấu) của trường {school_code} chưa được Phòng/Sở "
+                    "phê duyệt. Hãy đề nghị Phòng GDĐT duyệt ở trang Quản trị › Chứng thư số."
+                )
+            return approved[0]
+        key = certificates.staff_certificate(s, viewer.staff_id)
+    if key is None:
+        raise SignerUnavailable(
+            "Bạn chưa có chứng thư số cá nhân đã đăng ký trong hệ thống. Hãy đề nghị quản trị "
+            "hệ thống đăng ký chứng thư số của bạn."
+        )
+    return key
+
+
+def open_signer(key: Any, passphrase: str) -> Any:
+    """Open the registered key with the passphrase typed by the person."""
+    from hocba.tasks.signing import SigningError, SoftwareSigner
+
+    ref = key.key_ref or ""
+    if not ref or not Path(ref).is_file():
+        raise SignerUnavailable(
+            "Khóa ký của chứng thư này nằm trên USB token hoặc dịch vụ ký số từ xa, chưa ký "
+            "được trên trang web. Hãy ký bằng lệnh `hocba sign` trên máy cắm token."
+        )
+    if not passphrase:
+        raise SignerUnavailable("Hãy nhập mật khẩu tệp khóa (hoặc mã PIN) rồi bấm ký lại.")
+    try:
+        return SoftwareSigner.from_pkcs12(ref, passphrase)
+    except SigningError as exc:
+        raise SignerUnavailable(
+            f"{exc.message_vi} Hãy nhập lại mật khẩu tệp khóa rồi bấm ký lại."
+        ) from None
+
+
+def sign_selection(
+    viewer: Viewer,
+    slot: str,
+    school_code: str,
+    ids: list[int],
+    passphrase: str,
+    labels: dict[int, dict[str, Any]],
+) -> list[dict[str, Any]] | None:
+    """Sign ``ids`` in ``slot`` with one confirmation, showing progress; returns one
+    result row per record (None when nothing could start: the error is shown)."""
+    from hocba.tasks.issuance import IssuanceError, sign_batch, trust_anchors
+
+    verb = SLOT_WORDS[slot][0]
+    try:
+        signer = open_signer(registered_key(viewer, slot, school_code), passphrase)
+    except SignerUnavailable as exc:
+        st.error(str(exc))
+        return None
+    anchors = trust_anchors(load_settings().home) if slot == "KY_PHAT_HANH" else []
+    ok: list[int] = []
+    failed: dict[int, str] = {}
+    stopped: str | None = None
+    with st.status(f"Đang {verb} {len(ids)} học bạ…", expanded=True) as status:
+        bar = st.progress(0.0, text=f"0/{len(ids)}")
+        done = 0
+        for part in logic.chunks(ids, CHUNK):
+            try:
+                with session() as s:
+                    res = sign_batch(s, part, slot, viewer.actor, signer, trust_anchors=anchors)
+            except IssuanceError as exc:
+                stopped = exc.message_vi
+                break
+            ok += res.ok
+            failed.update(res.failed)
+            done += len(part)
+            bar.progress(done / len(ids), text=f"{done}/{len(ids)} học bạ")
+        if stopped:
+            status.update(label=f"Dừng: {stopped}", state="error")
+        else:
+            status.update(
+                label=f"Đã {verb} {len(ok)}/{len(ids)} học bạ"
+                + (f"; {len(failed)} không {verb} được" if failed else ""),
+                state="complete" if not failed else "error",
+            )
+    if stopped:
+        st.error(stopped)
+    results = []
+    for rid in ids:
+        info = labels.get(rid, {})
+        outcome = (
+            OK_PREFIX + verb
+            if rid in ok
+            else "Không " + verb + " được: " + failed.get(rid, stopped or "đã dừng")
+        )
+        results.append(
+            {
+                "Học sinh": info.get("full_name", f"#{rid}"),
+                "Lớp": info.get("class_name", ""),
+                "Kết quả": outcome,
+            }
+        )
+    return results
+
+
+def show_results(key: str) -> None:
+    """The per-record result of the last signing on this page, if any."""
+    results = st.session_state.get(key)
+    if not results:
+        return
+    n_ok = sum(1 for r in results if r["Kết quả"].startswith(OK_PREFIX))
+    with st.expander(f"Kết quả lần ký gần nhất: {n_ok}/{len(results)} thành công", expanded=True):
+        st.dataframe(pd.DataFrame(results), hide_index=True, width="stretch")
+        if st.button("Đóng kết quả", key=f"close_{key}"):
+            st.session_state.pop(key, None)
+            st.rerun()
+
+
+def queue_page(slot: str) -> None:
+    """The signing queue of the principal (CBQL) or the clerk's sealing queue."""
+    from hocba.dashboard.auth import require
+
+    roles = CBQL_ROLES if slot == "CBQL" else SEAL_ROLES
+    viewer = require(*roles, admin=False)
+    verb, Verb = SLOT_WORDS[slot]
+    page = f"queue_{slot}"
+    title = "Hàng chờ ký" if slot == "CBQL" else "Đóng dấu và phát hành"
+    st.title(title)
+    st.caption(
+        "Học bạ GVCN đã ký, chờ Hiệu trưởng ký số. Hạn gần nhất lên trước."
+        if slot == "CBQL"
+        else "Học bạ Hiệu trưởng đã ký, chờ văn thư đóng dấu (chứng thư số của trường). "
+        "Đóng dấu là phát hành: học bạ được cấp mã tra cứu và khóa vĩnh viễn."
+    )
+    school = pick_school(viewer, viewer.schools_with(roles), key=f"{page}_school")
+    if school is None:
+        st.info("Bạn không được phân công ký ở trường nào.")
+        return
+    results_key = f"{page}_results"
+    show_flash()
+    show_results(results_key)
+
+    with session() as s:
+        everything = queries.signing_queue(s, viewer, slot, school["id"])
+    if not everything:
+        st.success(f"Không còn học bạ nào chờ {verb} ở {school['name']}.")
+        return
+    classes = sorted({r["class_name"] for r in everything}, key=lambda c: (len(c), c))
+    grades = sorted({r["grade"] for r in everything})
+    c1, c2, c3 = st.columns([2, 1, 1])
+    class_filter = c1.multiselect("Lớp", classes, key=f"{page}_classes", placeholder="Mọi lớp")
+    grade_filter = c2.selectbox(
+        "Khối",
+        [None, *grades],
+        format_func=lambda g: "Mọi khối" if g is None else f"Khối {g}",
+        key=f"{page}_grade",
+    )
+    flagged_only = c3.checkbox("Chỉ học bạ có cảnh báo TT27", key=f"{page}_flagged")
+    rows = [
+        r
+        for r in everything
+        if (not class_filter or r["class_name"] in class_filter)
+        and (grade_filter is None or r["grade"] == grade_filter)
+        and (not flagged_only or r["flags"])
+    ]
+    soonest = min(r["deadline"] for r in everything)
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Đang chờ " + verb, len(everything))
+    m2.metric("Hạn gần nhất", logic.fmt_date(soonest))
+    m3.metric("Có cảnh báo TT27", sum(1 for r in everything if r["flags"]))
+
+    frame = pd.DataFrame(
+        [
+            {
+                "Học sinh": r["full_name"],
+                "Lớp": r["class_name"],
+                "Kết quả": r["computed_result"],
+                "Cảnh báo": f"{r['flags']} cảnh báo" if r["flags"] else "",
+                "GVCN": r["teacher"],
+                "Hạn nộp": logic.fmt_date(r["deadline"]),
+                "Chờ từ": logic.fmt_date(r["waiting_since"]),
+            }
+            for r in rows
+        ]
+    )
+    mode = st.radio(
+        "Chọn học bạ",
+        ["all", "one_by_one"],
+        format_func=lambda m: {
+            "all": f"Tất cả học bạ đang lọc ({len(rows)})",
+            "one_by_one": "Chọn từng học bạ trong bảng",
+        }[m],
+        horizontal=True,
+        key=f"{page}_mode",
+    )
+    if mode == "one_by_one":
+        event = st.dataframe(
+            frame,
+            hide_index=True,
+            width="stretch",
+            on_select="rerun",
+            selection_mode="multi-row",
+            key=f"{page}_table",
+        )
+        positions = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+        selected = [rows[i]["id"] for i in positions if i < len(rows)]
+    else:
+        st.dataframe(frame, hide_index=True, width="stretch")
+        selected = [r["id"] for r in rows]
+
+    _preview(viewer, slot, rows, page)
+
+    shown_key = f"{page}_shown"
+    confirmed = st.session_state.get(shown_key, [])
+    st.subheader(f"{Verb} {len(selected)} học bạ đã chọn")
+    with st.form(f"{page}_confirm", clear_on_submit=True):
+        n_classes = len({r["class_name"] for r in rows if r["id"] in set(selected)})
+        st.write(
+            f"Bạn sắp {verb} **{len(selected)} học bạ** của **{n_classes} lớp** "
+            f"({school['name']}) bằng "
+            + ("chứng thư số của trường." if slot == "KY_PHAT_HANH" else "chứng thư số của bạn.")
+            + " Một lần xác nhận cho cả lựa chọn."
+        )
+        passphrase = st.text_input(
+            "Mật khẩu tệp khóa / mã PIN",
+            type="password",
+            key=f"{page}_passphrase",
+            help="Chỉ dùng cho lần ký này, không được lưu.",
+        )
+        submit = st.form_submit_button(
+            f"{Verb} {len(selected)} học bạ", type="primary", disabled=not selected
+        )
+    st.session_state[shown_key] = selected
+    if submit:
+        ids = [i for i in confirmed if i in {r["id"] for r in everything}] or selected
+        labels = {r["id"]: r for r in everything}
+        results = sign_selection(viewer, slot, school["code"], ids, passphrase, labels)
+        del passphrase
+        if results is not None:
+            st.session_state[results_key] = results
+            forget_view(page)
+            st.rerun()
+
+
+def _preview(viewer: Viewer, slot: str, rows: list[dict[str, Any]], page: str) -> None:
+    """Open one record as it will print; the principal may return it to the teacher."""
+    with st.expander("Xem một học bạ (như khi in) — hoặc trả lại GVCN", expanded=False):
+        options = [None, *[r["id"] for r in rows]]
+        names = {r["id"]: f"{r['full_name']} — lớp {r['class_name']}" for r in rows}
+        rid = st.selectbox(
+            "Học bạ",
+            options,
+            format_func=lambda i: "— chọn học bạ —" if i is None else names[i],
+            key=f"{page}_open",
+        )
+        if rid is None:
+            forget_view(page)
+            return
+        with session() as s:
+            row = queries.record_document_row(s, viewer, rid)
+        if row is None:
+            st.warning("Học bạ này không còn trong hàng chờ của bạn. Hãy tải lại trang.")
+            return
+        for line in logic.flag_lines(row.get("flag_list")):
+            st.warning(line)
+        show_record(viewer, row, page, may_reveal_id=True)
+        if slot != "CBQL":
+            st.caption("Nếu học bạ có sai sót, hãy báo Hiệu trưởng để trả lại GVCN sửa.")
+            return
+        with st.form(f"{page}_return", clear_on_submit=True):
+            reason = st.text_area("Lý do trả lại (GVCN sẽ thấy lý do này)")
+            back = st.form_submit_button("Trả lại GVCN")
+        if back:
+            if not reason.strip():
+                st.error("Hãy ghi rõ lý do trả lại để GVCN biết cần sửa gì.")
+                return
+            with session() as s:
+                res = transition(s, [rid], "principal_return", viewer.actor, reason=reason)
+            if res.failed:
+                st.error(res.failed[rid])
+            else:
+                flash(f"Đã trả học bạ của {names[rid]} về GVCN; GVCN sẽ sửa và ký lại.")
+                forget_view(page)
+                st.session_state.pop(f"{page}_open", None)
+                st.rerun()

@@ -1,0 +1,142 @@
+"""Kiểm tra: verify a record from an uploaded XML file or its lookup code; the report of
+:func:`hocba.tasks.verify.verify_document` as a check list. Every check and every lookup
+is logged."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import streamlit as st
+from cryptography import x509
+
+from hocba.config import load_settings
+from hocba.dashboard.auth import require
+from hocba.dashboard.common import log_event, session
+from hocba.models import queries
+from hocba.models.certificates import DatabaseRegistry
+
+ICONS = {
+    "pass": ":green[:material/check_circle:]",
+    "fail": ":red[:material/cancel:]",
+    "indeterminate": ":orange[:material/help:]",
+}
+CHECK_TITLES = {
+    "SAFE_PARSE": "Tệp an toàn, đọc được",
+    "SCHEMA": "Đúng lược đồ học bạ (XSD)",
+    "SIGNATURE_GVCN": "Chữ ký giáo viên chủ nhiệm",
+    "SIGNATURE_CBQL": "Chữ ký Hiệu trưởng",
+    "SIGNATURE_KY_PHAT_HANH": "Chữ ký phát hành (con dấu của trường)",
+    "SIGNING_ORDER": "Thứ tự ký",
+    "REVOCATION": "Chứng thư số không bị thu hồi",
+    "ROLE_GVCN": "Người ký là GVCN của lớp",
+    "ROLE_CBQL": "Người ký là Hiệu trưởng (hoặc được ủy quyền)",
+    "SCHOOL_CERTIFICATE": "Chứng thư số của trường đã được phê duyệt",
+    "REGISTRY_MATCH": "Khớp sổ học bạ đã phát hành",
+}
+MAX_UPLOAD = 5_000_000
+
+viewer = require()
+st.title("Kiểm tra học bạ số")
+st.caption(
+    "Tải lên tệp XML học bạ hoặc nhập mã số tra cứu: hệ thống kiểm tra chữ ký, chứng thư số, "
+    "vai trò người ký, thứ tự ký, con dấu của trường và đối chiếu với sổ học bạ đã phát hành."
+)
+
+
+def _crl_source(home: Any) -> Any:
+    from hocba.tasks.issuance import pki_directory
+    from hocba.tasks.verify import CrlUnavailable
+
+    path = pki_directory(home) / "root-ca.crl.pem"
+
+    def source(_cert: Any) -> Any:
+        try:
+            return x509.load_pem_x509_crl(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise CrlUnavailable(f"không tải được danh sách thu hồi (CRL): {exc}") from None
+
+    return source
+
+
+def verify(data: bytes) -> Any:
+    from hocba.tasks.issuance import trust_anchors
+    from hocba.tasks.verify import verify_document
+
+    home = load_settings().home
+    with session() as s:
+        return verify_document(
+            data,
+            trusted_roots=trust_anchors(home),
+            registry=DatabaseRegistry(s),
+            crl_source=_crl_source(home),
+        )
+
+
+def show_report(report: Any) -> None:
+    verdict = report.verdict.value
+    if verdict == "VALID":
+        st.success("HỢP LỆ — học bạ số đúng như đã phát hành.")
+    elif verdict == "INVALID":
+        st.error("KHÔNG HỢP LỆ — xem các mục màu đỏ bên dưới.")
+    else:
+        st.warning("CHƯA KẾT LUẬN ĐƯỢC — một số mục chưa kiểm tra được lúc này; hãy thử lại sau.")
+    facts = [
+        ("Học sinh", report.pupil_name),
+        ("Lớp", report.class_name),
+        ("Năm học", report.school_year),
+        ("Mã trường", report.school_code),
+        ("Mã tra cứu", report.lookup_code),
+    ]
+    st.markdown("  \n".join(f"{k}: **{v}**" for k, v in facts if v))
+    for check in report.checks:
+        status = str(check.status)
+        title = CHECK_TITLES.get(check.code, check.code)
+        st.markdown(f"{ICONS[status]} **{title}** — {check.message_vi}")
+
+
+tab_file, tab_code = st.tabs(["Tải tệp XML", "Nhập mã tra cứu"])
+with tab_file:
+    upload = st.file_uploader("Tệp XML học bạ", type=["xml"], key="kt_file")
+    if upload is not None:
+        data = upload.getvalue()
+        if len(data) > MAX_UPLOAD:
+            st.error("Tệp lớn hơn 5 MB: không phải một học bạ. Hãy chọn đúng tệp XML học bạ.")
+        else:
+            report = verify(data)
+            sha = hashlib.sha256(data).hexdigest()
+            if st.session_state.get("kt_logged") != sha:  # once per file, not per rerun
+                log_event(
+                    viewer,
+                    "verify",
+                    school_code=None,
+                    payload={"file_sha256": sha, "verdict": report.verdict.value},
+                )
+                st.session_state["kt_logged"] = sha
+            show_report(report)
+with tab_code:
+    with st.form("kt_code_form"):
+        raw = st.text_input("Mã số tra cứu học bạ", key="kt_code")
+        go = st.form_submit_button("Kiểm tra")
+    if go:
+        try:
+            code = uuid.UUID(raw.strip())
+        except ValueError:
+            st.error("Mã tra cứu gồm 32 chữ số và chữ cái a-f, dạng 8-4-4-4-12 (UUID).")
+        else:
+            with session() as s:
+                found = queries.issued_by_lookup_code(s, code)
+            if found is None:
+                log_event(viewer, "lookup", school_code=None, payload={"found": False})
+                st.error("Không có học bạ đã phát hành nào với mã tra cứu này.")
+            else:
+                report = verify(bytes(found["signed_xml"]))
+                log_event(
+                    viewer,
+                    "lookup",
+                    school_code=found["school_code"],
+                    record_id=found["id"],
+                    payload={"verdict": report.verdict.value},
+                )
+                show_report(report)

@@ -1,0 +1,216 @@
+"""One real-browser smoke test: ``streamlit run dashboard/app.py`` on a free localhost port,
+Debian's chromium driven by playwright (no downloaded browser).
+
+A principal signs in, opens the signing queue, signs everything in it with one
+confirmation and sees the result; the district officer then sees the school's records
+signed by the principal. Screenshots go to ``test-artifacts/``; with
+``HOCBA_DOC_SCREENSHOTS=1`` the user guide's screenshots in ``docs/images/`` are
+refreshed too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from district_setup import prepare
+
+from hocba import db
+from hocba.tasks.demo import DEMO_PASSWORD
+
+ROOT = Path(__file__).parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+DOC_IMAGES = ROOT / "docs" / "images"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+if not Path(CHROMIUM).exists():  # pragma: no cover - scripts/install.sh installs it
+    pytest.skip("Debian's chromium is missing: apt-get install chromium", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+DOCS = os.environ.get("HOCBA_DOC_SCREENSHOTS") == "1"
+
+
+@pytest.fixture
+def server(engine, pg_url: str, schema_name: str, tmp_path: Path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A demo district and the app serving it: one school of 20 pupils whose June records
+    wait for the principal; for the user guide's screenshots (``HOCBA_DOC_SCREENSHOTS=1``)
+    three schools of 60, one of them already issued."""
+    home = tmp_path / "home"
+    if DOCS:
+        prepare(lambda: db.session_scope(engine), home, 3, 60, issued_school="DH02")
+    else:
+        prepare(lambda: db.session_scope(engine), home, schools=1, pupils=20)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "HOCBA_DATABASE_URL": pg_url,
+        "HOCBA_DB_SCHEMA": schema_name,
+        "HOCBA_HOME": str(home),
+    }
+    log = (tmp_path / "streamlit.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "dashboard" / "app.py"),
+            "--server.headless=true",
+            f"--server.port={port}",
+            "--server.address=127.0.0.1",
+            "--server.fileWatcherType=none",
+            "--browser.gatherUsageStats=false",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if DOCS:
+        DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ARTIFACTS / f"{name}.png", DOC_IMAGES / f"{name}.png")
+
+
+def _sign_in(page, url: str, username: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(url)
+    page.get_by_label("Tên đăng nhập", exact=True).fill(username)
+    page.get_by_label("Mật khẩu", exact=True).fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Đăng nhập").click()
+    page.get_by_role("button", name="Đăng xuất").wait_for(timeout=20_000)
+
+
+def _open(page, title: str) -> None:  # type: ignore[no-untyped-def]
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=20_000)
+
+
+def test_principal_signs_the_queue_and_the_district_sees_it(server: str) -> None:
+    expect = playwright.expect
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100}, locale="vi-VN")
+        page.set_default_timeout(20_000)
+        page.goto(server)
+        expect(page.get_by_text("Học bạ số cấp tiểu học")).to_be_visible()
+        _shot(page, "dang_nhap")
+
+        _sign_in(page, server, "dh01.ht")
+        _open(page, "Hàng chờ ký")
+        expect(page.get_by_role("heading", name="Hàng chờ ký")).to_be_visible()
+        expect(page.get_by_text("Đang chờ ký")).to_be_visible()
+        _shot(page, "hang_cho_ky")
+
+        sign = page.get_by_role("button", name="Ký ").filter(has_text="học bạ").last
+        label = sign.inner_text()
+        page.get_by_label("Mật khẩu tệp khóa / mã PIN", exact=True).fill(DEMO_PASSWORD)
+        sign.click()
+        expect(page.get_by_text("Kết quả lần ký gần nhất")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Không còn học bạ nào chờ ký")).to_be_visible()
+        _shot(page, "hang_cho_ky_ket_qua")
+        signed = int(label.split()[1])
+        assert signed > 0
+
+        page.get_by_role("button", name="Đăng xuất").click()
+        _sign_in(page, server, "phong.dh")
+        _open(page, "Huyện")
+        expect(page.get_by_role("heading", name="Tiến độ học bạ số của các trường")).to_be_visible()
+        table = page.locator('[data-testid="stDataFrame"]').first
+        expect(table).to_be_visible()
+        _shot(page, "huyen")
+        if DOCS:
+            _guide_screenshots(page, server)
+        browser.close()
+
+
+def _guide_screenshots(page, url: str) -> None:  # type: ignore[no-untyped-def]
+    """The other pages, as each role sees them (for docs/HUONG_DAN.md)."""
+    page.set_viewport_size({"width": 1400, "height": 1500})
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Trường").last.click()
+    page.get_by_role("option").filter(has_text="DH03").click()
+    page.wait_for_timeout(1500)
+    _shot(page, "huyen_truong")
+    _open(page, "Quản trị")
+    _shot(page, "quan_tri")
+    _open(page, "Học bạ")
+    page.get_by_label("Tìm theo họ tên, mã học sinh hoặc mã số tra cứu học bạ", exact=True).fill(
+        "DH02"
+    )
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(1500)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Mở học bạ").click()
+    page.get_by_role("option").nth(1).click()
+    page.wait_for_timeout(2000)
+    _shot(page, "hoc_ba")
+    page.get_by_role("tab", name="Lịch sử").click()
+    page.wait_for_timeout(800)
+    _shot(page, "hoc_ba_lich_su")
+    code = page.locator('[data-testid="stMain"] code').first.inner_text()
+    _open(page, "Kiểm tra")
+    page.get_by_role("tab", name="Nhập mã tra cứu").click()
+    page.get_by_label("Mã số tra cứu học bạ", exact=True).fill(code)
+    page.get_by_role("button", name="Kiểm tra").click()
+    page.get_by_text("Khớp sổ học bạ đã phát hành").first.wait_for()
+    page.wait_for_timeout(500)
+    _shot(page, "kiem_tra")
+    page.get_by_role("button", name="Đăng xuất").click()
+    _sign_in(page, url, "dh03.gv1a")
+    page.wait_for_timeout(1500)
+    _shot(page, "lop_cua_toi")
+    page.get_by_role("button", name="Đăng xuất").click()
+    _sign_in(page, url, "dh01.ht")
+    page.wait_for_timeout(1500)
+    _shot(page, "truong")
+    page.get_by_role("button", name="Đăng xuất").click()
+    _sign_in(page, url, "dh02.vt")
+    _open(page, "Đóng dấu, phát hành")
+    _shot(page, "dong_dau")

@@ -1,0 +1,158 @@
+"""The dashboard's read queries see exactly what the person may see (HOCBA_SPEC §7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from dashboard_helpers import viewer_of
+from sqlalchemy import text
+from sqlmodel import Session
+
+from hocba.models import calendar, queries
+
+TODAY = dt.date(2025, 5, 20)
+
+
+def year_id(d) -> int:  # type: ignore[no-untyped-def]
+    return int(d.scalar("SELECT id FROM school_year WHERE name = '2024-2025'"))
+
+
+def class_id(d, school: str, name: str) -> int:  # type: ignore[no-untyped-def]
+    return int(
+        d.scalar(
+            "SELECT c.id FROM school_class c JOIN school s ON s.id = c.school_id "
+            "WHERE s.code = :s AND c.name = :n",
+            s=school,
+            n=name,
+        )
+    )
+
+
+def school_id(d, code: str) -> int:  # type: ignore[no-untyped-def]
+    return int(d.scalar("SELECT id FROM school WHERE code = :c", c=code))
+
+
+def pupil_of(d, school: str, klass: str) -> str:  # type: ignore[no-untyped-def]
+    """The full name of a pupil with a record in that class."""
+    return str(
+        d.scalar(
+            "SELECT p.full_name FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
+            "JOIN school_class c ON c.id = r.class_id JOIN school s ON s.id = r.school_id "
+            "WHERE s.code = :s AND c.name = :k ORDER BY r.id LIMIT 1",
+            s=school,
+            k=klass,
+        )
+    )
+
+
+def test_a_teacher_sees_only_their_class(shared_district) -> None:  # type: ignore[no-untyped-def]
+    d = shared_district
+    teacher = viewer_of(d.engine, "dh01.gv1a")
+    with Session(d.engine) as s:
+        mine = queries.class_records(s, teacher, class_id(d, "DH01", "1A"))
+        other = queries.class_records(s, teacher, class_id(d, "DH01", "2A"))
+        classes = queries.my_classes(s, teacher, year_id(d))
+        found_other = queries.find_records(s, teacher, pupil_of(d, "DH01", "2A"))
+        found_mine = queries.find_records(s, teacher, pupil_of(d, "DH01", "1A"))
+        overview = queries.district_overview(s, teacher, year_id(d), TODAY)
+        queue = queries.signing_queue(s, teacher, "CBQL", school_id(d, "DH01"))
+    assert mine and {r["class_name"] for r in mine} == {"1A"}
+    assert other == [] and found_other == []
+    assert found_mine and {r["class_name"] for r in found_mine} == {"1A"}
+    assert [c["class_name"] for c in classes] == ["1A"]
+    assert overview == [] and queue == []
+
+
+def test_a_principal_sees_nothing_of_another_school(shared_district) -> None:  # type: ignore[no-untyped-def]
+    d = shared_district
+    principal = viewer_of(d.engine, "dh02.ht")
+    dh01_record = d.record_ids("DH01")[0]
+    with Session(d.engine) as s:
+        overview = queries.district_overview(s, principal, year_id(d), TODAY)
+        found = queries.find_records(s, principal, pupil_of(d, "DH01", "1A"))
+        classes = queries.school_classes(s, principal, year_id(d), school_id(d, "DH01"))
+        row = queries.record_document_row(s, principal, dh01_record)
+        history = queries.record_history(s, principal, dh01_record)
+        queue = queries.signing_queue(s, principal, "CBQL", school_id(d, "DH01"))
+        own = queries.school_classes(s, principal, year_id(d), school_id(d, "DH02"))
+        without = queries.pupils_without_id(s, principal, year_id(d))
+    assert {r["code"] for r in overview} == {"DH02"}
+    assert found == [] and classes == [] and row is None and history == [] and queue == []
+    assert own and all(r["total"] > 0 for r in own)
+    assert all(p["school_code"] == "DH02" for p in without)
+
+
+def test_a_district_officer_sees_every_school_of_the_district(shared_district) -> None:  # type: ignore[no-untyped-def]
+    d = shared_district
+    officer = viewer_of(d.engine, "phong.dh")
+    with Session(d.engine) as s:
+        overview = queries.district_overview(s, officer, year_id(d), TODAY)
+        found = queries.find_records(s, officer, pupil_of(d, "DH01", "2A"))
+    assert [(r["code"], r["cohort"]) for r in overview] == [
+        ("DH01", "june"),
+        ("DH01", "august"),
+        ("DH02", "june"),
+        ("DH02", "august"),
+    ]
+    live = d.scalar("SELECT count(*) FROM hoc_ba")
+    assert sum(r["total"] for r in overview) == live
+    for r in overview:  # the stage columns add up to the total
+        assert sum(r[c] for c in queries.STAGE_COLUMNS) == r["total"]
+        due = dt.date(2025, 6, 15) if r["cohort"] == "june" else dt.date(2025, 8, 15)
+        assert r["deadline"] == due
+    no_id = d.scalar(
+        "SELECT count(*) FROM year_summary ys JOIN enrolment e ON e.id = ys.enrolment_id "
+        "JOIN pupil p ON p.id = e.pupil_id WHERE p.cccd IS NULL"
+    )
+    assert sum(r["without_id"] for r in overview if r["cohort"] == "june") == no_id
+    assert found
+
+
+def test_nobody_without_a_role_sees_anything(shared_district) -> None:  # type: ignore[no-untyped-def]
+    d = shared_district
+    nobody = queries.Viewer(staff_id=-1, username="x", name="X")
+    with Session(d.engine) as s:
+        assert queries.district_overview(s, nobody, year_id(d), TODAY) == []
+        assert queries.find_records(s, nobody, "a") == []
+        assert queries.staff_roles(s, nobody) == []
+
+
+def test_personal_ids_are_masked(shared_district) -> None:  # type: ignore[no-untyped-def]
+    d = shared_district
+    principal = viewer_of(d.engine, "dh01.ht")
+    with Session(d.engine) as s:
+        rows = queries.class_records(s, principal, class_id(d, "DH01", "1A"))
+        found = queries.find_records(s, principal, rows[0]["full_name"])
+        staff = queries.staff_roles(s, principal)
+    masked = re.compile(r"^••••••••\d{4}$")
+    assert all(masked.match(r["cccd"]) for r in rows + found if r["cccd"])
+    assert all(masked.match(p["cccd"]) for p in staff if p["cccd"])
+    assert queries.mask_cccd("022012345678") == "••••••••5678"
+
+
+def test_search_ignores_case_and_diacritics(shared_district) -> None:  # type: ignore[no-untyped-def]
+    d = shared_district
+    officer = viewer_of(d.engine, "phong.dh")
+    name = pupil_of(d, "DH01", "1A")
+    code = str(d.scalar("SELECT pupil_code FROM pupil WHERE full_name = :n", n=name))
+    with Session(d.engine) as s:
+        by_plain = queries.find_records(s, officer, queries.fold(name).upper())
+        by_code = queries.find_records(s, officer, code.lower())
+    assert name in {r["full_name"] for r in by_plain}
+    assert [r["pupil_code"] for r in by_code] == [code]
+
+
+@pytest.mark.parametrize("cohort,due", [("june", dt.date(2025, 6, 30))])
+def test_a_province_deadline_overrides_the_default(shared_district, cohort, due) -> None:  # type: ignore[no-untyped-def]
+    d = shared_district
+    officer = viewer_of(d.engine, "phong.dh")
+    with Session(d.engine) as s:
+        province = s.connection().scalar(text("SELECT id FROM org_unit WHERE kind = 'province'"))
+        calendar.set_deadline(s, province, year_id(d), cohort, due)
+        overview = queries.district_overview(s, officer, year_id(d), TODAY)
+        table = queries.deadline_table(s, officer)
+        s.rollback()  # the district is shared: leave it as it was
+    assert {r["deadline"] for r in overview if r["cohort"] == cohort} == {due}
+    assert any(t["override"] == due and t["cohort"] == cohort for t in table)

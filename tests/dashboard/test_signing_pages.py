@@ -1,0 +1,131 @@
+"""Signing from the pages: the principal selects all and signs with ONE confirmation, the
+clerk seals, the record verifies by its lookup code; a record returned needs a reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dashboard_helpers import PASSWORD, give_keys, set_passwords, signed_in
+from sqlmodel import Session
+
+from hocba.models.lifecycle import SYSTEM, transition
+from hocba.tasks.issuance import sign_batch
+from hocba.tasks.signing import SoftwareSigner
+
+
+@pytest.fixture
+def waiting(district, app_env, schema_name: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """DH01's 1A and 2A signed by their teachers: waiting in the principal's queue."""
+    home = tmp_path / "home"
+    set_passwords(district.engine)
+    give_keys(district.engine, home, ["dh01.gv1a", "dh01.gv2a", "dh01.ht"], ["DH01"])
+    from hocba.models import certificates
+
+    signed: list[int] = []
+    for klass in ("1a", "2a"):
+        teacher = district.actor(f"dh01.gv{klass}")
+        ids = [r for r in district.record_ids("DH01") if district.homeroom_of(r) == teacher]
+        for rid in ids:
+            district.force_state(rid, "draft", flags="[]")
+        with Session(district.engine) as s:
+            transition(s, ids, "send_to_review", SYSTEM)
+            transition(s, ids, "approve", teacher)
+            key = certificates.staff_certificate(s, teacher.staff_id)
+            res = sign_batch(
+                s, ids, "GVCN", teacher, SoftwareSigner.from_pkcs12(key.key_ref, PASSWORD)
+            )
+            s.commit()
+        assert res.ok == ids
+        signed += ids
+    app_env(schema_name, home)
+    district.waiting = signed
+    district.home = home
+    return district
+
+
+def submit(at, label_start: str):  # type: ignore[no-untyped-def]
+    button = next(b for b in at.button if str(b.label).startswith(label_start))
+    return button.click().run()
+
+
+def test_principal_signs_everything_with_one_confirmation(waiting) -> None:  # type: ignore[no-untyped-def]
+    at = signed_in("dh01.ht")
+    at.switch_page("views/hang_cho_ky.py").run()
+    assert not at.exception
+    assert at.metric[0].value == str(len(waiting.waiting))
+    at.text_input(key="queue_CBQL_passphrase").input(PASSWORD)
+    at = submit(at, f"Ký {len(waiting.waiting)} học bạ")
+    assert not at.exception, at.exception
+    assert {waiting.state(r) for r in waiting.waiting} == {"principal_signed"}
+    results = at.dataframe[0].value
+    assert len(results) == len(waiting.waiting)
+    assert set(results["Kết quả"]) == {"Đã ký"}
+    assert (
+        "queue_CBQL_passphrase" not in at.session_state
+        or not at.session_state["queue_CBQL_passphrase"]
+    )  # the form cleared the passphrase
+    assert any("Không còn học bạ nào chờ ký" in s.value for s in at.success)
+    # the clerk seals (issue = lock) from their queue, then the code verifies
+    at = signed_in("dh01.vt")
+    at.switch_page("views/dong_dau.py").run()
+    at.text_input(key="queue_KY_PHAT_HANH_passphrase").input(PASSWORD)
+    at = submit(at, "Đóng dấu phát hành")
+    assert not at.exception, at.exception
+    assert {waiting.state(r) for r in waiting.waiting} == {"issued"}
+    code = waiting.scalar("SELECT lookup_code FROM hoc_ba WHERE id = :r", r=waiting.waiting[0])
+    at.switch_page("views/kiem_tra.py").run()
+    at.text_input(key="kt_code").input(str(code))
+    at = submit(at, "Kiểm tra")
+    assert not at.exception
+    assert [s.value for s in at.success] == ["HỢP LỆ — học bạ số đúng như đã phát hành."]
+
+
+def test_a_wrong_passphrase_signs_nothing_and_says_what_to_do(waiting) -> None:  # type: ignore[no-untyped-def]
+    at = signed_in("dh01.ht")
+    at.switch_page("views/hang_cho_ky.py").run()
+    at.text_input(key="queue_CBQL_passphrase").input("sai-mat-khau")
+    at = submit(at, "Ký ")
+    assert not at.exception
+    assert any("nhập lại mật khẩu" in e.value for e in at.error)
+    assert {waiting.state(r) for r in waiting.waiting} == {"teacher_signed"}
+
+
+def test_principal_returns_one_record_with_a_reason(waiting) -> None:  # type: ignore[no-untyped-def]
+    rid = waiting.waiting[0]
+    at = signed_in("dh01.ht")
+    at.switch_page("views/hang_cho_ky.py").run()
+    at.selectbox(key="queue_CBQL_open").set_value(rid).run()
+    at = submit(at, "Trả lại GVCN")
+    assert any("Hãy ghi rõ lý do" in e.value for e in at.error)
+    assert waiting.state(rid) == "teacher_signed"
+    at.text_area[0].input("Sai ngày sinh")
+    at = submit(at, "Trả lại GVCN")
+    assert not at.exception
+    assert waiting.state(rid) == "in_review"
+    reason = waiting.scalar("SELECT return_reason FROM hoc_ba WHERE id = :r", r=rid)
+    assert reason == "Sai ngày sinh"
+    assert at.metric[0].value == str(len(waiting.waiting) - 1)
+
+
+def test_teacher_approves_and_signs_the_class_in_one_step(
+    district, app_env, schema_name, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "home"
+    set_passwords(district.engine)
+    give_keys(district.engine, home, ["dh01.gv3a"], [])
+    teacher = district.actor("dh01.gv3a")
+    ids = [r for r in district.record_ids("DH01") if district.homeroom_of(r) == teacher]
+    for rid in ids:
+        district.force_state(rid, "draft", flags="[]")
+    app_env(schema_name, home)
+    at = signed_in("dh01.gv3a")
+    at.switch_page("views/lop_cua_toi.py").run()
+    at = submit(at, f"Nhận {len(ids)} bản nháp")
+    at = submit(at, f"Duyệt {len(ids)} học bạ")
+    assert {district.state(r) for r in ids} == {"reviewed"}
+    at.text_input(key="gv_passphrase").input(PASSWORD)
+    at = submit(at, f"Ký {len(ids)} học bạ")
+    assert not at.exception, at.exception
+    assert {district.state(r) for r in ids} == {"teacher_signed"}
+    assert set(at.dataframe[0].value["Kết quả"]) == {"Đã ký"}
