@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 scripts/install.sh
 .venv/bin/ruff check .
 set +e
+if [ $# -eq 0 ]; then
+  # one embedded PostgreSQL and one Prefect harness per worker; a schema per test
+  set -- -q -n auto --maxprocesses 4
+fi
 .venv/bin/python -m pytest "$@"
 rc=$?
 set -e
