@@ -13,7 +13,9 @@ from pathlib import Path
 import streamlit as st
 
 from hocba.dashboard import auth
+from hocba.logs import configure
 
+configure()  # personal IDs masked in every log line, libraries quiet
 HERE = Path(__file__).parent
 VIEWS = HERE / "views"
 

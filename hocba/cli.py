@@ -37,6 +37,14 @@ console = Console()
 err = Console(stderr=True)
 
 
+@app.callback()
+def _main() -> None:
+    """Every command logs through hocba.logs: personal IDs masked, libraries quiet."""
+    from hocba.logs import configure
+
+    configure()
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),

@@ -382,6 +382,25 @@ def _parse_sheet(
     return out
 
 
+def _sheet_rows(wb: Any, name: str) -> list[list[Any]]:
+    """All cells of a sheet (leading blank rows kept so row numbers match Excel's); a
+    sheet calamine cannot read is a clear error, never a crash."""
+    try:
+        return wb.get_sheet_by_name(name).to_python(skip_empty_area=False)
+    except Exception as exc:  # CalamineError and friends: a damaged or odd workbook
+        raise ImportFailed(
+            [
+                Problem(
+                    name,
+                    None,
+                    None,
+                    f"không đọc được trang tính ({exc.__class__.__name__}); "
+                    "hãy mở tệp bằng Excel, lưu lại dạng .xlsx rồi nhập lại",
+                )
+            ]
+        ) from None
+
+
 def read_file(path: Path) -> ParsedImport:
     """Read and validate a workbook or CSV file; raise :class:`ImportFailed` on any problem."""
     data = path.read_bytes()
@@ -439,17 +458,11 @@ def read_file(path: Path) -> ParsedImport:
                 ]
             )
         parsed.pupils = _parse_sheet(
-            PUPIL_SHEET,
-            wb.get_sheet_by_name(names[_norm(PUPIL_SHEET)]).to_python(skip_empty_area=False),
-            PUPIL_COLUMNS,
-            problems,
+            PUPIL_SHEET, _sheet_rows(wb, names[_norm(PUPIL_SHEET)]), PUPIL_COLUMNS, problems
         )
         if _norm(CLASS_SHEET) in names:
             parsed.classes = _parse_sheet(
-                CLASS_SHEET,
-                wb.get_sheet_by_name(names[_norm(CLASS_SHEET)]).to_python(skip_empty_area=False),
-                CLASS_COLUMNS,
-                problems,
+                CLASS_SHEET, _sheet_rows(wb, names[_norm(CLASS_SHEET)]), CLASS_COLUMNS, problems
             )
     else:
         raise ImportFailed(

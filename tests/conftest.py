@@ -9,6 +9,7 @@ afterwards.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 import tempfile
@@ -173,3 +174,42 @@ def keyed(district: District, tmp_path: Path) -> District:
         s.commit()
     district.home = tmp_path  # type: ignore[attr-defined]
     return district
+
+
+# ---------------------------------------------------------------------------------------
+# No personal ID, PIN, password or key in any log record produced by any test (issue 8 §5)
+# ---------------------------------------------------------------------------------------
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(f"{record.name}: {record.getMessage()}")
+        except Exception:  # a record whose arguments do not format: keep the raw text
+            self.lines.append(f"{record.name}: {record.msg!r}")
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs() -> Iterator[None]:
+    """Fails a test whose code logged a personal ID, a password/PIN or a private key."""
+    from hocba.logs import MaskPersonalIds
+
+    handler = _Collect()  # what a production handler would write: the app's own filter on it
+    handler.addFilter(MaskPersonalIds())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    from log_hygiene import find_leaks
+
+    leaks = find_leaks(handler.lines)
+    assert not leaks, "secrets or personal IDs in the logs:\n" + "\n".join(leaks[:5])
