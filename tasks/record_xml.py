@@ -201,6 +201,7 @@ TONG_KET_FIELDS: tuple[tuple[str, Kind], ...] = _TONG_KET_HEAD + _TONG_KET_TAIL
 _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 # XML 1.0 §2.2 Char production, negated.
 _FORBIDDEN_XML_CHARS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_normalize = unicodedata.normalize
 _SCHEMA_RESOURCE = ("hocba", "data/hoc_ba_v1.xsd")
 
 
@@ -291,10 +292,18 @@ def _text_of(path: str, kind: Kind, value: object) -> str | None:
         ) from None
 
 
+@cache
+def _field_names(fields: tuple[tuple[str, Kind], ...]) -> frozenset[str]:
+    return frozenset(name for name, _ in fields)
+
+
 def _check_keys(
     path: str, values: Mapping[str, object], fields: Sequence[tuple[str, Kind]]
 ) -> None:
-    unknown = sorted(set(values) - {name for name, _ in fields})
+    names = _field_names(fields) if isinstance(fields, tuple) else {n for n, _ in fields}
+    if values.keys() <= names:
+        return
+    unknown = sorted(set(values) - names)
     if unknown:
         raise RecordXmlError(
             f"Có trường không thuộc {path} theo đặc tả học bạ số",
@@ -308,10 +317,19 @@ def _fill(
     values: Mapping[str, object],
     fields: Sequence[tuple[str, Kind]],
 ) -> None:
+    sub_element = etree.SubElement
     for name, kind in fields:
-        text = _text_of(f"{path}/{name}", kind, values.get(name))
-        if text is not None:
-            etree.SubElement(parent, name).text = text
+        value = values.get(name)
+        if value is None:
+            continue
+        if kind == "text" and type(value) is str:  # the common case of _text_of, inlined
+            text: str | None = _normalize("NFC", value.strip())
+            if _FORBIDDEN_XML_CHARS.search(text) is not None:
+                text = _text_of(f"{path}/{name}", kind, value)  # raises with the details
+        else:
+            text = _text_of(f"{path}/{name}", kind, value)
+        if text:
+            sub_element(parent, name).text = text
 
 
 def _fill_list(

@@ -51,6 +51,12 @@ Design notes:
   canonical forms and asks the :class:`~hocba.tasks.signing.Signer` for all values in one
   call (one confirmation on a remote-signing service), then checks each returned value
   with the certificate's public key before writing it.
+* **Speed** (bench/issuance.py, docs/PERFORMANCE.md). Signing the next slot of the bytes
+  :func:`sign_slots` just returned reuses their parsed tree and ``#data`` digest instead of
+  parsing again (per thread, each tree used once). Verification caches, per certificate
+  and CRL *object*, what does not depend on the document: parsed facts, the chain to the
+  given roots, the CRL's signature check and its revoked serials — so pass the same root
+  and CRL objects to verify many records fast.
 * **Against signature wrapping**, the verifier resolves ``#data`` only to *the*
   ``DU_LIEU_HOC_BA`` child of the root and fails if any other element carries
   ``Id="data"`` (XMLDSig Best Practices, "see what is signed").
@@ -101,12 +107,13 @@ import copy
 import datetime as dt
 import hashlib
 import re
+import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import lru_cache
-from typing import Any
+from functools import cache, lru_cache, partial
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -117,6 +124,7 @@ from lxml import etree
 
 from hocba.tasks.record_xml import (
     DATA_ID,
+    DEFAULT_MAX_BYTES,
     SIGNATURE_SLOTS,
     RecordXmlError,
     format_datetime,
@@ -178,10 +186,11 @@ _SLOT_EXTRA_KEYS = {"GVCN": {"SO_CCCD"}, "CBQL": {"SO_CCCD"}, "KY_PHAT_HANH": se
 _CCCD_RE = re.compile(r"[0-9]{12}")
 _SIGNING_TIME_TAGS = (f"{{{HB_NS}}}SigningTime", "SigningTime")
 _ID_ATTRIBUTES = etree.XPath(
-    "//@*[local-name()='Id' or local-name()='ID' or local-name()='id']", smart_strings=False
+    "//*/@*[local-name()='Id' or local-name()='ID' or local-name()='id']", smart_strings=False
 )
 
 
+@cache
 def _ds(name: str) -> str:
     return f"{{{DS_NS}}}{name}"
 
@@ -199,6 +208,32 @@ def _child(parent: etree._Element, *path: str) -> etree._Element | None:
         if element is None:
             return None
     return element
+
+
+def _index(parent: etree._Element) -> dict[object, list[etree._Element]]:
+    """The children of ``parent`` grouped by tag, in document order (one pass instead of one
+    ``iterchildren(tag)`` per tag looked up; comments and PIs have non-string tags)."""
+    found: dict[object, list[etree._Element]] = {}
+    for child in parent:
+        tag = child.tag
+        group = found.get(tag)
+        if group is None:
+            found[tag] = [child]
+        else:
+            group.append(child)
+    return found
+
+
+def _first(index: dict[object, list[etree._Element]], tag: str) -> etree._Element | None:
+    """Like :func:`_child` (first child with ``tag``), on an :func:`_index`."""
+    group = index.get(tag)
+    return group[0] if group else None
+
+
+def _only(index: dict[object, list[etree._Element]], tag: str) -> etree._Element | None:
+    """The child with ``tag`` when there is exactly one, on an :func:`_index`."""
+    group = index.get(tag)
+    return group[0] if group is not None and len(group) == 1 else None
 
 
 def _text(element: etree._Element | None) -> str | None:
@@ -358,6 +393,38 @@ def _b64decode(text: str | None) -> bytes:
     return base64.b64decode("".join((text or "").split()), validate=True)
 
 
+_T = TypeVar("_T")
+
+
+class _IdentityCache:
+    """Results of pure functions of immutable objects (certificates, CRLs), keyed by the
+    objects' *identity*: hashing or comparing a certificate by value costs microseconds per
+    call, more than most of what is cached. Each entry keeps its objects alive, so their
+    ids cannot be reused by other objects while the entry exists. When ``maxsize`` entries
+    are held the oldest is dropped. Equal but distinct objects simply get their own entry.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self._maxsize = maxsize
+        self._entries: dict[tuple[Hashable, ...], tuple[tuple[object, ...], Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self, objects: tuple[object, ...], compute: Callable[[], _T], extra: Hashable = None
+    ) -> _T:
+        """``compute()``, or its earlier result for the same ``objects`` and ``extra``."""
+        key = (extra, *map(id, objects))
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry[1]  # type: ignore[no-any-return]
+        value = compute()
+        with self._lock:
+            while len(self._entries) >= self._maxsize:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = (objects, value)
+        return value
+
+
 @lru_cache(maxsize=4096)
 def _certificate_from_b64(text: str) -> x509.Certificate:
     """An X509Certificate element's text (base64 DER, whitespace allowed), parsed once."""
@@ -427,9 +494,41 @@ def _parse_signing_time(text: str | None) -> dt.datetime | None:
     return value if value.tzinfo is not None else None
 
 
-@lru_cache(maxsize=4096)
+_CHAIN_CACHE = _IdentityCache(1024)
+_NAME_CACHE = _IdentityCache(4096)
+_FACTS_CACHE = _IdentityCache(4096)
+_CRL_CACHE = _IdentityCache(16)
+
+
+def _trusted_chain(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+) -> Sequence[x509.Certificate] | None:
+    """:func:`_build_chain`, computed once per (leaf, X509Data certificates, roots) objects;
+    verifying many records with the same root objects reuses the chain."""
+    return _CHAIN_CACHE.get(
+        (leaf, *intermediates, *roots),
+        partial(_build_chain_tuple, leaf, intermediates, roots),
+        extra=len(intermediates),
+    )
+
+
+def _build_chain_tuple(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+) -> tuple[x509.Certificate, ...] | None:
+    chain = _build_chain(leaf, intermediates, roots)
+    return None if chain is None else tuple(chain)
+
+
 def _name_matches(text: str, certificate: x509.Certificate) -> bool:
     """Does an X509SubjectName string (RFC 4514, either RDN order) name ``certificate``?"""
+    return _NAME_CACHE.get((certificate,), partial(_compute_name_matches, text, certificate), text)
+
+
+def _compute_name_matches(text: str, certificate: x509.Certificate) -> bool:
     try:
         name = x509.Name.from_rfc4514_string(text.strip())
     except ValueError:
@@ -451,8 +550,11 @@ class _CertificateFacts:
     school_codes: frozenset[str]
 
 
-@lru_cache(maxsize=4096)
 def _facts(certificate: x509.Certificate) -> _CertificateFacts:
+    return _FACTS_CACHE.get((certificate,), partial(_compute_facts, certificate))
+
+
+def _compute_facts(certificate: x509.Certificate) -> _CertificateFacts:
     try:
         usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
         may_sign = usage.digital_signature or usage.content_commitment
@@ -475,10 +577,12 @@ class _Document:
 
     def __init__(self, root: etree._Element) -> None:
         self.root = root
-        self.ids = Counter(str(v) for v in _ID_ATTRIBUTES(root))
+        self.ids: Counter[str] = Counter(_ID_ATTRIBUTES(root))  # type: ignore[arg-type]
         self.data: etree._Element | None = None
         self.structure_error: VerificationIssue | None = None
         self._digests: dict[tuple[str, str, tuple[str, ...] | None], bytes] = {}
+        self._zone: etree._Element | None = None
+        self._general: etree._Element | None = None
         if root.tag != "HOC_BA":
             self.structure_error = VerificationIssue.of(
                 IssueCode.STRUCTURE_INVALID, f"phần tử gốc là {root.tag}"
@@ -504,9 +608,21 @@ class _Document:
             self._digests[key] = _DIGESTS[digest_uri](_c14n(self.data, c14n, prefixes)).digest()
         return self._digests[key]
 
+    def slot(self, slot: str) -> etree._Element | None:
+        """``DANH_SACH_THONG_TIN_KY/<slot>`` (first of each), like ``_child(root, ...)``."""
+        if self._zone is None:
+            self._zone = _child(self.root, "DANH_SACH_THONG_TIN_KY")
+            if self._zone is None:
+                return None
+        return _child(self._zone, slot)
+
     def field(self, name: str) -> str | None:
         assert self.data is not None
-        element = _child(self.data, "THONG_TIN_CHUNG", name)
+        if self._general is None:
+            self._general = _child(self.data, "THONG_TIN_CHUNG")
+            if self._general is None:
+                return None
+        element = _child(self._general, name)
         return element.text.strip() if element is not None and element.text else None
 
 
@@ -628,17 +744,24 @@ def sign_slots(
         )
     template = _signature_template(slot, signer, signing_time_text, method_uri)
 
+    template_ids = Counter(_ID_ATTRIBUTES(template))
+    carried = _carried_documents()
     roots: list[etree._Element] = []
+    parsed_documents: list[_Document] = []
     signature_values: list[etree._Element] = []
     canonical_signed_infos: list[bytes] = []
     for index, data in enumerate(documents):
-        try:
-            root = parse_record_xml_safely(data)
-        except RecordXmlError as exc:
-            raise XmlSignatureError(
-                f"Học bạ thứ {index + 1}: {exc.message_vi}", exc.details
-            ) from None
-        document = _Document(root)
+        entry = carried.pop(id(data), None) if carried else None
+        if entry is not None and entry[0] is data:
+            root, document = entry[1], entry[2]
+        else:
+            try:
+                root = parse_record_xml_safely(data)
+            except RecordXmlError as exc:
+                raise XmlSignatureError(
+                    f"Học bạ thứ {index + 1}: {exc.message_vi}", exc.details
+                ) from None
+            document = _Document(root)
         if document.structure_error is not None or document.data is None:
             issue = document.structure_error
             raise XmlSignatureError(
@@ -660,7 +783,9 @@ def sign_slots(
         if "SO_CCCD" in extra:
             etree.SubElement(slot_element, "SO_CCCD").text = extra["SO_CCCD"]
         canonical_signed_infos.append(_c14n(signature[0], _EXC_C14N))
+        document.ids.update(template_ids)
         roots.append(root)
+        parsed_documents.append(document)
         signature_values.append(signature[1])
 
     if not roots:
@@ -684,7 +809,43 @@ def sign_slots(
         output.append(
             b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(root, encoding="UTF-8")
         )
+    if slot != SIGNATURE_SLOTS[-1]:  # nothing is signed after the seal: keep no tree
+        _carry(carried, output, roots, parsed_documents)
     return output
+
+
+# The parsed trees of the documents sign_slots returned for GVCN and CBQL, per thread, keyed
+# by the identity of the returned bytes object: signing the next slot of the very same bytes
+# (GVCN → CBQL → KY_PHAT_HANH) takes the tree instead of parsing and scanning it again, and
+# keeps its #data digest (signing never touches the data element). An entry holds its bytes
+# object, so the id cannot be reused while it exists; it is taken out when used (a tree is
+# used once) and only bytes that parse_record_xml_safely would accept are kept. At most
+# _CARRY_MAX trees per thread (about 80 kB each), the oldest dropped first. Equal bytes in
+# another object are simply parsed.
+_CARRY_MAX = 256
+_CARRIED = threading.local()
+_Carried = dict[int, tuple[bytes, etree._Element, _Document]]
+
+
+def _carried_documents() -> _Carried:
+    documents: _Carried | None = getattr(_CARRIED, "documents", None)
+    if documents is None:
+        documents = _CARRIED.documents = {}
+    return documents
+
+
+def _carry(
+    carried: _Carried,
+    output: Sequence[bytes],
+    roots: Sequence[etree._Element],
+    documents: Sequence[_Document],
+) -> None:
+    for data, root, document in zip(output, roots, documents, strict=True):
+        if len(data) > DEFAULT_MAX_BYTES or b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+            continue  # parse_record_xml_safely would refuse these bytes: never bypass it
+        while len(carried) >= _CARRY_MAX:
+            del carried[next(iter(carried))]
+        carried[id(data)] = (data, root, document)
 
 
 # =============================================================================== verifying
@@ -760,11 +921,6 @@ def verify_record_signatures(
     return RecordSignaturesVerification(ok=ok, slots=results, errors=errors)
 
 
-def _one(parent: etree._Element, name: str) -> etree._Element | None:
-    found = _children(parent, _ds(name))
-    return found[0] if len(found) == 1 else None
-
-
 def _verify_slot(
     document: _Document,
     slot: str,
@@ -780,10 +936,11 @@ def _verify_slot(
 
     if document.structure_error is not None:
         return fail(document.structure_error.code, document.structure_error.detail)
-    slot_element = _child(document.root, "DANH_SACH_THONG_TIN_KY", slot)
+    slot_element = document.slot(slot)
     if slot_element is None:
         return fail(IssueCode.STRUCTURE_INVALID, f"thiếu DANH_SACH_THONG_TIN_KY/{slot}")
-    signatures = _children(slot_element, _ds("Signature"))
+    slot_children = _index(slot_element)
+    signatures = slot_children.get(_ds("Signature"), [])
     if not signatures:
         return fail(IssueCode.SIGNATURE_MISSING, slot)
     if len(signatures) > 1:
@@ -791,12 +948,14 @@ def _verify_slot(
     signature = signatures[0]
 
     # ---- structure of ds:Signature (XMLDSig §4)
-    signed_info = _one(signature, "SignedInfo")
-    value_element = _one(signature, "SignatureValue")
+    signature_children = _index(signature)
+    signed_info = _only(signature_children, _ds("SignedInfo"))
+    value_element = _only(signature_children, _ds("SignatureValue"))
     if signed_info is None or value_element is None:
         return fail(IssueCode.SIGNATURE_MALFORMED, "SignedInfo/SignatureValue")
-    c14n_element = _one(signed_info, "CanonicalizationMethod")
-    method_element = _one(signed_info, "SignatureMethod")
+    signed_info_children = _index(signed_info)
+    c14n_element = _only(signed_info_children, _ds("CanonicalizationMethod"))
+    method_element = _only(signed_info_children, _ds("SignatureMethod"))
     if c14n_element is None or method_element is None:
         return fail(IssueCode.SIGNATURE_MALFORMED, "CanonicalizationMethod/SignatureMethod")
     c14n_uri = c14n_element.get("Algorithm", "")
@@ -808,7 +967,7 @@ def _verify_slot(
 
     # ---- references: exactly #data and this signature's own SigningTime container
     own_property_id = f"st-{slot}"
-    references = _children(signed_info, _ds("Reference"))
+    references = signed_info_children.get(_ds("Reference"), [])
     uris = [reference.get("URI") for reference in references]
     data_uri = f"#{DATA_ID}"
     property_uris = [u for u in uris if u and u != data_uri]
@@ -825,7 +984,7 @@ def _verify_slot(
             return fail(IssueCode.REFERENCE_INVALID, property_uri)
     owned = [
         element
-        for obj in _children(signature, _ds("Object"))
+        for obj in signature_children.get(_ds("Object"), [])
         for element in obj.iter()
         if element.get("Id") == property_uri[1:]
     ]
@@ -835,14 +994,15 @@ def _verify_slot(
 
     for reference in references:
         is_data = reference.get("URI") == data_uri
-        digest_method = _one(reference, "DigestMethod")
-        digest_value = _one(reference, "DigestValue")
+        reference_children = _index(reference)
+        digest_method = _only(reference_children, _ds("DigestMethod"))
+        digest_value = _only(reference_children, _ds("DigestValue"))
         if digest_method is None or digest_value is None:
             return fail(IssueCode.SIGNATURE_MALFORMED, "DigestMethod/DigestValue")
         digest_uri = digest_method.get("Algorithm", "")
         if digest_uri not in _DIGESTS:
             return fail(IssueCode.ALGORITHM_UNSUPPORTED, digest_uri)
-        transforms = _child(reference, _ds("Transforms"))
+        transforms = _first(reference_children, _ds("Transforms"))
         transform_list = [] if transforms is None else list(transforms)
         if len(transform_list) > 1 or any(
             t.tag != _ds("Transform") or t.get("Algorithm") not in _C14N_ALGORITHMS
@@ -886,8 +1046,10 @@ def _verify_slot(
             )
 
     # ---- certificate from KeyInfo/X509Data
-    x509_data = _child(signature, _ds("KeyInfo"), _ds("X509Data"))
-    certificate_texts = [] if x509_data is None else _children(x509_data, _ds("X509Certificate"))
+    key_info = _first(signature_children, _ds("KeyInfo"))
+    x509_data = None if key_info is None else _child(key_info, _ds("X509Data"))
+    x509_children = {} if x509_data is None else _index(x509_data)
+    certificate_texts = x509_children.get(_ds("X509Certificate"), [])
     if not certificate_texts:
         return fail(IssueCode.CERTIFICATE_MISSING)
     try:
@@ -895,7 +1057,7 @@ def _verify_slot(
     except (binascii.Error, ValueError) as exc:
         return fail(IssueCode.CERTIFICATE_INVALID, str(exc))
     certificate = certificates[0]
-    subject_names = [] if x509_data is None else _children(x509_data, _ds("X509SubjectName"))
+    subject_names = x509_children.get(_ds("X509SubjectName"), [])
     if subject_names:
         named = [c for c in certificates if _name_matches(subject_names[0].text or "", c)]
         if named:
@@ -918,7 +1080,7 @@ def _verify_slot(
         errors.append(VerificationIssue.of(IssueCode.SIGNATURE_VALUE_INVALID))
 
     # ---- X.509: chain, validity at signing time, key usage, revocation (RFC 5280 §6)
-    chain = _build_chain(certificate, certificates, trusted_roots)
+    chain = _trusted_chain(certificate, certificates, trusted_roots)
     if chain is None:
         errors.append(
             VerificationIssue.of(
@@ -942,13 +1104,37 @@ def _verify_slot(
         _check_revocation(chain[0], chain[1], signing_time, crls, result)
 
     # ---- the signer is the person/school the data names
-    _check_signer_identity(document, slot, slot_element, facts, result)
-    ngay_ky = _text(_child(slot_element, "NGAY_KY"))
+    _check_signer_identity(document, slot, _text(_first(slot_children, "SO_CCCD")), facts, result)
+    ngay_ky = _text(_first(slot_children, "NGAY_KY"))
     if ngay_ky is not None and signing_time is not None:
         if _parse_signing_time(ngay_ky) != signing_time:
             warnings.append(VerificationIssue.of(IssueCode.NGAY_KY_MISMATCH, ngay_ky))
     result.ok = not errors
     return result
+
+
+@dataclass(frozen=True)
+class _CrlView:
+    """What a CRL says for certificates of one issuer, computed once per (CRL, issuer)."""
+
+    issuer: str
+    revoked: dict[int, dt.datetime] | None  # serial → revocation date; None: bad signature
+
+
+def _crl_view(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> _CrlView | None:
+    """None when ``crl`` is not ``issuer``'s (name) or its key cannot check CRLs."""
+    if crl.issuer != issuer.subject:
+        return None
+    public_key = issuer.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        return None
+    name = crl.issuer.rfc4514_string()
+    if not crl.is_signature_valid(public_key):
+        return _CrlView(name, None)
+    revoked: dict[int, dt.datetime] = {}
+    for entry in crl:  # like get_revoked_certificate_by_serial_number: the first entry wins
+        revoked.setdefault(entry.serial_number, entry.revocation_date_utc)
+    return _CrlView(name, revoked)
 
 
 def _check_revocation(
@@ -959,21 +1145,19 @@ def _check_revocation(
     result: SlotVerification,
 ) -> None:
     """RFC 5280 §6.3 (simplified): complete CRLs issued directly by the certificate's CA."""
+    serial_number: int | None = None
     for crl in crls:
-        if crl.issuer != issuer.subject:
+        view = _CRL_CACHE.get((crl, issuer), partial(_crl_view, crl, issuer))
+        if view is None:
             continue
-        public_key = issuer.public_key()
-        if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        if view.revoked is None:
+            result.errors.append(VerificationIssue.of(IssueCode.CRL_INVALID, view.issuer))
             continue
-        if not crl.is_signature_valid(public_key):
-            result.errors.append(
-                VerificationIssue.of(IssueCode.CRL_INVALID, crl.issuer.rfc4514_string())
-            )
+        if serial_number is None:
+            serial_number = certificate.serial_number
+        when = view.revoked.get(serial_number)
+        if when is None:
             continue
-        revoked = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
-        if revoked is None:
-            continue
-        when = revoked.revocation_date_utc
         if signing_time is None or when <= signing_time:
             result.errors.append(
                 VerificationIssue.of(IssueCode.CERTIFICATE_REVOKED, when.isoformat())
@@ -987,7 +1171,7 @@ def _check_revocation(
 def _check_signer_identity(
     document: _Document,
     slot: str,
-    slot_element: etree._Element,
+    slot_cccd: str | None,
     facts: _CertificateFacts,
     result: SlotVerification,
 ) -> None:
@@ -1008,6 +1192,5 @@ def _check_signer_identity(
                     IssueCode.SIGNER_ID_MISMATCH, f"{prefix} {sorted(in_certificate)} ≠ {expected}"
                 )
             )
-    slot_cccd = _text(_child(slot_element, "SO_CCCD"))
     if slot != "KY_PHAT_HANH" and slot_cccd and in_certificate and slot_cccd not in in_certificate:
         result.warnings.append(VerificationIssue.of(IssueCode.SLOT_CCCD_MISMATCH, slot_cccd))

@@ -1,0 +1,100 @@
+"""What tasks/xmldsig.py reuses for speed never changes a result: the parsed tree handed from
+one ``sign_slots`` call to the next, and the per-certificate / per-CRL verification caches."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import pytest
+from cryptography import x509
+
+from hocba.tasks.record_xml import build_record_xml
+from hocba.tasks.signing import Signer
+from hocba.tasks.xmldsig import IssueCode, XmlSignatureError, sign_slots, verify_slot
+
+TEACHER_CCCD = "001190012345"  # the session PKI's teacher and principal (conftest.py)
+PRINCIPAL_CCCD = "001080054321"
+
+
+def _copies(documents: Sequence[bytes]) -> list[bytes]:
+    """Equal bytes in new objects: sign_slots has to parse them again."""
+    return [bytes(bytearray(d)) for d in documents]
+
+
+def _class(make_record, size: int = 3) -> list[bytes]:  # type: ignore[no-untyped-def]
+    return [build_record_xml(make_record(cccd=f"0792150001{i:02d}")) for i in range(size)]
+
+
+def test_signing_the_returned_bytes_or_copies_gives_the_same_documents(
+    make_record, signing_staff, times
+) -> None:
+    # RSASSA-PKCS1-v1_5 is deterministic: the same input gives the same bytes
+    teacher = signing_staff.signer(signing_staff.teacher)
+    principal = signing_staff.signer(signing_staff.principal)
+    school = signing_staff.signer(signing_staff.school)
+    reused = copied = _class(make_record)
+    for slot, signer, when, extra in (
+        ("GVCN", teacher, times.gvcn, {"SO_CCCD": TEACHER_CCCD}),
+        ("CBQL", principal, times.cbql, {"SO_CCCD": PRINCIPAL_CCCD}),
+        ("KY_PHAT_HANH", school, times.seal, None),
+    ):
+        reused = sign_slots(reused, slot, signer, when, extra)
+        copied = sign_slots(_copies(copied), slot, signer, when, extra)
+        assert reused == copied
+
+
+def test_a_slot_signed_twice_from_the_same_bytes_is_signed_the_same(
+    make_record, signing_staff, times
+) -> None:
+    teacher = signing_staff.signer(signing_staff.teacher)
+    principal = signing_staff.signer(signing_staff.principal)
+    signed = sign_slots(_class(make_record), "GVCN", teacher, times.gvcn)
+    first = sign_slots(signed, "CBQL", principal, times.cbql)
+    second = sign_slots(signed, "CBQL", principal, times.cbql)  # not the tree signed above
+    assert first == second
+    with pytest.raises(XmlSignatureError, match="đã được ký"):
+        sign_slots(first, "CBQL", principal, times.cbql)
+
+
+def test_a_failed_batch_leaves_the_documents_signable(make_record, signing_staff, times) -> None:
+    class Broken:
+        def __init__(self, inner: Signer) -> None:
+            self.certificate, self.chain = inner.certificate, inner.chain
+            self.algorithm, self.inner = inner.algorithm, inner
+
+        def sign_digests(self, digests: Sequence[bytes]) -> list[bytes]:
+            return list(reversed(self.inner.sign_digests(digests)))
+
+    teacher = signing_staff.signer(signing_staff.teacher)
+    principal = signing_staff.signer(signing_staff.principal)
+    signed = sign_slots(_class(make_record), "GVCN", teacher, times.gvcn)
+    with pytest.raises(XmlSignatureError, match="không hợp lệ"):
+        sign_slots(signed, "CBQL", Broken(principal), times.cbql)
+    again = sign_slots(signed, "CBQL", principal, times.cbql)
+    assert again == sign_slots(_copies(signed), "CBQL", principal, times.cbql)
+    for document in again:
+        assert verify_slot(document, "CBQL", signing_staff.roots).ok
+
+
+def test_verification_caches_follow_the_roots_and_crls_given(
+    make_record, signing_staff, sign_all
+) -> None:
+    (document,) = sign_all(
+        [build_record_xml(make_record())], teacher=signing_staff.teacher_revoked_before
+    )
+    roots, crl = signing_staff.roots, signing_staff.pki.crl
+    empty_crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(crl.issuer)
+        .last_update(crl.last_update_utc)
+        .next_update(crl.next_update_utc or crl.last_update_utc + dt.timedelta(days=1))
+        .sign(signing_staff.pki._root_key, crl.signature_hash_algorithm)
+    )
+    for _ in range(2):  # the second round is answered from the caches
+        assert verify_slot(document, "GVCN", roots).ok
+        assert verify_slot(document, "GVCN", roots, crls=[empty_crl]).ok
+        revoked = verify_slot(document, "GVCN", roots, crls=[crl])
+        assert revoked.error_codes == [IssueCode.CERTIFICATE_REVOKED]
+        untrusted = verify_slot(document, "GVCN", [signing_staff.other_root])
+        assert untrusted.error_codes == [IssueCode.CERTIFICATE_UNTRUSTED]
