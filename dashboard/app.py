@@ -56,6 +56,7 @@ if viewer.admin or viewer.has_role(*school_roles, "homeroom_teacher"):
     records.append(_page("hoc_ba", "Học bạ", ":material/search:"))
 records.append(_page("kiem_tra", "Kiểm tra", ":material/verified:"))
 sections["Học bạ"] = records
+sections["Nhắc việc"] = [_page("thong_bao", "Thông báo", ":material/notifications:")]
 if viewer.admin or viewer.has_role("district_officer"):
     sections["Hệ thống"] = [_page("quan_tri", "Quản trị", ":material/settings:")]
 

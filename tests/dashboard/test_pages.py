@@ -134,3 +134,30 @@ def test_the_admin_page_is_for_officers_and_admins(app) -> None:  # type: ignore
     assert not at.exception
     staff = at.dataframe[-1].value
     assert "dh01.ht" in set(staff["Tên đăng nhập"])
+
+
+def test_the_notification_log_shows_my_messages_and_nobody_elses(app) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+    from sqlmodel import Session
+
+    with Session(app.engine) as s:
+        ht, other = (
+            s.connection().scalar(text("SELECT id FROM staff WHERE username = :u"), {"u": u})
+            for u in ("dh01.ht", "dh02.ht")
+        )
+        s.connection().execute(
+            text("""
+            INSERT INTO notification (staff_id, kind, dedupe_key, subject, body, link, status,
+                                      attempts, local_date)
+            VALUES (:a, 'principal_queue', 'k1', 'Hàng chờ ký: 12 học bạ', 'nội dung', '/x',
+                    'gave_up', 5, CURRENT_DATE),
+                   (:b, 'principal_queue', 'k2', 'Tin của trường khác', 'x', '/x', 'sent', 1,
+                    CURRENT_DATE)"""),
+            {"a": ht, "b": other},
+        )
+        s.commit()
+    at = signed_in("dh01.ht")
+    at.switch_page("views/thong_bao.py").run()
+    assert not at.exception
+    subjects = list(at.dataframe[0].value["Tiêu đề"])
+    assert "Hàng chờ ký: 12 học bạ" in subjects and "Tin của trường khác" not in subjects
