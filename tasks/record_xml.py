@@ -436,6 +436,17 @@ def parse_record_xml_safely(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> 
         raise RecordXmlError("Tệp XML học bạ không được chứa khai báo DOCTYPE/ENTITY")
     if (docinfo.encoding or "UTF-8").upper() not in ("UTF-8", "UTF8"):
         raise RecordXmlError("Tệp XML học bạ phải mã hoá UTF-8", [str(docinfo.encoding)])
+    # Canonicalisation drops comments and processing instructions, so one inside a signed
+    # value (<HO_VA_TEN>Lê M<!---->inh Anh</HO_VA_TEN>) would leave the signature valid while
+    # the value read back is cut short. The builder never writes either: refuse them.
+    data_element = root.find("DU_LIEU_HOC_BA")
+    if (
+        data_element is not None
+        and next(data_element.iter(etree.Comment, etree.ProcessingInstruction), None) is not None
+    ):
+        raise RecordXmlError(
+            "Dữ liệu học bạ không được chứa chú thích hoặc chỉ thị xử lý (<!-- -->, <? ?>)"
+        )
     return root
 
 
