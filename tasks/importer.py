@@ -711,12 +711,7 @@ def apply(
             text("""
                 INSERT INTO staff (username, full_name, cccd, email, active)
                 VALUES (:u, :n, :cccd, :e, true)
-                ON CONFLICT (username) DO UPDATE SET full_name = excluded.full_name,
-                    cccd = COALESCE(excluded.cccd, staff.cccd),
-                    email = COALESCE(excluded.email, staff.email)
-                WHERE (staff.full_name, staff.cccd, staff.email)
-                      IS DISTINCT FROM (excluded.full_name, COALESCE(excluded.cccd, staff.cccd),
-                                        COALESCE(excluded.email, staff.email))
+                ON CONFLICT (username) DO NOTHING  -- a file never rewrites an existing account
             """),
             [
                 {
@@ -959,7 +954,7 @@ def _check_against_database(
                 text(
                     "SELECT DISTINCT st.username FROM staff st JOIN staff_role r "
                     "ON r.staff_id = st.id WHERE st.username = ANY(:u) "
-                    "AND (r.school_id IS DISTINCT FROM :s)"
+                    "AND (r.school_id IS DISTINCT FROM :s OR r.role <> 'homeroom_teacher')"
                 ),
                 {"u": usernames, "s": school_id},
             )
@@ -971,8 +966,8 @@ def _check_against_database(
                         CLASS_SHEET,
                         c["_row"],
                         "Tên đăng nhập GVCN",
-                        f"tài khoản {c['teacher_username']} thuộc trường hoặc "
-                        "đơn vị khác; hãy dùng tên đăng nhập khác",
+                        f"tài khoản {c['teacher_username']} là của cán bộ khác (trường, "
+                        "vai trò hoặc đơn vị khác); hãy dùng tên đăng nhập khác",
                     )
                 )
     other_school = set(

@@ -1141,12 +1141,6 @@ def test_a_zip_bomb_is_refused_quickly(tmp_path: Path) -> None:
     assert answer.startswith("refused:"), (answer, elapsed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a Lop row naming an existing account of the same school (the principal "
-    "dh01.ht) overwrites its name and email (ON CONFLICT (username) DO UPDATE) and makes it "
-    "a homeroom teacher; with OIDC the dashboard signs people in by that email",
-)
 def test_an_import_cannot_rewrite_the_principals_account(org: Engine, tmp_path: Path) -> None:
     classes = _classes_grid()
     for header, value in (
