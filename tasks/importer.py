@@ -31,6 +31,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -106,12 +107,20 @@ def _norm(s: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFC", s)).strip().casefold()
 
 
+_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def _text(v: Any) -> str | None:
     if v is None:
         return None
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     s = unicodedata.normalize("NFC", str(v)).strip()
+    bad = _FORBIDDEN.search(s)
+    if bad:  # NUL and control characters: PostgreSQL and the record XML refuse them
+        raise _CellError(
+            f"có ký tự không hợp lệ (mã U+{ord(bad.group()):04X}); hãy xóa ký tự đó trong ô"
+        )
     return s or None
 
 
@@ -161,6 +170,8 @@ def mask_id(value: str) -> str:
 
 
 def _cccd(v: Any) -> str | None:
+    if isinstance(v, float) and not math.isfinite(v):
+        raise _CellError("mã định danh cá nhân phải gồm đúng 12 chữ số")
     if isinstance(v, int | float) and not isinstance(v, bool):
         # a number cell lost its leading zero(s): the ID is 12 digits, province code first
         v = f"{int(v):012d}"
@@ -422,9 +433,24 @@ def read_file(path: Path) -> ParsedImport:
                     )
                 ]
             ) from None
-        parsed.pupils = _parse_sheet(
-            PUPIL_SHEET, csv.reader(io.StringIO(textdata)), PUPIL_COLUMNS, problems
-        )
+        try:
+            parsed.pupils = _parse_sheet(
+                PUPIL_SHEET,
+                csv.reader(io.StringIO(textdata, newline="")),
+                PUPIL_COLUMNS,
+                problems,
+            )
+        except csv.Error as exc:  # an over-long field, a stray quote...
+            raise ImportFailed(
+                [
+                    Problem(
+                        PUPIL_SHEET,
+                        None,
+                        None,
+                        f"tệp CSV hỏng ({exc}); hãy lưu lại dạng «CSV UTF-8» từ Excel",
+                    )
+                ]
+            ) from None
     elif suffix in (".xlsx", ".xlsm"):
         # python-calamine (Rust) reads a 5,000-row sheet ~10x faster than openpyxl
         from python_calamine import CalamineWorkbook

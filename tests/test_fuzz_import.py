@@ -971,11 +971,6 @@ def test_a_date_serial_out_of_range_is_a_cell_error(tmp_path: Path, serial: floa
     assert exc is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: NUL in a text cell passes read_file; PostgreSQL then refuses it "
-    "(psycopg DataError in COPY, UntranslatableCharacter in jsonb) instead of a cell error",
-)
 @pytest.mark.parametrize(
     ("fmt", "header"), [("csv", "Họ và tên"), ("xlsx", "Họ và tên"), ("xlsx", "Nhận xét của GVCN")]
 )
@@ -989,11 +984,6 @@ def test_a_nul_character_is_refused_not_a_database_crash(
     assert _cell_problem(_read(tmp_path, f"a.{fmt}", data), PUPIL_SHEET, 2, header)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: control characters XML forbids (U+0001…) are imported, and the record can "
-    "then never be built (build_record_xml raises RecordXmlError at issuance)",
-)
 @pytest.mark.parametrize("char", ["\x01", "\x1b", "\ufffe"])
 def test_characters_a_record_cannot_hold_are_refused_at_import(tmp_path: Path, char: str) -> None:
     grid = _set(_grid(), 1, "Họ và tên", f"Lê Văn{char} A")
@@ -1028,19 +1018,11 @@ def test_values_longer_than_the_database_allows_are_cell_errors(
     assert _cell_problem(exc, sheet, 2, header)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: csv.Error 'field larger than field limit (131072)' escapes"
-)
 def test_a_csv_field_over_128_kib_is_refused(tmp_path: Path) -> None:
     grid = _set(_grid(), 1, "Nhận xét của GVCN", "x" * 140_000)
     assert _read(tmp_path, "a.csv", csv_bytes(grid, "utf-8-sig", "\r\n")) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a CSV with CR-only line ends (Excel for Mac's 'CSV (Macintosh)') raises "
-    "csv.Error 'new-line character seen in unquoted field' (fix: io.StringIO(text, newline=''))",
-)
 def test_a_csv_with_classic_mac_line_endings_is_read(tmp_path: Path) -> None:
     exc = _read(tmp_path, "a.csv", csv_bytes(_grid(), "utf-8-sig", "\r"))
     assert exc is None, exc
