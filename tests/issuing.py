@@ -64,3 +64,31 @@ def issue(district, ids, teacher) -> None:  # type: ignore[no-untyped-def]
 
 def teacher_username(district, teacher) -> str:  # type: ignore[no-untyped-def]
     return str(district.scalar("SELECT username FROM staff WHERE id = :i", i=teacher.staff_id))
+
+
+def assert_xmlsec1_verifies(path, root_pem) -> None:  # type: ignore[no-untyped-def]
+    """Each of the three signatures of ``path`` verifies with the independent xmlsec1."""
+    import shutil
+    import subprocess
+
+    xmlsec1 = shutil.which("xmlsec1")
+    assert xmlsec1, "xmlsec1 is missing: scripts/install.sh installs it (apt-get)"
+    for slot in ("GVCN", "CBQL", "KY_PHAT_HANH"):
+        out = subprocess.run(
+            [
+                xmlsec1,
+                "--verify",
+                "--trusted-pem",
+                str(root_pem),
+                "--id-attr:Id",
+                "DU_LIEU_HOC_BA",
+                "--node-xpath",
+                f"/HOC_BA/DANH_SACH_THONG_TIN_KY/{slot}/*[local-name()='Signature']",
+                "--enabled-reference-uris",
+                "same-doc",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, (slot, out.stderr)
