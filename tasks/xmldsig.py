@@ -427,8 +427,21 @@ class _IdentityCache:
 
 @lru_cache(maxsize=4096)
 def _certificate_from_b64(text: str) -> x509.Certificate:
-    """An X509Certificate element's text (base64 DER, whitespace allowed), parsed once."""
-    return x509.load_der_x509_certificate(_b64decode(text))
+    """An X509Certificate element's text (base64 DER, whitespace allowed), parsed once.
+
+    ``cryptography`` parses lazily; a damaged certificate would then fail deep inside the
+    verification (duplicate extensions, a bad key). Everything the verifier reads is
+    touched here, so any damage is one ``ValueError`` (CERTIFICATE_INVALID)."""
+    try:
+        certificate = x509.load_der_x509_certificate(_b64decode(text))
+        certificate.public_key()
+        _ = certificate.subject, certificate.issuer, list(certificate.extensions)
+        _ = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    except ValueError:
+        raise
+    except Exception as exc:  # DuplicateExtension, UnsupportedAlgorithm...
+        raise ValueError(f"chứng thư số hỏng: {type(exc).__name__}") from None
+    return certificate
 
 
 @lru_cache(maxsize=4096)
