@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -102,14 +102,54 @@ def pick_year(key: str = "year") -> dict[str, Any] | None:
     )
 
 
+def url_param(name: str) -> str | None:
+    """A query parameter of the page's URL (the links in notifications carry ``truong``,
+    ``lop``...), stripped; None when absent or empty."""
+    value = st.query_params.get(name)
+    return value.strip() if value and value.strip() else None
+
+
+def from_url(
+    param: str,
+    key: str,
+    options: Sequence[Any],
+    matches: Callable[[Any, str], bool],
+    refusal: str,
+) -> Any:
+    """The option named by the URL's ``param``, among ``options`` (which the server
+    already scoped to the viewer): preselected once in the widget ``key`` (the person may
+    change it afterwards) and returned. A value outside the options is refused with
+    ``refusal`` (``{value}`` is replaced), every run, and selects nothing: the URL never
+    widens what a page shows."""
+    value = url_param(param)
+    if value is None:
+        return None
+    hit = next((o for o in options if matches(o, value)), None)
+    if hit is None:
+        st.warning(refusal.format(value=value))
+        return None
+    if st.session_state.get(f"_url_{key}") != value:  # once per link, not per rerun
+        st.session_state[f"_url_{key}"] = value
+        st.session_state[key] = hit
+    return hit
+
+
+NOT_YOUR_SCHOOL = (
+    "Bạn không có quyền xem trường «{value}» (hoặc không có trường này). Trang chỉ hiển thị "
+    "các trường trong phạm vi của bạn."
+)
+
+
 def pick_school(
     viewer: Viewer, allowed: list[int] | None = None, key: str = "school"
 ) -> dict[str, Any] | None:
-    """A school the viewer sees whole (restricted to ``allowed`` ids when given)."""
+    """A school the viewer sees whole (restricted to ``allowed`` ids when given); the
+    URL's ``?truong=<code>`` preselects one of them."""
     with session() as s:
         schools = queries.visible_schools(s, viewer)
     if allowed is not None:
         schools = [x for x in schools if x["id"] in set(allowed)]
+    from_url("truong", key, schools, lambda x, v: x["code"] == v.upper(), NOT_YOUR_SCHOOL)
     if not schools:
         return None
     if len(schools) == 1:

@@ -15,6 +15,7 @@ from hocba.dashboard.common import (
     log_event,
     session,
     show_flash,
+    url_param,
 )
 from hocba.dashboard.record_view import show_record
 from hocba.models import corrections, queries
@@ -23,54 +24,65 @@ PAGE = "records"
 viewer = require("principal", "vice_principal", "clerk", "district_officer", "homeroom_teacher")
 st.title("Tra cứu học bạ")
 show_flash()
+# Links: ?ma=<pupil code, name or lookup code> fills the search box once; ?hoc_ba=<id>
+# opens one record. Both go through the same scoped queries as typing would.
+linked_query = url_param("ma")
+if linked_query and st.session_state.get("_url_hb_query") != linked_query:
+    st.session_state["_url_hb_query"] = linked_query
+    st.session_state["hb_query"] = linked_query
+linked_id = url_param("hoc_ba")
 query = st.text_input(
     "Tìm theo họ tên, mã học sinh hoặc mã số tra cứu học bạ",
     key="hb_query",
     placeholder="ví dụ: Nguyễn Văn An, DH01240001, 3f1c…",
     help="Không phân biệt chữ hoa, chữ thường và dấu. Chỉ tìm trong phạm vi bạn được xem.",
 )
-if not query.strip():
+if not query.strip() and linked_id is None:
     forget_view(PAGE)
     st.stop()
-with session() as s:
-    found = queries.find_records(s, viewer, query)
-if not found:
-    st.info("Không tìm thấy học bạ nào trong phạm vi bạn được xem.")
-    forget_view(PAGE)
-    st.stop()
-st.caption(f"{len(found)} học bạ" + (" (hiện 50 kết quả đầu)" if len(found) >= 50 else ""))
-st.dataframe(
-    pd.DataFrame(
-        [
-            {
-                "Học sinh": r["full_name"],
-                "Mã HS": r["pupil_code"],
-                "Số định danh": r["cccd"],
-                "Ngày sinh": logic.fmt_date(r["birth_date"]),
-                "Lớp": r["class_name"],
-                "Trường": r["school_code"],
-                "Năm học": r["school_year"],
-                "Trạng thái": logic.state_label(r["state"]),
-                "Mã tra cứu": str(r["lookup_code"] or ""),
-            }
-            for r in found
-        ]
-    ),
-    hide_index=True,
-    width="stretch",
-)
-by_id = {r["id"]: r for r in found}
-rid = st.selectbox(
-    "Mở học bạ",
-    [None, *by_id],
-    format_func=lambda i: (
-        "— chọn học bạ —"
-        if i is None
-        else f"{by_id[i]['full_name']} — lớp {by_id[i]['class_name']} "
-        f"({by_id[i]['school_code']}, {by_id[i]['school_year']})"
-    ),
-    key="hb_open",
-)
+rid: int | None
+if not query.strip():  # only the linked record (?hoc_ba=<id>), if the viewer may see it
+    rid = int(linked_id) if linked_id and linked_id.isdigit() else -1
+else:
+    with session() as s:
+        found = queries.find_records(s, viewer, query)
+    if not found:
+        st.info("Không tìm thấy học bạ nào trong phạm vi bạn được xem.")
+        forget_view(PAGE)
+        st.stop()
+    st.caption(f"{len(found)} học bạ" + (" (hiện 50 kết quả đầu)" if len(found) >= 50 else ""))
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Học sinh": r["full_name"],
+                    "Mã HS": r["pupil_code"],
+                    "Số định danh": r["cccd"],
+                    "Ngày sinh": logic.fmt_date(r["birth_date"]),
+                    "Lớp": r["class_name"],
+                    "Trường": r["school_code"],
+                    "Năm học": r["school_year"],
+                    "Trạng thái": logic.state_label(r["state"]),
+                    "Mã tra cứu": str(r["lookup_code"] or ""),
+                }
+                for r in found
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    by_id = {r["id"]: r for r in found}
+    rid = st.selectbox(
+        "Mở học bạ",
+        [None, *by_id],
+        format_func=lambda i: (
+            "— chọn học bạ —"
+            if i is None
+            else f"{by_id[i]['full_name']} — lớp {by_id[i]['class_name']} "
+            f"({by_id[i]['school_code']}, {by_id[i]['school_year']})"
+        ),
+        key="hb_open",
+    )
 if rid is None:
     forget_view(PAGE)
     st.stop()

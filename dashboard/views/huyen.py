@@ -8,7 +8,15 @@ import streamlit as st
 
 from hocba.dashboard import logic
 from hocba.dashboard.auth import require
-from hocba.dashboard.common import csv_bytes, excel_bytes, pick_year, session, today
+from hocba.dashboard.common import (
+    NOT_YOUR_SCHOOL,
+    csv_bytes,
+    excel_bytes,
+    from_url,
+    pick_year,
+    session,
+    today,
+)
 from hocba.dashboard.school_view import render_school
 from hocba.models import queries
 from hocba.models.lifecycle_states import STATE_LABELS
@@ -207,6 +215,13 @@ with st.expander(f"Học sinh chưa có mã định danh cá nhân ({len(no_id)}
         st.caption("Mọi học sinh đều có mã định danh.")
 
 st.subheader("Xem chi tiết một trường")
+from_url(  # ?truong=<code> opens a school of the viewer's scope, never another one
+    "truong",
+    "huyen_drill",
+    list(schools),
+    lambda i, v: schools[i]["code"] == v.upper(),
+    NOT_YOUR_SCHOOL,
+)
 pick = st.selectbox(
     "Trường",
     [None, *schools],

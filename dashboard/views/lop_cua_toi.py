@@ -8,7 +8,14 @@ import streamlit as st
 
 from hocba.dashboard import logic
 from hocba.dashboard.auth import require
-from hocba.dashboard.common import flash, forget_view, pick_year, session, show_flash
+from hocba.dashboard.common import (
+    flash,
+    forget_view,
+    from_url,
+    pick_year,
+    session,
+    show_flash,
+)
 from hocba.dashboard.record_view import show_record
 from hocba.dashboard.signing import show_results, sign_selection
 from hocba.models import queries
@@ -26,6 +33,13 @@ with session() as s:
 if not classes:
     st.info(f"Bạn không chủ nhiệm lớp nào trong năm học {year['name']}.")
     st.stop()
+from_url(  # ?lop=<class id> (the notifications' link) picks one of MY classes only
+    "lop",
+    "gv_class",
+    classes,
+    lambda c, v: str(c["class_id"]) == v,
+    "Lớp «{value}» không phải lớp bạn chủ nhiệm. Trang chỉ hiển thị lớp của bạn.",
+)
 klass = (
     classes[0]
     if len(classes) == 1
