@@ -49,6 +49,8 @@ if viewer.has_role("clerk"):
     work.append(_page("dong_dau", "Đóng dấu, phát hành", ":material/approval:"))
 if viewer.has_role("homeroom_teacher"):
     work.append(_page("lop_cua_toi", "Lớp của tôi", ":material/groups:"))
+if viewer.admin or viewer.has_role(*school_roles):
+    work.append(_page("chuyen_truong", "Chuyển trường", ":material/swap_horiz:"))
 if work:
     sections["Công việc"] = work
 records: list[st.Page] = []

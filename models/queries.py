@@ -661,3 +661,37 @@ def correction_requests(
         """,
         {**viewer.params(), "status": status},
     )
+
+
+# ------------------------------------------------------------------------------ transfers
+def transfers(
+    session: Session, viewer: Viewer, school_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Transfers (chuyển trường) from or to the schools the viewer sees whole, newest
+    first; ``direction`` is ``out`` or ``in`` relative to ``school_id`` (or to any school
+    seen when None). The pupil's name and birth date are shown; the personal ID never is
+    (the row keeps only its hash). Also: the pupil already known under the same ID (for
+    the manual review) and the records taken in."""
+    return _rows(
+        session,
+        """
+        SELECT t.id, t.from_school_code, fs.name AS from_school_name, t.to_school_code,
+               ts.name AS to_school_name, t.pupil_name, t.birth_date, t.leaving_date,
+               t.state, t.records, t.review_reason, t.created_at, t.updated_at,
+               t.package_sha256, t.receipt IS NOT NULL AS has_receipt,
+               CASE WHEN fs.id = COALESCE(CAST(:school AS int), fs.id)
+                         AND (:v_admin OR fs.id = ANY(:v_full))
+                    THEN 'out' ELSE 'in' END AS direction,
+               p.full_name AS known_name, p.birth_date AS known_birth_date,
+               (SELECT count(*) FROM received_record rr WHERE rr.transfer_id = t.id)
+                   AS received
+        FROM transfer t
+        LEFT JOIN school fs ON fs.code = t.from_school_code
+        LEFT JOIN school ts ON ts.code = t.to_school_code
+        LEFT JOIN pupil p ON p.id = t.pupil_id AND t.state = 'needs_review'
+        WHERE (:v_admin OR fs.id = ANY(:v_full) OR ts.id = ANY(:v_full))
+          AND (CAST(:school AS int) IS NULL OR :school IN (fs.id, ts.id))
+        ORDER BY t.updated_at DESC, t.id DESC
+        """,
+        {**viewer.params(), "school": school_id},
+    )

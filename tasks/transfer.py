@@ -531,3 +531,51 @@ def record_receipt(
         ],
     )
     return int(tid)
+
+
+def reject_transfer(session: Session, transfer_id: int, actor: Actor, reason: str) -> None:
+    """The receiving school refuses a package in the manual review queue (the pupil in
+    the package is not the pupil it knows under that ID); nothing is taken in and the
+    decision is audited with its reason."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise TransferError("Hãy ghi lý do từ chối (trường chuyển đi sẽ cần biết).")
+    conn = session.connection()
+    row = conn.execute(
+        text(
+            "SELECT t.state, t.from_school_code, s.id AS school_id, s.code FROM transfer t "
+            "JOIN school s ON s.code = t.to_school_code WHERE t.id = :i FOR UPDATE OF t"
+        ),
+        {"i": transfer_id},
+    ).one_or_none()
+    if row is None:
+        raise TransferError(f"Không có lượt chuyển trường số {transfer_id}.")
+    _require(
+        session,
+        actor,
+        row.school_id,
+        {"principal", "vice_principal", "clerk"},
+        f"quyết định hồ sơ chuyển đến trường {row.code}",
+    )
+    if row.state != "needs_review":
+        raise TransferError("Lượt chuyển trường này không còn chờ đối chiếu.")
+    conn.execute(
+        text(
+            "UPDATE transfer SET state = 'rejected', review_reason = :why, updated_at = now() "
+            "WHERE id = :i"
+        ),
+        {"why": f"Từ chối: {reason}", "i": transfer_id},
+    )
+    audit.append(
+        session,
+        [
+            audit.NewEvent(
+                chain=audit.school_chain(row.code),
+                actor=actor.label,
+                actor_id=actor.staff_id,
+                action="transfer_reject",
+                reason=reason,
+                payload={"transfer_id": transfer_id, "from": row.from_school_code},
+            )
+        ],
+    )
