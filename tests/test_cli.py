@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from hocba import db
@@ -95,6 +96,36 @@ def test_audit_verify(cli: CliRunner) -> None:
     cli.invoke(app, ["demo", "--schools", "1", "--pupils-per-school", "5"])
     res = cli.invoke(app, ["audit", "verify"])
     assert res.exit_code == 0 and "toàn vẹn" in res.output
+
+
+def test_audit_verify_names_the_first_broken_event_of_every_school(cli: CliRunner, engine) -> None:  # type: ignore[no-untyped-def]
+    """Events changed in the database by someone who disabled the guard triggers (as a
+    superuser can): the command fails and names, for each school, the first broken event."""
+    args = ["demo", "--schools", "2", "--pupils-per-school", "5", "--no-sign"]
+    assert cli.invoke(app, args).exit_code == 0
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+        for chain, seq in (("school:DH01", 4), ("school:DH01", 6), ("school:DH02", 3)):
+            conn.execute(
+                text("UPDATE audit_event SET reason = 'sửa lén' WHERE chain = :c AND seq = :s"),
+                {"c": chain, "s": seq},
+            )
+        conn.execute(text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
+        ids = dict(
+            conn.execute(
+                text(
+                    "SELECT chain, id FROM audit_event WHERE (chain, seq) IN "
+                    "(('school:DH01', 4), ('school:DH02', 3))"
+                )
+            ).all()
+        )
+    res = cli.invoke(app, ["audit", "verify"])
+    assert res.exit_code == 1, res.output
+    lines = " ".join(res.output.split())  # rich wraps long lines
+    assert f"Chuỗi school:DH01: sự kiện số 4 (id {ids['school:DH01']})" in lines, lines
+    assert f"Chuỗi school:DH02: sự kiện số 3 (id {ids['school:DH02']})" in lines, lines
+    assert "số 6" not in lines  # only the first broken event of a chain
+    assert lines.count("Chuỗi ") == 2 and "bị sửa" in lines
 
 
 def test_sign_export_verify_and_tamper(cli: CliRunner, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
