@@ -14,9 +14,8 @@ from prefect import flow, get_run_logger, task
 
 from hocba import db
 from hocba.config import load_settings
-from hocba.models import certificates
 from hocba.tasks.portal_client import PortalClient
-from hocba.tasks.signers import SignerSpec, open_signer, worker_secret
+from hocba.tasks.signers import school_seal
 from hocba.tasks.submission import (
     plan_revocations,
     plan_submissions,
@@ -30,19 +29,18 @@ def portal_client(school_code: str) -> PortalClient:
     """A client for the configured portal, signing with the school's approved seal."""
     settings = load_settings()
     with db.session_scope() as session:
-        key = next(
-            (
-                c
-                for c in certificates.school_certificates(session, school_code)
-                if c.status == "approved"
-            ),
-            None,
-        )
-    seal = open_signer(
-        SignerSpec(), key.key_ref if key else None, worker_secret(f"truong-{school_code}")
+        seal = school_seal(session, school_code)
+    env = os.environ
+    return PortalClient(
+        settings.portal_url,
+        school_code,
+        env.get("HOCBA_PORTAL_PASSWORD", ""),
+        school_code,
+        seal,
+        timeout=float(env.get("HOCBA_PORTAL_TIMEOUT", "60")),
+        retries=int(env.get("HOCBA_PORTAL_RETRIES", "5")),
+        backoff=float(env.get("HOCBA_PORTAL_BACKOFF", "0.5")),
     )
-    password = os.environ.get("HOCBA_PORTAL_PASSWORD", "")
-    return PortalClient(settings.portal_url, school_code, password, school_code, seal)
 
 
 @task(name="gửi học bạ một trường")

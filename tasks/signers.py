@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel
+from sqlmodel import Session
 
 from hocba.tasks.signing import Signer, SigningError, SoftwareSigner
 
@@ -70,3 +71,20 @@ def worker_secret(label: str) -> Callable[[str], str]:
             return value
 
     return get
+
+
+def school_seal(session: Session, school_code: str, spec: SignerSpec | None = None) -> Signer:
+    """The school's approved seal, opened on a worker (passphrase from ``worker_secret``)."""
+    from hocba.models import certificates
+
+    key = next(
+        (
+            c
+            for c in certificates.school_certificates(session, school_code)
+            if c.status == "approved"
+        ),
+        None,
+    )
+    if key is None:
+        raise SigningError(f"Trường {school_code} chưa có con dấu số được phê duyệt.")
+    return open_signer(spec or SignerSpec(), key.key_ref, worker_secret(f"truong-{school_code}"))

@@ -1,0 +1,229 @@
+"""The transfer flows (chuyển trường): packages out, packages in, receipts back.
+
+Thin over ``tasks/transfer.py``. Packages and receipts travel through a **transfer
+exchange**: a folder both schools reach (``HOCBA_TRANSFER_DIR``, by default
+``$HOCBA_HOME/chuyen-truong``; between districts, a shared folder of the province or any
+synced drive). Each school has its own box in it::
+
+    <exchange>/<school>/den/<sha256>.zip          packages waiting for <school>
+    <exchange>/<school>/bien-nhan/<sha256>.json   receipts waiting for <school> (the sender)
+    <exchange>/<school>/cho-doi-chieu/<sha256>.zip packages whose pupil needs a person's check
+    <exchange>/<school>/da-xu-ly/                 what <school> has handled
+
+Nothing in the exchange is trusted: every package and receipt is verified on arrival
+(signatures, chain, every record). Every flow can be re-run: a package is written as
+``.part`` before its export commits and renamed after, a package or receipt already
+handled is moved aside, and one received twice is recognised by its SHA-256.
+Parameters carry no secrets and no personal data beyond the pupil's school code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from sqlmodel import Session
+
+from hocba import db
+from hocba.config import load_settings
+from hocba.models.lifecycle import Actor
+from hocba.tasks.issuance import trust_anchors
+from hocba.tasks.signers import school_seal
+from hocba.tasks.transfer import TransferError, export_package, receive_package, record_receipt
+
+INBOX, RECEIPTS, REVIEW, DONE = "den", "bien-nhan", "cho-doi-chieu", "da-xu-ly"
+
+
+def exchange_dir() -> Path:
+    """The transfer exchange shared by the schools (see the module docstring)."""
+    configured = os.environ.get("HOCBA_TRANSFER_DIR")
+    return Path(configured) if configured else load_settings().home / "chuyen-truong"
+
+
+def _box(school_code: str, kind: str) -> Path:
+    path = exchange_dir() / school_code / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    part = path.with_name(path.name + ".part")
+    part.write_bytes(data)
+    os.replace(part, path)
+
+
+def _person(session: Session, username: str | None, school_code: str) -> Actor:
+    """``username``, or the school's clerk when the flow runs on a schedule."""
+    row = (
+        session.connection()
+        .exec_driver_sql(
+            "SELECT st.id, st.full_name FROM staff st JOIN staff_role r ON r.staff_id = st.id "
+            "JOIN school s ON s.id = r.school_id WHERE st.active AND s.code = %s "
+            "AND (st.username = %s OR (%s::text IS NULL AND r.role = 'clerk')) "
+            "ORDER BY st.id LIMIT 1",
+            (school_code, username, username),
+        )
+        .one_or_none()
+    )
+    if row is None:
+        raise TransferError(f"Không có cán bộ {username or 'văn thư'} của trường {school_code}.")
+    return Actor(row[0], row[1])
+
+
+@task(name="xuất gói chuyển trường")
+def export_task(
+    pupil_code: str, to_school_code: str, leaving_date: dt.date, username: str
+) -> dict[str, object]:
+    """Export one pupil's package into the receiving school's box (once)."""
+    with db.session_scope() as session:
+        conn = session.connection()
+        school = conn.exec_driver_sql(
+            "SELECT s.code FROM pupil p JOIN enrolment e ON e.pupil_id = p.id "
+            "JOIN school s ON s.id = e.school_id WHERE p.pupil_code = %s "
+            "ORDER BY e.left_on IS NULL DESC, e.id DESC LIMIT 1",
+            (pupil_code,),
+        ).scalar()
+        if school is None:
+            raise TransferError(f"Không có học sinh mã {pupil_code}.")
+        done = conn.exec_driver_sql(
+            "SELECT t.id, t.package_sha256 FROM transfer t JOIN pupil p ON p.id = t.pupil_id "
+            "WHERE p.pupil_code = %s AND t.from_school_code = %s AND t.to_school_code = %s "
+            "AND t.state <> 'rejected' ORDER BY t.id DESC LIMIT 1",
+            (pupil_code, school, to_school_code),
+        ).one_or_none()
+        box = _box(to_school_code, INBOX)
+        if done is not None:  # exported before: finish a rename a crash may have cut short
+            part = box / f"{done[1]}.zip.part"
+            if part.exists():
+                os.replace(part, box / f"{done[1]}.zip")
+            return {"transfer_id": done[0], "exported": False}
+        actor = _person(session, username, school)
+        package, transfer_id = export_package(
+            session, pupil_code, to_school_code, leaving_date, actor, school_seal(session, school)
+        )
+        sha = hashlib.sha256(package).hexdigest()
+        (box / f"{sha}.zip.part").write_bytes(package)  # before the commit: never lost
+    os.replace(box / f"{sha}.zip.part", box / f"{sha}.zip")
+    return {"transfer_id": transfer_id, "exported": True}
+
+
+@task(name="nhận gói chuyển trường")
+def receive_task(school_code: str, username: str | None) -> dict[str, int]:
+    """Take in every package waiting in the school's box; receipts go to the senders.
+
+    A package that fails verification is refused and moved aside with its reason; a
+    problem of this side (no seal, the database down) stops the task and leaves the
+    package where it is for the next run."""
+    anchors = trust_anchors(load_settings().home)
+    counts = {"accepted": 0, "needs_review": 0, "refused": 0, "already": 0}
+    done = _box(school_code, DONE)
+    waiting = sorted(_box(school_code, INBOX).glob("*.zip"))
+    if not waiting:
+        return counts
+    with db.session_scope() as session:
+        actor = _person(session, username, school_code)
+        seal = school_seal(session, school_code)
+    for path in waiting:
+        package = path.read_bytes()
+        sha = hashlib.sha256(package).hexdigest()
+        try:
+            with db.session_scope() as session:
+                known = (
+                    session.connection()
+                    .exec_driver_sql(
+                        "SELECT receipt FROM transfer WHERE package_sha256 = %s "
+                        "AND to_school_code = %s AND state IN ('accepted', 'receipted')",
+                        (sha, school_code),
+                    )
+                    .one_or_none()
+                )
+                if known is not None:  # taken in before a crash: only resend the receipt
+                    state, receipt = "already", bytes(known[0])
+                else:
+                    res = receive_package(session, package, actor, seal, anchors, school_code)
+                    state, receipt = res.state, res.receipt or b""
+        except TransferError as exc:
+            get_run_logger().warning("Gói %s bị từ chối: %s", path.name, exc)
+            counts["refused"] += 1
+            (done / f"{path.name}.ly-do.txt").write_text(f"{exc}\n", encoding="utf-8")
+            os.replace(path, done / f"{path.name}.tu-choi")
+            continue
+        counts[state] += 1
+        if receipt:
+            _write_atomic(_box(_sender(package), RECEIPTS) / f"{sha}.json", receipt)
+        target = _box(school_code, REVIEW) if state == "needs_review" else done
+        os.replace(path, target / path.name)
+    return counts
+
+
+def review_package(school_code: str, package_sha256: str) -> Path | None:
+    """The package of a transfer in the manual review queue (to receive it again with
+    ``identity_confirmed`` once a person has compared the papers)."""
+    path = exchange_dir() / school_code / REVIEW / f"{package_sha256}.zip"
+    return path if path.exists() else None
+
+
+def _sender(package: bytes) -> str:
+    import io
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(package)) as z:
+        return str(json.loads(z.read("manifest.json"))["from_school"])
+
+
+@task(name="ghi nhận biên nhận")
+def receipts_task(school_code: str) -> dict[str, int]:
+    """Check and record every receipt the receiving schools sent back to this school."""
+    anchors = trust_anchors(load_settings().home)
+    counts = {"recorded": 0, "refused": 0}
+    done = _box(school_code, DONE)
+    for path in sorted(_box(school_code, RECEIPTS).glob("*.json")):
+        try:
+            with db.session_scope() as session:
+                record_receipt(session, path.read_bytes(), anchors)
+            counts["recorded"] += 1
+            os.replace(path, done / path.name)
+        except TransferError as exc:
+            get_run_logger().warning("Biên nhận %s bị từ chối: %s", path.name, exc)
+            counts["refused"] += 1
+            os.replace(path, done / f"{path.name}.tu-choi")
+    return counts
+
+
+@flow(name="chuyen-truong-di")
+def transfer_out_flow(
+    pupil_code: str, to_school_code: str, leaving_date: dt.date, username: str
+) -> dict[str, object]:
+    """A pupil leaves: export the signed package into the receiving school's box."""
+    out = export_task(pupil_code, to_school_code, leaving_date, username)
+    get_run_logger().info(
+        "Chuyển trường #%s đến %s: %s",
+        out["transfer_id"],
+        to_school_code,
+        "đã xuất gói" if out["exported"] else "gói đã xuất trước đó",
+    )
+    return out
+
+
+@flow(name="chuyen-truong-den")
+def transfer_in_flow(school_codes: list[str], username: str | None = None) -> dict[str, object]:
+    """Receive every waiting package of these schools and record every returned receipt."""
+    log = get_run_logger()
+    result: dict[str, object] = {}
+    for code in school_codes:
+        received = receive_task(code, username)
+        receipts = receipts_task(code)
+        log.info(
+            "%s: nhận %s gói, %s cần đối chiếu, %s từ chối; ghi nhận %s biên nhận",
+            code,
+            received["accepted"],
+            received["needs_review"],
+            received["refused"],
+            receipts["recorded"],
+        )
+        result[code] = {**received, **receipts}
+    return result
