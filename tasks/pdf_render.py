@@ -51,19 +51,21 @@ import datetime as dt
 import importlib.resources
 import io
 import threading
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 from xml.sax.saxutils import escape
 
 from lxml import etree
+from reportlab import rl_config
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_CENTER, TA_JUSTIFY
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import cm
-from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase import pdfdoc, pdfmetrics, ttfonts
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
@@ -179,6 +181,11 @@ class RenderError(ValueError):
         self.message_vi = message_vi
 
 
+rl_config.useA85 = 0
+"""Streams are written Flate-compressed only, not also ASCII85-encoded (ReportLab's
+default): a quarter smaller, and ASCII85 costs time for nothing in a binary-safe file.
+(A process-wide ReportLab setting; this package is ReportLab's only user here.)"""
+
 # ============================================================================ fonts
 _FONT_LOCK = threading.Lock()
 _FONTS_READY = False
@@ -193,7 +200,9 @@ def register_fonts() -> None:
         folder = importlib.resources.files("hocba").joinpath("data", "fonts")
         for name, file_name in _FONT_FILES.items():
             data = folder.joinpath(file_name).read_bytes()
-            pdfmetrics.registerFont(TTFont(name, io.BytesIO(data)))
+            font = TTFont(name, io.BytesIO(data))
+            font.face.addSubsetObjects = partial(_add_subset_objects, font.face)
+            pdfmetrics.registerFont(font)
         pdfmetrics.registerFontFamily(
             FONT_REGULAR,
             normal=FONT_REGULAR,
@@ -202,6 +211,69 @@ def register_fonts() -> None:
             boldItalic=FONT_BOLD_ITALIC,
         )
         _FONTS_READY = True
+
+
+_ALPHABET = (
+    "aàảãáạăằẳẵắặâầẩẫấậbcdđeèẻẽéẹêềểễếệfghiìỉĩíịjklmnoòỏõóọôồổỗốộơờởỡớợpqrstuùủũúụưừửữứựvwxyỳỷỹýỵz"
+)
+FONT_ALPHABET = "".join(
+    dict.fromkeys(
+        "".join(map(chr, range(32, 127))) + _ALPHABET + _ALPHABET.upper() + "–—…·“”‘’«»°×÷±≤≥→•"
+    )
+)
+"""Every character the books normally use, in a fixed order: each document assigns them
+their codes first (:func:`seed_font_subsets`), so every book embeds the same font subsets
+— built and compressed once per process (:func:`_add_subset_objects`) — whatever
+characters the pupil's data happens to use first. A character outside the alphabet still
+works: it gets the next free code, in a subset of its own document."""
+
+
+def seed_font_subsets(canv: Canvas) -> None:
+    """Assign :data:`FONT_ALPHABET`'s codes in ``canv``'s document for every font of the
+    family; call before the first text is drawn. A font the document never draws with is
+    not embedded (ReportLab embeds only the fonts that were selected)."""
+    for name in _FONT_FILES:
+        font = pdfmetrics.getFont(name)
+        font.splitString(FONT_ALPHABET, canv._doc)
+
+
+@lru_cache(maxsize=64)
+def _subset_file(face: Any, subset: tuple[int, ...]) -> tuple[bytes, int]:
+    """A TrueType subset of ``face`` (ReportLab's ``makeSubset``), Flate-compressed."""
+    raw = face.makeSubset(list(subset))
+    return zlib.compress(raw), len(raw)
+
+
+def _add_subset_objects(face: Any, doc: Any, fontname: str, subset: list[int]) -> Any:
+    """ReportLab's ``TTFontFace.addSubsetObjects`` with the subset's font file made and
+    compressed once per process (:func:`_subset_file`) instead of once per document."""
+    if not doc.compression:
+        return type(face).addSubsetObjects(face, doc, fontname, subset)
+    data, raw_length = _subset_file(face, tuple(subset))
+    font_file = pdfdoc.PDFStream(
+        pdfdoc.PDFDictionary(
+            {"Length1": raw_length, "Filter": pdfdoc.PDFArray([pdfdoc.PDFName("FlateDecode")])}
+        ),
+        data,
+    )
+    reference = doc.Reference(font_file, f"fontFile:{face.filename}({fontname})")
+    flags = (face.flags & ~ttfonts.FF_NONSYMBOLIC) | ttfonts.FF_SYMBOLIC
+    descriptor = pdfdoc.PDFDictionary(
+        {
+            "Type": "/FontDescriptor",
+            "Ascent": face.ascent,
+            "CapHeight": face.capHeight,
+            "Descent": face.descent,
+            "Flags": flags,
+            "FontBBox": pdfdoc.PDFArray(face.bbox),
+            "FontName": pdfdoc.PDFName(fontname),
+            "ItalicAngle": face.italicAngle,
+            "StemV": face.stemV,
+            "FontFile2": reference,
+            "MissingWidth": face.defaultWidth,
+        }
+    )
+    return doc.Reference(descriptor, "fontDescriptor:" + fontname)
 
 
 # ============================================================================ input
@@ -603,6 +675,7 @@ def _pdf_date_formatter(when: dt.datetime | None) -> Callable[..., str]:
 
 
 def _draw_cover(book: _Book, canv: Canvas, doc: BaseDocTemplate) -> None:
+    seed_font_subsets(canv)
     canv.setDateFormatter(_pdf_date_formatter(book.issued_at))
     latest = book.latest
     canv.saveState()

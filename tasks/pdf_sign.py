@@ -74,19 +74,23 @@ Merging a class for the printer is :func:`hocba.tasks.pdf_render.print_class`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
 import io
 import logging
 import math
+import os
 import re
 import threading
 import weakref
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from asn1crypto.algos import SignedDigestAlgorithm
 from cryptography import x509
@@ -98,6 +102,7 @@ from pyhanko.pdf_utils.embed import EmbeddedFileObject, EmbeddedFileParams, File
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import PdfSignatureStatus
@@ -108,6 +113,13 @@ from reportlab.lib import colors
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
+from hocba.tasks.pdf_incremental import (
+    RelocatableObjects,
+    Revision,
+    form_xobject_from_page,
+    ref,
+    serialize,
+)
 from hocba.tasks.pdf_render import (
     FONT_BOLD,
     FONT_BOLD_ITALIC,
@@ -206,6 +218,8 @@ class PortSigner(signers.Signer):
             mechanism = "sha256_rsa"
         certificate = _asn1(port.certificate)
         chain = [_asn1(c) for c in port.chain]
+        self._dry_run_value: bytes | None = None
+        self._templates: dict[tuple[bool, bool], _CmsTemplate | None] = {}
         super().__init__(
             signing_cert=certificate,
             cert_registry=SimpleCertificateStore.from_certs([certificate, *chain]),
@@ -228,7 +242,11 @@ class PortSigner(signers.Signer):
         if digest_algorithm.lower() != "sha256":
             raise PdfSignError(f"Chỉ ký với SHA-256 (được yêu cầu {digest_algorithm}).")
         if dry_run:
-            return bytes(self._placeholder)
+            return self._dry_run_value or bytes(self._placeholder)
+        return self._sign_attributes(data)
+
+    def _sign_attributes(self, data: bytes) -> bytes:
+        """The port's signature over the DER of the signed attributes (one backend call)."""
         digest = hashlib.sha256(data).digest()
         values = self.port.sign_digests([digest])
         if len(values) != 1:
@@ -240,6 +258,152 @@ class PortSigner(signers.Signer):
             value = utils.encode_dss_signature(r, s)
         return value
 
+    async def async_sign(  # type: ignore[override]
+        self,
+        data_digest: bytes,
+        digest_algorithm: str,
+        dry_run: bool = False,
+        use_pades: bool = False,
+        timestamper: Any = None,
+        signed_attr_settings: PdfCMSSignedAttributes | None = None,
+        is_pdf_sig: bool = True,
+        encap_content_info: Any = None,
+    ) -> cms.ContentInfo:
+        """The CMS container of a PDF signature. For RSA keys it is filled in from a
+        template built once per signer (see :class:`_CmsTemplate`) instead of being
+        assembled by asn1crypto each time; anything the template does not cover (ECDSA,
+        timestamps, extra attributes, the dry run) takes pyHanko's own path."""
+        settings = signed_attr_settings or PdfCMSSignedAttributes()
+        template = None
+        if (
+            not dry_run
+            and not self._ecdsa
+            and timestamper is None
+            and encap_content_info is None
+            and digest_algorithm.lower() == "sha256"
+            and len(data_digest) == 32
+            and settings.cades_signed_attrs is None
+            and settings.adobe_revinfo_attr is None
+        ):
+            template = await self._template(use_pades, is_pdf_sig, settings)
+        if template is None:
+            return await super().async_sign(
+                data_digest,
+                digest_algorithm,
+                dry_run=dry_run,
+                use_pades=use_pades,
+                timestamper=timestamper,
+                signed_attr_settings=signed_attr_settings,
+                is_pdf_sig=is_pdf_sig,
+                encap_content_info=encap_content_info,
+            )
+        return template.fill(data_digest, self._sign_attributes)
+
+    def container_template(self) -> _CmsTemplate | None:
+        """The template of this signer's PAdES containers (built on first use), or ``None``
+        when the key's signatures cannot be filled into a template (ECDSA)."""
+        if self._ecdsa:
+            return None
+        key = (True, True)
+        if key not in self._templates:
+            asyncio.run(self._template(True, True, PdfCMSSignedAttributes()))
+        return self._templates[key]
+
+    async def _template(
+        self, use_pades: bool, is_pdf_sig: bool, settings: PdfCMSSignedAttributes
+    ) -> _CmsTemplate | None:
+        key = (use_pades, is_pdf_sig)
+        if key not in self._templates:
+            self._templates[key] = await self._build_template(use_pades, is_pdf_sig, settings)
+        return self._templates[key]
+
+    async def _build_template(
+        self, use_pades: bool, is_pdf_sig: bool, settings: PdfCMSSignedAttributes
+    ) -> _CmsTemplate | None:
+        """A container built by pyHanko around a marker digest and a marker signature,
+        kept only if the signed attributes built for another digest at another signing
+        time differ from it in nothing but the digest (so no attribute depends on the
+        moment or the document)."""
+        first, second = os.urandom(32), os.urandom(32)
+        self._dry_run_value = marker = os.urandom(self._placeholder)
+        try:
+            info = await super().async_sign(
+                first,
+                "sha256",
+                dry_run=True,
+                use_pades=use_pades,
+                signed_attr_settings=settings,
+                is_pdf_sig=is_pdf_sig,
+            )
+        finally:
+            self._dry_run_value = None
+        later = dataclasses.replace(
+            settings,
+            signing_time=(settings.signing_time or dt.datetime.now(dt.UTC))
+            + dt.timedelta(days=1, seconds=1),
+        )
+        other = await self.signed_attrs(
+            second, "sha256", attr_settings=later, use_pades=use_pades, is_pdf_sig=is_pdf_sig
+        )
+        der, attributes = info.dump(), other.dump().replace(second, first)
+        body = attributes[1:]  # in SignerInfo the SET OF carries the tag [0] IMPLICIT
+        if (
+            der.count(first) != 1
+            or der.count(marker) != 1
+            or attributes.count(first) != 1
+            or der.count(body) != 1
+            or der[der.find(body) - 1] != 0xA0
+        ):
+            log.info("PDF signature container template not applicable; pyHanko builds each one")
+            return None
+        start = der.find(body) - 1
+        return _CmsTemplate(
+            der=der,
+            digest_at=der.find(first),
+            attributes=(start, start + len(attributes)),
+            signature_at=der.find(marker),
+            signature_length=len(marker),
+        )
+
+
+@dataclass(frozen=True)
+class _CmsTemplate:
+    """The DER of a signer's CMS ``ContentInfo`` with the two parts that change from one
+    signature to the next located: the ``messageDigest`` attribute value and the
+    signature value (an RSASSA-PKCS1-v1_5 signature has the modulus's length, so the
+    container's size and structure never change).
+
+    The signed attributes are signed as a ``SET OF`` (RFC 5652 §5.4): their DER is the
+    template's ``[0]`` element with the tag byte put back to ``0x31``."""
+
+    der: bytes
+    digest_at: int
+    attributes: tuple[int, int]
+    signature_at: int
+    signature_length: int
+
+    @property
+    def length(self) -> int:
+        """Bytes of every container filled from this template."""
+        return len(self.der)
+
+    def fill_der(self, digest: bytes, sign: Callable[[bytes], bytes]) -> bytes:
+        """The container's DER for a document ``digest``; ``sign`` signs the DER of the
+        signed attributes (one backend call)."""
+        if len(digest) != 32:
+            raise SigningError("Giá trị băm SHA-256 phải dài 32 byte.")
+        out = bytearray(self.der)
+        out[self.digest_at : self.digest_at + len(digest)] = digest
+        start, end = self.attributes
+        value = sign(b"\x31" + bytes(out[start + 1 : end]))
+        if len(value) != self.signature_length:
+            raise SigningError("Chữ ký trả về không đúng độ dài của khoá RSA.")
+        out[self.signature_at : self.signature_at + len(value)] = value
+        return bytes(out)
+
+    def fill(self, digest: bytes, sign: Callable[[bytes], bytes]) -> cms.ContentInfo:
+        return cms.ContentInfo.load(self.fill_der(digest, sign))
+
 
 # =============================================================================== appearances
 def _name_attribute(certificate: x509.Certificate, oid: x509.ObjectIdentifier) -> str | None:
@@ -247,8 +411,19 @@ def _name_attribute(certificate: x509.Certificate, oid: x509.ObjectIdentifier) -
     return str(values[0].value) if values else None
 
 
+@functools.lru_cache(maxsize=64)
+def _appearance_reader(pdf: bytes) -> tuple[PdfFileReader, threading.Lock]:
+    """A stamp's one-page PDF, parsed once (its objects stay resolved in the reader), with
+    the lock that serialises imports from it (the reader resolves objects lazily)."""
+    return PdfFileReader(io.BytesIO(pdf), strict=False), threading.Lock()
+
+
 class _ImportedAppearance(content.PdfContent):
-    """A one-page PDF (made with ReportLab) imported as the stamp's form XObject."""
+    """A one-page PDF (made with ReportLab) imported as the stamp's form XObject.
+
+    The PDF is parsed once per process (:func:`_appearance_reader`, keyed by its bytes,
+    which are themselves built once per signer, text and date), so each book only copies
+    the already-parsed objects (content stream, font subsets) into its own file."""
 
     def __init__(self, pdf: bytes) -> None:
         super().__init__()
@@ -256,8 +431,9 @@ class _ImportedAppearance(content.PdfContent):
 
     def render(self) -> bytes:
         writer = self._ensure_writer
-        reader = PdfFileReader(io.BytesIO(self.pdf), strict=False)
-        xobject = writer.import_page_as_xobject(reader, page_ix=0)
+        reader, lock = _appearance_reader(self.pdf)
+        with lock:
+            xobject = writer.import_page_as_xobject(reader, page_ix=0)
         self.resources.xobject["/HocBaAppearance"] = xobject
         x1, y1, x2, y2 = xobject.get_object()["/BBox"]
         self.box = layout.BoxConstraints(width=abs(x2 - x1), height=abs(y2 - y1))
@@ -399,6 +575,7 @@ def _seal_appearance(school: str, place: str, when: str, diameter: float) -> byt
 class _Placement:
     page: int
     box: tuple[float, float, float, float]
+    page_ref: generic.IndirectObject | None = None
 
 
 def _outline_items(node: Any, depth: int = 0) -> Iterator[generic.DictionaryObject]:
@@ -427,10 +604,19 @@ def _principal_box(reader: PdfFileReader) -> _Placement:
         )
     dest = boxes[0]
     target = getattr(dest.raw_get(0), "idnum", None)
-    for index in range(int(reader.root["/Pages"]["/Count"])):
-        if reader.find_page_for_modification(index)[0].idnum == target:
-            x1, y1, x2, y2 = (float(dest[i]) for i in range(2, 6))
-            return _Placement(index, (x1, y1, x2, y2))
+    x1, y1, x2, y2 = (float(dest[i]) for i in range(2, 6))
+    pages = reader.root["/Pages"]
+    kids = _get(pages, "/Kids")
+    if isinstance(kids, generic.ArrayObject) and len(kids) == int(pages["/Count"]):
+        for index in range(len(kids)):  # a flat page tree (ReportLab's): no page is parsed
+            kid = kids.raw_get(index)
+            if isinstance(kid, generic.IndirectObject) and kid.idnum == target:
+                if _get(kid.get_object(), "/Type") == "/Page":
+                    return _Placement(index, (x1, y1, x2, y2), kid)
+    for index in range(int(pages["/Count"])):
+        page_ref = reader.find_page_for_modification(index)[0]
+        if page_ref.idnum == target:
+            return _Placement(index, (x1, y1, x2, y2), page_ref)
     raise PdfSignError("Vị trí chữ ký của Hiệu trưởng trỏ tới một trang không tồn tại.")
 
 
@@ -506,6 +692,23 @@ def _sign(
         raise PdfSignError(f"Không ký được bản PDF: {type(exc).__name__}: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class _BookSigning:
+    """What both ways of signing a book need, worked out once."""
+
+    facts: dict[str, str]
+    lookup_code: str
+    placement: _Placement
+    principal_box: tuple[float, float, float, float]
+    seal_box: tuple[float, float, float, float]
+    name: str
+    school: str
+    location: str | None
+    principal_appearance: bytes
+    seal_appearance: bytes
+    when: dt.datetime
+
+
 def sign_pdf(
     pdf: bytes,
     *,
@@ -522,6 +725,12 @@ def sign_pdf(
     one the PDF states). ``when``: the time printed in the stamps (default: now); the
     signatures' own time is the signing moment. Raises :class:`PdfSignError` (or the
     port's :class:`~hocba.tasks.signing.SigningError`).
+
+    Two ways, one result (the revisions of the module docstring): with RSA keys and a
+    rendering of :func:`~hocba.tasks.pdf_render.render_book` (one revision, an xref table,
+    no form yet), the revisions are written directly (:func:`_sign_directly`, with
+    :mod:`hocba.tasks.pdf_incremental`); otherwise (ECDSA, whose signature length varies,
+    or any other PDF) pyHanko's :class:`~pyhanko.sign.signers.PdfSigner` writes them.
 
     pyHanko is asynchronous; this function drives it with :func:`asyncio.run`, so call it
     from synchronous code (a Prefect task, the CLI, a worker thread), not from inside a
@@ -541,30 +750,8 @@ def sign_pdf(
     placement = _principal_box(reader)
     when = when or dt.datetime.now(_VN)
     stamp_time = _vn_time(when)
-
-    writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
-    _embed_record(writer, record_xml, lookup_code, facts, when)
     principal_box = tuple(round(v, 2) for v in placement.box)
-    fields.append_signature_field(
-        writer,
-        fields.SigFieldSpec(
-            PRINCIPAL_FIELD,
-            on_page=placement.page,
-            box=principal_box,  # type: ignore[arg-type]
-        ),
-    )
-    fields.append_signature_field(
-        writer,
-        fields.SigFieldSpec(
-            SEAL_FIELD,
-            on_page=placement.page,
-            box=tuple(round(v, 2) for v in seal_box_for(placement.box)),  # type: ignore[arg-type]
-            field_mdp_spec=fields.FieldMDPSpec(fields.FieldMDPAction.ALL),
-            doc_mdp_update_value=fields.MDPPerm.NO_CHANGES,
-        ),
-    )
-
-    principal_signer = _port_signer(principal)
+    width, height = principal_box[2] - principal_box[0], principal_box[3] - principal_box[1]
     name = _name_attribute(principal.certificate, NameOID.COMMON_NAME) or facts.get(
         "TEN_GIAM_HIEU_KY_HOC_BA", ""
     )
@@ -572,11 +759,71 @@ def sign_pdf(
         _name_attribute(principal.certificate, NameOID.TITLE) or "Hiệu trưởng"
     )
     school = facts.get("TEN_TRUONG", "")
-    width, height = principal_box[2] - principal_box[0], principal_box[3] - principal_box[1]
-    principal_style = _static_style(
-        _principal_appearance(name, role, school, stamp_time, width, height)
+    place = facts.get("TEN_QUAN_HUYEN") or facts.get("TEN_TINH_THANH_PHO") or ""
+    book = _BookSigning(
+        facts=facts,
+        lookup_code=lookup_code,
+        placement=placement,
+        principal_box=principal_box,  # type: ignore[arg-type]
+        seal_box=tuple(round(v, 2) for v in seal_box_for(placement.box)),  # type: ignore[arg-type]
+        name=name,
+        school=school,
+        location=facts.get("DIA_DANH_PHAT_HANH_HOC_BA"),
+        principal_appearance=_principal_appearance(name, role, school, stamp_time, width, height),
+        seal_appearance=_seal_appearance(
+            school, place, when.astimezone(_VN).strftime("%d/%m/%Y"), _SEAL_DIAMETER
+        ),
+        when=when,
     )
-    location = facts.get("DIA_DANH_PHAT_HANH_HOC_BA")
+    principal_signer, seal_signer = _port_signer(principal), _port_signer(seal)
+    principal_template = principal_signer.container_template()
+    seal_template = seal_signer.container_template()
+    if principal_template is not None and seal_template is not None:
+        signed = _sign_directly(
+            pdf,
+            reader,
+            record_xml,
+            book,
+            (principal_signer, principal_template),
+            (seal_signer, seal_template),
+        )
+        if signed is not None:
+            return signed
+    return _sign_with_pyhanko(pdf, record_xml, book, principal_signer, seal_signer)
+
+
+_PRINCIPAL_REASON = "Hiệu trưởng xác nhận học bạ"
+_SEAL_REASON = "Đóng dấu số của nhà trường"
+
+
+def _sign_with_pyhanko(
+    pdf: bytes,
+    record_xml: bytes,
+    book: _BookSigning,
+    principal_signer: PortSigner,
+    seal_signer: PortSigner,
+) -> bytes:
+    """The revisions written by pyHanko's :class:`~pyhanko.sign.signers.PdfSigner`."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+    _embed_record(writer, record_xml, book)
+    fields.append_signature_field(
+        writer,
+        fields.SigFieldSpec(
+            PRINCIPAL_FIELD,
+            on_page=book.placement.page,
+            box=book.principal_box,
+        ),
+    )
+    fields.append_signature_field(
+        writer,
+        fields.SigFieldSpec(
+            SEAL_FIELD,
+            on_page=book.placement.page,
+            box=book.seal_box,
+            field_mdp_spec=fields.FieldMDPSpec(fields.FieldMDPAction.ALL),
+            doc_mdp_update_value=fields.MDPPerm.NO_CHANGES,
+        ),
+    )
     certified = _sign(
         writer,
         signers.PdfSignatureMetadata(
@@ -585,43 +832,337 @@ def sign_pdf(
             subfilter=fields.SigSeedSubFilter.PADES,
             certify=True,
             docmdp_permissions=fields.MDPPerm.FILL_FORMS,
-            reason="Hiệu trưởng xác nhận học bạ",
-            location=location,
-            name=name,
+            reason=_PRINCIPAL_REASON,
+            location=book.location,
+            name=book.name,
         ),
         principal_signer,
-        principal_style,
-    )
-
-    seal_writer = IncrementalPdfFileWriter(certified, strict=False)
-    place = facts.get("TEN_QUAN_HUYEN") or facts.get("TEN_TINH_THANH_PHO") or ""
-    seal_style = _static_style(
-        _seal_appearance(school, place, when.astimezone(_VN).strftime("%d/%m/%Y"), _SEAL_DIAMETER)
+        _static_style(book.principal_appearance),
     )
     sealed = _sign(
-        seal_writer,
+        IncrementalPdfFileWriter(certified, strict=False),
         signers.PdfSignatureMetadata(
             field_name=SEAL_FIELD,
             md_algorithm="sha256",
             subfilter=fields.SigSeedSubFilter.PADES,
             docmdp_permissions=fields.MDPPerm.NO_CHANGES,
-            reason="Đóng dấu số của nhà trường",
-            location=location,
-            name=school or None,
+            reason=_SEAL_REASON,
+            location=book.location,
+            name=book.school or None,
         ),
-        _port_signer(seal),
-        seal_style,
+        seal_signer,
+        _static_style(book.seal_appearance),
     )
     return sealed.getvalue()
 
 
-def _embed_record(
-    writer: IncrementalPdfFileWriter,
+@functools.lru_cache(maxsize=64)
+def _appearance_objects(pdf: bytes) -> RelocatableObjects:
+    """A stamp's one-page PDF as a relocatable form XObject, built once per stamp."""
+    return form_xobject_from_page(pdf)
+
+
+def _pdf_text(text: str) -> generic.PdfObject:
+    return generic.pdf_string(text)
+
+
+def _pdf_date(when: dt.datetime) -> generic.PdfObject:
+    return generic.pdf_date(when)
+
+
+def _rect(box: Sequence[float]) -> generic.ArrayObject:
+    return generic.ArrayObject([generic.FloatObject(v) for v in box])
+
+
+def _signature_entries(
+    name: str | None, location: str | None, reason: str, reference: generic.DictionaryObject
+) -> bytes:
+    """The signature dictionary's entries other than ``/ByteRange`` and ``/Contents``, as
+    pyHanko writes them for a PAdES signature (ETSI EN 319 142-1 §5.3)."""
+    entries = generic.DictionaryObject(
+        {
+            generic.pdf_name("/Type"): generic.pdf_name("/Sig"),
+            generic.pdf_name("/Filter"): generic.pdf_name("/Adobe.PPKLite"),
+            generic.pdf_name("/SubFilter"): generic.pdf_name("/ETSI.CAdES.detached"),
+            generic.pdf_name("/M"): _pdf_date(dt.datetime.now(dt.UTC).replace(microsecond=0)),
+            generic.pdf_name("/Reason"): _pdf_text(reason),
+            generic.pdf_name("/Reference"): generic.ArrayObject([reference]),
+        }
+    )
+    if name:
+        entries[generic.pdf_name("/Name")] = _pdf_text(name)
+    if location:
+        entries[generic.pdf_name("/Location")] = _pdf_text(location)
+    return serialize(entries)[2:-2].strip()  # without the dictionary's << >>
+
+
+def _transform(method: str, params: dict[str, generic.PdfObject]) -> generic.DictionaryObject:
+    """A signature reference dictionary (ISO 32000-1 §12.8.1, Table 253)."""
+    transform = generic.DictionaryObject(
+        {
+            generic.pdf_name("/Type"): generic.pdf_name("/TransformParams"),
+            generic.pdf_name("/V"): generic.pdf_name("/1.2"),
+        }
+    )
+    transform.update({generic.pdf_name(k): v for k, v in params.items()})
+    return generic.DictionaryObject(
+        {
+            generic.pdf_name("/Type"): generic.pdf_name("/SigRef"),
+            generic.pdf_name("/TransformMethod"): generic.pdf_name(method),
+            generic.pdf_name("/TransformParams"): transform,
+        }
+    )
+
+
+def _widget(
+    name: str, box: Sequence[float], page: generic.IndirectObject, appearance: int
+) -> generic.DictionaryObject:
+    """A signature field merged with its widget annotation (printed, locked: /F 132)."""
+    return generic.DictionaryObject(
+        {
+            generic.pdf_name("/FT"): generic.pdf_name("/Sig"),
+            generic.pdf_name("/T"): _pdf_text(name),
+            generic.pdf_name("/Type"): generic.pdf_name("/Annot"),
+            generic.pdf_name("/Subtype"): generic.pdf_name("/Widget"),
+            generic.pdf_name("/F"): generic.NumberObject(132),
+            generic.pdf_name("/Rect"): _rect(box),
+            generic.pdf_name("/P"): page,
+            generic.pdf_name("/AP"): generic.DictionaryObject(
+                {generic.pdf_name("/N"): ref(appearance)}
+            ),
+        }
+    )
+
+
+def _sign_directly(
+    pdf: bytes,
+    reader: PdfFileReader,
     record_xml: bytes,
-    lookup_code: str,
-    facts: dict[str, str],
-    when: dt.datetime,
-) -> None:
+    book: _BookSigning,
+    principal: tuple[PortSigner, _CmsTemplate],
+    seal: tuple[PortSigner, _CmsTemplate],
+) -> bytes | None:
+    """Revisions 1 and 2 of the module docstring written as bytes, with the objects pyHanko
+    would write (the stamps' form XObjects directly as the widgets' appearances). ``None``
+    when ``pdf`` is not a single-revision file with an xref table and without a form,
+    attachments or annotations on the signature page (then pyHanko signs it)."""
+    trailer = reader.trailer_view
+    root_ref, info_ref = trailer.raw_get("/Root"), trailer.raw_get("/Info")
+    page_ref = book.placement.page_ref
+    startxref = reader.last_startxref
+    if (
+        reader.total_revisions != 1
+        or "/Encrypt" in trailer
+        or not isinstance(root_ref, generic.IndirectObject)
+        or not isinstance(info_ref, generic.IndirectObject)
+        or page_ref is None
+        or startxref is None
+        or pdf[startxref : startxref + 4] != b"xref"
+    ):
+        return None
+    catalog = reader.root
+    page = page_ref.get_object()
+    if any(key in catalog for key in ("/AcroForm", "/Names", "/AF", "/Perms")) or (
+        "/Annots" in page
+    ):
+        return None
+    ids = trailer.get("/ID")
+    first_id = _string_bytes(ids[0]) if isinstance(ids, generic.ArrayObject) and ids else b""
+    first_id = first_id or hashlib.md5(pdf[:4096], usedforsecurity=False).digest()
+
+    # revision 1: the attachment, the form with both fields, the principal's signature
+    base = pdf if pdf.endswith(b"\n") else pdf + b"\n"
+    rev = Revision(base_length=len(base), next_number=int(trailer["/Size"]))
+    embedded, filespec, acroform, principal_field, seal_field, lock, empty = (
+        rev.allocate() for _ in range(7)
+    )
+    principal_objects = _appearance_objects(book.principal_appearance)
+    principal_ap = rev.allocate(len(principal_objects))
+    signature = rev.allocate()
+    name = attachment_name(book.lookup_code)
+    data = bytes(record_xml)
+    rev.add_stream(
+        embedded,
+        generic.DictionaryObject(
+            {
+                generic.pdf_name("/Type"): generic.pdf_name("/EmbeddedFile"),
+                generic.pdf_name("/Subtype"): generic.pdf_name("/application/xml"),
+                generic.pdf_name("/Filter"): generic.pdf_name("/FlateDecode"),
+                generic.pdf_name("/Params"): generic.DictionaryObject(
+                    {
+                        generic.pdf_name("/Size"): generic.NumberObject(len(data)),
+                        generic.pdf_name("/CheckSum"): generic.ByteStringObject(
+                            hashlib.md5(data, usedforsecurity=False).digest()
+                        ),
+                        generic.pdf_name("/CreationDate"): _pdf_date(book.when),
+                        generic.pdf_name("/ModDate"): _pdf_date(book.when),
+                    }
+                ),
+            }
+        ),
+        zlib.compress(data),
+    )
+    rev.add_object(
+        filespec,
+        generic.DictionaryObject(
+            {
+                generic.pdf_name("/Type"): generic.pdf_name("/Filespec"),
+                generic.pdf_name("/F"): _pdf_text(name),
+                generic.pdf_name("/UF"): _pdf_text(name),
+                generic.pdf_name("/EF"): generic.DictionaryObject(
+                    {generic.pdf_name("/F"): ref(embedded), generic.pdf_name("/UF"): ref(embedded)}
+                ),
+                generic.pdf_name("/Desc"): _pdf_text(_attachment_description(book)),
+                generic.pdf_name("/AFRelationship"): generic.pdf_name("/Source"),
+            }
+        ),
+    )
+    rev.add_object(
+        acroform,
+        generic.DictionaryObject(
+            {
+                generic.pdf_name("/Fields"): generic.ArrayObject(
+                    [ref(principal_field), ref(seal_field)]
+                ),
+                generic.pdf_name("/SigFlags"): generic.NumberObject(3),
+            }
+        ),
+    )
+    widget = _widget(PRINCIPAL_FIELD, book.principal_box, page_ref, principal_ap)
+    widget[generic.pdf_name("/V")] = ref(signature)
+    rev.add_object(principal_field, widget)
+    seal_widget = _widget(SEAL_FIELD, book.seal_box, page_ref, empty)
+    seal_widget[generic.pdf_name("/Lock")] = ref(lock)
+    rev.add_object(seal_field, seal_widget)
+    rev.add_object(
+        lock,
+        generic.DictionaryObject(
+            {
+                generic.pdf_name("/Type"): generic.pdf_name("/SigFieldLock"),
+                generic.pdf_name("/Action"): generic.pdf_name("/All"),
+                generic.pdf_name("/P"): generic.NumberObject(1),
+            }
+        ),
+    )
+    side = _SEAL_DIAMETER
+    rev.add_stream(
+        empty,
+        generic.DictionaryObject(
+            {
+                generic.pdf_name("/Type"): generic.pdf_name("/XObject"),
+                generic.pdf_name("/Subtype"): generic.pdf_name("/Form"),
+                generic.pdf_name("/BBox"): _rect((0, 0, side, side)),
+                generic.pdf_name("/Resources"): generic.DictionaryObject(),
+            }
+        ),
+        b"",
+    )
+    principal_objects.write(rev, principal_ap)
+    principal_signer, principal_template = principal
+    rev.add_signature(
+        signature,
+        _signature_entries(
+            book.name,
+            book.location,
+            _PRINCIPAL_REASON,
+            _transform("/DocMDP", {"/P": generic.NumberObject(fields.MDPPerm.FILL_FORMS.value)}),
+        ),
+        2 * principal_template.length,
+    )
+    new_page = generic.DictionaryObject({k: page.raw_get(k) for k in page})
+    new_page[generic.pdf_name("/Annots")] = generic.ArrayObject(
+        [ref(principal_field), ref(seal_field)]
+    )
+    rev.add_object(page_ref.idnum, new_page)
+    new_catalog = generic.DictionaryObject({k: catalog.raw_get(k) for k in catalog})
+    new_catalog.update(
+        {
+            generic.pdf_name("/Version"): generic.pdf_name("/2.0"),
+            generic.pdf_name("/AcroForm"): ref(acroform),
+            generic.pdf_name("/Names"): generic.DictionaryObject(
+                {
+                    generic.pdf_name("/EmbeddedFiles"): generic.DictionaryObject(
+                        {
+                            generic.pdf_name("/Names"): generic.ArrayObject(
+                                [_pdf_text(name), ref(filespec)]
+                            )
+                        }
+                    )
+                }
+            ),
+            generic.pdf_name("/AF"): generic.ArrayObject([ref(filespec)]),
+            generic.pdf_name("/Perms"): generic.DictionaryObject(
+                {generic.pdf_name("/DocMDP"): ref(signature)}
+            ),
+        }
+    )
+    rev.add_object(root_ref.idnum, new_catalog)
+
+    def trailer_entries(revision: Revision) -> dict[str, generic.PdfObject]:
+        second = hashlib.md5(b"".join(revision.chunks), usedforsecurity=False).digest()
+        return {
+            "/Root": ref(root_ref.idnum),
+            "/Info": ref(info_ref.idnum),
+            "/ID": generic.ArrayObject(
+                [generic.ByteStringObject(first_id), generic.ByteStringObject(second)]
+            ),
+        }
+
+    def signing(signer: PortSigner, template: _CmsTemplate) -> Callable[[bytes], bytes]:
+        return lambda digest: template.fill_der(digest, signer._sign_attributes)
+
+    certified = rev.finish(
+        base, trailer_entries(rev), startxref, signing(principal_signer, principal_template)
+    )
+
+    # revision 2: the seal's signature in its field (FieldMDP /All, P=1: the lock)
+    seal_rev = Revision(base_length=len(certified), next_number=rev.next_number)
+    seal_objects = _appearance_objects(book.seal_appearance)
+    seal_ap = seal_rev.allocate(len(seal_objects))
+    seal_signature = seal_rev.allocate()
+    seal_objects.write(seal_rev, seal_ap)
+    seal_signer, seal_template = seal
+    seal_rev.add_signature(
+        seal_signature,
+        _signature_entries(
+            book.school,
+            book.location,
+            _SEAL_REASON,
+            _transform(
+                "/FieldMDP",
+                {"/Action": generic.pdf_name("/All"), "/P": generic.NumberObject(1)},
+            ),
+        ),
+        2 * seal_template.length,
+    )
+    filled = _widget(SEAL_FIELD, book.seal_box, page_ref, seal_ap)
+    filled[generic.pdf_name("/Lock")] = ref(lock)
+    filled[generic.pdf_name("/V")] = ref(seal_signature)
+    seal_rev.add_object(seal_field, filled)
+    return seal_rev.finish(
+        certified,
+        trailer_entries(seal_rev),
+        rev.base_length + rev.length,
+        signing(seal_signer, seal_template),
+    )
+
+
+def _string_bytes(value: Any) -> bytes:
+    """The bytes of a PDF string object (pyHanko decodes some as text)."""
+    original = getattr(value, "original_bytes", None)
+    if isinstance(original, bytes):
+        return original
+    return bytes(value) if isinstance(value, bytes) else str(value).encode("latin-1", "replace")
+
+
+def _attachment_description(book: _BookSigning) -> str:
+    return (
+        f"Học bạ số (XML đã ký số) năm học {book.facts.get('TEN_NAM_HOC', '')}, "
+        f"mã số tra cứu {book.lookup_code}"
+    )
+
+
+def _embed_record(writer: IncrementalPdfFileWriter, record_xml: bytes, book: _BookSigning) -> None:
     """The record XML as an embedded file (ISO 32000-2 §7.11.4) associated with the
     document (§14.13, ``/AFRelationship /Source``: the PDF is rendered from it)."""
     data = EmbeddedFileObject.from_file_data(
@@ -629,20 +1170,20 @@ def _embed_record(
         bytes(record_xml),
         mime_type="application/xml",
         params=EmbeddedFileParams(
-            embed_size=True, embed_checksum=True, creation_date=when, modification_date=when
+            embed_size=True,
+            embed_checksum=True,
+            creation_date=book.when,
+            modification_date=book.when,
         ),
     )
-    name = attachment_name(lookup_code)
+    name = attachment_name(book.lookup_code)
     embed_file(
         writer,
         FileSpec(
             file_spec_string=name,
             file_name=name,
             embedded_data=data,
-            description=(
-                f"Học bạ số (XML đã ký số) năm học {facts.get('TEN_NAM_HOC', '')}, "
-                f"mã số tra cứu {lookup_code}"
-            ),
+            description=_attachment_description(book),
             af_relationship=generic.pdf_name("/Source"),
         ),
     )
