@@ -267,11 +267,21 @@ def progress_series(
     )
 
 
+#: Pupils without a personal ID listed at once (the counts come from the overview).
+NO_ID_LIMIT = 500
+
+
 def pupils_without_id(
-    session: Session, viewer: Viewer, school_year_id: int, school_id: int | None = None
+    session: Session,
+    viewer: Viewer,
+    school_year_id: int,
+    school_id: int | None = None,
+    limit: int = NO_ID_LIMIT,
 ) -> list[dict[str, Any]]:
     """Pupils with year-end data but no personal ID: they get a paper record and the
-    district must know who they are (HOCBA_SPEC §2)."""
+    district must know who they are (HOCBA_SPEC §2). At most ``limit`` rows: in a
+    province they are thousands, and the page shows their count per school from
+    :func:`district_overview`."""
     return _rows(
         session,
         f"""
@@ -283,8 +293,9 @@ def pupils_without_id(
         WHERE p.cccd IS NULL AND e.school_year_id = :year AND e.left_on IS NULL
           AND {SCHOOL_SCOPE} AND (CAST(:school AS int) IS NULL OR s.id = :school)
         ORDER BY s.code, c.grade, c.name, p.full_name
+        LIMIT :limit
         """,
-        {**viewer.params(), "year": school_year_id, "school": school_id},
+        {**viewer.params(), "year": school_year_id, "school": school_id, "limit": limit},
     )
 
 

@@ -193,7 +193,13 @@ if series:
 else:
     st.caption("Chưa có học bạ nào được ký.")
 
-with st.expander(f"Học sinh chưa có mã định danh cá nhân ({len(no_id)}) — học bạ giấy"):
+no_id_total = int(frame["Chưa có mã định danh"].sum())
+with st.expander(f"Học sinh chưa có mã định danh cá nhân ({no_id_total}) — học bạ giấy"):
+    if len(no_id) < no_id_total:
+        st.caption(
+            f"Hiện {len(no_id)} học sinh đầu tiên (theo mã trường); xem đủ danh sách ở phần "
+            "chi tiết từng trường."
+        )
     if no_id:
         st.dataframe(
             pd.DataFrame(

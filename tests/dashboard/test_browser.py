@@ -1,15 +1,18 @@
-"""One real-browser smoke test: ``streamlit run dashboard/app.py`` on a free localhost port,
+"""One real-browser test: ``streamlit run dashboard/app.py`` on a free localhost port,
 Debian's chromium driven by playwright (no downloaded browser).
 
-A principal signs in, opens the signing queue, signs everything in it with one
-confirmation and sees the result; the district officer then sees the school's records
-signed by the principal. Screenshots go to ``test-artifacts/``; with
+The district officer downloads the district table (CSV); DH01's principal selects one
+class in the signing queue, signs it with one confirmation and sees the per-record
+result; the district officer downloads the table again and DH01's numbers have moved by
+exactly that class (DH02's have not). Screenshots go to ``test-artifacts/``; with
 ``HOCBA_DOC_SCREENSHOTS=1`` the user guide's screenshots in ``docs/images/`` are
 refreshed too.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 import socket
@@ -55,14 +58,14 @@ DOCS = os.environ.get("HOCBA_DOC_SCREENSHOTS") == "1"
 
 @pytest.fixture
 def server(engine, pg_url: str, schema_name: str, tmp_path: Path) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A demo district and the app serving it: one school of 20 pupils whose June records
-    wait for the principal; for the user guide's screenshots (``HOCBA_DOC_SCREENSHOTS=1``)
-    three schools of 60, one of them already issued."""
+    """A demo district and the app serving it: two schools of 20 pupils, DH01's June
+    records waiting for the principal; for the user guide's screenshots
+    (``HOCBA_DOC_SCREENSHOTS=1``) three schools of 60, DH02 already issued."""
     home = tmp_path / "home"
     if DOCS:
         prepare(lambda: db.session_scope(engine), home, 3, 60, issued_school="DH02")
     else:
-        prepare(lambda: db.session_scope(engine), home, schools=1, pupils=20)
+        prepare(lambda: db.session_scope(engine), home, schools=2, pupils=20)
     port = _free_port()
     env = {
         **os.environ,
@@ -134,40 +137,76 @@ def _open(page, title: str) -> None:  # type: ignore[no-untyped-def]
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=20_000)
 
 
-def test_principal_signs_the_queue_and_the_district_sees_it(server: str) -> None:
+def _district_table(page) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+    """The district page's table as the officer downloads it (CSV), by school code."""
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Tải bảng (CSV)").click()
+    data = Path(info.value.path()).read_text(encoding="utf-8-sig")
+    return {row["Mã trường"]: row for row in csv.DictReader(io.StringIO(data))}
+
+
+def _as_officer(page, url: str, shot: str) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+    _sign_in(page, url, "phong.dh")
+    _open(page, "Huyện")
+    expect = playwright.expect
+    expect(page.get_by_role("heading", name="Tiến độ học bạ số của các trường")).to_be_visible()
+    expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+    _shot(page, shot)
+    table = _district_table(page)
+    page.get_by_role("button", name="Đăng xuất").click()
+    return table
+
+
+def test_principal_signs_a_class_and_the_district_sees_it(server: str) -> None:
     expect = playwright.expect
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100}, locale="vi-VN")
+        page = browser.new_page(
+            viewport={"width": 1400, "height": 1100}, locale="vi-VN", accept_downloads=True
+        )
         page.set_default_timeout(20_000)
         page.goto(server)
         expect(page.get_by_text("Học bạ số cấp tiểu học")).to_be_visible()
         _shot(page, "dang_nhap")
+        before = _as_officer(page, server, "huyen_truoc")
+        assert int(before["DH01"]["GVCN đã ký"]) > 0
+        assert int(before["DH01"]["HT đã ký"]) == 0
 
         _sign_in(page, server, "dh01.ht")
         _open(page, "Hàng chờ ký")
         expect(page.get_by_role("heading", name="Hàng chờ ký")).to_be_visible()
-        expect(page.get_by_text("Đang chờ ký")).to_be_visible()
+        waiting = int(page.locator('[data-testid="stMetricValue"]').first.inner_text())
+        assert waiting == int(before["DH01"]["GVCN đã ký"])
         _shot(page, "hang_cho_ky")
-
+        page.locator('[data-testid="stMultiSelect"]').filter(has_text="Lớp").click()
+        page.get_by_role("option", name="1A", exact=True).click()
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(500)
+        page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached")
         sign = page.get_by_role("button", name="Ký ").filter(has_text="học bạ").last
-        label = sign.inner_text()
+        expect(sign).not_to_have_text(f"Ký {waiting} học bạ")  # one class, not everything
+        signed = int(sign.inner_text().split()[1])
+        assert 0 < signed < waiting
+        expect(page.get_by_text("của 1 lớp")).to_be_visible()
+        _shot(page, "hang_cho_ky_chon_lop")
         page.get_by_label("Mật khẩu tệp khóa / mã PIN", exact=True).fill(DEMO_PASSWORD)
-        sign.click()
-        expect(page.get_by_text("Kết quả lần ký gần nhất")).to_be_visible(timeout=60_000)
-        expect(page.get_by_text("Không còn học bạ nào chờ ký")).to_be_visible()
+        sign.click()  # the one confirmation
+        expect(
+            page.get_by_text(f"Kết quả lần ký gần nhất: {signed}/{signed} thành công")
+        ).to_be_visible(timeout=60_000)
+        expect(page.locator('[data-testid="stMetricValue"]').first).to_have_text(
+            str(waiting - signed)
+        )
         _shot(page, "hang_cho_ky_ket_qua")
-        signed = int(label.split()[1])
-        assert signed > 0
-
         page.get_by_role("button", name="Đăng xuất").click()
-        _sign_in(page, server, "phong.dh")
-        _open(page, "Huyện")
-        expect(page.get_by_role("heading", name="Tiến độ học bạ số của các trường")).to_be_visible()
-        table = page.locator('[data-testid="stDataFrame"]').first
-        expect(table).to_be_visible()
-        _shot(page, "huyen")
+
+        after = _as_officer(page, server, "huyen")
+        assert int(after["DH01"]["HT đã ký"]) == signed
+        assert int(after["DH01"]["GVCN đã ký"]) == int(before["DH01"]["GVCN đã ký"]) - signed
+        assert after["DH02"] == before["DH02"]
         if DOCS:
+            _sign_in(page, server, "phong.dh")
+            _open(page, "Huyện")
             _guide_screenshots(page, server)
         browser.close()
 
@@ -214,3 +253,5 @@ def _guide_screenshots(page, url: str) -> None:  # type: ignore[no-untyped-def]
     _sign_in(page, url, "dh02.vt")
     _open(page, "Đóng dấu, phát hành")
     _shot(page, "dong_dau")
+    _open(page, "Chuyển trường")
+    _shot(page, "chuyen_truong")
