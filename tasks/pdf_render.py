@@ -81,6 +81,7 @@ from reportlab.platypus import (
     Table,
     TableStyle,
 )
+from reportlab.platypus.tables import CellStyle
 
 from hocba.tasks.record_xml import (
     RecordDocument,
@@ -202,6 +203,7 @@ def register_fonts() -> None:
             data = folder.joinpath(file_name).read_bytes()
             font = TTFont(name, io.BytesIO(data))
             font.face.addSubsetObjects = partial(_add_subset_objects, font.face)
+            font.addObjects = partial(_add_font_objects, font)
             pdfmetrics.registerFont(font)
         pdfmetrics.registerFontFamily(
             FONT_REGULAR,
@@ -242,6 +244,47 @@ def _subset_file(face: Any, subset: tuple[int, ...]) -> tuple[bytes, int]:
     """A TrueType subset of ``face`` (ReportLab's ``makeSubset``), Flate-compressed."""
     raw = face.makeSubset(list(subset))
     return zlib.compress(raw), len(raw)
+
+
+@lru_cache(maxsize=64)
+def _font_tables(face: Any, base_font_name: str, subset: tuple[int, ...]) -> tuple[bytes, bytes]:
+    """A subset's ``/Widths`` array, formatted, and its compressed ``/ToUnicode`` CMap."""
+    widths = pdfdoc.PDFArray(list(map(face.getCharWidth, subset))).format(None)
+    cmap = zlib.compress(ttfonts.makeToUnicodeCMap(base_font_name, list(subset)).encode("ascii"))
+    return widths, cmap
+
+
+def _add_font_objects(font: TTFont, doc: Any) -> None:
+    """ReportLab's ``TTFont.addObjects`` (one simple TrueType font per subset of 256
+    characters) with each subset's width table and ``/ToUnicode`` CMap made once per
+    process (:func:`_font_tables`); see :func:`_add_subset_objects` for the font file."""
+    if not doc.compression:
+        TTFont.addObjects(font, doc)
+        return
+    state = font.state.get(doc) or font._assignState(doc)
+    state.frozen = 1
+    face = font.face
+    for n, subset in enumerate(state.subsets):
+        internal_name = font.getSubsetInternalName(n, doc)[1:]
+        base_font_name = b"".join((ttfonts.SUBSETN(n), b"+", face.name, face.subfontNameX)).decode(
+            "pdfdoc"
+        )
+        widths, cmap = _font_tables(face, base_font_name, tuple(subset))
+        pdf_font = pdfdoc.PDFTrueTypeFont()
+        pdf_font.Name = internal_name
+        pdf_font.BaseFont = base_font_name
+        pdf_font.FirstChar = 0
+        pdf_font.LastChar = len(subset) - 1
+        pdf_font.Widths = widths  # bytes are written as they are
+        cmap_stream = pdfdoc.PDFStream(
+            pdfdoc.PDFDictionary({"Filter": pdfdoc.PDFArray([pdfdoc.PDFName("FlateDecode")])}),
+            cmap,
+        )
+        pdf_font.ToUnicode = doc.Reference(cmap_stream, "toUnicodeCMap:" + base_font_name)
+        pdf_font.FontDescriptor = face.addSubsetObjects(doc, base_font_name, subset)
+        doc.Reference(pdf_font, internal_name)
+        doc.idToObject["BasicFonts"].dict[internal_name] = pdf_font
+    del font.state[doc]
 
 
 def _add_subset_objects(face: Any, doc: Any, fontname: str, subset: list[int]) -> Any:
@@ -453,19 +496,34 @@ def _cell(text: object, width: float, *, font: str = FONT_REGULAR) -> str | Para
     return _para(value, _CELL, "b" if font == FONT_BOLD else "")
 
 
+class _GridCell(CellStyle):
+    """The cell style of every grid table: ReportLab applies a style command cell by cell,
+    so the settings all cells share are this class's defaults instead of commands."""
+
+    fontname = FONT_REGULAR
+    fontsize = _CELL_FONT_SIZE
+    leading = 13
+    color = INK
+    valign = "MIDDLE"
+    topPadding = 3
+    bottomPadding = 4
+    leftPadding = _CELL_PADDING
+    rightPadding = _CELL_PADDING
+
+
+def _grid_table(
+    data: list[list[Any]], widths: Sequence[float], style: TableStyle, **kw: Any
+) -> Table:
+    """A table with :class:`_GridCell` cells (use with :func:`_grid_style`)."""
+    cells = [[_GridCell("") for _ in row] for row in data]
+    return Table(data, colWidths=list(widths), style=style, cellStyles=cells, **kw)
+
+
 def _grid_style(*, header_rows: int = 1) -> TableStyle:
+    """Lines and the header row of a grid table (the cells' own settings: :class:`_GridCell`)."""
     commands: list[tuple[Any, ...]] = [
-        ("FONTNAME", (0, 0), (-1, -1), FONT_REGULAR),
-        ("FONTSIZE", (0, 0), (-1, -1), _CELL_FONT_SIZE),
-        ("LEADING", (0, 0), (-1, -1), 13),
-        ("TEXTCOLOR", (0, 0), (-1, -1), INK),
         ("GRID", (0, 0), (-1, -1), 0.6, GRID),
         ("BOX", (0, 0), (-1, -1), 1.0, INK),
-        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
-        ("TOPPADDING", (0, 0), (-1, -1), 3),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
-        ("LEFTPADDING", (0, 0), (-1, -1), _CELL_PADDING),
-        ("RIGHTPADDING", (0, 0), (-1, -1), _CELL_PADDING),
     ]
     if header_rows:
         last = header_rows - 1
@@ -521,9 +579,23 @@ class _QrCode(Flowable):
         canv.restoreState()
 
 
-def _qr_modules(value: str) -> list[list[bool]]:
+@lru_cache(maxsize=1)
+def _qr_encoder() -> Any:
+    """ReportLab's QR encoder, with its Reed-Solomon generator polynomials memoised: it
+    rebuilds the one for a block's error-correction length (a pure function of that
+    length) for every block of every symbol, a third of the encoding time."""
     from reportlab.graphics.barcode import qrencoder
 
+    polynomial = qrencoder.QRUtil.getErrorCorrectPolynomial
+    if not hasattr(polynomial, "cache_info"):
+        qrencoder.QRUtil.getErrorCorrectPolynomial = staticmethod(
+            lru_cache(maxsize=None)(polynomial)
+        )
+    return qrencoder
+
+
+def _qr_modules(value: str) -> list[list[bool]]:
+    qrencoder = _qr_encoder()
     code = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.M)
     code.addData(value)
     try:
@@ -756,7 +828,7 @@ def _field_table(rows: Sequence[Sequence[object]], widths: Sequence[float]) -> T
     for column in range(0, len(widths), 2):
         style.add("BACKGROUND", (column, 0), (column, -1), SHADE)
     style.add("FONTNAME", (1, 0), (1, 0), FONT_BOLD)
-    return Table(data, colWidths=list(widths), style=style)
+    return _grid_table(data, widths, style)
 
 
 def _study_history(book: _Book) -> Table:
@@ -797,7 +869,7 @@ def _study_history(book: _Book) -> Table:
     style = _grid_style()
     for column in (0, 1, 3, 4):
         style.add("ALIGN", (column, 1), (column, -1), "CENTER")
-    return Table(data, colWidths=widths, style=style, repeatRows=1)
+    return _grid_table(data, widths, style, repeatRows=1)
 
 
 def _info_page(book: _Book) -> list[Flowable]:
@@ -909,7 +981,7 @@ def _levels_table(
         style.add("SPAN", (0, row), (1, row))
         comment = escape(_str(year.summary(comment_field))) or "—"
         data.append([Paragraph(f"<i>Nhận xét:</i> {comment}", _CELL), ""])
-    return Table(data, colWidths=widths, style=style)
+    return _grid_table(data, widths, style)
 
 
 def _subjects_table(year: BookYear) -> Table:
@@ -938,7 +1010,7 @@ def _subjects_table(year: BookYear) -> Table:
     style.add("ALIGN", (0, 1), (0, -1), "CENTER")
     style.add("ALIGN", (2, 1), (3, -1), "CENTER")
     style.add("FONTNAME", (2, 1), (2, -1), FONT_BOLD)
-    return Table(data, colWidths=widths, style=style, repeatRows=1)
+    return _grid_table(data, widths, style, repeatRows=1)
 
 
 _CELL_HEAD = ParagraphStyle("cellhead", parent=_CELL, fontName=FONT_BOLD, alignment=TA_CENTER)

@@ -946,6 +946,51 @@ def _sign_directly(
     would write (the stamps' form XObjects directly as the widgets' appearances). ``None``
     when ``pdf`` is not a single-revision file with an xref table and without a form,
     attachments or annotations on the signature page (then pyHanko signs it)."""
+    certified = _certify(pdf, reader, record_xml, book, principal)
+    return None if certified is None else _seal(certified, book, seal)
+
+
+@dataclass(frozen=True)
+class _Certified:
+    """Revision 1 written and signed, and what revision 2 refers to."""
+
+    pdf: bytes
+    startxref: int
+    next_number: int
+    root: int
+    info: int
+    first_id: bytes
+    page: generic.IndirectObject
+    seal_field: int
+    lock: int
+
+
+def _trailer_entries(
+    revision: Revision, root: int, info: int, first_id: bytes
+) -> dict[str, generic.PdfObject]:
+    """The trailer of a revision: the document's first ID kept, the second one new."""
+    second = hashlib.md5(b"".join(revision.chunks), usedforsecurity=False).digest()
+    return {
+        "/Root": ref(root),
+        "/Info": ref(info),
+        "/ID": generic.ArrayObject(
+            [generic.ByteStringObject(first_id), generic.ByteStringObject(second)]
+        ),
+    }
+
+
+def _signing(signer: PortSigner, template: _CmsTemplate) -> Callable[[bytes], bytes]:
+    return lambda digest: template.fill_der(digest, signer._sign_attributes)
+
+
+def _certify(
+    pdf: bytes,
+    reader: PdfFileReader,
+    record_xml: bytes,
+    book: _BookSigning,
+    principal: tuple[PortSigner, _CmsTemplate],
+) -> _Certified | None:
+    """Revision 1 (``None`` if ``pdf`` is not as :func:`_sign_directly` needs it)."""
     trailer = reader.trailer_view
     root_ref, info_ref = trailer.raw_get("/Root"), trailer.raw_get("/Info")
     page_ref = book.placement.page_ref
@@ -1098,25 +1143,30 @@ def _sign_directly(
     )
     rev.add_object(root_ref.idnum, new_catalog)
 
-    def trailer_entries(revision: Revision) -> dict[str, generic.PdfObject]:
-        second = hashlib.md5(b"".join(revision.chunks), usedforsecurity=False).digest()
-        return {
-            "/Root": ref(root_ref.idnum),
-            "/Info": ref(info_ref.idnum),
-            "/ID": generic.ArrayObject(
-                [generic.ByteStringObject(first_id), generic.ByteStringObject(second)]
-            ),
-        }
-
-    def signing(signer: PortSigner, template: _CmsTemplate) -> Callable[[bytes], bytes]:
-        return lambda digest: template.fill_der(digest, signer._sign_attributes)
-
     certified = rev.finish(
-        base, trailer_entries(rev), startxref, signing(principal_signer, principal_template)
+        base,
+        _trailer_entries(rev, root_ref.idnum, info_ref.idnum, first_id),
+        startxref,
+        _signing(principal_signer, principal_template),
+    )
+    return _Certified(
+        pdf=certified,
+        startxref=rev.base_length + rev.length,
+        next_number=rev.next_number,
+        root=root_ref.idnum,
+        info=info_ref.idnum,
+        first_id=first_id,
+        page=page_ref,
+        seal_field=seal_field,
+        lock=lock,
     )
 
+
+def _seal(
+    certified: _Certified, book: _BookSigning, seal: tuple[PortSigner, _CmsTemplate]
+) -> bytes:
     # revision 2: the seal's signature in its field (FieldMDP /All, P=1: the lock)
-    seal_rev = Revision(base_length=len(certified), next_number=rev.next_number)
+    seal_rev = Revision(base_length=len(certified.pdf), next_number=certified.next_number)
     seal_objects = _appearance_objects(book.seal_appearance)
     seal_ap = seal_rev.allocate(len(seal_objects))
     seal_signature = seal_rev.allocate()
@@ -1135,15 +1185,15 @@ def _sign_directly(
         ),
         2 * seal_template.length,
     )
-    filled = _widget(SEAL_FIELD, book.seal_box, page_ref, seal_ap)
-    filled[generic.pdf_name("/Lock")] = ref(lock)
+    filled = _widget(SEAL_FIELD, book.seal_box, certified.page, seal_ap)
+    filled[generic.pdf_name("/Lock")] = ref(certified.lock)
     filled[generic.pdf_name("/V")] = ref(seal_signature)
-    seal_rev.add_object(seal_field, filled)
+    seal_rev.add_object(certified.seal_field, filled)
     return seal_rev.finish(
-        certified,
-        trailer_entries(seal_rev),
-        rev.base_length + rev.length,
-        signing(seal_signer, seal_template),
+        certified.pdf,
+        _trailer_entries(seal_rev, certified.root, certified.info, certified.first_id),
+        certified.startxref,
+        _signing(seal_signer, seal_template),
     )
 
 
