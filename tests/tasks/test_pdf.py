@@ -45,6 +45,7 @@ PUPIL = "Lê Minh Anh"
 OTHER_PUPIL = "Đặng Thuỳ Dương"
 TEACHER_CCCD = "001190012345"
 PRINCIPAL_CCCD = "001080054321"
+P12_PASSWORD = "mat-khau-thu-nghiem"  # the session test PKI's (tests/tasks/conftest.py)
 SUBJECT_LEVELS = {  # the subjects of the session's grade-4 record, with their levels
     "Tiếng Việt": "T",
     "Toán": "T",
@@ -417,6 +418,63 @@ def test_a_batch_reports_progress_and_signs_every_book(one_year, principal, seal
     )
     assert seen == [(1, 3), (2, 3), (3, 3)]
     assert all(embedded_record_xml(book) == one_year.latest for book in signed)
+
+
+def _stamp_text(pdf: bytes) -> str:
+    """The text of the signature stamps: the printed copy draws them into the page."""
+    return _text(print_class([pdf]), 4, 4)
+
+
+def test_cached_stamps_name_the_signer_of_each_book(one_year, signing_staff, seal) -> None:
+    """Stamps and containers are built once per signer and reused: a book signed by
+    another principal (same CCCD, another name) must still show that principal."""
+    other = signing_staff.signer(
+        signing_staff.pki.issue_person(
+            PRINCIPAL_CCCD,
+            "Vũ Thị Lan",
+            "Hiệu trưởng",
+            P12_PASSWORD,
+            organization="Trường Tiểu học Kim Đồng",
+            label="hieu-truong-moi",
+        )
+    )
+    pdf = render_book(one_year.years, verify_url=VERIFY_URL)
+    books = {
+        name: sign_pdf(pdf, principal=signer, seal=seal, record_xml=one_year.latest)
+        for name, signer in (
+            ("Trần Văn Đức", signing_staff.signer(signing_staff.principal)),
+            ("Vũ Thị Lan", other),
+            ("Trần Văn Đức again", signing_staff.signer(signing_staff.principal)),
+        )
+    }
+    first, second, third = (_stamp_text(book) for book in books.values())
+    assert "Ký bởi: Trần Văn Đức" in first and "Ký bởi: Vũ Thị Lan" not in first
+    assert "Ký bởi: Vũ Thị Lan" in second and "Ký bởi: Trần Văn Đức" not in second
+    assert "Ký bởi: Trần Văn Đức" in third and "Ký bởi: Vũ Thị Lan" not in third
+    for book in books.values():
+        report = _verify(book, signing_staff, Registry(*one_year.years))
+        assert report.verdict is Verdict.VALID, report.render_text()
+
+
+def test_a_rendering_updated_after_the_fact_is_still_signed(one_year, signing_staff) -> None:
+    """A rendering with a later revision is not what the direct writer expects: pyHanko
+    signs it, with the same result."""
+    writer = IncrementalPdfFileWriter(
+        io.BytesIO(render_book(one_year.years, verify_url=VERIFY_URL))
+    )
+    writer.trailer["/Info"]["/Keywords"] = generic.pdf_string("học bạ số, bản sửa")
+    writer.update_container(writer.trailer["/Info"])
+    updated = io.BytesIO()
+    writer.write(updated)
+    signed = sign_pdf(
+        updated.getvalue(),
+        principal=signing_staff.signer(signing_staff.principal),
+        seal=signing_staff.signer(signing_staff.school),
+        record_xml=one_year.latest,
+    )
+    assert PdfFileReader(io.BytesIO(signed)).total_revisions == 4
+    report = _verify(signed, signing_staff, Registry(*one_year.years))
+    assert report.verdict is Verdict.VALID, report.render_text()
 
 
 # --------------------------------------------------------------------------- verification
