@@ -686,6 +686,8 @@ def export(
         if row is None:
             err.print("[red]Không có học bạ đã phát hành với mã tra cứu này.[/red]")
             raise typer.Exit(1)
+        if pdf_as:
+            _book_signer(session, row[2], pdf_as)  # refused before anything is written
         audit.append(
             session,
             [
@@ -848,6 +850,19 @@ def correction_decide(
         )
 
 
+def _book_signer(session: Any, school: str, username: str) -> Any:
+    """The actor who signs the school's paper books: one who may sign its records at the CBQL
+    step (its principal or vice-principal), never someone of another school or district."""
+    from hocba.models.lifecycle import TRANSITIONS, load_grants
+
+    actor = _actor(session, username)
+    roles = load_grants(session, actor).roles_at(_school_id(session, school))
+    if not roles & TRANSITIONS["principal_sign"].roles:
+        err.print(f"[red]{actor.name} không có quyền ký bản PDF của trường {school}.[/red]")
+        raise typer.Exit(1)
+    return actor
+
+
 def _books(school: str, record_ids: list[int], principal_username: str) -> dict[int, bytes]:
     """Render and sign the books of the given records (principal + the school's seal)."""
     from hocba.models import certificates
@@ -856,7 +871,7 @@ def _books(school: str, record_ids: list[int], principal_username: str) -> dict[
 
     settings = load_settings()
     with db.session_scope() as session:
-        actor = _actor(session, principal_username)
+        actor = _book_signer(session, school, principal_username)
         key = certificates.staff_certificate(session, actor.staff_id)
         if key is None or not key.key_ref:
             err.print(f"[red]{actor.name} chưa có chứng thư số đã đăng ký.[/red]")

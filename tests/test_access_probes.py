@@ -1,0 +1,353 @@
+"""Access probes (issue 8 item 5): every CLI command that acts as a user, and every endpoint of
+the bundled province portal, tried for the user's own school and for another school or
+district. The other school's data must not leak and its actions must be refused; each probe
+has a control that the same command works for the user's own school (so a refusal is not
+just a broken command).
+
+CLI: a demo district of two schools (DH01, DH02) built once per module by ``hocba demo`` in a
+PostgreSQL schema of its own, plus a second district (``phong.khac``). What is checked after a
+refused command: its exit code and Vietnamese message, that the other school's records did not
+move and that its audit chain did not grow (nothing was done), and that no other school's
+pupil name or personal ID appears in the output.
+
+Commands without an acting user (``records``, ``status``, ``submit``, ``notify test``,
+``export`` of the XML, ``audit verify``) are operator commands run with the database's own
+credentials: they are not probed per user here.
+
+Portal: two schools with their own approved certificates on one portal; every transaction
+(1-6) tried by one school against the other's messages, records, registrations and requests,
+with the other's unit code and with its own, and with accounts, certificates and admin tokens
+that must not be accepted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+from typer.testing import CliRunner
+
+from hocba import db
+from hocba.cli import app
+from hocba.models import org
+from hocba.models.lifecycle import SYSTEM
+from hocba.models.records import create_drafts
+from hocba.tasks import importer
+from hocba.tasks.demo import DEMO_PASSWORD, demo_schools, school_rows
+
+_schemas = itertools.count()
+
+
+# ============================================================================ CLI
+@dataclass
+class Demo:
+    engine: Engine
+    home: Path
+    runner: CliRunner
+
+    def run(self, *args: str) -> Any:
+        return self.runner.invoke(app, list(args))
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+
+    def column(self, sql: str, **params: Any) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(text(sql), params).scalars())
+
+    def chain_length(self, school: str) -> int:
+        return int(self.scalar("SELECT seq FROM audit_head WHERE chain = :c", c=f"school:{school}"))
+
+    def states(self, school: str) -> dict[int, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT r.id, r.state FROM hoc_ba r JOIN school s ON s.id = r.school_id "
+                    "WHERE s.code = :c"
+                ),
+                {"c": school},
+            ).all()
+        return dict(rows)  # type: ignore[arg-type]
+
+    def secrets_of(self, school: str) -> list[str]:
+        """The other school's pupils' names and personal IDs: never in a refusal."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT p.full_name, p.cccd FROM pupil p JOIN enrolment e ON e.pupil_id = p.id "
+                    "JOIN school s ON s.id = e.school_id WHERE s.code = :c"
+                ),
+                {"c": school},
+            ).all()
+        return [v for row in rows for v in row if v]
+
+
+@pytest.fixture(scope="module")
+def demo(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """``hocba demo`` with two schools (signed, issued, submitted), and a second district."""
+    schema = f"probes_{os.getpid()}_{next(_schemas)}"
+    home = tmp_path_factory.mktemp("probes-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOCBA_DATABASE_URL", pg_url)
+        mp.setenv("HOCBA_DB_SCHEMA", schema)
+        mp.setenv("HOCBA_HOME", str(home))
+        mp.setenv("HOCBA_KEY_PASSPHRASE", DEMO_PASSWORD)
+        db.get_engine.cache_clear()
+        runner = CliRunner()
+        res = runner.invoke(
+            app,
+            ["demo", "--schools", "2", "--pupils-per-school", "12", "--year", "2024-2025"],
+        )
+        assert res.exit_code == 0, res.output
+        engine = db.make_engine(pg_url, schema)
+        with Session(engine) as s:
+            org.ensure_unit(s, "22-HX", "Huyện Khác", "district", "22")
+            org.ensure_staff(s, "phong.khac", "Trần Văn Khác", None, None)
+            org.grant(s, "phong.khac", "district_officer", unit_code="22-HX")
+            s.commit()
+        _pupils_in_review(engine, home, "DH02")
+        yield Demo(engine, home, runner)
+        engine.dispose()
+        db.get_engine().dispose()
+        db.get_engine.cache_clear()
+    admin = db.make_engine(pg_url, "public")
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}_portal" CASCADE'))
+    admin.dispose()
+
+
+def _pupils_in_review(engine: Engine, home: Path, code: str) -> None:
+    """Three new pupils at ``code`` whose records wait at the GVCN step (the demo has signed
+    and issued everything): imported and drafted the real way, then moved to ``reviewed``."""
+    school = next(s for s in demo_schools(2) if s.code == code)
+    with engine.connect() as conn:
+        used = set(conn.execute(text("SELECT cccd FROM pupil WHERE cccd IS NOT NULL")).scalars())
+    rows, _ = school_rows(school, 3, seed=99, year_start=2024, used_ids=used)
+    for i, row in enumerate(rows):
+        row["pupil_code"] = f"{code}24X{i:03d}"
+        row["entered_result"] = None
+    path = importer.write_workbook(home / "them.xlsx", rows, [])
+    with Session(engine) as s:
+        importer.import_file(s, path, code, "2024-2025", SYSTEM)
+        school_id = (
+            s.connection()
+            .execute(text("SELECT id FROM school WHERE code = :c"), {"c": code})
+            .scalar_one()
+        )
+        create_drafts(s, SYSTEM, [school_id])
+        s.commit()
+    with engine.begin() as conn:
+        conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
+        moved = conn.execute(
+            text(
+                "UPDATE hoc_ba SET state = 'reviewed' WHERE state IN ('draft', 'in_review') "
+                "AND school_id = :s"
+            ),
+            {"s": school_id},
+        ).rowcount
+    assert moved == 3
+
+
+def _refused(demo: Demo, res: Any, other: str = "DH02", message: str = "không có quyền") -> None:
+    assert res.exit_code != 0, res.output
+    flat = " ".join(res.output.split())
+    assert message in flat, flat
+    assert "Traceback" not in flat
+    for secret in demo.secrets_of(other):
+        assert secret not in res.output, f"{other}'s data in the output: {secret!r}"
+
+
+def _a_class(demo: Demo, school: str, state: str) -> str:
+    name = demo.scalar(
+        "SELECT c.name FROM hoc_ba r JOIN school_class c ON c.id = r.class_id "
+        "JOIN school s ON s.id = r.school_id WHERE s.code = :s AND r.state = :st "
+        "ORDER BY c.name LIMIT 1",
+        s=school,
+        st=state,
+    )
+    assert name, f"no {state} record at {school}"
+    return str(name)
+
+
+def _lookup_code(demo: Demo, school: str) -> str:
+    code = demo.scalar(
+        "SELECT r.lookup_code::text FROM hoc_ba r JOIN school s ON s.id = r.school_id "
+        "WHERE s.code = :s AND r.state = 'accepted' ORDER BY r.id LIMIT 1",
+        s=school,
+    )
+    assert code
+    return str(code)
+
+
+def test_signing_another_schools_records_is_refused_at_every_step(demo: Demo) -> None:
+    """GVCN, CBQL and seal: a DH01 person cannot sign DH02's records (and the DH02 person can)."""
+    klass = _a_class(demo, "DH02", "reviewed")
+    before, chain = demo.states("DH02"), demo.chain_length("DH02")
+    res = demo.run(
+        "sign", "--as", f"dh01.gv{klass.lower()}", "--slot", "gvcn", "--school", "DH02",
+        "--class", klass,
+    )  # fmt: skip
+    _refused(demo, res)
+    assert demo.states("DH02") == before and demo.chain_length("DH02") == chain
+
+    res = demo.run(
+        "sign", "--as", f"dh02.gv{klass.lower()}", "--slot", "gvcn", "--school", "DH02",
+        "--class", klass,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output  # control: the class's own teacher
+    signed = {r for r, s in demo.states("DH02").items() if s == "teacher_signed"}
+    assert signed
+
+    for user in ("dh01.ht", "dh01.pht", "dh02.vt", f"dh02.gv{klass.lower()}", "phong.dh"):
+        res = demo.run("sign", "--as", user, "--slot", "cbql", "--school", "DH02")
+        assert res.exit_code != 0, (user, res.output)
+        assert {r for r, s in demo.states("DH02").items() if s == "teacher_signed"} == signed
+    res = demo.run("sign", "--as", "dh02.ht", "--slot", "cbql", "--school", "DH02")
+    assert res.exit_code == 0, res.output
+
+    chain = demo.chain_length("DH02")
+    for user in ("dh01.vt", "dh01.ht", "phong.khac"):
+        res = demo.run("sign", "--as", user, "--slot", "seal", "--school", "DH02")
+        _refused(demo, res)
+        assert demo.chain_length("DH02") == chain
+        assert {r for r, s in demo.states("DH02").items() if s == "principal_signed"} == signed
+    res = demo.run("sign", "--as", "dh02.vt", "--slot", "seal", "--school", "DH02")
+    assert res.exit_code == 0, res.output
+    assert {r for r, s in demo.states("DH02").items() if s == "issued"} >= signed
+
+
+def test_paper_copies_are_signed_only_by_the_records_own_principal(
+    demo: Demo, tmp_path: Path
+) -> None:
+    """``print-class`` and ``export --pdf-as``: another school's principal would put their
+    signature (and the school's seal) on DH02's books."""
+    code = _lookup_code(demo, "DH02")
+    chain = demo.chain_length("DH02")
+    for user in ("dh01.ht", "phong.dh", "dh02.gv" + _a_class(demo, "DH02", "accepted").lower()):
+        res = demo.run(
+            "print-class", "--school", "DH02", "--as", user, "--out", str(tmp_path / user)
+        )
+        _refused(demo, res)
+        assert not (tmp_path / user).exists() or not list((tmp_path / user).iterdir())
+        res = demo.run("export", code, "--out", str(tmp_path / f"x-{user}"), "--pdf-as", user)
+        _refused(demo, res)
+        assert not list(tmp_path.glob(f"x-{user}/*.pdf"))
+    assert demo.chain_length("DH02") == chain
+    klass = _a_class(demo, "DH02", "accepted")
+    res = demo.run(
+        "print-class", "--school", "DH02", "--class", klass, "--as", "dh02.ht",
+        "--out", str(tmp_path / "own"),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output  # control
+    assert list((tmp_path / "own").glob("*.pdf"))
+    res = demo.run("export", code, "--out", str(tmp_path / "own-x"), "--pdf-as", "dh02.ht")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "own-x" / f"{code}.pdf").exists()
+
+
+def test_corrections_are_requested_and_decided_only_in_scope(demo: Demo) -> None:
+    code = _lookup_code(demo, "DH02")
+    requests = demo.scalar("SELECT count(*) FROM correction_request")
+    for user in ("dh01.ht", "dh01.vt", "phong.dh", "phong.khac"):
+        res = demo.run("correction", "request", code, "--as", user, "--reason", "Sai họ tên")
+        _refused(demo, res)
+    assert demo.scalar("SELECT count(*) FROM correction_request") == requests
+    res = demo.run("correction", "request", code, "--as", "dh02.ht", "--reason", "Sai họ tên")
+    assert res.exit_code == 0, res.output  # control
+    request_id = str(demo.scalar("SELECT max(id) FROM correction_request"))
+    for user in ("dh01.ht", "dh02.ht", "phong.khac"):
+        res = demo.run("correction", "decide", request_id, "--as", user)
+        _refused(demo, res)
+        assert (
+            demo.scalar("SELECT status FROM correction_request WHERE id = :i", i=int(request_id))
+            == "pending"
+        )
+    res = demo.run("correction", "decide", request_id, "--as", "phong.dh", "--reject", "Thử")
+    assert res.exit_code == 0, res.output  # control: the district's officer
+
+
+def test_transfers_are_exported_and_received_only_by_the_schools_own_staff(
+    demo: Demo, tmp_path: Path
+) -> None:
+    pupil = str(
+        demo.scalar(
+            "SELECT p.pupil_code FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
+            "JOIN school s ON s.id = r.school_id WHERE s.code = 'DH01' AND r.state = 'accepted' "
+            "ORDER BY r.id LIMIT 1"
+        )
+    )
+    transfers = demo.scalar("SELECT count(*) FROM transfer")
+    for user in ("dh02.ht", "dh02.vt", "phong.khac"):
+        out = tmp_path / f"{user}.zip"
+        res = demo.run(
+            "transfer", "export", pupil, "--to", "DH02", "--leaving-date", "15/01/2025",
+            "--as", user, "--out", str(out),
+        )  # fmt: skip
+        _refused(demo, res, other="DH01")
+        assert not out.exists()
+    assert demo.scalar("SELECT count(*) FROM transfer") == transfers
+    package = tmp_path / "own.zip"
+    res = demo.run(
+        "transfer", "export", pupil, "--to", "DH02", "--leaving-date", "15/01/2025",
+        "--as", "dh01.ht", "--out", str(package),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output  # control
+    received = demo.scalar("SELECT count(*) FROM received_record")
+    for user in ("dh01.ht", "dh01.vt", "phong.khac"):
+        res = demo.run(
+            "transfer", "receive", str(package), "--school", "DH02", "--as", user,
+            "--receipt-out", str(tmp_path / f"{user}.json"),
+        )  # fmt: skip
+        _refused(demo, res, other="DH01")
+        assert demo.scalar("SELECT count(*) FROM received_record") == received
+    res = demo.run(
+        "transfer", "receive", str(package), "--school", "DH02", "--as", "dh02.vt",
+        "--receipt-out", str(tmp_path / "receipt.json"),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output  # control
+    assert demo.scalar("SELECT count(*) FROM received_record") > received
+
+
+def test_certificates_are_approved_only_by_the_schools_district(demo: Demo) -> None:
+    with demo.engine.begin() as conn:  # a new seal waiting for approval at DH02
+        conn.execute(
+            text(
+                "INSERT INTO certificate (owner_kind, school_id, kind, provider, subject, "
+                "issuer, serial_number, sha256, not_before, not_after, der, key_ref, status) "
+                "SELECT owner_kind, school_id, kind, provider, subject, issuer, "
+                "serial_number || '01', md5(sha256) || md5(sha256 || 'x'), not_before, "
+                "not_after, der, key_ref, 'pending' FROM certificate c "
+                "WHERE c.school_id = (SELECT id FROM school WHERE code = 'DH02') "
+                "AND c.status = 'approved' LIMIT 1"
+            )
+        )
+    pending = "SELECT count(*) FROM certificate WHERE status = 'pending'"
+    assert demo.scalar(pending) == 1
+    for user in ("dh02.ht", "dh01.ht", "dh02.vt", "phong.khac"):
+        _refused(demo, demo.run("cert", "approve", "DH02", "--as", user))
+        assert demo.scalar(pending) == 1
+    res = demo.run("cert", "approve", "DH02", "--as", "phong.dh", "--reject", "Thử")
+    assert res.exit_code == 0, res.output  # control
+    assert demo.scalar(pending) == 0
+
+
+def test_unknown_users_and_json_outputs_do_not_leak(demo: Demo) -> None:
+    """An unknown account is refused before anything is read; the scoped listing of one
+    school holds no other school's pupils."""
+    res = demo.run("sign", "--as", "khong.ton.tai", "--slot", "cbql", "--school", "DH02")
+    assert res.exit_code == 2 and "Không có tài khoản" in res.output
+    rows = json.loads(demo.run("records", "--school", "DH01", "--json").output)
+    assert rows and {r["school_code"] for r in rows} == {"DH01"}
+    listing = json.dumps(rows, ensure_ascii=False)
+    for secret in demo.secrets_of("DH02"):
+        assert secret not in listing
