@@ -479,12 +479,27 @@ _CELL_FONT_SIZE = 10.5
 _CELL_PADDING = 5.0
 
 
+@lru_cache(maxsize=4096)
+def _parsed(body: str, style: ParagraphStyle) -> tuple[str, ParagraphStyle, tuple[Any, ...]]:
+    """ReportLab's parse of a paragraph's markup (its text, style and fragments)."""
+    prototype = Paragraph(body, style)
+    return prototype.text, prototype.style, tuple(prototype.frags)
+
+
+def _paragraph(body: str, style: ParagraphStyle) -> Paragraph:
+    """``Paragraph(body, style)`` with the markup parsed once per process (headings,
+    legends and labels repeat in every book); each paragraph gets its own copies of the
+    fragments, as layout may annotate them."""
+    text, parsed_style, frags = _parsed(body, style)
+    return Paragraph(text, parsed_style, frags=[frag.clone() for frag in frags])
+
+
 def _para(text: object, style: ParagraphStyle = _BODY, markup: str = "") -> Paragraph:
     """A paragraph of escaped ``text``, optionally wrapped in ``<b>`` / ``<i>`` markup."""
     body = escape(_str(text))
     for tag in markup:
         body = f"<{tag}>{body}</{tag}>"
-    return Paragraph(body, style)
+    return _paragraph(body, style)
 
 
 def _cell(text: object, width: float, *, font: str = FONT_REGULAR) -> str | Paragraph:
@@ -898,7 +913,7 @@ def _info_page(book: _Book) -> list[Flowable]:
         _para(book.lookup_code, _CODE),
         Spacer(1, 4),
         _para("Quét mã QR hoặc mở địa chỉ dưới đây để tra cứu và xác thực học bạ số:", _SMALL),
-        Paragraph(f"<font color='#1f3a68'>{escape(book.verify_link)}</font>", _SMALL),
+        _paragraph(f"<font color='#1f3a68'>{escape(book.verify_link)}</font>", _SMALL),
     ]
     lookup = Table(
         [[lookup_text, _QrCode(book.verify_link, qr_size)]],
@@ -980,7 +995,7 @@ def _levels_table(
         row = len(data)
         style.add("SPAN", (0, row), (1, row))
         comment = escape(_str(year.summary(comment_field))) or "—"
-        data.append([Paragraph(f"<i>Nhận xét:</i> {comment}", _CELL), ""])
+        data.append([_paragraph(f"<i>Nhận xét:</i> {comment}", _CELL), ""])
     return _grid_table(data, widths, style)
 
 
@@ -1089,13 +1104,13 @@ def _year_pages(year: BookYear, *, is_latest: bool) -> list[Flowable]:
     comment = year.summary("NHAN_XET_GVCN")
     if comment:
         story.append(
-            Paragraph(
+            _paragraph(
                 f"<i>Nhận xét của giáo viên chủ nhiệm:</i> {escape(_str(comment))}", _JUSTIFIED
             )
         )
     story += [
         _para("5. Khen thưởng", _HEADING),
-        Paragraph("<br/>".join(f"– {escape(str(a))}" for a in awards) or "Không", _BODY),
+        _paragraph("<br/>".join(f"– {escape(str(a))}" for a in awards) or "Không", _BODY),
         _para("6. Hoàn thành chương trình lớp học / chương trình tiểu học", _HEADING),
         _para(_completion(year), _BODY, "b"),
         Spacer(1, 14),
