@@ -1151,7 +1151,7 @@ def portal_serve(
     Tài khoản: mỗi trường một tài khoản (tên = mã trường, mật khẩu HOCBA_PORTAL_PASSWORD)."""
     import os
 
-    from hocba.portal import serve
+    from hocba.portal import PortalUser, serve
     from hocba.tasks.issuance import trust_anchors
 
     settings = load_settings()
@@ -1165,7 +1165,8 @@ def portal_serve(
         engine_or_url=db.database_url(settings),
         schema=f"{settings.schema}_portal",
         trusted_roots=trust_anchors(settings.home),
-        users=dict.fromkeys(codes, password),
+        # each school's account acts for its own unit only
+        users={code: PortalUser.with_password(password, [code]) for code in codes},
         auto_approve_certificates=auto_approve,
     )
 

@@ -12,7 +12,8 @@ What a transaction goes through, in order (the first failure answers):
    → HTTP 403, code ``02``.
 5. **Certificate**: it chains to the trust anchors, is valid now and allows signing; for
    transactions 1, 2, 5 and 6 it is the school's **approved** certificate (registered
-   through 3, approved by an admin or ``auto_approve_certificates``); for 4 it is a
+   through 3, approved by an admin, or by ``auto_approve_certificates`` when its subject
+   names the unit, ``serialNumber=MATRUONG:<ma_don_vi>``); for 4 it is a
    registered one; for 3 it is the one being registered → HTTP 403, code ``03``.
 6. **Resend**: transactions 1, 3 and 5 are stored per (ma_don_vi, messageid) with their
    answer; the same messageid with the same content gets the stored answer (nothing is
@@ -915,7 +916,9 @@ class ProvincePortal:
                     ngay_hieu_luc=values["ngay_hieu_luc"],
                     ma_kieu_chu_ky=values["ma_kieu_chu_ky"],
                     nha_phat_hanh=values["nha_phat_hanh"],
-                    approve=self.auto_approve_certificates,
+                    # auto-approval only for a certificate that names this very unit: a
+                    # person's certificate from the same CA stays pending for the Sở
+                    approve=self.auto_approve_certificates and envelope.ma_don_vi in schools,
                 )
                 answer = self._registration_answer(envelope, row)
                 self.store.set_answer(conn, message_pk, answer)

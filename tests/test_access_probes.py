@@ -22,9 +22,11 @@ that must not be accepted.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +42,12 @@ from hocba.cli import app
 from hocba.models import org
 from hocba.models.lifecycle import SYSTEM
 from hocba.models.records import create_drafts
+from hocba.portal import PortalUser, create_portal_app
 from hocba.tasks import importer
 from hocba.tasks.demo import DEMO_PASSWORD, demo_schools, school_rows
+from hocba.tasks.pki import TestPki
+from hocba.tasks.portal_client import PortalClient, PortalRefused, RevocationStatus
+from hocba.tasks.signing import SoftwareSigner
 
 _schemas = itertools.count()
 
@@ -194,16 +200,30 @@ def test_signing_another_schools_records_is_refused_at_every_step(demo: Demo) ->
     klass = _a_class(demo, "DH02", "reviewed")
     before, chain = demo.states("DH02"), demo.chain_length("DH02")
     res = demo.run(
-        "sign", "--as", f"dh01.gv{klass.lower()}", "--slot", "gvcn", "--school", "DH02",
-        "--class", klass,
-    )  # fmt: skip
+        "sign",
+        "--as",
+        f"dh01.gv{klass.lower()}",
+        "--slot",
+        "gvcn",
+        "--school",
+        "DH02",
+        "--class",
+        klass,
+    )
     _refused(demo, res)
     assert demo.states("DH02") == before and demo.chain_length("DH02") == chain
 
     res = demo.run(
-        "sign", "--as", f"dh02.gv{klass.lower()}", "--slot", "gvcn", "--school", "DH02",
-        "--class", klass,
-    )  # fmt: skip
+        "sign",
+        "--as",
+        f"dh02.gv{klass.lower()}",
+        "--slot",
+        "gvcn",
+        "--school",
+        "DH02",
+        "--class",
+        klass,
+    )
     assert res.exit_code == 0, res.output  # control: the class's own teacher
     signed = {r for r, s in demo.states("DH02").items() if s == "teacher_signed"}
     assert signed
@@ -245,9 +265,16 @@ def test_paper_copies_are_signed_only_by_the_records_own_principal(
     assert demo.chain_length("DH02") == chain
     klass = _a_class(demo, "DH02", "accepted")
     res = demo.run(
-        "print-class", "--school", "DH02", "--class", klass, "--as", "dh02.ht",
-        "--out", str(tmp_path / "own"),
-    )  # fmt: skip
+        "print-class",
+        "--school",
+        "DH02",
+        "--class",
+        klass,
+        "--as",
+        "dh02.ht",
+        "--out",
+        str(tmp_path / "own"),
+    )
     assert res.exit_code == 0, res.output  # control
     assert list((tmp_path / "own").glob("*.pdf"))
     res = demo.run("export", code, "--out", str(tmp_path / "own-x"), "--pdf-as", "dh02.ht")
@@ -290,30 +317,62 @@ def test_transfers_are_exported_and_received_only_by_the_schools_own_staff(
     for user in ("dh02.ht", "dh02.vt", "phong.khac"):
         out = tmp_path / f"{user}.zip"
         res = demo.run(
-            "transfer", "export", pupil, "--to", "DH02", "--leaving-date", "15/01/2025",
-            "--as", user, "--out", str(out),
-        )  # fmt: skip
+            "transfer",
+            "export",
+            pupil,
+            "--to",
+            "DH02",
+            "--leaving-date",
+            "15/01/2025",
+            "--as",
+            user,
+            "--out",
+            str(out),
+        )
         _refused(demo, res, other="DH01")
         assert not out.exists()
     assert demo.scalar("SELECT count(*) FROM transfer") == transfers
     package = tmp_path / "own.zip"
     res = demo.run(
-        "transfer", "export", pupil, "--to", "DH02", "--leaving-date", "15/01/2025",
-        "--as", "dh01.ht", "--out", str(package),
-    )  # fmt: skip
+        "transfer",
+        "export",
+        pupil,
+        "--to",
+        "DH02",
+        "--leaving-date",
+        "15/01/2025",
+        "--as",
+        "dh01.ht",
+        "--out",
+        str(package),
+    )
     assert res.exit_code == 0, res.output  # control
     received = demo.scalar("SELECT count(*) FROM received_record")
     for user in ("dh01.ht", "dh01.vt", "phong.khac"):
         res = demo.run(
-            "transfer", "receive", str(package), "--school", "DH02", "--as", user,
-            "--receipt-out", str(tmp_path / f"{user}.json"),
-        )  # fmt: skip
+            "transfer",
+            "receive",
+            str(package),
+            "--school",
+            "DH02",
+            "--as",
+            user,
+            "--receipt-out",
+            str(tmp_path / f"{user}.json"),
+        )
         _refused(demo, res, other="DH01")
         assert demo.scalar("SELECT count(*) FROM received_record") == received
     res = demo.run(
-        "transfer", "receive", str(package), "--school", "DH02", "--as", "dh02.vt",
-        "--receipt-out", str(tmp_path / "receipt.json"),
-    )  # fmt: skip
+        "transfer",
+        "receive",
+        str(package),
+        "--school",
+        "DH02",
+        "--as",
+        "dh02.vt",
+        "--receipt-out",
+        str(tmp_path / "receipt.json"),
+    )
     assert res.exit_code == 0, res.output  # control
     assert demo.scalar("SELECT count(*) FROM received_record") > received
 
@@ -351,3 +410,263 @@ def test_unknown_users_and_json_outputs_do_not_leak(demo: Demo) -> None:
     listing = json.dumps(rows, ensure_ascii=False)
     for secret in demo.secrets_of("DH02"):
         assert secret not in listing
+
+
+# ============================================================================ portal
+def _load_portal_tests() -> Any:
+    """tests/portal/test_portal.py, for its test PKI, issued records and served portal."""
+    path = Path(__file__).parent / "portal" / "test_portal.py"
+    spec = importlib.util.spec_from_file_location("_hocba_probe_portal_tests", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+P = _load_portal_tests()
+school = P.school  # fixtures: the test PKI (school A: P.SCHOOL; B: 79000999) ...
+issue = P.issue  # ... fully signed records of school A ...
+server = P.server  # ... one uvicorn per module
+OTHER = "79000999"
+SHARED = "so-chung"  # a province-wide account (may act for any unit)
+
+
+@dataclass
+class Portal:
+    url: str
+    running: Any
+    a: Any  # school A's client: its account, its approved seal
+    b: Any  # school B's client
+    records: list[bytes]  # A's accepted records
+    message_a: str  # A's submission
+    request_a: str  # A's revocation request
+    registration_a: str  # A's certificate registration (ma_dang_ky)
+    secrets: list[str]  # names and personal IDs of A's pupils
+    clients: list[Any]
+
+    def client(self, user: str, unit: str, signer: Any, password: str = "") -> Any:
+        c = PortalClient(
+            self.url,
+            user,
+            password or P.PORTAL_PASSWORD,
+            unit,
+            signer,
+            timeout=10.0,
+            retries=0,
+            nam_hoc=P.YEAR,
+        )
+        self.clients.append(c)
+        return c
+
+    def refused(self, call: Any, status: int, code: str) -> Any:
+        with pytest.raises(PortalRefused) as refused:
+            call()
+        answer = refused.value.answer
+        assert (answer.status_code, answer.response_code) == (status, code), answer
+        body = json.dumps(answer.data, ensure_ascii=False)
+        for secret in [*self.secrets, self.registration_a]:  # (identifiers asked are echoed)
+            assert secret not in body, f"A's {secret!r} in an answer to someone else"
+        return answer
+
+
+@pytest.fixture
+def portal(pg_url: str, school: Any, issue: Any, server: Any) -> Iterator[Portal]:
+    """A portal with two schools' accounts bound to their units, a province-wide account,
+    both schools' seals approved, and A's submission and revocation request on file."""
+    url, dispatch = server
+    schema = f"probe_portal_{os.getpid()}_{next(_schemas)}"
+    app_ = create_portal_app(
+        pg_url,
+        schema,
+        trusted_roots=[school.pki.root_certificate],
+        users={
+            P.USER: PortalUser.with_password(P.PORTAL_PASSWORD, [P.SCHOOL]),
+            "truong-khac": PortalUser.with_password(P.PORTAL_PASSWORD, [OTHER]),
+            SHARED: P.PORTAL_PASSWORD,
+        },
+        admin_token=P.ADMIN,
+    )
+    dispatch.app = app_
+    running = P.RunningPortal(url, app_.state.portal)
+    clients: list[Any] = []
+    probe = Portal(url, running, None, None, [], "", "", "", [], clients)
+    probe.a = probe.client(P.USER, P.SCHOOL, school.seal)
+    probe.b = probe.client("truong-khac", OTHER, school.other_school)
+    for c in (probe.a, probe.b):
+        registration = c.register_certificate()
+        running.admin("POST", f"/admin/certificates/{registration.ma_dang_ky}/approve")
+    probe.registration_a = probe.a.query_registration().ma_dang_ky
+    probe.records = issue(3)
+    package = P._one_package(probe.records)
+    assert probe.a.submit(package).data["so_tiep_nhan"] == 3
+    probe.message_a = package.message_id
+    probe.request_a = probe.a.request_revocation([P._revocation_item(probe.records[2])]).ma_yeu_cau
+    probe.secrets = [
+        v
+        for r in probe.a.query_submission(package.message_id)
+        for v in (r.ten_hoc_sinh, r.so_cccd)
+        if v
+    ]
+    assert len(probe.secrets) == 6
+    yield probe
+    for c in clients:
+        c.close()
+    dispatch.app = None
+    running.portal.store.drop()
+    running.portal.store.engine.dispose()
+
+
+def test_portal_another_school_cannot_read_or_act_on_a_schools_data(
+    portal: Portal, school: Any
+) -> None:
+    """School B, with its own approved seal and account, against A's messages, records,
+    registration and revocation request: as itself (not found / refused), and naming A's
+    unit (its account may not; the province-wide account may, but B's seal is not A's)."""
+    a, b, running = portal.a, portal.b, portal.running
+    accepted = running.count("record", state="accepted")
+    # transaction 2: A's submission
+    portal.refused(lambda: b.query_submission(portal.message_a), 404, "06")
+    as_a = portal.client("truong-khac", P.SCHOOL, school.other_school)
+    portal.refused(lambda: as_a.query_submission(portal.message_a), 401, "01")
+    shared_a = portal.client(SHARED, P.SCHOOL, school.other_school)
+    portal.refused(lambda: shared_a.query_submission(portal.message_a), 403, "03")
+    # transaction 1: A's records sent as B's are all rejected, nothing stored for B
+    package = P._one_package(portal.records, nonce="b")
+    answer = b.submit(package)
+    assert (answer.data["so_tiep_nhan"], answer.data["so_tu_choi"]) == (0, 3)
+    results = b.query_submission(package.message_id)
+    assert {r.error for r in results} == {"SCHOOL_MISMATCH"}
+    assert not any(portal.message_a in (r.error_description or "") for r in results)
+    portal.refused(lambda: shared_a.submit(P._one_package(portal.records, nonce="c")), 403, "03")
+    # transaction 3: B's seal registered for A
+    portal.refused(lambda: shared_a.register_certificate(), 403, "03")
+    # transaction 4: A's registration
+    serial_a = format(school.seal.certificate.serial_number, "X")
+    portal.refused(lambda: b.query_registration(serial_a), 404, "06")
+    portal.refused(lambda: shared_a.query_registration(serial_a), 403, "03")
+    # transaction 5: revoking A's accepted record
+    item = P._revocation_item(portal.records[0])
+    refused = portal.refused(lambda: b.request_revocation([item]), 422, "04")
+    assert refused.error == "UNKNOWN_RECORD"
+    portal.refused(lambda: shared_a.request_revocation([item]), 403, "03")
+    # transaction 6: A's revocation request
+    portal.refused(lambda: b.query_revocation(portal.request_a), 404, "06")
+    portal.refused(lambda: shared_a.query_revocation(portal.request_a), 403, "03")
+    assert running.count("record", state="accepted") == accepted
+    assert running.count("revocation_request") == 1
+    # controls: A itself sees all of it
+    assert len(a.query_submission(portal.message_a)) == 3
+    assert a.query_revocation(portal.request_a).ma_yeu_cau == portal.request_a
+    assert a.query_registration(serial_a).approved
+
+
+def test_portal_refuses_wrong_accounts_and_certificates(
+    portal: Portal, school: Any, tmp_path: Path
+) -> None:
+    """Wrong password, unknown account, a seal never approved, a person's certificate, a
+    certificate of another CA: every transaction refused before any data is read."""
+    rogue = TestPki.init(tmp_path / "rogue-ca")  # same names, another CA
+    rogue_seal = SoftwareSigner.from_pkcs12(
+        rogue.issue_school(P.SCHOOL, P.R.SCHOOL_NAME, P.R.PASSWORD).p12_path, P.R.PASSWORD
+    )
+    attempts = {
+        "wrong password": (portal.client(P.USER, P.SCHOOL, school.seal, "sai"), 401, "01"),
+        "unknown account": (portal.client("ai-do", P.SCHOOL, school.seal), 401, "01"),
+        "unapproved seal": (portal.client(P.USER, P.SCHOOL, school.seal_2), 403, "03"),
+        "a person's certificate": (portal.client(P.USER, P.SCHOOL, school.principal), 403, "03"),
+        "another CA": (portal.client(P.USER, P.SCHOOL, rogue_seal), 403, "03"),
+    }
+    item = P._revocation_item(portal.records[0])
+    serial_a = format(school.seal.certificate.serial_number, "X")
+    for what, (client, status, code) in attempts.items():
+        package = P._one_package(portal.records[:1], nonce=what)
+        for call in (
+            lambda c=client, p=package: c.submit(p),
+            lambda c=client: c.query_submission(portal.message_a),
+            lambda c=client: c.query_registration(serial_a),
+            lambda c=client: c.request_revocation([item]),
+            lambda c=client: c.query_revocation(portal.request_a),
+        ):
+            portal.refused(call, status, code)
+    assert portal.running.count("revocation_request") == 1
+    assert portal.running.count("message") == 4  # two registrations, A's submission, A's request
+    # a person's certificate (or the rogue seal) registered for A stays pending: no approval
+    # without the Sở, so it never acts for the school
+    person = portal.client(SHARED, P.SCHOOL, school.principal)
+    assert person.register_certificate().trang_thai == "pending"
+    portal.refused(lambda: person.query_submission(portal.message_a), 403, "03")
+
+
+def test_portal_auto_approval_only_for_a_certificate_naming_the_unit(
+    pg_url: str, school: Any, server: Any
+) -> None:
+    """``hocba portal serve`` auto-approves registrations (demo): a person's certificate, or
+    another school's, registered for a unit must not become that unit's seal."""
+    url, dispatch = server
+    schema = f"probe_portal_{os.getpid()}_{next(_schemas)}"
+    app_ = create_portal_app(
+        pg_url,
+        schema,
+        trusted_roots=[school.pki.root_certificate],
+        users={SHARED: P.PORTAL_PASSWORD},
+        admin_token=P.ADMIN,
+        auto_approve_certificates=True,
+    )
+    dispatch.app = app_
+    try:
+        with (
+            PortalClient(
+                url,
+                SHARED,
+                P.PORTAL_PASSWORD,
+                P.SCHOOL,
+                school.teacher,
+                timeout=10.0,
+                retries=0,
+                nam_hoc=P.YEAR,
+            ) as teacher,
+            PortalClient(
+                url,
+                SHARED,
+                P.PORTAL_PASSWORD,
+                P.SCHOOL,
+                school.seal,
+                timeout=10.0,
+                retries=0,
+                nam_hoc=P.YEAR,
+            ) as seal,
+        ):
+            assert teacher.register_certificate().trang_thai == "pending"
+            with pytest.raises(PortalRefused) as refused:
+                teacher.query_submission("khong-co")
+            assert refused.value.answer.response_code == "03"
+            assert seal.register_certificate().trang_thai == "approved"  # control
+    finally:
+        dispatch.app = None
+        app_.state.portal.store.drop()
+        app_.state.portal.store.engine.dispose()
+
+
+def test_portal_admin_endpoints_need_the_admin_token(portal: Portal) -> None:
+    import httpx
+
+    for method, path in (
+        ("GET", "/admin/faults"),
+        ("PUT", "/admin/faults"),
+        ("GET", "/admin/stats"),
+        ("GET", "/admin/certificates"),
+        ("POST", f"/admin/certificates/{portal.registration_a}/reject"),
+        ("GET", "/admin/revocations"),
+        ("POST", f"/admin/revocations/{portal.request_a}/accept"),
+    ):
+        for headers in ({}, {"X-Admin-Token": "sai"}, {"X-Admin-Token": ""}):
+            kwargs: dict[str, Any] = {"json": {}} if method != "GET" else {}
+            response = httpx.request(
+                method, f"{portal.url}{path}", headers=headers, timeout=10, **kwargs
+            )
+            assert response.status_code in (401, 403, 422), (method, path, response.text)
+            for secret in portal.secrets:
+                assert secret not in response.text
+    assert portal.a.query_registration().approved  # nothing was decided
+    assert portal.a.query_revocation(portal.request_a).trang_thai == RevocationStatus.PENDING
