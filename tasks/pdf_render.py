@@ -204,6 +204,7 @@ def register_fonts() -> None:
             font = TTFont(name, io.BytesIO(data))
             font.face.addSubsetObjects = partial(_add_subset_objects, font.face)
             font.addObjects = partial(_add_font_objects, font)
+            font.splitString = partial(_split_string, font)
             pdfmetrics.registerFont(font)
         pdfmetrics.registerFontFamily(
             FONT_REGULAR,
@@ -244,6 +245,22 @@ def _subset_file(face: Any, subset: tuple[int, ...]) -> tuple[bytes, int]:
     """A TrueType subset of ``face`` (ReportLab's ``makeSubset``), Flate-compressed."""
     raw = face.makeSubset(list(subset))
     return zlib.compress(raw), len(raw)
+
+
+def _split_string(font: TTFont, text: Any, doc: Any, encoding: str = "utf-8") -> Any:
+    """ReportLab's ``TTFont.splitString`` (text → runs of one-byte codes per subset) with
+    a shortcut for the usual case, every character already given a code of the first
+    subset (:data:`FONT_ALPHABET` is, before the first text is drawn): one run."""
+    state = font.state.get(doc)
+    if state is not None and isinstance(text, str):
+        assignments = state.assignments
+        try:
+            codes = bytes([assignments[ord(character)] for character in text])
+        except (KeyError, ValueError):
+            pass  # a new character, or one of a later subset
+        else:
+            return [(0, codes)] if codes else []
+    return TTFont.splitString(font, text, doc, encoding)
 
 
 @lru_cache(maxsize=64)
