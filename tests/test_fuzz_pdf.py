@@ -21,11 +21,12 @@ import io
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import test_cli
 import test_fuzz_verify as V
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -33,7 +34,6 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from typer.testing import CliRunner
 
-from hocba import db
 from hocba.cli import app
 from hocba.tasks.pdf_sign import PdfCheckCode, embedded_record_xml
 from hocba.tasks.record_xml import build_record_xml
@@ -45,6 +45,7 @@ sign_all = V.sign_all
 crl_source = V.crl_source
 signed = V.signed
 signed_pdf = V.signed_pdf
+cli = test_cli.cli  # hocba on the test's own schema
 
 VIETNAMESE = re.compile("[àáạảãâầấậẩẫăằắặẳẵèéẹẻẽêềếệểễìíịỉĩòóọỏõôồốộổỗơờớợởỡùúụủũưừứựửữỳýỵỷỹđ]")
 PDF_SETTINGS = settings(V.XML_SETTINGS, max_examples=40)
@@ -269,17 +270,6 @@ def test_each_forgery_fails_the_check_that_guards_it(
 
 
 # ======================================================================= hocba verify
-@pytest.fixture
-def cli(engine, pg_url: str, schema_name: str, tmp_path: Path, monkeypatch) -> Iterator[CliRunner]:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("HOCBA_DATABASE_URL", pg_url)
-    monkeypatch.setenv("HOCBA_DB_SCHEMA", schema_name)
-    monkeypatch.setenv("HOCBA_HOME", str(tmp_path / "home"))
-    db.get_engine.cache_clear()
-    yield CliRunner()
-    db.get_engine().dispose()
-    db.get_engine.cache_clear()
-
-
 def test_hocba_verify_answers_forged_books_with_a_reason(
     cli: CliRunner, tmp_path: Path, signed_pdf: V.SignedPdf, other_record: bytes
 ) -> None:
