@@ -28,11 +28,7 @@ def cohort_statuses(row_by_cohort: dict[str, dict[str, Any]], on: dt.date) -> di
 def render_school(viewer: Viewer, year: dict[str, Any], school: dict[str, Any]) -> None:
     on = today()
     with session() as s:
-        overview = [
-            r
-            for r in queries.district_overview(s, viewer, year["id"], on)
-            if r["school_id"] == school["id"]
-        ]
+        overview = queries.district_overview(s, viewer, year["id"], on, school_id=school["id"])
         classes = queries.school_classes(s, viewer, year["id"], school["id"])
         holders = queries.school_holders(s, viewer, year["id"], school["id"])
         august = queries.cohort_records(s, viewer, year["id"], school["id"], "august")

@@ -117,6 +117,12 @@ CLASS_SCOPE = (
 SCHOOL_SCOPE = "(:v_admin OR s.id = ANY(:v_full))"
 
 
+def _in_scope(school_id_column: str) -> str:
+    """SCHOOL_SCOPE on a table's own ``school_id`` column, without joining ``school``:
+    the aggregates over the records then scan in parallel, or by index for a district."""
+    return f"(:v_admin OR {school_id_column} = ANY(:v_full))"
+
+
 def viewer_for(session: Session, staff_id: int, on: dt.date | None = None) -> Viewer | None:
     """The viewer of an active staff member (None when unknown or deactivated)."""
     row = (
@@ -188,18 +194,25 @@ STAGE_COLUMNS = (
 
 
 def district_overview(
-    session: Session, viewer: Viewer, school_year_id: int, today: dt.date, window_days: int = 7
+    session: Session,
+    viewer: Viewer,
+    school_year_id: int,
+    today: dt.date,
+    window_days: int = 7,
+    school_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per visible school and cohort (June first): counts per stage, records
     issued (and later), submitted (and later), accepted, issued in the last
     ``window_days`` days (the recent signing rate), the deadline in force and the pupils
-    without a personal ID. Schools without records get zeros."""
+    without a personal ID. Schools without records get zeros. ``school_id``: only that
+    school (the school page), still within the viewer's scope."""
     since = dt.datetime.combine(today - dt.timedelta(days=window_days), dt.time(), VN_TZ)
     return _rows(
         session,
         f"""
         WITH y AS (SELECT id, start_year FROM school_year WHERE id = :year),
-        sch AS (SELECT s.id, s.code, s.name, s.province_id FROM school s WHERE {SCHOOL_SCOPE}),
+        sch AS (SELECT s.id, s.code, s.name, s.province_id FROM school s WHERE {SCHOOL_SCOPE}
+                AND (CAST(:school AS int) IS NULL OR s.id = :school)),
         rec AS (
             SELECT r.school_id, r.cohort, count(*) AS total, {_STATE_COUNTS},
                    count(*) FILTER (WHERE r.state IN {ISSUED_STATES}) AS done,
@@ -210,7 +223,8 @@ def district_overview(
                    count(*) FILTER (WHERE r.state IN ('draft', 'in_review')
                                     AND jsonb_array_length(r.flags) > 0) AS flagged
             FROM hoc_ba r
-            WHERE r.school_year_id = :year AND r.school_id IN (SELECT id FROM sch) AND {LIVE}
+            WHERE r.school_year_id = :year AND {_in_scope("r.school_id")} AND {LIVE}
+              AND (CAST(:school AS int) IS NULL OR r.school_id = :school)
             GROUP BY r.school_id, r.cohort
         ),
         noid AS (
@@ -218,7 +232,8 @@ def district_overview(
             FROM year_summary ys JOIN enrolment e ON e.id = ys.enrolment_id
             JOIN pupil p ON p.id = e.pupil_id
             WHERE p.cccd IS NULL AND e.school_year_id = :year AND e.left_on IS NULL
-              AND e.school_id IN (SELECT id FROM sch)
+              AND {_in_scope("e.school_id")}
+              AND (CAST(:school AS int) IS NULL OR e.school_id = :school)
             GROUP BY e.school_id
         )
         SELECT sch.id AS school_id, sch.code, sch.name, co.cohort,
@@ -237,7 +252,7 @@ def district_overview(
         LEFT JOIN noid ON noid.school_id = sch.id
         ORDER BY sch.code, co.cohort = 'august'
         """,
-        {**viewer.params(), "year": school_year_id, "since": since},
+        {**viewer.params(), "year": school_year_id, "since": since, "school": school_id},
     )
 
 
@@ -245,20 +260,19 @@ def progress_series(
     session: Session, viewer: Viewer, school_year_id: int, school_id: int | None = None
 ) -> list[dict[str, Any]]:
     """Per day and milestone (teacher_sign, principal_sign, seal, submit, accept): the
-    events of that day and the running total, from the audit log."""
+    events of that day and the running total. Read from ``progress_day``, which the
+    database keeps from the audit log (migration 0009): a few rows per school and day,
+    not every event of the province."""
     return _rows(
         session,
         f"""
         SELECT day, action, n,
                CAST(sum(n) OVER (PARTITION BY action ORDER BY day) AS int) AS cumulative
         FROM (
-            SELECT (ev.at AT TIME ZONE 'Asia/Ho_Chi_Minh')::date AS day, ev.action,
-                   CAST(count(*) AS int) AS n
-            FROM audit_event ev JOIN hoc_ba r ON r.id = ev.record_id
-            JOIN school s ON s.id = r.school_id
-            WHERE ev.action IN ('teacher_sign', 'principal_sign', 'seal', 'submit', 'accept')
-              AND r.school_year_id = :year AND {SCHOOL_SCOPE}
-              AND (CAST(:school AS int) IS NULL OR r.school_id = :school)
+            SELECT pd.day, pd.action, CAST(sum(pd.n) AS int) AS n
+            FROM progress_day pd JOIN school s ON s.id = pd.school_id
+            WHERE pd.school_year_id = :year AND {SCHOOL_SCOPE}
+              AND (CAST(:school AS int) IS NULL OR pd.school_id = :school)
             GROUP BY 1, 2
         ) per_day
         ORDER BY day, action

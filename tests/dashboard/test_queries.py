@@ -156,3 +156,46 @@ def test_a_province_deadline_overrides_the_default(shared_district, cohort, due)
         s.rollback()  # the district is shared: leave it as it was
     assert {r["deadline"] for r in overview if r["cohort"] == cohort} == {due}
     assert any(t["override"] == due and t["cohort"] == cohort for t in table)
+
+
+def test_progress_follows_the_audit_log_in_scope(district) -> None:  # type: ignore[no-untyped-def]
+    """Signing events counted per day by the database as they are logged (migration
+    0009): the district sees both schools, a principal only theirs; the kept counts equal
+    a rebuild from the audit log."""
+    from hocba.models import audit
+    from hocba.models.lifecycle import VN_TZ
+
+    dh01, dh02 = district.record_ids("DH01"), district.record_ids("DH02")
+    with Session(district.engine) as s:
+        events = [
+            audit.NewEvent(chain="school:DH01", actor="t", action="teacher_sign", record_id=r)
+            for r in dh01[:5]
+        ]
+        events += [
+            audit.NewEvent(chain="school:DH01", actor="t", action="principal_sign", record_id=r)
+            for r in dh01[:2]
+        ]
+        events += [
+            audit.NewEvent(chain="school:DH02", actor="t", action="teacher_sign", record_id=r)
+            for r in dh02[:3]
+        ]
+        events.append(audit.NewEvent(chain="school:DH02", actor="t", action="view", record_id=1))
+        audit.append(s, events)
+        s.commit()
+    today = dt.datetime.now(VN_TZ).date()
+    year = year_id(district)
+
+    def series(username: str) -> dict[str, tuple[int, int]]:
+        with Session(district.engine) as s:
+            rows = queries.progress_series(s, viewer_of(district.engine, username), year)
+        assert {r["day"] for r in rows} <= {today}
+        return {r["action"]: (r["n"], r["cumulative"]) for r in rows}
+
+    assert series("phong.dh") == {"teacher_sign": (8, 8), "principal_sign": (2, 2)}
+    assert series("dh02.ht") == {"teacher_sign": (3, 3)}
+    assert series("dh01.gv1a") == {}  # a teacher sees no school whole
+    kept = "SELECT school_id, day, action, n FROM progress_day ORDER BY 1, 2, 3"
+    with district.engine.begin() as conn:
+        before = conn.execute(text(kept)).all()
+        conn.execute(text("SELECT progress_day_rebuild()"))
+        assert conn.execute(text(kept)).all() == before

@@ -11,5 +11,5 @@ def test_upgrade_creates_tables_in_the_app_schema(engine: Engine, schema_name: s
                 {"s": schema_name},
             )
         )
-    assert {"hoc_ba", "audit_event", "pupil", "school", "alembic_version"} <= tables
-    assert db.current_revision(engine) == "0008"
+    assert {"hoc_ba", "audit_event", "pupil", "school", "progress_day", "alembic_version"} <= tables
+    assert db.current_revision(engine) == "0009"
