@@ -1,7 +1,7 @@
 """The Chuyển trường page with real packages: DH01's clerk exports a pupil's signed
-package, DH02's clerk takes it in; a pupil known under the same ID by another name goes
-to the manual review queue, where the package is taken in after comparing the papers,
-or refused with a reason."""
+package, DH02's clerk takes it in and DH01 records the signed receipt. A pupil known
+under the same ID by another name goes to the manual review queue, where the package is
+taken in after comparing the papers, or refused with a reason."""
 
 from __future__ import annotations
 
@@ -120,6 +120,15 @@ def test_export_receive_review_and_take_in(two_schools) -> None:  # type: ignore
     assert d.scalar("SELECT count(*) FROM received_record") == 1
     assert "Không có hồ sơ chuyển đến nào chờ đối chiếu." in messages(at)
     assert any("biên nhận" in str(b.proto.label) for b in at.get("download_button"))
+
+    receipt = at.session_state["ct_receipt_out"]["data"]  # back to the leaving school
+    at = page_as(d, "dh01.vt")
+    at.file_uploader(key="ct_receipt").set_value(("bn.json", receipt, "application/json"))
+    at = click(at.run(), "Ghi nhận biên nhận")
+    assert not at.exception, at.exception
+    assert f"Chuyển trường #{tid}: đã có biên nhận của trường nhận." in messages(at)
+    assert d.scalar("SELECT state FROM transfer WHERE id = :i", i=tid) == "receipted"
+    assert "Đã có biên nhận" in at.dataframe[0].value["Trạng thái"].tolist()
 
 
 def test_a_review_is_refused_with_a_reason(two_schools) -> None:  # type: ignore[no-untyped-def]
