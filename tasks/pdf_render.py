@@ -240,6 +240,14 @@ def seed_font_subsets(canv: Canvas) -> None:
         font.splitString(FONT_ALPHABET, canv._doc)
 
 
+def compact_font_subsets(canv: Canvas) -> None:
+    """Make ``canv``'s document embed only the characters it draws (ReportLab otherwise
+    puts all of ASCII into the first subset): for small drawings like the signature
+    stamps, whose fonts would otherwise outweigh a whole book's."""
+    for name in _FONT_FILES:
+        pdfmetrics.getFont(name)._assignState(canv._doc, asciiReadable=False)
+
+
 @lru_cache(maxsize=64)
 def _subset_file(face: Any, subset: tuple[int, ...]) -> tuple[bytes, int]:
     """A TrueType subset of ``face`` (ReportLab's ``makeSubset``), Flate-compressed."""

@@ -126,6 +126,7 @@ from hocba.tasks.pdf_render import (
     FONT_ITALIC,
     FONT_REGULAR,
     LOOKUP_SUBJECT_PREFIX,
+    compact_font_subsets,
     register_fonts,
 )
 from hocba.tasks.record_xml import RecordXmlError, parse_record_xml_safely
@@ -468,6 +469,7 @@ def _principal_appearance(
     register_fonts()
     out = io.BytesIO()
     canv = Canvas(out, pagesize=(width, height), invariant=1, pageCompression=1)
+    compact_font_subsets(canv)
     canv.setFillColor(colors.white)
     canv.rect(0, 0, width, height, stroke=0, fill=1)
     canv.setStrokeColor(_NAVY)
@@ -527,6 +529,7 @@ def _seal_appearance(school: str, place: str, when: str, diameter: float) -> byt
     register_fonts()
     out = io.BytesIO()
     canv = Canvas(out, pagesize=(diameter, diameter), invariant=1, pageCompression=1)
+    compact_font_subsets(canv)
     canv.translate(diameter / 2, diameter / 2)
     canv.setFillColor(_SEAL_RED, alpha=0.85)
     canv.setStrokeColor(_SEAL_RED, alpha=0.85)
