@@ -645,8 +645,7 @@ def _qr_modules(value: str) -> list[list[bool]]:
         code = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.M)
         code.addData(value)
         code.make()
-    count = code.getModuleCount()
-    return [[bool(code.isDark(r, c)) for c in range(count)] for r in range(count)]
+    return [[bool(dark) for dark in row] for row in code.modules]  # what isDark(r, c) reads
 
 
 class _Bookmark(Flowable):
