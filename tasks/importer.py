@@ -172,7 +172,18 @@ def _at_most(length: int, parse: Callable[[Any], str | None]) -> Callable[[Any],
     return wrapped
 
 
+DATE_RANGE = (dt.date(1900, 1, 1), dt.date(2100, 12, 31))
+
+
 def _date(v: Any) -> dt.date | None:
+    d = _any_date(v)
+    # Excel's day 0 (30/12/1899) is what a NaN or a zero in a date cell reads as
+    if d is not None and not DATE_RANGE[0] <= d <= DATE_RANGE[1]:
+        raise _CellError(f"ngày {d:%d/%m/%Y} nằm ngoài khoảng 1900-2100; hãy nhập lại ngày")
+    return d
+
+
+def _any_date(v: Any) -> dt.date | None:
     if v is None or (isinstance(v, str) and not v.strip()):
         return None
     if isinstance(v, dt.datetime):

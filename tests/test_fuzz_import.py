@@ -954,6 +954,14 @@ def test_a_date_serial_out_of_range_is_a_cell_error(tmp_path: Path, serial: floa
     assert _cell_problem(exc, PUPIL_SHEET, 2, "Ngày sinh"), exc
 
 
+@pytest.mark.parametrize("serial", [float("nan"), 0, -0.5])
+def test_excel_day_zero_is_not_a_birth_date(tmp_path: Path, serial: float) -> None:
+    """A NaN (or 0) in a date-styled cell reads as 30/12/1899: refused, not imported."""
+    grid = _set(_grid(), 1, "Ngày sinh", Serial(serial))
+    exc = _read(tmp_path, "a.xlsx", xlsx_bytes([(PUPIL_SHEET, grid)]))
+    assert _cell_problem(exc, PUPIL_SHEET, 2, "Ngày sinh"), exc
+
+
 @pytest.mark.parametrize(
     ("fmt", "header"), [("csv", "Họ và tên"), ("xlsx", "Họ và tên"), ("xlsx", "Nhận xét của GVCN")]
 )
