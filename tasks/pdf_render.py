@@ -187,6 +187,16 @@ rl_config.useA85 = 0
 default): a quarter smaller, and ASCII85 costs time for nothing in a binary-safe file.
 (A process-wide ReportLab setting; this package is ReportLab's only user here.)"""
 
+
+def _flate_fast(data: str | bytes) -> bytes:
+    """Flate at zlib level 1 (ReportLab uses the default, 6): page content streams compress
+    about as well (a book grows by 1.5 %) in a third of the time. Font files, the largest
+    streams, are compressed once per process at the default level (:func:`_subset_file`)."""
+    return zlib.compress(data.encode("utf8") if isinstance(data, str) else data, 1)
+
+
+pdfdoc.PDFZCompress.encode = _flate_fast  # the one Flate filter object ReportLab uses
+
 # ============================================================================ fonts
 _FONT_LOCK = threading.Lock()
 _FONTS_READY = False
