@@ -28,6 +28,14 @@ PKCS#11 tokens and remote hash-signing services all work. pyHanko sizes the sign
 container with a *dry run*; :class:`PortSigner` answers that with placeholder bytes
 without calling the backend, so each signature costs one backend call.
 
+Speed (issue 4: render plus both signatures ≥ 40 books/s/core, ``bench/pdf.py``): a
+signer's CMS container is built by pyHanko once, as a template, then filled in per
+signature (document digest, signature value: :class:`_CmsTemplate`); for a rendering of
+:func:`~hocba.tasks.pdf_render.render_book` the two revisions are written as bytes
+(:func:`_sign_directly`, :mod:`hocba.tasks.pdf_incremental`) instead of through pyHanko's
+generic writer; the stamps are built once per signer, text and date and kept as
+relocatable objects.
+
 Batch note: :func:`sign_pdfs` signs many pupils' books with the same two signers, one
 backend call per signature (two per pupil). Unlike the XML signatures of
 :func:`hocba.tasks.xmldsig.sign_slots`, the PDF signatures are *not* gathered into one
@@ -278,7 +286,6 @@ class PortSigner(signers.Signer):
         template = None
         if (
             not dry_run
-            and not self._ecdsa
             and timestamper is None
             and encap_content_info is None
             and digest_algorithm.lower() == "sha256"
@@ -302,9 +309,7 @@ class PortSigner(signers.Signer):
 
     def container_template(self) -> _CmsTemplate | None:
         """The template of this signer's PAdES containers (built on first use), or ``None``
-        when the key's signatures cannot be filled into a template (ECDSA)."""
-        if self._ecdsa:
-            return None
+        when pyHanko's containers cannot be made into one (see :meth:`_build_template`)."""
         key = (True, True)
         if key not in self._templates:
             asyncio.run(self._template(True, True, PdfCMSSignedAttributes()))
@@ -358,21 +363,73 @@ class PortSigner(signers.Signer):
             log.info("PDF signature container template not applicable; pyHanko builds each one")
             return None
         start = der.find(body) - 1
+        signature_at = der.find(marker)
+        enclosing = _enclosing_headers(der, signature_at)
+        if enclosing is None:
+            log.info("PDF signature container template: the signature is not last")
+            return None
         return _CmsTemplate(
             der=der,
             digest_at=der.find(first),
             attributes=(start, start + len(attributes)),
-            signature_at=der.find(marker),
+            signature_at=signature_at,
             signature_length=len(marker),
+            exact_length=not self._ecdsa,
+            enclosing=enclosing,
         )
+
+
+def _der_header(der: bytes, at: int) -> tuple[int, int]:
+    """(header length, content length) of the DER element at ``at`` (one-byte tags)."""
+    first = der[at + 1]
+    if first < 0x80:
+        return 2, first
+    count = first & 0x7F
+    return 2 + count, int.from_bytes(der[at + 2 : at + 2 + count], "big")
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    encoded = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(encoded)]) + encoded
+
+
+def _enclosing_headers(der: bytes, value_at: int) -> tuple[int, ...] | None:
+    """Offsets of the elements that contain the signature value, outermost first and the
+    value's own OCTET STRING last — if each of them is the last element of its parent
+    (then only their lengths change with the value's length), else ``None``."""
+    offsets: list[int] = []
+    at = 0
+    while True:
+        header, length = _der_header(der, at)
+        if at + header + length != len(der):
+            return None
+        offsets.append(at)
+        if at + header == value_at:
+            return tuple(offsets) if der[at] == 0x04 else None
+        if not der[at] & 0x20:  # primitive: nothing inside
+            return None
+        child = at + header
+        while True:  # to the last child
+            child_header, child_length = _der_header(der, child)
+            if child + child_header + child_length == len(der):
+                break
+            child += child_header + child_length
+            if child >= len(der):
+                return None
+        at = child
 
 
 @dataclass(frozen=True)
 class _CmsTemplate:
     """The DER of a signer's CMS ``ContentInfo`` with the two parts that change from one
     signature to the next located: the ``messageDigest`` attribute value and the
-    signature value (an RSASSA-PKCS1-v1_5 signature has the modulus's length, so the
-    container's size and structure never change).
+    signature value. An RSASSA-PKCS1-v1_5 signature has the modulus's length, so the
+    container's size never changes; an ECDSA ``Ecdsa-Sig-Value`` is a DER SEQUENCE of
+    two INTEGERs whose length varies by a byte or two, so the elements that enclose it
+    (``enclosing``: each the last of its parent, the signature being the last field of
+    the only ``SignerInfo``) get their lengths re-encoded; the template holds the longest.
 
     The signed attributes are signed as a ``SET OF`` (RFC 5652 §5.4): their DER is the
     template's ``[0]`` element with the tag byte put back to ``0x31``."""
@@ -382,10 +439,12 @@ class _CmsTemplate:
     attributes: tuple[int, int]
     signature_at: int
     signature_length: int
+    exact_length: bool
+    enclosing: tuple[int, ...]
 
     @property
     def length(self) -> int:
-        """Bytes of every container filled from this template."""
+        """The longest container filled from this template, in bytes."""
         return len(self.der)
 
     def fill_der(self, digest: bytes, sign: Callable[[bytes], bytes]) -> bytes:
@@ -397,10 +456,23 @@ class _CmsTemplate:
         out[self.digest_at : self.digest_at + len(digest)] = digest
         start, end = self.attributes
         value = sign(b"\x31" + bytes(out[start + 1 : end]))
-        if len(value) != self.signature_length:
-            raise SigningError("Chữ ký trả về không đúng độ dài của khoá RSA.")
-        out[self.signature_at : self.signature_at + len(value)] = value
-        return bytes(out)
+        if len(value) == self.signature_length:
+            out[self.signature_at :] = value
+            return bytes(out)
+        if self.exact_length or len(value) > self.signature_length:
+            raise SigningError("Chữ ký trả về không đúng độ dài của khoá.")
+        body = value
+        inner = self.signature_at
+        for at in reversed(self.enclosing):  # rebuild the enclosing headers, inside out
+            header, _ = _der_header(self.der, at)
+            body = (
+                out[at : at + 1]
+                + _der_length(len(body) + inner - at - header)
+                + bytes(out[at + header : inner])
+                + body
+            )
+            inner = at
+        return bytes(body)
 
     def fill(self, digest: bytes, sign: Callable[[bytes], bytes]) -> cms.ContentInfo:
         return cms.ContentInfo.load(self.fill_der(digest, sign))
@@ -729,11 +801,12 @@ def sign_pdf(
     signatures' own time is the signing moment. Raises :class:`PdfSignError` (or the
     port's :class:`~hocba.tasks.signing.SigningError`).
 
-    Two ways, one result (the revisions of the module docstring): with RSA keys and a
-    rendering of :func:`~hocba.tasks.pdf_render.render_book` (one revision, an xref table,
-    no form yet), the revisions are written directly (:func:`_sign_directly`, with
-    :mod:`hocba.tasks.pdf_incremental`); otherwise (ECDSA, whose signature length varies,
-    or any other PDF) pyHanko's :class:`~pyhanko.sign.signers.PdfSigner` writes them.
+    Two ways, one result (the revisions of the module docstring): for a rendering of
+    :func:`~hocba.tasks.pdf_render.render_book` (one revision, an xref table, no form
+    yet) the revisions are written directly (:func:`_sign_directly`, with
+    :mod:`hocba.tasks.pdf_incremental`); any other PDF is signed by pyHanko's
+    :class:`~pyhanko.sign.signers.PdfSigner`. Both fill the CMS containers from the
+    signer's template (:class:`_CmsTemplate`).
 
     pyHanko is asynchronous; this function drives it with :func:`asyncio.run`, so call it
     from synchronous code (a Prefect task, the CLI, a worker thread), not from inside a

@@ -456,9 +456,11 @@ def test_cached_stamps_name_the_signer_of_each_book(one_year, signing_staff, sea
         assert report.verdict is Verdict.VALID, report.render_text()
 
 
-def test_a_rendering_updated_after_the_fact_is_still_signed(one_year, signing_staff) -> None:
+@pytest.mark.parametrize("keys", ["rsa", "ecdsa"])
+def test_a_rendering_updated_after_the_fact_is_still_signed(keys, one_year, signing_staff):
     """A rendering with a later revision is not what the direct writer expects: pyHanko
     signs it, with the same result."""
+    suffix = "_ecdsa" if keys == "ecdsa" else ""
     writer = IncrementalPdfFileWriter(
         io.BytesIO(render_book(one_year.years, verify_url=VERIFY_URL))
     )
@@ -468,8 +470,8 @@ def test_a_rendering_updated_after_the_fact_is_still_signed(one_year, signing_st
     writer.write(updated)
     signed = sign_pdf(
         updated.getvalue(),
-        principal=signing_staff.signer(signing_staff.principal),
-        seal=signing_staff.signer(signing_staff.school),
+        principal=signing_staff.signer(getattr(signing_staff, f"principal{suffix}")),
+        seal=signing_staff.signer(getattr(signing_staff, f"school{suffix}")),
         record_xml=one_year.latest,
     )
     assert PdfFileReader(io.BytesIO(signed)).total_revisions == 4
