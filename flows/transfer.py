@@ -213,17 +213,17 @@ def transfer_out_flow(
 def transfer_in_flow(school_codes: list[str], username: str | None = None) -> dict[str, object]:
     """Receive every waiting package of these schools and record every returned receipt."""
     log = get_run_logger()
+    received = {code: receive_task(code, username) for code in school_codes}
     result: dict[str, object] = {}
-    for code in school_codes:
-        received = receive_task(code, username)
+    for code in school_codes:  # after every school received: their receipts are out
         receipts = receipts_task(code)
         log.info(
             "%s: nhận %s gói, %s cần đối chiếu, %s từ chối; ghi nhận %s biên nhận",
             code,
-            received["accepted"],
-            received["needs_review"],
-            received["refused"],
+            received[code]["accepted"],
+            received[code]["needs_review"],
+            received[code]["refused"],
             receipts["recorded"],
         )
-        result[code] = {**received, **receipts}
+        result[code] = {**received[code], **receipts}
     return result

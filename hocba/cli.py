@@ -167,11 +167,20 @@ def demo(
     ] = 2025,
     year: Annotated[str | None, typer.Option(help="Năm học, mặc định năm học hiện tại")] = None,
     sign: Annotated[
-        bool, typer.Option(help="Ký và phát hành bằng khóa thử nghiệm (đợt tháng 6)")
+        bool,
+        typer.Option(
+            help="Ký, phát hành, gửi cổng của Sở (chạy nội bộ) và chuyển trường vài học sinh "
+            "bằng các luồng Prefect"
+        ),
     ] = True,
-    submit: Annotated[bool, typer.Option(help="Gửi lên cổng của Sở đi kèm (chạy nội bộ)")] = True,
+    submit: Annotated[
+        bool, typer.Option(help="Gửi cổng của Sở và chuyển trường (khi không: chỉ phát hành)")
+    ] = True,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Số máy chạy (tiến trình)")] = 2,
+    transfers: Annotated[int, typer.Option(min=0, help="Số học sinh chuyển trường")] = 3,
 ) -> None:
-    """Tạo một huyện mẫu (Đầm Hà, Quảng Ninh) và chạy quy trình xa nhất có thể."""
+    """Tạo một huyện mẫu (Đầm Hà, Quảng Ninh) và chạy cả quy trình: nhập, bản nháp, GVCN
+    duyệt và ký, hiệu trưởng ký, đóng dấu, gửi Sở, nhận kết quả, chuyển trường."""
     from hocba.tasks.demo import DEMO_PASSWORD, run_demo
 
     settings = load_settings()
@@ -184,30 +193,32 @@ def demo(
             label = {
                 "import": "Nhập dữ liệu các trường",
                 "review": "GVCN duyệt học bạ",
-                "sign": "GVCN ký từng lớp",
-                "seal": "Hiệu trưởng ký, văn thư đóng dấu",
+                "sign": "Ký: GVCN, hiệu trưởng, đóng dấu",
                 "submit": "Gửi Sở, nhận kết quả",
             }[name]
             if name not in tasks:
                 tasks[name] = progress.add_task(label, total=total)
-            progress.update(tasks[name], completed=done)
+            progress.update(tasks[name], completed=done, total=total)
 
         report = run_demo(
-            db.session_scope,
-            settings.home,
-            schools,
-            pupils_per_school,
-            seed,
-            year,
-            step,
-            sign=sign,
-            submit=submit,
+            db.session_scope, settings.home, schools, pupils_per_school, seed, year, step
         )
+        flows_report: dict[str, Any] = {}
+        if sign:
+            from hocba.flows.demo import run_demo_workflow
+
+            flows_report = run_demo_workflow(workers, transfers, step, submit)
     console.print(
         f"Huyện mẫu Đầm Hà, năm học {report.year}: {report.schools} trường, {report.pupils} "
         f"học sinh, {report.without_id} chưa có mã định danh, {report.drafts} học bạ mới "
         f"({time.perf_counter() - t0:.1f} s)."
     )
+    if flows_report:
+        console.print(
+            f"Ký, phát hành và gửi Sở với {workers} máy chạy: "
+            f"{flows_report['seconds']:.1f} s; {flows_report['transfers']} học sinh chuyển "
+            "trường (gói ký bằng con dấu, trường nhận kiểm tra và gửi biên nhận)."
+        )
     if report.approve_failures:
         console.print(
             f"{report.approve_failures} học bạ chưa được duyệt vì còn cảnh báo TT27 "

@@ -343,10 +343,11 @@ def run_demo(
     seed: int = 2025,
     year: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
-    sign: bool = True,
-    submit: bool = True,
+    sign: bool = False,
 ) -> DemoReport:
-    """Build the demo district and take it as far as the system goes.
+    """Build the demo district: schools, staff, imported pupils, drafts, and the teachers'
+    review (the people's part); with ``sign``, the test keys and approved seals too. The
+    signing, sealing, submission and transfers are the flows' work (``flows/demo.py``).
 
     ``session_factory()`` returns a context manager yielding a session that commits on
     exit (``hocba.db.session_scope``): each school's import is its own transaction.
@@ -400,9 +401,7 @@ def run_demo(
         if progress:
             progress("review", n, len(teachers))
     if sign:
-        _sign_everything(session_factory, home, progress)
-        if submit:
-            _submit_everything(session_factory, home, progress)
+        provision_keys(session_factory, home)
     with session_factory() as session:
         counts = dict(
             session.connection()
@@ -422,20 +421,14 @@ def iter_demo_rows(
         yield s, rows, classes
 
 
-def _sign_everything(
-    session_factory: Callable[[], Any],
-    home: Path,
-    progress: Callable[[str, int, int], None] | None,
-) -> None:
-    """Test keys for everyone, the district approves every school's seal, then the June
-    cohort is signed class by class (GVCN), school by school (CBQL) and sealed (văn thư).
-    The August cohort waits for the summer supplementary assessment (TT27 Điều 11)."""
+def provision_keys(session_factory: Callable[[], Any], home: Path) -> dict[str, int]:
+    """Test keys for everyone (``$HOCBA_HOME/pki``) and the district officer approves every
+    school's seal: what a district does once, before the signing season."""
     from hocba.models import certificates
-    from hocba.tasks.issuance import init_test_keys, sign_batch, trust_anchors
-    from hocba.tasks.signing import SoftwareSigner
+    from hocba.tasks.issuance import init_test_keys
 
     with session_factory() as session:
-        init_test_keys(session, home, DEMO_PASSWORD, SYSTEM)
+        made = init_test_keys(session, home, DEMO_PASSWORD, SYSTEM)
     with session_factory() as session:
         officer = (
             session.connection()
@@ -453,96 +446,4 @@ def _sign_everything(
         )
         for cert_id in pending:
             certificates.decide(session, cert_id, Actor(*officer), approve=True)
-    anchors = trust_anchors(home)
-    with session_factory() as session:
-        batches = (
-            session.connection()
-            .execute(
-                text("""
-            SELECT r.school_id, s.code, c.homeroom_teacher_id, array_agg(r.id ORDER BY r.id)
-            FROM hoc_ba r JOIN school s ON s.id = r.school_id
-            JOIN school_class c ON c.id = r.class_id
-            WHERE r.state = 'reviewed' AND r.cohort = 'june'
-            GROUP BY r.school_id, s.code, c.homeroom_teacher_id ORDER BY s.code
-        """)
-            )
-            .all()
-        )
-        keys = certificates.key_refs(session)
-        people = {
-            u: Actor(i, n)
-            for i, u, n in session.connection()
-            .execute(text("SELECT id, username, full_name FROM staff"))
-            .all()
-        }
-    by_id = {a.staff_id: (u, a) for u, a in people.items()}
-
-    def signer(label: str) -> SoftwareSigner:
-        return SoftwareSigner.from_pkcs12(keys[label], DEMO_PASSWORD)
-
-    schools: dict[str, list[int]] = {}
-    for n, (_sid, code, teacher_id, ids) in enumerate(batches, start=1):
-        username, teacher = by_id[teacher_id]
-        with session_factory() as session:
-            res = sign_batch(session, ids, "GVCN", teacher, signer(username))
-        schools.setdefault(code, []).extend(res.ok)
-        if progress:
-            progress("sign", n, len(batches))
-    for n, (code, ids) in enumerate(sorted(schools.items()), start=1):
-        principal, clerk = f"{code.lower()}.ht", f"{code.lower()}.vt"
-        with session_factory() as session:
-            done = sign_batch(session, ids, "CBQL", people[principal], signer(principal)).ok
-        with session_factory() as session:
-            sign_batch(
-                session,
-                done,
-                "KY_PHAT_HANH",
-                people[clerk],
-                signer(f"truong-{code}"),
-                trust_anchors=anchors,
-            )
-        if progress:
-            progress("seal", n, len(schools))
-
-
-def _submit_everything(
-    session_factory: Callable[[], Any],
-    home: Path,
-    progress: Callable[[str, int, int], None] | None,
-) -> None:
-    """Submit every issued record to the bundled province portal (in this process, on its
-    own PostgreSQL schema ``<app schema>_portal``) and apply the results."""
-    from hocba import db
-    from hocba.asgi import serve_in_thread
-    from hocba.config import load_settings
-    from hocba.models import certificates
-    from hocba.portal import create_portal_app
-    from hocba.tasks.issuance import trust_anchors
-    from hocba.tasks.portal_client import PortalClient
-    from hocba.tasks.signing import SoftwareSigner
-    from hocba.tasks.submission import plan_submissions, poll_results, send_pending
-
-    with session_factory() as session:
-        codes = list(session.connection().scalars(text("SELECT code FROM school ORDER BY code")))
-        keys = certificates.key_refs(session)
-    portal = create_portal_app(
-        db.database_url(load_settings()),
-        "portal",
-        trusted_roots=trust_anchors(home),
-        users=dict.fromkeys(codes, DEMO_PASSWORD),
-        auto_approve_certificates=True,
-    )
-    with serve_in_thread(portal) as url:
-        for n, code in enumerate(codes, start=1):
-            seal = SoftwareSigner.from_pkcs12(keys[f"truong-{code}"], DEMO_PASSWORD)
-            client = PortalClient(url, code, DEMO_PASSWORD, code, seal)
-            client.register_certificate()
-            for step in (plan_submissions, send_pending, poll_results):
-                with session_factory() as session:
-                    if step is plan_submissions:
-                        step(session, code)
-                    else:
-                        step(session, code, client)  # type: ignore[call-arg]
-            if progress:
-                progress("submit", n, len(codes))
-    portal.state.portal.store.engine.dispose()
+    return made

@@ -71,8 +71,15 @@ def _records_xml(session: Session, record_ids: list[int]) -> list[bytes]:
 def plan_submissions(
     session: Session, school_code: str, *, resubmit_rejected: bool = False
 ) -> StepReport:
-    """Package the school's unsubmitted issued records; persist the messageids."""
+    """Package the school's unsubmitted issued records; persist the messageids.
+
+    Two workers planning the same school at once take turns (a lock of that school only,
+    held to the end of the transaction), so no record goes into two packages."""
     conn = session.connection()
+    conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext('hocba:plan-submission'), hashtext(:c))"),
+        {"c": school_code},
+    )
     states = ["issued", "rejected"] if resubmit_rejected else ["issued"]
     groups = conn.execute(
         text("""

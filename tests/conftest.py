@@ -40,6 +40,19 @@ def pg_url() -> Iterator[str]:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test harness per test run (per xdist worker): a temporary local server."""
+    from prefect.logging.configuration import setup_logging
+    from prefect.testing.utilities import prefect_test_harness
+
+    # Prefect's console handlers bind to the stderr of the moment they are made: made here,
+    # not inside a CliRunner invocation whose captured stream is closed afterwards.
+    setup_logging()
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
 @pytest.fixture
 def schema_name(worker_id: str = "master") -> str:
     return f"t_{os.getpid()}_{next(_counter)}"

@@ -26,7 +26,9 @@ def cli(engine, pg_url: str, schema_name: str, tmp_path: Path, monkeypatch) -> I
     db.get_engine.cache_clear()
 
 
-def test_demo_then_status_and_records(cli: CliRunner) -> None:
+def test_demo_then_status_and_records(cli: CliRunner, prefect_harness) -> None:  # type: ignore[no-untyped-def]
+    """The whole demo: import, drafts, review, then two worker processes on the Prefect
+    API sign, seal and submit to the bundled portal; a pupil of each school moves."""
     res = cli.invoke(
         app,
         [
@@ -54,6 +56,10 @@ def test_demo_then_status_and_records(cli: CliRunner) -> None:
     august = {st for s in status["schools"] for st in s["cohorts"].get("august", {})}
     assert "accepted" not in august  # the August cohort waits for the summer assessment
 
+    assert "với 2 máy chạy" in res.output and "2 học sinh chuyển trường" in res.output
+    out = cli.invoke(app, ["transfer", "list"])
+    assert out.output.count("Đã có biên") == 2, out.output  # both receipts back
+
     out = cli.invoke(app, ["records", "--school", "DH02", "--state", "accepted", "--json"])
     rows = json.loads(out.output)
     assert rows and all(r["school_code"] == "DH02" and r["state"] == "accepted" for r in rows)
@@ -71,6 +77,7 @@ def test_demo_is_deterministic(cli: CliRunner) -> None:
         "9",
         "--year",
         "2024-2025",
+        "--no-sign",
     ]
     assert cli.invoke(app, args).exit_code == 0
     first = cli.invoke(app, ["records", "--json"]).output
@@ -92,8 +99,9 @@ def test_unknown_state_is_refused(cli: CliRunner) -> None:
     assert res.exit_code == 2 and "không tồn tại" in res.output
 
 
-def test_audit_verify(cli: CliRunner) -> None:
-    cli.invoke(app, ["demo", "--schools", "1", "--pupils-per-school", "5"])
+def test_audit_verify(cli: CliRunner, prefect_harness) -> None:  # type: ignore[no-untyped-def]
+    demo = ["demo", "--schools", "2", "--pupils-per-school", "5", "--workers", "1"]
+    assert cli.invoke(app, demo).exit_code == 0  # signing, submission and a transfer too
     res = cli.invoke(app, ["audit", "verify"])
     assert res.exit_code == 0 and "toàn vẹn" in res.output
 
@@ -248,8 +256,11 @@ def test_sign_export_verify_and_tamper(cli: CliRunner, tmp_path: Path, monkeypat
     assert report["verdict"] == "INVALID" and "thu hồi" in match["message_vi"]
 
 
-def test_transfer_between_two_schools(cli: CliRunner, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_transfer_between_two_schools(
+    cli: CliRunner, tmp_path: Path, monkeypatch, prefect_harness
+) -> None:  # type: ignore[no-untyped-def]
     args = ["demo", "--schools", "2", "--pupils-per-school", "10", "--year", "2024-2025"]
+    args += ["--workers", "1", "--transfers", "0"]
     monkeypatch.setenv("HOCBA_KEY_PASSPHRASE", "hocba-demo")  # the demo's key passphrase
     assert cli.invoke(app, args).exit_code == 0
     issued = json.loads(
@@ -289,7 +300,7 @@ def test_transfer_between_two_schools(cli: CliRunner, tmp_path: Path, monkeypatc
 
 
 def test_submit_to_the_bundled_portal(
-    cli: CliRunner, pg_url: str, tmp_path: Path, monkeypatch
+    cli: CliRunner, pg_url: str, tmp_path: Path, monkeypatch, prefect_harness
 ) -> None:  # type: ignore[no-untyped-def]
     from servers import serve_asgi
 
@@ -307,6 +318,8 @@ def test_submit_to_the_bundled_portal(
         "--year",
         "2024-2025",
         "--no-submit",
+        "--workers",
+        "1",
     ]
     assert cli.invoke(app, args).exit_code == 0
     app_ = create_portal_app(
