@@ -229,6 +229,13 @@ def district_page_cases(
             lambda: queries.cohort_records(s, officer, year, school, "august"),
         ),
     ]
+    cases.append(
+        (
+            "school",
+            "find_records 'nguyen' (Học bạ)",
+            lambda: queries.find_records(s, officer, "nguyen"),
+        )
+    )
     if "principal" in viewers:
         cases.append(
             (

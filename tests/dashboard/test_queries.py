@@ -199,3 +199,48 @@ def test_progress_follows_the_audit_log_in_scope(district) -> None:  # type: ign
         before = conn.execute(text(kept)).all()
         conn.execute(text("SELECT progress_day_rebuild()"))
         assert conn.execute(text(kept)).all() == before
+
+
+def test_the_overview_counts_every_stage_as_the_records_say(district) -> None:  # type: ignore[no-untyped-def]
+    """The district's counts (index-only aggregates, migration 0009) equal the records
+    counted one by one, per school and cohort: stages, done, sent, recent, flagged."""
+    ids = district.record_ids("DH01") + district.record_ids("DH02")
+    states = ["draft", "in_review", "reviewed", "teacher_signed", "principal_signed", "issued"]
+    for i, rid in enumerate(ids):
+        state = states[i % len(states)] if i != 5 else "principal_signed"
+        flags = '[{"code": "X", "message": "m"}]' if i % 7 == 0 else "[]"
+        district.force_state(rid, state, flags=flags)
+    with district.engine.begin() as conn:  # one issued long ago (not "recent")
+        conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
+        conn.execute(
+            text(
+                "UPDATE hoc_ba SET state = 'issued', lookup_code = gen_random_uuid(), "
+                "signed_xml = 'x'::bytea, xml_sha256 = encode(sha256('x'::bytea), 'hex'), "
+                "issued_at = now() - interval '30 days' WHERE id = :i"
+            ),
+            {"i": ids[5]},
+        )
+    with district.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT school_id, cohort, state, flags, issued_at FROM hoc_ba")
+        ).all()
+    today = dt.datetime.now(dt.UTC).date()
+    with Session(district.engine) as s:
+        overview = queries.district_overview(
+            s, viewer_of(district.engine, "phong.dh"), year_id(district), today
+        )
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=8)
+    issued = {"issued", "submitted", "accepted", "rejected"}
+    for o in overview:
+        mine = [r for r in rows if (r.school_id, r.cohort) == (o["school_id"], o["cohort"])]
+        assert o["total"] == len(mine)
+        for state in queries.STAGE_COLUMNS:
+            assert o[state] == sum(r.state == state for r in mine), state
+        assert o["done"] == sum(r.state in issued for r in mine)
+        assert o["done_recent"] == sum(
+            r.state in issued and r.issued_at is not None and r.issued_at >= since for r in mine
+        )
+        assert o["flagged"] == sum(
+            r.state in ("draft", "in_review") and len(r.flags) > 0 for r in mine
+        )
+    assert sum(o["flagged"] for o in overview) > 0 and sum(o["done"] for o in overview) > 1

@@ -1,4 +1,5 @@
-"""Progress per school and day, kept by the database (the district page's chart).
+"""Progress per school and day, kept by the database (the district page's chart), and
+the indexes of the district page's counts.
 
 ``progress_day`` counts, per school, school year, day (Vietnam time) and milestone
 (teacher_sign, principal_sign, seal, submit, accept), the audit events of that milestone.
@@ -7,6 +8,10 @@ reads a few thousand rows instead of joining every event of a province to its re
 (issue 6: under 1 s for 500,000 records). ``progress_day_rebuild()`` recomputes it from
 the audit log (used here for existing events, and by bench/dashboard_queries.py after
 generating rows with the triggers off).
+
+``hoc_ba_year_school`` covers the counts per school, cohort and stage (an index-only
+scan, no table rows read); ``hoc_ba_flagged`` finds the records the TT27 check flagged
+that still wait for their teacher.
 
 Revision ID: 0009
 Revises: 0008
@@ -64,9 +69,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("school_year_id", "school_id", "day", "action"),
     )
     op.execute(UP)
+    op.create_index(
+        "hoc_ba_year_school",
+        "hoc_ba",
+        ["school_year_id", "school_id", "cohort", "state"],
+        postgresql_include=["issued_at"],
+    )
+    op.create_index(
+        "hoc_ba_flagged",
+        "hoc_ba",
+        ["school_year_id", "school_id", "cohort"],
+        postgresql_where=sa.text("state IN ('draft', 'in_review') AND flags <> '[]'::jsonb"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("hoc_ba_flagged", table_name="hoc_ba")
+    op.drop_index("hoc_ba_year_school", table_name="hoc_ba")
     op.execute(
         "DROP TRIGGER progress_day_count ON audit_event; DROP FUNCTION progress_day_count(); "
         "DROP FUNCTION progress_day_rebuild();"
