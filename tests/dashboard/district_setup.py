@@ -122,3 +122,48 @@ def _ecdsa_keys(session: Any, home: Path) -> None:
         certificates.register(
             session, ident.certificate, username=username, key_ref=str(ident.p12_path), actor=SYSTEM
         )
+
+
+def transfers(session_factory: Callable[[], Any], home: Path, from_school: str = "DH02") -> None:
+    """Two pupils of ``from_school`` (issued records) leave for DH01: one package taken in
+    (with its receipt recorded), one exported and not yet received — for the screenshot
+    of the transfers page."""
+    import datetime as dt
+
+    from hocba.models.lifecycle import Actor
+    from hocba.tasks.transfer import export_package, receive_package, record_receipt
+
+    with session_factory() as s:
+        conn = s.connection()
+        keys = certificates.key_refs(s)
+        codes = conn.scalars(
+            text("""
+            SELECT p.pupil_code FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id
+            JOIN school s ON s.id = r.school_id
+            WHERE s.code = :code AND r.state = 'issued' AND p.cccd IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM hoc_ba o WHERE o.pupil_id = p.id
+                              AND o.state NOT IN ('issued', 'submitted', 'accepted'))
+            ORDER BY r.id LIMIT 2"""),
+            {"code": from_school},
+        ).all()
+        people = {
+            u: Actor(i, n)
+            for i, u, n in conn.execute(text("SELECT id, username, full_name FROM staff")).all()
+        }
+
+    def seal(code: str) -> SoftwareSigner:
+        return SoftwareSigner.from_pkcs12(keys[f"truong-{code}"], DEMO_PASSWORD)
+
+    clerk = people[f"{from_school.lower()}.vt"]
+    packages = []
+    for code in codes:
+        with session_factory() as s:
+            packages.append(
+                export_package(s, code, "DH01", dt.date.today(), clerk, seal(from_school))[0]
+            )
+    with session_factory() as s:
+        res = receive_package(
+            s, packages[0], people["dh01.vt"], seal("DH01"), trust_anchors(home), "DH01"
+        )
+    with session_factory() as s:
+        record_receipt(s, res.receipt or b"", trust_anchors(home))

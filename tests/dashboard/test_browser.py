@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from district_setup import prepare
+from district_setup import prepare, transfers
 
 from hocba import db
 from hocba.tasks.demo import DEMO_PASSWORD
@@ -64,6 +64,7 @@ def server(engine, pg_url: str, schema_name: str, tmp_path: Path) -> Iterator[st
     home = tmp_path / "home"
     if DOCS:
         prepare(lambda: db.session_scope(engine), home, 3, 60, issued_school="DH02")
+        transfers(lambda: db.session_scope(engine), home)
     else:
         prepare(lambda: db.session_scope(engine), home, schools=2, pupils=20)
     port = _free_port()
@@ -115,10 +116,10 @@ def server(engine, pg_url: str, schema_name: str, tmp_path: Path) -> Iterator[st
         log.close()
 
 
-def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+def _shot(page, name: str, guide: bool = True) -> None:  # type: ignore[no-untyped-def]
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    if DOCS:
+    if DOCS and guide:
         DOC_IMAGES.mkdir(parents=True, exist_ok=True)
         shutil.copy(ARTIFACTS / f"{name}.png", DOC_IMAGES / f"{name}.png")
 
@@ -151,7 +152,7 @@ def _as_officer(page, url: str, shot: str) -> dict[str, dict[str, str]]:  # type
     expect = playwright.expect
     expect(page.get_by_role("heading", name="Tiến độ học bạ số của các trường")).to_be_visible()
     expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
-    _shot(page, shot)
+    _shot(page, shot, guide=shot == "huyen")
     table = _district_table(page)
     page.get_by_role("button", name="Đăng xuất").click()
     return table
@@ -254,4 +255,5 @@ def _guide_screenshots(page, url: str) -> None:  # type: ignore[no-untyped-def]
     _open(page, "Đóng dấu, phát hành")
     _shot(page, "dong_dau")
     _open(page, "Chuyển trường")
+    page.get_by_text("Xuất gói chuyển trường cho một học sinh").wait_for()
     _shot(page, "chuyen_truong")
