@@ -1203,6 +1203,49 @@ def submit(
         raise typer.Exit(1) from None
 
 
+@app.command("up")
+def up(
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Số máy chạy Prefect")] = 1,
+    portal: Annotated[bool, typer.Option(help="Chạy cổng Sở đi kèm (phát triển, thử)")] = True,
+    dashboard: Annotated[bool, typer.Option(help="Chạy bảng điều khiển")] = True,
+    prefect_port: Annotated[int, typer.Option(help="Cổng máy chủ Prefect")] = 4200,
+    portal_port: Annotated[int, typer.Option(help="Cổng của cổng Sở đi kèm")] = 8800,
+    dashboard_port: Annotated[int, typer.Option(help="Cổng bảng điều khiển")] = 8501,
+    demo: Annotated[
+        bool, typer.Option(help="Dùng mật khẩu mẫu «hocba-demo» khi chưa đặt (huyện mẫu)")
+    ] = False,
+) -> None:
+    """Chạy tất cả trên một máy: CSDL, máy chủ Prefect, vùng việc và triển khai, máy chạy,
+    cổng Sở đi kèm, bảng điều khiển. Ctrl+C dừng tất cả."""
+    import os
+
+    from hocba.up import Ports, run
+
+    if demo:
+        from hocba.tasks.demo import DEMO_PASSWORD
+
+        os.environ.setdefault("HOCBA_KEY_PASSPHRASE", DEMO_PASSWORD)
+        os.environ.setdefault("HOCBA_PORTAL_PASSWORD", DEMO_PASSWORD)
+    if portal and not os.environ.get("HOCBA_PORTAL_PASSWORD"):
+        err.print(
+            "[red]Cổng Sở đi kèm cần mật khẩu tài khoản các trường: đặt HOCBA_PORTAL_PASSWORD, "
+            "dùng --demo cho huyện mẫu, hoặc --no-portal khi dùng cổng thật của Sở.[/red]"
+        )
+        raise typer.Exit(2)
+    try:
+        code = run(
+            Ports(prefect_port, portal_port, dashboard_port),
+            workers,
+            portal,
+            dashboard,
+            say=console.print,
+        )
+    except RuntimeError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
 @app.command("dashboard")
 def dashboard(
     port: Annotated[int, typer.Option(help="Cổng")] = 8501,
