@@ -208,9 +208,14 @@ class PortSigner(signers.Signer):
     RSASSA-PKCS1-v1_5 (used as is) or ECDSA ``r || s`` (re-encoded as the DER
     ``Ecdsa-Sig-Value`` that CMS expects, RFC 5753 §7.2). A dry run (pyHanko sizing the
     signature container) gets zero bytes of the right length and never reaches the port.
+
+    The container carries the signer's certificate once and the intermediate CAs of
+    ``port.chain``, not the self-signed root (``embed_roots``): a verifier anchors trust
+    in its own copy, and an extra certificate in ``/Contents`` would be bytes that no
+    signature protects and no check uses.
     """
 
-    def __init__(self, port: Signer, *, embed_roots: bool = True) -> None:
+    def __init__(self, port: Signer, *, embed_roots: bool = False) -> None:
         key = port.certificate.public_key()
         self.port = port
         self._ecdsa = port.algorithm == ALGORITHM_ECDSA_SHA256
@@ -231,7 +236,9 @@ class PortSigner(signers.Signer):
         self._templates: dict[tuple[bool, bool], _CmsTemplate | None] = {}
         super().__init__(
             signing_cert=certificate,
-            cert_registry=SimpleCertificateStore.from_certs([certificate, *chain]),
+            cert_registry=SimpleCertificateStore.from_certs(
+                [c for c in chain if c.dump() != certificate.dump()]  # the signer's: once
+            ),
             signature_mechanism=SignedDigestAlgorithm({"algorithm": mechanism}),
             embed_roots=embed_roots,
         )
