@@ -26,6 +26,7 @@ import importlib.util
 import itertools
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,12 +109,15 @@ def demo(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo
         mp.setenv("HOCBA_HOME", str(home))
         mp.setenv("HOCBA_KEY_PASSPHRASE", DEMO_PASSWORD)
         db.get_engine.cache_clear()
+        # in a process of its own: the demo's workflow (Prefect) must not leave its logging
+        # set up in this one, where each probe runs the command in-process
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("hocba")), "demo", "--schools", "2",
+             "--pupils-per-school", "12", "--year", "2024-2025"],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         runner = CliRunner()
-        res = runner.invoke(
-            app,
-            ["demo", "--schools", "2", "--pupils-per-school", "12", "--year", "2024-2025"],
-        )
-        assert res.exit_code == 0, res.output
         engine = db.make_engine(pg_url, schema)
         with Session(engine) as s:
             org.ensure_unit(s, "22-HX", "Huyện Khác", "district", "22")
@@ -185,14 +189,35 @@ def _a_class(demo: Demo, school: str, state: str) -> str:
     return str(name)
 
 
+# an accepted record whose pupil has no other record (not one moved by a transfer: see
+# test_a_class_with_a_pupil_who_moved_away_this_year_can_still_be_printed)
+_ALONE = (
+    "r.state = 'accepted' AND NOT EXISTS (SELECT 1 FROM hoc_ba o "
+    "WHERE o.pupil_id = r.pupil_id AND o.id <> r.id) AND NOT EXISTS (SELECT 1 FROM "
+    "received_record rr WHERE rr.pupil_id = r.pupil_id)"
+)
+
+
 def _lookup_code(demo: Demo, school: str) -> str:
     code = demo.scalar(
         "SELECT r.lookup_code::text FROM hoc_ba r JOIN school s ON s.id = r.school_id "
-        "WHERE s.code = :s AND r.state = 'accepted' ORDER BY r.id LIMIT 1",
+        f"WHERE s.code = :s AND {_ALONE} ORDER BY r.id LIMIT 1",
         s=school,
     )
     assert code
     return str(code)
+
+
+def _printable_class(demo: Demo, school: str) -> str:
+    """A class all of whose issued pupils have that one record."""
+    name = demo.scalar(
+        "SELECT c.name FROM hoc_ba r JOIN school_class c ON c.id = r.class_id "
+        "JOIN school s ON s.id = r.school_id WHERE s.code = :s AND r.xml_sha256 IS NOT NULL "
+        f"GROUP BY c.name HAVING bool_and({_ALONE}) ORDER BY c.name LIMIT 1",
+        s=school,
+    )
+    assert name, f"no class of {school} to print"
+    return str(name)
 
 
 def test_signing_another_schools_records_is_refused_at_every_step(demo: Demo) -> None:
@@ -263,7 +288,7 @@ def test_paper_copies_are_signed_only_by_the_records_own_principal(
         _refused(demo, res)
         assert not list(tmp_path.glob(f"x-{user}/*.pdf"))
     assert demo.chain_length("DH02") == chain
-    klass = _a_class(demo, "DH02", "accepted")
+    klass = _printable_class(demo, "DH02")
     res = demo.run(
         "print-class",
         "--school",
@@ -309,8 +334,9 @@ def test_transfers_are_exported_and_received_only_by_the_schools_own_staff(
     pupil = str(
         demo.scalar(
             "SELECT p.pupil_code FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
-            "JOIN school s ON s.id = r.school_id WHERE s.code = 'DH01' AND r.state = 'accepted' "
-            "ORDER BY r.id LIMIT 1"
+            "JOIN school s ON s.id = r.school_id JOIN enrolment e ON e.pupil_id = p.id "
+            "AND e.school_id = s.id AND e.left_on IS NULL "
+            "WHERE s.code = 'DH01' AND r.state = 'accepted' ORDER BY r.id LIMIT 1"
         )
     )
     transfers = demo.scalar("SELECT count(*) FROM transfer")
@@ -670,3 +696,36 @@ def test_portal_admin_endpoints_need_the_admin_token(portal: Portal) -> None:
                 assert secret not in response.text
     assert portal.a.query_registration().approved  # nothing was decided
     assert portal.a.query_revocation(portal.request_a).trang_thai == RevocationStatus.PENDING
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug (tasks/books.py): a pupil transferred this year has the year twice, the "
+    "record issued here and its copy received by the new school (received_record): "
+    "render_book raises RenderError, so print-class fails for the old school's whole class",
+)
+def test_a_class_with_a_pupil_who_moved_away_this_year_can_still_be_printed(
+    demo: Demo, tmp_path: Path
+) -> None:
+    pupil, klass = demo.column(
+        "SELECT ARRAY[p.pupil_code, c.name] FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
+        "JOIN school_class c ON c.id = r.class_id JOIN school s ON s.id = r.school_id "
+        "JOIN enrolment e ON e.pupil_id = p.id AND e.school_id = s.id AND e.left_on IS NULL "
+        f"WHERE s.code = 'DH01' AND {_ALONE} ORDER BY r.id DESC LIMIT 1"
+    )[0]
+    package = tmp_path / "chuyen.zip"
+    res = demo.run(
+        "transfer", "export", pupil, "--to", "DH02", "--leaving-date", "20/01/2025",
+        "--as", "dh01.vt", "--out", str(package),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = demo.run(
+        "transfer", "receive", str(package), "--school", "DH02", "--as", "dh02.ht",
+        "--receipt-out", str(tmp_path / "bien-nhan.json"),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = demo.run(
+        "print-class", "--school", "DH01", "--class", klass, "--as", "dh01.ht",
+        "--out", str(tmp_path / "in"),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
