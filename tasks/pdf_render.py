@@ -521,12 +521,29 @@ def _parsed(body: str, style: ParagraphStyle) -> tuple[str, ParagraphStyle, tupl
     return prototype.text, prototype.style, tuple(prototype.frags)
 
 
+class _Paragraph(Paragraph):
+    """A paragraph that is not broken into lines again for the width it was just broken
+    for: ReportLab wraps a table cell's paragraphs to size the table and again to draw it,
+    and the frame wraps a paragraph to see whether it fits and again to place it. (The
+    lines depend on the width only; ``availHeight`` is not used.)"""
+
+    _wrapped: tuple[float, float] | None = None
+
+    def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:
+        wrapped = self._wrapped
+        if wrapped is not None and wrapped[0] == availWidth:
+            return availWidth, wrapped[1]
+        width, height = super().wrap(availWidth, availHeight)
+        self._wrapped = (availWidth, height) if width == availWidth else None
+        return width, height
+
+
 def _paragraph(body: str, style: ParagraphStyle) -> Paragraph:
     """``Paragraph(body, style)`` with the markup parsed once per process (headings,
     legends and labels repeat in every book); each paragraph gets its own copies of the
     fragments, as layout may annotate them."""
     text, parsed_style, frags = _parsed(body, style)
-    return Paragraph(text, parsed_style, frags=[frag.clone() for frag in frags])
+    return _Paragraph(text, parsed_style, frags=[frag.clone() for frag in frags])
 
 
 def _para(text: object, style: ParagraphStyle = _BODY, markup: str = "") -> Paragraph:
@@ -561,12 +578,22 @@ class _GridCell(CellStyle):
     rightPadding = _CELL_PADDING
 
 
+class _GridTable(Table):
+    """A table that draws nothing for an empty cell (ReportLab draws an empty string like
+    any other: a text object per cell)."""
+
+    def _drawCell(self, cellval: Any, cellstyle: Any, pos: Any, size: Any) -> None:
+        if isinstance(cellval, str) and not cellval:
+            return  # no text; and no cell of these tables links anywhere
+        super()._drawCell(cellval, cellstyle, pos, size)
+
+
 def _grid_table(
     data: list[list[Any]], widths: Sequence[float], style: TableStyle, **kw: Any
 ) -> Table:
     """A table with :class:`_GridCell` cells (use with :func:`_grid_style`)."""
     cells = [[_GridCell("") for _ in row] for row in data]
-    return Table(data, colWidths=list(widths), style=style, cellStyles=cells, **kw)
+    return _GridTable(data, colWidths=list(widths), style=style, cellStyles=cells, **kw)
 
 
 def _grid_style(*, header_rows: int = 1) -> TableStyle:
