@@ -671,9 +671,8 @@ def _outline_items(node: Any, depth: int = 0) -> Iterator[generic.DictionaryObje
         seen += 1
 
 
-def _principal_box(reader: PdfFileReader) -> _Placement:
-    """The principal's box: the only outline destination of type ``/FitR`` (written by
-    :func:`~hocba.tasks.pdf_render.render_book`), as ``[page /FitR left bottom right top]``."""
+def _outline_box(reader: PdfFileReader) -> tuple[int | None, tuple[float, ...]]:
+    """The page object number and the rectangle of the only ``/FitR`` outline item."""
     outlines = _get(reader.root, "/Outlines")
     boxes = []
     for item in _outline_items(outlines) if outlines is not None else ():
@@ -685,8 +684,32 @@ def _principal_box(reader: PdfFileReader) -> _Placement:
             "Bản PDF không có (đúng một) vị trí chữ ký của Hiệu trưởng: không do hocba tạo ra?"
         )
     dest = boxes[0]
-    target = getattr(dest.raw_get(0), "idnum", None)
-    x1, y1, x2, y2 = (float(dest[i]) for i in range(2, 6))
+    return getattr(dest.raw_get(0), "idnum", None), tuple(float(dest[i]) for i in range(2, 6))
+
+
+_FITR_OUTLINE_ITEM = re.compile(
+    rb"/Dest \[ (\d+) 0 R /FitR ([-+.\d]+) ([-+.\d]+) ([-+.\d]+) ([-+.\d]+) \] /Parent \d+ 0 R"
+)
+"""An outline item with a ``/FitR`` destination as ReportLab writes it (uncompressed)."""
+
+
+def _principal_box(reader: PdfFileReader, pdf: bytes | None = None) -> _Placement:
+    """The principal's box: the only outline destination of type ``/FitR`` (written by
+    :func:`~hocba.tasks.pdf_render.render_book`), as ``[page /FitR left bottom right top]``.
+
+    With ``pdf`` (the file's bytes: one revision, no object streams), an outline item
+    written the way ReportLab writes it is looked for in the bytes first: parsing the
+    outline costs more than the rest of reading the rendering (its titles are UTF-16
+    strings, read character by character); if there is not exactly one, the outline is
+    walked."""
+    found = []
+    if pdf is not None and b"/ObjStm" not in pdf and reader.total_revisions == 1:
+        found = _FITR_OUTLINE_ITEM.findall(pdf)
+    if len(found) == 1:
+        target = int(found[0][0])
+        x1, y1, x2, y2 = (float(v) for v in found[0][1:])
+    else:
+        target, (x1, y1, x2, y2) = _outline_box(reader)
     pages = reader.root["/Pages"]
     kids = _get(pages, "/Kids")
     if isinstance(kids, generic.ArrayObject) and len(kids) == int(pages["/Count"]):
@@ -830,7 +853,7 @@ def sign_pdf(
         raise PdfSignError(f"Không đọc được bản PDF: {type(exc).__name__}") from exc
     if subject != f"{LOOKUP_SUBJECT_PREFIX}{lookup_code}":
         raise PdfSignError("Học bạ XML đính kèm không phải học bạ của bản PDF này.")
-    placement = _principal_box(reader)
+    placement = _principal_box(reader, pdf)
     when = when or dt.datetime.now(_VN)
     stamp_time = _vn_time(when)
     principal_box = tuple(round(v, 2) for v in placement.box)
