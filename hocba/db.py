@@ -88,7 +88,13 @@ def make_engine(url: str, schema: str) -> Engine:
     """An engine whose connections see ``schema`` first (and ``public`` for extensions)."""
     return create_engine(
         url,
-        connect_args={"options": f"-c search_path={schema},public -c timezone=Asia/Ho_Chi_Minh"},
+        # plan_cache_mode: the queries scope with optional parameters ("(:x IS NULL OR
+        # col = :x)", "(:admin OR school_id = ANY(:ids))"); a cached generic plan cannot
+        # fold them and turns the district page's 0.5 s into 4 s (bench/dashboard_queries.py)
+        connect_args={
+            "options": f"-c search_path={schema},public -c timezone=Asia/Ho_Chi_Minh "
+            "-c plan_cache_mode=force_custom_plan"
+        },
         pool_pre_ping=True,
         isolation_level="READ COMMITTED",
         pool_size=5,
