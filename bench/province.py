@@ -532,7 +532,13 @@ def main() -> None:
         print(json.dumps(report["final_states"]), report["checks"], file=sys.stderr)
         if args.dashboard:
             dash = subprocess.run(
-                [sys.executable, str(ROOT / "bench" / "dashboard_queries.py"), "--repeat", "5"],
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "dashboard_queries.py"),
+                    "--configured",
+                    "--repeat",
+                    "5",
+                ],
                 env=os.environ.copy(),
                 capture_output=True,
                 text=True,
