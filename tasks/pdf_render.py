@@ -43,6 +43,14 @@ Choices:
   attached XML against that code.
 * Output is deterministic: the same input gives the same bytes (ReportLab's
   ``invariant`` mode fixes the creation date and the document ID).
+
+Speed (issue 4, ``bench/pdf.py``): what every book repeats is done once per process —
+font subsets (every document first assigns :data:`FONT_ALPHABET` its codes, so all books
+embed the same subsets, whose font files, widths and ToUnicode maps are cached), the
+parse of paragraph markup, the QR encoder's generator polynomials and module order. This
+module also sets two process-wide ReportLab options (no ASCII85 streams; page contents
+Flate at level 1) and patches three functions of ReportLab's QR encoder with equivalents
+(:func:`_qr_encoder`); it is ReportLab's only user in this package.
 """
 
 from __future__ import annotations
