@@ -101,6 +101,7 @@ from hocba.tasks.record_xml import (
 )
 
 __all__ = [
+    "FONT_ALPHABET",
     "FONT_BOLD",
     "FONT_BOLD_ITALIC",
     "FONT_ITALIC",
@@ -110,10 +111,12 @@ __all__ = [
     "PRINCIPAL_BOX_TITLE",
     "BookYear",
     "RenderError",
+    "compact_font_subsets",
     "print_class",
     "read_book_year",
     "register_fonts",
     "render_book",
+    "seed_font_subsets",
 ]
 
 PRINCIPAL_BOX_DEST = "hocba-chu-ky-hieu-truong"
