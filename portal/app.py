@@ -706,8 +706,11 @@ class ProvincePortal:
         seen: set[str] = set()
         reject_every = self.faults.reject_every(1)
         now = dt.datetime.now(dt.UTC)
-        for position, data in enumerate(records, start=1):
-            fields = _record_fields(data)
+        parsed = [_record_fields(data) for data in records]
+        known_codes = self.store.known_records(
+            [f["MA_TRA_CUU_UUID"] for f in parsed if f["MA_TRA_CUU_UUID"]]
+        )
+        for position, (data, fields) in enumerate(zip(records, parsed, strict=True), start=1):
             code = fields["MA_TRA_CUU_UUID"]
             result: dict[str, Any] = {
                 "ma_hoc_sinh": fields["MA_HOC_SINH"],
@@ -721,7 +724,7 @@ class ProvincePortal:
             }
             results.append(result)
             problem = self._precheck(envelope, fields, seen)
-            known = self.store.known_record(code) if code and problem is None else None
+            known = known_codes.get(code) if code and problem is None else None
             if problem is None:
                 info = None
                 if known is not None:

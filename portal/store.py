@@ -339,22 +339,31 @@ class PortalStore:
             ).first()
         return None if row is None else KnownRecord(*row)
 
+    def known_records(self, lookup_codes: Sequence[str]) -> dict[str, KnownRecord]:
+        """:meth:`known_record` for a whole transaction's records, in one query."""
+        if not lookup_codes:
+            return {}
+        r, m = self.t["record"], self.t["message"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(r.c.ma_tra_cuu_uuid, r.c.ma_don_vi, r.c.xml_sha256, r.c.state, m.c.messageid)
+                .join(m, m.c.id == r.c.message_id)
+                .where(r.c.ma_tra_cuu_uuid.in_(list(lookup_codes)))
+            ).all()
+        return {row[0]: KnownRecord(*row) for row in rows}
+
     def insert_records(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert accepted records; returns the lookup codes actually inserted (a code
         stored meanwhile by another message is skipped)."""
         if not rows:
             return set()
         t = self.t["record"]
-        inserted: set[str] = set()
-        for start in range(0, len(rows), 200):
-            result = conn.execute(
-                pg_insert(t)
-                .values(list(rows[start : start + 200]))
-                .on_conflict_do_nothing(index_elements=["ma_tra_cuu_uuid"])
-                .returning(t.c.ma_tra_cuu_uuid)
-            )
-            inserted.update(result.scalars())
-        return inserted
+        statement = (  # compiled once, sent in batches ("insertmanyvalues")
+            pg_insert(t)
+            .on_conflict_do_nothing(index_elements=["ma_tra_cuu_uuid"])
+            .returning(t.c.ma_tra_cuu_uuid)
+        )
+        return set(conn.execute(statement, list(rows)).scalars())
 
     def insert_results(
         self, conn: Connection, message_pk: int, results: Iterable[dict[str, Any]]

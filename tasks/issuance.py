@@ -240,10 +240,10 @@ def trust_anchors(home: Path) -> list[x509.Certificate]:
     or, by default, the project's test root in ``$HOCBA_HOME/pki``."""
     paths = [Path(p) for p in os.environ.get("HOCBA_TRUST_ANCHORS", "").split(":") if p]
     if not paths:
-        directory = pki_directory(home)
-        if not (directory / "root-ca.pem").exists():
+        root = pki_directory(home) / "root-ca.pem"  # the test root (its key is not needed)
+        if not root.exists():
             return []
-        paths = [TestPki.open(directory).root_cert_path]
+        paths = [root]
     anchors: list[x509.Certificate] = []
     for p in paths:
         anchors.extend(x509.load_pem_x509_certificates(p.read_bytes()))
