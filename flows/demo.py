@@ -232,7 +232,7 @@ def run_demo_workflow(
     accepted, then move a few pupils: test keys, the bundled portal on its own schema,
     ``workers`` worker processes on one Prefect API, a final submission sweep."""
     from hocba.asgi import serve_in_thread
-    from hocba.portal import create_portal_app
+    from hocba.portal import PortalUser, create_portal_app
     from hocba.tasks.demo import DEMO_PASSWORD, provision_keys
     from hocba.tasks.issuance import trust_anchors
 
@@ -246,7 +246,7 @@ def run_demo_workflow(
         url,
         f"{settings.schema}_portal",
         trusted_roots=trust_anchors(settings.home),
-        users=dict.fromkeys(codes, DEMO_PASSWORD),
+        users={c: PortalUser.with_password(DEMO_PASSWORD, [c]) for c in codes},  # own school
         auto_approve_certificates=True,
     )
     report: dict[str, Any] = {}

@@ -205,6 +205,9 @@ def demo(
         )
         flows_report: dict[str, Any] = {}
         if sign:
+            import os
+
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the progress bars speak
             from hocba.flows.demo import run_demo_workflow
 
             flows_report = run_demo_workflow(workers, transfers, step, submit)
