@@ -1,5 +1,6 @@
 """Quản trị: staff and roles (administrator), the schools' certificates and their approval
-(district officer), deadlines per province, correction requests to decide."""
+(district officer), deadlines per province, correction requests to decide, the staff's
+notification channels (URLs masked; the administrator adds them)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ viewer = require("district_officer")
 st.title("Quản trị")
 show_flash()
 is_officer = viewer.has_role("district_officer")
-tabs = st.tabs(["Chứng thư số", "Chỉnh lý", "Hạn nộp", "Cán bộ và vai trò"])
+tabs = st.tabs(["Chứng thư số", "Chỉnh lý", "Hạn nộp", "Cán bộ và vai trò", "Kênh thông báo"])
 
 with tabs[0]:
     with session() as s:
@@ -256,4 +257,70 @@ with tabs[3]:
                         payload={"username": who, "role": role, "school": school_code or None},
                     )
                     flash(f"Đã giao vai trò {ROLE_LABELS[role]} cho {who}.")
+                    st.rerun()
+
+with tabs[4]:
+    with session() as s:
+        people = {p["id"]: p for p in queries.staff_roles(s, viewer)}
+    st.caption(
+        "Kênh nhận tin nhắc việc của từng cán bộ (email, tin nhắn, ứng dụng chat — cú pháp "
+        "Apprise). Mật khẩu và mã bí mật trong địa chỉ luôn được che."
+    )
+    who = st.selectbox(
+        "Cán bộ",
+        [None, *people],
+        format_func=lambda i: (
+            "— chọn cán bộ —"
+            if i is None
+            else f"{people[i]['full_name']} ({people[i]['username']})"
+        ),
+        key="qt_channel_staff",
+    )
+    if who is not None:
+        from hocba.tasks.notify import NotifyError, add_channel, list_channels
+
+        with session() as s:
+            channels = list_channels(s, who)
+        if channels:
+            st.dataframe(
+                pd.DataFrame(
+                    [
+                        {
+                            "Loại": c["kind"],
+                            "Địa chỉ (đã che)": c["url"],
+                            "Hoạt động": "có" if c["active"] else "tắt",
+                            "Ngày thêm": logic.fmt_date(c["created_at"]),
+                        }
+                        for c in channels
+                    ]
+                ),
+                hide_index=True,
+                width="stretch",
+            )
+        else:
+            st.info(f"{people[who]['full_name']} chưa có kênh nhận thông báo nào.")
+        if not viewer.admin:
+            st.caption("Thêm kênh do quản trị hệ thống thực hiện.")
+        else:
+            with st.form("qt_channel", clear_on_submit=True):
+                url = st.text_input(
+                    "Địa chỉ kênh (Apprise)",
+                    type="password",
+                    placeholder="mailtos://tai-khoan:mat-khau@mail.truong.edu.vn?to=...",
+                )
+                add = st.form_submit_button("Thêm kênh")
+            if add:
+                try:
+                    with session() as s:
+                        add_channel(s, who, url)
+                except NotifyError as exc:
+                    st.error(str(exc))
+                else:
+                    log_event(
+                        viewer,
+                        "channel_add",
+                        school_code=None,
+                        payload={"username": people[who]["username"]},
+                    )
+                    flash(f"Đã thêm kênh thông báo cho {people[who]['full_name']}.")
                     st.rerun()

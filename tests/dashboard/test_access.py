@@ -442,3 +442,31 @@ def test_the_menu_lists_the_pages_of_the_role(user, shared_district, world, app_
         "chuyen_truong": "Chuyển trường",
     }
     assert {titles[Path(p).stem] for p in reachable} == MENUS[user]
+
+
+def test_notification_channels_admin_adds_officers_see_their_staff(run_page, world) -> None:  # type: ignore[no-untyped-def]
+    """The administrator adds a channel (URL kept secret); a district officer sees the
+    channels of their schools' staff, masked, and cannot add; another district's officer
+    cannot even pick the person."""
+    ht = world["staff"]["dh01.ht"]
+    at = run_page(A, "quan_tri")
+    at.selectbox(key="qt_channel_staff").set_value(ht).run()
+    url_box = next(t for t in at.text_input if t.label == "Địa chỉ kênh (Apprise)")
+    url_box.input("khong-phai-url")
+    at = next(b for b in at.button if b.label == "Thêm kênh").click().run()
+    assert "Apprise không hiểu URL này" in content(at)
+    url_box = next(t for t in at.text_input if t.label == "Địa chỉ kênh (Apprise)")
+    url_box.input("mailto://ht:BiMat123@mail.example.vn?to=ht@truong.example.vn")
+    at = next(b for b in at.button if b.label == "Thêm kênh").click().run()
+    assert not at.exception, at.exception
+    shown = content(at)
+    assert "Đã thêm kênh thông báo" in shown and "mailto" in shown and "BiMat123" not in shown
+
+    at = run_page(OF, "quan_tri")
+    at.selectbox(key="qt_channel_staff").set_value(ht).run()
+    shown = content(at)
+    assert "mailto" in shown and "BiMat123" not in shown
+    assert not any(t.label == "Địa chỉ kênh (Apprise)" for t in at.text_input)
+    at = run_page(OF2, "quan_tri")
+    options = " ".join(at.selectbox(key="qt_channel_staff").options)
+    assert "(dh02.ht)" in options and "(dh01.ht)" not in options
