@@ -123,6 +123,37 @@ if issued:
         on_click=_log_export,
         key="hb_download",
     )
+    pdf_key = f"hb_pdf_{rid}"
+    if pdf_key not in st.session_state:
+        if st.button("Lập bản PDF (bản xem, có mã QR tra cứu)", key="hb_pdf_make"):
+            from hocba.config import load_settings
+            from hocba.tasks.pdf_render import render_book
+
+            with st.spinner("Đang lập bản PDF…"):
+                st.session_state[pdf_key] = render_book(
+                    [bytes(issued["signed_xml"])], verify_url=load_settings().verify_url
+                )
+            log_event(
+                viewer,
+                "export",
+                school_code=issued["school_code"],
+                record_id=rid,
+                payload={"page": PAGE, "format": "pdf"},
+            )
+            st.rerun()
+    else:
+        st.download_button(
+            "Tải bản PDF",
+            st.session_state[pdf_key],
+            file_name=f"{code}.pdf",
+            mime="application/pdf",
+            key="hb_pdf_download",
+            on_click="ignore",
+        )
+    st.caption(
+        "Bản PDF có chữ ký số của Hiệu trưởng và con dấu (để in, lưu hồ sơ) do nhà trường lập "
+        "bằng lệnh `hocba print-class`."
+    )
 
 tab_print, tab_history, tab_fix = st.tabs(["Học bạ (như khi in)", "Lịch sử", "Chỉnh lý"])
 with tab_print:

@@ -79,6 +79,24 @@ def test_principal_signs_everything_with_one_confirmation(waiting) -> None:  # t
     at = submit(at, "Kiểm tra")
     assert not at.exception
     assert [s.value for s in at.success] == ["HỢP LỆ — học bạ số đúng như đã phát hành."]
+    # the records page: the issued record as XML and as a PDF (logged as an export)
+    at.switch_page("views/hoc_ba.py").run()
+    at.text_input(key="hb_query").input(str(code)).run()
+    at.selectbox(key="hb_open").set_value(waiting.waiting[0]).run()
+    at = submit(at, "Lập bản PDF")
+    assert not at.exception, at.exception
+    pdf = at.session_state[f"hb_pdf_{waiting.waiting[0]}"]
+    assert pdf.startswith(b"%PDF") and b"/Type /Page" in pdf
+    assert [b.proto.label for b in at.get("download_button")] == [
+        "Tải tệp XML đã phát hành",
+        "Tải bản PDF",
+    ]
+    exports = waiting.scalar(
+        "SELECT count(*) FROM audit_event WHERE action = 'export' AND record_id = :r "
+        "AND payload->>'format' = 'pdf'",
+        r=waiting.waiting[0],
+    )
+    assert exports == 1
 
 
 def test_a_wrong_passphrase_signs_nothing_and_says_what_to_do(waiting) -> None:  # type: ignore[no-untyped-def]
