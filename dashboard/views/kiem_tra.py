@@ -1,6 +1,7 @@
-"""Kiểm tra: verify a record from an uploaded XML file or its lookup code; the report of
-:func:`hocba.tasks.verify.verify_document` as a check list. Every check and every lookup
-is logged."""
+"""Kiểm tra: verify a record from an uploaded XML or signed PDF file, or its lookup code;
+the report of :func:`hocba.tasks.verify.verify_document` (or, for a PDF,
+:func:`hocba.tasks.pdf_sign.verify_pdf`: the PDF's signatures, then the record XML it
+carries) as a check list. Every check and every lookup is logged."""
 
 from __future__ import annotations
 
@@ -34,8 +35,15 @@ CHECK_TITLES = {
     "ROLE_CBQL": "Người ký là Hiệu trưởng (hoặc được ủy quyền)",
     "SCHOOL_CERTIFICATE": "Chứng thư số của trường đã được phê duyệt",
     "REGISTRY_MATCH": "Khớp sổ học bạ đã phát hành",
+    "PDF_PARSE": "Tệp PDF đọc được",
+    "PDF_SIGNATURE_PRINCIPAL": "Chữ ký số của Hiệu trưởng trên bản PDF",
+    "PDF_SIGNATURE_SEAL": "Con dấu số của trường trên bản PDF",
+    "PDF_LOCK": "Bản PDF không bị sửa sau khi ký",
+    "PDF_REVOCATION": "Chứng thư ký bản PDF không bị thu hồi",
+    "PDF_EMBEDDED_XML": "Tệp XML học bạ đính kèm trong bản PDF",
 }
 MAX_UPLOAD = 5_000_000
+MAX_PDF_UPLOAD = 20_000_000
 
 viewer = require()
 st.title("Kiểm tra học bạ số")
@@ -61,12 +69,18 @@ def _crl_source(home: Any) -> Any:
 
 
 def verify(data: bytes) -> Any:
+    """The verification report of an XML record or of a signed PDF book."""
     from hocba.tasks.issuance import trust_anchors
     from hocba.tasks.verify import verify_document
 
+    check: Any = verify_document
+    if data.startswith(b"%PDF-"):
+        from hocba.tasks.pdf_sign import verify_pdf
+
+        check = verify_pdf
     home = load_settings().home
     with session() as s:
-        return verify_document(
+        return check(
             data,
             trusted_roots=trust_anchors(home),
             registry=DatabaseRegistry(s),
@@ -96,13 +110,17 @@ def show_report(report: Any) -> None:
         st.markdown(f"{ICONS[status]} **{title}** — {check.message_vi}")
 
 
-tab_file, tab_code = st.tabs(["Tải tệp XML", "Nhập mã tra cứu"])
+tab_file, tab_code = st.tabs(["Tải tệp XML hoặc PDF", "Nhập mã tra cứu"])
 with tab_file:
-    upload = st.file_uploader("Tệp XML học bạ", type=["xml"], key="kt_file")
+    upload = st.file_uploader("Tệp XML hoặc PDF học bạ", type=["xml", "pdf"], key="kt_file")
     if upload is not None:
         data = upload.getvalue()
-        if len(data) > MAX_UPLOAD:
-            st.error("Tệp lớn hơn 5 MB: không phải một học bạ. Hãy chọn đúng tệp XML học bạ.")
+        is_pdf = data.startswith(b"%PDF-")
+        if len(data) > (MAX_PDF_UPLOAD if is_pdf else MAX_UPLOAD):
+            st.error(
+                "Tệp quá lớn (XML tối đa 5 MB, PDF tối đa 20 MB): không phải một học bạ. Hãy "
+                "chọn đúng tệp học bạ."
+            )
         else:
             report = verify(data)
             sha = hashlib.sha256(data).hexdigest()

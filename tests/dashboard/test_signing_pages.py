@@ -97,6 +97,26 @@ def test_principal_signs_everything_with_one_confirmation(waiting) -> None:  # t
         r=waiting.waiting[0],
     )
     assert exports == 1
+    # the verify page reads PDFs too: the signed book is valid, the unsigned view is not
+    from hocba.models import certificates
+    from hocba.tasks.books import make_books
+
+    with Session(waiting.engine) as s:
+        keys = certificates.key_refs(s)
+        book = make_books(
+            s,
+            [waiting.waiting[0]],
+            principal=SoftwareSigner.from_pkcs12(keys["dh01.ht"], PASSWORD),
+            seal=SoftwareSigner.from_pkcs12(keys["truong-DH01"], PASSWORD),
+            verify_url="https://hocba.example.vn/kiem-tra",
+        )[waiting.waiting[0]]
+    at.switch_page("views/kiem_tra.py").run()
+    at.file_uploader(key="kt_file").set_value(("hoc-ba.pdf", book, "application/pdf")).run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.success] == ["HỢP LỆ — học bạ số đúng như đã phát hành."]
+    assert any("Con dấu số của trường trên bản PDF" in m.value for m in at.markdown)
+    at.file_uploader(key="kt_file").set_value(("ban-xem.pdf", pdf, "application/pdf")).run()
+    assert [e.value for e in at.error] == ["KHÔNG HỢP LỆ — xem các mục màu đỏ bên dưới."]
 
 
 def test_a_wrong_passphrase_signs_nothing_and_says_what_to_do(waiting) -> None:  # type: ignore[no-untyped-def]
