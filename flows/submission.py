@@ -70,11 +70,33 @@ def submit_school(school_code: str, resubmit_rejected: bool = False) -> str:
     )
 
 
+def schools_with_work() -> list[str]:
+    """Schools with records to send, answers to fetch or revocations to request."""
+    with db.session_scope() as session:
+        return list(
+            session.connection()
+            .exec_driver_sql(
+                "SELECT s.code FROM school s WHERE EXISTS (SELECT 1 FROM hoc_ba r "
+                "WHERE r.school_id = s.id AND r.state IN ('issued', 'submitted')) "
+                "OR EXISTS (SELECT 1 FROM submission x WHERE x.school_id = s.id "
+                "AND x.status IN ('pending', 'sent')) "
+                "OR EXISTS (SELECT 1 FROM correction_request c JOIN hoc_ba r "
+                "ON r.id = c.record_id WHERE r.school_id = s.id AND c.status = 'approved' "
+                "AND (c.portal_request_id IS NULL OR c.portal_status = '1')) ORDER BY s.code"
+            )
+            .scalars()
+        )
+
+
 @flow(name="gui-so")
-def submission_flow(school_codes: list[str], resubmit_rejected: bool = False) -> list[str]:
-    """Submit every issued record of the given schools and collect the portal's results."""
+def submission_flow(
+    school_codes: list[str] | None = None, resubmit_rejected: bool = False
+) -> list[str]:
+    """Submit every issued record of the given schools (none given: every school with
+    something to send or fetch) and collect the portal's results."""
     log = get_run_logger()
-    outcomes = [submit_school(code, resubmit_rejected) for code in school_codes]
+    codes = school_codes or schools_with_work()
+    outcomes = [submit_school(code, resubmit_rejected) for code in codes]
     for line in outcomes:
         log.info(line)
     return outcomes

@@ -210,9 +210,18 @@ def transfer_out_flow(
 
 
 @flow(name="chuyen-truong-den")
-def transfer_in_flow(school_codes: list[str], username: str | None = None) -> dict[str, object]:
-    """Receive every waiting package of these schools and record every returned receipt."""
+def transfer_in_flow(
+    school_codes: list[str] | None = None, username: str | None = None
+) -> dict[str, object]:
+    """Receive every waiting package of these schools (none given: every school of this
+    database) and record every receipt returned to them."""
     log = get_run_logger()
+    if not school_codes:
+        with db.session_scope() as session:
+            conn = session.connection()
+            school_codes = list(
+                conn.exec_driver_sql("SELECT code FROM school ORDER BY code").scalars()
+            )
     received = {code: receive_task(code, username) for code in school_codes}
     result: dict[str, object] = {}
     for code in school_codes:  # after every school received: their receipts are out

@@ -76,7 +76,13 @@ def test_up_starts_everything_and_a_deployment_runs_on_its_worker(
 
     assert run(ports, workers=1, ready=ready, say=lambda _m: None) == 0
     assert seen["state"] == "COMPLETED", (tmp_path / "home" / "logs" / "worker-1.log").read_text()
-    assert seen["deployments"] == ["ban-nhap-hang-ngay", "gui-so", "han-nop-hang-ngay", "ky-hoc-ba"]
+    assert seen["deployments"] == [
+        "ban-nhap-hang-ngay",
+        "gui-so",
+        "han-nop-hang-ngay",
+        "ky-hoc-ba",
+        "nhan-chuyen-truong",
+    ]
     with engine.connect() as c:  # the worker's flow run made the drafts and sent them on
         states = dict(c.exec_driver_sql("SELECT state, count(*) FROM hoc_ba GROUP BY 1").all())
     assert states and set(states) == {"in_review"}
