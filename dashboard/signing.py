@@ -186,6 +186,8 @@ def queue_page(slot: str) -> None:
     show_flash()
     show_results(results_key)
 
+    if slot == "KY_PHAT_HANH":
+        _submission_panel(viewer, school)
     with session() as s:
         everything = queries.signing_queue(s, viewer, slot, school["id"])
     if not everything:
@@ -329,3 +331,54 @@ def _preview(viewer: Viewer, slot: str, rows: list[dict[str, Any]], page: str) -
                 forget_view(page)
                 st.session_state.pop(f"{page}_open", None)
                 st.rerun()
+
+
+def _submission_panel(viewer: Viewer, school: dict[str, Any]) -> None:
+    """Where the school's issued records stand at the Sở portal; the records it rejected
+    with the portal's reason (the notifications link here with ``?trang_thai=rejected``).
+    Sending runs on its own (the submission flow, or ``hocba submit``)."""
+    from hocba.dashboard.common import url_param
+
+    with session() as s:
+        status = queries.submission_status(s, viewer, school["id"])
+        rejected = queries.rejected_records(s, viewer, school["id"])
+    if not status:
+        return
+    linked = url_param("trang_thai") == "rejected"
+    label = (
+        f"Gửi Sở: {status['issued']} chờ gửi, {status['submitted']} chờ Sở trả lời, "
+        f"{status['accepted']} Sở đã tiếp nhận, {status['rejected']} bị từ chối"
+    )
+    with st.expander(label, expanded=linked or bool(rejected)):
+        st.caption(
+            "Học bạ đã phát hành được gửi lên cổng của Sở tự động theo lịch (hoặc bằng lệnh "
+            "`hocba submit --school " + school["code"] + "`); kết quả tiếp nhận được cập nhật "
+            "ở đây."
+        )
+        if not rejected:
+            st.caption("Không có học bạ nào bị Sở từ chối.")
+            return
+        st.warning(
+            f"{len(rejected)} học bạ bị Sở từ chối. Lỗi kỹ thuật: gửi lại bằng "
+            "`hocba submit --resubmit-rejected`; sai nội dung: lập yêu cầu chỉnh lý ở trang "
+            "Học bạ."
+        )
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "Học sinh": r["full_name"],
+                        "Mã HS": r["pupil_code"],
+                        "Lớp": r["class_name"],
+                        "Năm học": r["school_year"],
+                        "Lỗi": r["error"] or "",
+                        "Trường dữ liệu": r["error_field_title"] or "",
+                        "Mô tả của Sở": r["error_description"] or "",
+                        "Ngày trả lời": logic.fmt_date(r["received_at"]),
+                    }
+                    for r in rejected
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )

@@ -727,3 +727,45 @@ def transfers(
         """,
         {**viewer.params(), "school": school_id},
     )
+
+
+# ------------------------------------------------------------------------------ submission
+def submission_status(session: Session, viewer: Viewer, school_id: int) -> dict[str, Any]:
+    """One school's submission to the Sở portal: records issued and not yet sent, sent and
+    waiting for the portal's answer, accepted, rejected; open transactions."""
+    rows = _rows(
+        session,
+        f"""
+        SELECT count(*) FILTER (WHERE r.state = 'issued') AS issued,
+               count(*) FILTER (WHERE r.state = 'submitted') AS submitted,
+               count(*) FILTER (WHERE r.state = 'accepted') AS accepted,
+               count(*) FILTER (WHERE r.state = 'rejected') AS rejected,
+               (SELECT count(*) FROM submission x WHERE x.school_id = s.id
+                AND x.status IN ('pending', 'sent')) AS open_transactions
+        FROM school s LEFT JOIN hoc_ba r ON r.school_id = s.id
+        WHERE s.id = :school AND {SCHOOL_SCOPE}
+        GROUP BY s.id
+        """,
+        {**viewer.params(), "school": school_id},
+    )
+    return rows[0] if rows else {}
+
+
+def rejected_records(session: Session, viewer: Viewer, school_id: int) -> list[dict[str, Any]]:
+    """The school's records the Sở portal rejected, with the portal's latest reason."""
+    return _rows(
+        session,
+        f"""
+        SELECT r.id, p.full_name, p.pupil_code, c.name AS class_name, y.name AS school_year,
+               pr.error, pr.error_field_title, pr.error_description, pr.received_at
+        FROM hoc_ba r JOIN school_class c ON c.id = r.class_id JOIN pupil p ON p.id = r.pupil_id
+        JOIN school_year y ON y.id = r.school_year_id
+        LEFT JOIN LATERAL (
+            SELECT * FROM portal_result x WHERE x.record_id = r.id AND NOT x.accepted
+            ORDER BY x.received_at DESC, x.id DESC LIMIT 1
+        ) pr ON true
+        WHERE r.school_id = :school AND r.state = 'rejected' AND {CLASS_SCOPE}
+        ORDER BY c.grade, c.name, {GIVEN_NAME}, p.full_name
+        """,
+        {**viewer.params(), "school": school_id},
+    )

@@ -71,11 +71,32 @@ def world(shared_district) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyp
             facts[f"id:{code}/{klass}"] = str(first.id)
             facts[f"class:{code}/{klass}"] = str(first.class_id)
             facts[f"name:{code}/{klass}"] = first.full_name
-        # class 1A waits for the principal, class 2A for the clerk
+        # class 1A waits for the principal, class 2A for the clerk; the Sở rejected 3A
         for r in by[(code, "1A")]:
             d.force_state(r.id, "teacher_signed")
         for r in by[(code, "2A")]:
             d.force_state(r.id, "principal_signed")
+        rejected = [r.id for r in by[(code, "3A")]]
+        for rid in rejected:
+            d.force_state(rid, "rejected")
+        facts[f"rname:{code}"] = by[(code, "3A")][0].full_name
+        facts[f"reason:{code}"] = f"Ngày sinh không khớp CSDL dân cư ({code})"
+        with d.engine.begin() as conn:
+            sub = conn.execute(
+                text("""
+                INSERT INTO submission (school_id, school_year_id, cohort, message_id,
+                                        record_ids, status)
+                SELECT s.id, y.id, 'june', :m, :ids, 'done' FROM school s, school_year y
+                WHERE s.code = :code RETURNING id"""),
+                {"m": f"msg-{code}", "ids": rejected, "code": code},
+            ).scalar()
+            conn.execute(
+                text("""
+                INSERT INTO portal_result (record_id, submission_id, accepted, error,
+                                           error_field_title, error_description)
+                SELECT unnest(CAST(:ids AS int[])), :sub, false, 'E12', 'Ngày sinh', :why"""),
+                {"ids": rejected, "sub": sub, "why": facts[f"reason:{code}"]},
+            )
     once = {n for n in {r.full_name for r in rows} if sum(r.full_name == n for r in rows) == 1}
     teachers = {code: {r.teacher for r in rows if r.code == code} for code in ("DH01", "DH02")}
     for code, other in (("DH01", "DH02"), ("DH02", "DH01")):
@@ -273,6 +294,13 @@ CASES = [
         see=("sname:DH01",),
         hide=DH02,
         say=NOT_SCHOOL.format("DH02"),
+    ),
+    Case(
+        C,
+        "dong_dau",
+        params=(("trang_thai", "rejected"),),
+        see=("reason:DH01", "rname:DH01"),
+        hide=("reason:DH02", "rname:DH02"),
     ),
     *(refused(u, "dong_dau") for u in (T, P, OF, A)),
     # ---- teacher's page: my class only, whatever ?lop= says
