@@ -23,8 +23,9 @@ _YEARS_SQL = """
     JOIN school_year y ON y.id = r.school_year_id
     WHERE r.pupil_id = ANY(:pupils) AND r.state IN ('issued', 'submitted', 'accepted', 'rejected')
     UNION ALL
-    SELECT pupil_id, CAST(left(school_year, 4) AS int), xml FROM received_record
-    WHERE pupil_id = ANY(:pupils)
+    SELECT pupil_id, CAST(left(school_year, 4) AS int), xml FROM received_record rr
+    WHERE pupil_id = ANY(:pupils) AND NOT EXISTS (  -- the copy of a record issued here
+        SELECT 1 FROM hoc_ba h WHERE h.lookup_code = rr.lookup_code)
     ORDER BY 1, 2
 """
 

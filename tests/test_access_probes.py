@@ -698,12 +698,6 @@ def test_portal_admin_endpoints_need_the_admin_token(portal: Portal) -> None:
     assert portal.a.query_revocation(portal.request_a).trang_thai == RevocationStatus.PENDING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (tasks/books.py): a pupil transferred this year has the year twice, the "
-    "record issued here and its copy received by the new school (received_record): "
-    "render_book raises RenderError, so print-class fails for the old school's whole class",
-)
 def test_a_class_with_a_pupil_who_moved_away_this_year_can_still_be_printed(
     demo: Demo, tmp_path: Path
 ) -> None:
