@@ -333,10 +333,47 @@ def _preview(viewer: Viewer, slot: str, rows: list[dict[str, Any]], page: str) -
                 st.rerun()
 
 
+def _send_now_form(viewer: Viewer, school: dict[str, Any]) -> None:
+    """Send the school's issued records now (what the nightly flow does), the transactions
+    signed with the seal whose passphrase the clerk types here."""
+    from hocba import db
+    from hocba.tasks.portal_client import PortalError
+    from hocba.tasks.submission import configured_client, submit_and_collect
+
+    with st.form(f"send_{school['code']}", clear_on_submit=True):
+        passphrase = st.text_input(
+            "Mật khẩu tệp khóa con dấu", type="password", key=f"send_{school['code']}_pass"
+        )
+        again = st.checkbox("Gửi lại cả học bạ bị Sở từ chối vì lỗi kỹ thuật")
+        go = st.form_submit_button("Gửi Sở ngay")
+    if not go:
+        return
+    if not passphrase:
+        st.error("Hãy nhập mật khẩu tệp khóa con dấu rồi bấm «Gửi Sở ngay».")
+        return
+    try:
+        seal = open_signer(registered_key(viewer, "KY_PHAT_HANH", school["code"]), passphrase)
+    except SignerUnavailable as exc:
+        st.error(str(exc))
+        return
+    with st.status("Đang gửi lên cổng của Sở và lấy kết quả…", expanded=False) as status:
+        try:
+            with configured_client(school["code"], seal) as client:
+                line = submit_and_collect(db.session_scope, school["code"], client, again)
+        except PortalError as exc:
+            status.update(label="Chưa gửi được", state="error")
+            st.error(f"{exc.message_vi} Hãy thử lại sau ít phút.")
+            return
+        status.update(label="Đã gửi", state="complete")
+    flash(f"Gửi Sở: {line}")
+    st.rerun()
+
+
 def _submission_panel(viewer: Viewer, school: dict[str, Any]) -> None:
     """Where the school's issued records stand at the Sở portal; the records it rejected
     with the portal's reason (the notifications link here with ``?trang_thai=rejected``).
-    Sending runs on its own (the submission flow, or ``hocba submit``)."""
+    Sending runs on its own (the nightly submission flow, or ``hocba submit``); the clerk
+    can also send now, signing with the seal."""
     from hocba.dashboard.common import url_param
 
     with session() as s:
@@ -353,8 +390,9 @@ def _submission_panel(viewer: Viewer, school: dict[str, Any]) -> None:
         st.caption(
             "Học bạ đã phát hành được gửi lên cổng của Sở tự động theo lịch (hoặc bằng lệnh "
             "`hocba submit --school " + school["code"] + "`); kết quả tiếp nhận được cập nhật "
-            "ở đây."
+            "ở đây. Cần gửi ngay thì ký giao dịch bằng con dấu của trường:"
         )
+        _send_now_form(viewer, school)
         if not rejected:
             st.caption("Không có học bạ nào bị Sở từ chối.")
             return

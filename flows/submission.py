@@ -8,65 +8,25 @@ transactions are resent with their persisted messageid, results are applied once
 
 from __future__ import annotations
 
-import os
-
 from prefect import flow, get_run_logger, task
 
 from hocba import db
-from hocba.config import load_settings
 from hocba.tasks.portal_client import PortalClient
 from hocba.tasks.signers import school_seal
-from hocba.tasks.submission import (
-    plan_revocations,
-    plan_submissions,
-    poll_results,
-    request_revocations,
-    send_pending,
-)
+from hocba.tasks.submission import configured_client, submit_and_collect
 
 
 def portal_client(school_code: str) -> PortalClient:
     """A client for the configured portal, signing with the school's approved seal."""
-    settings = load_settings()
     with db.session_scope() as session:
         seal = school_seal(session, school_code)
-    env = os.environ
-    return PortalClient(
-        settings.portal_url,
-        school_code,
-        env.get("HOCBA_PORTAL_PASSWORD", ""),
-        school_code,
-        seal,
-        timeout=float(env.get("HOCBA_PORTAL_TIMEOUT", "60")),
-        retries=int(env.get("HOCBA_PORTAL_RETRIES", "5")),
-        backoff=float(env.get("HOCBA_PORTAL_BACKOFF", "0.5")),
-    )
+    return configured_client(school_code, seal)
 
 
 @task(name="gửi học bạ một trường")
 def submit_school(school_code: str, resubmit_rejected: bool = False) -> str:
-    client = portal_client(school_code)
-    if not client.register_certificate().approved:  # transactions 3/4
-        return f"{school_code}: chứng thư số của trường chưa được Sở phê duyệt."
-    with db.session_scope() as session:
-        planned = plan_submissions(session, school_code, resubmit_rejected=resubmit_rejected)
-    with db.session_scope() as session:
-        sent = send_pending(session, school_code, client)
-    with db.session_scope() as session:
-        polled = poll_results(session, school_code, client)
-    with db.session_scope() as session:  # corrections: revoke at the Sở (transactions 5, 6)
-        plan_revocations(session, school_code)
-    with db.session_scope() as session:
-        revoked = request_revocations(session, school_code, client)
-    return (
-        f"{school_code}: {planned.planned} gói mới, {sent.sent} gói đã gửi, "
-        f"{polled.accepted} tiếp nhận, {polled.rejected} từ chối"
-        + (f", {sent.waiting} chờ gửi lại" if sent.waiting else "")
-        + (
-            f"; yêu cầu thu hồi: {revoked.sent} đã gửi, {revoked.accepted} được chấp nhận"
-            if revoked.sent or revoked.accepted
-            else ""
-        )
+    return submit_and_collect(
+        db.session_scope, school_code, portal_client(school_code), resubmit_rejected
     )
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
@@ -31,6 +33,7 @@ from hocba.tasks.portal_client import (
     PortalRefused,
     PortalUnavailable,
 )
+from hocba.tasks.signing import Signer
 
 
 @dataclass
@@ -326,3 +329,57 @@ def request_revocations(session: Session, school_code: str, client: PortalClient
         report.accepted += status.trang_thai == status.ACCEPTED
         report.rejected += status.trang_thai == status.REJECTED
     return report
+
+
+def configured_client(school_code: str, seal: Signer) -> PortalClient:
+    """A client for the portal of the configuration (``HOCBA_PORTAL_URL``, ``…_PASSWORD``,
+    ``…_TIMEOUT``, ``…_RETRIES``, ``…_BACKOFF``), the school's account, signing with
+    ``seal``."""
+    import os
+
+    from hocba.config import load_settings
+
+    env = os.environ
+    return PortalClient(
+        load_settings().portal_url,
+        school_code,
+        env.get("HOCBA_PORTAL_PASSWORD", ""),
+        school_code,
+        seal,
+        timeout=float(env.get("HOCBA_PORTAL_TIMEOUT", "60")),
+        retries=int(env.get("HOCBA_PORTAL_RETRIES", "5")),
+        backoff=float(env.get("HOCBA_PORTAL_BACKOFF", "0.5")),
+    )
+
+
+def submit_and_collect(
+    session_scope: Callable[[], AbstractContextManager[Session]],
+    school_code: str,
+    client: PortalClient,
+    resubmit_rejected: bool = False,
+) -> str:
+    """The whole exchange of one school with the portal, each step its own transaction:
+    the seal's registration (transactions 3/4), packages planned and sent (1), results
+    fetched (2), revocations of approved corrections (5/6). Returns a Vietnamese summary."""
+    if not client.register_certificate().approved:
+        return f"{school_code}: chứng thư số của trường chưa được Sở phê duyệt."
+    with session_scope() as session:
+        planned = plan_submissions(session, school_code, resubmit_rejected=resubmit_rejected)
+    with session_scope() as session:
+        sent = send_pending(session, school_code, client)
+    with session_scope() as session:
+        polled = poll_results(session, school_code, client)
+    with session_scope() as session:
+        plan_revocations(session, school_code)
+    with session_scope() as session:
+        revoked = request_revocations(session, school_code, client)
+    return (
+        f"{school_code}: {planned.planned} gói mới, {sent.sent} gói đã gửi, "
+        f"{polled.accepted} tiếp nhận, {polled.rejected} từ chối"
+        + (f", {sent.waiting} chờ gửi lại" if sent.waiting else "")
+        + (
+            f"; yêu cầu thu hồi: {revoked.sent} đã gửi, {revoked.accepted} được chấp nhận"
+            if revoked.sent or revoked.accepted
+            else ""
+        )
+    )

@@ -167,3 +167,59 @@ def test_teacher_approves_and_signs_the_class_in_one_step(
     assert not at.exception, at.exception
     assert {district.state(r) for r in ids} == {"teacher_signed"}
     assert set(at.dataframe[0].value["Kết quả"]) == {"Đã ký"}
+
+
+def test_clerk_sends_the_issued_records_to_the_portal_from_the_page(
+    waiting, pg_url: str, schema_name: str, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The sealing page's "Gửi Sở ngay": transactions signed with the seal (passphrase typed
+    on the page), sent over HTTP to the bundled portal, results shown and recorded."""
+    from servers import serve_asgi
+
+    from hocba.models import certificates
+    from hocba.portal import create_portal_app
+    from hocba.tasks.issuance import trust_anchors
+
+    with Session(waiting.engine) as s:
+        keys = certificates.key_refs(s)
+        assert sign_batch(
+            s,
+            waiting.waiting,
+            "CBQL",
+            waiting.actor("dh01.ht"),
+            SoftwareSigner.from_pkcs12(keys["dh01.ht"], PASSWORD),
+        ).ok
+        res = sign_batch(
+            s,
+            waiting.waiting,
+            "KY_PHAT_HANH",
+            waiting.actor("dh01.vt"),
+            SoftwareSigner.from_pkcs12(keys["truong-DH01"], PASSWORD),
+            trust_anchors=trust_anchors(waiting.home),
+        )
+        s.commit()
+    assert res.ok == waiting.waiting
+    portal = create_portal_app(
+        pg_url,
+        f"{schema_name}_portal",
+        trusted_roots=trust_anchors(waiting.home),
+        users={"DH01": "mat-khau-cong-truong"},
+        auto_approve_certificates=True,
+    )
+    with serve_asgi(portal) as url:
+        monkeypatch.setenv("HOCBA_PORTAL_URL", url)
+        monkeypatch.setenv("HOCBA_PORTAL_PASSWORD", "mat-khau-cong-truong")
+        at = signed_in("dh01.vt")
+        at.switch_page("views/dong_dau.py").run()
+        at = submit(at, "Gửi Sở ngay")  # no passphrase: nothing sent, says what to do
+        assert [e.value for e in at.error] == [
+            "Hãy nhập mật khẩu tệp khóa con dấu rồi bấm «Gửi Sở ngay»."
+        ]
+        assert {waiting.state(r) for r in waiting.waiting} == {"issued"}
+        at.text_input(key="send_DH01_pass").input(PASSWORD)
+        at = submit(at, "Gửi Sở ngay")
+        assert not at.exception, at.exception
+    portal.state.portal.store.engine.dispose()
+    assert {waiting.state(r) for r in waiting.waiting} == {"accepted"}
+    n = len(waiting.waiting)
+    assert any(f"{n} tiếp nhận, 0 từ chối" in m.value for m in at.success), at.success
