@@ -337,14 +337,17 @@ def _send_now_form(viewer: Viewer, school: dict[str, Any]) -> None:
     """Send the school's issued records now (what the nightly flow does), the transactions
     signed with the seal whose passphrase the clerk types here."""
     from hocba import db
-    from hocba.tasks.portal_client import PortalError
+    from hocba.tasks.portal_client import PortalError, PortalUnavailable
     from hocba.tasks.submission import configured_client, submit_and_collect
 
     with st.form(f"send_{school['code']}", clear_on_submit=True):
         passphrase = st.text_input(
             "Mật khẩu tệp khóa con dấu", type="password", key=f"send_{school['code']}_pass"
         )
-        again = st.checkbox("Gửi lại cả học bạ bị Sở từ chối vì lỗi kỹ thuật")
+        again = st.checkbox(
+            "Gửi lại cả các học bạ bị Sở từ chối (chỉ khi lỗi là lỗi kỹ thuật đã khắc phục; "
+            "sai nội dung thì lập yêu cầu chỉnh lý)"
+        )
         go = st.form_submit_button("Gửi Sở ngay")
     if not go:
         return
@@ -360,9 +363,17 @@ def _send_now_form(viewer: Viewer, school: dict[str, Any]) -> None:
         try:
             with configured_client(school["code"], seal) as client:
                 line = submit_and_collect(db.session_scope, school["code"], client, again)
-        except PortalError as exc:
-            status.update(label="Chưa gửi được", state="error")
+        except PortalUnavailable as exc:
+            status.update(label="Cổng của Sở chưa trả lời", state="error")
             st.error(f"{exc.message_vi} Hãy thử lại sau ít phút.")
+            return
+        except PortalError as exc:  # refused: account, certificate, content
+            status.update(label="Cổng của Sở từ chối", state="error")
+            st.error(f"{exc.message_vi} Hãy báo quản trị hệ thống hoặc Sở GDĐT.")
+            return
+        if "chưa được Sở phê duyệt" in line:
+            status.update(label="Chưa gửi được", state="error")
+            st.error(f"{line} Hãy liên hệ Sở GDĐT để duyệt chứng thư số của trường.")
             return
         status.update(label="Đã gửi", state="complete")
     flash(f"Gửi Sở: {line}")

@@ -178,16 +178,31 @@ def run_workers(
                     text=True,
                 )
             )
-    waiting = sum(
-        n for state, n in _states(codes).items() if state in ("reviewed", "teacher_signed")
-    )
-    while any(p.poll() is None for p in procs):
-        if progress:
-            states = _states(codes)
-            done = sum(states.get(k, 0) for k in ("issued", "submitted", "accepted"))
-            progress("sign", min(done, waiting), waiting)
-            progress("submit", states.get("accepted", 0), waiting)
-        time.sleep(0.5)
+    with db.get_engine().connect() as conn:  # the June cohort: August waits for its assessment
+        waiting = int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM hoc_ba r JOIN school s ON s.id = r.school_id "
+                    "WHERE s.code = ANY(:c) AND r.cohort = 'june' AND r.state IN "
+                    "('reviewed', 'teacher_signed', 'principal_signed')"
+                ),
+                {"c": codes},
+            ).scalar()
+            or 0
+        )
+    try:
+        while any(p.poll() is None for p in procs):
+            if progress:
+                states = _states(codes)
+                done = sum(states.get(k, 0) for k in ("issued", "submitted", "accepted"))
+                progress("sign", min(done, waiting), waiting)
+                progress("submit", min(states.get("accepted", 0), waiting), waiting)
+            time.sleep(0.5)
+    finally:  # never leave workers behind the portal and the Prefect API they use
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
     totals = {"wall": 0.0, "cpu": 0.0, "in_tasks": 0.0, "records": 0.0, "failed": 0.0}
     for proc, log in zip(procs, logs, strict=True):
         out = proc.stdout.read() if proc.stdout else ""

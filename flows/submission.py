@@ -25,9 +25,8 @@ def portal_client(school_code: str) -> PortalClient:
 
 @task(name="gửi học bạ một trường")
 def submit_school(school_code: str, resubmit_rejected: bool = False) -> str:
-    return submit_and_collect(
-        db.session_scope, school_code, portal_client(school_code), resubmit_rejected
-    )
+    with portal_client(school_code) as client:
+        return submit_and_collect(db.session_scope, school_code, client, resubmit_rejected)
 
 
 def schools_with_work() -> list[str]:
@@ -56,7 +55,15 @@ def submission_flow(
     something to send or fetch) and collect the portal's results."""
     log = get_run_logger()
     codes = school_codes or schools_with_work()
-    outcomes = [submit_school(code, resubmit_rejected) for code in codes]
+    outcomes: list[str] = []
+    problems: list[str] = []
+    for code in codes:  # one school's problem (its key, its account) stops no other school
+        try:
+            outcomes.append(submit_school(code, resubmit_rejected))
+        except Exception as exc:  # reported below; the run ends failed
+            problems.append(f"{code}: {getattr(exc, 'message_vi', None) or exc}")
     for line in outcomes:
         log.info(line)
+    if problems:
+        raise RuntimeError("Chưa gửi được: " + "; ".join(problems))
     return outcomes

@@ -19,11 +19,17 @@ Parameters carry no secrets and no personal data beyond the pupil's school code.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import io
+import json
 import os
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
+from cryptography import x509
 from prefect import flow, get_run_logger, task
 from sqlmodel import Session
 
@@ -49,10 +55,59 @@ def _box(school_code: str, kind: str) -> Path:
     return path
 
 
+def _write_durably(path: Path, data: bytes) -> None:
+    with path.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _replace_durably(source: Path, target: Path) -> None:
+    os.replace(source, target)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     part = path.with_name(path.name + ".part")
-    part.write_bytes(data)
-    os.replace(part, path)
+    _write_durably(part, data)
+    _replace_durably(part, path)
+
+
+@contextlib.contextmanager
+def _school_box_lock(school_code: str) -> Iterator[bool]:
+    """Whether this worker holds the school's box: two runs (the hourly one and a manual
+    one, or two workers) never handle the same package or receipt at once."""
+    with db.get_engine().connect() as conn:
+        held = bool(
+            conn.exec_driver_sql(
+                "SELECT pg_try_advisory_lock(hashtext('hocba:transfer-box'), hashtext(%s))",
+                (school_code,),
+            ).scalar()
+        )
+        conn.commit()
+        try:
+            yield held
+        finally:
+            if held:
+                conn.exec_driver_sql(
+                    "SELECT pg_advisory_unlock(hashtext('hocba:transfer-box'), hashtext(%s))",
+                    (school_code,),
+                )
+                conn.commit()
+
+
+def _anchors() -> list[x509.Certificate]:
+    anchors = trust_anchors(load_settings().home)
+    if not anchors:
+        raise TransferError(
+            "Chưa cấu hình tổ chức cấp chứng thư số tin cậy (HOCBA_TRUST_ANCHORS): không thể "
+            "kiểm tra gói và biên nhận chuyển trường."
+        )
+    return anchors
 
 
 def _person(session: Session, username: str | None, school_code: str) -> Actor:
@@ -62,6 +117,9 @@ def _person(session: Session, username: str | None, school_code: str) -> Actor:
         .exec_driver_sql(
             "SELECT st.id, st.full_name FROM staff st JOIN staff_role r ON r.staff_id = st.id "
             "JOIN school s ON s.id = r.school_id WHERE st.active AND s.code = %s "
+            "AND r.role IN ('principal', 'vice_principal', 'clerk') "
+            "AND r.valid_from <= current_date "
+            "AND (r.valid_to IS NULL OR r.valid_to >= current_date) "
             "AND (st.username = %s OR (%s::text IS NULL AND r.role = 'clerk')) "
             "ORDER BY st.id LIMIT 1",
             (school_code, username, username),
@@ -69,7 +127,10 @@ def _person(session: Session, username: str | None, school_code: str) -> Actor:
         .one_or_none()
     )
     if row is None:
-        raise TransferError(f"Không có cán bộ {username or 'văn thư'} của trường {school_code}.")
+        raise TransferError(
+            f"Trường {school_code} không có {username or 'văn thư'} đang có quyền nhận và chuyển "
+            "học bạ (hiệu trưởng, phó hiệu trưởng, văn thư)."
+        )
     return Actor(row[0], row[1])
 
 
@@ -78,8 +139,30 @@ def export_task(
     pupil_code: str, to_school_code: str, leaving_date: dt.date, username: str
 ) -> dict[str, object]:
     """Export one pupil's package into the receiving school's box (once)."""
+    box = _box(to_school_code, INBOX)
+    written: list[Path] = []
+    try:
+        return _export(pupil_code, to_school_code, leaving_date, username, box, written)
+    except BaseException:
+        for part in written:  # the package of an export that did not commit
+            part.unlink(missing_ok=True)
+        raise
+
+
+def _export(
+    pupil_code: str,
+    to_school_code: str,
+    leaving_date: dt.date,
+    username: str,
+    box: Path,
+    written: list[Path],
+) -> dict[str, object]:
     with db.session_scope() as session:
         conn = session.connection()
+        conn.exec_driver_sql(  # two runs exporting one pupil take turns
+            "SELECT pg_advisory_xact_lock(hashtext('hocba:transfer-out'), hashtext(%s))",
+            (pupil_code,),
+        )
         school = conn.exec_driver_sql(
             "SELECT s.code FROM pupil p JOIN enrolment e ON e.pupil_id = p.id "
             "JOIN school s ON s.id = e.school_id WHERE p.pupil_code = %s "
@@ -94,19 +177,20 @@ def export_task(
             "AND t.state <> 'rejected' ORDER BY t.id DESC LIMIT 1",
             (pupil_code, school, to_school_code),
         ).one_or_none()
-        box = _box(to_school_code, INBOX)
         if done is not None:  # exported before: finish a rename a crash may have cut short
             part = box / f"{done[1]}.zip.part"
             if part.exists():
-                os.replace(part, box / f"{done[1]}.zip")
+                _replace_durably(part, box / f"{done[1]}.zip")
             return {"transfer_id": done[0], "exported": False}
         actor = _person(session, username, school)
         package, transfer_id = export_package(
             session, pupil_code, to_school_code, leaving_date, actor, school_seal(session, school)
         )
-        sha = hashlib.sha256(package).hexdigest()
-        (box / f"{sha}.zip.part").write_bytes(package)  # before the commit: never lost
-    os.replace(box / f"{sha}.zip.part", box / f"{sha}.zip")
+        part = box / f"{hashlib.sha256(package).hexdigest()}.zip.part"
+        written.append(part)
+        _write_durably(part, package)  # before the commit: never lost
+    written.clear()  # committed: from here on the package must not be removed
+    _replace_durably(part, part.with_suffix(""))
     return {"transfer_id": transfer_id, "exported": True}
 
 
@@ -115,47 +199,54 @@ def receive_task(school_code: str, username: str | None) -> dict[str, int]:
     """Take in every package waiting in the school's box; receipts go to the senders.
 
     A package that fails verification is refused and moved aside with its reason; a
-    problem of this side (no seal, the database down) stops the task and leaves the
-    package where it is for the next run."""
-    anchors = trust_anchors(load_settings().home)
-    counts = {"accepted": 0, "needs_review": 0, "refused": 0, "already": 0}
+    problem of this side (no person who may receive, no seal, no trust anchors, the
+    database down) stops the task and leaves every package where it is for the next run."""
+    counts = {"accepted": 0, "needs_review": 0, "refused": 0, "already": 0, "busy": 0}
     done = _box(school_code, DONE)
-    waiting = sorted(_box(school_code, INBOX).glob("*.zip"))
-    if not waiting:
+    if not any(_box(school_code, INBOX).glob("*.zip")):
         return counts
+    anchors = _anchors()
     with db.session_scope() as session:
         actor = _person(session, username, school_code)
         seal = school_seal(session, school_code)
-    for path in waiting:
-        package = path.read_bytes()
-        sha = hashlib.sha256(package).hexdigest()
-        try:
-            with db.session_scope() as session:
-                known = (
-                    session.connection()
-                    .exec_driver_sql(
-                        "SELECT receipt FROM transfer WHERE package_sha256 = %s "
-                        "AND to_school_code = %s AND state IN ('accepted', 'receipted')",
-                        (sha, school_code),
+    with _school_box_lock(school_code) as held:
+        if not held:  # another run is taking this box in right now
+            counts["busy"] = 1
+            return counts
+        for path in sorted(_box(school_code, INBOX).glob("*.zip")):
+            if not path.exists():
+                continue
+            package = path.read_bytes()
+            sha = hashlib.sha256(package).hexdigest()
+            try:
+                with db.session_scope() as session:
+                    known = (
+                        session.connection()
+                        .exec_driver_sql(
+                            "SELECT receipt FROM transfer WHERE package_sha256 = %s "
+                            "AND to_school_code = %s AND state IN ('accepted', 'receipted') "
+                            "ORDER BY id LIMIT 1",
+                            (sha, school_code),
+                        )
+                        .one_or_none()
                     )
-                    .one_or_none()
-                )
-                if known is not None:  # taken in before a crash: only resend the receipt
-                    state, receipt = "already", bytes(known[0])
-                else:
-                    res = receive_package(session, package, actor, seal, anchors, school_code)
-                    state, receipt = res.state, res.receipt or b""
-        except TransferError as exc:
-            get_run_logger().warning("Gói %s bị từ chối: %s", path.name, exc)
-            counts["refused"] += 1
-            (done / f"{path.name}.ly-do.txt").write_text(f"{exc}\n", encoding="utf-8")
-            os.replace(path, done / f"{path.name}.tu-choi")
-            continue
-        counts[state] += 1
-        if receipt:
-            _write_atomic(_box(_sender(package), RECEIPTS) / f"{sha}.json", receipt)
-        target = _box(school_code, REVIEW) if state == "needs_review" else done
-        os.replace(path, target / path.name)
+                    if known is not None:  # taken in before a crash: only resend the receipt
+                        state, receipt = "already", bytes(known[0] or b"")
+                    else:
+                        res = receive_package(session, package, actor, seal, anchors, school_code)
+                        state, receipt = res.state, res.receipt or b""
+                    sender = _sender(package)
+            except TransferError as exc:
+                get_run_logger().warning("Gói %s bị từ chối: %s", path.name, exc)
+                counts["refused"] += 1
+                (done / f"{path.name}.ly-do.txt").write_text(f"{exc}\n", encoding="utf-8")
+                _replace_durably(path, done / f"{path.name}.tu-choi")
+                continue
+            counts[state] += 1
+            if receipt:
+                _write_atomic(_box(sender, RECEIPTS) / f"{sha}.json", receipt)
+            target = _box(school_code, REVIEW) if state == "needs_review" else done
+            _replace_durably(path, target / path.name)
     return counts
 
 
@@ -167,31 +258,57 @@ def review_package(school_code: str, package_sha256: str) -> Path | None:
 
 
 def _sender(package: bytes) -> str:
-    import io
-    import json
-    import zipfile
-
+    """The leaving school named by a package this side has already verified."""
     with zipfile.ZipFile(io.BytesIO(package)) as z:
         return str(json.loads(z.read("manifest.json"))["from_school"])
 
 
 @task(name="ghi nhận biên nhận")
 def receipts_task(school_code: str) -> dict[str, int]:
-    """Check and record every receipt the receiving schools sent back to this school."""
-    anchors = trust_anchors(load_settings().home)
-    counts = {"recorded": 0, "refused": 0}
+    """Check and record every receipt the receiving schools sent back to this school, and
+    finish moving any package whose export committed just before a crash."""
+    counts = {"recorded": 0, "refused": 0, "busy": 0}
+    _finish_exports(school_code)
+    if not any(_box(school_code, RECEIPTS).glob("*.json")):
+        return counts
+    anchors = _anchors()
     done = _box(school_code, DONE)
-    for path in sorted(_box(school_code, RECEIPTS).glob("*.json")):
-        try:
-            with db.session_scope() as session:
-                record_receipt(session, path.read_bytes(), anchors)
-            counts["recorded"] += 1
-            os.replace(path, done / path.name)
-        except TransferError as exc:
-            get_run_logger().warning("Biên nhận %s bị từ chối: %s", path.name, exc)
-            counts["refused"] += 1
-            os.replace(path, done / f"{path.name}.tu-choi")
+    with _school_box_lock(school_code) as held:
+        if not held:
+            counts["busy"] = 1
+            return counts
+        for path in sorted(_box(school_code, RECEIPTS).glob("*.json")):
+            if not path.exists():
+                continue
+            try:
+                with db.session_scope() as session:
+                    record_receipt(session, path.read_bytes(), anchors)
+                counts["recorded"] += 1
+                _replace_durably(path, done / path.name)
+            except TransferError as exc:
+                get_run_logger().warning("Biên nhận %s bị từ chối: %s", path.name, exc)
+                counts["refused"] += 1
+                _replace_durably(path, done / f"{path.name}.tu-choi")
     return counts
+
+
+def _finish_exports(school_code: str) -> None:
+    """A package written as ``.part`` whose export committed (the crash came before the
+    rename) is renamed into the receiving school's box."""
+    with db.session_scope() as session:
+        rows = (
+            session.connection()
+            .exec_driver_sql(
+                "SELECT to_school_code, package_sha256 FROM transfer "
+                "WHERE from_school_code = %s AND state = 'exported'",
+                (school_code,),
+            )
+            .all()
+        )
+    for to_school, sha in rows:
+        part = exchange_dir() / to_school / INBOX / f"{sha}.zip.part"
+        if part.exists():
+            _replace_durably(part, part.with_suffix(""))
 
 
 @flow(name="chuyen-truong-di")
@@ -222,17 +339,30 @@ def transfer_in_flow(
             school_codes = list(
                 conn.exec_driver_sql("SELECT code FROM school ORDER BY code").scalars()
             )
-    received = {code: receive_task(code, username) for code in school_codes}
+    received: dict[str, dict[str, int]] = {}
+    problems: list[str] = []
+    for code in school_codes:  # one school's problem does not stop the others
+        try:
+            received[code] = receive_task(code, username)
+        except Exception as exc:  # reported below; the run ends failed
+            problems.append(f"{code}: {exc}")
     result: dict[str, object] = {}
     for code in school_codes:  # after every school received: their receipts are out
-        receipts = receipts_task(code)
+        try:
+            receipts = receipts_task(code)
+        except Exception as exc:  # reported below
+            problems.append(f"{code} (biên nhận): {exc}")
+            continue
+        got = received.get(code, {})
         log.info(
             "%s: nhận %s gói, %s cần đối chiếu, %s từ chối; ghi nhận %s biên nhận",
             code,
-            received[code]["accepted"],
-            received[code]["needs_review"],
-            received[code]["refused"],
+            got.get("accepted", 0),
+            got.get("needs_review", 0),
+            got.get("refused", 0),
             receipts["recorded"],
         )
-        result[code] = {**received[code], **receipts}
+        result[code] = {**got, **receipts}
+    if problems:
+        raise TransferError("Chưa xử lý được: " + "; ".join(problems))
     return result

@@ -1209,7 +1209,10 @@ def submit(
 @app.command("up")
 def up(
     workers: Annotated[int, typer.Option(min=1, max=16, help="Số máy chạy Prefect")] = 1,
-    portal: Annotated[bool, typer.Option(help="Chạy cổng Sở đi kèm (phát triển, thử)")] = True,
+    portal: Annotated[
+        bool | None,
+        typer.Option(help="Chạy cổng Sở đi kèm (phát triển, thử); mặc định: chỉ khi --demo"),
+    ] = None,
     dashboard: Annotated[bool, typer.Option(help="Chạy bảng điều khiển")] = True,
     prefect_port: Annotated[int, typer.Option(help="Cổng máy chủ Prefect")] = 4200,
     portal_port: Annotated[int, typer.Option(help="Cổng của cổng Sở đi kèm")] = 8800,
@@ -1229,6 +1232,8 @@ def up(
 
         os.environ.setdefault("HOCBA_KEY_PASSPHRASE", DEMO_PASSWORD)
         os.environ.setdefault("HOCBA_PORTAL_PASSWORD", DEMO_PASSWORD)
+    if portal is None:  # a real installation sends to its Sở (HOCBA_PORTAL_URL)
+        portal = demo
     if portal and not os.environ.get("HOCBA_PORTAL_PASSWORD"):
         err.print(
             "[red]Cổng Sở đi kèm cần mật khẩu tài khoản các trường: đặt HOCBA_PORTAL_PASSWORD, "

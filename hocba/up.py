@@ -3,7 +3,8 @@
 Starts, in this order, and stops together (Ctrl+C, SIGTERM, or any of them dying):
 
 1. the app database (the embedded PostgreSQL unless ``HOCBA_DATABASE_URL``), migrated;
-2. a Prefect server whose own database is ``prefect`` on the same PostgreSQL server;
+2. a Prefect server whose own database is ``prefect`` on the same PostgreSQL server
+   (``prefect_<schema>`` for an installation with another ``HOCBA_DB_SCHEMA``);
 3. the work pool ``hocba`` (process type) and the deployments of ``prefect.yaml``;
 4. a Prefect process worker on that pool (``--workers N`` for more);
 5. the bundled province portal (``--portal``; a real deployment points
@@ -73,16 +74,21 @@ class Stack:
                 proc.wait()
 
 
-def prefect_database_url(app_url: str) -> str:
-    """The Prefect server's database: ``prefect`` on the app's PostgreSQL server (made
-    when missing), through asyncpg."""
+def prefect_database_url(app_url: str, schema: str) -> str:
+    """The Prefect server's database on the app's PostgreSQL server (made when missing),
+    through asyncpg: ``prefect`` for the default schema, ``prefect_<schema>`` for another
+    installation sharing the server, so their pools and schedules never mix."""
+    name = "prefect" if schema == "hocba" else f"prefect_{schema}"
     url = make_url(app_url)
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = 'prefect'")):
-            conn.execute(text("CREATE DATABASE prefect"))
+        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}):
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return url.set(drivername="postgresql+asyncpg", database="prefect").render_as_string(
+    query = dict(url.query)
+    if "sslmode" in query:  # asyncpg's name for it
+        query["ssl"] = query.pop("sslmode")
+    return url.set(drivername="postgresql+asyncpg", database=name, query=query).render_as_string(
         hide_password=False
     )
 
@@ -138,6 +144,7 @@ def run(
     def on_signal(_sig: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
+        raise KeyboardInterrupt  # also during start-up: stop waiting, stop everything
 
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
@@ -146,7 +153,12 @@ def run(
             "prefect-server",
             [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1"]
             + ["--port", str(ports.prefect), "--analytics-off"],
-            {**env, "PREFECT_SERVER_DATABASE_CONNECTION_URL": prefect_database_url(app_url)},
+            {
+                **env,
+                "PREFECT_SERVER_DATABASE_CONNECTION_URL": prefect_database_url(
+                    app_url, settings.schema
+                ),
+            },
         )
         wait_http(f"{api}/health", stack, "prefect-server")
         prefect = [str(bin_dir / "prefect"), "--no-prompt"]
@@ -158,7 +170,9 @@ def run(
                 prefect + args, env=env, cwd=PROJECT_DIR, capture_output=True, text=True
             )
             if done.returncode != 0:
-                raise RuntimeError(f"prefect {' '.join(args)}: {done.stdout[-800:]}")
+                raise RuntimeError(
+                    f"prefect {' '.join(args)}: {done.stdout[-800:]}{done.stderr[-800:]}"
+                )
         say(f"Vùng việc «{POOL}» và các triển khai trong prefect.yaml đã sẵn sàng.")
         for n in range(1, workers + 1):
             stack.start(
@@ -201,5 +215,10 @@ def run(
         return 0
     finally:
         say("Đang dừng…")
-        stack.stop()
-        signal.signal(signal.SIGTERM, previous)
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C waits
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            stack.stop()
+        finally:
+            signal.signal(signal.SIGINT, interrupt)
+            signal.signal(signal.SIGTERM, previous)

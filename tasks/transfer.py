@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,25 +79,29 @@ def _sign_json(payload: dict[str, Any], signer: Signer) -> dict[str, str]:
 
 
 def _check_signed_json(
-    body: bytes, sig: dict[str, str], trusted_roots: Sequence[x509.Certificate], school_code: str
+    body: bytes,
+    sig: dict[str, str],
+    trusted_roots: Sequence[x509.Certificate],
+    school_code: str,
+    what: str = "gói chuyển trường",
 ) -> x509.Certificate:
     try:
         cert = x509.load_der_x509_certificate(base64.b64decode(sig["certificate"]))
         value = base64.b64decode(sig["signature"])
-    except (KeyError, ValueError) as exc:
-        raise TransferError("Chữ ký của gói chuyển trường bị hỏng.") from exc
+    except (KeyError, ValueError, TypeError) as exc:
+        raise TransferError(f"Chữ ký của {what} bị hỏng.") from exc
     if not verify_digest_signature(
         cert, sig.get("algorithm", ""), hashlib.sha256(body).digest(), value
     ):
-        raise TransferError("Chữ ký của gói chuyển trường không hợp lệ (nội dung đã bị sửa?).")
+        raise TransferError(f"Chữ ký của {what} không hợp lệ (nội dung đã bị sửa?).")
     if not any(_issued_by(cert, root) for root in trusted_roots):
-        raise TransferError("Chứng thư số ký gói chuyển trường không thuộc tổ chức cấp tin cậy.")
+        raise TransferError(f"Chứng thư số ký {what} không thuộc tổ chức cấp tin cậy.")
     serials = [
         str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER)
     ]
     if f"MATRUONG:{school_code}" not in serials:
         raise TransferError(
-            f"Gói chuyển trường không được ký bằng con dấu của trường {school_code}."
+            f"{what[0].upper()}{what[1:]} không được ký bằng con dấu của trường {school_code}."
         )
     return cert
 
@@ -244,6 +249,19 @@ def export_package(
     return package, transfer_id
 
 
+_MALFORMED = (
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    ValueError,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+    zlib.error,
+)
+
+
 def receive_package(
     session: Session,
     package: bytes,
@@ -258,7 +276,31 @@ def receive_package(
     A package whose pupil does not match (same ID, another name or birth date) goes to
     the manual review queue (``needs_review``); once a person has compared the papers,
     receiving it again with ``identity_confirmed`` takes it in (the decision is audited).
+    A package that is damaged in any way is refused with :class:`TransferError`.
     """
+    try:
+        return _receive_package(
+            session, package, actor, seal, trusted_roots, to_school_code, identity_confirmed
+        )
+    except TransferError:
+        raise
+    except _MALFORMED as exc:
+        raise TransferError(
+            "Gói chuyển trường bị hỏng hoặc không đúng định dạng: không nhận. Hãy đề nghị "
+            "trường chuyển đi xuất lại gói."
+        ) from exc
+
+
+def _receive_package(
+    session: Session,
+    package: bytes,
+    actor: Actor,
+    seal: Signer,
+    trusted_roots: Sequence[x509.Certificate],
+    to_school_code: str,
+    identity_confirmed: bool = False,
+) -> ReceiveResult:
+    """:func:`receive_package`, which turns any damage it trips on into a refusal."""
     conn = session.connection()
     school = conn.execute(
         text("SELECT id, code FROM school WHERE code = :c"), {"c": to_school_code}
@@ -505,17 +547,21 @@ def record_receipt(
     try:
         data = json.loads(receipt)
         body = data["receipt"]
-    except (ValueError, KeyError) as exc:
+        raw = json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
+        signature, to_school = data["signature"], str(body["to_school"])
+        sha, from_school = str(body["package_sha256"]), str(body["from_school"])
+    except TransferError:
+        raise
+    except _MALFORMED as exc:
         raise TransferError("Biên nhận không hợp lệ.") from exc
-    raw = json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
-    _check_signed_json(raw, data["signature"], trusted_roots, body["to_school"])
+    _check_signed_json(raw, signature, trusted_roots, to_school, "biên nhận")
     conn = session.connection()
     tid = conn.scalar(
         text(
             "UPDATE transfer SET state = 'receipted', receipt = :r, updated_at = now() "
             "WHERE package_sha256 = :sha AND to_school_code = :t RETURNING id"
         ),
-        {"r": receipt, "sha": body["package_sha256"], "t": body["to_school"]},
+        {"r": receipt, "sha": sha, "t": to_school},
     )
     if tid is None:
         raise TransferError("Biên nhận không khớp gói chuyển trường nào đã xuất.")
@@ -523,7 +569,7 @@ def record_receipt(
         session,
         [
             audit.NewEvent(
-                chain=audit.school_chain(body["from_school"]),
+                chain=audit.school_chain(from_school),
                 actor="system",
                 action="transfer_receipt",
                 payload={"transfer_id": int(tid)},

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from hocba import db
@@ -17,10 +19,15 @@ from hocba.models.lifecycle import SYSTEM
 from hocba.tasks import demo, importer
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]  # held together: n different ports
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def test_up_starts_everything_and_a_deployment_runs_on_its_worker(
@@ -46,7 +53,7 @@ def test_up_starts_everything_and_a_deployment_runs_on_its_worker(
     }.items():
         monkeypatch.setenv(key, value)
     db.get_engine.cache_clear()
-    ports = Ports(_free_port(), _free_port(), _free_port())
+    ports = Ports(*_free_ports(3))
     seen: dict[str, object] = {}
 
     def ready(stack, env) -> None:  # type: ignore[no-untyped-def]
@@ -88,5 +95,15 @@ def test_up_starts_everything_and_a_deployment_runs_on_its_worker(
     assert states and set(states) == {"in_review"}
     procs = seen["procs"]
     assert all(p.poll() is not None for p in procs.values())  # type: ignore[union-attr]
+    # Prefect kept its runs in its own database on the same PostgreSQL server
+    prefect_db = make_url(pg_url).set(database=f"prefect_{schema_name}")
+    runs = create_engine(prefect_db)
+    with runs.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM flow_run")).scalar()
+    runs.dispose()
+    admin = create_engine(make_url(pg_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE "prefect_{schema_name}" WITH (FORCE)'))
+    admin.dispose()
     db.get_engine().dispose()
     db.get_engine.cache_clear()
