@@ -122,6 +122,7 @@ def prefect_api() -> Iterator[str]:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
     server = SubprocessASGIServer()
     server.start(timeout=180)
     try:

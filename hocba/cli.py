@@ -205,9 +205,12 @@ def demo(
         )
         flows_report: dict[str, Any] = {}
         if sign:
+            import logging
             import os
 
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the progress bars speak
+            for name in ("hocba.portal", "hocba.tasks.portal_client", "hocba.tasks.submission"):
+                logging.getLogger(name).setLevel(logging.WARNING)  # one line per transaction
             from hocba.flows.demo import run_demo_workflow
 
             flows_report = run_demo_workflow(workers, transfers, step, submit)
