@@ -6,7 +6,8 @@ exchange**: a folder both schools reach (``HOCBA_TRANSFER_DIR``, by default
 synced drive). Each school has its own box in it::
 
     <exchange>/<school>/den/<sha256>.zip          packages waiting for <school>
-    <exchange>/<school>/bien-nhan/<sha256>.json   receipts waiting for <school> (the sender)
+    <exchange>/<school>/bien-nhan/<sha256>.json   receipts waiting for <school> (the sender),
+                                       and signed refusals (``<sha256>.tu-choi.json``)
     <exchange>/<school>/cho-doi-chieu/<sha256>.zip packages whose pupil needs a person's check
     <exchange>/<school>/da-xu-ly/                 what <school> has handled
 
@@ -38,7 +39,14 @@ from hocba.config import load_settings
 from hocba.models.lifecycle import Actor
 from hocba.tasks.issuance import trust_anchors
 from hocba.tasks.signers import school_seal
-from hocba.tasks.transfer import TransferError, export_package, receive_package, record_receipt
+from hocba.tasks.transfer import (
+    TransferError,
+    export_package,
+    receive_package,
+    record_receipt,
+    record_refusal,
+    refusal_notice,
+)
 
 INBOX, RECEIPTS, REVIEW, DONE = "den", "bien-nhan", "cho-doi-chieu", "da-xu-ly"
 
@@ -240,6 +248,10 @@ def receive_task(school_code: str, username: str | None) -> dict[str, int]:
                 get_run_logger().warning("Gói %s bị từ chối: %s", path.name, exc)
                 counts["refused"] += 1
                 (done / f"{path.name}.ly-do.txt").write_text(f"{exc}\n", encoding="utf-8")
+                notice = refusal_notice(package, str(exc), school_code, seal)
+                if notice is not None:  # the leaving school learns why, and may export again
+                    sender = json.loads(notice)["refusal"]["from_school"]
+                    _write_atomic(_box(sender, RECEIPTS) / f"{sha}.tu-choi.json", notice)
                 _replace_durably(path, done / f"{path.name}.tu-choi")
                 continue
             counts[state] += 1
@@ -267,7 +279,7 @@ def _sender(package: bytes) -> str:
 def receipts_task(school_code: str) -> dict[str, int]:
     """Check and record every receipt the receiving schools sent back to this school, and
     finish moving any package whose export committed just before a crash."""
-    counts = {"recorded": 0, "refused": 0, "busy": 0}
+    counts = {"recorded": 0, "receipts_refused": 0, "refused_by_receiver": 0, "receipts_busy": 0}
     _finish_exports(school_code)
     if not any(_box(school_code, RECEIPTS).glob("*.json")):
         return counts
@@ -275,21 +287,33 @@ def receipts_task(school_code: str) -> dict[str, int]:
     done = _box(school_code, DONE)
     with _school_box_lock(school_code) as held:
         if not held:
-            counts["busy"] = 1
+            counts["receipts_busy"] = 1
             return counts
         for path in sorted(_box(school_code, RECEIPTS).glob("*.json")):
             if not path.exists():
                 continue
             try:
+                data = path.read_bytes()
                 with db.session_scope() as session:
-                    record_receipt(session, path.read_bytes(), anchors)
-                counts["recorded"] += 1
+                    if _is_refusal(data):
+                        record_refusal(session, data, anchors)
+                        counts["refused_by_receiver"] += 1
+                    else:
+                        record_receipt(session, data, anchors)
+                        counts["recorded"] += 1
                 _replace_durably(path, done / path.name)
             except TransferError as exc:
                 get_run_logger().warning("Biên nhận %s bị từ chối: %s", path.name, exc)
-                counts["refused"] += 1
+                counts["receipts_refused"] += 1
                 _replace_durably(path, done / f"{path.name}.tu-choi")
     return counts
+
+
+def _is_refusal(data: bytes) -> bool:
+    try:
+        return isinstance(parsed := json.loads(data), dict) and "refusal" in parsed
+    except ValueError:
+        return False
 
 
 def _finish_exports(school_code: str) -> None:
@@ -355,12 +379,14 @@ def transfer_in_flow(
             continue
         got = received.get(code, {})
         log.info(
-            "%s: nhận %s gói, %s cần đối chiếu, %s từ chối; ghi nhận %s biên nhận",
+            "%s: nhận %s gói, %s cần đối chiếu, %s từ chối; ghi nhận %s biên nhận, "
+            "%s gói bị trường nhận từ chối",
             code,
             got.get("accepted", 0),
             got.get("needs_review", 0),
             got.get("refused", 0),
             receipts["recorded"],
+            receipts["refused_by_receiver"],
         )
         result[code] = {**got, **receipts}
     if problems:

@@ -625,3 +625,94 @@ def reject_transfer(session: Session, transfer_id: int, actor: Actor, reason: st
             )
         ],
     )
+
+
+def refusal_notice(package: bytes, reason: str, to_school_code: str, seal: Signer) -> bytes | None:
+    """A notice, signed with the receiving school's seal, that it refused ``package`` and
+    why, for the leaving school's box; None when the package does not even name its
+    sender (nothing to tell anyone)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(package)) as z:
+            manifest = json.loads(z.read("manifest.json"))
+        from_school = str(manifest["from_school"])
+        pupil = {  # the package may be damaged: the sender matches on these too
+            "cccd_sha256": hashlib.sha256(str(manifest["pupil"]["cccd"]).encode()).hexdigest(),
+            "leaving_date": str(manifest["leaving_date"]),
+        }
+    except (*_MALFORMED, zipfile.BadZipFile):
+        return None
+    body = {
+        "format": FORMAT + "/refusal",
+        "package_sha256": hashlib.sha256(package).hexdigest(),
+        "from_school": from_school,
+        "to_school": to_school_code,
+        "pupil": pupil,
+        "reason": reason,
+        "at": dt.datetime.now(VN_TZ).isoformat(timespec="seconds"),
+    }
+    return json.dumps(
+        {"refusal": body, "signature": _sign_json(body, seal)}, ensure_ascii=False
+    ).encode()
+
+
+def record_refusal(
+    session: Session, notice: bytes, trusted_roots: Sequence[x509.Certificate]
+) -> int:
+    """The leaving school learns its package was refused: the transfer is ``rejected``
+    with the reason and the pupil's enrolment is open again, so the school can export a
+    new package."""
+    try:
+        data = json.loads(notice)
+        body = data["refusal"]
+        raw = json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
+        signature, to_school = data["signature"], str(body["to_school"])
+        sha, reason = str(body["package_sha256"]), str(body["reason"])
+        from_school = str(body["from_school"])
+        cccd_sha = str(body["pupil"]["cccd_sha256"])
+        leaving = dt.date.fromisoformat(str(body["pupil"]["leaving_date"]))
+    except TransferError:
+        raise
+    except _MALFORMED as exc:
+        raise TransferError("Thông báo từ chối không hợp lệ.") from exc
+    _check_signed_json(raw, signature, trusted_roots, to_school, "thông báo từ chối")
+    conn = session.connection()
+    row = conn.execute(  # the package as sent, or (damaged on the way) the same pupil's
+        text(
+            "UPDATE transfer SET state = 'rejected', review_reason = :why, updated_at = now() "
+            "WHERE id = (SELECT id FROM transfer WHERE to_school_code = :t "
+            "AND from_school_code = :f AND state = 'exported' AND (package_sha256 = :sha "
+            "OR (pupil_cccd_sha256 = :h AND leaving_date = :l)) "
+            "ORDER BY package_sha256 = :sha DESC, id DESC LIMIT 1) "
+            "RETURNING id, from_school_code, pupil_id, leaving_date"
+        ),
+        {
+            "why": reason[:500],
+            "sha": sha,
+            "t": to_school,
+            "f": from_school,
+            "h": cccd_sha,
+            "l": leaving,
+        },
+    ).one_or_none()
+    if row is None:
+        raise TransferError("Thông báo từ chối không khớp gói chuyển trường nào đang chờ.")
+    conn.execute(
+        text(
+            "UPDATE enrolment e SET left_on = NULL FROM school s WHERE s.id = e.school_id "
+            "AND s.code = :f AND e.pupil_id = :p AND e.left_on = :l"
+        ),
+        {"f": row.from_school_code, "p": row.pupil_id, "l": row.leaving_date},
+    )
+    audit.append(
+        session,
+        [
+            audit.NewEvent(
+                chain=audit.school_chain(row.from_school_code),
+                actor="system",
+                action="transfer_refused",
+                reason=reason[:500],
+                payload={"transfer_id": int(row.id), "to": to_school},
+            )
+        ],
+    )
+    return int(row.id)

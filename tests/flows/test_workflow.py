@@ -6,12 +6,14 @@ transfer across two districts with the receipt verified at the sending school.""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -384,7 +386,7 @@ def test_a_transfer_across_two_districts_ends_with_the_receipt_verified_at_the_s
         ),
     )
     ids, teacher = reviewed_class(keyed)
-    issue(keyed, ids[:1], teacher)
+    issue(keyed, ids[:2], teacher)
     pupil_code, lookup, xml = (
         keyed.engine.connect()
         .execute(
@@ -425,7 +427,7 @@ def test_a_transfer_across_two_districts_ends_with_the_receipt_verified_at_the_s
         (box / "gia-mao.json").write_text(json.dumps(forged, ensure_ascii=False))
         a.use()
         done = transfer_in_flow(["DH01"])["DH01"]
-        assert done["recorded"] == 1 and done["refused"] == 1  # type: ignore[index]
+        assert done["recorded"] == 1 and done["receipts_refused"] == 1  # type: ignore[index]
         with keyed.engine.connect() as c:
             state_a, receipt = c.execute(
                 text("SELECT state, receipt FROM transfer WHERE id = :i"),
@@ -433,6 +435,39 @@ def test_a_transfer_across_two_districts_ends_with_the_receipt_verified_at_the_s
             ).one()
         assert state_a == "receipted"
         assert json.loads(bytes(receipt))["receipt"]["received"] == [lookup]
+
+        # a package damaged on the way is refused; the leaving school is told why (signed
+        # by the receiving school) and can export the pupil again
+        second = keyed.scalar(
+            "SELECT p.pupil_code FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id WHERE r.id = :i",
+            i=ids[1],
+        )
+        first = transfer_out_flow(str(second), "HB01", dt.date(2025, 1, 15), "dh01.vt")
+        (package,) = list((exchange / "HB01" / "den").glob("*.zip"))
+        damaged = io.BytesIO()
+        with zipfile.ZipFile(package) as src, zipfile.ZipFile(damaged, "w") as dst:
+            for item in src.infolist():
+                data = src.read(item)
+                if item.filename.startswith("records/"):
+                    data = data.replace(b"<HO_VA_TEN>", b"<HO_VA_TEN>X", 1)
+                dst.writestr(item, data)
+        package.write_bytes(damaged.getvalue())
+        b.use()
+        got = transfer_in_flow(["HB01"])["HB01"]
+        assert got["refused"] == 1 and got["accepted"] == 0  # type: ignore[index]
+        a.use()
+        told = transfer_in_flow(["DH01"])["DH01"]
+        assert told["refused_by_receiver"] == 1  # type: ignore[index]
+        with keyed.engine.connect() as c:
+            state, why = c.execute(
+                text("SELECT state, review_reason FROM transfer WHERE id = :i"),
+                {"i": first["transfer_id"]},
+            ).one()
+        assert state == "rejected" and "không khớp danh mục" in why
+        again = transfer_out_flow(str(second), "HB01", dt.date(2025, 1, 15), "dh01.vt")
+        assert again["exported"] is True and again["transfer_id"] != first["transfer_id"]
+        b.use()
+        assert transfer_in_flow(["HB01"])["HB01"]["accepted"] == 1  # type: ignore[index]
     finally:
         db.get_engine().dispose()
         db.get_engine.cache_clear()
