@@ -106,6 +106,28 @@ def _check_signed_json(
     return cert
 
 
+def _signed_notice(kind: str, body: dict[str, Any], seal: Signer) -> bytes:
+    """A receipt or a refusal: ``body`` under ``kind``, signed by the receiving school."""
+    signed = {kind: body, "signature": _sign_json(body, seal)}
+    return json.dumps(signed, ensure_ascii=False).encode()
+
+
+def _read_notice(
+    data: bytes, kind: str, trusted_roots: Sequence[x509.Certificate], what: str
+) -> tuple[dict[str, Any], str]:
+    """The body of a :func:`_signed_notice` and the school that signed it, checked: the
+    signature, the chain, and that the seal is the school the body names as ``to_school``."""
+    try:
+        parsed = json.loads(data)
+        body = parsed[kind]
+        raw = json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
+        signature, to_school = parsed["signature"], str(body["to_school"])
+    except _MALFORMED as exc:
+        raise TransferError(f"{what[0].upper()}{what[1:]} không hợp lệ.") from exc
+    _check_signed_json(raw, signature, trusted_roots, to_school, what)
+    return body, to_school
+
+
 def _issued_by(cert: x509.Certificate, root: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(root)
@@ -530,31 +552,22 @@ def _take_in(
         "received": sorted(codes),
         "at": dt.datetime.now(VN_TZ).isoformat(timespec="seconds"),
     }
-    receipt = json.dumps(
-        {"receipt": receipt_body, "signature": _sign_json(receipt_body, seal)}, ensure_ascii=False
-    )
+    receipt = _signed_notice("receipt", receipt_body, seal)
     conn.execute(
-        text("UPDATE transfer SET receipt = :r WHERE id = :i"),
-        {"r": receipt.encode(), "i": transfer_id},
+        text("UPDATE transfer SET receipt = :r WHERE id = :i"), {"r": receipt, "i": transfer_id}
     )
-    return receipt.encode()
+    return receipt
 
 
 def record_receipt(
     session: Session, receipt: bytes, trusted_roots: Sequence[x509.Certificate]
 ) -> int:
     """The leaving school checks the receiving school's signed receipt and records it."""
+    body, to_school = _read_notice(receipt, "receipt", trusted_roots, "biên nhận")
     try:
-        data = json.loads(receipt)
-        body = data["receipt"]
-        raw = json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
-        signature, to_school = data["signature"], str(body["to_school"])
         sha, from_school = str(body["package_sha256"]), str(body["from_school"])
-    except TransferError:
-        raise
     except _MALFORMED as exc:
         raise TransferError("Biên nhận không hợp lệ.") from exc
-    _check_signed_json(raw, signature, trusted_roots, to_school, "biên nhận")
     conn = session.connection()
     tid = conn.scalar(
         text(
@@ -650,9 +663,7 @@ def refusal_notice(package: bytes, reason: str, to_school_code: str, seal: Signe
         "reason": reason,
         "at": dt.datetime.now(VN_TZ).isoformat(timespec="seconds"),
     }
-    return json.dumps(
-        {"refusal": body, "signature": _sign_json(body, seal)}, ensure_ascii=False
-    ).encode()
+    return _signed_notice("refusal", body, seal)
 
 
 def record_refusal(
@@ -661,20 +672,14 @@ def record_refusal(
     """The leaving school learns its package was refused: the transfer is ``rejected``
     with the reason and the pupil's enrolment is open again, so the school can export a
     new package."""
+    body, to_school = _read_notice(notice, "refusal", trusted_roots, "thông báo từ chối")
     try:
-        data = json.loads(notice)
-        body = data["refusal"]
-        raw = json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
-        signature, to_school = data["signature"], str(body["to_school"])
         sha, reason = str(body["package_sha256"]), str(body["reason"])
         from_school = str(body["from_school"])
         cccd_sha = str(body["pupil"]["cccd_sha256"])
         leaving = dt.date.fromisoformat(str(body["pupil"]["leaving_date"]))
-    except TransferError:
-        raise
     except _MALFORMED as exc:
         raise TransferError("Thông báo từ chối không hợp lệ.") from exc
-    _check_signed_json(raw, signature, trusted_roots, to_school, "thông báo từ chối")
     conn = session.connection()
     row = conn.execute(  # the package as sent, or (damaged on the way) the same pupil's
         text(
