@@ -48,9 +48,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 from sqlalchemy import text
+
+from hocba.up import wait_http
 
 PASS = "hocba-demo"  # the demo passphrase (test keys, portal accounts)
 YEAR = "2024-2025"
@@ -253,20 +254,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: the process ended ({proc.returncode})")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer in {timeout} s")
-
-
 def run_stage(
     stage: str,
     jobs: list[dict[str, Any]],
@@ -410,7 +397,7 @@ def main() -> None:
         )
         procs.append(server)
         services.pids["prefect_server"] = server.pid
-        _wait_http(f"http://127.0.0.1:{prefect_port}/api/health", server)
+        wait_http(f"http://127.0.0.1:{prefect_port}/api/health", server, "prefect server", 120)
         del prefect_url
 
         # ------------------------------------------------------------- setup
@@ -501,7 +488,7 @@ def main() -> None:
         )
         procs.append(portal)
         services.pids["portal"] = portal.pid
-        _wait_http(f"http://127.0.0.1:{portal_port}/docs", portal)
+        wait_http(f"http://127.0.0.1:{portal_port}/health", portal, "portal", 120)
         stage("submit", chunks, "accepted")
 
         report["final_states"] = _states(engine, codes)

@@ -58,6 +58,10 @@ class Stack:
             args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
+    def wait(self, name: str, url: str) -> None:
+        """Until the process ``name`` answers at ``url`` (see :func:`wait_http`)."""
+        wait_http(url, self.procs[name], f"{name} (nhật ký: {self.logs / (name + '.log')})")
+
     def dead(self) -> str | None:
         return next((n for n, p in self.procs.items() if p.poll() is not None), None)
 
@@ -93,18 +97,19 @@ def prefect_database_url(app_url: str, schema: str) -> str:
     )
 
 
-def wait_http(url: str, stack: Stack, name: str, timeout: float = 180) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 180) -> None:
+    """Wait until ``url`` answers (any status below 500) while ``proc`` still runs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if stack.procs[name].poll() is not None:
-            raise RuntimeError(f"{name} dừng khi khởi động: xem {stack.logs / (name + '.log')}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} dừng khi khởi động (mã {proc.returncode}).")
         try:
             if httpx.get(url, timeout=2).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{name} không trả lời sau {timeout:.0f} s: xem {stack.logs}")
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} không trả lời sau {timeout:.0f} s.")
 
 
 def run(
@@ -160,7 +165,7 @@ def run(
                 ),
             },
         )
-        wait_http(f"{api}/health", stack, "prefect-server")
+        stack.wait("prefect-server", f"{api}/health")
         prefect = [str(bin_dir / "prefect"), "--no-prompt"]
         for args in (
             ["work-pool", "create", POOL, "--type", "process", "--overwrite"],
@@ -187,14 +192,14 @@ def run(
                 [str(bin_dir / "hocba"), "portal", "serve", "--port", str(ports.portal)],
                 env,
             )
-            wait_http(f"http://127.0.0.1:{ports.portal}/health", stack, "portal")
+            stack.wait("portal", f"http://127.0.0.1:{ports.portal}/health")
         if dashboard:
             stack.start(
                 "dashboard",
                 [str(bin_dir / "hocba"), "dashboard", "--port", str(ports.dashboard)],
                 env,
             )
-            wait_http(f"http://127.0.0.1:{ports.dashboard}/_stcore/health", stack, "dashboard")
+            stack.wait("dashboard", f"http://127.0.0.1:{ports.dashboard}/_stcore/health")
         say(
             f"Đã chạy: Prefect http://127.0.0.1:{ports.prefect}, {workers} máy chạy"
             + (f", cổng Sở http://127.0.0.1:{ports.portal}" if portal else "")
