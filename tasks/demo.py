@@ -343,11 +343,10 @@ def run_demo(
     seed: int = 2025,
     year: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
-    sign: bool = False,
 ) -> DemoReport:
     """Build the demo district: schools, staff, imported pupils, drafts, and the teachers'
-    review (the people's part); with ``sign``, the test keys and approved seals too. The
-    signing, sealing, submission and transfers are the flows' work (``flows/demo.py``).
+    review (the people's part). The keys, signing, sealing, submission and transfers are
+    the flows' work (``flows/demo.py``).
 
     ``session_factory()`` returns a context manager yielding a session that commits on
     exit (``hocba.db.session_scope``): each school's import is its own transaction.
@@ -400,8 +399,6 @@ def run_demo(
             failures += len(res.failed)
         if progress:
             progress("review", n, len(teachers))
-    if sign:
-        provision_keys(session_factory, home)
     with session_factory() as session:
         counts = dict(
             session.connection()

@@ -34,7 +34,7 @@ def prepare(
     issued_school: str | None = None,
 ) -> str:
     """Returns the school year built."""
-    report = run_demo(session_factory, home, schools, pupils, seed=11, year=year, sign=False)
+    report = run_demo(session_factory, home, schools, pupils, seed=11, year=year)
     with session_factory() as s:
         _ecdsa_keys(s, home)  # fast; RSA (init_test_keys) is what the demo uses
         s.connection().execute(

@@ -572,7 +572,7 @@ def test_test_message_channels_and_log_scope(town: Town, smtp: Mailbox) -> None:
 
 
 def test_demo_district_a_week_before_15_6(engine: Engine, tmp_path: Path) -> None:
-    """The demo (sign=False: every record still with its teachers), a week before 15/6."""
+    """The demo district (every record still with its teachers), a week before 15/6."""
     from hocba.tasks import demo
 
     year = demo.current_school_year(LOCAL_TODAY + dt.timedelta(days=60))
@@ -584,7 +584,6 @@ def test_demo_district_a_week_before_15_6(engine: Engine, tmp_path: Path) -> Non
         schools=2,
         pupils_per_school=25,
         year=year,
-        sign=False,
     )
     with Session(engine) as s:  # DH01's teachers of grade 1 sign: the principal has a queue
         ids = list(
