@@ -30,7 +30,7 @@ from hocba.tasks.verify import (
     VerificationReport,
     verify_document,
 )
-from hocba.tasks.xmldsig import DS_NS, IssueCode
+from hocba.tasks.xmldsig import DS_NS, IssueCode, sign_slots
 
 DS = f"{{{DS_NS}}}"
 SCHOOL = "79000701"
@@ -98,9 +98,23 @@ class MemoryRegistry:
         self.calls.append(("issued", lookup_code))
         return self.issued.get(lookup_code)
 
-    def register(self, document: bytes, state: str = "issued", successor: str | None = None):
+    def register(
+        self,
+        document: bytes,
+        state: str = "issued",
+        successor: str | None = None,
+        *,
+        keep_copy: bool = True,
+    ):
+        """Record ``document`` as issued, with its bytes (as the app's database keeps them)
+        unless ``keep_copy`` is false (a registry that keeps only the hash)."""
         code = _lookup_code(document)
-        self.issued[code] = IssuedRecordInfo(hashlib.sha256(document).hexdigest(), state, successor)
+        self.issued[code] = IssuedRecordInfo(
+            hashlib.sha256(document).hexdigest(),
+            state,
+            successor,
+            xml=document if keep_copy else None,
+        )
         return self
 
 
@@ -401,6 +415,162 @@ def test_an_unknown_signer_cannot_be_checked(good, signing_staff, registry, crl_
     assert _indeterminate(report) == {"ROLE_GVCN"}
 
 
+# ------------------------------------------------------------------ forgeries (issue 16)
+# Built as an attacker would: take an issued record, strip its signatures, change the
+# pupil, and sign again with the project's own signer (sign_slots) and test-PKI keys.
+def _forge(issued: bytes, *, lookup_code: str | None = None) -> bytes:
+    """``issued`` with the name and a score changed, a new (or given) lookup code and
+    every slot emptied, ready to be signed again."""
+
+    def change(root: etree._Element) -> None:
+        general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
+        general.find("HO_VA_TEN").text = "Lê Minh Anh Tuấn"
+        general.find("MA_TRA_CUU_UUID").text = lookup_code or str(uuid.uuid4())
+        root.find(
+            "DU_LIEU_HOC_BA/TONG_KET/DANH_SACH_MON_HOC/MON_HOC/DIEM_KIEM_TRA_DINH_KY"
+        ).text = "10"
+        for slot in ("GVCN", "CBQL", "KY_PHAT_HANH"):
+            element = root.find(f"DANH_SACH_THONG_TIN_KY/{slot}")
+            element[:] = []
+            element.text = None
+
+    return _edit(issued, change)
+
+
+def _sign(document: bytes, slot: str, identity, when: dt.datetime, signing_staff, **extra):
+    return sign_slots(
+        [document],
+        slot,
+        signing_staff.signer(identity),
+        when,
+        extra or None,
+        check_certificate_validity=False,
+    )[0]
+
+
+def _sealed_everywhere(good: bytes, signing_staff, times, **gvcn_extra) -> bytes:
+    """The clerk's forgery: the school's seal in GVCN, CBQL and KY_PHAT_HANH."""
+    document = _forge(good)
+    seal = signing_staff.school
+    document = _sign(document, "GVCN", seal, times.gvcn, signing_staff, **gvcn_extra)
+    document = _sign(document, "CBQL", seal, times.cbql, signing_staff)
+    return _sign(document, "KY_PHAT_HANH", seal, times.seal, signing_staff)
+
+
+def test_the_seal_in_every_slot_is_invalid_named_by_the_role_checks(
+    good, signing_staff, registry, crl_source, times
+) -> None:
+    registry.register(good)
+    forged = _sealed_everywhere(good, signing_staff, times)
+    report = _verify(forged, signing_staff, registry, crl_source)
+    _assert_invalid(report, {"ROLE_GVCN", "ROLE_CBQL"})
+    assert "chứng thư số của tổ chức (trường 79000701)" in report.check("ROLE_GVCN").message_vi
+    # what the attacker counted on still holds: each signature verifies on its own...
+    assert report.check("SIGNATURE_GVCN").status is CheckStatus.PASS
+    assert report.check("REGISTRY_MATCH").status is CheckStatus.PASS  # unknown code
+    # ...and no registry is needed to see that a school is not a person
+    report = _verify(forged, signing_staff, None, crl_source)
+    assert report.verdict is Verdict.INVALID and report.exit_code == 1
+    assert {"ROLE_GVCN", "ROLE_CBQL"} <= _failed(report)
+    assert ("role", "GVCN") not in {c[:2] for c in registry.calls}  # never asked
+
+
+def test_the_seal_in_gvcn_claiming_the_teachers_cccd_fails_the_slot_too(
+    good, signing_staff, registry, crl_source, times
+) -> None:
+    forged = _sealed_everywhere(good, signing_staff, times, SO_CCCD=TEACHER_CCCD)
+    report = _verify(forged, signing_staff, registry, crl_source)
+    _assert_invalid(report, {"SIGNATURE_GVCN", "ROLE_GVCN", "ROLE_CBQL"})
+    assert report.check("SIGNATURE_GVCN").issue_codes == ("SLOT_CCCD_MISMATCH",)
+
+
+def test_the_real_teacher_and_a_seal_forged_cbql_is_invalid(
+    good, signing_staff, registry, crl_source, times
+) -> None:
+    document = _sign(
+        _forge(good), "GVCN", signing_staff.teacher, times.gvcn, signing_staff, SO_CCCD=TEACHER_CCCD
+    )
+    document = _sign(document, "CBQL", signing_staff.school, times.cbql, signing_staff)
+    forged = _sign(document, "KY_PHAT_HANH", signing_staff.school, times.seal, signing_staff)
+    report = _verify(forged, signing_staff, registry, crl_source)
+    _assert_invalid(report, {"ROLE_CBQL"})
+    assert report.check("ROLE_GVCN").status is CheckStatus.PASS
+
+
+def test_a_personal_certificate_as_the_seal_is_invalid(
+    good, signing_staff, registry, crl_source, times
+) -> None:
+    document = _forge(good)
+    document = _sign(
+        document, "GVCN", signing_staff.teacher, times.gvcn, signing_staff, SO_CCCD=TEACHER_CCCD
+    )
+    document = _sign(
+        document,
+        "CBQL",
+        signing_staff.principal,
+        times.cbql,
+        signing_staff,
+        SO_CCCD=PRINCIPAL_CCCD,
+    )
+    forged = _sign(document, "KY_PHAT_HANH", signing_staff.principal, times.seal, signing_staff)
+    report = _verify(forged, signing_staff, None, crl_source)
+    assert report.verdict is Verdict.INVALID
+    assert "SCHOOL_CERTIFICATE" in _failed(report)
+    assert "chứng thư số cá nhân" in report.check("SCHOOL_CERTIFICATE").message_vi
+
+
+@pytest.mark.parametrize(
+    ("element", "value", "issue_code"),
+    [
+        ("SO_CCCD", OTHER_TEACHER_CCCD, "SLOT_CCCD_MISMATCH"),
+        ("NGAY_KY", "2025-05-20T10:00:00+07:00", "NGAY_KY_MISMATCH"),
+    ],
+)
+def test_a_changed_slot_field_is_invalid(
+    good, signing_staff, registry, crl_source, element: str, value: str, issue_code: str
+) -> None:
+    registry.register(good)
+    altered = _edit(
+        good,
+        lambda root: setattr(root.find(f"DANH_SACH_THONG_TIN_KY/GVCN/{element}"), "text", value),
+    )
+    report = _verify(altered, signing_staff, registry, crl_source)
+    _assert_invalid(report, {"SIGNATURE_GVCN"})
+    assert report.check("SIGNATURE_GVCN").issue_codes == (issue_code,)
+    assert f"[{issue_code}]" in report.check("SIGNATURE_GVCN").message_vi
+
+
+def test_a_trailing_newline_is_not_byte_identical_but_not_forged(
+    good, signing_staff, registry, crl_source
+) -> None:
+    registry.register(good)
+    report = _verify(good + b"\n", signing_staff, registry, crl_source)
+    assert report.verdict is Verdict.VALID, report.render_text()
+    match = report.check("REGISTRY_MATCH")
+    assert match.status is CheckStatus.PASS and match.issue_codes == ("NOT_BYTE_IDENTICAL",)
+    assert "không trùng từng byte" in match.message_vi
+    assert "trùng khớp bản đã phát hành" in match.message_vi
+    assert report.document_sha256 != hashlib.sha256(good).hexdigest()
+    # the issued bytes themselves: no note
+    assert (
+        _verify(good, signing_staff, registry, crl_source).check("REGISTRY_MATCH").issue_codes == ()
+    )
+
+
+def test_a_record_re_signed_under_the_issued_lookup_code_is_invalid(
+    good, signing_staff, registry, crl_source, times, sign_all
+) -> None:
+    """Even with every real key (the test PKI's teacher, principal and seal), other data
+    under an issued lookup code is not the issued record."""
+    registry.register(good)
+    forged = sign_all([_forge(good, lookup_code=_lookup_code(good))])[0]
+    report = _verify(forged, signing_staff, registry, crl_source)
+    _assert_invalid(report, {"REGISTRY_MATCH"})
+    assert (
+        "nội dung đã ký khác bản học bạ đã phát hành" in report.check("REGISTRY_MATCH").message_vi
+    )
+
+
 # ------------------------------------------------------------------ certificates
 def test_an_expired_certificate_is_invalid(issue, signing_staff, registry, crl_source) -> None:
     document = issue(teacher=signing_staff.teacher_expired)
@@ -468,11 +638,11 @@ def test_a_seal_certificate_not_approved_is_invalid(
 
 
 # ------------------------------------------------------------------ registry
-def test_bytes_other_than_the_issued_ones_are_invalid(
+def test_a_changed_ngay_ky_is_invalid_though_every_signature_verifies(
     good, signing_staff, registry, crl_source
 ) -> None:
-    registry.register(good)
-    # an unsigned detail changed: every signature still verifies, the bytes differ
+    """NGAY_KY is outside the signature: a slot telling another signing time than its
+    signature fails that slot (issue 16), whatever the registry holds."""
     altered = _edit(
         good,
         lambda root: setattr(
@@ -481,10 +651,19 @@ def test_bytes_other_than_the_issued_ones_are_invalid(
             "2025-06-01T08:00:00+07:00",
         ),
     )
+    registry.register(good)
     report = _verify(altered, signing_staff, registry, crl_source)
-    _assert_invalid(report, {"REGISTRY_MATCH"})
+    _assert_invalid(report, {"SIGNATURE_KY_PHAT_HANH"})
+    assert report.check("SIGNATURE_KY_PHAT_HANH").issue_codes == ("NGAY_KY_MISMATCH",)
+    # the signed parts are the issued ones: the registry says so, and no more
+    assert report.check("REGISTRY_MATCH").issue_codes == ("NOT_BYTE_IDENTICAL",)
+    # a registry that keeps only the hash cannot tell what differs: the bytes fail too
+    only_hash = MemoryRegistry(**{**registry.__dict__, "issued": {}}).register(
+        good, keep_copy=False
+    )
+    report = _verify(altered, signing_staff, only_hash, crl_source)
+    _assert_invalid(report, {"SIGNATURE_KY_PHAT_HANH", "REGISTRY_MATCH"})
     assert "SHA-256 không khớp" in report.check("REGISTRY_MATCH").message_vi
-    assert report.check("SIGNATURE_KY_PHAT_HANH").status is CheckStatus.PASS
 
 
 def test_a_revoked_record_names_its_successor(good, signing_staff, registry, crl_source):
