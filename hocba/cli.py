@@ -597,23 +597,6 @@ def _open_signer(
     return open_signer(spec, key_ref, _passphrase)
 
 
-def _crl_source(home: Path) -> Any:
-    from cryptography import x509
-
-    from hocba.tasks.issuance import pki_directory
-    from hocba.tasks.verify import CrlUnavailable
-
-    path = pki_directory(home) / "root-ca.crl.pem"
-
-    def source(_cert: Any) -> Any:
-        try:
-            return x509.load_pem_x509_crl(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise CrlUnavailable(f"không tải được danh sách thu hồi (CRL): {exc}") from None
-
-    return source
-
-
 @app.command("verify")
 def verify(
     path: Annotated[
@@ -628,7 +611,7 @@ def verify(
 
     from hocba.models import audit
     from hocba.models.certificates import DatabaseRegistry
-    from hocba.tasks.issuance import trust_anchors
+    from hocba.tasks.issuance import crl_source, trust_anchors
     from hocba.tasks.verify import verify_document
 
     settings = load_settings()
@@ -645,7 +628,7 @@ def verify(
             data,
             trusted_roots=trust_anchors(settings.home),
             registry=DatabaseRegistry(session),
-            crl_source=_crl_source(settings.home),
+            crl_source=crl_source(settings.home),
         )
         audit.append(
             session,
@@ -1014,10 +997,14 @@ def transfer_receive(
     identity_confirmed: Annotated[
         bool, typer.Option(help="Đã đối chiếu giấy tờ, nhận dù họ tên/ngày sinh lệch")
     ] = False,
+    unverified_confirmed: Annotated[
+        bool,
+        typer.Option(help="Đã xem xét các mục chưa kiểm tra được, nhận dù chưa xác định được"),
+    ] = False,
     receipt_out: Annotated[Path | None, typer.Option(help="Nơi ghi biên nhận")] = None,
 ) -> None:
     """Nhận gói chuyển trường: kiểm tra mọi học bạ, đối chiếu học sinh, nhận (chỉ đọc)."""
-    from hocba.tasks.issuance import trust_anchors
+    from hocba.tasks.issuance import crl_source, trust_anchors
     from hocba.tasks.transfer import TransferError, receive_package
 
     settings = load_settings()
@@ -1032,6 +1019,8 @@ def transfer_receive(
                 trust_anchors(settings.home),
                 school,
                 identity_confirmed=identity_confirmed,
+                crl_source=crl_source(settings.home),
+                unverified_confirmed=unverified_confirmed,
             )
     except TransferError as exc:
         err.print(f"[red]{exc}[/red]")

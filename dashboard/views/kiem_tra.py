@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 import streamlit as st
-from cryptography import x509
 
 from hocba.config import load_settings
 from hocba.dashboard.auth import require
@@ -53,24 +52,9 @@ st.caption(
 )
 
 
-def _crl_source(home: Any) -> Any:
-    from hocba.tasks.issuance import pki_directory
-    from hocba.tasks.verify import CrlUnavailable
-
-    path = pki_directory(home) / "root-ca.crl.pem"
-
-    def source(_cert: Any) -> Any:
-        try:
-            return x509.load_pem_x509_crl(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise CrlUnavailable(f"không tải được danh sách thu hồi (CRL): {exc}") from None
-
-    return source
-
-
 def verify(data: bytes) -> Any:
     """The verification report of an XML record or of a signed PDF book."""
-    from hocba.tasks.issuance import trust_anchors
+    from hocba.tasks.issuance import crl_source, trust_anchors
     from hocba.tasks.verify import verify_document
 
     check: Any = verify_document
@@ -84,7 +68,7 @@ def verify(data: bytes) -> Any:
             data,
             trusted_roots=trust_anchors(home),
             registry=DatabaseRegistry(s),
-            crl_source=_crl_source(home),
+            crl_source=crl_source(home),
         )
 
 

@@ -244,12 +244,10 @@ SignAll = Callable[..., list[bytes]]
 def slot_cccd(signer: SoftwareSigner) -> dict[str, str]:
     """The slot's SO_CCCD as issuance writes it: the signer's CCCD from the certificate
     (none for a certificate that names no person)."""
-    for attribute in signer.certificate.subject.get_attributes_for_oid(
-        x509.NameOID.SERIAL_NUMBER
-    ):
-        if str(attribute.value).startswith("CCCD:"):
-            return {"SO_CCCD": str(attribute.value)[5:]}
-    return {}
+    from issuing import certificate_cccd
+
+    cccd = certificate_cccd(signer.certificate)
+    return {"SO_CCCD": cccd} if cccd else {}
 
 
 @pytest.fixture(scope="session")

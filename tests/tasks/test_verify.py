@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from issuing import forge
 from lxml import etree
 
 from hocba.tasks.record_xml import build_record_xml, parse_record_xml_safely
@@ -30,7 +31,7 @@ from hocba.tasks.verify import (
     VerificationReport,
     verify_document,
 )
-from hocba.tasks.xmldsig import DS_NS, IssueCode, sign_slots
+from hocba.tasks.xmldsig import DS_NS, IssueCode
 
 DS = f"{{{DS_NS}}}"
 SCHOOL = "79000701"
@@ -416,45 +417,23 @@ def test_an_unknown_signer_cannot_be_checked(good, signing_staff, registry, crl_
 
 
 # ------------------------------------------------------------------ forgeries (issue 16)
-# Built as an attacker would: take an issued record, strip its signatures, change the
-# pupil, and sign again with the project's own signer (sign_slots) and test-PKI keys.
-def _forge(issued: bytes, *, lookup_code: str | None = None) -> bytes:
-    """``issued`` with the name and a score changed, a new (or given) lookup code and
-    every slot emptied, ready to be signed again."""
-
-    def change(root: etree._Element) -> None:
-        general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
-        general.find("HO_VA_TEN").text = "Lê Minh Anh Tuấn"
-        general.find("MA_TRA_CUU_UUID").text = lookup_code or str(uuid.uuid4())
-        root.find(
-            "DU_LIEU_HOC_BA/TONG_KET/DANH_SACH_MON_HOC/MON_HOC/DIEM_KIEM_TRA_DINH_KY"
-        ).text = "10"
-        for slot in ("GVCN", "CBQL", "KY_PHAT_HANH"):
-            element = root.find(f"DANH_SACH_THONG_TIN_KY/{slot}")
-            element[:] = []
-            element.text = None
-
-    return _edit(issued, change)
+# Built as an attacker would (tests/issuing.forge): take an issued record, change the
+# pupil, and sign it again with the project's own signer (sign_slots) and test-PKI keys.
+def _forged(signing_staff, times, good: bytes, gvcn, cbql, seal, **kwargs) -> bytes:
+    return forge(
+        good,
+        signing_staff.signer(gvcn),
+        signing_staff.signer(cbql),
+        signing_staff.signer(seal),
+        times=(times.gvcn, times.cbql, times.seal),
+        **kwargs,
+    )
 
 
-def _sign(document: bytes, slot: str, identity, when: dt.datetime, signing_staff, **extra):
-    return sign_slots(
-        [document],
-        slot,
-        signing_staff.signer(identity),
-        when,
-        extra or None,
-        check_certificate_validity=False,
-    )[0]
-
-
-def _sealed_everywhere(good: bytes, signing_staff, times, **gvcn_extra) -> bytes:
+def _sealed_everywhere(good: bytes, signing_staff, times, **kwargs) -> bytes:
     """The clerk's forgery: the school's seal in GVCN, CBQL and KY_PHAT_HANH."""
-    document = _forge(good)
     seal = signing_staff.school
-    document = _sign(document, "GVCN", seal, times.gvcn, signing_staff, **gvcn_extra)
-    document = _sign(document, "CBQL", seal, times.cbql, signing_staff)
-    return _sign(document, "KY_PHAT_HANH", seal, times.seal, signing_staff)
+    return _forged(signing_staff, times, good, seal, seal, seal, **kwargs)
 
 
 def test_the_seal_in_every_slot_is_invalid_named_by_the_role_checks(
@@ -478,7 +457,7 @@ def test_the_seal_in_every_slot_is_invalid_named_by_the_role_checks(
 def test_the_seal_in_gvcn_claiming_the_teachers_cccd_fails_the_slot_too(
     good, signing_staff, registry, crl_source, times
 ) -> None:
-    forged = _sealed_everywhere(good, signing_staff, times, SO_CCCD=TEACHER_CCCD)
+    forged = _sealed_everywhere(good, signing_staff, times, slot_cccd={"GVCN": TEACHER_CCCD})
     report = _verify(forged, signing_staff, registry, crl_source)
     _assert_invalid(report, {"SIGNATURE_GVCN", "ROLE_GVCN", "ROLE_CBQL"})
     assert report.check("SIGNATURE_GVCN").issue_codes == ("SLOT_CCCD_MISMATCH",)
@@ -487,32 +466,18 @@ def test_the_seal_in_gvcn_claiming_the_teachers_cccd_fails_the_slot_too(
 def test_the_real_teacher_and_a_seal_forged_cbql_is_invalid(
     good, signing_staff, registry, crl_source, times
 ) -> None:
-    document = _sign(
-        _forge(good), "GVCN", signing_staff.teacher, times.gvcn, signing_staff, SO_CCCD=TEACHER_CCCD
-    )
-    document = _sign(document, "CBQL", signing_staff.school, times.cbql, signing_staff)
-    forged = _sign(document, "KY_PHAT_HANH", signing_staff.school, times.seal, signing_staff)
+    seal = signing_staff.school
+    forged = _forged(signing_staff, times, good, signing_staff.teacher, seal, seal)
     report = _verify(forged, signing_staff, registry, crl_source)
     _assert_invalid(report, {"ROLE_CBQL"})
     assert report.check("ROLE_GVCN").status is CheckStatus.PASS
 
 
 def test_a_personal_certificate_as_the_seal_is_invalid(
-    good, signing_staff, registry, crl_source, times
+    good, signing_staff, crl_source, times
 ) -> None:
-    document = _forge(good)
-    document = _sign(
-        document, "GVCN", signing_staff.teacher, times.gvcn, signing_staff, SO_CCCD=TEACHER_CCCD
-    )
-    document = _sign(
-        document,
-        "CBQL",
-        signing_staff.principal,
-        times.cbql,
-        signing_staff,
-        SO_CCCD=PRINCIPAL_CCCD,
-    )
-    forged = _sign(document, "KY_PHAT_HANH", signing_staff.principal, times.seal, signing_staff)
+    principal = signing_staff.principal
+    forged = _forged(signing_staff, times, good, signing_staff.teacher, principal, principal)
     report = _verify(forged, signing_staff, None, crl_source)
     assert report.verdict is Verdict.INVALID
     assert "SCHOOL_CERTIFICATE" in _failed(report)
@@ -558,12 +523,21 @@ def test_a_trailing_newline_is_not_byte_identical_but_not_forged(
 
 
 def test_a_record_re_signed_under_the_issued_lookup_code_is_invalid(
-    good, signing_staff, registry, crl_source, times, sign_all
+    good, signing_staff, registry, crl_source, times
 ) -> None:
     """Even with every real key (the test PKI's teacher, principal and seal), other data
     under an issued lookup code is not the issued record."""
     registry.register(good)
-    forged = sign_all([_forge(good, lookup_code=_lookup_code(good))])[0]
+    staff = signing_staff
+    forged = _forged(
+        staff,
+        times,
+        good,
+        staff.teacher,
+        staff.principal,
+        staff.school,
+        lookup_code=_lookup_code(good),
+    )
     report = _verify(forged, signing_staff, registry, crl_source)
     _assert_invalid(report, {"REGISTRY_MATCH"})
     assert (
