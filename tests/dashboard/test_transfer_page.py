@@ -165,3 +165,45 @@ def test_a_district_officer_sees_but_does_not_act(two_schools) -> None:  # type:
     assert not at.exception, at.exception
     assert "Bạn chỉ xem" in "\n".join(str(c.value) for c in at.caption)
     assert not at.file_uploader and not at.form
+
+
+def test_a_record_that_cannot_be_fully_checked_waits_for_a_person(two_schools) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16: only VALID records go straight in. With the CRL unreachable the record is
+    INDETERMINATE: the package joins the review queue naming the check, and a person
+    takes it in only after confirming they looked into it (no identity question here)."""
+    d = two_schools
+    at = page_as(d, "dh01.vt")
+    at.text_input(key="ct_pupil").input(d.pupil_code)
+    at.text_input(key="ct_to").input("DH02")
+    at.date_input(key="ct_leaving").set_value(dt.date(2025, 1, 15))
+    at.text_input(key="ct_pass_out").input(PASSWORD)
+    at = click(at, "Xuất gói và ký bằng con dấu")
+    package = at.session_state["ct_package"]["data"]
+    crl = d.home / "pki" / "root-ca.crl.pem"
+    crl.rename(crl.with_suffix(".tam"))  # the CRL cannot be fetched now
+
+    at = page_as(d, "dh02.vt")
+    at.file_uploader(key="ct_in_file").set_value(("goi.zip", package, "application/zip"))
+    at.text_input(key="ct_pass_in").input(PASSWORD)
+    at = click(at, "Kiểm tra và nhận")
+    assert not at.exception, at.exception
+    assert "cần đối chiếu thủ công" in messages(at)
+    assert d.scalar("SELECT count(*) FROM received_record") == 0
+    tid = int(d.scalar("SELECT id FROM transfer"))
+    review = "\n".join(str(m.value) for m in at.markdown)
+    assert "Chưa kiểm tra được đầy đủ" in review and "REVOCATION" in review
+    assert not any(c.key == f"ct_rv_sure_{tid}" for c in at.checkbox)  # identity matches
+
+    at.file_uploader(key=f"ct_rv_file_{tid}").set_value(("goi.zip", package, "application/zip"))
+    at.text_input(key=f"ct_rv_pass_{tid}").input(PASSWORD)
+    at = click(at, "Nhận học bạ")
+    assert "Hãy xác nhận đã xem xét các mục chưa kiểm tra được" in messages(at)
+    assert d.scalar("SELECT count(*) FROM received_record") == 0
+
+    at.checkbox(key=f"ct_rv_checked_{tid}").check()
+    at.text_input(key=f"ct_rv_pass_{tid}").input(PASSWORD)
+    at = click(at, "Nhận học bạ")
+    assert not at.exception, at.exception
+    assert f"Đã nhận 1 học bạ của {d.pupil_name}" in messages(at)
+    assert d.scalar("SELECT verdict FROM received_record") == "INDETERMINATE"
+    assert d.scalar("SELECT state FROM transfer WHERE id = :i", i=tid) == "accepted"
