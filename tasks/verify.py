@@ -147,6 +147,7 @@ __all__ = [
     "CheckStatus",
     "CrlUnavailable",
     "IssuedRecordInfo",
+    "NOT_BYTE_IDENTICAL",
     "Registry",
     "Verdict",
     "VerificationReport",
@@ -232,7 +233,8 @@ the issued copy (only outside what is signed)."""
 @dataclass(frozen=True)
 class Check:
     """One named check. ``issue_codes`` holds the underlying XMLDSig ``IssueCode`` values
-    (errors) for the SIGNATURE_* checks, empty otherwise."""
+    (errors) for the SIGNATURE_* and SIGNING_ORDER checks, :data:`NOT_BYTE_IDENTICAL` for
+    a REGISTRY_MATCH that passes on other bytes, empty otherwise."""
 
     code: str
     status: CheckStatus
