@@ -118,10 +118,14 @@ def _job_review(job: dict[str, Any]) -> int:
 
 
 def _job_gvcn(job: dict[str, Any]) -> int:
-    """Every homeroom teacher of the school signs their class: one flow run each."""
+    """Every homeroom teacher of the school signs their class: one flow run for the school,
+    a task per chunk of records across classes (``--gvcn-per-teacher``: one flow run per
+    teacher, the shape before issue 14)."""
     from hocba import db
     from hocba.flows.signing import sign_records_flow
 
+    if not job.get("per_teacher"):
+        return int(sign_records_flow("GVCN", None, job["code"])["ok"])
     with db.session_scope() as session:
         teachers = list(
             session.connection().scalars(
@@ -314,6 +318,74 @@ def _states(engine: Any, codes: list[str]) -> dict[str, int]:
         )
 
 
+def _storage(engine: Any, schema: str) -> dict[str, Any]:
+    """Bytes on disk of the app's schema (tables with TOAST and indexes, dead rows
+    included, as the run left them) and the stored size of a record's columns."""
+    with engine.connect() as c:
+        tables = dict(
+            c.execute(
+                text(
+                    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = :s AND c.relkind = 'r'"
+                ),
+                {"s": schema},
+            ).all()
+        )
+        records = c.scalar(text("SELECT count(*) FROM hoc_ba")) or 1
+        cols = c.execute(
+            text(
+                "SELECT avg(pg_column_size(content)), avg(pg_column_size(signed_xml)), "
+                "avg(length(signed_xml)) FROM hoc_ba WHERE signed_xml IS NOT NULL"
+            )
+        ).one()
+    total = sum(tables.values())
+    return {
+        "records": records,
+        "schema_bytes": total,
+        "bytes_per_record": round(total / records),
+        "hoc_ba_bytes_per_record": round(tables.get("hoc_ba", 0) / records),
+        "audit_bytes_per_record": round(tables.get("audit_event", 0) / records),
+        "stored_content_bytes": round(float(cols[0] or 0)),
+        "stored_signed_xml_bytes": round(float(cols[1] or 0)),
+        "signed_xml_bytes": round(float(cols[2] or 0)),
+    }
+
+
+def _prefect_runs(url: str) -> dict[str, int]:
+    """Flow runs and task runs the Prefect server holds after the run."""
+    from sqlalchemy import create_engine
+
+    eng = create_engine(url)
+    try:
+        with eng.connect() as c:
+            return {
+                "flow_runs": int(c.scalar(text("SELECT count(*) FROM flow_run")) or 0),
+                "task_runs": int(c.scalar(text("SELECT count(*) FROM task_run")) or 0),
+            }
+    finally:
+        eng.dispose()
+
+
+def _pipeline_totals(stages: list[dict[str, Any]], final: dict[str, int]) -> dict[str, Any]:
+    """CPU of the pipeline (drafts → accepted) by process, per accepted record."""
+    by: dict[str, float] = {"workers": 0.0}
+    wall = 0.0
+    for st in stages:
+        by["workers"] += st["worker_cpu_s"]
+        wall += st["wall_s"]
+        for k, v in st["service_cpu_s"].items():
+            by[k] = by.get(k, 0.0) + v
+    n = final.get("accepted", 0) or 1
+    return {
+        "accepted": final.get("accepted", 0),
+        "wall_s": round(wall, 1),
+        "cpu_s": round(sum(by.values()), 1),
+        "cpu_ms_per_record": round(1000 * sum(by.values()) / n, 2),
+        "cpu_ms_per_record_by_process": {k: round(1000 * v / n, 2) for k, v in by.items()},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--schools", type=int, default=12)
@@ -325,6 +397,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=3, help="concurrent flow runs per worker")
     ap.add_argument(
         "--single-share", type=float, default=0.5, help="share of schools run on ONE worker"
+    )
+    ap.add_argument(
+        "--gvcn-per-teacher",
+        action="store_true",
+        help="GVCN as one flow run per teacher (the shape before issue 14)",
     )
     args = ap.parse_args()
 
@@ -398,7 +475,6 @@ def main() -> None:
         procs.append(server)
         services.pids["prefect_server"] = server.pid
         wait_http(f"http://127.0.0.1:{prefect_port}/api/health", server, "prefect server", 120)
-        del prefect_url
 
         # ------------------------------------------------------------- setup
         plan = demo.demo_schools(args.schools)
@@ -469,7 +545,10 @@ def main() -> None:
         print(f"keys: {report['keys']}", file=sys.stderr)
 
         # august-cohort records wait for the summer assessment, as in the demo
-        stage("gvcn", per_school, "teacher_signed")
+        def per_school_gvcn(group: list[str]) -> list[dict[str, Any]]:
+            return [{"code": c, "per_teacher": args.gvcn_per_teacher} for c in group]
+
+        stage("gvcn", per_school_gvcn, "teacher_signed")
         stage("cbql", per_school, "principal_signed")
         stage("seal", per_school, "issued")
 
@@ -515,6 +594,11 @@ def main() -> None:
                 ),
                 "audit_events": conn.scalar(text("SELECT count(*) FROM audit_event")),
             }
+        report["storage"] = _storage(engine, schema)
+        report["prefect_runs"] = _prefect_runs(prefect_url)
+        report["pipeline"] = _pipeline_totals(report["stages"], report["final_states"])
+        print(json.dumps(report["storage"]), report["prefect_runs"], file=sys.stderr)
+        print(json.dumps(report["pipeline"]), file=sys.stderr)
         report["main_cpu_s"] = round(time.process_time() - cpu_start, 1)
         print(json.dumps(report["final_states"]), report["checks"], file=sys.stderr)
         if args.dashboard:
