@@ -8,9 +8,12 @@ What runs, on a fresh embedded PostgreSQL in ``--home`` (default: a temporary di
 2. the pipeline, stage by stage, with the real flows of ``flows/`` called inside worker
    processes that talk to one Prefect server (``prefect server start``, its database on the
    same PostgreSQL server): ``drafts_flow`` (drafts + to review), the teachers' approval
-   (a human gate: the lifecycle transition, simulated), ``sign_records_flow`` GVCN (one
-   flow run per teacher, as the dashboard starts it), CBQL and KY_PHAT_HANH (one per
-   school), and ``submission_flow`` over HTTP to the bundled portal (``hocba portal serve``
+   (a human gate: the lifecycle transition, simulated), GVCN, CBQL and KY_PHAT_HANH with
+   ``sign_schools_flow`` (one flow run per ``--schools-per-flow`` schools, a task per chunk
+   of 350 records, across classes for GVCN, each teacher signing their own;
+   ``--per-signer-runs``: ``sign_records_flow`` once per teacher for GVCN and once per
+   school for the others, the shape before issue 14), and ``submission_flow`` over HTTP
+   to the bundled portal (``hocba portal serve``
    in its own process, which verifies every record again), including polling.
 
 Every stage runs first over half of the schools (group A) with ONE worker process, then
@@ -118,42 +121,50 @@ def _job_review(job: dict[str, Any]) -> int:
 
 
 def _job_gvcn(job: dict[str, Any]) -> int:
-    """Every homeroom teacher of the school signs their class: one flow run for the school,
-    a task per chunk of records across classes (``--gvcn-per-teacher``: one flow run per
-    teacher, the shape before issue 14)."""
+    """Every homeroom teacher of the schools signs their class: one flow run for the group
+    of schools, a task per chunk of records across classes (``--per-signer-runs``: one
+    flow run per teacher, the shape before issue 14)."""
     from hocba import db
-    from hocba.flows.signing import sign_records_flow
+    from hocba.flows.signing import sign_records_flow, sign_schools_flow
 
-    if not job.get("per_teacher"):
-        return int(sign_records_flow("GVCN", None, job["code"])["ok"])
-    with db.session_scope() as session:
-        teachers = list(
-            session.connection().scalars(
-                text(
-                    "SELECT DISTINCT st.username FROM hoc_ba r JOIN school s "
-                    "ON s.id = r.school_id JOIN school_class c ON c.id = r.class_id "
-                    "JOIN staff st ON st.id = c.homeroom_teacher_id "
-                    "WHERE s.code = :c AND r.state = 'reviewed' AND r.cohort = 'june' "
-                    "ORDER BY 1"
-                ),
-                {"c": job["code"]},
+    if not job.get("per_signer"):
+        return int(sign_schools_flow("GVCN", dict.fromkeys(job["codes"]))["ok"])  # type: ignore[arg-type]
+    done = 0
+    for code in job["codes"]:
+        with db.session_scope() as session:
+            teachers = list(
+                session.connection().scalars(
+                    text(
+                        "SELECT DISTINCT st.username FROM hoc_ba r JOIN school s "
+                        "ON s.id = r.school_id JOIN school_class c ON c.id = r.class_id "
+                        "JOIN staff st ON st.id = c.homeroom_teacher_id "
+                        "WHERE s.code = :c AND r.state = 'reviewed' AND r.cohort = 'june' "
+                        "ORDER BY 1"
+                    ),
+                    {"c": code},
+                )
             )
-        )
-    return sum(int(sign_records_flow("GVCN", t, job["code"])["ok"]) for t in teachers)
+        done += sum(int(sign_records_flow("GVCN", t, code)["ok"]) for t in teachers)
+    return done
+
+
+def _job_school_signer(slot: str, suffix: str, job: dict[str, Any]) -> int:
+    """The principal (CBQL) or the clerk (seal) of each school signs it: one flow run for
+    the group of schools (``--per-signer-runs``: one per school)."""
+    from hocba.flows.signing import sign_records_flow, sign_schools_flow
+
+    who = {code: f"{code.lower()}.{suffix}" for code in job["codes"]}
+    if not job.get("per_signer"):
+        return int(sign_schools_flow(slot, who)["ok"])  # type: ignore[arg-type]
+    return sum(int(sign_records_flow(slot, u, code)["ok"]) for code, u in who.items())
 
 
 def _job_cbql(job: dict[str, Any]) -> int:
-    from hocba.flows.signing import sign_records_flow
-
-    code = job["code"]
-    return int(sign_records_flow("CBQL", f"{code.lower()}.ht", code)["ok"])
+    return _job_school_signer("CBQL", "ht", job)
 
 
 def _job_seal(job: dict[str, Any]) -> int:
-    from hocba.flows.signing import sign_records_flow
-
-    code = job["code"]
-    return int(sign_records_flow("KY_PHAT_HANH", f"{code.lower()}.vt", code)["ok"])
+    return _job_school_signer("KY_PHAT_HANH", "vt", job)
 
 
 def _job_submit(job: dict[str, Any]) -> int:
@@ -393,15 +404,15 @@ def main() -> None:
     ap.add_argument("--home", type=Path, default=None, help="kept after the run when given")
     ap.add_argument("--json-out", type=Path, default=None)
     ap.add_argument("--dashboard", action="store_true", help="run dashboard_queries after")
-    ap.add_argument("--schools-per-flow", type=int, default=4, help="drafts/submission runs")
+    ap.add_argument("--schools-per-flow", type=int, default=4, help="schools per flow run")
     ap.add_argument("--threads", type=int, default=3, help="concurrent flow runs per worker")
     ap.add_argument(
         "--single-share", type=float, default=0.5, help="share of schools run on ONE worker"
     )
     ap.add_argument(
-        "--gvcn-per-teacher",
+        "--per-signer-runs",
         action="store_true",
-        help="GVCN as one flow run per teacher (the shape before issue 14)",
+        help="one flow run per teacher (GVCN) and per school (CBQL, seal): before issue 14",
     )
     args = ap.parse_args()
 
@@ -545,12 +556,14 @@ def main() -> None:
         print(f"keys: {report['keys']}", file=sys.stderr)
 
         # august-cohort records wait for the summer assessment, as in the demo
-        def per_school_gvcn(group: list[str]) -> list[dict[str, Any]]:
-            return [{"code": c, "per_teacher": args.gvcn_per_teacher} for c in group]
+        def signing(group: list[str]) -> list[dict[str, Any]]:
+            if args.per_signer_runs:  # the old shape: a job (and a flow run) per school
+                return [{"codes": [c], "per_signer": True} for c in group]
+            return chunks(group)
 
-        stage("gvcn", per_school_gvcn, "teacher_signed")
-        stage("cbql", per_school, "principal_signed")
-        stage("seal", per_school, "issued")
+        stage("gvcn", signing, "teacher_signed")
+        stage("cbql", signing, "principal_signed")
+        stage("seal", signing, "issued")
 
         portal = subprocess.Popen(
             [

@@ -163,9 +163,24 @@ def sign_records_flow(
     """
     if slot not in ACTION_OF_SLOT:
         raise ValueError(f"Ô ký không tồn tại: {slot}")
-    log = get_run_logger()
-    signer = signer or SignerSpec()
-    ok: list[int] = []
+    ok, failed = _sign_scope(
+        slot, username, school_code, class_name, record_ids, signer or SignerSpec(), chunk
+    )
+    _log_outcome(slot, ok, failed)
+    return {"ok": ok, "failed": failed}
+
+
+def _sign_scope(
+    slot: str,
+    username: str | None,
+    school_code: str,
+    class_name: str | None,
+    record_ids: list[int] | None,
+    signer: SignerSpec,
+    chunk: int,
+) -> tuple[int, dict[str, str]]:
+    """Claim and sign chunk after chunk (one task each) until nothing waits in scope."""
+    ok = 0
     failed: dict[str, str] = {}
     while True:
         out = sign_chunk(
@@ -178,16 +193,55 @@ def sign_records_flow(
             signer,
             chunk,
         )
-        ok += out["ok"]  # type: ignore[operator]
+        ok += len(out["ok"])  # type: ignore[arg-type]
         failed.update(out["failed"])  # type: ignore[arg-type]
         if out["claimed"] < chunk:  # type: ignore[operator]
-            break
+            return ok, failed
+
+
+def _log_outcome(slot: str, ok: int, failed: dict[str, str]) -> None:
     reasons = sorted(set(failed.values()))
-    log.info(
+    get_run_logger().info(
         "Ký %s: %s thành công, %s lỗi%s",
         slot,
-        len(ok),
+        ok,
         len(failed),
         (": " + "; ".join(reasons[:3])) if reasons else "",
     )
-    return {"ok": len(ok), "failed": failed}
+
+
+@flow(name="ky-hoc-ba-nhieu-truong")
+def sign_schools_flow(
+    slot: str,
+    signers: dict[str, str | None],
+    signer: SignerSpec | None = None,
+    chunk: int = 350,
+) -> dict[str, object]:
+    """Sign ``slot`` of every waiting record of several schools in ONE flow run.
+
+    ``signers`` maps each school code to the username who signs there (``None`` for GVCN:
+    every homeroom teacher their own records); the same chunks and tasks as
+    :func:`sign_records_flow`, one school after the other, so a district's nightly sweep
+    costs one flow run per group of schools instead of one per school. A school whose
+    signer cannot sign (no key, wrong certificate) is reported and stops no other school.
+    """
+    if slot not in ACTION_OF_SLOT:
+        raise ValueError(f"Ô ký không tồn tại: {slot}")
+    spec = signer or SignerSpec()
+    ok = 0
+    failed: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    for code, username in signers.items():
+        try:
+            n, bad = _sign_scope(slot, username, code, None, None, spec, chunk)
+        except Exception as exc:  # reported below; the other schools go on
+            problems[code] = getattr(exc, "message_vi", None) or str(exc)
+            continue
+        ok += n
+        failed.update(bad)
+    _log_outcome(slot, ok, failed)
+    if problems:
+        raise RuntimeError(
+            "Chưa ký được: " + "; ".join(f"{c}: {m}" for c, m in sorted(problems.items()))
+        )
+    return {"ok": ok, "failed": failed}

@@ -154,3 +154,28 @@ def test_whole_school_signing_is_only_for_gvcn_with_worker_keys(prefect_harness,
     with pytest.raises(Exception, match="cần nêu người ký"):
         sign_records_flow("GVCN", None, "DH01", signer=SignerSpec(kind="remote"))
     assert {ready.state(r) for r in ready.record_ids("DH01")} == {"reviewed"}
+
+
+def test_several_schools_in_one_flow_run(prefect_harness, ready) -> None:  # type: ignore[no-untyped-def]
+    """``sign_schools_flow``: each slot of a group of schools is one flow run; a school whose
+    signer cannot sign is reported and stops no other school; a re-run does nothing twice."""
+    from prefect.client.orchestration import get_client
+
+    from hocba.flows.signing import sign_schools_flow
+
+    ids = ready.record_ids("DH01")
+
+    async def flow_runs() -> int:
+        async with get_client() as client:
+            return len(await client.read_flow_runs())
+
+    before = asyncio.run(flow_runs())
+    assert sign_schools_flow("GVCN", {"DH01": None}, chunk=4) == {"ok": len(ids), "failed": {}}
+    with pytest.raises(Exception, match="Chưa ký được: DH02"):
+        sign_schools_flow("CBQL", {"DH02": "khong.co.ai", "DH01": "dh01.ht"}, chunk=5)
+    assert {ready.state(r) for r in ids} == {"principal_signed"}  # DH01 went on
+    out = sign_schools_flow("KY_PHAT_HANH", {"DH01": "dh01.vt"}, chunk=5)
+    assert out == {"ok": len(ids), "failed": {}}
+    assert {ready.state(r) for r in ids} == {"issued"}
+    assert sign_schools_flow("KY_PHAT_HANH", {"DH01": "dh01.vt"}) == {"ok": 0, "failed": {}}
+    assert asyncio.run(flow_runs()) - before == 4

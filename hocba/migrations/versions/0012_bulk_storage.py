@@ -13,6 +13,8 @@ guard without JSON, lz4 compression of the record's content and signed XML.
 - ``content`` and ``signed_xml`` are compressed with lz4 (when the server has it), which is
   both smaller than pglz on this data and several times cheaper to compress; values
   already stored keep their compression until rewritten.
+- ``hoc_ba`` (and its TOAST table) is vacuumed after 2% of its rows changed instead of 20%,
+  so the three signed XML versions a record goes through reuse each other's space.
 
 Revision ID: 0012
 Revises: 0009
@@ -92,9 +94,16 @@ BEGIN
 EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
     NULL;  -- a server built without lz4 keeps pglz
 END $$;
+
+-- every record is rewritten with a new signed XML three times (GVCN, CBQL, seal): vacuum
+-- early so the next signing reuses the dead versions' space instead of growing the table
+ALTER TABLE hoc_ba SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000,
+    toast.autovacuum_vacuum_scale_factor = 0.02, toast.autovacuum_vacuum_threshold = 1000);
 """
 
 DOWN = f"""
+ALTER TABLE hoc_ba RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold,
+    toast.autovacuum_vacuum_scale_factor, toast.autovacuum_vacuum_threshold);
 ALTER TABLE hoc_ba ALTER COLUMN content SET COMPRESSION default,
     ALTER COLUMN signed_xml SET COMPRESSION default;
 DROP TRIGGER progress_day_count ON audit_event;
