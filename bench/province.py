@@ -125,10 +125,10 @@ def _job_gvcn(job: dict[str, Any]) -> int:
     of schools, a task per chunk of records across classes (``--per-signer-runs``: one
     flow run per teacher, the shape before issue 14)."""
     from hocba import db
-    from hocba.flows.signing import sign_records_flow, sign_schools_flow
+    from hocba.flows import signing
 
     if not job.get("per_signer"):
-        return int(sign_schools_flow("GVCN", dict.fromkeys(job["codes"]))["ok"])  # type: ignore[arg-type]
+        return int(signing.sign_schools_flow("GVCN", dict.fromkeys(job["codes"]))["ok"])  # type: ignore[arg-type]
     done = 0
     for code in job["codes"]:
         with db.session_scope() as session:
@@ -144,19 +144,19 @@ def _job_gvcn(job: dict[str, Any]) -> int:
                     {"c": code},
                 )
             )
-        done += sum(int(sign_records_flow("GVCN", t, code)["ok"]) for t in teachers)
+        done += sum(int(signing.sign_records_flow("GVCN", t, code)["ok"]) for t in teachers)
     return done
 
 
 def _job_school_signer(slot: str, suffix: str, job: dict[str, Any]) -> int:
     """The principal (CBQL) or the clerk (seal) of each school signs it: one flow run for
     the group of schools (``--per-signer-runs``: one per school)."""
-    from hocba.flows.signing import sign_records_flow, sign_schools_flow
+    from hocba.flows import signing  # (before issue 14 it had no sign_schools_flow)
 
     who = {code: f"{code.lower()}.{suffix}" for code in job["codes"]}
     if not job.get("per_signer"):
-        return int(sign_schools_flow(slot, who)["ok"])  # type: ignore[arg-type]
-    return sum(int(sign_records_flow(slot, u, code)["ok"]) for code, u in who.items())
+        return int(signing.sign_schools_flow(slot, who)["ok"])  # type: ignore[arg-type]
+    return sum(int(signing.sign_records_flow(slot, u, code)["ok"]) for code, u in who.items())
 
 
 def _job_cbql(job: dict[str, Any]) -> int:

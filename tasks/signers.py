@@ -11,6 +11,7 @@ signing service needs no secret at all: the signer confirms on their phone.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -52,23 +53,36 @@ def open_signer(spec: SignerSpec, key_ref: str | None, secret: Callable[[str], s
     return SoftwareSigner.from_pkcs12(key_ref, secret("Mật khẩu tệp khóa"))
 
 
+_NO_BLOCK: dict[str, float] = {}  # label → until when "no Secret block" is believed
+_NO_BLOCK_SECONDS = 60.0
+
+
 def worker_secret(label: str) -> Callable[[str], str]:
     """The secret provider of a Prefect worker: a Secret block ``hocba-key-<label>`` when
-    one exists, else ``HOCBA_KEY_PASSPHRASE`` of the worker's environment."""
+    one exists, else ``HOCBA_KEY_PASSPHRASE`` of the worker's environment.
+
+    That a label has no block is remembered for a minute per process: a school's signing
+    opens a key per teacher and per chunk, and each lookup is a round trip to the Prefect
+    API (a 404 when the worker's keys share ``HOCBA_KEY_PASSPHRASE``). A block created
+    later is used within a minute.
+    """
 
     def get(_prompt: str) -> str:
-        try:
-            from prefect.blocks.system import Secret
+        block = f"hocba-key-{label.replace('.', '-')}"
+        if _NO_BLOCK.get(block, 0.0) < time.monotonic():
+            try:
+                from prefect.blocks.system import Secret
 
-            return str(Secret.load(f"hocba-key-{label.replace('.', '-')}").get())
-        except Exception:  # no such block (or no Prefect server): fall back to the env
-            value = os.environ.get("HOCBA_KEY_PASSPHRASE")
-            if value is None:
-                raise SigningError(
-                    "Máy chạy (worker) chưa có mật khẩu tệp khóa: đặt HOCBA_KEY_PASSPHRASE hoặc "
-                    f"tạo khối bí mật Prefect «hocba-key-{label}»."
-                ) from None
-            return value
+                return str(Secret.load(block).get())
+            except Exception:  # no such block (or no Prefect server): fall back to the env
+                _NO_BLOCK[block] = time.monotonic() + _NO_BLOCK_SECONDS
+        value = os.environ.get("HOCBA_KEY_PASSPHRASE")
+        if value is None:
+            raise SigningError(
+                "Máy chạy (worker) chưa có mật khẩu tệp khóa: đặt HOCBA_KEY_PASSPHRASE hoặc "
+                f"tạo khối bí mật Prefect «hocba-key-{label}»."
+            )
+        return value
 
     return get
 
