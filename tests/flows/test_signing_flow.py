@@ -179,3 +179,32 @@ def test_several_schools_in_one_flow_run(prefect_harness, ready) -> None:  # typ
     assert {ready.state(r) for r in ids} == {"issued"}
     assert sign_schools_flow("KY_PHAT_HANH", {"DH01": "dh01.vt"}) == {"ok": 0, "failed": {}}
     assert asyncio.run(flow_runs()) - before == 4
+
+
+def test_a_secret_block_gives_the_passphrase_the_environment_lacks(  # type: ignore[no-untyped-def]
+    prefect_harness, ready, monkeypatch
+) -> None:
+    """The list of Secret blocks is read once (per minute); a listed block is used, an
+    unlisted label falls back to ``HOCBA_KEY_PASSPHRASE``."""
+    from prefect.blocks.system import Secret
+
+    from hocba.flows.signing import sign_schools_flow
+    from hocba.tasks import signers
+
+    monkeypatch.setattr(signers, "_blocks", (0.0, frozenset()))
+    monkeypatch.setenv("HOCBA_KEY_PASSPHRASE", "sai-mat-khau")  # wrong for every key
+    Secret(value=SECRET).save("hocba-key-dh01-ht", overwrite=True)
+    try:
+        assert sign_schools_flow("GVCN", {"DH01": None})["ok"] == 0  # env: wrong passphrase
+        monkeypatch.setenv("HOCBA_KEY_PASSPHRASE", SECRET)
+        assert sign_schools_flow("GVCN", {"DH01": None})["ok"] == len(ready.record_ids("DH01"))
+        monkeypatch.setenv("HOCBA_KEY_PASSPHRASE", "sai-mat-khau")
+        out = sign_schools_flow("CBQL", {"DH01": "dh01.ht"})  # the block, not the env
+        assert out == {"ok": len(ready.record_ids("DH01")), "failed": {}}
+        assert "hocba-key-dh01-ht" in signers._secret_block_names()
+    finally:  # the Prefect server is shared by the session's tests
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            doc = client.read_block_document_by_name("hocba-key-dh01-ht", "secret")
+            client.delete_block_document(doc.id)
