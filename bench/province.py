@@ -8,9 +8,12 @@ What runs, on a fresh embedded PostgreSQL in ``--home`` (default: a temporary di
 2. the pipeline, stage by stage, with the real flows of ``flows/`` called inside worker
    processes that talk to one Prefect server (``prefect server start``, its database on the
    same PostgreSQL server): ``drafts_flow`` (drafts + to review), the teachers' approval
-   (a human gate: the lifecycle transition, simulated), ``sign_records_flow`` GVCN (one
-   flow run per teacher, as the dashboard starts it), CBQL and KY_PHAT_HANH (one per
-   school), and ``submission_flow`` over HTTP to the bundled portal (``hocba portal serve``
+   (a human gate: the lifecycle transition, simulated), GVCN, CBQL and KY_PHAT_HANH with
+   ``sign_schools_flow`` (one flow run per ``--schools-per-flow`` schools, a task per chunk
+   of 350 records, across classes for GVCN, each teacher signing their own;
+   ``--per-signer-runs``: ``sign_records_flow`` once per teacher for GVCN and once per
+   school for the others, the shape before issue 14), and ``submission_flow`` over HTTP
+   to the bundled portal (``hocba portal serve``
    in its own process, which verifies every record again), including polling.
 
 Every stage runs first over half of the schools (group A) with ONE worker process, then
@@ -118,38 +121,50 @@ def _job_review(job: dict[str, Any]) -> int:
 
 
 def _job_gvcn(job: dict[str, Any]) -> int:
-    """Every homeroom teacher of the school signs their class: one flow run each."""
+    """Every homeroom teacher of the schools signs their class: one flow run for the group
+    of schools, a task per chunk of records across classes (``--per-signer-runs``: one
+    flow run per teacher, the shape before issue 14)."""
     from hocba import db
-    from hocba.flows.signing import sign_records_flow
+    from hocba.flows import signing
 
-    with db.session_scope() as session:
-        teachers = list(
-            session.connection().scalars(
-                text(
-                    "SELECT DISTINCT st.username FROM hoc_ba r JOIN school s "
-                    "ON s.id = r.school_id JOIN school_class c ON c.id = r.class_id "
-                    "JOIN staff st ON st.id = c.homeroom_teacher_id "
-                    "WHERE s.code = :c AND r.state = 'reviewed' AND r.cohort = 'june' "
-                    "ORDER BY 1"
-                ),
-                {"c": job["code"]},
+    if not job.get("per_signer"):
+        return int(signing.sign_schools_flow("GVCN", dict.fromkeys(job["codes"]))["ok"])  # type: ignore[arg-type]
+    done = 0
+    for code in job["codes"]:
+        with db.session_scope() as session:
+            teachers = list(
+                session.connection().scalars(
+                    text(
+                        "SELECT DISTINCT st.username FROM hoc_ba r JOIN school s "
+                        "ON s.id = r.school_id JOIN school_class c ON c.id = r.class_id "
+                        "JOIN staff st ON st.id = c.homeroom_teacher_id "
+                        "WHERE s.code = :c AND r.state = 'reviewed' AND r.cohort = 'june' "
+                        "ORDER BY 1"
+                    ),
+                    {"c": code},
+                )
             )
-        )
-    return sum(int(sign_records_flow("GVCN", t, job["code"])["ok"]) for t in teachers)
+        done += sum(int(signing.sign_records_flow("GVCN", t, code)["ok"]) for t in teachers)
+    return done
+
+
+def _job_school_signer(slot: str, suffix: str, job: dict[str, Any]) -> int:
+    """The principal (CBQL) or the clerk (seal) of each school signs it: one flow run for
+    the group of schools (``--per-signer-runs``: one per school)."""
+    from hocba.flows import signing  # (before issue 14 it had no sign_schools_flow)
+
+    who = {code: f"{code.lower()}.{suffix}" for code in job["codes"]}
+    if not job.get("per_signer"):
+        return int(signing.sign_schools_flow(slot, who)["ok"])  # type: ignore[arg-type]
+    return sum(int(signing.sign_records_flow(slot, u, code)["ok"]) for code, u in who.items())
 
 
 def _job_cbql(job: dict[str, Any]) -> int:
-    from hocba.flows.signing import sign_records_flow
-
-    code = job["code"]
-    return int(sign_records_flow("CBQL", f"{code.lower()}.ht", code)["ok"])
+    return _job_school_signer("CBQL", "ht", job)
 
 
 def _job_seal(job: dict[str, Any]) -> int:
-    from hocba.flows.signing import sign_records_flow
-
-    code = job["code"]
-    return int(sign_records_flow("KY_PHAT_HANH", f"{code.lower()}.vt", code)["ok"])
+    return _job_school_signer("KY_PHAT_HANH", "vt", job)
 
 
 def _job_submit(job: dict[str, Any]) -> int:
@@ -314,6 +329,74 @@ def _states(engine: Any, codes: list[str]) -> dict[str, int]:
         )
 
 
+def _storage(engine: Any, schema: str) -> dict[str, Any]:
+    """Bytes on disk of the app's schema (tables with TOAST and indexes, dead rows
+    included, as the run left them) and the stored size of a record's columns."""
+    with engine.connect() as c:
+        tables = dict(
+            c.execute(
+                text(
+                    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = :s AND c.relkind = 'r'"
+                ),
+                {"s": schema},
+            ).all()
+        )
+        records = c.scalar(text("SELECT count(*) FROM hoc_ba")) or 1
+        cols = c.execute(
+            text(
+                "SELECT avg(pg_column_size(content)), avg(pg_column_size(signed_xml)), "
+                "avg(length(signed_xml)) FROM hoc_ba WHERE signed_xml IS NOT NULL"
+            )
+        ).one()
+    total = sum(tables.values())
+    return {
+        "records": records,
+        "schema_bytes": total,
+        "bytes_per_record": round(total / records),
+        "hoc_ba_bytes_per_record": round(tables.get("hoc_ba", 0) / records),
+        "audit_bytes_per_record": round(tables.get("audit_event", 0) / records),
+        "stored_content_bytes": round(float(cols[0] or 0)),
+        "stored_signed_xml_bytes": round(float(cols[1] or 0)),
+        "signed_xml_bytes": round(float(cols[2] or 0)),
+    }
+
+
+def _prefect_runs(url: str) -> dict[str, int]:
+    """Flow runs and task runs the Prefect server holds after the run."""
+    from sqlalchemy import create_engine
+
+    eng = create_engine(url)
+    try:
+        with eng.connect() as c:
+            return {
+                "flow_runs": int(c.scalar(text("SELECT count(*) FROM flow_run")) or 0),
+                "task_runs": int(c.scalar(text("SELECT count(*) FROM task_run")) or 0),
+            }
+    finally:
+        eng.dispose()
+
+
+def _pipeline_totals(stages: list[dict[str, Any]], final: dict[str, int]) -> dict[str, Any]:
+    """CPU of the pipeline (drafts → accepted) by process, per accepted record."""
+    by: dict[str, float] = {"workers": 0.0}
+    wall = 0.0
+    for st in stages:
+        by["workers"] += st["worker_cpu_s"]
+        wall += st["wall_s"]
+        for k, v in st["service_cpu_s"].items():
+            by[k] = by.get(k, 0.0) + v
+    n = final.get("accepted", 0) or 1
+    return {
+        "accepted": final.get("accepted", 0),
+        "wall_s": round(wall, 1),
+        "cpu_s": round(sum(by.values()), 1),
+        "cpu_ms_per_record": round(1000 * sum(by.values()) / n, 2),
+        "cpu_ms_per_record_by_process": {k: round(1000 * v / n, 2) for k, v in by.items()},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--schools", type=int, default=12)
@@ -321,10 +404,15 @@ def main() -> None:
     ap.add_argument("--home", type=Path, default=None, help="kept after the run when given")
     ap.add_argument("--json-out", type=Path, default=None)
     ap.add_argument("--dashboard", action="store_true", help="run dashboard_queries after")
-    ap.add_argument("--schools-per-flow", type=int, default=4, help="drafts/submission runs")
+    ap.add_argument("--schools-per-flow", type=int, default=4, help="schools per flow run")
     ap.add_argument("--threads", type=int, default=3, help="concurrent flow runs per worker")
     ap.add_argument(
         "--single-share", type=float, default=0.5, help="share of schools run on ONE worker"
+    )
+    ap.add_argument(
+        "--per-signer-runs",
+        action="store_true",
+        help="one flow run per teacher (GVCN) and per school (CBQL, seal): before issue 14",
     )
     args = ap.parse_args()
 
@@ -398,7 +486,6 @@ def main() -> None:
         procs.append(server)
         services.pids["prefect_server"] = server.pid
         wait_http(f"http://127.0.0.1:{prefect_port}/api/health", server, "prefect server", 120)
-        del prefect_url
 
         # ------------------------------------------------------------- setup
         plan = demo.demo_schools(args.schools)
@@ -469,9 +556,14 @@ def main() -> None:
         print(f"keys: {report['keys']}", file=sys.stderr)
 
         # august-cohort records wait for the summer assessment, as in the demo
-        stage("gvcn", per_school, "teacher_signed")
-        stage("cbql", per_school, "principal_signed")
-        stage("seal", per_school, "issued")
+        def signing(group: list[str]) -> list[dict[str, Any]]:
+            if args.per_signer_runs:  # the old shape: a job (and a flow run) per school
+                return [{"codes": [c], "per_signer": True} for c in group]
+            return chunks(group)
+
+        stage("gvcn", signing, "teacher_signed")
+        stage("cbql", signing, "principal_signed")
+        stage("seal", signing, "issued")
 
         portal = subprocess.Popen(
             [
@@ -515,6 +607,11 @@ def main() -> None:
                 ),
                 "audit_events": conn.scalar(text("SELECT count(*) FROM audit_event")),
             }
+        report["storage"] = _storage(engine, schema)
+        report["prefect_runs"] = _prefect_runs(prefect_url)
+        report["pipeline"] = _pipeline_totals(report["stages"], report["final_states"])
+        print(json.dumps(report["storage"]), report["prefect_runs"], file=sys.stderr)
+        print(json.dumps(report["pipeline"]), file=sys.stderr)
         report["main_cpu_s"] = round(time.process_time() - cpu_start, 1)
         print(json.dumps(report["final_states"]), report["checks"], file=sys.stderr)
         if args.dashboard:

@@ -11,6 +11,8 @@ signing service needs no secret at all: the signer confirms on their phone.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -52,23 +54,64 @@ def open_signer(spec: SignerSpec, key_ref: str | None, secret: Callable[[str], s
     return SoftwareSigner.from_pkcs12(key_ref, secret("Mật khẩu tệp khóa"))
 
 
+_BLOCKS_SECONDS = 60.0
+_blocks: tuple[float, frozenset[str]] = (0.0, frozenset())
+_blocks_lock = threading.Lock()
+
+
+def _secret_block_names() -> frozenset[str]:
+    """Names of the Prefect Secret blocks, listed once a minute per process (empty when
+    the API cannot be reached: the worker's environment is used, as before)."""
+    global _blocks
+    with _blocks_lock:
+        until, names = _blocks
+        if until > time.monotonic():
+            return names
+        found: set[str] = set()
+        try:
+            from prefect.client.orchestration import get_client
+
+            with get_client(sync_client=True) as client:
+                page = 200
+                while True:
+                    docs = client.read_block_documents_by_type(
+                        "secret", offset=len(found), limit=page, include_secrets=False
+                    )
+                    found.update(d.name for d in docs if d.name)
+                    if len(docs) < page:
+                        break
+        except Exception:  # no Prefect server: the environment it is
+            found = set()
+        _blocks = (time.monotonic() + _BLOCKS_SECONDS, frozenset(found))
+        return _blocks[1]
+
+
 def worker_secret(label: str) -> Callable[[str], str]:
     """The secret provider of a Prefect worker: a Secret block ``hocba-key-<label>`` when
-    one exists, else ``HOCBA_KEY_PASSPHRASE`` of the worker's environment."""
+    one exists, else ``HOCBA_KEY_PASSPHRASE`` of the worker's environment.
+
+    Which blocks exist is listed once a minute per process (one API call) instead of
+    asking for each label: a school's signing opens a key per teacher and per chunk, and
+    each lookup of a missing block was a round trip to the Prefect API (a 404). A block
+    created later is used within a minute.
+    """
 
     def get(_prompt: str) -> str:
-        try:
-            from prefect.blocks.system import Secret
+        block = f"hocba-key-{label.replace('.', '-')}"
+        if block in _secret_block_names():
+            try:
+                from prefect.blocks.system import Secret
 
-            return str(Secret.load(f"hocba-key-{label.replace('.', '-')}").get())
-        except Exception:  # no such block (or no Prefect server): fall back to the env
-            value = os.environ.get("HOCBA_KEY_PASSPHRASE")
-            if value is None:
-                raise SigningError(
-                    "Máy chạy (worker) chưa có mật khẩu tệp khóa: đặt HOCBA_KEY_PASSPHRASE hoặc "
-                    f"tạo khối bí mật Prefect «hocba-key-{label}»."
-                ) from None
-            return value
+                return str(Secret.load(block).get())
+            except Exception:  # deleted meanwhile, or the server went away
+                pass
+        value = os.environ.get("HOCBA_KEY_PASSPHRASE")
+        if value is None:
+            raise SigningError(
+                "Máy chạy (worker) chưa có mật khẩu tệp khóa: đặt HOCBA_KEY_PASSPHRASE hoặc "
+                f"tạo khối bí mật Prefect «hocba-key-{label}»."
+            )
+        return value
 
     return get
 
