@@ -18,6 +18,9 @@ Protocol (all bodies JSON; binary values base64, RFC 4648 §4)::
                                            -> 201 {request_id, status: "pending", expires_at}
     GET  /v1/sign-requests/{id}            -> {request_id, status, expires_at, hash_count,
                                                certificate, signatures (when confirmed)}
+    GET  /v1/users/{user_id}/sign-requests -> {requests: [{request_id, description,
+                                               hash_count, expires_at}]}  pending ones: what
+                                               the phone app shows the user
     POST /v1/sign-requests/{id}/confirm    {otp}  the user confirms (wrong OTP -> 403)
     POST /v1/sign-requests/{id}/reject     {otp}  the user refuses
     POST /v1/sign-requests/{id}/cancel            the client gives up (timeout)
@@ -73,6 +76,7 @@ __all__ = [
     "MAX_OTP_ATTEMPTS",
     "HashSigningService",
     "RemoteSigner",
+    "answer_pending",
     "create_signing_service",
     "serve",
     "verify_digest_signature",
@@ -311,6 +315,30 @@ class HashSigningService:
                 answer["signatures"] = [_b64(v) for v in request.signatures]
             return answer
 
+    def pending(self, user_id: str) -> dict[str, Any]:
+        """``GET /v1/users/{user_id}/sign-requests``: the requests waiting for the user's
+        confirmation, oldest first (what the phone app lists)."""
+        self._signer(user_id)
+        with self._lock:
+            waiting = [
+                self._get(r.request_id)
+                for r in list(self._requests.values())
+                if r.user_id == user_id
+            ]
+            return {
+                "requests": [
+                    {
+                        "request_id": r.request_id,
+                        "description": r.description,
+                        "hash_count": r.hash_count,
+                        "created_at": _iso(r.created_at),
+                        "expires_at": _iso(r.expires_at),
+                    }
+                    for r in sorted(waiting, key=lambda r: r.created_at)
+                    if r.status == "pending" and not r.signing
+                ]
+            }
+
     def _pending_for_user(self, request_id: str, otp: str) -> _SignRequest:
         """The request if it is pending and ``otp`` is the owner's secret (under the lock)."""
         request = self._get(request_id)
@@ -444,6 +472,10 @@ def create_signing_service(
     @app.post("/v1/sign-requests", status_code=201)
     def create_request(body: SignRequestIn) -> dict[str, Any]:
         return service.create(body)
+
+    @app.get("/v1/users/{user_id}/sign-requests")
+    def pending_requests(user_id: str) -> dict[str, Any]:
+        return service.pending(user_id)
 
     @app.get("/v1/sign-requests/{request_id}")
     def read_request(request_id: str) -> dict[str, Any]:
@@ -689,3 +721,31 @@ class RemoteSigner:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def answer_pending(
+    base_url: str,
+    user_id: str,
+    otp: str,
+    *,
+    refuse: bool = False,
+    timeout: float = 30,
+    poll_interval: float = 0.2,
+) -> str:
+    """Play the user's phone: wait for ``user_id``'s next pending request, then confirm
+    it (or refuse it) with ``otp``; returns the request id. For tests and the demo."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base_url.rstrip("/"), timeout=10) as client:
+        while True:
+            waiting = client.get(f"/v1/users/{user_id}/sign-requests").json()["requests"]
+            if waiting:
+                break
+            if time.monotonic() > deadline:
+                raise SigningError(f"Không có yêu cầu ký nào chờ {user_id} xác nhận.")
+            time.sleep(poll_interval)
+        request_id = str(waiting[0]["request_id"])
+        action = "reject" if refuse else "confirm"
+        answer = client.post(f"/v1/sign-requests/{request_id}/{action}", json={"otp": otp})
+        if answer.is_error:
+            raise SigningError(f"Dịch vụ ký từ chối câu trả lời: {answer.json().get('detail')}")
+    return request_id
