@@ -11,6 +11,7 @@ refreshed too.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -22,6 +23,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from district_setup import prepare, transfers
@@ -67,12 +69,22 @@ def server(engine, pg_url: str, schema_name: str, tmp_path: Path) -> Iterator[st
         transfers(lambda: db.session_scope(engine), home)
     else:
         prepare(lambda: db.session_scope(engine), home, schools=2, pupils=20)
+    with dashboard(pg_url, schema_name, tmp_path, home) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def dashboard(
+    pg_url: str, schema_name: str, tmp_path: Path, home: Path, **extra_env: str
+) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` on a free port, pointed at the test schema."""
     port = _free_port()
     env = {
         **os.environ,
         "HOCBA_DATABASE_URL": pg_url,
         "HOCBA_DB_SCHEMA": schema_name,
         "HOCBA_HOME": str(home),
+        **extra_env,
     }
     log = (tmp_path / "streamlit.log").open("w")
     proc = subprocess.Popen(
@@ -257,3 +269,103 @@ def _guide_screenshots(page, url: str) -> None:  # type: ignore[no-untyped-def]
     _open(page, "Chuyển trường")
     page.get_by_text("Xuất gói chuyển trường cho một học sinh").wait_for()
     _shot(page, "chuyen_truong")
+
+
+# ------------------------------------------------------------------ remote service, USB token
+OTP = "135790"
+
+
+@pytest.fixture
+def remote_server(
+    engine, pg_url: str, schema_name: str, tmp_path: Path, prefect_harness
+) -> Iterator[tuple[str, Any, str]]:  # type: ignore[no-untyped-def]
+    """The district with DH01's principal registered for remote signing: the bundled
+    signing service (real HTTP, with a confirmation step) holds the key; the dashboard's
+    flow runs report to the test's Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    from hocba.asgi import serve_in_thread
+    from hocba.models import certificates
+    from hocba.tasks.remote_signing import create_signing_service
+
+    home = tmp_path / "home"
+    prepare(lambda: db.session_scope(engine), home, schools=2, pupils=20)
+    with db.session_scope(engine) as s:
+        s.connection().exec_driver_sql(
+            "UPDATE certificate SET kind = 'REMOTE_SIGNING', provider = 'VNPT' WHERE staff_id = "
+            "(SELECT id FROM staff WHERE username = 'dh01.ht')"
+        )
+        refs = certificates.key_refs(s)
+    service = create_signing_service(
+        {"dh01.ht": (refs["dh01.ht"], DEMO_PASSWORD)}, otps={"dh01.ht": OTP}
+    )
+    with serve_in_thread(service) as signing_url:
+        with dashboard(
+            pg_url,
+            schema_name,
+            tmp_path,
+            home,
+            HOCBA_SIGNING_SERVICE_URL=signing_url,
+            PREFECT_API_URL=str(PREFECT_API_URL.value()),
+        ) as url:
+            yield url, service.state.service, signing_url
+
+
+def test_principal_signs_a_class_with_one_confirmation_on_the_phone(remote_server) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from hocba.tasks.remote_signing import answer_pending
+
+    server, service, signing_url = remote_server
+    expect = playwright.expect
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(
+            viewport={"width": 1400, "height": 1100}, locale="vi-VN", accept_downloads=True
+        )
+        page.set_default_timeout(20_000)
+        before = _as_officer(page, server, "huyen_truoc_tu_xa")
+        signed, waiting = _pick_class(page, server)
+        expect(page.get_by_text("Ký bằng: Ký số từ xa (xác nhận trên điện thoại)")).to_be_visible()
+        expect(page.get_by_label("Mật khẩu tệp khóa / mã PIN", exact=True)).to_have_count(0)
+        requests = service.request_count
+        page.get_by_role("button", name=f"Ký {signed} học bạ").click()  # the one confirmation
+        expect(page.get_by_text("Đang chờ xác nhận trên điện thoại")).to_be_visible(timeout=60_000)
+        _shot(page, "hang_cho_ky_cho_xac_nhan", guide=False)
+        phone = threading.Thread(target=answer_pending, args=(signing_url, "dh01.ht", OTP))
+        phone.start()
+        expect(
+            page.get_by_text(f"Kết quả lần ký gần nhất: {signed}/{signed} thành công")
+        ).to_be_visible(timeout=60_000)
+        phone.join(10)
+        assert service.request_count == requests + 1  # one confirmation for the class
+        expect(page.locator('[data-testid="stMetricValue"]').first).to_have_text(
+            str(waiting - signed)
+        )
+        _shot(page, "hang_cho_ky_tu_xa_ket_qua", guide=False)
+        page.get_by_role("button", name="Đăng xuất").click()
+        after = _as_officer(page, server, "huyen_sau_tu_xa")
+        assert int(after["DH01"]["HT đã ký"]) == signed
+        assert int(after["DH01"]["GVCN đã ký"]) == int(before["DH01"]["GVCN đã ký"]) - signed
+        assert after["DH02"] == before["DH02"]
+        browser.close()
+
+
+def _pick_class(page, server: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """DH01's principal opens the queue and filters class 1A; (its size, all waiting)."""
+    expect = playwright.expect
+    _sign_in(page, server, "dh01.ht")
+    _open(page, "Hàng chờ ký")
+    expect(page.get_by_role("heading", name="Hàng chờ ký")).to_be_visible()
+    waiting = int(page.locator('[data-testid="stMetricValue"]').first.inner_text())
+    page.locator('[data-testid="stMultiSelect"]').filter(has_text="Lớp").click()
+    page.get_by_role("option", name="1A", exact=True).click()
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(500)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached")
+    sign = page.get_by_role("button", name="Ký ").filter(has_text="học bạ").last
+    expect(sign).not_to_have_text(f"Ký {waiting} học bạ")
+    signed = int(sign.inner_text().split()[1])
+    assert 0 < signed < waiting
+    expect(page.get_by_text("của 1 lớp")).to_be_visible()
+    return signed, waiting
