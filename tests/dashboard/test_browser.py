@@ -369,3 +369,72 @@ def _pick_class(page, server: str) -> tuple[int, int]:  # type: ignore[no-untype
     assert 0 < signed < waiting
     expect(page.get_by_text("của 1 lớp")).to_be_visible()
     return signed, waiting
+
+
+@pytest.fixture
+def token_server(
+    engine, pg_url: str, schema_name: str, tmp_path: Path, prefect_harness
+) -> Iterator[tuple[str, dict[str, str]]]:  # type: ignore[no-untyped-def]
+    """The district with DH01's principal registered with a USB token (SoftHSM2 holding
+    their key); returns the dashboard's URL and the agent's environment."""
+    import softhsm_token
+    from prefect.settings import PREFECT_API_URL
+
+    from hocba.models import certificates
+
+    home = tmp_path / "home"
+    prepare(lambda: db.session_scope(engine), home, schools=2, pupils=20)
+    with db.session_scope(engine) as s:
+        s.connection().exec_driver_sql(
+            "UPDATE certificate SET kind = 'USB_TOKEN', provider = 'BKAV' WHERE staff_id = "
+            "(SELECT id FROM staff WHERE username = 'dh01.ht')"
+        )
+        p12 = certificates.key_refs(s)["dh01.ht"]
+    env = {
+        "HOCBA_DATABASE_URL": pg_url,
+        "HOCBA_DB_SCHEMA": schema_name,
+        "HOCBA_HOME": str(home),
+        **softhsm_token.token_with_key(tmp_path / "hsm", p12, DEMO_PASSWORD),
+    }
+    with dashboard(
+        pg_url, schema_name, tmp_path, home, PREFECT_API_URL=str(PREFECT_API_URL.value())
+    ) as url:
+        yield url, env
+
+
+def test_principal_signs_a_class_with_a_usb_token_and_the_agent(token_server) -> None:  # type: ignore[no-untyped-def]
+    import softhsm_token
+
+    server, env = token_server
+    expect = playwright.expect
+    agent = softhsm_token.agent("dh01.ht", env, softhsm_token.PIN, "--once")
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(
+                viewport={"width": 1400, "height": 1100}, locale="vi-VN", accept_downloads=True
+            )
+            page.set_default_timeout(20_000)
+            before = _as_officer(page, server, "huyen_truoc_token")
+            signed, waiting = _pick_class(page, server)
+            expect(page.get_by_text("Ký bằng: USB token")).to_be_visible()
+            expect(page.get_by_label("Mật khẩu tệp khóa / mã PIN", exact=True)).to_have_count(0)
+            page.get_by_role("button", name=f"Ký {signed} học bạ").click()
+            expect(
+                page.get_by_text(f"Kết quả lần ký gần nhất: {signed}/{signed} thành công")
+            ).to_be_visible(timeout=90_000)
+            expect(page.locator('[data-testid="stMetricValue"]').first).to_have_text(
+                str(waiting - signed)
+            )
+            _shot(page, "hang_cho_ky_token_ket_qua", guide=False)
+            page.get_by_role("button", name="Đăng xuất").click()
+            after = _as_officer(page, server, "huyen_sau_token")
+            browser.close()
+        output = agent.communicate(timeout=60)[0].decode()
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    assert agent.returncode == 0 and "Đã ký 1 lô" in output  # one PIN entry, one batch
+    assert int(after["DH01"]["HT đã ký"]) == signed
+    assert int(after["DH01"]["GVCN đã ký"]) == int(before["DH01"]["GVCN đã ký"]) - signed
+    assert after["DH02"] == before["DH02"]
