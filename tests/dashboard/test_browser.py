@@ -273,6 +273,7 @@ def _guide_screenshots(page, url: str) -> None:  # type: ignore[no-untyped-def]
 
 # ------------------------------------------------------------------ remote service, USB token
 OTP = "135790"
+REMOTE_USERS = ("dh01.ht", "dh02.gv1a")  # a principal and a teacher sign remotely
 
 
 @pytest.fixture
@@ -292,12 +293,13 @@ def remote_server(
     prepare(lambda: db.session_scope(engine), home, schools=2, pupils=20)
     with db.session_scope(engine) as s:
         s.connection().exec_driver_sql(
-            "UPDATE certificate SET kind = 'REMOTE_SIGNING', provider = 'VNPT' WHERE staff_id = "
-            "(SELECT id FROM staff WHERE username = 'dh01.ht')"
+            "UPDATE certificate SET kind = 'REMOTE_SIGNING', provider = 'VNPT' WHERE staff_id IN "
+            "(SELECT id FROM staff WHERE username = ANY(%s))",
+            (list(REMOTE_USERS),),
         )
         refs = certificates.key_refs(s)
     service = create_signing_service(
-        {"dh01.ht": (refs["dh01.ht"], DEMO_PASSWORD)}, otps={"dh01.ht": OTP}
+        {u: (refs[u], DEMO_PASSWORD) for u in REMOTE_USERS}, otps={u: OTP for u in REMOTE_USERS}
     )
     with serve_in_thread(service) as signing_url:
         with dashboard(
@@ -438,3 +440,39 @@ def test_principal_signs_a_class_with_a_usb_token_and_the_agent(token_server) ->
     assert int(after["DH01"]["HT đã ký"]) == signed
     assert int(after["DH01"]["GVCN đã ký"]) == int(before["DH01"]["GVCN đã ký"]) - signed
     assert after["DH02"] == before["DH02"]
+
+
+def test_teacher_signs_their_class_remotely_on_lop_cua_toi(remote_server) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from hocba.tasks.remote_signing import answer_pending
+
+    server, service, signing_url = remote_server
+    expect = playwright.expect
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(
+            viewport={"width": 1400, "height": 1100}, locale="vi-VN", accept_downloads=True
+        )
+        page.set_default_timeout(20_000)
+        before = _as_officer(page, server, "huyen_truoc_gv")
+        _sign_in(page, server, "dh02.gv1a")
+        _open(page, "Lớp của tôi")
+        reviewed = int(page.locator('[data-testid="stMetricValue"]').nth(2).inner_text())
+        assert reviewed > 0
+        expect(page.get_by_text("Ký bằng: Ký số từ xa (xác nhận trên điện thoại)")).to_be_visible()
+        page.get_by_role("button", name=f"Ký {reviewed} học bạ").click()
+        expect(page.get_by_text("Đang chờ xác nhận trên điện thoại")).to_be_visible(timeout=60_000)
+        phone = threading.Thread(target=answer_pending, args=(signing_url, "dh02.gv1a", OTP))
+        phone.start()
+        expect(
+            page.get_by_text(f"Kết quả lần ký gần nhất: {reviewed}/{reviewed} thành công")
+        ).to_be_visible(timeout=60_000)
+        phone.join(10)
+        expect(page.get_by_text("Chưa có học bạ nào đã duyệt chờ ký.")).to_be_visible()
+        _shot(page, "lop_cua_toi_tu_xa_ket_qua", guide=False)
+        page.get_by_role("button", name="Đăng xuất").click()
+        after = _as_officer(page, server, "huyen_sau_gv")
+        browser.close()
+    assert int(after["DH02"]["GVCN đã ký"]) == int(before["DH02"]["GVCN đã ký"]) + reviewed
+    assert after["DH01"] == before["DH01"]
