@@ -6,7 +6,9 @@ ever reaches Prefect. The flow claims the session's records (``FOR UPDATE SKIP L
 opens the person's registered backend and signs the whole selection in **one** batch,
 i.e. one confirmation:
 
-* ``remote``: one sign request at the signing service; the session shows
+* ``remote``: one authorisation at the signing service, in the Cloud Signature
+  Consortium API v2 shape (``credentials/authorize`` with the hashes, then
+  ``signatures/signHash`` with the SAD, see docs/SIGNING.md); the session shows
   ``waiting_confirmation`` until the person confirms on the phone. The wait is a poll
   inside the task, bounded by ``HOCBA_SIGNING_CONFIRM_TIMEOUT`` (seconds, default 300);
 * ``pkcs11``: the digests go to the person's signing agent (``hocba agent run``), which
@@ -74,6 +76,7 @@ def _open(
             poll_interval=0.5,
             confirm=waiting,
             description=f"Ký {len(info.record_ids)} học bạ số ({info.full_name})",
+            api="csc",
         )
     from hocba.tasks.signing_agent import AgentSigner
 
