@@ -890,6 +890,28 @@ def cert_register(
     )
 
 
+@cert_app.command("kind")
+def cert_kind(
+    username: Annotated[str, typer.Argument(help="Tên đăng nhập cán bộ")],
+    kind: Annotated[str, typer.Option(help="SOFTWARE | REMOTE_SIGNING | USB_TOKEN | HSM")],
+    provider: Annotated[str, typer.Option(help="VNPT | BKAV | VIETTEL | BAN_CO_YEU | TEST")] = (
+        "TEST"
+    ),
+) -> None:
+    """Ghi cách cán bộ giữ khóa ký (tệp khóa, ký số từ xa, USB token): bảng điều khiển cho
+    họ ký bằng cách đó."""
+    from hocba.models import certificates
+
+    _prepare()
+    try:
+        with db.session_scope() as session:
+            certificates.set_kind(session, username, kind, provider, SYSTEM)
+    except certificates.CertificateError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"Chứng thư số của {username}: {kind} ({provider}).")
+
+
 correction_app = typer.Typer(help="Chỉnh lý học bạ đã phát hành.")
 app.add_typer(correction_app, name="correction")
 

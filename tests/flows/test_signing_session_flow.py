@@ -183,3 +183,27 @@ def test_a_software_key_is_not_a_flow_session(remote) -> None:  # type: ignore[n
         s.commit()
     with pytest.raises(signing_sessions.SessionError, match="mật khẩu tệp khóa"):
         _session(remote, username, ids)
+
+
+def test_cert_kind_sets_how_a_person_signs(remote) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from hocba.cli import app
+
+    username, _ids = _class_of_teacher(remote)
+    cli = CliRunner()
+    out = cli.invoke(app, ["cert", "kind", username, "--kind", "USB_TOKEN", "--provider", "BKAV"])
+    assert out.exit_code == 0, out.output
+    with remote.engine.connect() as c:
+        kind = c.scalar(
+            text(
+                "SELECT c.kind FROM certificate c JOIN staff st ON st.id = c.staff_id "
+                "WHERE st.username = :u"
+            ),
+            {"u": username},
+        )
+    assert kind == "USB_TOKEN"
+    bad = cli.invoke(app, ["cert", "kind", username, "--kind", "USB"])
+    assert bad.exit_code == 1 and "không hợp lệ" in bad.output
+    nobody = cli.invoke(app, ["cert", "kind", "khong.co", "--kind", "USB_TOKEN"])
+    assert nobody.exit_code == 1 and "chưa có chứng thư số" in nobody.output

@@ -441,3 +441,36 @@ def test_remote_signer_speaks_csc(remote: RunningService) -> None:
     with RemoteSigner(remote.url, PRINCIPAL, api="csc", confirm=remote.user("reject")) as signer:
         with pytest.raises(SigningError, match="từ chối"):
             signer.sign_digests(digests)
+
+
+def test_the_phone_on_the_command_line(remote: RunningService, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``hocba signing-service pending`` lists what waits for the user; ``confirm`` (OTP
+    from the environment, never an argument) answers it, ``--refuse`` refuses."""
+    from typer.testing import CliRunner
+
+    from hocba.cli import app
+
+    cli = CliRunner()
+    digest = base64.b64encode(hashlib.sha256(b"lop 5A").digest()).decode()
+    body = {"user_id": PRINCIPAL, "hashes": [digest], "algorithm": "rsa-sha256"}
+    first = remote.post("/v1/sign-requests", json={**body, "description": "Ký lớp 5A"}).json()
+    listed = cli.invoke(
+        app, ["signing-service", "pending", "--user", PRINCIPAL, "--url", remote.url]
+    )
+    assert (
+        listed.exit_code == 0 and first["request_id"] in listed.output and "lớp 5A" in listed.output
+    )
+    monkeypatch.setenv("HOCBA_SIGNING_OTP", "sai-ma")
+    wrong = cli.invoke(
+        app, ["signing-service", "confirm", first["request_id"], "--url", remote.url]
+    )
+    assert wrong.exit_code == 1 and "không đúng" in wrong.output
+    monkeypatch.setenv("HOCBA_SIGNING_OTP", OTP[PRINCIPAL])
+    ok = cli.invoke(app, ["signing-service", "confirm", first["request_id"], "--url", remote.url])
+    assert ok.exit_code == 0, ok.output
+    assert remote.service.status_of(first["request_id"]) == "confirmed"
+    second = remote.post("/v1/sign-requests", json=body).json()
+    no = cli.invoke(
+        app, ["signing-service", "confirm", second["request_id"], "--refuse", "--url", remote.url]
+    )
+    assert no.exit_code == 0 and remote.service.status_of(second["request_id"]) == "rejected"
