@@ -67,6 +67,7 @@ from hocba.tasks.signing import (
     ALGORITHM_RSA_SHA256,
     SigningError,
     SoftwareSigner,
+    check_returned_values,
     verify_digest_signature,
 )
 
@@ -889,13 +890,7 @@ class RemoteSigner:
                 )
                 if state.get("status") == "confirmed" and state.get("SAD"):
                     break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise SigningError(
-                        f"Quá {self.timeout:g} giây mà người ký chưa xác nhận; chưa học bạ nào "
-                        "được ký. Hãy gửi lại yêu cầu."
-                    )
-                time.sleep(min(self.poll_interval, remaining))
+                self._pause(deadline)
         except BaseException:
             self._cancel(transaction)
             raise
@@ -928,29 +923,26 @@ class RemoteSigner:
                 raise SigningError("Yêu cầu ký đã bị huỷ.")
             if status != "pending":
                 raise SigningError(f"Dịch vụ ký số báo trạng thái lạ: {status!r}.")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SigningError(
-                    f"Quá {self.timeout:g} giây mà người ký chưa xác nhận; chưa học bạ nào "
-                    "được ký. Hãy gửi lại yêu cầu."
-                )
-            time.sleep(min(self.poll_interval, remaining))
+            self._pause(deadline)
+
+    def _pause(self, deadline: float) -> None:
+        """Wait one poll interval, or raise once the confirmation deadline has passed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SigningError(
+                f"Quá {self.timeout:g} giây mà người ký chưa xác nhận; chưa học bạ nào "
+                "được ký. Hãy gửi lại yêu cầu."
+            )
+        time.sleep(min(self.poll_interval, remaining))
 
     def _signatures(self, state: dict[str, Any], digests: list[bytes]) -> list[bytes]:
         try:
             values = [_b64decode(v) for v in state["signatures"]]
         except (KeyError, TypeError, ValueError, binascii.Error):
             raise SigningError("Dịch vụ ký số trả về chữ ký không hợp lệ.") from None
-        if len(values) != len(digests):
-            raise SigningError(
-                f"Dịch vụ ký số trả về {len(values)} chữ ký cho {len(digests)} giá trị băm."
-            )
-        for index, (digest, value) in enumerate(zip(digests, values, strict=True)):
-            if not verify_digest_signature(self.certificate, self.algorithm, digest, value):
-                raise SigningError(
-                    f"Chữ ký thứ {index + 1} do dịch vụ trả về không khớp chứng thư số."
-                )
-        return values
+        return check_returned_values(
+            self.certificate, self.algorithm, digests, values, "dịch vụ ký số"
+        )
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:

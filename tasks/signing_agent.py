@@ -29,7 +29,7 @@ from hocba.tasks.signing import (
     ALGORITHM_RSA_SHA256,
     Signer,
     SigningError,
-    verify_digest_signature,
+    check_returned_values,
 )
 
 _log = logging.getLogger(__name__)
@@ -86,16 +86,9 @@ class AgentSigner:
                     "agent) chưa ký: hãy cắm USB token, chạy `hocba agent run` và nhập mã PIN."
                 )
             time.sleep(self.poll_interval)
-        if len(values) != len(digests):
-            raise SigningError(
-                f"Chương trình ký trả về {len(values)} chữ ký cho {len(digests)} giá trị băm."
-            )
-        for index, (digest, value) in enumerate(zip(digests, values, strict=True)):
-            if not verify_digest_signature(self.certificate, self.algorithm, digest, value):
-                raise SigningError(
-                    f"Chữ ký thứ {index + 1} từ USB token không khớp chứng thư số đã đăng ký."
-                )
-        return values
+        return check_returned_values(
+            self.certificate, self.algorithm, digests, values, "USB token (hocba agent)"
+        )
 
     def close(self) -> None:
         """Nothing to release: the token session belongs to the agent."""

@@ -1,12 +1,16 @@
-"""One real-browser test: ``streamlit run dashboard/app.py`` on a free localhost port,
+"""Real-browser tests: ``streamlit run dashboard/app.py`` on a free localhost port,
 Debian's chromium driven by playwright (no downloaded browser).
 
 The district officer downloads the district table (CSV); DH01's principal selects one
 class in the signing queue, signs it with one confirmation and sees the per-record
 result; the district officer downloads the table again and DH01's numbers have moved by
-exactly that class (DH02's have not). Screenshots go to ``test-artifacts/``; with
-``HOCBA_DOC_SCREENSHOTS=1`` the user guide's screenshots in ``docs/images/`` are
-refreshed too.
+exactly that class (DH02's have not). Once per backend: a software key (the passphrase
+typed in the page), a remote signing service (the bundled one over HTTP; the test
+answers the confirmation "on the phone") and a USB token (SoftHSM2, signed by
+``hocba agent run``); and a teacher signs their class remotely on Lớp của tôi. The remote
+and token batches run as Prefect flow runs reporting to the test's Prefect server.
+Screenshots go to ``test-artifacts/``; with ``HOCBA_DOC_SCREENSHOTS=1`` the user guide's
+screenshots in ``docs/images/`` are refreshed too.
 """
 
 from __future__ import annotations
@@ -128,6 +132,21 @@ def dashboard(
         log.close()
 
 
+@contextlib.contextmanager
+def _chromium() -> Iterator[Any]:
+    """A page of Debian's headless chromium (Vietnamese locale, downloads accepted)."""
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(
+            viewport={"width": 1400, "height": 1100}, locale="vi-VN", accept_downloads=True
+        )
+        page.set_default_timeout(20_000)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
 def _shot(page, name: str, guide: bool = True) -> None:  # type: ignore[no-untyped-def]
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -172,12 +191,7 @@ def _as_officer(page, url: str, shot: str) -> dict[str, dict[str, str]]:  # type
 
 def test_principal_signs_a_class_and_the_district_sees_it(server: str) -> None:
     expect = playwright.expect
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(
-            viewport={"width": 1400, "height": 1100}, locale="vi-VN", accept_downloads=True
-        )
-        page.set_default_timeout(20_000)
+    with _chromium() as page:
         page.goto(server)
         expect(page.get_by_text("Học bạ số cấp tiểu học")).to_be_visible()
         _shot(page, "dang_nhap")
@@ -221,7 +235,6 @@ def test_principal_signs_a_class_and_the_district_sees_it(server: str) -> None:
             _sign_in(page, server, "phong.dh")
             _open(page, "Huyện")
             _guide_screenshots(page, server)
-        browser.close()
 
 
 def _guide_screenshots(page, url: str) -> None:  # type: ignore[no-untyped-def]
@@ -320,12 +333,7 @@ def test_principal_signs_a_class_with_one_confirmation_on_the_phone(remote_serve
 
     server, service, signing_url = remote_server
     expect = playwright.expect
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(
-            viewport={"width": 1400, "height": 1100}, locale="vi-VN", accept_downloads=True
-        )
-        page.set_default_timeout(20_000)
+    with _chromium() as page:
         before = _as_officer(page, server, "huyen_truoc_tu_xa")
         signed, waiting = _pick_class(page, server)
         expect(page.get_by_text("Ký bằng: Ký số từ xa (xác nhận trên điện thoại)")).to_be_visible()
@@ -350,7 +358,6 @@ def test_principal_signs_a_class_with_one_confirmation_on_the_phone(remote_serve
         assert int(after["DH01"]["HT đã ký"]) == signed
         assert int(after["DH01"]["GVCN đã ký"]) == int(before["DH01"]["GVCN đã ký"]) - signed
         assert after["DH02"] == before["DH02"]
-        browser.close()
 
 
 def _pick_class(page, server: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]
@@ -411,12 +418,7 @@ def test_principal_signs_a_class_with_a_usb_token_and_the_agent(token_server) ->
     expect = playwright.expect
     agent = softhsm_token.agent("dh01.ht", env, softhsm_token.PIN, "--once")
     try:
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(
-                viewport={"width": 1400, "height": 1100}, locale="vi-VN", accept_downloads=True
-            )
-            page.set_default_timeout(20_000)
+        with _chromium() as page:
             before = _as_officer(page, server, "huyen_truoc_token")
             signed, waiting = _pick_class(page, server)
             expect(page.get_by_text("Ký bằng: USB token")).to_be_visible()
@@ -431,7 +433,6 @@ def test_principal_signs_a_class_with_a_usb_token_and_the_agent(token_server) ->
             _shot(page, "hang_cho_ky_token_ket_qua", guide=False)
             page.get_by_role("button", name="Đăng xuất").click()
             after = _as_officer(page, server, "huyen_sau_token")
-            browser.close()
         output = agent.communicate(timeout=60)[0].decode()
     finally:
         if agent.poll() is None:
@@ -449,12 +450,7 @@ def test_teacher_signs_their_class_remotely_on_lop_cua_toi(remote_server) -> Non
 
     server, service, signing_url = remote_server
     expect = playwright.expect
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(
-            viewport={"width": 1400, "height": 1100}, locale="vi-VN", accept_downloads=True
-        )
-        page.set_default_timeout(20_000)
+    with _chromium() as page:
         before = _as_officer(page, server, "huyen_truoc_gv")
         _sign_in(page, server, "dh02.gv1a")
         _open(page, "Lớp của tôi")
@@ -473,6 +469,5 @@ def test_teacher_signs_their_class_remotely_on_lop_cua_toi(remote_server) -> Non
         _shot(page, "lop_cua_toi_tu_xa_ket_qua", guide=False)
         page.get_by_role("button", name="Đăng xuất").click()
         after = _as_officer(page, server, "huyen_sau_gv")
-        browser.close()
     assert int(after["DH02"]["GVCN đã ký"]) == int(before["DH02"]["GVCN đã ký"]) + reviewed
     assert after["DH01"] == before["DH01"]

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 import softhsm_token
+from signing_session_helpers import new_session, read_session
 from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba import db
-from hocba.models import certificates, signing_sessions
+from hocba.models import certificates
 from hocba.models.lifecycle import SYSTEM, transition
 from hocba.tasks.issuance import init_test_keys
 
@@ -77,27 +78,6 @@ def token(district, pg_url: str, schema_name: str, tmp_path: Path, monkeypatch) 
     db.get_engine.cache_clear()
 
 
-def _session(district: Any, ids: list[int]) -> int:
-    with Session(district.engine) as s:
-        staff_id = (
-            s.connection()
-            .execute(text("SELECT id FROM staff WHERE username = :u"), {"u": district.teacher})
-            .scalar_one()
-        )
-        cert = certificates.staff_certificate(s, staff_id)
-        assert cert is not None
-        sid = signing_sessions.create(
-            s,
-            staff_id=staff_id,
-            school_code="DH01",
-            slot="GVCN",
-            certificate_id=cert.id,
-            record_ids=ids,
-        )
-        s.commit()
-    return sid
-
-
 def _run_flow(sid: int) -> tuple[threading.Thread, dict[str, Any]]:
     from hocba.flows.signing_session import signing_session_flow
 
@@ -107,23 +87,16 @@ def _run_flow(sid: int) -> tuple[threading.Thread, dict[str, Any]]:
     return thread, out
 
 
-def _read(district: Any, sid: int) -> signing_sessions.SigningSession:
-    with Session(district.engine) as s:
-        got = signing_sessions.read(s, sid)
-    assert got is not None
-    return got
-
-
 def _wait_for(district: Any, sid: int, state: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while _read(district, sid).state != state:
+    while read_session(district.engine, sid).state != state:
         assert time.monotonic() < deadline, f"session #{sid} never reached {state}"
         time.sleep(0.2)
 
 
 def test_wrong_pin_fails_the_batch_and_leaves_it_retryable(prefect_harness, token) -> None:  # type: ignore[no-untyped-def]
     ids = token.classes[0]
-    sid = _session(token, ids)
+    sid = new_session(token.engine, token.teacher, ids)
     flow, out = _run_flow(sid)
     _wait_for(token, sid, "waiting_agent")
     agent = softhsm_token.agent(token.teacher, token.env, softhsm_token.WRONG_PIN, "--once")
@@ -132,7 +105,7 @@ def test_wrong_pin_fails_the_batch_and_leaves_it_retryable(prefect_harness, toke
     assert softhsm_token.WRONG_PIN not in output
     flow.join(60)
     assert out == {"ok": 0, "failed": len(ids)}
-    failed = _read(token, sid)
+    failed = read_session(token.engine, sid)
     assert failed.state == "failed" and "Mã PIN không đúng" in (failed.message or "")
     assert all("Mã PIN không đúng" in (failed.outcome(r) or "") for r in ids)
     assert {token.state(r) for r in ids} == {"reviewed"}
@@ -148,11 +121,11 @@ def test_one_pin_entry_signs_every_batch(prefect_harness, token) -> None:  # typ
     batches = [ids[:2], ids[2:]]
     try:
         for ids in batches:
-            sid = _session(token, ids)
+            sid = new_session(token.engine, token.teacher, ids)
             flow, out = _run_flow(sid)
             flow.join(90)
             assert out == {"ok": len(ids), "failed": 0}
-            assert _read(token, sid).state == "done"
+            assert read_session(token.engine, sid).state == "done"
             assert {token.state(r) for r in ids} == {"teacher_signed"}
     finally:
         agent.terminate()

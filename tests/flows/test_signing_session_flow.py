@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from signing_session_helpers import new_session, read_session
 from sqlalchemy import text
 from sqlmodel import Session
 
@@ -81,34 +82,6 @@ def _class_of_teacher(district: Any) -> tuple[str, list[int]]:
     return str(username), ids
 
 
-def _session(district: Any, username: str, ids: list[int]) -> int:
-    with Session(district.engine) as s:
-        staff_id = (
-            s.connection()
-            .execute(text("SELECT id FROM staff WHERE username = :u"), {"u": username})
-            .scalar_one()
-        )
-        cert = certificates.staff_certificate(s, staff_id)
-        assert cert is not None
-        sid = signing_sessions.create(
-            s,
-            staff_id=staff_id,
-            school_code="DH01",
-            slot="GVCN",
-            certificate_id=cert.id,
-            record_ids=ids,
-        )
-        s.commit()
-    return sid
-
-
-def _read(district: Any, sid: int) -> signing_sessions.SigningSession:
-    with Session(district.engine) as s:
-        got = signing_sessions.read(s, sid)
-    assert got is not None
-    return got
-
-
 def _phone(url: str, username: str, refuse: bool = False) -> threading.Thread:
     thread = threading.Thread(
         target=answer_pending, args=(url, username, OTP), kwargs={"refuse": refuse}, daemon=True
@@ -123,13 +96,13 @@ def test_one_confirmation_signs_the_class(prefect_harness, remote) -> None:  # t
     from hocba.flows.signing_session import signing_session_flow
 
     username, ids = _class_of_teacher(remote)
-    sid = _session(remote, username, ids)
+    sid = new_session(remote.engine, username, ids)
     before = remote.service.request_count
     phone = _phone(remote.url, username)
     assert signing_session_flow(sid) == {"ok": len(ids), "failed": 0}
     phone.join(5)
     assert remote.service.request_count == before + 1  # one confirmation for the class
-    done = _read(remote, sid)
+    done = read_session(remote.engine, sid)
     assert done.state == "done" and done.remote_request_id
     assert all(done.outcome(r) == signing_sessions.OK for r in ids)
     assert {remote.state(r) for r in ids} == {"teacher_signed"}
@@ -154,13 +127,13 @@ def test_refusal_or_timeout_leaves_every_record_retryable(  # type: ignore[no-un
     from hocba.flows.signing_session import signing_session_flow
 
     username, ids = _class_of_teacher(remote)
-    sid = _session(remote, username, ids)
+    sid = new_session(remote.engine, username, ids)
     if how == "refuse":
         phone = _phone(remote.url, username, refuse=True)
     else:
         monkeypatch.setenv("HOCBA_SIGNING_CONFIRM_TIMEOUT", "1.5")
     assert signing_session_flow(sid) == {"ok": 0, "failed": len(ids)}
-    failed = _read(remote, sid)
+    failed = read_session(remote.engine, sid)
     assert failed.state == "failed"
     assert reason in (failed.message or "") and "có thể ký lại" in (failed.message or "")
     assert all(reason in (failed.outcome(r) or "") for r in ids)
@@ -169,7 +142,7 @@ def test_refusal_or_timeout_leaves_every_record_retryable(  # type: ignore[no-un
         phone.join(5)
 
     monkeypatch.delenv("HOCBA_SIGNING_CONFIRM_TIMEOUT", raising=False)
-    again = _session(remote, username, ids)
+    again = new_session(remote.engine, username, ids)
     phone = _phone(remote.url, username)
     assert signing_session_flow(again) == {"ok": len(ids), "failed": 0}
     phone.join(5)
@@ -182,7 +155,7 @@ def test_a_software_key_is_not_a_flow_session(remote) -> None:  # type: ignore[n
         s.execute(text("UPDATE certificate SET kind = 'SOFTWARE'"))
         s.commit()
     with pytest.raises(signing_sessions.SessionError, match="mật khẩu tệp khóa"):
-        _session(remote, username, ids)
+        new_session(remote.engine, username, ids)
 
 
 def test_cert_kind_sets_how_a_person_signs(remote) -> None:  # type: ignore[no-untyped-def]
