@@ -306,9 +306,17 @@ def _session_rows(g: Any, verb: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _silent(moment: Any) -> float:
+    """Seconds since ``moment`` (negative: still to come)."""
+    import datetime as dt
+
+    return (dt.datetime.now(dt.UTC) - moment).total_seconds()
+
+
 def follow_session(page: str, results_key: str) -> None:
     """Live state of the signing session started on this page (read from the database
     every second): waiting for the phone or the token, then each record's result."""
+    from hocba.flows.signing_session import confirm_timeout
     from hocba.models import signing_sessions
 
     sid = st.session_state.get(f"{page}_session")
@@ -330,7 +338,19 @@ def follow_session(page: str, results_key: str) -> None:
             forget_view(page)
             st.rerun()
         what = f"Ký {len(g.record_ids)} học bạ số ({g.full_name})"
-        st.warning(WAITING[g.state].format(what=what))
+        left = -_silent(g.wait_until) if g.wait_until is not None else None
+        st.warning(
+            WAITING[g.state].format(what=what)
+            + (f" Còn {left:.0f} giây." if left is not None and left > 0 else "")
+        )
+        if g.updated_at is not None and _silent(g.updated_at) > confirm_timeout() + 60:
+            st.error(
+                f"Phiên ký #{g.id} không có phản hồi từ máy chạy (Prefect worker) đã lâu. "
+                "Các học bạ chưa ký vẫn ở hàng chờ; hãy báo quản trị hệ thống."
+            )
+            if st.button("Bỏ theo dõi phiên ký này", key=f"{page}_forget_session"):
+                st.session_state.pop(f"{page}_session", None)
+                st.rerun()
         done = sum(1 for r in g.record_ids if g.outcome(r) is not None)
         st.progress(done / len(g.record_ids), text=f"{done}/{len(g.record_ids)} học bạ")
         st.dataframe(pd.DataFrame(_session_rows(g, verb)), hide_index=True, width="stretch")

@@ -21,6 +21,7 @@ with the reason, and can be signed again. The records are signed by
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -67,6 +68,7 @@ def _open(
                     state="waiting_confirmation",
                     remote_request_id=request_id,
                     message="Đang chờ xác nhận trên điện thoại (một lần cho cả lô).",
+                    wait_until=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=confirm_timeout()),
                 )
 
         return RemoteSigner(

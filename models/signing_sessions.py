@@ -52,6 +52,7 @@ class SigningSession:
     remote_request_id: str | None = None
     flow_run_id: str | None = None
     wait_until: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -113,7 +114,8 @@ def read(session: Session, session_id: int) -> SigningSession | None:
             text(
                 "SELECT g.id, g.staff_id, st.username, st.full_name, s.code, g.slot, "
                 "g.certificate_id, g.backend, g.record_ids, g.state, g.message, g.results, "
-                "g.remote_request_id, g.flow_run_id, g.wait_until FROM signing_session g "
+                "g.remote_request_id, g.flow_run_id, g.wait_until, g.updated_at "
+                "FROM signing_session g "
                 "JOIN staff st ON st.id = g.staff_id JOIN school s ON s.id = g.school_id "
                 "WHERE g.id = :i"
             ),
@@ -185,14 +187,22 @@ def latest(session: Session, staff_id: int, slot: str) -> int | None:
 
 
 # ------------------------------------------------------------------ the token agent's mailbox
-def post_digests(session: Session, session_id: int, digests: Sequence[bytes]) -> None:
-    """The flow's batch for the agent: state ``waiting_agent``, earlier answers cleared."""
+def post_digests(
+    session: Session, session_id: int, digests: Sequence[bytes], wait_until: dt.datetime
+) -> None:
+    """The flow's batch for the agent: state ``waiting_agent`` until ``wait_until``,
+    earlier answers cleared."""
     session.connection().execute(
         text(
             "UPDATE signing_session SET state = 'waiting_agent', digests = CAST(:d AS jsonb), "
-            "signatures = NULL, agent_error = NULL, updated_at = now() WHERE id = :i"
+            "signatures = NULL, agent_error = NULL, wait_until = :w, updated_at = now() "
+            "WHERE id = :i"
         ),
-        {"i": session_id, "d": json.dumps([base64.b64encode(d).decode() for d in digests])},
+        {
+            "i": session_id,
+            "d": json.dumps([base64.b64encode(d).decode() for d in digests]),
+            "w": wait_until,
+        },
     )
 
 

@@ -15,6 +15,7 @@ replace it.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -70,8 +71,9 @@ class AgentSigner:
         digests = [bytes(d) for d in digests]
         if not digests:
             return []
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.timeout)
         with db.session_scope() as s:
-            signing_sessions.post_digests(s, self.session_id, digests)
+            signing_sessions.post_digests(s, self.session_id, digests, until)
         deadline = time.monotonic() + self.timeout
         while True:
             with db.session_scope() as s:
