@@ -88,6 +88,7 @@ def test_up_starts_everything_and_a_deployment_runs_on_its_worker(
         "gui-so",
         "han-nop-hang-ngay",
         "ky-hoc-ba",
+        "ky-phien",
         "nhan-chuyen-truong",
     ]
     with engine.connect() as c:  # the worker's flow run made the drafts and sent them on
