@@ -116,8 +116,15 @@ def run_agent(
         token = open_token()
     except SigningError as exc:
         with db.session_scope() as s:
-            for batch in signing_sessions.agent_batches(s, username):
-                signing_sessions.agent_answer(s, batch.session_id, username, error=exc.message_vi)
+            waiting = signing_sessions.agent_batches(s, username)
+        for batch in waiting:
+            with db.session_scope() as s:
+                try:
+                    signing_sessions.agent_answer(
+                        s, batch.session_id, username, error=exc.message_vi
+                    )
+                except signing_sessions.SessionError:
+                    pass  # the batch stopped waiting meanwhile (timed out)
         raise
     sha = certificates.fingerprint(token.certificate)
     say(f"Đã mở thiết bị ký của {username}; đang chờ lô cần ký (Ctrl+C để dừng).")
