@@ -92,14 +92,16 @@ def sign_selection(
     ids: list[int],
     passphrase: str,
     labels: dict[int, dict[str, Any]],
+    key: Any = None,
 ) -> list[dict[str, Any]] | None:
     """Sign ``ids`` in ``slot`` with one confirmation, showing progress; returns one
-    result row per record (None when nothing could start: the error is shown)."""
+    result row per record (None when nothing could start: the error is shown). ``key`` is
+    the registered software key chosen (default: the newest registered one)."""
     from hocba.tasks.issuance import IssuanceError, sign_batch, trust_anchors
 
     verb = SLOT_WORDS[slot][0]
     try:
-        signer = open_signer(registered_key(viewer, slot, school_code), passphrase)
+        signer = open_signer(key or registered_key(viewer, slot, school_code), passphrase)
     except SignerUnavailable as exc:
         st.error(str(exc))
         return None
@@ -149,6 +151,213 @@ def sign_selection(
     return results
 
 
+BACKEND_LABELS = {
+    "SOFTWARE": "Tệp khóa (nhập mật khẩu tệp khóa)",
+    "REMOTE_SIGNING": "Ký số từ xa (xác nhận trên điện thoại)",
+    "USB_TOKEN": "USB token (chương trình ký «hocba agent» trên máy của bạn)",
+    "HSM": "Thiết bị HSM (chương trình ký «hocba agent»)",
+}
+WAITING = {
+    "queued": "Đang bắt đầu phiên ký…",
+    "running": "Đang chuẩn bị ký…",
+    "waiting_confirmation": "Đang chờ xác nhận trên điện thoại: mở ứng dụng ký số (SmartCA, "
+    "MySign…) và xác nhận yêu cầu «{what}». Một lần xác nhận cho cả lô.",
+    "waiting_agent": "Đang chờ USB token: chương trình ký «hocba agent» trên máy của bạn sẽ ký "
+    "«{what}» (chạy `hocba agent run` và nhập mã PIN nếu chưa chạy).",
+}
+
+
+def registered_keys(viewer: Viewer, slot: str, school_code: str) -> list[dict[str, Any]]:
+    """Every approved certificate the person may sign ``slot`` with, newest first, with
+    how its key is held (``kind``): the backends offered on the page."""
+    from sqlalchemy import text
+
+    with session() as s:
+        rows = (
+            s.connection()
+            .execute(
+                text(
+                    "SELECT c.id, c.kind, c.provider, c.key_ref, c.sha256, c.status, c.der "
+                    "FROM certificate c LEFT JOIN school sc ON sc.id = c.school_id "
+                    "WHERE c.status = 'approved' AND "
+                    + ("sc.code = :sc" if slot == "KY_PHAT_HANH" else "c.staff_id = :st")
+                    + " ORDER BY c.id DESC"
+                ),
+                {"sc": school_code, "st": viewer.staff_id},
+            )
+            .mappings()
+            .all()
+        )
+    return [dict(r) for r in rows if r["kind"] in BACKEND_LABELS]
+
+
+def backend_choice(viewer: Viewer, slot: str, school_code: str, page: str) -> dict[str, Any] | None:
+    """The registered key to sign with: the person picks one when they have several."""
+    keys = registered_keys(viewer, slot, school_code)
+    if not keys:
+        try:
+            registered_key(viewer, slot, school_code)  # says what is missing
+        except SignerUnavailable as exc:
+            st.error(str(exc))
+        return None
+    kinds = {k["kind"] for k in keys}
+    options = [
+        next(k for k in keys if k["kind"] == kind) for kind in BACKEND_LABELS if kind in kinds
+    ]
+    if len(options) == 1:
+        st.caption("Ký bằng: " + BACKEND_LABELS[options[0]["kind"]])
+        return options[0]
+    return st.radio(  # type: ignore[no-any-return]
+        "Ký bằng",
+        options,
+        format_func=lambda k: BACKEND_LABELS[k["kind"]],
+        key=f"{page}_backend",
+    )
+
+
+def passphrase_input(key: dict[str, Any], widget_key: str) -> str:
+    """The passphrase field for a software key (nothing to type for the other backends:
+    the phone or the agent asks)."""
+    if key["kind"] != "SOFTWARE":
+        st.caption(
+            "Không cần nhập gì ở đây: bạn xác nhận trên điện thoại."
+            if key["kind"] == "REMOTE_SIGNING"
+            else "Mã PIN chỉ nhập ở chương trình ký trên máy của bạn, không nhập trên trang web."
+        )
+        return ""
+    return st.text_input(
+        "Mật khẩu tệp khóa / mã PIN",
+        type="password",
+        key=widget_key,
+        help="Chỉ dùng cho lần ký này, không được lưu.",
+    )
+
+
+def sign_with(
+    viewer: Viewer,
+    slot: str,
+    school_code: str,
+    ids: list[int],
+    key: dict[str, Any],
+    passphrase: str,
+    labels: dict[int, dict[str, Any]],
+    page: str,
+) -> list[dict[str, Any]] | None:
+    """Sign ``ids`` with the chosen key: a software key here and now (the passphrase is
+    the person's, typed for this one batch); a remote service or a token through a
+    signing session and its Prefect flow run, which :func:`follow_session` shows."""
+    from hocba.flows.signing_session import start
+    from hocba.models import signing_sessions
+
+    if key["kind"] == "SOFTWARE":
+        software = certificates.RegisteredCertificate(
+            key["id"], key["sha256"], key["status"], key["key_ref"], bytes(key["der"])
+        )
+        return sign_selection(viewer, slot, school_code, ids, passphrase, labels, software)
+    try:
+        with session() as s:
+            sid = signing_sessions.create(
+                s,
+                staff_id=viewer.staff_id,
+                school_code=school_code,
+                slot=slot,
+                certificate_id=key["id"],
+                record_ids=ids,
+            )
+    except signing_sessions.SessionError as exc:
+        st.error(str(exc))
+        return None
+    start(sid, load_settings().home / "logs")
+    st.session_state[f"{page}_session"] = sid
+    st.rerun()
+    return None  # pragma: no cover - st.rerun does not return
+
+
+def _names(ids: list[int]) -> dict[int, tuple[str, str]]:
+    from sqlalchemy import text
+
+    with session() as s:
+        rows = s.connection().execute(
+            text(
+                "SELECT r.id, p.full_name, c.name FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
+                "JOIN school_class c ON c.id = r.class_id WHERE r.id = ANY(:ids)"
+            ),
+            {"ids": ids},
+        )
+        return {rid: (name, klass) for rid, name, klass in rows}
+
+
+def _session_rows(g: Any, verb: str) -> list[dict[str, Any]]:
+    names = _names(g.record_ids)
+    rows = []
+    for rid in g.record_ids:
+        outcome = g.outcome(rid)
+        rows.append(
+            {
+                "Học sinh": names.get(rid, (f"#{rid}", ""))[0],
+                "Lớp": names.get(rid, ("", ""))[1],
+                "Kết quả": OK_PREFIX + verb
+                if outcome == "ok"
+                else ("Không " + verb + " được: " + outcome)
+                if outcome
+                else "Đang chờ",
+            }
+        )
+    return rows
+
+
+def _silent(moment: Any) -> float:
+    """Seconds since ``moment`` (negative: still to come)."""
+    import datetime as dt
+
+    return (dt.datetime.now(dt.UTC) - moment).total_seconds()
+
+
+def follow_session(page: str, results_key: str) -> None:
+    """Live state of the signing session started on this page (read from the database
+    every second): waiting for the phone or the token, then each record's result."""
+    from hocba.flows.signing_session import confirm_timeout
+    from hocba.models import signing_sessions
+
+    sid = st.session_state.get(f"{page}_session")
+    if sid is None:
+        return
+
+    @st.fragment(run_every=1.0)
+    def live() -> None:
+        with session() as s:
+            g = signing_sessions.read(s, sid)
+        if g is None:
+            st.session_state.pop(f"{page}_session", None)
+            return
+        verb = SLOT_WORDS[g.slot][0]
+        if g.finished:
+            st.session_state.pop(f"{page}_session", None)
+            st.session_state[results_key] = _session_rows(g, verb)
+            flash(g.message or "", "success" if g.state == "done" else "error")
+            forget_view(page)
+            st.rerun()
+        what = f"Ký {len(g.record_ids)} học bạ số ({g.full_name})"
+        left = -_silent(g.wait_until) if g.wait_until is not None else None
+        st.warning(
+            WAITING[g.state].format(what=what)
+            + (f" Còn {left:.0f} giây." if left is not None and left > 0 else "")
+        )
+        if g.updated_at is not None and _silent(g.updated_at) > confirm_timeout() + 60:
+            st.error(
+                f"Phiên ký #{g.id} không có phản hồi từ máy chạy (Prefect worker) đã lâu. "
+                "Các học bạ chưa ký vẫn ở hàng chờ; hãy báo quản trị hệ thống."
+            )
+            if st.button("Bỏ theo dõi phiên ký này", key=f"{page}_forget_session"):
+                st.session_state.pop(f"{page}_session", None)
+                st.rerun()
+        done = sum(1 for r in g.record_ids if g.outcome(r) is not None)
+        st.progress(done / len(g.record_ids), text=f"{done}/{len(g.record_ids)} học bạ")
+        st.dataframe(pd.DataFrame(_session_rows(g, verb)), hide_index=True, width="stretch")
+
+    live()
+
+
 def show_results(key: str) -> None:
     """The per-record result of the last signing on this page, if any."""
     results = st.session_state.get(key)
@@ -184,6 +393,7 @@ def queue_page(slot: str) -> None:
         return
     results_key = f"{page}_results"
     show_flash()
+    follow_session(page, results_key)
     show_results(results_key)
 
     if slot == "KY_PHAT_HANH":
@@ -261,28 +471,27 @@ def queue_page(slot: str) -> None:
     shown_key = f"{page}_shown"
     confirmed = st.session_state.get(shown_key, [])
     st.subheader(f"{Verb} {len(selected)} học bạ đã chọn")
+    key = backend_choice(viewer, slot, school["code"], page)
+    if key is None:
+        return
+    busy = st.session_state.get(f"{page}_session") is not None
     with st.form(f"{page}_confirm", clear_on_submit=True):
         n_classes = len({r["class_name"] for r in rows if r["id"] in set(selected)})
         st.write(
             f"Bạn sắp {verb} **{len(selected)} học bạ** của **{n_classes} lớp** "
             f"({school['name']}) bằng "
-            + ("chứng thư số của trường." if slot == "KY_PHAT_HANH" else "chứng thư số của bạn.")
-            + " Một lần xác nhận cho cả lựa chọn."
+            + ("chứng thư số của trường" if slot == "KY_PHAT_HANH" else "chứng thư số của bạn")
+            + f" ({BACKEND_LABELS[key['kind']].lower()}). Một lần xác nhận cho cả lựa chọn."
         )
-        passphrase = st.text_input(
-            "Mật khẩu tệp khóa / mã PIN",
-            type="password",
-            key=f"{page}_passphrase",
-            help="Chỉ dùng cho lần ký này, không được lưu.",
-        )
+        passphrase = passphrase_input(key, f"{page}_passphrase")
         submit = st.form_submit_button(
-            f"{Verb} {len(selected)} học bạ", type="primary", disabled=not selected
+            f"{Verb} {len(selected)} học bạ", type="primary", disabled=not selected or busy
         )
     st.session_state[shown_key] = selected
     if submit:
         ids = [i for i in confirmed if i in {r["id"] for r in everything}] or selected
         labels = {r["id"]: r for r in everything}
-        results = sign_selection(viewer, slot, school["code"], ids, passphrase, labels)
+        results = sign_with(viewer, slot, school["code"], ids, key, passphrase, labels, page)
         del passphrase
         if results is not None:
             st.session_state[results_key] = results

@@ -6,6 +6,7 @@ Run ``hocba --help``; each command's help is in Vietnamese and English where it 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -727,9 +728,106 @@ def signing_serve(
 
     with db.session_scope() as session:
         refs = key_refs(session)
+    otp = None
+    if not auto_confirm:
+        otp = os.environ.get("HOCBA_SIGNING_OTP") or typer.prompt(
+            "Mã xác nhận (OTP) thử nghiệm của mọi tài khoản", hide_input=True
+        )
     serve(
-        host, port, {user: (ref, password) for user, ref in refs.items()}, auto_confirm=auto_confirm
+        host,
+        port,
+        {user: (ref, password) for user, ref in refs.items()},
+        otps={user: otp for user in refs} if otp else None,
+        auto_confirm=auto_confirm,
     )
+
+
+def _signing_url(url: str | None) -> str:
+    from hocba.flows.signing_session import signing_service_url
+
+    return (url or signing_service_url()).rstrip("/")
+
+
+@signing_app.command("pending")
+def signing_pending(
+    user: Annotated[str, typer.Option(help="Mã người dùng ký từ xa (tên đăng nhập)")],
+    url: Annotated[str | None, typer.Option(help="Địa chỉ dịch vụ ký")] = None,
+) -> None:
+    """Các yêu cầu ký đang chờ người dùng xác nhận (như ứng dụng trên điện thoại)."""
+    import httpx
+
+    response = httpx.get(f"{_signing_url(url)}/v1/users/{user}/sign-requests", timeout=10)
+    if response.is_error:
+        err.print(f"[red]Dịch vụ ký trả lời: {response.json().get('detail')}[/red]")
+        raise typer.Exit(1)
+    waiting = response.json()["requests"]
+    if not waiting:
+        console.print("Không có yêu cầu ký nào đang chờ xác nhận.")
+    for r in waiting:
+        console.print(f"{r['request_id']}  {r['description']}  ({r['hash_count']} giá trị băm)")
+
+
+@signing_app.command("confirm")
+def signing_confirm(
+    request_id: Annotated[str, typer.Argument(help="Mã yêu cầu ký (xem `pending`)")],
+    refuse: Annotated[bool, typer.Option(help="Từ chối thay vì xác nhận")] = False,
+    url: Annotated[str | None, typer.Option(help="Địa chỉ dịch vụ ký")] = None,
+) -> None:
+    """Xác nhận (hoặc từ chối) một yêu cầu ký bằng mã OTP, như trên điện thoại. Mã OTP lấy
+    từ HOCBA_SIGNING_OTP hoặc được hỏi (không hiện)."""
+    import httpx
+
+    otp = os.environ.get("HOCBA_SIGNING_OTP") or typer.prompt("Mã xác nhận (OTP)", hide_input=True)
+    action = "reject" if refuse else "confirm"
+    response = httpx.post(
+        f"{_signing_url(url)}/v1/sign-requests/{request_id}/{action}",
+        json={"otp": otp},
+        timeout=30,
+    )
+    if response.is_error:
+        err.print(f"[red]Dịch vụ ký trả lời: {response.json().get('detail')}[/red]")
+        raise typer.Exit(1)
+    console.print("Đã từ chối yêu cầu ký." if refuse else "Đã xác nhận: dịch vụ đã ký cả lô.")
+
+
+agent_app = typer.Typer(help="Chương trình ký trên máy của người ký (USB token, PKCS#11).")
+app.add_typer(agent_app, name="agent")
+
+
+@agent_app.command("run")
+def agent_run(
+    as_user: Annotated[str, typer.Option("--as", help="Tài khoản người ký")],
+    pkcs11_module: Annotated[str, typer.Option(help="Thư viện PKCS#11 của USB token (.so/.dll)")],
+    token: Annotated[str, typer.Option(help="Nhãn token PKCS#11")],
+    key_label: Annotated[str, typer.Option(help="Nhãn khóa trên token")],
+    once: Annotated[bool, typer.Option(help="Dừng sau lô đầu tiên")] = False,
+    stop_after: Annotated[
+        float | None, typer.Option(help="Tự dừng sau số giây này (mặc định: chạy mãi)")
+    ] = None,
+) -> None:
+    """Nhập mã PIN một lần, rồi ký mọi lô học bạ bạn bấm «Ký» trên bảng điều khiển bằng
+    USB token cắm trên máy này. Khóa không rời token, mã PIN không rời máy này."""
+    from hocba.tasks.signers import SignerSpec, open_signer
+    from hocba.tasks.signing import SigningError
+    from hocba.tasks.signing_agent import run_agent
+
+    _prepare()
+    spec = SignerSpec(kind="pkcs11", pkcs11_module=pkcs11_module, token=token, key_label=key_label)
+
+    def open_token() -> Any:
+        pin = os.environ.get("HOCBA_TOKEN_PIN") or typer.prompt(
+            "Mã PIN của USB token", hide_input=True
+        )
+        return open_signer(spec, None, lambda _prompt: pin)
+
+    try:
+        n = run_agent(as_user, open_token, once=once, stop_after=stop_after, say=console.print)
+    except SigningError as exc:
+        err.print(f"[red]{exc.message_vi}[/red]")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        n = 0
+    console.print(f"Đã ký {n} lô.")
 
 
 @cert_app.command("register")
@@ -773,6 +871,28 @@ def cert_register(
         f"Đã đăng ký chứng thư số #{cid} của trường {school}; chờ Phòng/Sở phê duyệt "
         f"(hocba cert approve {school} --as <cán bộ Phòng>)."
     )
+
+
+@cert_app.command("kind")
+def cert_kind(
+    username: Annotated[str, typer.Argument(help="Tên đăng nhập cán bộ")],
+    kind: Annotated[str, typer.Option(help="SOFTWARE | REMOTE_SIGNING | USB_TOKEN | HSM")],
+    provider: Annotated[str, typer.Option(help="VNPT | BKAV | VIETTEL | BAN_CO_YEU | TEST")] = (
+        "TEST"
+    ),
+) -> None:
+    """Ghi cách cán bộ giữ khóa ký (tệp khóa, ký số từ xa, USB token): bảng điều khiển cho
+    họ ký bằng cách đó."""
+    from hocba.models import certificates
+
+    _prepare()
+    try:
+        with db.session_scope() as session:
+            certificates.set_kind(session, username, kind, provider, SYSTEM)
+    except certificates.CertificateError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"Chứng thư số của {username}: {kind} ({provider}).")
 
 
 correction_app = typer.Typer(help="Chỉnh lý học bạ đã phát hành.")

@@ -176,6 +176,37 @@ def decide(
     )
 
 
+def set_kind(session: Session, username: str, kind: str, provider: str, actor: Actor) -> int:
+    """Record how a staff member's newest personal certificate is held (a software key, a
+    remote signing account, a USB token): what the dashboard offers them to sign with."""
+    if kind not in KINDS or provider not in PROVIDERS:
+        raise CertificateError(f"Loại chứng thư {kind}/{provider} không hợp lệ.")
+    conn = session.connection()
+    row = conn.execute(
+        text(
+            "UPDATE certificate SET kind = :k, provider = :p WHERE id = (SELECT c.id FROM "
+            "certificate c JOIN staff st ON st.id = c.staff_id WHERE st.username = :u "
+            "ORDER BY c.id DESC LIMIT 1) RETURNING id, sha256"
+        ),
+        {"k": kind, "p": provider, "u": username},
+    ).one_or_none()
+    if row is None:
+        raise CertificateError(f"Cán bộ «{username}» chưa có chứng thư số cá nhân đã đăng ký.")
+    audit.append(
+        session,
+        [
+            audit.NewEvent(
+                chain="system",
+                actor=actor.label,
+                actor_id=actor.staff_id,
+                action="certificate_kind",
+                payload={"certificate_sha256": row[1], "kind": kind, "provider": provider},
+            )
+        ],
+    )
+    return int(row[0])
+
+
 def school_certificates(session: Session, school_code: str) -> list[RegisteredCertificate]:
     """A school's organisation certificates, newest first."""
     rows = (

@@ -18,6 +18,9 @@ Protocol (all bodies JSON; binary values base64, RFC 4648 §4)::
                                            -> 201 {request_id, status: "pending", expires_at}
     GET  /v1/sign-requests/{id}            -> {request_id, status, expires_at, hash_count,
                                                certificate, signatures (when confirmed)}
+    GET  /v1/users/{user_id}/sign-requests -> {requests: [{request_id, description,
+                                               hash_count, expires_at}]}  pending ones: what
+                                               the phone app shows the user
     POST /v1/sign-requests/{id}/confirm    {otp}  the user confirms (wrong OTP -> 403)
     POST /v1/sign-requests/{id}/reject     {otp}  the user refuses
     POST /v1/sign-requests/{id}/cancel            the client gives up (timeout)
@@ -64,6 +67,7 @@ from hocba.tasks.signing import (
     ALGORITHM_RSA_SHA256,
     SigningError,
     SoftwareSigner,
+    check_returned_values,
     verify_digest_signature,
 )
 
@@ -73,6 +77,7 @@ __all__ = [
     "MAX_OTP_ATTEMPTS",
     "HashSigningService",
     "RemoteSigner",
+    "answer_pending",
     "create_signing_service",
     "serve",
     "verify_digest_signature",
@@ -136,6 +141,8 @@ class _SignRequest:
     expires_at: dt.datetime
     status: _Status = "pending"
     signatures: list[bytes] = field(default_factory=list)
+    signed: dict[bytes, bytes] = field(default_factory=dict)  # digest -> value (CSC signHash)
+    sad_tag: bytes | None = None  # HMAC of the CSC SAD handed out for this request
     otp_failures: int = 0
     signing: bool = False  # a confirmation is being processed
 
@@ -224,6 +231,7 @@ class HashSigningService:
             raise HTTPException(500, "Dịch vụ không ký được yêu cầu này.") from None
         with self._lock:
             request.signatures = values
+            request.signed = dict(zip(request.digests, values, strict=True))
             request.status = "confirmed"
             request.digests = []
             request.signing = False
@@ -311,6 +319,30 @@ class HashSigningService:
                 answer["signatures"] = [_b64(v) for v in request.signatures]
             return answer
 
+    def pending(self, user_id: str) -> dict[str, Any]:
+        """``GET /v1/users/{user_id}/sign-requests``: the requests waiting for the user's
+        confirmation, oldest first (what the phone app lists)."""
+        self._signer(user_id)
+        with self._lock:
+            waiting = [
+                self._get(r.request_id)
+                for r in list(self._requests.values())
+                if r.user_id == user_id
+            ]
+            return {
+                "requests": [
+                    {
+                        "request_id": r.request_id,
+                        "description": r.description,
+                        "hash_count": r.hash_count,
+                        "created_at": _iso(r.created_at),
+                        "expires_at": _iso(r.expires_at),
+                    }
+                    for r in sorted(waiting, key=lambda r: r.created_at)
+                    if r.status == "pending" and not r.signing
+                ]
+            }
+
     def _pending_for_user(self, request_id: str, otp: str) -> _SignRequest:
         """The request if it is pending and ``otp`` is the owner's secret (under the lock)."""
         request = self._get(request_id)
@@ -356,6 +388,134 @@ class HashSigningService:
                 request.digests = []
                 _log.info("Yêu cầu ký %s đã bị huỷ bởi ứng dụng.", request_id)
             return {"request_id": request_id, "status": request.status}
+
+    # ------------------------------------------------------------------ CSC API v2 facade
+    def csc_info(self, credential_id: str, certificates: str) -> dict[str, Any]:
+        """``credentials/info``: the key's algorithm and the certificate (and chain)."""
+        signer = self._signer(credential_id)
+        public = signer.certificate.public_key()
+        chain = [signer.certificate, *signer.chain] if certificates == "chain" else []
+        if certificates == "single":
+            chain = [signer.certificate]
+        return {
+            "key": {
+                "status": "enabled",
+                "algo": [CSC_SIGN_ALGO[signer.algorithm]],
+                "len": getattr(public, "key_size", 0),
+            },
+            "cert": {
+                "status": "valid",
+                "certificates": [_b64(c.public_bytes(serialization.Encoding.DER)) for c in chain],
+                "serialNumber": format(signer.certificate.serial_number, "x"),
+                "subjectDN": signer.certificate.subject.rfc4514_string(),
+                "issuerDN": signer.certificate.issuer.rfc4514_string(),
+            },
+            "authMode": "explicit",
+            "SCAL": "2",
+            "multisign": self.max_hashes,
+            "lang": "vi",
+        }
+
+    def csc_authorize(self, body: CscAuthorizeIn) -> dict[str, Any]:
+        """``credentials/authorize`` for the given hashes, answered asynchronously: the
+        user confirms on the phone, ``credentials/authorizeCheck`` then returns the SAD."""
+        if body.hashAlgorithmOID != CSC_SHA256:
+            raise HTTPException(422, "Chỉ hỗ trợ giá trị băm SHA-256 (2.16.840.1.101.3.4.2.1).")
+        if body.numSignatures != len(body.hashes):
+            raise HTTPException(422, "numSignatures phải bằng số giá trị băm.")
+        created = self.create(
+            SignRequestIn(
+                user_id=body.credentialID,
+                hashes=body.hashes,
+                description=body.description,
+                algorithm=self.signers[body.credentialID].algorithm
+                if body.credentialID in self.signers
+                else "rsa-sha256",
+            )
+        )
+        return {
+            "transactionID": created["request_id"],
+            "status": created["status"],
+            "expiresIn": int(self.request_ttl.total_seconds()),
+        }
+
+    def csc_authorize_check(self, credential_id: str, transaction_id: str) -> dict[str, Any]:
+        """``credentials/authorizeCheck``: ``pending``, or the SAD once the user confirmed
+        (403 when refused, 410 when expired or cancelled)."""
+        with self._lock:
+            request = self._get(transaction_id)
+            if request.user_id != credential_id:
+                raise HTTPException(404, "Không tìm thấy yêu cầu ký.")
+            if request.status == "rejected":
+                raise HTTPException(403, "Người ký đã từ chối yêu cầu ký trên ứng dụng.")
+            if request.status in ("expired", "cancelled"):
+                raise HTTPException(410, f"Yêu cầu ký không còn hiệu lực ({request.status}).")
+            if request.status != "confirmed":
+                return {"status": "pending"}
+            sad = _b64(os.urandom(32))
+            request.sad_tag = self._otp_tag(sad)
+            return {"status": "confirmed", "SAD": sad, "expiresIn": 300}
+
+    def csc_sign_hash(self, body: CscSignHashIn) -> dict[str, Any]:
+        """``signatures/signHash`` with the SAD of a confirmed transaction: one value per
+        hash, each one of the hashes the user authorised; the SAD is then spent."""
+        signer = self._signer(body.credentialID)
+        if body.signAlgo != CSC_SIGN_ALGO[signer.algorithm]:
+            raise HTTPException(422, "signAlgo không khớp khoá của tài khoản ký.")
+        tag = self._otp_tag(body.SAD)
+        with self._lock:
+            request = next(
+                (
+                    r
+                    for r in self._requests.values()
+                    if r.sad_tag is not None and hmac.compare_digest(r.sad_tag, tag)
+                ),
+                None,
+            )
+            if request is None or request.user_id != body.credentialID:
+                raise HTTPException(403, "SAD không hợp lệ hoặc đã dùng.")
+            request.sad_tag = None
+            try:
+                values = [request.signed[_b64decode(h)] for h in body.hashes]
+            except (KeyError, binascii.Error, ValueError):
+                raise HTTPException(403, "Có giá trị băm người dùng chưa xác nhận.") from None
+        return {"signatures": [_b64(v) for v in values]}
+
+
+CSC_SHA256 = "2.16.840.1.101.3.4.2.1"
+CSC_SIGN_ALGO = {"rsa-sha256": "1.2.840.113549.1.1.11", "ecdsa-sha256": "1.2.840.10045.4.3.2"}
+"""CSC ``signAlgo`` OIDs of the XMLDSig algorithms (sha256WithRSAEncryption, ecdsa-with-SHA256)."""
+
+
+class CscCredentialIn(BaseModel):
+    """Body of CSC ``credentials/list`` / ``credentials/info``."""
+
+    userID: str | None = Field(default=None, max_length=128)
+    credentialID: str | None = Field(default=None, max_length=128)
+    certificates: Literal["none", "single", "chain"] = "single"
+
+
+class CscAuthorizeIn(BaseModel):
+    """Body of CSC ``credentials/authorize`` (hashes given: explicit authorisation)."""
+
+    credentialID: str = Field(min_length=1, max_length=128)
+    numSignatures: int = Field(ge=1)
+    hashes: list[str] = Field(min_length=1)
+    hashAlgorithmOID: str
+    description: str = Field(default="", max_length=500)
+
+
+class CscCheckIn(BaseModel):
+    credentialID: str = Field(min_length=1, max_length=128)
+    transactionID: str = Field(min_length=1, max_length=64)
+
+
+class CscSignHashIn(BaseModel):
+    credentialID: str = Field(min_length=1, max_length=128)
+    SAD: str = Field(min_length=1, max_length=256)
+    hashes: list[str] = Field(min_length=1)
+    hashAlgorithmOID: str = CSC_SHA256
+    signAlgo: str
 
 
 _AsgiApp = Callable[
@@ -445,6 +605,10 @@ def create_signing_service(
     def create_request(body: SignRequestIn) -> dict[str, Any]:
         return service.create(body)
 
+    @app.get("/v1/users/{user_id}/sign-requests")
+    def pending_requests(user_id: str) -> dict[str, Any]:
+        return service.pending(user_id)
+
     @app.get("/v1/sign-requests/{request_id}")
     def read_request(request_id: str) -> dict[str, Any]:
         return service.read(request_id)
@@ -460,6 +624,45 @@ def create_signing_service(
     @app.post("/v1/sign-requests/{request_id}/cancel")
     def cancel_request(request_id: str) -> dict[str, Any]:
         return service.cancel(request_id)
+
+    # Cloud Signature Consortium API v2 shape (docs/SIGNING.md): the same requests.
+    @app.post("/csc/v2/info")
+    def csc_info() -> dict[str, Any]:
+        return {
+            "specs": "2.0.0.2",
+            "name": "hocba — dịch vụ ký số từ xa (thử nghiệm)",
+            "region": "VN",
+            "lang": "vi",
+            "authType": ["external"],
+            "methods": [
+                "credentials/list",
+                "credentials/info",
+                "credentials/authorize",
+                "credentials/authorizeCheck",
+                "signatures/signHash",
+            ],
+        }
+
+    @app.post("/csc/v2/credentials/list")
+    def csc_list(body: CscCredentialIn) -> dict[str, Any]:
+        user = body.userID or ""
+        return {"credentialIDs": [user] if user in service.signers else []}
+
+    @app.post("/csc/v2/credentials/info")
+    def csc_credential_info(body: CscCredentialIn) -> dict[str, Any]:
+        return service.csc_info(body.credentialID or "", body.certificates)
+
+    @app.post("/csc/v2/credentials/authorize")
+    def csc_authorize(body: CscAuthorizeIn) -> dict[str, Any]:
+        return service.csc_authorize(body)
+
+    @app.post("/csc/v2/credentials/authorizeCheck")
+    def csc_authorize_check(body: CscCheckIn) -> dict[str, Any]:
+        return service.csc_authorize_check(body.credentialID, body.transactionID)
+
+    @app.post("/csc/v2/signatures/signHash")
+    def csc_sign_hash(body: CscSignHashIn) -> dict[str, Any]:
+        return service.csc_sign_hash(body)
 
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)  # type: ignore[arg-type]
     return app
@@ -523,9 +726,11 @@ class RemoteSigner:
         confirm: Callable[[str], None] | None = None,
         description: str = "Ký học bạ số",
         client: httpx.Client | None = None,
+        api: Literal["v1", "csc"] = "v1",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.user_id = user_id
+        self.api = api
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.description = description
@@ -533,11 +738,26 @@ class RemoteSigner:
         self._own_client = client is None
         self._client = client or httpx.Client(base_url=self.base_url, timeout=min(timeout, 30))
         try:
-            data = self._call("GET", f"/v1/users/{user_id}/certificate", deadline=None)
-            self.certificate = x509.load_der_x509_certificate(_b64decode(data["certificate"]))
-            self.chain = [x509.load_der_x509_certificate(_b64decode(c)) for c in data["chain"]]
-            self.algorithm = str(data["algorithm"])
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            if api == "csc":
+                data = self._call(
+                    "POST",
+                    "/csc/v2/credentials/info",
+                    deadline=None,
+                    json={"credentialID": user_id, "certificates": "chain"},
+                )
+                certs = [
+                    x509.load_der_x509_certificate(_b64decode(c))
+                    for c in data["cert"]["certificates"]
+                ]
+                self.certificate, self.chain = certs[0], certs[1:]
+                by_oid = {oid: name for name, oid in CSC_SIGN_ALGO.items()}
+                self.algorithm = by_oid.get(data["key"]["algo"][0], str(data["key"]["algo"][0]))
+            else:
+                data = self._call("GET", f"/v1/users/{user_id}/certificate", deadline=None)
+                self.certificate = x509.load_der_x509_certificate(_b64decode(data["certificate"]))
+                self.chain = [x509.load_der_x509_certificate(_b64decode(c)) for c in data["chain"]]
+                self.algorithm = str(data["algorithm"])
+        except (KeyError, IndexError, TypeError, ValueError, binascii.Error) as exc:
             self.close()
             raise SigningError("Dịch vụ ký số trả về chứng thư số không hợp lệ.") from exc
         except SigningError:
@@ -572,7 +792,9 @@ class RemoteSigner:
             raise SigningError("Dịch vụ ký số không phản hồi kịp.") from None
         except httpx.HTTPError:
             raise SigningError(f"Không kết nối được dịch vụ ký số tại {self.base_url}.") from None
-        if response.status_code == 404 and path.startswith("/v1/users/"):
+        if response.status_code == 404 and path.startswith(
+            ("/v1/users/", "/csc/v2/credentials/info")
+        ):
             raise SigningError(f"Dịch vụ ký số không có tài khoản {self.user_id!r}.")
         if response.is_error:
             try:
@@ -610,6 +832,8 @@ class RemoteSigner:
         if not digests:
             return []
         deadline = time.monotonic() + self.timeout
+        if self.api == "csc":
+            return self._sign_csc(digests, deadline)
         created = self._call(
             "POST",
             "/v1/sign-requests",
@@ -634,6 +858,56 @@ class RemoteSigner:
             raise
         return self._signatures(state, digests)
 
+    def _sign_csc(self, digests: list[bytes], deadline: float) -> list[bytes]:
+        """CSC v2: ``credentials/authorize`` with the hashes (one confirmation), poll
+        ``credentials/authorizeCheck`` for the SAD, then ``signatures/signHash``."""
+        hashes = [_b64(d) for d in digests]
+        created = self._call(
+            "POST",
+            "/csc/v2/credentials/authorize",
+            deadline=deadline,
+            json={
+                "credentialID": self.user_id,
+                "numSignatures": len(hashes),
+                "hashes": hashes,
+                "hashAlgorithmOID": CSC_SHA256,
+                "description": self.description,
+            },
+        )
+        transaction = str(created.get("transactionID", ""))
+        if not transaction:
+            raise SigningError("Dịch vụ ký số không trả về mã giao dịch ký.")
+        _log.info("Đã gửi yêu cầu ký %s (%d giá trị băm).", transaction, len(digests))
+        try:
+            if self._confirm is not None:
+                self._confirm(transaction)
+            while True:
+                state = self._call(
+                    "POST",
+                    "/csc/v2/credentials/authorizeCheck",
+                    deadline=deadline,
+                    json={"credentialID": self.user_id, "transactionID": transaction},
+                )
+                if state.get("status") == "confirmed" and state.get("SAD"):
+                    break
+                self._pause(deadline)
+        except BaseException:
+            self._cancel(transaction)
+            raise
+        signed = self._call(
+            "POST",
+            "/csc/v2/signatures/signHash",
+            deadline=deadline,
+            json={
+                "credentialID": self.user_id,
+                "SAD": state["SAD"],
+                "hashes": hashes,
+                "hashAlgorithmOID": CSC_SHA256,
+                "signAlgo": CSC_SIGN_ALGO[self.algorithm],
+            },
+        )
+        return self._signatures(signed, digests)
+
     def _wait(self, request_id: str, deadline: float) -> dict[str, Any]:
         path = f"/v1/sign-requests/{request_id}"
         while True:
@@ -649,29 +923,26 @@ class RemoteSigner:
                 raise SigningError("Yêu cầu ký đã bị huỷ.")
             if status != "pending":
                 raise SigningError(f"Dịch vụ ký số báo trạng thái lạ: {status!r}.")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SigningError(
-                    f"Quá {self.timeout:g} giây mà người ký chưa xác nhận; chưa học bạ nào "
-                    "được ký. Hãy gửi lại yêu cầu."
-                )
-            time.sleep(min(self.poll_interval, remaining))
+            self._pause(deadline)
+
+    def _pause(self, deadline: float) -> None:
+        """Wait one poll interval, or raise once the confirmation deadline has passed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SigningError(
+                f"Quá {self.timeout:g} giây mà người ký chưa xác nhận; chưa học bạ nào "
+                "được ký. Hãy gửi lại yêu cầu."
+            )
+        time.sleep(min(self.poll_interval, remaining))
 
     def _signatures(self, state: dict[str, Any], digests: list[bytes]) -> list[bytes]:
         try:
             values = [_b64decode(v) for v in state["signatures"]]
         except (KeyError, TypeError, ValueError, binascii.Error):
             raise SigningError("Dịch vụ ký số trả về chữ ký không hợp lệ.") from None
-        if len(values) != len(digests):
-            raise SigningError(
-                f"Dịch vụ ký số trả về {len(values)} chữ ký cho {len(digests)} giá trị băm."
-            )
-        for index, (digest, value) in enumerate(zip(digests, values, strict=True)):
-            if not verify_digest_signature(self.certificate, self.algorithm, digest, value):
-                raise SigningError(
-                    f"Chữ ký thứ {index + 1} do dịch vụ trả về không khớp chứng thư số."
-                )
-        return values
+        return check_returned_values(
+            self.certificate, self.algorithm, digests, values, "dịch vụ ký số"
+        )
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
@@ -689,3 +960,31 @@ class RemoteSigner:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def answer_pending(
+    base_url: str,
+    user_id: str,
+    otp: str,
+    *,
+    refuse: bool = False,
+    timeout: float = 30,
+    poll_interval: float = 0.2,
+) -> str:
+    """Play the user's phone: wait for ``user_id``'s next pending request, then confirm
+    it (or refuse it) with ``otp``; returns the request id. For tests and the demo."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base_url.rstrip("/"), timeout=10) as client:
+        while True:
+            waiting = client.get(f"/v1/users/{user_id}/sign-requests").json()["requests"]
+            if waiting:
+                break
+            if time.monotonic() > deadline:
+                raise SigningError(f"Không có yêu cầu ký nào chờ {user_id} xác nhận.")
+            time.sleep(poll_interval)
+        request_id = str(waiting[0]["request_id"])
+        action = "reject" if refuse else "confirm"
+        answer = client.post(f"/v1/sign-requests/{request_id}/{action}", json={"otp": otp})
+        if answer.is_error:
+            raise SigningError(f"Dịch vụ ký từ chối câu trả lời: {answer.json().get('detail')}")
+    return request_id

@@ -233,3 +233,26 @@ def verify_digest_signature(
     except InvalidSignature:
         return False
     return False
+
+
+def check_returned_values(
+    certificate: x509.Certificate,
+    algorithm: str,
+    digests: Sequence[bytes],
+    values: Sequence[bytes],
+    source: str,
+) -> list[bytes]:
+    """The values a device, service or agent returned for ``digests``, each verified with
+    the certificate (:func:`verify_digest_signature`); ``source`` names who returned them
+    in the Vietnamese error ("dịch vụ", "USB token"...)."""
+    if len(values) != len(digests):
+        raise SigningError(
+            f"{source[:1].upper()}{source[1:]} trả về {len(values)} chữ ký cho "
+            f"{len(digests)} giá trị băm."
+        )
+    for index, (digest, value) in enumerate(zip(digests, values, strict=True)):
+        if not verify_digest_signature(certificate, algorithm, bytes(digest), value):
+            raise SigningError(
+                f"Chữ ký thứ {index + 1} do {source} trả về không khớp chứng thư số."
+            )
+    return list(values)

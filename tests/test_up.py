@@ -89,6 +89,7 @@ def test_up_starts_everything_and_a_deployment_runs_on_its_worker(
         "han-nop-hang-ngay",
         "ky-hoc-ba",
         "ky-hoc-ba-nhieu-truong",
+        "ky-phien",
         "nhan-chuyen-truong",
     ]
     with engine.connect() as c:  # the worker's flow run made the drafts and sent them on

@@ -17,7 +17,13 @@ from hocba.dashboard.common import (
     show_flash,
 )
 from hocba.dashboard.record_view import show_record
-from hocba.dashboard.signing import show_results, sign_selection
+from hocba.dashboard.signing import (
+    backend_choice,
+    follow_session,
+    passphrase_input,
+    show_results,
+    sign_with,
+)
 from hocba.models import queries
 from hocba.models.lifecycle import TransitionError, transition
 
@@ -54,6 +60,7 @@ with session() as s:
     records = queries.class_records(s, viewer, klass["class_id"])
 by_id = {r["id"]: r for r in records}
 st.caption(f"Lớp {klass['class_name']} — {klass['school_name']} — năm học {year['name']}")
+follow_session(PAGE, "gv_results")
 show_results("gv_results")
 
 in_state = {state: [r for r in records if r["state"] == state] for state in logic.STATE_LABELS}
@@ -169,17 +176,22 @@ to_sign = [r["id"] for r in in_state["reviewed"]]
 if not to_sign:
     st.caption("Chưa có học bạ nào đã duyệt chờ ký.")
 else:
+    key = backend_choice(viewer, "GVCN", klass["school_code"], PAGE)
     with st.form("gv_sign", clear_on_submit=True):
         st.write(
             f"Bạn sắp ký **{len(to_sign)} học bạ đã duyệt** của lớp {klass['class_name']} bằng "
             "chứng thư số của bạn. Một lần xác nhận cho cả lớp."
         )
-        passphrase = st.text_input(
-            "Mật khẩu tệp khóa / mã PIN", type="password", key="gv_passphrase"
+        passphrase = passphrase_input(key, "gv_passphrase") if key else ""
+        go = st.form_submit_button(
+            f"Ký {len(to_sign)} học bạ",
+            type="primary",
+            disabled=key is None or st.session_state.get(f"{PAGE}_session") is not None,
         )
-        go = st.form_submit_button(f"Ký {len(to_sign)} học bạ", type="primary")
-    if go:
-        results = sign_selection(viewer, "GVCN", klass["school_code"], to_sign, passphrase, by_id)
+    if go and key is not None:
+        results = sign_with(
+            viewer, "GVCN", klass["school_code"], to_sign, key, passphrase, by_id, PAGE
+        )
         del passphrase
         if results is not None:
             st.session_state["gv_results"] = results

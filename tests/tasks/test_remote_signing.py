@@ -376,3 +376,101 @@ def test_unreachable_service_is_a_signing_error() -> None:
 def test_unknown_user_is_a_signing_error(remote: RunningService) -> None:
     with pytest.raises(SigningError, match="không có tài khoản"):
         RemoteSigner(remote.url, "khong-co")
+
+
+# ------------------------------------------------------------------ CSC API v2 shape
+def test_csc_authorize_confirm_sign_hash(remote: RunningService, signing_staff) -> None:  # type: ignore[no-untyped-def]
+    """The CSC sequence on the same service: list, info (chain), authorize the hashes
+    (pending until the user confirms), authorizeCheck → SAD, signHash; the SAD is spent
+    once and covers only the hashes the user confirmed."""
+    from hocba.tasks.remote_signing import CSC_SHA256, CSC_SIGN_ALGO
+
+    assert remote.post("/csc/v2/credentials/list", json={"userID": PRINCIPAL}).json() == {
+        "credentialIDs": [PRINCIPAL]
+    }
+    info = remote.post(
+        "/csc/v2/credentials/info", json={"credentialID": PRINCIPAL, "certificates": "chain"}
+    ).json()
+    certificate = x509.load_der_x509_certificate(base64.b64decode(info["cert"]["certificates"][0]))
+    assert certificate == signing_staff.principal.certificate
+    assert info["key"]["algo"] == [CSC_SIGN_ALGO["rsa-sha256"]]
+    digests = [hashlib.sha256(f"học bạ {i}".encode()).digest() for i in range(3)]
+    hashes = [base64.b64encode(d).decode() for d in digests]
+    body = {"credentialID": PRINCIPAL, "hashes": hashes, "hashAlgorithmOID": CSC_SHA256}
+    assert (
+        remote.post("/csc/v2/credentials/authorize", json={**body, "numSignatures": 2}).status_code
+        == 422
+    )
+    tx = remote.post("/csc/v2/credentials/authorize", json={**body, "numSignatures": 3}).json()
+    check = {"credentialID": PRINCIPAL, "transactionID": tx["transactionID"]}
+    assert remote.post("/csc/v2/credentials/authorizeCheck", json=check).json() == {
+        "status": "pending"
+    }
+    sign = {"credentialID": PRINCIPAL, "hashes": hashes, "signAlgo": CSC_SIGN_ALGO["rsa-sha256"]}
+    assert (
+        remote.post("/csc/v2/signatures/signHash", json={**sign, "SAD": "doan-bua"}).status_code
+        == 403
+    )
+    remote.post(f"/v1/sign-requests/{tx['transactionID']}/confirm", json={"otp": OTP[PRINCIPAL]})
+    sad = remote.post("/csc/v2/credentials/authorizeCheck", json=check).json()["SAD"]
+    other = base64.b64encode(hashlib.sha256(b"khac").digest()).decode()
+    assert (
+        remote.post(
+            "/csc/v2/signatures/signHash", json={**sign, "SAD": sad, "hashes": [other]}
+        ).status_code
+        == 403
+    )
+    sad = remote.post("/csc/v2/credentials/authorizeCheck", json=check).json()["SAD"]
+    values = remote.post("/csc/v2/signatures/signHash", json={**sign, "SAD": sad}).json()
+    for digest, value in zip(digests, values["signatures"], strict=True):
+        assert verify_digest_signature(certificate, "rsa-sha256", digest, base64.b64decode(value))
+    again = remote.post("/csc/v2/signatures/signHash", json={**sign, "SAD": sad})
+    assert again.status_code == 403  # a SAD is spent once
+
+
+def test_remote_signer_speaks_csc(remote: RunningService) -> None:
+    digests = [hashlib.sha256(f"lớp {i}".encode()).digest() for i in range(5)]
+    with RemoteSigner(remote.url, PRINCIPAL, api="csc", confirm=remote.user("confirm")) as signer:
+        before = remote.service.request_count
+        values = signer.sign_digests(digests)
+        assert remote.service.request_count == before + 1
+    assert all(
+        verify_digest_signature(signer.certificate, signer.algorithm, d, v)
+        for d, v in zip(digests, values, strict=True)
+    )
+    with RemoteSigner(remote.url, PRINCIPAL, api="csc", confirm=remote.user("reject")) as signer:
+        with pytest.raises(SigningError, match="từ chối"):
+            signer.sign_digests(digests)
+
+
+def test_the_phone_on_the_command_line(remote: RunningService, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``hocba signing-service pending`` lists what waits for the user; ``confirm`` (OTP
+    from the environment, never an argument) answers it, ``--refuse`` refuses."""
+    from typer.testing import CliRunner
+
+    from hocba.cli import app
+
+    cli = CliRunner()
+    digest = base64.b64encode(hashlib.sha256(b"lop 5A").digest()).decode()
+    body = {"user_id": PRINCIPAL, "hashes": [digest], "algorithm": "rsa-sha256"}
+    first = remote.post("/v1/sign-requests", json={**body, "description": "Ký lớp 5A"}).json()
+    listed = cli.invoke(
+        app, ["signing-service", "pending", "--user", PRINCIPAL, "--url", remote.url]
+    )
+    assert (
+        listed.exit_code == 0 and first["request_id"] in listed.output and "lớp 5A" in listed.output
+    )
+    monkeypatch.setenv("HOCBA_SIGNING_OTP", "sai-ma")
+    wrong = cli.invoke(
+        app, ["signing-service", "confirm", first["request_id"], "--url", remote.url]
+    )
+    assert wrong.exit_code == 1 and "không đúng" in wrong.output
+    monkeypatch.setenv("HOCBA_SIGNING_OTP", OTP[PRINCIPAL])
+    ok = cli.invoke(app, ["signing-service", "confirm", first["request_id"], "--url", remote.url])
+    assert ok.exit_code == 0, ok.output
+    assert remote.service.status_of(first["request_id"]) == "confirmed"
+    second = remote.post("/v1/sign-requests", json=body).json()
+    no = cli.invoke(
+        app, ["signing-service", "confirm", second["request_id"], "--refuse", "--url", remote.url]
+    )
+    assert no.exit_code == 0 and remote.service.status_of(second["request_id"]) == "rejected"

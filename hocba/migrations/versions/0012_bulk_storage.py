@@ -17,7 +17,7 @@ guard without JSON, lz4 compression of the record's content and signed XML.
   so the three signed XML versions a record goes through reuse each other's space.
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0012"
-down_revision = "0009"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
