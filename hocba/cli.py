@@ -629,6 +629,7 @@ def verify(
     from hocba.models import audit
     from hocba.models.certificates import DatabaseRegistry
     from hocba.tasks.issuance import trust_anchors
+    from hocba.tasks.long_term import configured_ocsp_source
     from hocba.tasks.verify import verify_document
 
     settings = load_settings()
@@ -646,6 +647,7 @@ def verify(
             trusted_roots=trust_anchors(settings.home),
             registry=DatabaseRegistry(session),
             crl_source=_crl_source(settings.home),
+            ocsp_source=configured_ocsp_source(),
         )
         audit.append(
             session,

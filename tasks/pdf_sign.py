@@ -144,6 +144,7 @@ from hocba.tasks.verify import (
     CheckStatus,
     CrlSource,
     CrlUnavailable,
+    OcspSource,
     Registry,
     VerificationReport,
     verify_document,
@@ -1683,6 +1684,7 @@ def verify_pdf(
     crl_source: CrlSource | None = None,
     max_bytes: int = DEFAULT_MAX_PDF_BYTES,
     now: dt.datetime | None = None,
+    ocsp_source: OcspSource | None = None,
 ) -> VerificationReport:
     """Verify a signed book and report every check (see the module docstring): the PDF's
     own checks, then the embedded record XML's. Never raises on bad input."""
@@ -1767,7 +1769,12 @@ def verify_pdf(
     info: dict[str, str | None] = {}
     if xml is not None:
         report = verify_document(
-            xml, trusted_roots=trusted_roots, registry=registry, crl_source=crl_source, now=now
+            xml,
+            trusted_roots=trusted_roots,
+            registry=registry,
+            crl_source=crl_source,
+            now=now,
+            ocsp_source=ocsp_source,
         )
         checks += report.checks
         info = {
