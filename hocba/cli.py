@@ -1190,6 +1190,62 @@ def portal_serve(
     )
 
 
+trust_app = typer.Typer(help="Dấu thời gian (TSA), OCSP và CRL THỬ NGHIỆM của dự án.")
+app.add_typer(trust_app, name="trust-services")
+timestamps_app = typer.Typer(help="Dấu thời gian RFC 3161: bổ sung và gia hạn.")
+app.add_typer(timestamps_app, name="timestamps")
+
+
+@trust_app.command("serve")
+def trust_serve(
+    host: Annotated[str, typer.Option(help="Địa chỉ lắng nghe")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Cổng")] = 8700,
+) -> None:
+    """Chạy máy chủ dấu thời gian (POST /tsa), OCSP (POST /ocsp) và CRL (GET /crl) của hạ
+    tầng khóa THỬ NGHIỆM trong $HOCBA_HOME/pki (tạo nếu chưa có). Không dùng cho học bạ thật:
+    đặt HOCBA_TSA_URL / HOCBA_OCSP_URL tới dịch vụ của tổ chức chứng thực."""
+    import uvicorn
+
+    from hocba.tasks.issuance import pki_directory
+    from hocba.tasks.pki import TestPki
+    from hocba.tasks.trust_services import trust_services_app
+
+    directory = pki_directory(load_settings().home)
+    if not (directory / "root-ca.pem").exists():
+        TestPki.init(directory)
+    uvicorn.run(trust_services_app(directory), host=host, port=port, log_level="warning")
+
+
+@timestamps_app.command("status")
+def timestamps_status() -> None:
+    """Số học bạ đang chờ dấu thời gian."""
+    from hocba.tasks.long_term import waiting_count
+
+    _prepare()
+    with db.session_scope() as session:
+        console.print(f"Học bạ chờ dấu thời gian: {waiting_count(session)}")
+
+
+@timestamps_app.command("upgrade")
+def timestamps_upgrade() -> None:
+    """Bổ sung dấu thời gian cho học bạ đã ký khi máy chủ dấu thời gian gián đoạn."""
+    from hocba.flows.timestamps import upgrade_timestamps_flow
+
+    _prepare()
+    console.print(upgrade_timestamps_flow.fn())
+
+
+@timestamps_app.command("renew")
+def timestamps_renew(
+    horizon_days: Annotated[int, typer.Option(help="Gia hạn nếu hết hạn trong số ngày này")] = 180,
+) -> None:
+    """Gia hạn dấu thời gian lưu trữ (sau khi kiểm tra lại toàn bộ chuỗi)."""
+    from hocba.flows.timestamps import renew_timestamps_flow
+
+    _prepare()
+    console.print(renew_timestamps_flow.fn(horizon_days))
+
+
 @app.command("submit")
 def submit(
     school: Annotated[str, typer.Option(help="Mã trường")],

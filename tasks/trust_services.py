@@ -145,11 +145,15 @@ def trust_services_app(pki_directory: Path, *, tsa_label: str = "tsa") -> Any:
     async def crl(request: Request) -> Response:
         return Response(services.crl(), media_type="application/pkix-crl")
 
+    async def health(request: Request) -> Response:
+        return Response("ok", media_type="text/plain")
+
     return Starlette(
         routes=[
             Route(TSA_PATH, tsa, methods=["POST"]),
             Route(OCSP_PATH, ocsp, methods=["POST"]),
             Route(CRL_PATH, crl, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
         ]
     )
 

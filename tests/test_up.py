@@ -85,6 +85,8 @@ def test_up_starts_everything_and_a_deployment_runs_on_its_worker(
     assert seen["state"] == "COMPLETED", (tmp_path / "home" / "logs" / "worker-1.log").read_text()
     assert seen["deployments"] == [
         "ban-nhap-hang-ngay",
+        "bo-sung-dau-thoi-gian",
+        "gia-han-dau-thoi-gian",
         "gui-so",
         "han-nop-hang-ngay",
         "ky-hoc-ba",
