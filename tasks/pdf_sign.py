@@ -65,6 +65,10 @@ as :func:`~hocba.tasks.verify.verify_document`. Check codes (stable):
                            every earlier revision's later changes allowed.
 ``PDF_REVOCATION``         as ``REVOCATION`` of the XML, for the two PDF signers' certificates
                            against the CRL of ``crl_source``, at the claimed signing times.
+``PDF_TIMESTAMP``          (PAdES B-LTA copies only, issue 12, tasks/pdf_lta.py) every
+                           document timestamp is intact, valid, from a trusted TSA; its
+                           time is in the message. ``PDF_LOCK`` then also accepts the DSS
+                           and document-timestamp revisions after the seal, nothing else.
 ``PDF_EMBEDDED_XML``       one attached ``hoc-ba-*.xml`` exists in the revision the
                            principal signed and is byte-identical in the final file; its
                            lookup code equals the one the PDF states (Info ``/Subject``);
@@ -194,6 +198,7 @@ class PdfCheckCode:
     PDF_LOCK = "PDF_LOCK"
     PDF_REVOCATION = "PDF_REVOCATION"
     PDF_EMBEDDED_XML = "PDF_EMBEDDED_XML"
+    PDF_TIMESTAMP = "PDF_TIMESTAMP"
 
 
 # =============================================================================== the port
@@ -1601,7 +1606,17 @@ def _lock_check(signatures: list[Any], statuses: dict[str, Any]) -> Check:
         principal_status, PdfSignatureStatus
     ):
         return _check(code, CheckStatus.FAIL, "Không phân tích được các lần sửa đổi của tệp")
-    if seal_status.coverage is None or seal_status.coverage.name != "ENTIRE_FILE":
+    seal_level = seal_status.modification_level
+    lta_only = (  # issue 12: DSS + document timestamp may follow the lock (PAdES B-LTA)
+        seal_status.coverage is not None
+        and seal_status.coverage.name == "ENTIRE_REVISION"
+        and seal_status.docmdp_ok
+        and seal_level is not None
+        and seal_level.name in ("NONE", "LTA_UPDATES")
+    )
+    if seal_status.coverage is None or (
+        seal_status.coverage.name != "ENTIRE_FILE" and not lta_only
+    ):
         return _check(
             code,
             CheckStatus.FAIL,
@@ -1619,7 +1634,48 @@ def _lock_check(signatures: list[Any], statuses: dict[str, Any]) -> Check:
         code,
         CheckStatus.PASS,
         "Tài liệu được Hiệu trưởng chứng nhận và dấu của trường khoá lại; "
-        "không có thay đổi nào sau chữ ký cuối",
+        + (
+            "sau đó chỉ bổ sung dữ liệu xác thực dài hạn (DSS, dấu thời gian tài liệu)"
+            if lta_only
+            else "không có thay đổi nào sau chữ ký cuối"
+        ),
+    )
+
+
+async def _validate_timestamp(signature: Any, roots: Sequence[asn1_x509.Certificate]) -> Any:
+    from pyhanko.sign.validation import async_validate_pdf_timestamp
+
+    context = ValidationContext(
+        trust_roots=list(roots), allow_fetching=False, revocation_mode="soft-fail"
+    )
+    return await async_validate_pdf_timestamp(signature, validation_context=context)
+
+
+def _document_timestamp_check(
+    reader: PdfFileReader, roots: Sequence[asn1_x509.Certificate]
+) -> Check | None:
+    """PDF_TIMESTAMP (issue 12, PAdES B-LTA): every document timestamp is intact, valid
+    and from a trusted TSA; the message gives its time. ``None`` for a B-B copy."""
+    stamps = list(reader.embedded_timestamp_signatures)
+    if not stamps:
+        return None
+    code = PdfCheckCode.PDF_TIMESTAMP
+    times = []
+    for stamp in stamps:
+        try:
+            status = asyncio.run(_validate_timestamp(stamp, roots))
+        except Exception as exc:  # noqa: BLE001 - a malformed timestamp is a failed check
+            log.info("PDF document timestamp validation failed: %s", type(exc).__name__)
+            return _check(code, CheckStatus.FAIL, "Dấu thời gian tài liệu hỏng")
+        if not (status.intact and status.valid and status.trusted):
+            return _check(
+                code,
+                CheckStatus.FAIL,
+                "Dấu thời gian tài liệu không hợp lệ hoặc không do TSA tin cậy cấp",
+            )
+        times.append(_vn_time(status.timestamp))
+    return _check(
+        code, CheckStatus.PASS, "Dấu thời gian tài liệu (PAdES B-LTA): " + ", ".join(times)
     )
 
 
@@ -1763,6 +1819,9 @@ def verify_pdf(
         )
     )
     checks.append(_lock_check(signatures, statuses))
+    document_timestamp = _document_timestamp_check(reader, roots)
+    if document_timestamp is not None:
+        checks.append(document_timestamp)
     checks.append(_revocation_check(statuses, trusted_roots, crl_source))
     checks.append(xml_check)
 

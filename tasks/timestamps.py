@@ -137,6 +137,21 @@ class TsaClient:
         """One DER ``TimeStampToken`` per SHA-256 digest, in order."""
         return [self._stamp_one(digest) for digest in digests]
 
+    def post(self, request_der: bytes) -> bytes:
+        """One raw RFC 3161 exchange: DER TimeStampReq in, DER TimeStampResp out."""
+        try:
+            answer = self._http.post(
+                self.url,
+                content=request_der,
+                headers={"Content-Type": "application/timestamp-query"},
+            )
+            answer.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise TimestampUnavailable(
+                f"Không lấy được dấu thời gian từ {self.url}: {type(exc).__name__}"
+            ) from None
+        return answer.content
+
     def _stamp_one(self, digest: bytes) -> bytes:
         nonce = secrets.randbits(63)
         request = asn1_tsp.TimeStampReq(
@@ -151,15 +166,9 @@ class TsaClient:
             }
         )
         try:
-            answer = self._http.post(
-                self.url,
-                content=request.dump(),
-                headers={"Content-Type": "application/timestamp-query"},
-            )
-            answer.raise_for_status()
-            response = asn1_tsp.TimeStampResp.load(answer.content)
+            response = asn1_tsp.TimeStampResp.load(self.post(request.dump()))
             status = response["status"]["status"].native
-        except (httpx.HTTPError, ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:
             raise TimestampUnavailable(
                 f"Không lấy được dấu thời gian từ {self.url}: {type(exc).__name__}"
             ) from None

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import tsp as asn1_tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from hocba.tasks.pki import TestPki
 
@@ -59,6 +61,36 @@ def _asn1_key(key: Any) -> asn1_keys.PrivateKeyInfo:
     )
 
 
+@lru_cache(maxsize=16)
+def _loaded_key(der: bytes) -> Any:
+    return serialization.load_der_private_key(der, password=None)
+
+
+def _install_key_cache() -> None:
+    """certomancer's crypto backend re-parses the private key for every signature (with
+    RSA key validation: 50-300 ms under load, which made every token cost that much).
+    Its backend is pluggable (``certomancer.crypto_utils.CRYPTO_BACKEND``): this subclass
+    of its pyca backend parses each key once; the signatures are the same."""
+    from certomancer import crypto_utils
+
+    if getattr(crypto_utils.CRYPTO_BACKEND, "hocba_key_cache", False):
+        return
+
+    class _CachingBackend(crypto_utils.PycaCryptographyBackend):  # type: ignore[misc]
+        hocba_key_cache = True
+
+        def generic_sign(self, private_key: Any, tbs_bytes: bytes, sd_algo: Any) -> bytes:
+            key = _loaded_key(private_key.dump())
+            hash_algorithm = getattr(hashes, str(sd_algo.hash_algo).upper())()
+            if sd_algo.signature_algo == "rsassa_pkcs1v15" and isinstance(key, rsa.RSAPrivateKey):
+                return key.sign(tbs_bytes, padding.PKCS1v15(), hash_algorithm)
+            if sd_algo.signature_algo == "ecdsa" and isinstance(key, ec.EllipticCurvePrivateKey):
+                return key.sign(tbs_bytes, ec.ECDSA(hash_algorithm))
+            return super().generic_sign(private_key, tbs_bytes, sd_algo)  # type: ignore[no-any-return]
+
+    crypto_utils.CRYPTO_BACKEND = _CachingBackend()
+
+
 class TrustServices:
     """TSA + OCSP + CRL of one test PKI directory (state re-read on every request, so a
     :meth:`TestPki.revoke` in another process shows at once)."""
@@ -66,6 +98,7 @@ class TrustServices:
     def __init__(self, pki_directory: Path, *, tsa_label: str = "tsa") -> None:
         from certomancer.services import RevocationInfoInterface, TimeStamper
 
+        _install_key_cache()
         self.directory = Path(pki_directory)
         pki = TestPki.open(self.directory)
         tsa_cert, tsa_key = pki.service(tsa_label)
