@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import Callable, Sequence
 
 from asn1crypto import crl as asn1_crl
@@ -43,7 +44,9 @@ from pyhanko.sign.validation.dss import DocumentSecurityStore
 from hocba.tasks.ocsp import OcspStatus, OcspUnavailable
 from hocba.tasks.timestamps import TsaClient
 
-__all__ = ["DOCUMENT_TIMESTAMP_FIELD", "PortTimeStamper", "make_lta"]
+__all__ = ["DOCUMENT_TIMESTAMP_FIELD", "PortTimeStamper", "lta_from_configuration", "make_lta"]
+
+log = logging.getLogger(__name__)
 
 DOCUMENT_TIMESTAMP_FIELD = "DauThoiGian"
 
@@ -109,3 +112,27 @@ def make_lta(
     result = asyncio.run(stamper.async_timestamp_pdf(writer, "sha256", in_place=True))
     result.seek(0)
     return result.read()
+
+
+def lta_from_configuration(pdfs: Sequence[bytes]) -> list[bytes]:
+    """The books as PAdES B-LTA when a TSA is configured (``HOCBA_TSA_URL``), with OCSP
+    answers (``HOCBA_OCSP_URL``) and the trust anchors' CRL from the test PKI when present;
+    a TSA outage leaves them at B-B (logged), as for the XML."""
+    from hocba.config import load_settings
+    from hocba.tasks.issuance import pki_directory, trust_anchors
+    from hocba.tasks.long_term import configured_ocsp_source, configured_tsa
+    from hocba.tasks.timestamps import TimestampUnavailable
+
+    tsa = configured_tsa()
+    if tsa is None:
+        return list(pdfs)
+    home = load_settings().home
+    roots = trust_anchors(home)
+    crl_path = pki_directory(home) / "root-ca.crl.pem"
+    crls = [x509.load_pem_x509_crl(crl_path.read_bytes())] if crl_path.exists() else []
+    ocsp = configured_ocsp_source()
+    try:
+        return [make_lta(p, tsa, roots=roots, ocsp_source=ocsp, crls=crls) for p in pdfs]
+    except TimestampUnavailable:
+        log.warning("TSA unavailable: %d books stay PAdES B-B", len(pdfs))
+        return list(pdfs)
