@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from hocba import db
 from hocba.config import load_settings
@@ -20,7 +21,9 @@ from hocba.tasks.long_term import configured_tsa, renew_archive, upgrade_waiting
 from hocba.tasks.ocsp import OcspClient
 
 
-@task(name="bổ sung dấu thời gian (một lô)")
+# Each chunk claims whatever is due *now*: the same arguments must run again, not hit
+# Prefect's per-run input cache.
+@task(name="bổ sung dấu thời gian (một lô)", cache_policy=NO_CACHE)
 def upgrade_chunk(limit: int) -> tuple[int, int, str]:
     tsa = configured_tsa()
     if tsa is None:
@@ -46,7 +49,7 @@ def upgrade_timestamps_flow(chunk: int = 200, max_chunks: int = 50) -> dict[str,
     return {"ok": total_ok, "failed": total_failed}
 
 
-@task(name="gia hạn dấu thời gian lưu trữ (một lô)")
+@task(name="gia hạn dấu thời gian lưu trữ (một lô)", cache_policy=NO_CACHE)
 def renew_chunk(horizon_days: int, limit: int) -> tuple[int, int, str]:
     settings = load_settings()
     tsa = configured_tsa()

@@ -1204,6 +1204,8 @@ def trust_serve(
     """Chạy máy chủ dấu thời gian (POST /tsa), OCSP (POST /ocsp) và CRL (GET /crl) của hạ
     tầng khóa THỬ NGHIỆM trong $HOCBA_HOME/pki (tạo nếu chưa có). Không dùng cho học bạ thật:
     đặt HOCBA_TSA_URL / HOCBA_OCSP_URL tới dịch vụ của tổ chức chứng thực."""
+    import socket
+
     import uvicorn
 
     from hocba.tasks.issuance import pki_directory
@@ -1213,7 +1215,12 @@ def trust_serve(
     directory = pki_directory(load_settings().home)
     if not (directory / "root-ca.pem").exists():
         TestPki.init(directory)
-    uvicorn.run(trust_services_app(directory), host=host, port=port, log_level="warning")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see hocba.asgi
+    sock.bind((host, port))
+    config = uvicorn.Config(trust_services_app(directory), lifespan="off", log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @timestamps_app.command("status")

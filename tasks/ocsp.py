@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 
+from hocba.tasks.timestamps import no_delay_transport
+
 __all__ = ["OcspClient", "OcspStatus", "OcspUnavailable"]
 
 _SKEW = dt.timedelta(minutes=5)
@@ -115,7 +117,7 @@ class OcspClient:
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         self.url = url
-        self._http = httpx.Client(timeout=timeout)
+        self._http = httpx.Client(timeout=timeout, transport=no_delay_transport())
 
     def close(self) -> None:
         self._http.close()
