@@ -354,6 +354,14 @@ def renew_archive(
         except TimestampError as exc:
             result.failed[rid] = exc.message_vi
             continue
+        slots, archives = check_record_timestamps(parse_record_xml_safely(new), trusted_roots)
+        expires = evidence_expiry(slots, archives)
+        if expires is None or expires <= now + horizon:  # renewing would not extend anything
+            result.failed[rid] = (
+                "chứng thư của máy chủ dấu thời gian hiện tại cũng sắp hết hạn: "
+                "cần TSA có chứng thư mới để gia hạn"
+            )
+            continue
         _write_xml(
             session,
             rid,

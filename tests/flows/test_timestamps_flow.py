@@ -4,6 +4,7 @@ archive-timestamped by ``gia-han-dau-thoi-gian``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy import text
 
 from hocba import db
 from hocba.tasks.issuance import pki_directory
+from hocba.tasks.pki import TestPki
 from hocba.tasks.trust_services import serve_trust_services
 
 
@@ -33,12 +35,18 @@ def test_the_flows_upgrade_then_renew(prefect_harness, keyed, pg_url, schema_nam
         ids, teacher = reviewed_class(keyed)
         issue(keyed, ids, teacher)
         assert keyed.scalar("SELECT count(*) FROM timestamp_queue") == len(ids)
-        with serve_trust_services(pki_directory(keyed.home)) as url:
+        pki = TestPki.open(pki_directory(keyed.home))
+        pki.issue_service(  # the TSA back after the outage, its certificate about to expire
+            "tsa", label="tsa-old", not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=100)
+        )
+        with serve_trust_services(pki.directory, tsa_label="tsa-old") as url:
+            monkeypatch.setenv("HOCBA_TSA_URL", url + "/tsa")
+            assert upgrade_timestamps_flow(chunk=2) == {"ok": len(ids), "failed": 0}
+        assert keyed.scalar("SELECT count(*) FROM timestamp_queue") == 0
+        with serve_trust_services(pki.directory) as url:  # a TSA with a fresh certificate
             monkeypatch.setenv("HOCBA_TSA_URL", url + "/tsa")
             monkeypatch.setenv("HOCBA_OCSP_URL", url + "/ocsp")
-            assert upgrade_timestamps_flow(chunk=5) == {"ok": len(ids), "failed": 0}
-            assert keyed.scalar("SELECT count(*) FROM timestamp_queue") == 0
-            renewed = renew_timestamps_flow(horizon_days=5 * 365, chunk=5)
+            renewed = renew_timestamps_flow(chunk=2)
         assert renewed == {"ok": len(ids), "failed": 0}
         with keyed.engine.connect() as conn:
             actions = dict(

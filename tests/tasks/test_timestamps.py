@@ -36,7 +36,7 @@ from hocba.tasks.timestamps import (
 )
 from hocba.tasks.trust_services import serve_trust_services
 from hocba.tasks.verify import verify_document
-from hocba.tasks.xmldsig import sign_slots
+from hocba.tasks.xmldsig import sign_slots, verify_record_signatures
 
 
 def _closed_port_url() -> str:
@@ -196,8 +196,6 @@ def test_revocation_is_judged_at_the_timestamp_time(keyed, services, monkeypatch
     stamp_time = dt.datetime.fromisoformat(report.timestamps["GVCN"])
     pki = TestPki.open(pki_directory(keyed.home))
     assert report.check("SIGNATURE_GVCN").status == "pass"
-    from hocba.tasks.xmldsig import verify_record_signatures
-
     certificate = verify_record_signatures(xml, trust_anchors(keyed.home)).slots["GVCN"].certificate
     when = (
         stamp_time - dt.timedelta(hours=1)
@@ -280,44 +278,50 @@ def test_a_timestamp_made_after_the_certificate_expired_is_refused(tmp_path, mak
     assert report.verdict.value == "INVALID"
 
 
-def test_renewal_validates_the_chain_then_adds_an_audited_archive_timestamp(
-    keyed, services, monkeypatch
-):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("HOCBA_TSA_URL", services + "/tsa")
-    ids, teacher = reviewed_class(keyed)
-    issue(keyed, ids, teacher)
-    roots = trust_anchors(keyed.home)
-    tsa, ocsp = TsaClient(services + "/tsa"), OcspClient(services + "/ocsp")
-    with Session(keyed.engine) as s:  # nothing is due within 30 days
-        assert (
-            long_term.renew_archive(s, tsa, roots, ocsp=ocsp, horizon=dt.timedelta(days=30)).ok
-            == []
-        )
-    xml0 = _records(keyed, ids)[ids[0]]
-    from hocba.tasks.xmldsig import verify_record_signatures
-
-    principal = verify_record_signatures(xml0, roots).slots["CBQL"].certificate
-    with Session(keyed.engine) as s:  # the TSA certificate expires in ~3 years: due now
-        result = long_term.renew_archive(
-            s, tsa, roots, ocsp=ocsp, horizon=dt.timedelta(days=5 * 365)
-        )
-        s.commit()
-    assert sorted(result.ok) == sorted(ids), result.summary()
-    renewed = _records(keyed, ids)[ids[0]]
-    assert [n for n, _ in archive_timestamps(parse_record_xml_safely(renewed))] == [1]
-    report = _verify(keyed, renewed, services + "/ocsp")
-    assert report.verdict.value == "VALID", report.render_text()
-    assert "ats-1" in report.timestamps
-    assert keyed.scalar(
-        "SELECT count(*) FROM audit_event WHERE action = 'timestamp_renewal'"
-    ) == len(ids)
-    # a signer revoked before the timestamps breaks the chain: no renewal, reported why
-    TestPki.open(pki_directory(keyed.home)).revoke(
-        principal.serial_number, revocation_date=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+def test_renewal_validates_the_chain_then_adds_an_audited_archive_timestamp(keyed, monkeypatch):  # type: ignore[no-untyped-def]
+    pki = TestPki.open(pki_directory(keyed.home))
+    pki.issue_service(  # the TSA of the issuance: its certificate expires in 100 days
+        "tsa",
+        label="tsa-old",
+        not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=100),
     )
-    with Session(keyed.engine) as s:
-        again = long_term.renew_archive(
-            s, tsa, roots, ocsp=ocsp, horizon=dt.timedelta(days=5 * 365)
-        )
-        s.commit()
-    assert again.ok == [] and "thu hồi" in next(iter(again.failed.values()))
+    with serve_trust_services(pki.directory, tsa_label="tsa-old") as old_url:
+        monkeypatch.setenv("HOCBA_TSA_URL", old_url + "/tsa")
+        ids, teacher = reviewed_class(keyed)
+        issue(keyed, ids, teacher)
+    roots = trust_anchors(keyed.home)
+    with serve_trust_services(pki.directory) as url:  # today's TSA: a 3-year certificate
+        tsa, ocsp = TsaClient(url + "/tsa"), OcspClient(url + "/ocsp")
+        with Session(keyed.engine) as s:  # nothing is due within 30 days
+            assert (
+                long_term.renew_archive(s, tsa, roots, ocsp=ocsp, horizon=dt.timedelta(days=30)).ok
+                == []
+            )
+        with Session(keyed.engine) as s:  # due within 180 days: renewed
+            result = long_term.renew_archive(s, tsa, roots, ocsp=ocsp)
+            s.commit()
+        assert sorted(result.ok) == sorted(ids), result.summary()
+        renewed = _records(keyed, ids)[ids[0]]
+        assert [n for n, _ in archive_timestamps(parse_record_xml_safely(renewed))] == [1]
+        report = _verify(keyed, renewed, url + "/ocsp")
+        assert report.verdict.value == "VALID", report.render_text()
+        assert "ats-1" in report.timestamps
+        assert keyed.scalar(
+            "SELECT count(*) FROM audit_event WHERE action = 'timestamp_renewal'"
+        ) == len(ids)
+        with Session(keyed.engine) as s:  # renewed: not due any more
+            assert long_term.renew_archive(s, tsa, roots, ocsp=ocsp).ok == []
+        # a renewal by a TSA whose own certificate expires soon would extend nothing
+        with Session(keyed.engine) as s:
+            again = long_term.renew_archive(
+                s, tsa, roots, ocsp=ocsp, horizon=dt.timedelta(days=5 * 365)
+            )
+        assert again.ok == [] and "sắp hết hạn" in next(iter(again.failed.values()))
+        # a signer revoked before the timestamps breaks the chain: no renewal, reported why
+        principal = verify_record_signatures(renewed, roots).slots["CBQL"].certificate
+        pki.revoke(principal.serial_number, revocation_date=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+        with Session(keyed.engine) as s:
+            broken = long_term.renew_archive(
+                s, tsa, roots, ocsp=ocsp, horizon=dt.timedelta(days=5 * 365)
+            )
+        assert broken.ok == [] and "thu hồi" in next(iter(broken.failed.values()))
