@@ -34,6 +34,7 @@ from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import tsp as asn1_tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -44,7 +45,13 @@ from pyhanko.sign.validation.dss import DocumentSecurityStore
 from hocba.tasks.ocsp import OcspStatus, OcspUnavailable
 from hocba.tasks.timestamps import TsaClient
 
-__all__ = ["DOCUMENT_TIMESTAMP_FIELD", "PortTimeStamper", "lta_from_configuration", "make_lta"]
+__all__ = [
+    "DOCUMENT_TIMESTAMP_FIELD",
+    "PortTimeStamper",
+    "cached_ocsp",
+    "lta_from_configuration",
+    "make_lta",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,22 @@ class PortTimeStamper(TimeStamper):
         self, req: asn1_tsp.TimeStampReq
     ) -> asn1_tsp.TimeStampResp:
         return asn1_tsp.TimeStampResp.load(self._client.post(req.dump()))
+
+
+def cached_ocsp(
+    source: Callable[[x509.Certificate, x509.Certificate], OcspStatus],
+) -> Callable[[x509.Certificate, x509.Certificate], OcspStatus]:
+    """``source`` asked once per certificate: a class's books share their two signers, and
+    an OCSP answer is good for minutes (its ``nextUpdate``)."""
+    answers: dict[bytes, OcspStatus] = {}
+
+    def ask(certificate: x509.Certificate, issuer: x509.Certificate) -> OcspStatus:
+        key = certificate.fingerprint(hashes.SHA256())
+        if key not in answers:
+            answers[key] = source(certificate, issuer)
+        return answers[key]
+
+    return ask
 
 
 def _signer_certificates(pdf: bytes) -> list[x509.Certificate]:
@@ -131,6 +154,7 @@ def lta_from_configuration(pdfs: Sequence[bytes]) -> list[bytes]:
     crl_path = pki_directory(home) / "root-ca.crl.pem"
     crls = [x509.load_pem_x509_crl(crl_path.read_bytes())] if crl_path.exists() else []
     ocsp = configured_ocsp_source()
+    ocsp = cached_ocsp(ocsp) if ocsp is not None else None
     try:
         return [make_lta(p, tsa, roots=roots, ocsp_source=ocsp, crls=crls) for p in pdfs]
     except TimestampUnavailable:

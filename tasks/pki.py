@@ -448,6 +448,19 @@ class TestPki:
         """Serial number → revocation time of every revoked certificate (a copy)."""
         return dict(self._revoked)
 
+    @staticmethod
+    def revoked_in(directory: str | Path) -> dict[int, dt.datetime]:
+        """The revocations recorded in ``directory``, without loading the root key (what an
+        OCSP responder reads per request)."""
+        try:
+            state = json.loads((Path(directory) / _STATE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {
+            int(serial): dt.datetime.fromisoformat(when)
+            for serial, when in state.get("revoked", {}).items()
+        }
+
     def _certificate(
         self,
         subject: x509.Name,

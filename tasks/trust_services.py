@@ -118,7 +118,7 @@ class TrustServices:
             def check_revocation_status(
                 self, cid: asn1_ocsp.CertId, at_time: dt.datetime
             ) -> tuple[asn1_ocsp.CertStatus, list[Any]]:
-                revoked = TestPki.open(services.directory).revoked
+                revoked = TestPki.revoked_in(services.directory)
                 when = revoked.get(int(cid["serial_number"].native))
                 if when is None or when > at_time:
                     return asn1_ocsp.CertStatus(name="good", value=None), []
@@ -149,7 +149,7 @@ class TrustServices:
         return bytes(responder.build_ocsp_response(request).dump())
 
     def crl(self) -> bytes:
-        return TestPki.open(self.directory).crl_der_path.read_bytes()
+        return (self.directory / "root-ca.crl.der").read_bytes()
 
 
 def trust_services_app(pki_directory: Path, *, tsa_label: str = "tsa") -> Any:
