@@ -10,6 +10,7 @@ and report "n ok, m failed: why". The TSA / OCSP come from ``HOCBA_TSA_URL`` /
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -19,6 +20,25 @@ from hocba.config import load_settings
 from hocba.tasks.issuance import trust_anchors
 from hocba.tasks.long_term import configured_tsa, renew_archive, upgrade_waiting
 from hocba.tasks.ocsp import OcspClient
+
+
+def until_done(
+    run_chunk: Callable[[], tuple[int, int, str]],
+    max_chunks: int,
+    say: Callable[[str], object] | None = None,
+) -> dict[str, int]:
+    """Run chunks until one does nothing (or ``max_chunks``): "n ok, m failed" in total.
+    ``say`` (default: the flow run's logger) gets each chunk's summary."""
+    say = say or get_run_logger().info
+    total_ok = total_failed = 0
+    for _ in range(max_chunks):
+        ok, failed, summary = run_chunk()
+        say(summary)
+        total_ok += ok
+        total_failed += failed
+        if ok == 0:
+            break
+    return {"ok": total_ok, "failed": total_failed}
 
 
 # Each chunk claims whatever is due *now*: the same arguments must run again, not hit
@@ -37,16 +57,7 @@ def upgrade_chunk(limit: int) -> tuple[int, int, str]:
 def upgrade_timestamps_flow(chunk: int = 200, max_chunks: int = 50) -> dict[str, int]:
     """Add the missing signature timestamps to queued records, chunk after chunk, until
     the queue is empty or the TSA fails again (the rest waits for the next run)."""
-    log = get_run_logger()
-    total_ok = total_failed = 0
-    for _ in range(max_chunks):
-        ok, failed, summary = upgrade_chunk(chunk)
-        log.info(summary)
-        total_ok += ok
-        total_failed += failed
-        if ok == 0:
-            break
-    return {"ok": total_ok, "failed": total_failed}
+    return until_done(lambda: upgrade_chunk(chunk), max_chunks)
 
 
 @task(name="gia hạn dấu thời gian lưu trữ (một lô)", cache_policy=NO_CACHE)
@@ -75,13 +86,4 @@ def renew_timestamps_flow(
     """Archive-timestamp every issued record whose evidence expires within
     ``horizon_days``, after validating its whole chain (signatures, time-stamps, OCSP);
     records that fail validation are reported and left as they are."""
-    log = get_run_logger()
-    total_ok = total_failed = 0
-    for _ in range(max_chunks):
-        ok, failed, summary = renew_chunk(horizon_days, chunk)
-        log.info(summary)
-        total_ok += ok
-        total_failed += failed
-        if ok == 0:
-            break
-    return {"ok": total_ok, "failed": total_failed}
+    return until_done(lambda: renew_chunk(horizon_days, chunk), max_chunks)

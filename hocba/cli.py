@@ -1236,10 +1236,10 @@ def timestamps_status() -> None:
 @timestamps_app.command("upgrade")
 def timestamps_upgrade() -> None:
     """Bổ sung dấu thời gian cho học bạ đã ký khi máy chủ dấu thời gian gián đoạn."""
-    from hocba.flows.timestamps import upgrade_timestamps_flow
+    from hocba.flows.timestamps import until_done, upgrade_chunk
 
     _prepare()
-    console.print(upgrade_timestamps_flow.fn())
+    console.print(until_done(lambda: upgrade_chunk.fn(200), 50, console.print))
 
 
 @timestamps_app.command("renew")
@@ -1247,10 +1247,10 @@ def timestamps_renew(
     horizon_days: Annotated[int, typer.Option(help="Gia hạn nếu hết hạn trong số ngày này")] = 180,
 ) -> None:
     """Gia hạn dấu thời gian lưu trữ (sau khi kiểm tra lại toàn bộ chuỗi)."""
-    from hocba.flows.timestamps import renew_timestamps_flow
+    from hocba.flows.timestamps import renew_chunk, until_done
 
     _prepare()
-    console.print(renew_timestamps_flow.fn(horizon_days))
+    console.print(until_done(lambda: renew_chunk.fn(horizon_days, 200), 50, console.print))
 
 
 @app.command("submit")

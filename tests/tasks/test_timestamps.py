@@ -325,3 +325,33 @@ def test_renewal_validates_the_chain_then_adds_an_audited_archive_timestamp(keye
                 s, tsa, roots, ocsp=ocsp, horizon=dt.timedelta(days=5 * 365)
             )
         assert broken.ok == [] and "thu hồi" in next(iter(broken.failed.values()))
+
+
+def test_the_cli_reports_and_upgrades_the_waiting_records(keyed, services, monkeypatch):  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from hocba import db
+    from hocba.cli import app
+
+    monkeypatch.setenv("HOCBA_TSA_URL", _closed_port_url() + "/tsa")
+    ids, teacher = reviewed_class(keyed)
+    issue(keyed, ids, teacher)
+    url = keyed.engine.url.render_as_string(hide_password=False)
+    schema = keyed.scalar("SELECT current_schema()")
+    monkeypatch.setenv("HOCBA_DATABASE_URL", url)
+    monkeypatch.setenv("HOCBA_DB_SCHEMA", str(schema))
+    monkeypatch.setenv("HOCBA_HOME", str(keyed.home))
+    db.get_engine.cache_clear()
+    try:
+        runner = CliRunner()
+        out = runner.invoke(app, ["timestamps", "status"])
+        assert out.exit_code == 0 and f"Học bạ chờ dấu thời gian: {len(ids)}" in out.output
+        monkeypatch.setenv("HOCBA_TSA_URL", services + "/tsa")
+        out = runner.invoke(app, ["timestamps", "upgrade"])
+        assert out.exit_code == 0, out.output
+        assert f"{len(ids)} thành công" in out.output
+        out = runner.invoke(app, ["timestamps", "status"])
+        assert "Học bạ chờ dấu thời gian: 0" in out.output
+    finally:
+        db.get_engine().dispose()
+        db.get_engine.cache_clear()
