@@ -1585,7 +1585,9 @@ def _signature_check(
     return _check(code, CheckStatus.PASS, f"Chữ ký {label} hợp lệ: {name}, ký lúc {when_text}")
 
 
-def _lock_check(signatures: list[Any], statuses: dict[str, Any]) -> Check:
+def _lock_check(
+    signatures: list[Any], statuses: dict[str, Any], stamped_to_the_end: bool = False
+) -> Check:
     code = PdfCheckCode.PDF_LOCK
     names = [s.field_name for s in signatures]
     if names != [PRINCIPAL_FIELD, SEAL_FIELD]:
@@ -1608,7 +1610,8 @@ def _lock_check(signatures: list[Any], statuses: dict[str, Any]) -> Check:
         return _check(code, CheckStatus.FAIL, "Không phân tích được các lần sửa đổi của tệp")
     seal_level = seal_status.modification_level
     lta_only = (  # issue 12: DSS + document timestamp may follow the lock (PAdES B-LTA)
-        seal_status.coverage is not None
+        stamped_to_the_end  # a valid document timestamp covers every byte of the file
+        and seal_status.coverage is not None
         and seal_status.coverage.name == "ENTIRE_REVISION"
         and seal_status.docmdp_ok
         and seal_level is not None
@@ -1653,29 +1656,36 @@ async def _validate_timestamp(signature: Any, roots: Sequence[asn1_x509.Certific
 
 def _document_timestamp_check(
     reader: PdfFileReader, roots: Sequence[asn1_x509.Certificate]
-) -> Check | None:
+) -> tuple[Check | None, bool]:
     """PDF_TIMESTAMP (issue 12, PAdES B-LTA): every document timestamp is intact, valid
-    and from a trusted TSA; the message gives its time. ``None`` for a B-B copy."""
+    and from a trusted TSA; the message gives its time. ``(None, False)`` for a B-B copy;
+    the flag says the last one is valid and covers the whole file (for ``PDF_LOCK``)."""
     stamps = list(reader.embedded_timestamp_signatures)
     if not stamps:
-        return None
+        return None, False
     code = PdfCheckCode.PDF_TIMESTAMP
     times = []
+    status: Any = None
     for stamp in stamps:
         try:
             status = asyncio.run(_validate_timestamp(stamp, roots))
         except Exception as exc:  # noqa: BLE001 - a malformed timestamp is a failed check
             log.info("PDF document timestamp validation failed: %s", type(exc).__name__)
-            return _check(code, CheckStatus.FAIL, "Dấu thời gian tài liệu hỏng")
+            return _check(code, CheckStatus.FAIL, "Dấu thời gian tài liệu hỏng"), False
         if not (status.intact and status.valid and status.trusted):
-            return _check(
-                code,
-                CheckStatus.FAIL,
-                "Dấu thời gian tài liệu không hợp lệ hoặc không do TSA tin cậy cấp",
+            return (
+                _check(
+                    code,
+                    CheckStatus.FAIL,
+                    "Dấu thời gian tài liệu không hợp lệ hoặc không do TSA tin cậy cấp",
+                ),
+                False,
             )
         times.append(_vn_time(status.timestamp))
-    return _check(
-        code, CheckStatus.PASS, "Dấu thời gian tài liệu (PAdES B-LTA): " + ", ".join(times)
+    to_the_end = status.coverage is not None and status.coverage.name == "ENTIRE_FILE"
+    return (
+        _check(code, CheckStatus.PASS, "Dấu thời gian tài liệu (PAdES B-LTA): " + ", ".join(times)),
+        to_the_end,
     )
 
 
@@ -1818,8 +1828,8 @@ def verify_pdf(
             ("MATRUONG", facts.get("MA_TRUONG")),
         )
     )
-    checks.append(_lock_check(signatures, statuses))
-    document_timestamp = _document_timestamp_check(reader, roots)
+    document_timestamp, stamped_to_the_end = _document_timestamp_check(reader, roots)
+    checks.append(_lock_check(signatures, statuses, stamped_to_the_end))
     if document_timestamp is not None:
         checks.append(document_timestamp)
     checks.append(_revocation_check(statuses, trusted_roots, crl_source))

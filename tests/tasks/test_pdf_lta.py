@@ -84,3 +84,13 @@ def test_a_tsa_outage_leaves_the_copy_at_b_level(lta_book, signing_staff) -> Non
         port = sock.getsockname()[1]
     with pytest.raises(TimestampUnavailable):
         make_lta(pdf, TsaClient(f"http://127.0.0.1:{port}/tsa"), roots=signing_staff.roots)
+
+
+@pytest.mark.parametrize("tail", [b"\n", b"%%EOF\n", b"1 0 obj\n<<>>\nendobj\n"])
+def test_bytes_appended_after_the_timestamp_break_the_lock(lta_book, signing_staff, tail) -> None:  # type: ignore[no-untyped-def]
+    pdf, lta = lta_book
+    for damaged in (lta + tail, pdf + tail):
+        report = _verify(damaged, signing_staff)
+        assert report.verdict.value == "INVALID", report.render_text()
+        lock = report.check("PDF_LOCK")  # absent when the file no longer parses
+        assert lock is None or lock.status == "fail", report.render_text()
