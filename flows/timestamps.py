@@ -18,7 +18,12 @@ from prefect.cache_policies import NO_CACHE
 from hocba import db
 from hocba.config import load_settings
 from hocba.tasks.issuance import trust_anchors
-from hocba.tasks.long_term import configured_tsa, renew_archive, upgrade_waiting
+from hocba.tasks.long_term import (
+    configured_crls,
+    configured_tsa,
+    renew_archive,
+    upgrade_waiting,
+)
 from hocba.tasks.ocsp import OcspClient
 
 
@@ -73,6 +78,7 @@ def renew_chunk(horizon_days: int, limit: int) -> tuple[int, int, str]:
             tsa,
             trust_anchors(settings.home),
             ocsp=ocsp,
+            crls=configured_crls(),
             horizon=dt.timedelta(days=horizon_days),
             limit=limit,
         )

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import text
 from sqlmodel import Session
 
@@ -50,6 +51,7 @@ from hocba.tasks.xmldsig import verify_record_signatures
 
 __all__ = [
     "RenewalResult",
+    "configured_crls",
     "configured_ocsp_source",
     "configured_tsa",
     "queue_waiting",
@@ -90,6 +92,26 @@ def configured_ocsp_source() -> Callable[[x509.Certificate, x509.Certificate], O
         if url not in _OCSP:
             _OCSP[url] = OcspClient(url)
         return _OCSP[url].status
+
+
+def configured_crls() -> list[x509.CertificateRevocationList]:
+    """The CRL of ``HOCBA_CRL_URL`` (DER or PEM), else the test PKI's CRL file if there is
+    one; ``[]`` when neither can be read now (the caller then cannot check revocation)."""
+    import httpx
+
+    from hocba.tasks.issuance import pki_directory
+
+    settings = load_settings()
+    try:
+        if settings.crl_url:
+            data = httpx.get(settings.crl_url, timeout=10).raise_for_status().content
+        else:
+            data = (pki_directory(settings.home) / "root-ca.crl.pem").read_bytes()
+        if data.startswith(b"-----"):
+            return [x509.load_pem_x509_crl(data)]
+        return [x509.load_der_x509_crl(data)]
+    except (OSError, ValueError, httpx.HTTPError):
+        return []
 
 
 def stamp_signed(
@@ -272,9 +294,11 @@ def validate_for_renewal(
     trusted_roots: Sequence[x509.Certificate],
     ocsp: OcspClient | None,
     now: dt.datetime,
+    crls: Sequence[x509.CertificateRevocationList] = (),
 ) -> tuple[str | None, list[x509.Certificate], list[bytes]]:
     """Validate the whole chain of evidence before renewing: every signature, every
-    time-stamp, and (with ``ocsp``) each signer's status at its timestamp time. Returns
+    time-stamp, and each signer's status at its timestamp time (OCSP, else one of
+    ``crls``; neither → not renewed). Returns
     (problem or None, TSA certificates, OCSP responses) — the latter two are embedded."""
     signatures = verify_record_signatures(xml, trusted_roots)
     if not signatures.ok:
@@ -296,23 +320,39 @@ def validate_for_renewal(
         {c.info.tsa_certificate for c in [*slots.values(), *archives] if c.info}
     )
     responses: list[bytes] = []
-    if ocsp is not None:
-        for slot, outcome in signatures.slots.items():
-            certificate = outcome.certificate
-            issuer = next(
-                (r for r in trusted_roots if certificate and certificate.issuer == r.subject), None
-            )
-            if certificate is None or issuer is None:
-                return f"không xác định được CA cấp chứng thư ô {slot}", [], []
-            try:
-                status = ocsp.status(certificate, issuer, now)
-            except OcspUnavailable as exc:
-                return f"chưa kiểm tra được tình trạng thu hồi ({exc})", [], []
-            stamp_time = slots[slot].info.time  # type: ignore[union-attr]
-            if status.revoked_at is not None and status.revoked_at <= stamp_time:
-                return f"chứng thư ô {slot} bị thu hồi trước dấu thời gian", [], []
+    for slot, outcome in signatures.slots.items():
+        certificate = outcome.certificate
+        issuer = next(
+            (r for r in trusted_roots if certificate and certificate.issuer == r.subject), None
+        )
+        if certificate is None or issuer is None:
+            return f"không xác định được CA cấp chứng thư ô {slot}", [], []
+        stamp_time = slots[slot].info.time  # type: ignore[union-attr]
+        revoked_at: dt.datetime | None = None
+        try:
+            if ocsp is None:
+                raise OcspUnavailable("chưa cấu hình HOCBA_OCSP_URL")
+            status = ocsp.status(certificate, issuer, now)
+            revoked_at = status.revoked_at
             responses.append(status.response_der)
+        except OcspUnavailable as exc:  # the CRL of the issuer, if it is given and genuine
+            crl = next(
+                (c for c in crls if c.issuer == issuer.subject and _crl_signed(c, issuer)), None
+            )
+            if crl is None:
+                return f"chưa kiểm tra được tình trạng thu hồi ({exc}; không có CRL)", [], []
+            entry = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
+            revoked_at = None if entry is None else entry.revocation_date_utc
+        if revoked_at is not None and revoked_at <= stamp_time:
+            return f"chứng thư ô {slot} bị thu hồi trước dấu thời gian", [], []
     return None, tsa_certificates, responses
+
+
+def _crl_signed(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    key = issuer.public_key()
+    return isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) and bool(
+        crl.is_signature_valid(key)
+    )
 
 
 def renew_archive(
@@ -321,6 +361,7 @@ def renew_archive(
     trusted_roots: Sequence[x509.Certificate],
     *,
     ocsp: OcspClient | None = None,
+    crls: Sequence[x509.CertificateRevocationList] = (),
     horizon: dt.timedelta = dt.timedelta(days=180),
     limit: int = 200,
     now: dt.datetime | None = None,
@@ -343,7 +384,7 @@ def renew_archive(
     renewed: dict[int, bytes] = {}
     for rid, xml, school_code in rows:
         xml = bytes(xml)
-        problem, certificates, responses = validate_for_renewal(xml, trusted_roots, ocsp, now)
+        problem, certificates, responses = validate_for_renewal(xml, trusted_roots, ocsp, now, crls)
         if problem is not None:
             result.failed[rid] = problem
             continue

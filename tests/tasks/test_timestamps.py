@@ -325,6 +325,15 @@ def test_renewal_validates_the_chain_then_adds_an_audited_archive_timestamp(keye
                 s, tsa, roots, ocsp=ocsp, horizon=dt.timedelta(days=5 * 365)
             )
         assert broken.ok == [] and "thu hồi" in next(iter(broken.failed.values()))
+        five_years = dt.timedelta(days=5 * 365)
+        with Session(keyed.engine) as s:  # without OCSP the CRL says the same
+            by_crl = long_term.renew_archive(
+                s, tsa, roots, crls=[TestPki.open(pki.directory).crl], horizon=five_years
+            )
+        assert by_crl.ok == [] and "thu hồi" in next(iter(by_crl.failed.values()))
+        with Session(keyed.engine) as s:  # and with neither, nothing is renewed blindly
+            blind = long_term.renew_archive(s, tsa, roots, horizon=five_years)
+        assert blind.ok == [] and "không có CRL" in next(iter(blind.failed.values()))
 
 
 def test_the_cli_reports_and_upgrades_the_waiting_records(keyed, services, monkeypatch):  # type: ignore[no-untyped-def]
