@@ -597,23 +597,6 @@ def _open_signer(
     return open_signer(spec, key_ref, _passphrase)
 
 
-def _crl_source(home: Path) -> Any:
-    from cryptography import x509
-
-    from hocba.tasks.issuance import pki_directory
-    from hocba.tasks.verify import CrlUnavailable
-
-    path = pki_directory(home) / "root-ca.crl.pem"
-
-    def source(_cert: Any) -> Any:
-        try:
-            return x509.load_pem_x509_crl(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise CrlUnavailable(f"không tải được danh sách thu hồi (CRL): {exc}") from None
-
-    return source
-
-
 @app.command("verify")
 def verify(
     path: Annotated[
@@ -629,7 +612,7 @@ def verify(
     from hocba.models import audit
     from hocba.models.certificates import DatabaseRegistry
     from hocba.tasks.issuance import trust_anchors
-    from hocba.tasks.long_term import configured_ocsp_source
+    from hocba.tasks.long_term import configured_crl_source, configured_ocsp_source
     from hocba.tasks.verify import verify_document
 
     settings = load_settings()
@@ -646,7 +629,7 @@ def verify(
             data,
             trusted_roots=trust_anchors(settings.home),
             registry=DatabaseRegistry(session),
-            crl_source=_crl_source(settings.home),
+            crl_source=configured_crl_source(),
             ocsp_source=configured_ocsp_source(),
         )
         audit.append(

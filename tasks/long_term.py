@@ -51,6 +51,7 @@ from hocba.tasks.xmldsig import verify_record_signatures
 
 __all__ = [
     "RenewalResult",
+    "configured_crl_source",
     "configured_crls",
     "configured_ocsp_source",
     "configured_tsa",
@@ -94,12 +95,13 @@ def configured_ocsp_source() -> Callable[[x509.Certificate, x509.Certificate], O
         return _OCSP[url].status
 
 
-def configured_crls() -> list[x509.CertificateRevocationList]:
-    """The CRL of ``HOCBA_CRL_URL`` (DER or PEM), else the test PKI's CRL file if there is
-    one; ``[]`` when neither can be read now (the caller then cannot check revocation)."""
+def _read_configured_crl() -> x509.CertificateRevocationList:
+    """The CRL of ``HOCBA_CRL_URL`` (DER or PEM), else the test PKI's CRL file; raises
+    ``CrlUnavailable`` with a Vietnamese reason."""
     import httpx
 
     from hocba.tasks.issuance import pki_directory
+    from hocba.tasks.verify import CrlUnavailable
 
     settings = load_settings()
     try:
@@ -108,9 +110,26 @@ def configured_crls() -> list[x509.CertificateRevocationList]:
         else:
             data = (pki_directory(settings.home) / "root-ca.crl.pem").read_bytes()
         if data.startswith(b"-----"):
-            return [x509.load_pem_x509_crl(data)]
-        return [x509.load_der_x509_crl(data)]
-    except (OSError, ValueError, httpx.HTTPError):
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except (OSError, ValueError, httpx.HTTPError) as exc:
+        raise CrlUnavailable(f"không tải được danh sách thu hồi (CRL): {exc}") from None
+
+
+def configured_crl_source() -> Callable[[x509.Certificate], x509.CertificateRevocationList]:
+    """``crl_source`` for :func:`hocba.tasks.verify.verify_document` (``hocba verify``, the
+    Kiểm tra page): :func:`_read_configured_crl`, read afresh on every call."""
+    return lambda _certificate: _read_configured_crl()
+
+
+def configured_crls() -> list[x509.CertificateRevocationList]:
+    """:func:`_read_configured_crl` as a list, ``[]`` when it cannot be read now (the
+    caller then cannot check revocation by CRL)."""
+    from hocba.tasks.verify import CrlUnavailable
+
+    try:
+        return [_read_configured_crl()]
+    except CrlUnavailable:
         return []
 
 

@@ -10,14 +10,13 @@ import uuid
 from typing import Any
 
 import streamlit as st
-from cryptography import x509
 
 from hocba.config import load_settings
 from hocba.dashboard.auth import require
 from hocba.dashboard.common import log_event, session
 from hocba.models import queries
 from hocba.models.certificates import DatabaseRegistry
-from hocba.tasks.long_term import configured_ocsp_source
+from hocba.tasks.long_term import configured_crl_source, configured_ocsp_source
 
 ICONS = {
     "pass": ":green[:material/check_circle:]",
@@ -55,21 +54,6 @@ st.caption(
 )
 
 
-def _crl_source(home: Any) -> Any:
-    from hocba.tasks.issuance import pki_directory
-    from hocba.tasks.verify import CrlUnavailable
-
-    path = pki_directory(home) / "root-ca.crl.pem"
-
-    def source(_cert: Any) -> Any:
-        try:
-            return x509.load_pem_x509_crl(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise CrlUnavailable(f"không tải được danh sách thu hồi (CRL): {exc}") from None
-
-    return source
-
-
 def verify(data: bytes) -> Any:
     """The verification report of an XML record or of a signed PDF book."""
     from hocba.tasks.issuance import trust_anchors
@@ -86,7 +70,7 @@ def verify(data: bytes) -> Any:
             data,
             trusted_roots=trust_anchors(home),
             registry=DatabaseRegistry(s),
-            crl_source=_crl_source(home),
+            crl_source=configured_crl_source(),
             ocsp_source=configured_ocsp_source(),
         )
 
