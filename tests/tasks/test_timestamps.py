@@ -20,7 +20,11 @@ from issuing import assert_xmlsec1_verifies, issue, reviewed_class
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
+from typer.testing import CliRunner
 
+import hocba.flows.timestamps  # noqa: F401 - Prefect sets its logging up when imported:
+from hocba import db  # here, with the real stderr, not inside a CliRunner's (closed after)
+from hocba.cli import app
 from hocba.models import audit
 from hocba.models.certificates import DatabaseRegistry
 from hocba.tasks import long_term
@@ -337,11 +341,6 @@ def test_renewal_validates_the_chain_then_adds_an_audited_archive_timestamp(keye
 
 
 def test_the_cli_reports_and_upgrades_the_waiting_records(keyed, services, monkeypatch):  # type: ignore[no-untyped-def]
-    from typer.testing import CliRunner
-
-    from hocba import db
-    from hocba.cli import app
-
     monkeypatch.setenv("HOCBA_TSA_URL", _closed_port_url() + "/tsa")
     ids, teacher = reviewed_class(keyed)
     issue(keyed, ids, teacher)
