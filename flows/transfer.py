@@ -37,7 +37,7 @@ from sqlmodel import Session
 from hocba import db
 from hocba.config import load_settings
 from hocba.models.lifecycle import Actor
-from hocba.tasks.issuance import trust_anchors
+from hocba.tasks.issuance import crl_source, trust_anchors
 from hocba.tasks.signers import school_seal
 from hocba.tasks.transfer import (
     TransferError,
@@ -241,7 +241,15 @@ def receive_task(school_code: str, username: str | None) -> dict[str, int]:
                     if known is not None:  # taken in before a crash: only resend the receipt
                         state, receipt = "already", bytes(known[0] or b"")
                     else:
-                        res = receive_package(session, package, actor, seal, anchors, school_code)
+                        res = receive_package(
+                            session,
+                            package,
+                            actor,
+                            seal,
+                            anchors,
+                            school_code,
+                            crl_source=crl_source(load_settings().home),
+                        )
                         state, receipt = res.state, res.receipt or b""
                     sender = _sender(package)
             except TransferError as exc:
@@ -264,7 +272,9 @@ def receive_task(school_code: str, username: str | None) -> dict[str, int]:
 
 def review_package(school_code: str, package_sha256: str) -> Path | None:
     """The package of a transfer in the manual review queue (to receive it again with
-    ``identity_confirmed`` once a person has compared the papers)."""
+    ``identity_confirmed`` once a person has compared the papers, or
+    ``unverified_confirmed`` once a person has looked into checks that could not be
+    made)."""
     path = exchange_dir() / school_code / REVIEW / f"{package_sha256}.zip"
     return path if path.exists() else None
 

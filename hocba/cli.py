@@ -999,10 +999,14 @@ def transfer_receive(
     identity_confirmed: Annotated[
         bool, typer.Option(help="Đã đối chiếu giấy tờ, nhận dù họ tên/ngày sinh lệch")
     ] = False,
+    unverified_confirmed: Annotated[
+        bool,
+        typer.Option(help="Đã xem xét các mục chưa kiểm tra được, nhận dù chưa xác định được"),
+    ] = False,
     receipt_out: Annotated[Path | None, typer.Option(help="Nơi ghi biên nhận")] = None,
 ) -> None:
     """Nhận gói chuyển trường: kiểm tra mọi học bạ, đối chiếu học sinh, nhận (chỉ đọc)."""
-    from hocba.tasks.issuance import trust_anchors
+    from hocba.tasks.issuance import crl_source, trust_anchors
     from hocba.tasks.transfer import TransferError, receive_package
 
     settings = load_settings()
@@ -1017,6 +1021,8 @@ def transfer_receive(
                 trust_anchors(settings.home),
                 school,
                 identity_confirmed=identity_confirmed,
+                crl_source=crl_source(settings.home),
+                unverified_confirmed=unverified_confirmed,
             )
     except TransferError as exc:
         err.print(f"[red]{exc}[/red]")

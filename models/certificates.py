@@ -293,7 +293,8 @@ class DatabaseRegistry:
             return None
         row = self._conn.execute(
             text(
-                "SELECT r.xml_sha256, r.state, n.lookup_code AS successor FROM hoc_ba r "
+                "SELECT r.xml_sha256, r.state, n.lookup_code AS successor, r.signed_xml "
+                "FROM hoc_ba r "
                 "LEFT JOIN hoc_ba n ON n.supersedes_id = r.id AND n.lookup_code IS NOT NULL "
                 "WHERE r.lookup_code = :c AND r.xml_sha256 IS NOT NULL"
             ),
@@ -312,7 +313,8 @@ class DatabaseRegistry:
             row.xml_sha256,
             row.state,
             str(row.successor) if row.successor else None,
-            tuple(earlier),
+            xml=bytes(row.signed_xml) if row.signed_xml is not None else None,
+            earlier_sha256=tuple(earlier),
         )
 
 

@@ -28,12 +28,15 @@ the message. Roles: the portal has no register of teachers and principals, so it
 registry **trusts the school's declaration** — the GVCN / CBQL signer must be the person
 the record names (``SO_CCCD_GIAO_VIEN_CHU_NHIEM``, ``SO_CCCD_GIAM_HIEU_KY_HOC_BA``, a
 principal or vice-principal by ``CHUC_VU_GIAM_HIEU_KY_HOC_BA``), and the school vouches for
-that declaration with its approved seal. The seal's certificate must be approved for the
-school at the portal *now* (the portal does not know when the Phòng approved it). A record
-is accepted when no check fails and nothing is indeterminate except ``REVOCATION`` without
-a CRL source (unless ``require_revocation_check``). A record already accepted (same lookup
-code, same bytes) is answered as accepted again and not stored twice; the same lookup code
-with other bytes is rejected.
+that declaration with its approved seal — but never for the seal itself: an organisation
+certificate in GVCN / CBQL fails ``ROLE_*`` before any declaration is read (issue 16). The
+seal's certificate must be approved for the school at the portal *now* (the portal does
+not know when the Phòng approved it). A record is accepted when no check fails and
+nothing is indeterminate except ``REVOCATION`` without a CRL source (unless
+``require_revocation_check``). A record already accepted (same lookup code, same signed
+content — the bytes may differ outside what is signed, e.g. a trailing newline, and the
+answer says so) is answered as accepted again and not stored twice; the same lookup code
+with other signed content is rejected.
 
 Fault injection (:class:`PortalFaults`, constructor or ``PUT /admin/faults``): latency
 (the answer held back after the work is done), HTTP 500 without doing anything (with a
@@ -725,13 +728,19 @@ class ProvincePortal:
             results.append(result)
             problem = self._precheck(envelope, fields, seen)
             known = known_codes.get(code) if code and problem is None else None
+            sha = hashlib.sha256(data).hexdigest()
             if problem is None:
                 info = None
                 if known is not None:
                     same_school = known.ma_don_vi == envelope.ma_don_vi
+                    resent_otherwise = same_school and known.xml_sha256 != sha
                     info = IssuedRecordInfo(
                         xml_sha256=known.xml_sha256 if same_school else "",
                         state=known.state,
+                        # only for a resend in other bytes: is it the same signed record?
+                        xml=self.store.record_xml(known.ma_tra_cuu_uuid)
+                        if resent_otherwise
+                        else None,
                     )
                 registry = _DeclaredRegistry(envelope.ma_don_vi, approved, fields, info)
                 report = verify_document(
@@ -766,10 +775,15 @@ class ProvincePortal:
                 continue
             result["trang_thai"] = 1
             assert code is not None
-            if known is not None:  # the same bytes were accepted before: not stored twice
+            if known is not None:  # the same record was accepted before: not stored twice
                 result["error_description"] = (
                     f"Học bạ đã được tiếp nhận trong giao dịch {known.messageid}; không lưu lại."
                 )
+                if known.xml_sha256 != sha:
+                    result["error_description"] += (
+                        " Tệp gửi lại không trùng từng byte với bản đã tiếp nhận, nhưng dữ liệu "
+                        "được ký và các chữ ký trùng khớp."
+                    )
                 continue
             rows[position] = {
                 "ma_tra_cuu_uuid": code,
@@ -779,7 +793,7 @@ class ProvincePortal:
                 "ten_hoc_sinh": fields["HO_VA_TEN"],
                 "so_cccd": fields["SO_CCCD"],
                 "xml": data,
-                "xml_sha256": hashlib.sha256(data).hexdigest(),
+                "xml_sha256": sha,
                 "accepted_at": now,
             }
         return results, rows

@@ -352,6 +352,14 @@ class PortalStore:
             ).all()
         return {row[0]: KnownRecord(*row) for row in rows}
 
+    def record_xml(self, lookup_code: str) -> bytes | None:
+        """The accepted bytes of a record (to tell a resend that differs only outside what
+        is signed from another record under the same lookup code)."""
+        r = self.t["record"]
+        with self.engine.connect() as conn:
+            xml = conn.scalar(select(r.c.xml).where(r.c.ma_tra_cuu_uuid == lookup_code))
+        return None if xml is None else bytes(xml)
+
     def insert_records(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert accepted records; returns the lookup codes actually inserted (a code
         stored meanwhile by another message is skipped)."""

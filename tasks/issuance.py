@@ -40,6 +40,7 @@ from hocba.tasks.record_document import load_documents
 from hocba.tasks.record_xml import build_record_xml, parse_record_xml_safely
 from hocba.tasks.signing import Signer
 from hocba.tasks.timestamps import TsaClient
+from hocba.tasks.verify import CrlSource, CrlUnavailable
 from hocba.tasks.xmldsig import sign_slots, verify_record_signatures
 
 ACTION_OF_SLOT = {"GVCN": "teacher_sign", "CBQL": "principal_sign", "KY_PHAT_HANH": "seal"}
@@ -277,3 +278,18 @@ def trust_anchors(home: Path) -> list[x509.Certificate]:
     for p in paths:
         anchors.extend(x509.load_pem_x509_certificates(p.read_bytes()))
     return anchors
+
+
+def crl_source(home: Path) -> CrlSource:
+    """The CRL source of the configured trust: the test root's CRL in ``$HOCBA_HOME/pki``,
+    read on each call (a revocation issued meanwhile counts); unreadable → the verifier's
+    "cannot check now" (:class:`~hocba.tasks.verify.CrlUnavailable`)."""
+    path = pki_directory(home) / "root-ca.crl.pem"
+
+    def source(_certificate: x509.Certificate) -> x509.CertificateRevocationList:
+        try:
+            return x509.load_pem_x509_crl(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise CrlUnavailable(f"không tải được danh sách thu hồi (CRL): {exc}") from None
+
+    return source

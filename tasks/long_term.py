@@ -100,15 +100,14 @@ def _read_configured_crl() -> x509.CertificateRevocationList:
     ``CrlUnavailable`` with a Vietnamese reason."""
     import httpx
 
-    from hocba.tasks.issuance import pki_directory
+    from hocba.tasks.issuance import crl_source
     from hocba.tasks.verify import CrlUnavailable
 
     settings = load_settings()
+    if not settings.crl_url:
+        return crl_source(settings.home)(None)  # type: ignore[arg-type]
     try:
-        if settings.crl_url:
-            data = httpx.get(settings.crl_url, timeout=10).raise_for_status().content
-        else:
-            data = (pki_directory(settings.home) / "root-ca.crl.pem").read_bytes()
+        data = httpx.get(settings.crl_url, timeout=10).raise_for_status().content
         if data.startswith(b"-----"):
             return x509.load_pem_x509_crl(data)
         return x509.load_der_x509_crl(data)

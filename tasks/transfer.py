@@ -7,9 +7,12 @@ The receiving school, in the same or another district or system:
 
 1. checks the manifest's signature (chain to the trust anchors, the seal belongs to the
    leaving school) and that every file matches the manifest;
-2. verifies every record fully (``verify_document``); one INVALID record refuses the whole
-   package (nothing is taken in); checks that cannot be made now (roles of another
-   system's staff, a CRL outage) are kept in the record's verdict;
+2. verifies every record fully (``verify_document``, with the CRLs of ``crl_source``); one
+   INVALID record refuses the whole package (nothing is taken in). Only VALID records go
+   straight in: a record with checks that cannot be made now (roles of another system's
+   staff, a CRL outage — INDETERMINATE) sends the package to the manual review queue
+   with the checks named (issue 16); a person takes it in (``unverified_confirmed``,
+   audited) or refuses it, or it is received again once the checks can be made;
 3. matches the pupil by personal ID, then name and date of birth: a pupil known under the
    same ID with another name or birth date goes to the manual review queue;
 4. takes the records in read-only (``received_record``; the database refuses any change)
@@ -43,10 +46,13 @@ from hocba.models.certificates import DatabaseRegistry, fingerprint
 from hocba.models.lifecycle import VN_TZ, Actor, load_grants
 from hocba.tasks.record_xml import parse_record_xml_safely
 from hocba.tasks.signing import Signer, verify_digest_signature
-from hocba.tasks.verify import Verdict, verify_document
+from hocba.tasks.verify import CheckStatus, CrlSource, Verdict, VerificationReport, verify_document
 
 FORMAT = "hocba-transfer/1"
 MAX_PACKAGE_BYTES = 50 * 1024 * 1024
+UNVERIFIED_REASON = "Chưa kiểm tra được đầy đủ"
+"""How the review reason of a package with INDETERMINATE records begins (that part always
+comes last in ``transfer.review_reason``)."""
 
 
 class TransferError(ValueError):
@@ -292,17 +298,33 @@ def receive_package(
     trusted_roots: Sequence[x509.Certificate],
     to_school_code: str,
     identity_confirmed: bool = False,
+    *,
+    crl_source: CrlSource | None = None,
+    unverified_confirmed: bool = False,
 ) -> ReceiveResult:
     """Verify a transfer package and take its records in (all or nothing).
 
     A package whose pupil does not match (same ID, another name or birth date) goes to
     the manual review queue (``needs_review``); once a person has compared the papers,
     receiving it again with ``identity_confirmed`` takes it in (the decision is audited).
-    A package that is damaged in any way is refused with :class:`TransferError`.
+    So does a package with a record that is not VALID but INDETERMINATE (a check that
+    cannot be made now; the reason names them): receiving it again takes it in when the
+    checks can be made by then, or with ``unverified_confirmed`` once a person has looked
+    into them. Without ``crl_source`` revocation cannot be checked, so every package
+    waits for a person. A package that is damaged in any way, or with an INVALID record,
+    is refused with :class:`TransferError`.
     """
     try:
         return _receive_package(
-            session, package, actor, seal, trusted_roots, to_school_code, identity_confirmed
+            session,
+            package,
+            actor,
+            seal,
+            trusted_roots,
+            to_school_code,
+            identity_confirmed,
+            crl_source,
+            unverified_confirmed,
         )
     except TransferError:
         raise
@@ -320,7 +342,9 @@ def _receive_package(
     seal: Signer,
     trusted_roots: Sequence[x509.Certificate],
     to_school_code: str,
-    identity_confirmed: bool = False,
+    identity_confirmed: bool,
+    crl_source: CrlSource | None,
+    unverified_confirmed: bool,
 ) -> ReceiveResult:
     """:func:`receive_package`, which turns any damage it trips on into a refusal."""
     conn = session.connection()
@@ -360,22 +384,37 @@ def _receive_package(
     registry = DatabaseRegistry(session)
     records: list[tuple[str, bytes, str, Any]] = []
     notes: list[str] = []
+    unverified: list[str] = []
     for name, sha in expected.items():
         xml = z.read(name)
         if hashlib.sha256(xml).hexdigest() != sha:
             raise TransferError(f"Tệp {name} không khớp danh mục đã ký.")
-        report = verify_document(xml, trusted_roots=trusted_roots, registry=registry)
+        report = verify_document(
+            xml, trusted_roots=trusted_roots, registry=registry, crl_source=crl_source
+        )
         if report.verdict is Verdict.INVALID:
-            bad = [c.message_vi for c in report.checks if c.status.value == "fail"]
-            raise TransferError(f"Học bạ {report.lookup_code} không hợp lệ: {bad[0]}")
+            bad = [c for c in report.checks if c.status is CheckStatus.FAIL]
+            raise TransferError(
+                f"Học bạ {report.lookup_code} không hợp lệ: {bad[0].message_vi} [{bad[0].code}]"
+            )
         if report.verdict is Verdict.INDETERMINATE:
-            notes.append(f"Học bạ {report.lookup_code}: có mục chưa thể kiểm tra lúc nhận.")
+            unverified.append(_unverified_checks(report))
         records.append((name, xml, report.verdict.value, report))
     pupil = manifest["pupil"]
     package_sha = hashlib.sha256(package).hexdigest()
     state, review_reason, pupil_id = _match_pupil(session, pupil, records)
     if state == "needs_review" and identity_confirmed and pupil_id is not None:
         state, review_reason = "accepted", f"Đã đối chiếu thủ công: {review_reason}"
+    if unverified:  # only VALID records go straight in
+        why = f"{UNVERIFIED_REASON} (cần cán bộ xem xét trước khi nhận): " + "; ".join(unverified)
+        if unverified_confirmed:
+            why = f"Đã xem xét thủ công: {why}"
+            notes.append(
+                f"Nhận {len(unverified)} học bạ chưa kiểm tra được đầy đủ sau khi cán bộ xem xét."
+            )
+        elif state == "accepted":
+            state = "needs_review"
+        review_reason = f"{review_reason}; {why}" if review_reason else why
     existing = conn.execute(
         text("SELECT id FROM transfer WHERE package_sha256 = :sha AND to_school_code = :t"),
         {"sha": package_sha, "t": to_school_code},
@@ -441,11 +480,19 @@ def _receive_package(
                     "from": manifest["from_school"],
                     "state": state,
                     "records": len(records),
+                    "unverified": len(unverified),
                 },
             )
         ],
     )
     return result
+
+
+def _unverified_checks(report: VerificationReport) -> str:
+    """What could not be checked in one INDETERMINATE record, for the review queue."""
+    checks = [c for c in report.checks if c.status is CheckStatus.INDETERMINATE]
+    listed = ", ".join(f"{c.code} — {c.message_vi[:160]}" for c in checks)
+    return f"học bạ {report.lookup_code}: {listed}"
 
 
 def _match_pupil(

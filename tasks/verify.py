@@ -28,10 +28,13 @@ Check codes (stable, for machines; ``message_vi`` is for people):
 ``SIGNATURE_CBQL``        ``ds:Signature`` covering exactly ``#data`` and its own SigningTime
 ``SIGNATURE_KY_PHAT_HANH``  (no wrapping, not moved from another slot), digests, value, chain
                           to ``trusted_roots``, validity at the signing time, keyUsage, the
-                          certificate's CCCD / school code equals the one in the data. A
-                          missing signature fails (all three are required once issued). The
-                          message carries the first failing ``IssueCode`` in brackets; all
-                          of them are in ``Check.issue_codes``.
+                          certificate's CCCD / school code equals the one in the data, the
+                          slot's unsigned ``NGAY_KY`` equals the signed SigningTime and its
+                          ``SO_CCCD`` is the certificate's CCCD (``NGAY_KY_MISMATCH``,
+                          ``SLOT_CCCD_MISMATCH``: a slot telling another time or person than
+                          its signature fails). A missing signature fails (all three are
+                          required once issued). The message carries the first failing
+                          ``IssueCode`` in brackets; all of them are in ``Check.issue_codes``.
 ``SIGNING_ORDER``         signing times GVCN ≤ CBQL ≤ KY_PHAT_HANH.
 ``REVOCATION``            for every signer certificate, the CRL from ``crl_source``: revoked
                           at or before the signing time → fail; revoked later → pass with a
@@ -39,15 +42,21 @@ Check codes (stable, for machines; ``message_vi`` is for people):
                           signed by the certificate's issuer, or a CRL past its nextUpdate
                           (unless it already shows the revocation) → indeterminate, never
                           fail. No ``crl_source`` → indeterminate.
-``ROLE_GVCN``             registry: the GVCN signer (by the CCCD in their certificate) was
-                          homeroom teacher of that class (TEN_LOP) of that school
-                          (MA_TRUONG) in that school year (TEN_NAM_HOC) at the signing time.
-``ROLE_CBQL``             registry: the CBQL signer was the principal or a delegated vice
-                          principal of that school at the signing time. A teacher there
-                          fails.
-``SCHOOL_CERTIFICATE``    registry: the seal's certificate (SHA-256 of its DER) was approved
-                          for that school at the seal's signing time. (This is the "role"
-                          check of the KY_PHAT_HANH slot, whose signer is the school.)
+``ROLE_GVCN``             the certificate can hold a personal role: it names a person (a
+                          CCCD) and no organisation (``MATRUONG``) — an organisation
+                          certificate (the school's seal) in a personal slot **fails**, with
+                          or without a registry (issue 16). Then the registry: the GVCN
+                          signer (by the CCCD in their certificate) was homeroom teacher of
+                          that class (TEN_LOP) of that school (MA_TRUONG) in that school year
+                          (TEN_NAM_HOC) at the signing time.
+``ROLE_CBQL``             the same personal-certificate rule, then the registry: the CBQL
+                          signer was the principal or a delegated vice principal of that
+                          school at the signing time. A teacher there fails.
+``SCHOOL_CERTIFICATE``    a certificate naming a person (a CCCD) and no school cannot be the
+                          seal → fail. Then the registry: the seal's certificate (SHA-256 of
+                          its DER) was approved for that school at the seal's signing time.
+                          (This is the "role" check of the KY_PHAT_HANH slot, whose signer
+                          is the school.)
 ``TIMESTAMP``             (issue 12) every RFC 3161 signature timestamp (XAdES-T style, one
                           per slot) and archive timestamp verifies: TSA signature, imprint
                           over the slot's SignatureValue (or the archived content), TSA
@@ -67,11 +76,21 @@ timestamp time            *timestamp* time, not the claimed SigningTime: revoked
                           time-stamps were added, ``IssuedRecordInfo.earlier_sha256``), and
                           the record is not
                           ``revoked`` / ``superseded`` (the message then names the
-                          successor's lookup code). No lookup code in the document → fail
-                          (an issued record always has one). A code the registry does not
-                          know → **pass**, with the message "không phải học bạ của hệ thống
-                          này": the record comes from another system, and its signatures,
-                          chain, roles and CRL are still checked by the other checks.
+                          successor's lookup code). Bytes that differ from the issued copy
+                          (``IssuedRecordInfo.xml``) only *outside what is signed* — the
+                          canonical ``DU_LIEU_HOC_BA``, every ``SignedInfo`` and
+                          ``SignatureValue`` are the issued ones, e.g. a newline appended by
+                          a mail client — **pass** ("signatures valid, not byte-identical to
+                          the issued copy": "Tệp không trùng từng byte với bản đã phát
+                          hành, nhưng dữ liệu được ký và các chữ ký trùng khớp...") with
+                          ``issue_codes`` ``("NOT_BYTE_IDENTICAL",)``: the content is the
+                          issued content, not a forgery. Signed parts that differ, or no
+                          issued copy to compare with → fail. No lookup code in the
+                          document → fail (an issued record always has one). A code the
+                          registry does not know → **pass**, with the message "không
+                          phải học bạ của hệ thống này": the record comes from another
+                          system, and its signatures, chain, roles and CRL are still
+                          checked by the other checks.
 ========================  =================================================================
 
 Choices:
@@ -82,7 +101,11 @@ Choices:
   (missing, forged, untrusted, moved) they are ``indeterminate``: the slot's
   ``SIGNATURE_*`` check already fails. Errors that do not put the signer's identity in
   doubt (data changed afterwards, expired certificate, signer not the one named in the
-  data...) do not stop the role question.
+  data, unsigned slot fields that disagree...) do not stop the role question.
+* A role check is ``indeterminate`` only when the answer needs the outside world (no
+  registry, registry down, a person the registry does not know). When the certificate
+  itself rules the role out (an organisation certificate in GVCN / CBQL, a personal one
+  as the seal) it **fails**: no registry could make that signer hold the role.
 * ``registry=None``, or a registry answering ``None`` (unknown person / school), or a
   registry raising (database down) → ``indeterminate``.
 * Personal data stays minimal (Nghị định 13/2023): the report carries the pupil's name,
@@ -142,6 +165,7 @@ __all__ = [
     "CheckStatus",
     "CrlUnavailable",
     "IssuedRecordInfo",
+    "NOT_BYTE_IDENTICAL",
     "Registry",
     "Verdict",
     "VerificationReport",
@@ -218,13 +242,19 @@ _SIGNER_STILL_AUTHENTIC = {
     IssueCode.CERTIFICATE_REVOKED,
     IssueCode.CRL_INVALID,
     IssueCode.SIGNER_ID_MISMATCH,
+    IssueCode.NGAY_KY_MISMATCH,
+    IssueCode.SLOT_CCCD_MISMATCH,
 }
+NOT_BYTE_IDENTICAL = "NOT_BYTE_IDENTICAL"
+"""``Check.issue_codes`` of a REGISTRY_MATCH that passes although the bytes differ from
+the issued copy (only outside what is signed)."""
 
 
 @dataclass(frozen=True)
 class Check:
     """One named check. ``issue_codes`` holds the underlying XMLDSig ``IssueCode`` values
-    (errors) for the SIGNATURE_* checks, empty otherwise."""
+    (errors) for the SIGNATURE_* and SIGNING_ORDER checks, :data:`NOT_BYTE_IDENTICAL` for
+    a REGISTRY_MATCH that passes on other bytes, empty otherwise."""
 
     code: str
     status: CheckStatus
@@ -307,6 +337,9 @@ class IssuedRecordInfo:
     xml_sha256: str  # hex SHA-256 of the issued XML bytes
     state: str  # issued, submitted, accepted..., revoked, superseded
     successor_lookup_code: str | None = None
+    # the issued bytes, when the registry has them: a file that differs only outside what
+    # is signed is then told apart from a forgery (REGISTRY_MATCH)
+    xml: bytes | None = None
     earlier_sha256: tuple[str, ...] = ()  # hashes before time-stamps were added (0010)
 
 
@@ -364,15 +397,25 @@ def _identifying_fields(root: etree._Element) -> dict[str, str | None]:
     }
 
 
-def _cccd_of(certificate: x509.Certificate) -> str | None:
-    """The CCCD in ``serialNumber`` or ``UID`` (``CCCD:<12 digits>``), as Vietnamese CAs
-    and the test PKI write it."""
+def _subject_id(certificate: x509.Certificate, prefix: str, pattern: str) -> str | None:
+    """The first ``<prefix>:<value>`` in ``serialNumber`` or ``UID``, as Vietnamese CAs and
+    the test PKI write it."""
     for oid in (NameOID.SERIAL_NUMBER, NameOID.USER_ID):
         for attribute in certificate.subject.get_attributes_for_oid(oid):
-            match = re.fullmatch(r"\s*CCCD\s*:\s*([0-9]{12})\s*", str(attribute.value), re.I)
+            match = re.fullmatch(rf"\s*{prefix}\s*:\s*({pattern})\s*", str(attribute.value), re.I)
             if match:
                 return match.group(1)
     return None
+
+
+def _cccd_of(certificate: x509.Certificate) -> str | None:
+    """The CCCD (``CCCD:<12 digits>``) of a personal certificate."""
+    return _subject_id(certificate, "CCCD", "[0-9]{12}")
+
+
+def _school_code_of(certificate: x509.Certificate) -> str | None:
+    """The school code (``MATRUONG:<code>``) of a school's organisation certificate."""
+    return _subject_id(certificate, "MATRUONG", r"\S+")
 
 
 def _common_name(certificate: x509.Certificate | None) -> str:
@@ -798,8 +841,20 @@ def _role_check(
         return indeterminate(f"chữ ký ô {slot} không hợp lệ nên chưa xác định được người ký")
     assert result.certificate is not None and result.signing_time is not None
     cccd = _cccd_of(result.certificate)
-    if cccd is None:
-        return indeterminate("chứng thư số của người ký không ghi số CCCD")
+    organisation = _school_code_of(result.certificate)
+    if cccd is None or organisation is not None:  # no registry could make this a person
+        kind = (
+            f"chứng thư số của tổ chức (trường {organisation})"
+            if organisation is not None
+            else "chứng thư số không ghi số CCCD của một người"
+        )
+        return Check(
+            code,
+            CheckStatus.FAIL,
+            f"Ô ký {slot} được ký bằng {kind} ({_common_name(result.certificate)}): chỉ chứng "
+            f"thư số cá nhân của {role} mới được ký ô này",
+            slot,
+        )
     if registry is None:
         return indeterminate("không có sổ đăng ký để đối chiếu vai trò người ký")
     if not facts["school_code"] or not facts["school_year"] or not facts["class_name"]:
@@ -842,6 +897,14 @@ def _school_certificate_check(
     if not _authenticated(result):
         return indeterminate("chữ ký phát hành không hợp lệ")
     assert result.certificate is not None and result.signing_time is not None
+    if _cccd_of(result.certificate) is not None and _school_code_of(result.certificate) is None:
+        return Check(
+            code,
+            CheckStatus.FAIL,
+            f"Ký phát hành bằng chứng thư số cá nhân ({_common_name(result.certificate)}), "
+            "không phải chứng thư số của trường",
+            slot,
+        )
     if registry is None:
         return indeterminate("không có sổ đăng ký chứng thư số")
     if not school_code:
@@ -876,8 +939,47 @@ def _school_certificate_check(
     )
 
 
+def _signed_parts(root: etree._Element) -> bytes | None:
+    """A digest of what the signatures cover, for comparing two copies of a record: the
+    exclusive canonical form of ``DU_LIEU_HOC_BA`` and, per slot, the canonical
+    ``SignedInfo`` (which holds the SigningTime's digest) and the decoded
+    ``SignatureValue``. None when the document lacks any of them."""
+    data = root.find("DU_LIEU_HOC_BA")
+    if data is None:
+        return None
+    digest = hashlib.sha256(etree.tostring(data, method="c14n", exclusive=True))
+    for slot in SIGNATURE_SLOTS:
+        signature = root.find(f"DANH_SACH_THONG_TIN_KY/{slot}/{{{DS_NS}}}Signature")
+        signed_info = None if signature is None else signature.find(f"{{{DS_NS}}}SignedInfo")
+        value = None if signature is None else signature.find(f"{{{DS_NS}}}SignatureValue")
+        if signed_info is None or value is None:
+            return None
+        try:
+            decoded = base64.b64decode("".join((value.text or "").split()), validate=True)
+        except ValueError:
+            return None
+        digest.update(b"\0" + slot.encode() + b"\0")
+        digest.update(etree.tostring(signed_info, method="c14n", exclusive=True))
+        digest.update(b"\0" + decoded)
+    return digest.digest()
+
+
+def _same_signed_parts(root: etree._Element, issued_xml: bytes | None) -> bool:
+    """Do this document and the issued copy carry the same signed content and the same
+    signatures (whatever else differs)?"""
+    if not issued_xml:
+        return False
+    try:
+        issued = parse_record_xml_safely(bytes(issued_xml))
+    except Exception as exc:  # noqa: BLE001 - a broken stored copy compares as different
+        log.warning("issued copy unreadable: %s", type(exc).__name__)
+        return False
+    mine = _signed_parts(root)
+    return mine is not None and mine == _signed_parts(issued)
+
+
 def _registry_match_check(
-    lookup_code: str | None, document_sha256: str, registry: Registry | None
+    root: etree._Element, lookup_code: str | None, document_sha256: str, registry: Registry | None
 ) -> Check:
     code = CheckCode.REGISTRY_MATCH
     if not lookup_code:
@@ -914,12 +1016,27 @@ def _registry_match_check(
             if successor
             else "Học bạ đã bị thu hồi; chưa có học bạ thay thế"
         )
-    if str(info.xml_sha256).strip().lower() != document_sha256 and document_sha256 not in {
-        h.strip().lower() for h in info.earlier_sha256
-    }:
-        problems.append("nội dung tệp khác bản học bạ đã phát hành (mã băm SHA-256 không khớp)")
+    byte_identical = str(info.xml_sha256).strip().lower() == document_sha256 or (
+        document_sha256 in {h.strip().lower() for h in info.earlier_sha256}
+    )  # a copy exported before time-stamps were added (migration 0010)
+    same_signed = byte_identical or _same_signed_parts(root, info.xml)
+    if not same_signed:
+        problems.append(
+            "nội dung đã ký khác bản học bạ đã phát hành (mã băm SHA-256 không khớp)"
+            if info.xml
+            else "nội dung tệp khác bản học bạ đã phát hành (mã băm SHA-256 không khớp)"
+        )
     if problems:
         return Check(code, CheckStatus.FAIL, "; ".join(problems))
+    if not byte_identical:
+        return Check(
+            code,
+            CheckStatus.PASS,
+            f"Tệp không trùng từng byte với bản đã phát hành (mã tra cứu {lookup_code}), "
+            "nhưng dữ liệu được ký và các chữ ký trùng khớp bản đã phát hành: chỉ khác ở "
+            "phần không được ký (ví dụ dòng trống hoặc khoảng trắng cuối tệp)",
+            issue_codes=(NOT_BYTE_IDENTICAL,),
+        )
     return Check(
         code,
         CheckStatus.PASS,
@@ -985,7 +1102,7 @@ def verify_document(
         _school_certificate_check(signatures.slots["KY_PHAT_HANH"], registry, info["school_code"])
     )
     checks.append(
-        _registry_match_check(info["lookup_code"], str(info["document_sha256"]), registry)
+        _registry_match_check(root, info["lookup_code"], str(info["document_sha256"]), registry)
     )
     report = VerificationReport.from_checks(checks, **info)
     report.timestamps = _timestamp_times(stamps, archives)

@@ -38,8 +38,10 @@ Design notes:
 
 * The signature sits outside the data it references, so no enveloped-signature transform
   is needed and the three signatures coexist: adding one never changes what another
-  signed. ``NGAY_KY`` / ``SO_CCCD`` in a slot are *not* signed (as in the pilot layout);
-  the verifier only warns when they disagree with the signed values.
+  signed. ``NGAY_KY`` / ``SO_CCCD`` in a slot are *not* signed (as in the pilot layout):
+  the verifier compares them with what is signed (the SigningTime, the certificate's
+  CCCD) and a disagreement is an error (issue 16: unsigned fields must not tell a story
+  the signature does not).
 * **Slot binding.** The SigningTime container's Id is ``st-<SLOT>`` and its Reference is
   inside ``SignedInfo``; a signature moved to another slot therefore fails with
   ``WRONG_SLOT`` — the slot name is covered by the signature itself.
@@ -89,14 +91,15 @@ Verification issue codes (stable; ``message_vi`` is for people):
 ``CERTIFICATE_REVOKED``         revoked (given CRL) at or before the signing time
 ``CRL_INVALID``                 a CRL of the chain's issuer has a bad signature
 ``SIGNER_ID_MISMATCH``          the certificate's CCCD / school code differs from the data
+``NGAY_KY_MISMATCH``            the slot's unsigned NGAY_KY is not the signed SigningTime
+``SLOT_CCCD_MISMATCH``          the slot's unsigned SO_CCCD is not the certificate's CCCD
 ``SIGNING_ORDER_INVALID``       (record level) signing times not GVCN <= CBQL <= KY_PHAT_HANH
 ==============================  =============================================================
 
 Warnings (do not make ``ok`` false): ``SIGNER_ID_UNCHECKED`` (the certificate carries no
 CCCD / school code to compare), ``CERTIFICATE_REVOKED_LATER`` (revoked after the signing
 time), ``KEYINFO_SUBJECT_MISMATCH`` (X509SubjectName names no certificate of X509Data; KeyInfo
-is not signed), ``NGAY_KY_MISMATCH`` and ``SLOT_CCCD_MISMATCH`` (the unsigned slot details
-disagree with the signed values).
+is not signed).
 """
 
 from __future__ import annotations
@@ -277,13 +280,13 @@ class IssueCode(StrEnum):
     CERTIFICATE_REVOKED = "CERTIFICATE_REVOKED"
     CRL_INVALID = "CRL_INVALID"
     SIGNER_ID_MISMATCH = "SIGNER_ID_MISMATCH"
+    NGAY_KY_MISMATCH = "NGAY_KY_MISMATCH"
+    SLOT_CCCD_MISMATCH = "SLOT_CCCD_MISMATCH"
     SIGNING_ORDER_INVALID = "SIGNING_ORDER_INVALID"
     # warnings
     SIGNER_ID_UNCHECKED = "SIGNER_ID_UNCHECKED"
     CERTIFICATE_REVOKED_LATER = "CERTIFICATE_REVOKED_LATER"
     KEYINFO_SUBJECT_MISMATCH = "KEYINFO_SUBJECT_MISMATCH"
-    NGAY_KY_MISMATCH = "NGAY_KY_MISMATCH"
-    SLOT_CCCD_MISMATCH = "SLOT_CCCD_MISMATCH"
 
 
 _MESSAGES_VI: dict[IssueCode, str] = {
@@ -1121,7 +1124,7 @@ def _verify_slot(
     ngay_ky = _text(_first(slot_children, "NGAY_KY"))
     if ngay_ky is not None and signing_time is not None:
         if _parse_signing_time(ngay_ky) != signing_time:
-            warnings.append(VerificationIssue.of(IssueCode.NGAY_KY_MISMATCH, ngay_ky))
+            errors.append(VerificationIssue.of(IssueCode.NGAY_KY_MISMATCH, ngay_ky))
     result.ok = not errors
     return result
 
@@ -1205,5 +1208,7 @@ def _check_signer_identity(
                     IssueCode.SIGNER_ID_MISMATCH, f"{prefix} {sorted(in_certificate)} ≠ {expected}"
                 )
             )
-    if slot != "KY_PHAT_HANH" and slot_cccd and in_certificate and slot_cccd not in in_certificate:
-        result.warnings.append(VerificationIssue.of(IssueCode.SLOT_CCCD_MISMATCH, slot_cccd))
+    # the slot's SO_CCCD names the signer: a certificate without that CCCD (another
+    # person's, or one naming no person at all) does not match it
+    if slot != "KY_PHAT_HANH" and slot_cccd and slot_cccd not in in_certificate:
+        result.errors.append(VerificationIssue.of(IssueCode.SLOT_CCCD_MISMATCH, slot_cccd))

@@ -92,3 +92,64 @@ def assert_xmlsec1_verifies(path, root_pem) -> None:  # type: ignore[no-untyped-
             text=True,
         )
         assert out.returncode == 0, (slot, out.stderr)
+
+
+def forge(  # type: ignore[no-untyped-def]
+    issued: bytes,
+    gvcn,
+    cbql,
+    seal,
+    *,
+    lookup_code: str | None = None,
+    times=None,
+    slot_cccd: dict[str, str] | None = None,
+) -> bytes:
+    """What an attacker builds from an issued record with the project's own signer: the
+    pupil's name and a score changed, a new lookup code (or ``lookup_code``), the three
+    slots emptied and signed again by the signers ``gvcn``, ``cbql``, ``seal`` (any
+    :class:`~hocba.tasks.signing.Signer`, e.g. the school's seal in every slot) at
+    ``times`` (default: now). Each personal slot's SO_CCCD is the signer's CCCD as
+    issuance writes it, unless ``slot_cccd`` says otherwise."""
+    import datetime as dt
+    import uuid
+
+    from lxml import etree
+
+    from hocba.tasks.record_xml import parse_record_xml_safely
+    from hocba.tasks.xmldsig import sign_slots
+
+    root = parse_record_xml_safely(issued)
+    general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
+    general.find("HO_VA_TEN").text = "Lê Minh Anh Tuấn"  # type: ignore[union-attr]
+    general.find("MA_TRA_CUU_UUID").text = lookup_code or str(uuid.uuid4())  # type: ignore[union-attr]
+    score = root.find("DU_LIEU_HOC_BA/TONG_KET//DIEM_KIEM_TRA_DINH_KY")
+    if score is not None:
+        score.text = "10"
+    for slot in ("GVCN", "CBQL", "KY_PHAT_HANH"):
+        element = root.find(f"DANH_SACH_THONG_TIN_KY/{slot}")
+        element[:] = []  # type: ignore[index]
+        element.text = None  # type: ignore[union-attr]
+    document = b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(root, encoding="UTF-8")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    times = times or (now, now, now)
+    for slot, signer, when in zip(
+        ("GVCN", "CBQL", "KY_PHAT_HANH"), (gvcn, cbql, seal), times, strict=True
+    ):
+        extra = {}
+        if slot != "KY_PHAT_HANH":
+            cccd = (slot_cccd or {}).get(slot) or certificate_cccd(signer.certificate)
+            extra = {"SO_CCCD": cccd} if cccd else {}
+        (document,) = sign_slots(
+            [document], slot, signer, when, extra, check_certificate_validity=False
+        )
+    return document
+
+
+def certificate_cccd(certificate) -> str | None:  # type: ignore[no-untyped-def]
+    """The CCCD a personal certificate names (``serialNumber=CCCD:<12 digits>``)."""
+    from cryptography import x509
+
+    for attribute in certificate.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER):
+        if str(attribute.value).startswith("CCCD:"):
+            return str(attribute.value)[5:]
+    return None

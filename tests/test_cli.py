@@ -232,6 +232,30 @@ def test_sign_export_verify_and_tamper(cli: CliRunner, tmp_path: Path, monkeypat
     root_pem.write_bytes(trust_anchors(tmp_path / "home")[0].public_bytes(Encoding.PEM))
     assert_xmlsec1_verifies(original, root_pem)
 
+    # issue 16: the clerk's forgery (the seal in every slot, name and score changed, a new
+    # lookup code) is INVALID by the role checks; a trailing newline is not a forgery
+    from issuing import forge
+
+    from hocba.tasks.signing import SoftwareSigner
+
+    seal = SoftwareSigner.from_pkcs12(tmp_path / "home" / "pki" / "truong-DH01.p12", "mat-khau-thu")
+    forged = tmp_path / "gia-mao.xml"
+    forged.write_bytes(forge(data, seal, seal, seal))
+    res = cli.invoke(app, ["verify", str(forged), "--json"])
+    report = json.loads(res.output)
+    assert res.exit_code == 1 and report["verdict"] == "INVALID"
+    assert {c["code"] for c in report["checks"] if c["status"] == "fail"} == {
+        "ROLE_GVCN",
+        "ROLE_CBQL",
+    }
+    newline = tmp_path / "xuong-dong.xml"
+    newline.write_bytes(data + b"\n")
+    res = cli.invoke(app, ["verify", str(newline), "--json"])
+    report = json.loads(res.output)
+    assert res.exit_code == 0 and report["verdict"] == "VALID"
+    match = next(c for c in report["checks"] if c["code"] == "REGISTRY_MATCH")
+    assert match["issue_codes"] == ["NOT_BYTE_IDENTICAL"]
+
     # a correction: requested by the clerk, approved by the district, old record revoked
     res = cli.invoke(
         app,

@@ -1,7 +1,9 @@
 """Chuyển trường: the school's outgoing and incoming transfers, the manual review queue
-(a package whose pupil does not match the pupil known under that ID), and the actions on
-top of :mod:`hocba.tasks.transfer`: export a package, take one in, record a receipt,
-resolve a review (take in after comparing the papers, or refuse with a reason).
+(a package whose pupil does not match the pupil known under that ID, or with a record
+whose checks could not all be made — INDETERMINATE), and the actions on top of
+:mod:`hocba.tasks.transfer`: export a package, take one in, record a receipt, resolve a
+review (take in after comparing the papers and looking into the unchecked items, or
+refuse with a reason).
 
 Principals, delegated vice principals and clerks act for their school; a district
 officer and an administrator see the transfers of their schools without acting. The
@@ -88,21 +90,36 @@ def _seal(passphrase: str) -> Any:
     return open_signer(registered_key(viewer, "KY_PHAT_HANH", school["code"]), passphrase)
 
 
-def _receive(package: bytes, passphrase: str, confirmed: bool) -> Any:
-    from hocba.tasks.issuance import trust_anchors
+def _receive(
+    package: bytes, passphrase: str, confirmed: bool, unverified_confirmed: bool = False
+) -> Any:
+    from hocba.tasks.issuance import crl_source, trust_anchors
     from hocba.tasks.transfer import receive_package
 
     seal = _seal(passphrase)
+    home = load_settings().home
     with session() as s:
         return receive_package(
             s,
             package,
             viewer.actor,
             seal,
-            trust_anchors(load_settings().home),
+            trust_anchors(home),
             school["code"],
             identity_confirmed=confirmed,
+            crl_source=crl_source(home),
+            unverified_confirmed=unverified_confirmed,
         )
+
+
+def _review_parts(reason: str | None) -> tuple[bool, bool]:
+    """Does a review ask about the pupil's identity, about unchecked records, or both
+    (the unchecked part always comes last, see :data:`UNVERIFIED_REASON`)?"""
+    from hocba.tasks.transfer import UNVERIFIED_REASON
+
+    text = reason or ""
+    identity, _, unverified = text.partition(UNVERIFIED_REASON)
+    return bool(identity.strip(" ;")) or not unverified, bool(unverified)
 
 
 def _upload(label: str, key: str) -> bytes | None:
@@ -252,14 +269,20 @@ with tab_review:
                 )
             if not may_act:
                 continue
+            asks_identity, asks_unverified = _review_parts(r["review_reason"])
             c1, c2 = st.columns(2)
             with c1:
                 st.markdown("**Nhận sau khi đã đối chiếu giấy tờ**")
                 data = _upload("Gói chuyển trường đã nhận (.zip)", f"ct_rv_file_{r['id']}")
                 with st.form(f"ct_accept_{r['id']}", clear_on_submit=True):
-                    sure = st.checkbox(
+                    sure = not asks_identity or st.checkbox(
                         "Tôi đã đối chiếu giấy khai sinh/căn cước: đúng là học sinh này",
                         key=f"ct_rv_sure_{r['id']}",
+                    )
+                    checked = not asks_unverified or st.checkbox(
+                        "Tôi đã xem xét các mục chưa kiểm tra được nêu trên (đã liên hệ trường "
+                        "chuyển đi, kiểm tra chứng thư số): nhận các học bạ này",
+                        key=f"ct_rv_checked_{r['id']}",
                     )
                     passphrase = st.text_input(
                         "Mật khẩu tệp khóa con dấu của trường",
@@ -277,17 +300,29 @@ with tab_review:
                         )
                     elif not sure:
                         st.error("Hãy xác nhận đã đối chiếu giấy tờ của học sinh trước khi nhận.")
+                    elif not checked:
+                        st.error(
+                            "Hãy xác nhận đã xem xét các mục chưa kiểm tra được trước khi nhận."
+                        )
                     else:
                         try:
-                            res = _receive(data, passphrase, confirmed=True)
+                            res = _receive(
+                                data,
+                                passphrase,
+                                confirmed=asks_identity,
+                                unverified_confirmed=asks_unverified,
+                            )
                         except (SignerUnavailable, TransferError) as exc:
                             st.error(str(exc))
                         else:
-                            st.session_state["ct_receipt_out"] = {
-                                "id": res.transfer_id,
-                                "data": res.receipt,
-                            }
-                            flash(f"Đã nhận {res.records} học bạ của {r['pupil_name']}.")
+                            if res.state == "needs_review":  # another reason came up meanwhile
+                                flash(f"Hồ sơ #{r['id']} vẫn cần đối chiếu thủ công.", "warning")
+                            else:
+                                st.session_state["ct_receipt_out"] = {
+                                    "id": res.transfer_id,
+                                    "data": res.receipt,
+                                }
+                                flash(f"Đã nhận {res.records} học bạ của {r['pupil_name']}.")
                             st.rerun()
             with c2:
                 st.markdown("**Từ chối**")

@@ -62,6 +62,36 @@ def click(at: AppTest, label: str) -> AppTest:
     return button.click().run()
 
 
+def export_on_page(d: Any, to: str = "DH02") -> tuple[AppTest, bytes]:
+    """DH01's clerk exports the pupil's package to ``to`` on the page."""
+    at = page_as(d, "dh01.vt")
+    assert not at.exception, at.exception
+    at.text_input(key="ct_pupil").input(d.pupil_code)
+    at.text_input(key="ct_to").input(to)
+    at.date_input(key="ct_leaving").set_value(dt.date(2025, 1, 15))
+    at.text_input(key="ct_pass_out").input(PASSWORD)
+    at = click(at, "Xuất gói và ký bằng con dấu")
+    assert not at.exception, at.exception
+    return at, at.session_state["ct_package"]["data"]
+
+
+def receive_on_page(d: Any, package: bytes) -> AppTest:
+    """DH02's clerk uploads ``package`` and presses «Kiểm tra và nhận»."""
+    at = page_as(d, "dh02.vt")
+    at.file_uploader(key="ct_in_file").set_value(("goi.zip", package, "application/zip"))
+    at.text_input(key="ct_pass_in").input(PASSWORD)
+    at = click(at, "Kiểm tra và nhận")
+    assert not at.exception, at.exception
+    return at
+
+
+def take_in_reviewed(at: AppTest, tid: int, package: bytes) -> AppTest:
+    """Upload ``package`` in review ``tid``'s form and press «Nhận học bạ»."""
+    at.file_uploader(key=f"ct_rv_file_{tid}").set_value(("goi.zip", package, "application/zip"))
+    at.text_input(key=f"ct_rv_pass_{tid}").input(PASSWORD)
+    return click(at, "Nhận học bạ")
+
+
 def messages(at: AppTest) -> str:
     return "\n".join(
         str(e.value) for kind in ("success", "warning", "error", "info") for e in getattr(at, kind)
@@ -70,16 +100,8 @@ def messages(at: AppTest) -> str:
 
 def test_export_receive_review_and_take_in(two_schools) -> None:  # type: ignore[no-untyped-def]
     d = two_schools
-    at = page_as(d, "dh01.vt")
-    assert not at.exception, at.exception
-    at.text_input(key="ct_pupil").input(d.pupil_code)
-    at.text_input(key="ct_to").input("dh02")
-    at.date_input(key="ct_leaving").set_value(dt.date(2025, 1, 15))
-    at.text_input(key="ct_pass_out").input(PASSWORD)
-    at = click(at, "Xuất gói và ký bằng con dấu")
-    assert not at.exception, at.exception
+    at, package = export_on_page(d, "dh02")
     assert "Đã xuất gói chuyển trường" in messages(at)
-    package = at.session_state["ct_package"]["data"]
     assert package[:2] == b"PK"
     assert d.pupil_name in at.dataframe[0].value["Học sinh"].tolist()
     assert d.scalar("SELECT state FROM transfer") == "exported"
@@ -89,11 +111,7 @@ def test_export_receive_review_and_take_in(two_schools) -> None:  # type: ignore
             text("UPDATE pupil SET full_name = 'Tên Khác Hẳn' WHERE pupil_code = :c"),
             {"c": d.pupil_code},
         )
-    at = page_as(d, "dh02.vt")
-    at.file_uploader(key="ct_in_file").set_value(("goi.zip", package, "application/zip"))
-    at.text_input(key="ct_pass_in").input(PASSWORD)
-    at = click(at, "Kiểm tra và nhận")
-    assert not at.exception, at.exception
+    at = receive_on_page(d, package)
     assert "cần đối chiếu thủ công" in messages(at)
     assert d.scalar("SELECT count(*) FROM received_record") == 0
     tid = int(d.scalar("SELECT id FROM transfer"))
@@ -105,9 +123,7 @@ def test_export_receive_review_and_take_in(two_schools) -> None:  # type: ignore
     at.text_input(key=f"ct_rv_pass_{tid}").input(PASSWORD)
     at = click(at, "Nhận học bạ")
     assert "Hãy tải lên đúng gói chuyển trường của hồ sơ này" in messages(at)
-    at.file_uploader(key=f"ct_rv_file_{tid}").set_value(("goi.zip", package, "application/zip"))
-    at.text_input(key=f"ct_rv_pass_{tid}").input(PASSWORD)
-    at = click(at, "Nhận học bạ")
+    at = take_in_reviewed(at, tid, package)
     assert "Hãy xác nhận đã đối chiếu giấy tờ" in messages(at)
     assert d.scalar("SELECT count(*) FROM received_record") == 0
 
@@ -165,3 +181,32 @@ def test_a_district_officer_sees_but_does_not_act(two_schools) -> None:  # type:
     assert not at.exception, at.exception
     assert "Bạn chỉ xem" in "\n".join(str(c.value) for c in at.caption)
     assert not at.file_uploader and not at.form
+
+
+def test_a_record_that_cannot_be_fully_checked_waits_for_a_person(two_schools) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16: only VALID records go straight in. With the CRL unreachable the record is
+    INDETERMINATE: the package joins the review queue naming the check, and a person
+    takes it in only after confirming they looked into it (no identity question here)."""
+    d = two_schools
+    _, package = export_on_page(d)
+    crl = d.home / "pki" / "root-ca.crl.pem"
+    crl.rename(crl.with_suffix(".tam"))  # the CRL cannot be fetched now
+
+    at = receive_on_page(d, package)
+    assert "cần đối chiếu thủ công" in messages(at)
+    assert d.scalar("SELECT count(*) FROM received_record") == 0
+    tid = int(d.scalar("SELECT id FROM transfer"))
+    review = "\n".join(str(m.value) for m in at.markdown)
+    assert "Chưa kiểm tra được đầy đủ" in review and "REVOCATION" in review
+    assert not any(c.key == f"ct_rv_sure_{tid}" for c in at.checkbox)  # identity matches
+
+    at = take_in_reviewed(at, tid, package)
+    assert "Hãy xác nhận đã xem xét các mục chưa kiểm tra được" in messages(at)
+    assert d.scalar("SELECT count(*) FROM received_record") == 0
+
+    at.checkbox(key=f"ct_rv_checked_{tid}").check()
+    at = take_in_reviewed(at, tid, package)
+    assert not at.exception, at.exception
+    assert f"Đã nhận 1 học bạ của {d.pupil_name}" in messages(at)
+    assert d.scalar("SELECT verdict FROM received_record") == "INDETERMINATE"
+    assert d.scalar("SELECT state FROM transfer WHERE id = :i", i=tid) == "accepted"

@@ -321,6 +321,36 @@ def test_a_worker_killed_mid_batch_and_the_flow_rerun_signs_each_record_once(
 
 
 # ----------------------------------------------------------------------- two districts
+def _take_in_after_review(district, school_code: str) -> None:  # type: ignore[no-untyped-def]
+    """The receiving school's clerk looks into the review queue's package and takes it in
+    (``unverified_confirmed``), then sends the signed receipt to the leaving school's box."""
+    from hocba.flows.transfer import RECEIPTS, _box, _person, _sender, review_package
+    from hocba.tasks.issuance import crl_source
+    from hocba.tasks.signers import school_seal
+    from hocba.tasks.transfer import receive_package
+
+    with district.connect() as c:
+        sha = str(
+            c.scalar(text("SELECT package_sha256 FROM transfer WHERE state = 'needs_review'"))
+        )
+    path = review_package(school_code, sha)
+    assert path is not None
+    package = path.read_bytes()
+    with db.session_scope() as s:
+        res = receive_package(
+            s,
+            package,
+            _person(s, None, school_code),
+            school_seal(s, school_code),
+            trust_anchors(district.home),
+            school_code,
+            crl_source=crl_source(district.home),
+            unverified_confirmed=True,
+        )
+    assert res.state == "accepted" and res.receipt
+    (_box(_sender(package), RECEIPTS) / f"{sha}.json").write_bytes(res.receipt)
+
+
 @pytest.fixture
 def second_district(pg_url: str, schema_name: str, keyed, tmp_path: Path) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
     """Another district of the province (its own database schema and home), one school
@@ -408,9 +438,16 @@ def test_a_transfer_across_two_districts_ends_with_the_receipt_verified_at_the_s
         assert len(list((exchange / "HB01" / "den").glob("*.zip"))) == 1
 
         b.use()
+        # HB01's registry does not know DH01's teachers, principal or seal: the record is
+        # INDETERMINATE, so the package waits for a person (issue 16), never straight in
         got = transfer_in_flow(["HB01"])
-        assert got["HB01"]["accepted"] == 1 and got["HB01"]["refused"] == 0  # type: ignore[index]
-        assert transfer_in_flow(["HB01"])["HB01"]["accepted"] == 0  # type: ignore[index]
+        assert got["HB01"]["needs_review"] == 1 and got["HB01"]["refused"] == 0  # type: ignore[index]
+        assert transfer_in_flow(["HB01"])["HB01"]["needs_review"] == 0  # type: ignore[index]
+        with second_district.connect() as c:
+            assert c.scalar(text("SELECT count(*) FROM received_record")) == 0
+            why = str(c.scalar(text("SELECT review_reason FROM transfer")))
+        assert "ROLE_GVCN" in why and "SCHOOL_CERTIFICATE" in why
+        _take_in_after_review(second_district, "HB01")
         with second_district.connect() as c:
             held = c.execute(
                 text("SELECT lookup_code::text, xml, verdict FROM received_record")
@@ -467,7 +504,7 @@ def test_a_transfer_across_two_districts_ends_with_the_receipt_verified_at_the_s
         again = transfer_out_flow(str(second), "HB01", dt.date(2025, 1, 15), "dh01.vt")
         assert again["exported"] is True and again["transfer_id"] != first["transfer_id"]
         b.use()
-        assert transfer_in_flow(["HB01"])["HB01"]["accepted"] == 1  # type: ignore[index]
+        assert transfer_in_flow(["HB01"])["HB01"]["needs_review"] == 1  # type: ignore[index]
     finally:
         db.get_engine().dispose()
         db.get_engine.cache_clear()

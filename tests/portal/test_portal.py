@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from issuing import forge
 from sqlalchemy import func, select
 
 from hocba.portal import PortalFaults, ProvincePortal, create_portal_app
@@ -513,6 +514,64 @@ def test_the_same_lookup_code_with_other_content_is_rejected(
         "REGISTRY_MATCH",
         "MA_TRA_CUU_UUID",
     )
+    assert running.count("record") == 1
+
+
+# ------------------------------------------------------------------ forgeries (issue 16)
+def _submit_one(client: PortalClient, record: bytes) -> RecordResult:
+    package = _one_package([record], nonce=uuid.uuid4().hex)
+    client.submit(package)
+    (result,) = client.query_submission(package.message_id)
+    return result
+
+
+@pytest.mark.parametrize("real_teacher", [False, True], ids=["seal-everywhere", "seal-as-cbql"])
+def test_a_record_forged_with_the_seal_is_rejected_by_the_role_check(
+    client: PortalClient, running: RunningPortal, batch: list[bytes], school: School, real_teacher
+) -> None:
+    """The clerk holds only the approved seal: name and score changed, a new lookup code,
+    the seal in the personal slots — re-signed with the project's own signer."""
+    gvcn = school.teacher if real_teacher else school.seal
+    forged = forge(batch[0], gvcn, school.seal, school.seal)
+    result = _submit_one(client, forged)
+    assert result.trang_thai == 0
+    assert result.error == ("ROLE_CBQL" if real_teacher else "ROLE_GVCN")
+    assert result.error_description and "chứng thư số của tổ chức" in result.error_description
+    assert running.count("record") == 0
+
+
+@pytest.mark.parametrize(
+    ("element", "value"),
+    [("SO_CCCD", "001190099999"), ("NGAY_KY", "2025-05-20T10:00:00+07:00")],
+)
+def test_a_changed_unsigned_slot_field_is_rejected(
+    client: PortalClient, running: RunningPortal, batch: list[bytes], element: str, value: str
+) -> None:
+    start = batch[1].index(b"<GVCN>")
+    head, tail = batch[1][:start], batch[1][start:]
+    opening, closing = f"<{element}>".encode(), f"</{element}>".encode()
+    i = tail.index(opening) + len(opening)
+    changed = head + tail[:i] + value.encode() + tail[tail.index(closing, i) :]
+    result = _submit_one(client, changed)
+    assert (result.trang_thai, result.error) == (0, "SIGNATURE_GVCN")
+    assert running.count("record") == 0
+
+
+def test_a_resend_with_a_trailing_newline_is_the_same_record(
+    client: PortalClient, running: RunningPortal, batch: list[bytes], school: School
+) -> None:
+    first = _submit_one(client, batch[2])
+    assert first.accepted
+    again = _submit_one(client, batch[2] + b"\n")
+    assert again.accepted and again.error is None
+    assert "không trùng từng byte" in (again.error_description or "")
+    assert running.count("record") == 1
+    # other signed content under that lookup code, every real key: not the same record
+    resigned = forge(
+        batch[2], school.teacher, school.principal, school.seal, lookup_code=_code(batch[2])
+    )
+    other = _submit_one(client, resigned)
+    assert (other.trang_thai, other.error) == (0, "REGISTRY_MATCH")
     assert running.count("record") == 1
 
 

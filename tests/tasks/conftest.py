@@ -241,6 +241,15 @@ def signing_staff(tmp_path_factory: pytest.TempPathFactory) -> Staff:
 SignAll = Callable[..., list[bytes]]
 
 
+def slot_cccd(signer: SoftwareSigner) -> dict[str, str]:
+    """The slot's SO_CCCD as issuance writes it: the signer's CCCD from the certificate
+    (none for a certificate that names no person)."""
+    from issuing import certificate_cccd
+
+    cccd = certificate_cccd(signer.certificate)
+    return {"SO_CCCD": cccd} if cccd else {}
+
+
 @pytest.fixture(scope="session")
 def sign_all(signing_staff: Staff) -> SignAll:
     """Sign documents in the three slots, in order, each slot in one batch."""
@@ -253,21 +262,12 @@ def sign_all(signing_staff: Staff) -> SignAll:
         school: TestIdentity | None = None,
         times: tuple[dt.datetime, dt.datetime, dt.datetime] = (GVCN_TIME, CBQL_TIME, SEAL_TIME),
     ) -> list[bytes]:
+        gvcn = signing_staff.signer(teacher or signing_staff.teacher)
         documents = sign_slots(
-            documents,
-            "GVCN",
-            signing_staff.signer(teacher or signing_staff.teacher),
-            times[0],
-            {"SO_CCCD": TEACHER_CCCD},
-            check_certificate_validity=False,
+            documents, "GVCN", gvcn, times[0], slot_cccd(gvcn), check_certificate_validity=False
         )
-        documents = sign_slots(
-            documents,
-            "CBQL",
-            signing_staff.signer(principal or signing_staff.principal),
-            times[1],
-            {"SO_CCCD": PRINCIPAL_CCCD},
-        )
+        cbql = signing_staff.signer(principal or signing_staff.principal)
+        documents = sign_slots(documents, "CBQL", cbql, times[1], slot_cccd(cbql))
         return sign_slots(
             documents,
             "KY_PHAT_HANH",

@@ -36,6 +36,7 @@ from hocba.tasks.timestamps import (
     TsaClient,
     add_signature_timestamps,
     archive_timestamps,
+    check_record_timestamps,
     signature_timestamps,
 )
 from hocba.tasks.trust_services import serve_trust_services
@@ -224,6 +225,9 @@ def test_ocsp_down_is_indeterminate_never_invalid(keyed, services, monkeypatch):
     assert report.check("REVOCATION").status == "indeterminate"
 
 
+LIFETIME_S = 8  # long enough to sign and stamp on a loaded machine, short to wait for
+
+
 def _short_lived_signature(tmp_path: Path, record, wait_before_stamp: bool):  # type: ignore[no-untyped-def]
     """A record signed in all three slots, the GVCN certificate valid for 3 more seconds;
     the timestamps are asked before it expires, or (``wait_before_stamp``) after."""
@@ -239,7 +243,7 @@ def _short_lived_signature(tmp_path: Path, record, wait_before_stamp: bool):  # 
         "Giáo viên chủ nhiệm",
         password,
         not_before=now - dt.timedelta(days=1),
-        not_after=now + dt.timedelta(seconds=3),
+        not_after=now + dt.timedelta(seconds=LIFETIME_S),
     )
     principal = pki.issue_person(
         record.thong_tin_chung["SO_CCCD_GIAM_HIEU_KY_HOC_BA"], "HT", "Hiệu trưởng", password
@@ -256,12 +260,22 @@ def _short_lived_signature(tmp_path: Path, record, wait_before_stamp: bool):  # 
         (doc,) = sign_slots(
             [doc], slot, SoftwareSigner.from_pkcs12(ident.p12_path, password), now, extra
         )
+    expires = teacher.certificate.not_valid_after_utc
+
+    def wait_until_expired() -> None:  # the machine may be slow: wait for the clock
+        while dt.datetime.now(dt.UTC) <= expires + dt.timedelta(seconds=1):
+            time.sleep(0.2)
+
     if wait_before_stamp:
-        time.sleep(4)
+        wait_until_expired()
     with serve_trust_services(pki.directory) as services_url:
         (doc,) = add_signature_timestamps([doc], TsaClient(services_url + "/tsa"))
         if not wait_before_stamp:
-            time.sleep(4)  # now the certificate has expired, after its timestamp
+            stamps, _ = check_record_timestamps(
+                parse_record_xml_safely(doc), [pki.root_certificate]
+            )
+            assert stamps["GVCN"].info.time < expires, "set-up too slow: stamped after expiry"
+            wait_until_expired()  # now the certificate has expired, after its timestamp
         report = verify_document(
             doc,
             trusted_roots=[pki.root_certificate],

@@ -1,22 +1,33 @@
 """Transfers between schools on the real database: export, verify, match, take in
-read-only, receipt; tampered packages and identity mismatches refused or queued."""
+read-only, receipt; tampered packages and identity mismatches refused or queued; only
+VALID records go straight in (issue 16): forgeries are refused, INDETERMINATE waits for a
+person."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import zipfile
 
 import pytest
-from issuing import issue, reviewed_class, signer_of
+from issuing import forge, issue, reviewed_class, signer_of, teacher_username
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from hocba.models import certificates
-from hocba.tasks.issuance import trust_anchors
-from hocba.tasks.transfer import TransferError, export_package, receive_package, record_receipt
+from hocba.tasks.issuance import crl_source, trust_anchors
+from hocba.tasks.record_xml import parse_record_xml_safely
+from hocba.tasks.transfer import (
+    UNVERIFIED_REASON,
+    TransferError,
+    _sign_json,
+    export_package,
+    receive_package,
+    record_receipt,
+)
 
 LEAVING = dt.date(2025, 1, 15)
 
@@ -47,6 +58,8 @@ def export(d, code: str) -> bytes:  # type: ignore[no-untyped-def]
 
 
 def receive(d, package: bytes, **kw):  # type: ignore[no-untyped-def]
+    """DH02's clerk receives ``package``, with the test PKI's CRL unless ``crl_source``."""
+    kw.setdefault("crl_source", crl_source(d.home))
     with Session(d.engine) as s:
         res = receive_package(
             s,
@@ -76,6 +89,7 @@ def test_transfer_round_trip(issued_pupil) -> None:  # type: ignore[no-untyped-d
     assert (res.state, res.records) == ("accepted", 1)
     original = d.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=rid)
     assert d.scalar("SELECT xml FROM received_record") == original  # byte-identical
+    assert d.scalar("SELECT verdict FROM received_record") == "VALID"
     assert (
         d.scalar("SELECT s.code FROM received_record r JOIN school s ON s.id = r.school_id")
         == "DH02"
@@ -150,3 +164,126 @@ def test_only_staff_of_the_school_may_export(issued_pupil) -> None:  # type: ign
     d, code, _ = issued_pupil
     with Session(d.engine) as s, pytest.raises(TransferError, match="không có quyền"):
         export_package(s, code, "DH02", LEAVING, d.actor("dh02.vt"), signer_of(d, "truong-DH02"))
+
+
+# ------------------------------------------------------------------ issue 16
+def _with_records(d, package: bytes, records: dict[str, bytes]) -> bytes:  # type: ignore[no-untyped-def]
+    """``package`` with ``records`` (lookup code → XML) instead of its own, its manifest
+    signed again with DH01's seal by the project's own code: what a clerk holding the
+    seal can send."""
+
+    def change(files):  # type: ignore[no-untyped-def]
+        for name in [n for n in files if n.startswith("records/")]:
+            del files[name]
+        manifest = json.loads(files["manifest.json"])
+        manifest["records"] = [
+            {"lookup_code": code, "sha256": hashlib.sha256(xml).hexdigest()}
+            for code, xml in records.items()
+        ]
+        files["manifest.json"] = json.dumps(manifest, ensure_ascii=False, sort_keys=True).encode()
+        files["manifest.sig.json"] = json.dumps(
+            _sign_json(manifest, signer_of(d, "truong-DH01"))
+        ).encode()
+        for code, xml in records.items():
+            files[f"records/{code}.xml"] = xml
+
+    return _rezip(package, change)
+
+
+def _lookup(xml: bytes) -> str:
+    return str(
+        parse_record_xml_safely(xml).findtext("DU_LIEU_HOC_BA/THONG_TIN_CHUNG/MA_TRA_CUU_UUID")
+    )
+
+
+@pytest.mark.parametrize("real_teacher", [False, True], ids=["seal-everywhere", "seal-as-cbql"])
+def test_a_seal_forged_record_refuses_the_package(issued_pupil, real_teacher: bool) -> None:  # type: ignore[no-untyped-def]
+    """The clerk's forgery (name and score changed, new lookup code, the seal in the
+    personal slots) verified INDETERMINATE and travelled; now the role check refuses it."""
+    d, code, rid = issued_pupil
+    package = export(d, code)
+    original = bytes(d.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=rid))
+    seal = signer_of(d, "truong-DH01")
+    gvcn = _teacher(d, rid) if real_teacher else seal
+    forged = forge(original, gvcn, seal, seal)
+    with pytest.raises(TransferError, match=r"\[ROLE_CBQL\]" if real_teacher else r"\[ROLE_GVCN\]"):
+        receive(d, _with_records(d, package, {_lookup(forged): forged}))
+    assert d.scalar("SELECT count(*) FROM received_record") == 0
+    assert (
+        d.scalar(
+            "SELECT count(*) FROM transfer WHERE to_school_code = 'DH02' AND state <> 'exported'"
+        )
+        == 0
+    )
+
+
+def test_an_indeterminate_record_waits_in_the_review_queue(issued_pupil) -> None:  # type: ignore[no-untyped-def]
+    d, code, _ = issued_pupil
+    package = export(d, code)
+    res = receive(d, package, crl_source=None)  # revocation cannot be checked
+    assert res.state == "needs_review" and res.receipt is None
+    assert d.scalar("SELECT count(*) FROM received_record") == 0
+    reason = str(d.scalar("SELECT review_reason FROM transfer"))
+    assert reason.startswith(UNVERIFIED_REASON) and "REVOCATION" in reason
+    # a person looks into it and takes it in; the record keeps its verdict
+    res = receive(d, package, crl_source=None, unverified_confirmed=True)
+    assert res.state == "accepted" and res.receipt
+    assert d.scalar("SELECT verdict FROM received_record") == "INDETERMINATE"
+    assert str(d.scalar("SELECT review_reason FROM transfer")).startswith("Đã xem xét thủ công")
+    assert (
+        d.scalar(
+            "SELECT payload->>'unverified' FROM audit_event WHERE action = 'transfer_in' "
+            "ORDER BY id DESC LIMIT 1"
+        )
+        == "1"
+    )
+
+
+def test_received_again_once_the_checks_can_be_made_it_goes_in(issued_pupil) -> None:  # type: ignore[no-untyped-def]
+    d, code, _ = issued_pupil
+    package = export(d, code)
+    assert receive(d, package, crl_source=None).state == "needs_review"
+    res = receive(d, package)  # the CRL is reachable again
+    assert res.state == "accepted"
+    assert d.scalar("SELECT verdict FROM received_record") == "VALID"
+
+
+def test_identity_and_unchecked_records_are_both_reviewed(issued_pupil) -> None:  # type: ignore[no-untyped-def]
+    d, code, _ = issued_pupil
+    package = export(d, code)
+    with d.engine.begin() as c:
+        c.execute(
+            text("UPDATE pupil SET full_name = 'Tên Khác Hẳn' WHERE pupil_code = :c"), {"c": code}
+        )
+    res = receive(d, package, crl_source=None, identity_confirmed=True)
+    assert res.state == "needs_review"  # the papers are compared, the records are not
+    reason = str(d.scalar("SELECT review_reason FROM transfer"))
+    assert reason.startswith("Đã đối chiếu thủ công") and UNVERIFIED_REASON in reason
+    res = receive(d, package, crl_source=None, identity_confirmed=True, unverified_confirmed=True)
+    assert res.state == "accepted"
+
+
+def _teacher(d, rid: int):  # type: ignore[no-untyped-def]
+    """The signer of the record's real homeroom teacher."""
+    return signer_of(d, teacher_username(d, d.homeroom_of(rid)))
+
+
+def test_a_trailing_newline_is_not_a_forged_record(issued_pupil) -> None:  # type: ignore[no-untyped-def]
+    """The leaving school's copy gained a newline (a mail client, an editor): the receiving
+    school's registry knows the lookup code and sees the signed parts are the issued ones.
+    Other signed content under that lookup code, even signed with every real key, is not."""
+    d, code, rid = issued_pupil
+    package = export(d, code)
+    original = bytes(d.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=rid))
+    resigned = forge(
+        original,
+        _teacher(d, rid),
+        signer_of(d, "dh01.ht"),
+        signer_of(d, "truong-DH01"),
+        lookup_code=_lookup(original),
+    )
+    with pytest.raises(TransferError, match=r"\[REGISTRY_MATCH\]"):
+        receive(d, _with_records(d, package, {_lookup(original): resigned}))
+    res = receive(d, _with_records(d, package, {_lookup(original): original + b"\n"}))
+    assert res.state == "accepted"
+    assert d.scalar("SELECT verdict FROM received_record") == "VALID"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from issuing import forge
 from lxml import etree
 
 from hocba.tasks.record_xml import build_record_xml, parse_record_xml_safely
@@ -98,9 +99,23 @@ class MemoryRegistry:
         self.calls.append(("issued", lookup_code))
         return self.issued.get(lookup_code)
 
-    def register(self, document: bytes, state: str = "issued", successor: str | None = None):
+    def register(
+        self,
+        document: bytes,
+        state: str = "issued",
+        successor: str | None = None,
+        *,
+        keep_copy: bool = True,
+    ):
+        """Record ``document`` as issued, with its bytes (as the app's database keeps them)
+        unless ``keep_copy`` is false (a registry that keeps only the hash)."""
         code = _lookup_code(document)
-        self.issued[code] = IssuedRecordInfo(hashlib.sha256(document).hexdigest(), state, successor)
+        self.issued[code] = IssuedRecordInfo(
+            hashlib.sha256(document).hexdigest(),
+            state,
+            successor,
+            xml=document if keep_copy else None,
+        )
         return self
 
 
@@ -401,6 +416,135 @@ def test_an_unknown_signer_cannot_be_checked(good, signing_staff, registry, crl_
     assert _indeterminate(report) == {"ROLE_GVCN"}
 
 
+# ------------------------------------------------------------------ forgeries (issue 16)
+# Built as an attacker would (tests/issuing.forge): take an issued record, change the
+# pupil, and sign it again with the project's own signer (sign_slots) and test-PKI keys.
+def _forged(signing_staff, times, good: bytes, gvcn, cbql, seal, **kwargs) -> bytes:
+    return forge(
+        good,
+        signing_staff.signer(gvcn),
+        signing_staff.signer(cbql),
+        signing_staff.signer(seal),
+        times=(times.gvcn, times.cbql, times.seal),
+        **kwargs,
+    )
+
+
+def _sealed_everywhere(good: bytes, signing_staff, times, **kwargs) -> bytes:
+    """The clerk's forgery: the school's seal in GVCN, CBQL and KY_PHAT_HANH."""
+    seal = signing_staff.school
+    return _forged(signing_staff, times, good, seal, seal, seal, **kwargs)
+
+
+def test_the_seal_in_every_slot_is_invalid_named_by_the_role_checks(
+    good, signing_staff, registry, crl_source, times
+) -> None:
+    registry.register(good)
+    forged = _sealed_everywhere(good, signing_staff, times)
+    report = _verify(forged, signing_staff, registry, crl_source)
+    _assert_invalid(report, {"ROLE_GVCN", "ROLE_CBQL"})
+    assert "chứng thư số của tổ chức (trường 79000701)" in report.check("ROLE_GVCN").message_vi
+    # what the attacker counted on still holds: each signature verifies on its own...
+    assert report.check("SIGNATURE_GVCN").status is CheckStatus.PASS
+    assert report.check("REGISTRY_MATCH").status is CheckStatus.PASS  # unknown code
+    # ...and no registry is needed to see that a school is not a person
+    report = _verify(forged, signing_staff, None, crl_source)
+    assert report.verdict is Verdict.INVALID and report.exit_code == 1
+    assert {"ROLE_GVCN", "ROLE_CBQL"} <= _failed(report)
+    assert ("role", "GVCN") not in {c[:2] for c in registry.calls}  # never asked
+
+
+def test_the_seal_in_gvcn_claiming_the_teachers_cccd_fails_the_slot_too(
+    good, signing_staff, registry, crl_source, times
+) -> None:
+    forged = _sealed_everywhere(good, signing_staff, times, slot_cccd={"GVCN": TEACHER_CCCD})
+    report = _verify(forged, signing_staff, registry, crl_source)
+    _assert_invalid(report, {"SIGNATURE_GVCN", "ROLE_GVCN", "ROLE_CBQL"})
+    assert report.check("SIGNATURE_GVCN").issue_codes == ("SLOT_CCCD_MISMATCH",)
+
+
+def test_the_real_teacher_and_a_seal_forged_cbql_is_invalid(
+    good, signing_staff, registry, crl_source, times
+) -> None:
+    seal = signing_staff.school
+    forged = _forged(signing_staff, times, good, signing_staff.teacher, seal, seal)
+    report = _verify(forged, signing_staff, registry, crl_source)
+    _assert_invalid(report, {"ROLE_CBQL"})
+    assert report.check("ROLE_GVCN").status is CheckStatus.PASS
+
+
+def test_a_personal_certificate_as_the_seal_is_invalid(
+    good, signing_staff, crl_source, times
+) -> None:
+    principal = signing_staff.principal
+    forged = _forged(signing_staff, times, good, signing_staff.teacher, principal, principal)
+    report = _verify(forged, signing_staff, None, crl_source)
+    assert report.verdict is Verdict.INVALID
+    assert "SCHOOL_CERTIFICATE" in _failed(report)
+    assert "chứng thư số cá nhân" in report.check("SCHOOL_CERTIFICATE").message_vi
+
+
+@pytest.mark.parametrize(
+    ("element", "value", "issue_code"),
+    [
+        ("SO_CCCD", OTHER_TEACHER_CCCD, "SLOT_CCCD_MISMATCH"),
+        ("NGAY_KY", "2025-05-20T10:00:00+07:00", "NGAY_KY_MISMATCH"),
+    ],
+)
+def test_a_changed_slot_field_is_invalid(
+    good, signing_staff, registry, crl_source, element: str, value: str, issue_code: str
+) -> None:
+    registry.register(good)
+    altered = _edit(
+        good,
+        lambda root: setattr(root.find(f"DANH_SACH_THONG_TIN_KY/GVCN/{element}"), "text", value),
+    )
+    report = _verify(altered, signing_staff, registry, crl_source)
+    _assert_invalid(report, {"SIGNATURE_GVCN"})
+    assert report.check("SIGNATURE_GVCN").issue_codes == (issue_code,)
+    assert f"[{issue_code}]" in report.check("SIGNATURE_GVCN").message_vi
+
+
+def test_a_trailing_newline_is_not_byte_identical_but_not_forged(
+    good, signing_staff, registry, crl_source
+) -> None:
+    registry.register(good)
+    report = _verify(good + b"\n", signing_staff, registry, crl_source)
+    assert report.verdict is Verdict.VALID, report.render_text()
+    match = report.check("REGISTRY_MATCH")
+    assert match.status is CheckStatus.PASS and match.issue_codes == ("NOT_BYTE_IDENTICAL",)
+    assert "không trùng từng byte" in match.message_vi
+    assert "trùng khớp bản đã phát hành" in match.message_vi
+    assert report.document_sha256 != hashlib.sha256(good).hexdigest()
+    # the issued bytes themselves: no note
+    assert (
+        _verify(good, signing_staff, registry, crl_source).check("REGISTRY_MATCH").issue_codes == ()
+    )
+
+
+def test_a_record_re_signed_under_the_issued_lookup_code_is_invalid(
+    good, signing_staff, registry, crl_source, times
+) -> None:
+    """Even with every real key (the test PKI's teacher, principal and seal), other data
+    under an issued lookup code is not the issued record."""
+    registry.register(good)
+    staff = signing_staff
+    forged = _forged(
+        staff,
+        times,
+        good,
+        staff.teacher,
+        staff.principal,
+        staff.school,
+        lookup_code=_lookup_code(good),
+    )
+    report = _verify(forged, signing_staff, registry, crl_source)
+    _assert_invalid(report, {"REGISTRY_MATCH"})
+    assert (
+        "nội dung đã ký khác bản học bạ đã phát hành" in report.check("REGISTRY_MATCH").message_vi
+    )
+
+
 # ------------------------------------------------------------------ certificates
 def test_an_expired_certificate_is_invalid(issue, signing_staff, registry, crl_source) -> None:
     document = issue(teacher=signing_staff.teacher_expired)
@@ -468,11 +612,11 @@ def test_a_seal_certificate_not_approved_is_invalid(
 
 
 # ------------------------------------------------------------------ registry
-def test_bytes_other_than_the_issued_ones_are_invalid(
+def test_a_changed_ngay_ky_is_invalid_though_every_signature_verifies(
     good, signing_staff, registry, crl_source
 ) -> None:
-    registry.register(good)
-    # an unsigned detail changed: every signature still verifies, the bytes differ
+    """NGAY_KY is outside the signature: a slot telling another signing time than its
+    signature fails that slot (issue 16), whatever the registry holds."""
     altered = _edit(
         good,
         lambda root: setattr(
@@ -481,10 +625,19 @@ def test_bytes_other_than_the_issued_ones_are_invalid(
             "2025-06-01T08:00:00+07:00",
         ),
     )
+    registry.register(good)
     report = _verify(altered, signing_staff, registry, crl_source)
-    _assert_invalid(report, {"REGISTRY_MATCH"})
+    _assert_invalid(report, {"SIGNATURE_KY_PHAT_HANH"})
+    assert report.check("SIGNATURE_KY_PHAT_HANH").issue_codes == ("NGAY_KY_MISMATCH",)
+    # the signed parts are the issued ones: the registry says so, and no more
+    assert report.check("REGISTRY_MATCH").issue_codes == ("NOT_BYTE_IDENTICAL",)
+    # a registry that keeps only the hash cannot tell what differs: the bytes fail too
+    only_hash = MemoryRegistry(**{**registry.__dict__, "issued": {}}).register(
+        good, keep_copy=False
+    )
+    report = _verify(altered, signing_staff, only_hash, crl_source)
+    _assert_invalid(report, {"SIGNATURE_KY_PHAT_HANH", "REGISTRY_MATCH"})
     assert "SHA-256 không khớp" in report.check("REGISTRY_MATCH").message_vi
-    assert report.check("SIGNATURE_KY_PHAT_HANH").status is CheckStatus.PASS
 
 
 def test_a_revoked_record_names_its_successor(good, signing_staff, registry, crl_source):

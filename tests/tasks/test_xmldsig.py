@@ -369,17 +369,20 @@ def test_swapping_the_certificate_is_detected(signed_record: bytes, signing_staf
     assert IssueCode.KEYINFO_SUBJECT_MISMATCH in [w.code for w in result.warnings]
 
 
-def test_unsigned_slot_details_only_warn(signed_record: bytes, signing_staff) -> None:
+def test_unsigned_slot_details_must_match_what_is_signed(
+    signed_record: bytes, signing_staff
+) -> None:
+    """NGAY_KY and SO_CCCD are outside the signature: telling another time or person than
+    the signature does is an error (issue 16), not a note."""
+
     def change(root: etree._Element) -> None:
         root.find("DANH_SACH_THONG_TIN_KY/GVCN/NGAY_KY").text = "2020-01-01T00:00:00+07:00"
         root.find("DANH_SACH_THONG_TIN_KY/GVCN/SO_CCCD").text = "999999999999"
 
     result = verify_slot(_edit(signed_record, change), "GVCN", signing_staff.roots)
-    assert result.ok
-    assert [w.code for w in result.warnings] == [
-        IssueCode.SLOT_CCCD_MISMATCH,
-        IssueCode.NGAY_KY_MISMATCH,
-    ]
+    assert not result.ok
+    assert result.error_codes == [IssueCode.SLOT_CCCD_MISMATCH, IssueCode.NGAY_KY_MISMATCH]
+    assert verify_slot(signed_record, "GVCN", signing_staff.roots).ok  # untouched: fine
 
 
 # ----------------------------------------------------------------------------- certificates
