@@ -29,9 +29,19 @@ CPU clock is the core's time actually spent, so it stays meaningful when other w
 the machine (the ``wall`` rates then drop; the load average is in the output). The phase
 breakdown of issuance is in CPU milliseconds per record.
 
+With ``--timestamps`` (issue 12) the run also measures ``issuance_timestamps``: the same
+path where each slot, right after it is signed, gets its RFC 3161 signature timestamp from
+the project's test TSA (tasks/trust_services.py, served over real HTTP on 127.0.0.1 in a
+thread of this process, so the TSA's own CPU time is counted too: an upper bound for the
+client side), one request per signature on one pooled connection, and the verification
+step also checks the three tokens. It reports ``ratio_timestamps`` = issuance with
+timestamps / issuance without, same run, and ``ratio_timestamps_client_cpu``: the same with
+the CPU time of the issuing thread only (``time.thread_time``), i.e. without the TSA's own
+work, what an installation using an external TSA pays.
+
 Run: ``.venv/bin/python bench/issuance.py [--records 2000] [--repeat 3] [--key-type rsa]
-[--cpu N]``. Prints JSON on stdout and a short summary on stderr; ``--json-out FILE`` also
-writes the JSON to a file. Each figure is the median of ``--repeat`` runs.
+[--cpu N] [--timestamps]``. Prints JSON on stdout and a short summary on stderr;
+``--json-out FILE`` also writes the JSON to a file. Each figure is the median of ``--repeat`` runs.
 """
 
 from __future__ import annotations
@@ -58,8 +68,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from hocba.tasks.pki import TestPki
-from hocba.tasks.record_xml import RecordDocument, build_record_xml
+from hocba.tasks.record_xml import RecordDocument, build_record_xml, parse_record_xml_safely
 from hocba.tasks.signing import SoftwareSigner
+from hocba.tasks.timestamps import TsaClient, add_signature_timestamps, check_record_timestamps
+from hocba.tasks.trust_services import serve_trust_services
 from hocba.tasks.xmldsig import sign_slots, verify_record_signatures
 
 PASSWORD = "mat-khau-bench"
@@ -279,6 +291,7 @@ def issue(
     times: tuple[dt.datetime, dt.datetime, dt.datetime],
     pki: TestPki,
     phases: dict[str, float],
+    tsa: Any = None,
 ) -> list[bytes]:
     """The issuance path, class by class; adds each phase's CPU seconds to ``phases``, and
     the part of the signing phases spent in the private-key operations to ``private_key``."""
@@ -291,16 +304,28 @@ def issue(
         t0 = clock()
         documents = [build_record_xml(r) for r in records[start : start + CLASS_SIZE]]
         t1 = clock()
-        documents = sign_slots(documents, "GVCN", teacher, times[0], {"SO_CCCD": TEACHER_CCCD})
+        documents = _stamp(
+            sign_slots(documents, "GVCN", teacher, times[0], {"SO_CCCD": TEACHER_CCCD}), tsa, "GVCN"
+        )
         t2 = clock()
-        documents = sign_slots(documents, "CBQL", principal, times[1], {"SO_CCCD": PRINCIPAL_CCCD})
+        documents = _stamp(
+            sign_slots(documents, "CBQL", principal, times[1], {"SO_CCCD": PRINCIPAL_CCCD}),
+            tsa,
+            "CBQL",
+        )
         t3 = clock()
-        documents = sign_slots(documents, "KY_PHAT_HANH", school, times[2])
+        documents = _stamp(
+            sign_slots(documents, "KY_PHAT_HANH", school, times[2]), tsa, "KY_PHAT_HANH"
+        )
         t4 = clock()
         for document in documents:
             report = verify_record_signatures(document, roots, crls=crls)
             if not report.ok:
                 raise SystemExit(f"issued record does not verify: {report}")
+            if tsa is not None:
+                stamps, _ = check_record_timestamps(parse_record_xml_safely(document), roots)
+                if len(stamps) != 3 or any(c.info is None for c in stamps.values()):
+                    raise SystemExit("issued record's timestamps do not verify")
         t5 = clock()
         hashes_ = [hashlib.sha256(d).hexdigest() for d in documents]
         t6 = clock()
@@ -320,6 +345,10 @@ def issue(
     return issued
 
 
+def _stamp(documents: list[bytes], tsa: Any, slot: str) -> list[bytes]:
+    return documents if tsa is None else add_signature_timestamps(documents, tsa, [slot])
+
+
 def verify_all(documents: list[bytes], pki: TestPki) -> None:
     roots, crls = [pki.root_certificate], [pki.crl]
     for document in documents:
@@ -334,6 +363,7 @@ def main() -> None:
     ap.add_argument("--key-type", choices=("rsa", "ecdsa"), default="rsa")
     ap.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the last)")
     ap.add_argument("--json-out", type=Path, default=None)
+    ap.add_argument("--timestamps", action="store_true", help="also issuance with RFC 3161")
     args = ap.parse_args()
 
     affinity, cpu = pin_to_one_cpu(args.cpu)
@@ -364,7 +394,15 @@ def main() -> None:
         # warm-up: XSD compilation, parser, certificate caches (one class)
         issue(records[:CLASS_SIZE], signers, times, pki, {})
 
-        metrics = ("raw_sign", "raw_verify", "issuance", "verification")
+        metrics: tuple[str, ...] = ("raw_sign", "raw_verify", "issuance", "verification")
+        services = None
+        tsa = None
+        client_runs: list[float] = []
+        if args.timestamps:
+            services = serve_trust_services(pki.directory)
+            tsa = TsaClient(services.__enter__() + "/tsa")
+            issue(records[:CLASS_SIZE], signers, times, pki, {}, tsa)  # warm-up
+            metrics += ("issuance_timestamps",)
         runs: dict[str, dict[str, list[float]]] = {c: {m: [] for m in metrics} for c in CLOCKS}
         phase_runs: list[dict[str, float]] = []
 
@@ -386,6 +424,15 @@ def main() -> None:
             start = _clocks()
             verify_all(issued, pki)
             add("verification", _per_second(len(issued), start))
+            if tsa is not None:
+                gc.collect()
+                start = _clocks()
+                thread_start = time.thread_time()
+                issue(records, signers, times, pki, {}, tsa)
+                add("issuance_timestamps", _per_second(len(records), start))
+                client_runs.append(len(records) / (time.thread_time() - thread_start))
+        if services is not None:
+            services.__exit__(None, None, None)
 
     results: dict[str, dict[str, object]] = {}
     for c in CLOCKS:
@@ -400,6 +447,10 @@ def main() -> None:
             "ratio_issuance": round(median["issuance"] / issuance_limit, 3),
             "ratio_verification": round(median["verification"] / verification_limit, 3),
         }
+        if "issuance_timestamps" in median:
+            results[c]["ratio_timestamps"] = round(
+                median["issuance_timestamps"] / median["issuance"], 3
+            )
     median_phases = {
         k: statistics.median(p[k] for p in phase_runs) * 1e3 / args.records for k in phase_runs[0]
     }
@@ -428,6 +479,17 @@ def main() -> None:
         **results,
         "issuance_cpu_ms_per_record": {k: round(v, 4) for k, v in median_phases.items()},
         "ratio_issuance_in_path": round(in_path, 3),
+        **(
+            {
+                # CPU of this thread only: the issuing side without the in-process TSA
+                "issuance_timestamps_client_cpu_per_s": round(statistics.median(client_runs), 1),
+                "ratio_timestamps_client_cpu": round(
+                    statistics.median(client_runs) / statistics.median(runs["cpu"]["issuance"]), 3
+                ),
+            }
+            if client_runs
+            else {}
+        ),
         "targets": {"issuance_records_per_s": 500, "verification_records_per_s": 800},
         "elapsed_s": round(time.perf_counter() - total_start, 1),
     }

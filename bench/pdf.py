@@ -28,8 +28,15 @@ process's CPU time (``cpu``); pinned and single-threaded, the CPU clock is the c
 actually spent, the steady figure when other work shares the machine. The first book of
 each run is verified (:func:`~hocba.tasks.pdf_sign.verify_pdf`, not timed).
 
+With ``--lta`` (issue 12) the run also measures ``lta``: books per second of
+:func:`~hocba.tasks.pdf_lta.make_lta` alone (DSS with the two signers' OCSP answers,
+asked once per run as ``make_books`` does once per class, and the CRL, then
+the document timestamp from the project's TSA over real HTTP, served by a thread of this
+process, so the TSA's CPU is counted too) over signed books of the run, and
+``ratio_books_lta``: the rate of render + sign + LTA over the rate of render + sign.
+
 Run: ``.venv/bin/python bench/pdf.py [--books 200] [--years 1] [--repeat 3]
-[--key-type rsa] [--cpu N]``. Prints JSON on stdout and a short summary on stderr;
+[--key-type rsa] [--cpu N] [--lta]``. Prints JSON on stdout and a short summary on stderr;
 ``--json-out FILE`` also writes the JSON to a file. Each figure is the median of
 ``--repeat`` runs.
 """
@@ -78,11 +85,15 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Table
 
 from hocba.tasks import pdf_sign
+from hocba.tasks.ocsp import OcspClient
+from hocba.tasks.pdf_lta import cached_ocsp, make_lta
 from hocba.tasks.pdf_render import render_book
 from hocba.tasks.pdf_sign import sign_pdf, verify_pdf
 from hocba.tasks.pki import TestPki
 from hocba.tasks.record_xml import build_record_xml
 from hocba.tasks.signing import SoftwareSigner
+from hocba.tasks.timestamps import TsaClient
+from hocba.tasks.trust_services import serve_trust_services
 from hocba.tasks.verify import CheckStatus, Verdict
 from hocba.tasks.xmldsig import sign_slots
 
@@ -230,6 +241,7 @@ def main() -> None:
     ap.add_argument("--key-type", choices=("rsa", "ecdsa"), default="rsa")
     ap.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the last)")
     ap.add_argument("--json-out", type=Path, default=None)
+    ap.add_argument("--lta", action="store_true", help="also PAdES B-LTA (DSS + doc timestamp)")
     args = ap.parse_args()
 
     affinity, cpu = pin_to_one_cpu(args.cpu)
@@ -255,7 +267,37 @@ def main() -> None:
         run_books(books[:CLASS_SIZE], principal, seal, when)
         plain_page()
 
-        metrics = ("raw_sign", "plain_page", "books")
+        metrics: tuple[str, ...] = ("raw_sign", "plain_page", "books")
+        lta_books: list[bytes] = []
+        services = None
+        if args.lta:
+            services = serve_trust_services(pki.directory)
+            trust_url = services.__enter__()
+            tsa, ocsp = TsaClient(trust_url + "/tsa"), OcspClient(trust_url + "/ocsp")
+            lta_books = [
+                sign_pdf(
+                    render_book(years, verify_url=VERIFY_URL),
+                    principal=principal,
+                    seal=seal,
+                    record_xml=years[-1],
+                    when=when,
+                )
+                for years in books[: min(len(books), 50)]
+            ]
+
+            def lta_all() -> None:
+                status = cached_ocsp(ocsp.status)  # once per signer and class, as the app does
+                for pdf in lta_books:
+                    make_lta(
+                        pdf,
+                        tsa,
+                        roots=[pki.root_certificate],
+                        ocsp_source=status,
+                        crls=[pki.crl],
+                    )
+
+            lta_all()  # warm-up
+            metrics += ("lta",)
         runs: dict[str, dict[str, list[float]]] = {c: {m: [] for m in metrics} for c in CLOCKS}
         phase_runs: list[dict[str, float]] = []
         sizes: list[int] = []
@@ -278,6 +320,13 @@ def main() -> None:
             ):  # no registry here, so at best INDETERMINATE: but no check may fail
                 raise SystemExit(f"a benchmarked book does not verify:\n{report.render_text()}")
             sizes.append(len(first[0]))
+            if lta_books:
+                gc.collect()
+                start = _clocks()
+                lta_all()
+                add("lta", _per_second(len(lta_books), start))
+        if services is not None:
+            services.__exit__(None, None, None)
 
     results: dict[str, dict[str, object]] = {}
     for c in CLOCKS:
@@ -287,6 +336,9 @@ def main() -> None:
             "runs_per_s": {m: [round(x, 1) for x in v] for m, v in runs[c].items()},
             "ratio_books_to_raw_sign_half": round(median["books"] / (median["raw_sign"] / 2), 4),
         }
+        if "lta" in median:
+            combined = 1 / (1 / median["books"] + 1 / median["lta"])
+            results[c]["ratio_books_lta"] = round(combined / median["books"], 3)
     per_book = {
         k: statistics.median(p[k] for p in phase_runs) * 1e3 / args.books for k in phase_runs[0]
     }

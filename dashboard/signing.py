@@ -371,6 +371,19 @@ def show_results(key: str) -> None:
             st.rerun()
 
 
+def _timestamp_waiting(school: dict[str, Any]) -> None:
+    """How many of the school's signed records still wait for an RFC 3161 timestamp."""
+    from hocba.tasks.long_term import waiting_count
+
+    with session() as s:
+        waiting = waiting_count(s, [school["code"]])
+    if waiting:
+        st.info(
+            f"{waiting} học bạ đã ký đang chờ dấu thời gian (máy chủ dấu thời gian gián đoạn "
+            "lúc ký): chữ ký vẫn hợp lệ, hệ thống tự bổ sung khi máy chủ hoạt động lại."
+        )
+
+
 def queue_page(slot: str) -> None:
     """The signing queue of the principal (CBQL) or the clerk's sealing queue."""
     from hocba.dashboard.auth import require
@@ -398,6 +411,7 @@ def queue_page(slot: str) -> None:
 
     if slot == "KY_PHAT_HANH":
         _submission_panel(viewer, school)
+        _timestamp_waiting(school)
     with session() as s:
         everything = queries.signing_queue(s, viewer, slot, school["id"])
     if not everything:

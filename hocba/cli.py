@@ -612,7 +612,8 @@ def verify(
 
     from hocba.models import audit
     from hocba.models.certificates import DatabaseRegistry
-    from hocba.tasks.issuance import crl_source, trust_anchors
+    from hocba.tasks.issuance import trust_anchors
+    from hocba.tasks.long_term import configured_crl_source, configured_ocsp_source
     from hocba.tasks.verify import verify_document
 
     settings = load_settings()
@@ -629,7 +630,8 @@ def verify(
             data,
             trusted_roots=trust_anchors(settings.home),
             registry=DatabaseRegistry(session),
-            crl_source=crl_source(settings.home),
+            crl_source=configured_crl_source(),
+            ocsp_source=configured_ocsp_source(),
         )
         audit.append(
             session,
@@ -1295,6 +1297,69 @@ def portal_serve(
         users={code: PortalUser.with_password(password, [code]) for code in codes},
         auto_approve_certificates=auto_approve,
     )
+
+
+trust_app = typer.Typer(help="Dấu thời gian (TSA), OCSP và CRL THỬ NGHIỆM của dự án.")
+app.add_typer(trust_app, name="trust-services")
+timestamps_app = typer.Typer(help="Dấu thời gian RFC 3161: bổ sung và gia hạn.")
+app.add_typer(timestamps_app, name="timestamps")
+
+
+@trust_app.command("serve")
+def trust_serve(
+    host: Annotated[str, typer.Option(help="Địa chỉ lắng nghe")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Cổng")] = 8700,
+) -> None:
+    """Chạy máy chủ dấu thời gian (POST /tsa), OCSP (POST /ocsp) và CRL (GET /crl) của hạ
+    tầng khóa THỬ NGHIỆM trong $HOCBA_HOME/pki (tạo nếu chưa có). Không dùng cho học bạ thật:
+    đặt HOCBA_TSA_URL / HOCBA_OCSP_URL tới dịch vụ của tổ chức chứng thực."""
+    import socket
+
+    import uvicorn
+
+    from hocba.tasks.issuance import pki_directory
+    from hocba.tasks.pki import TestPki
+    from hocba.tasks.trust_services import trust_services_app
+
+    directory = pki_directory(load_settings().home)
+    if not (directory / "root-ca.pem").exists():
+        TestPki.init(directory)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see hocba.asgi
+    sock.bind((host, port))
+    config = uvicorn.Config(trust_services_app(directory), lifespan="off", log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+@timestamps_app.command("status")
+def timestamps_status() -> None:
+    """Số học bạ đang chờ dấu thời gian."""
+    from hocba.tasks.long_term import waiting_count
+
+    _prepare()
+    with db.session_scope() as session:
+        console.print(f"Học bạ chờ dấu thời gian: {waiting_count(session)}")
+
+
+@timestamps_app.command("upgrade")
+def timestamps_upgrade() -> None:
+    """Bổ sung dấu thời gian cho học bạ đã ký khi máy chủ dấu thời gian gián đoạn."""
+    from hocba.flows.timestamps import until_done, upgrade_chunk
+
+    _prepare()
+    console.print(until_done(lambda: upgrade_chunk.fn(200), 50, console.print))
+
+
+@timestamps_app.command("renew")
+def timestamps_renew(
+    horizon_days: Annotated[int, typer.Option(help="Gia hạn nếu hết hạn trong số ngày này")] = 180,
+) -> None:
+    """Gia hạn dấu thời gian lưu trữ (sau khi kiểm tra lại toàn bộ chuỗi)."""
+    from hocba.flows.timestamps import renew_chunk, until_done
+
+    _prepare()
+    console.print(until_done(lambda: renew_chunk.fn(horizon_days, 200), 50, console.print))
 
 
 @app.command("submit")

@@ -20,6 +20,12 @@ Everything that varies by machine or by place comes from here, never from code:
 ``HOCBA_VERIFY_URL``
     The public verification page printed (as a QR code) on the paper copy; default
     ``$HOCBA_BASE_URL/kiem-tra``.
+``HOCBA_TSA_URL``, ``HOCBA_OCSP_URL``, ``HOCBA_CRL_URL``
+    Long-term validity (issue 12): the RFC 3161 time-stamping authority, the OCSP responder
+    and the CRL of the signers' CA. Unset: no time-stamps are asked and revocation is read
+    from the test PKI's CRL file; ``hocba up --demo`` / ``hocba trust-services serve``
+    start the project's own test services and set them. Point them at a real CA's services
+    in production.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ class Settings:
     base_url: str
     verify_url: str
     portal_url: str
+    tsa_url: str | None = None
+    ocsp_url: str | None = None
+    crl_url: str | None = None
 
     @property
     def pgdata(self) -> Path:
@@ -65,4 +74,7 @@ def load_settings() -> Settings:
         base_url=base_url,
         verify_url=os.environ.get("HOCBA_VERIFY_URL", f"{base_url}/kiem-tra"),
         portal_url=os.environ.get("HOCBA_PORTAL_URL", "http://127.0.0.1:8800").rstrip("/"),
+        tsa_url=os.environ.get("HOCBA_TSA_URL") or None,
+        ocsp_url=os.environ.get("HOCBA_OCSP_URL") or None,
+        crl_url=os.environ.get("HOCBA_CRL_URL") or None,
     )

@@ -43,6 +43,7 @@ class Ports:
     prefect: int = 4200
     portal: int = 8800
     dashboard: int = 8501
+    trust: int = 8700
 
 
 @dataclass
@@ -141,8 +142,12 @@ def run(
         "PREFECT_HOME": str(settings.home / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
-    if portal:
+    if portal:  # the bundled services: the Sở portal and the test TSA / OCSP / CRL
         env.setdefault("HOCBA_PORTAL_URL", f"http://127.0.0.1:{ports.portal}")
+        trust_url = f"http://127.0.0.1:{ports.trust}"
+        env.setdefault("HOCBA_TSA_URL", f"{trust_url}/tsa")
+        env.setdefault("HOCBA_OCSP_URL", f"{trust_url}/ocsp")
+        env.setdefault("HOCBA_CRL_URL", f"{trust_url}/crl")
     stack = Stack(logs)
     stopping = False
 
@@ -179,6 +184,13 @@ def run(
                     f"prefect {' '.join(args)}: {done.stdout[-800:]}{done.stderr[-800:]}"
                 )
         say(f"Vùng việc «{POOL}» và các triển khai trong prefect.yaml đã sẵn sàng.")
+        if portal:
+            stack.start(
+                "trust-services",
+                [str(bin_dir / "hocba"), "trust-services", "serve", "--port", str(ports.trust)],
+                env,
+            )
+            stack.wait("trust-services", f"http://127.0.0.1:{ports.trust}/health")
         for n in range(1, workers + 1):
             stack.start(
                 f"worker-{n}",

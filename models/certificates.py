@@ -333,11 +333,19 @@ class DatabaseRegistry:
         ).one_or_none()
         if row is None:
             return None
+        earlier = self._conn.scalars(  # hashes before time-stamps were added (migration 0010)
+            text(
+                "SELECT h.xml_sha256 FROM hoc_ba_xml_history h JOIN hoc_ba r ON r.id = h.record_id "
+                "WHERE r.lookup_code = :c"
+            ),
+            {"c": code},
+        )
         return IssuedRecordInfo(
             row.xml_sha256,
             row.state,
             str(row.successor) if row.successor else None,
             xml=bytes(row.signed_xml) if row.signed_xml is not None else None,
+            earlier_sha256=tuple(earlier),
         )
 
 

@@ -4,7 +4,8 @@ file per class for the printer (issue 4 §5).
 A pupil's book spans every year the system holds for them: the records issued here and
 the ones inherited by transfer (``received_record``), oldest first. Each book is signed by
 the principal and sealed by the school (``tasks/pdf_sign.py``), with the latest year's
-signed XML attached.
+signed XML attached; with a TSA configured it is then made PAdES B-LTA
+(``tasks/pdf_lta.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.tasks.pdf_lta import lta_from_configuration
 from hocba.tasks.pdf_render import print_class, render_book
 from hocba.tasks.pdf_sign import sign_pdfs
 from hocba.tasks.signing import Signer
@@ -65,7 +67,9 @@ def make_books(
     items = [
         (render_book(years[r.pupil_id], verify_url=verify_url), bytes(r.signed_xml)) for r in rows
     ]
-    signed = sign_pdfs(items, principal=principal, seal=seal, progress=progress)
+    signed = lta_from_configuration(
+        sign_pdfs(items, principal=principal, seal=seal, progress=progress)
+    )
     return {r.id: pdf for r, pdf in zip(rows, signed, strict=True)}
 
 

@@ -28,10 +28,18 @@ from sqlmodel import Session
 
 from hocba.models import certificates
 from hocba.models.lifecycle import Actor, BatchResult, transition
+from hocba.tasks.long_term import (
+    configured_tsa,
+    dequeue,
+    note_expiry,
+    queue_waiting,
+    stamp_signed,
+)
 from hocba.tasks.pki import TestPki
 from hocba.tasks.record_document import load_documents
 from hocba.tasks.record_xml import build_record_xml, parse_record_xml_safely
 from hocba.tasks.signing import Signer
+from hocba.tasks.timestamps import TsaClient
 from hocba.tasks.verify import CrlSource, CrlUnavailable
 from hocba.tasks.xmldsig import sign_slots, verify_record_signatures
 
@@ -64,11 +72,14 @@ def sign_batch(
     *,
     trust_anchors: Sequence[x509.Certificate] = (),
     now: dt.datetime | None = None,
+    tsa: TsaClient | None = None,
 ) -> BatchResult:
     """Sign ``slot`` of the given records as ``actor`` with ``signer``, one confirmation.
 
     Runs in the caller's transaction. ``trust_anchors`` are needed for the seal, whose
-    documents are fully verified before they are issued.
+    documents are fully verified before they are issued. ``tsa`` (default: the one of
+    ``HOCBA_TSA_URL``, if any) adds the RFC 3161 signature timestamps; when it is down the
+    records are signed anyway and queued for a timestamp (tasks/long_term.py).
     """
     action = ACTION_OF_SLOT[slot]
     now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
@@ -151,6 +162,8 @@ def sign_batch(
     signed = dict(
         zip(order, sign_slots([unsigned[r] for r in order], slot, signer, now, extra), strict=True)
     )
+    tsa = tsa or configured_tsa()
+    signed, waiting_why = stamp_signed(signed, tsa)
     if slot == "KY_PHAT_HANH":
         for rid in order:
             report = verify_record_signatures(signed[rid], trust_anchors)
@@ -173,6 +186,8 @@ def sign_batch(
     )
     result.ok = applied.ok
     result.failed.update(applied.failed)
+    if tsa is not None:
+        _after_timestamps(session, {r: signed[r] for r in applied.ok}, waiting_why, trust_anchors)
     if slot == "KY_PHAT_HANH" and applied.ok:
         # an issued correction supersedes the revoked record it replaces
         old = list(
@@ -189,6 +204,20 @@ def sign_batch(
 
             transition(session, old, "supersede", SYSTEM, now=now)
     return result
+
+
+def _after_timestamps(
+    session: Session,
+    signed: dict[int, bytes],
+    waiting_why: str | None,
+    anchors: Sequence[x509.Certificate],
+) -> None:
+    """Queue the records left at B level (TSA down), or note the stamped ones' expiry."""
+    if waiting_why is None:
+        dequeue(session, list(signed))
+        note_expiry(session, signed, anchors)
+    else:  # signed at B level: a flow upgrades them later
+        queue_waiting(session, list(signed), waiting_why)
 
 
 def pki_directory(home: Path) -> Path:

@@ -65,6 +65,10 @@ as :func:`~hocba.tasks.verify.verify_document`. Check codes (stable):
                            every earlier revision's later changes allowed.
 ``PDF_REVOCATION``         as ``REVOCATION`` of the XML, for the two PDF signers' certificates
                            against the CRL of ``crl_source``, at the claimed signing times.
+``PDF_TIMESTAMP``          (PAdES B-LTA copies only, issue 12, tasks/pdf_lta.py) every
+                           document timestamp is intact, valid, from a trusted TSA; its
+                           time is in the message. ``PDF_LOCK`` then also accepts the DSS
+                           and document-timestamp revisions after the seal, nothing else.
 ``PDF_EMBEDDED_XML``       one attached ``hoc-ba-*.xml`` exists in the revision the
                            principal signed and is byte-identical in the final file; its
                            lookup code equals the one the PDF states (Info ``/Subject``);
@@ -144,6 +148,7 @@ from hocba.tasks.verify import (
     CheckStatus,
     CrlSource,
     CrlUnavailable,
+    OcspSource,
     Registry,
     VerificationReport,
     verify_document,
@@ -193,6 +198,7 @@ class PdfCheckCode:
     PDF_LOCK = "PDF_LOCK"
     PDF_REVOCATION = "PDF_REVOCATION"
     PDF_EMBEDDED_XML = "PDF_EMBEDDED_XML"
+    PDF_TIMESTAMP = "PDF_TIMESTAMP"
 
 
 # =============================================================================== the port
@@ -1579,7 +1585,9 @@ def _signature_check(
     return _check(code, CheckStatus.PASS, f"Chữ ký {label} hợp lệ: {name}, ký lúc {when_text}")
 
 
-def _lock_check(signatures: list[Any], statuses: dict[str, Any]) -> Check:
+def _lock_check(
+    signatures: list[Any], statuses: dict[str, Any], stamped_to_the_end: bool = False
+) -> Check:
     code = PdfCheckCode.PDF_LOCK
     names = [s.field_name for s in signatures]
     if names != [PRINCIPAL_FIELD, SEAL_FIELD]:
@@ -1600,7 +1608,18 @@ def _lock_check(signatures: list[Any], statuses: dict[str, Any]) -> Check:
         principal_status, PdfSignatureStatus
     ):
         return _check(code, CheckStatus.FAIL, "Không phân tích được các lần sửa đổi của tệp")
-    if seal_status.coverage is None or seal_status.coverage.name != "ENTIRE_FILE":
+    seal_level = seal_status.modification_level
+    lta_only = (  # issue 12: DSS + document timestamp may follow the lock (PAdES B-LTA)
+        stamped_to_the_end  # a valid document timestamp covers every byte of the file
+        and seal_status.coverage is not None
+        and seal_status.coverage.name == "ENTIRE_REVISION"
+        and seal_status.docmdp_ok
+        and seal_level is not None
+        and seal_level.name in ("NONE", "LTA_UPDATES")
+    )
+    if seal_status.coverage is None or (
+        seal_status.coverage.name != "ENTIRE_FILE" and not lta_only
+    ):
         return _check(
             code,
             CheckStatus.FAIL,
@@ -1618,7 +1637,55 @@ def _lock_check(signatures: list[Any], statuses: dict[str, Any]) -> Check:
         code,
         CheckStatus.PASS,
         "Tài liệu được Hiệu trưởng chứng nhận và dấu của trường khoá lại; "
-        "không có thay đổi nào sau chữ ký cuối",
+        + (
+            "sau đó chỉ bổ sung dữ liệu xác thực dài hạn (DSS, dấu thời gian tài liệu)"
+            if lta_only
+            else "không có thay đổi nào sau chữ ký cuối"
+        ),
+    )
+
+
+async def _validate_timestamp(signature: Any, roots: Sequence[asn1_x509.Certificate]) -> Any:
+    from pyhanko.sign.validation import async_validate_pdf_timestamp
+
+    context = ValidationContext(
+        trust_roots=list(roots), allow_fetching=False, revocation_mode="soft-fail"
+    )
+    return await async_validate_pdf_timestamp(signature, validation_context=context)
+
+
+def _document_timestamp_check(
+    reader: PdfFileReader, roots: Sequence[asn1_x509.Certificate]
+) -> tuple[Check | None, bool]:
+    """PDF_TIMESTAMP (issue 12, PAdES B-LTA): every document timestamp is intact, valid
+    and from a trusted TSA; the message gives its time. ``(None, False)`` for a B-B copy;
+    the flag says the last one is valid and covers the whole file (for ``PDF_LOCK``)."""
+    stamps = list(reader.embedded_timestamp_signatures)
+    if not stamps:
+        return None, False
+    code = PdfCheckCode.PDF_TIMESTAMP
+    times = []
+    status: Any = None
+    for stamp in stamps:
+        try:
+            status = asyncio.run(_validate_timestamp(stamp, roots))
+        except Exception as exc:  # noqa: BLE001 - a malformed timestamp is a failed check
+            log.info("PDF document timestamp validation failed: %s", type(exc).__name__)
+            return _check(code, CheckStatus.FAIL, "Dấu thời gian tài liệu hỏng"), False
+        if not (status.intact and status.valid and status.trusted):
+            return (
+                _check(
+                    code,
+                    CheckStatus.FAIL,
+                    "Dấu thời gian tài liệu không hợp lệ hoặc không do TSA tin cậy cấp",
+                ),
+                False,
+            )
+        times.append(_vn_time(status.timestamp))
+    to_the_end = status.coverage is not None and status.coverage.name == "ENTIRE_FILE"
+    return (
+        _check(code, CheckStatus.PASS, "Dấu thời gian tài liệu (PAdES B-LTA): " + ", ".join(times)),
+        to_the_end,
     )
 
 
@@ -1683,6 +1750,7 @@ def verify_pdf(
     crl_source: CrlSource | None = None,
     max_bytes: int = DEFAULT_MAX_PDF_BYTES,
     now: dt.datetime | None = None,
+    ocsp_source: OcspSource | None = None,
 ) -> VerificationReport:
     """Verify a signed book and report every check (see the module docstring): the PDF's
     own checks, then the embedded record XML's. Never raises on bad input."""
@@ -1760,14 +1828,22 @@ def verify_pdf(
             ("MATRUONG", facts.get("MA_TRUONG")),
         )
     )
-    checks.append(_lock_check(signatures, statuses))
+    document_timestamp, stamped_to_the_end = _document_timestamp_check(reader, roots)
+    checks.append(_lock_check(signatures, statuses, stamped_to_the_end))
+    if document_timestamp is not None:
+        checks.append(document_timestamp)
     checks.append(_revocation_check(statuses, trusted_roots, crl_source))
     checks.append(xml_check)
 
     info: dict[str, str | None] = {}
     if xml is not None:
         report = verify_document(
-            xml, trusted_roots=trusted_roots, registry=registry, crl_source=crl_source, now=now
+            xml,
+            trusted_roots=trusted_roots,
+            registry=registry,
+            crl_source=crl_source,
+            now=now,
+            ocsp_source=ocsp_source,
         )
         checks += report.checks
         info = {

@@ -19,7 +19,12 @@ What it issues (X.509 v3 profile of RFC 5280):
 * end-entity certificates carry ``keyUsage digitalSignature, nonRepudiation`` (critical,
   RFC 5280 §4.2.1.3; ``nonRepudiation`` is named ``contentCommitment`` in X.509 (2008))
   and ``basicConstraints cA=FALSE``;
-* a **CRL** (RFC 5280 §5) re-issued on every :meth:`TestPki.revoke`.
+* a **CRL** (RFC 5280 §5) re-issued on every :meth:`TestPki.revoke`;
+* two service certificates for long-term validity (issue 12), with their keys as
+  unencrypted PEM (test only): a **time-stamping authority** (``extendedKeyUsage
+  id-kp-timeStamping``, critical, RFC 3161 §2.3) and an **OCSP responder** delegated by the
+  root (``extendedKeyUsage id-kp-OCSPSigning`` and ``id-pkix-ocsp-nocheck``, RFC 6960
+  §4.2.2.2). :mod:`hocba.tasks.trust_services` serves TSA, OCSP and CRL over HTTP.
 
 Each identity is written as an encrypted PKCS#12 file (RFC 7292; PBES2 / AES-256-CBC,
 password chosen by the caller) plus its certificate as PEM. The root certificate and the
@@ -46,6 +51,7 @@ from cryptography.x509.oid import NameOID
 
 __all__ = [
     "KeyType",
+    "SERVICE_LABELS",
     "TEST_ROOT_COMMON_NAME",
     "PkiError",
     "TestIdentity",
@@ -68,6 +74,8 @@ _ROOT_CERT_FILE = "root-ca.pem"
 _ROOT_CERT_DER_FILE = "root-ca.der"
 _CRL_FILE = "root-ca.crl.pem"
 _CRL_DER_FILE = "root-ca.crl.der"
+SERVICE_LABELS = ("tsa", "ocsp")
+"""Labels of the service identities (``<label>.pem`` and ``<label>.key.pem``)."""
 
 
 class PkiError(Exception):
@@ -355,16 +363,123 @@ class TestPki:
         if not re.fullmatch(r"[A-Za-z0-9._\-]{1,80}", label):
             raise PkiError(f"Nhãn tệp không hợp lệ: {label!r}.")
         encryption = _pkcs12_encryption(password)
+        key = generate_private_key(key_type)
+        cert = self._certificate(subject, key, not_before, not_after, [])
+        p12 = pkcs12.serialize_key_and_certificates(
+            name=label.encode("utf-8"),
+            key=key,
+            cert=cert,
+            cas=[self.root_certificate],
+            encryption_algorithm=encryption,
+        )
+        p12_path = self.directory / f"{label}.p12"
+        cert_path = self.directory / f"{label}.pem"
+        _write(p12_path, p12)
+        _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        return TestIdentity(label=label, certificate=cert, p12_path=p12_path, cert_path=cert_path)
+
+    # ------------------------------------------------------------------ services
+    def issue_service(
+        self,
+        kind: Literal["tsa", "ocsp"],
+        *,
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+        label: str | None = None,
+    ) -> TestIdentity:
+        """Issue the time-stamping (``"tsa"``) or OCSP responder (``"ocsp"``) certificate.
+
+        The key is written *unencrypted* to ``<label>.key.pem`` (a test service has no one
+        to type a passphrase); ``p12_path`` of the result is that PEM key. Default label =
+        ``kind``; pass another one (and ``not_after``) for e.g. a TSA certificate that is
+        about to expire.
+        """
+        label = label or kind
+        if kind == "tsa":
+            name = "hocba TEST TSA — KHÔNG DÙNG THẬT"
+            usage = x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.TIME_STAMPING])
+        elif kind == "ocsp":
+            name = "hocba TEST OCSP — KHÔNG DÙNG THẬT"
+            usage = x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.OCSP_SIGNING])
+        else:
+            raise PkiError(f"Loại dịch vụ không hợp lệ: {kind!r} (chỉ 'tsa' hoặc 'ocsp').")
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hocba — dữ liệu thử nghiệm"),
+                x509.NameAttribute(NameOID.COMMON_NAME, name),
+            ]
+        )
+        extra: list[tuple[x509.ExtensionType, bool]] = [(usage, True)]
+        if kind == "ocsp":
+            extra.append((x509.OCSPNoCheck(), False))
+        key = generate_private_key("rsa")
+        cert = self._certificate(subject, key, not_before, not_after, extra)
+        key_path = self.directory / f"{label}.key.pem"
+        cert_path = self.directory / f"{label}.pem"
+        _write(
+            key_path,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),  # TEST ONLY, see module doc
+            ),
+        )
+        _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        return TestIdentity(label=label, certificate=cert, p12_path=key_path, cert_path=cert_path)
+
+    def service(self, label: str) -> tuple[x509.Certificate, PrivateKey]:
+        """Certificate and key of a service identity, issuing it on first use (``tsa`` /
+        ``ocsp``)."""
+        cert_path = self.directory / f"{label}.pem"
+        if not cert_path.exists():
+            if label not in SERVICE_LABELS:
+                raise PkiError(f"Không có chứng thư dịch vụ {label!r} trong {self.directory}.")
+            self.issue_service(label)  # type: ignore[arg-type]
+        key = serialization.load_pem_private_key(
+            (self.directory / f"{label}.key.pem").read_bytes(), password=None
+        )
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise PkiError(f"Khoá của dịch vụ {label} không phải RSA hay ECDSA.")
+        return x509.load_pem_x509_certificate(cert_path.read_bytes()), key
+
+    @property
+    def revoked(self) -> dict[int, dt.datetime]:
+        """Serial number → revocation time of every revoked certificate (a copy)."""
+        return dict(self._revoked)
+
+    @staticmethod
+    def revoked_in(directory: str | Path) -> dict[int, dt.datetime]:
+        """The revocations recorded in ``directory``, without loading the root key (what an
+        OCSP responder reads per request)."""
+        try:
+            state = json.loads((Path(directory) / _STATE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {
+            int(serial): dt.datetime.fromisoformat(when)
+            for serial, when in state.get("revoked", {}).items()
+        }
+
+    def _certificate(
+        self,
+        subject: x509.Name,
+        key: PrivateKey,
+        not_before: dt.datetime | None,
+        not_after: dt.datetime | None,
+        extra: list[tuple[x509.ExtensionType, bool]],
+    ) -> x509.Certificate:
+        """An end-entity certificate signed by the root (default validity: yesterday to
+        three years from now)."""
         now = _now()
         not_before = not_before or now - dt.timedelta(days=1)
         not_after = not_after or now + dt.timedelta(days=3 * 365)
         if not_after <= not_before:
             raise PkiError("Ngày hết hạn phải sau ngày bắt đầu hiệu lực.")
-        key = generate_private_key(key_type)
         root_ski = self.root_certificate.extensions.get_extension_for_class(
             x509.SubjectKeyIdentifier
         ).value
-        cert = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.root_certificate.subject)
@@ -391,20 +506,10 @@ class TestPki:
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), False
             )
-            .sign(self._root_key, hashes.SHA256())
         )
-        p12 = pkcs12.serialize_key_and_certificates(
-            name=label.encode("utf-8"),
-            key=key,
-            cert=cert,
-            cas=[self.root_certificate],
-            encryption_algorithm=encryption,
-        )
-        p12_path = self.directory / f"{label}.p12"
-        cert_path = self.directory / f"{label}.pem"
-        _write(p12_path, p12)
-        _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-        return TestIdentity(label=label, certificate=cert, p12_path=p12_path, cert_path=cert_path)
+        for extension, critical in extra:
+            builder = builder.add_extension(extension, critical)
+        return builder.sign(self._root_key, hashes.SHA256())
 
     # ------------------------------------------------------------------ revocation
     def revoke(

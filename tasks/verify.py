@@ -57,8 +57,24 @@ Check codes (stable, for machines; ``message_vi`` is for people):
                           its DER) was approved for that school at the seal's signing time.
                           (This is the "role" check of the KY_PHAT_HANH slot, whose signer
                           is the school.)
+``TIMESTAMP``             (issue 12) every RFC 3161 signature timestamp (XAdES-T style, one
+                          per slot) and archive timestamp verifies: TSA signature, imprint
+                          over the slot's SignatureValue (or the archived content), TSA
+                          certificate chains to the trust anchors and was valid at genTime;
+                          the timestamp is not before the SigningTime (5 min skew) and lies
+                          within the signer certificate's validity (so a certificate that
+                          expired *after* the timestamp stays valid). A slot without a
+                          timestamp passes with the note "mức B" (a TSA outage costs a
+                          conformance level, never a signature). The message gives each
+                          timestamp time; ``VerificationReport.timestamps`` has them too.
+``REVOCATION`` at the     with a valid signature timestamp, revocation is judged at the
+timestamp time            *timestamp* time, not the claimed SigningTime: revoked after it →
+                          pass; at or before → fail. OCSP (``ocsp_source``) first, the CRL
+                          as fallback; neither reachable → indeterminate, never fail.
 ``REGISTRY_MATCH``        registry, by the document's lookup code (MA_TRA_CUU_UUID): the
-                          SHA-256 of the bytes equals the issued hash, and the record is not
+                          SHA-256 of the bytes equals the issued hash (or one it had before
+                          time-stamps were added, ``IssuedRecordInfo.earlier_sha256``), and
+                          the record is not
                           ``revoked`` / ``superseded`` (the message then names the
                           successor's lookup code). Bytes that differ from the issued copy
                           (``IssuedRecordInfo.xml``) only *outside what is signed* — the
@@ -113,7 +129,7 @@ import itertools
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any, Protocol
@@ -125,6 +141,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from hocba.tasks.ocsp import OcspStatus
 from hocba.tasks.record_xml import (
     DEFAULT_MAX_BYTES,
     SIGNATURE_SLOTS,
@@ -133,6 +150,7 @@ from hocba.tasks.record_xml import (
     parse_record_xml_safely,
     validate_record_xml,
 )
+from hocba.tasks.timestamps import CheckedTimestamp, check_record_timestamps
 from hocba.tasks.xmldsig import (
     DS_NS,
     IssueCode,
@@ -191,6 +209,7 @@ class CheckCode(StrEnum):
     SIGNATURE_CBQL = "SIGNATURE_CBQL"
     SIGNATURE_KY_PHAT_HANH = "SIGNATURE_KY_PHAT_HANH"
     SIGNING_ORDER = "SIGNING_ORDER"
+    TIMESTAMP = "TIMESTAMP"
     REVOCATION = "REVOCATION"
     ROLE_GVCN = "ROLE_GVCN"
     ROLE_CBQL = "ROLE_CBQL"
@@ -211,6 +230,7 @@ _SLOT_VI = {
     "KY_PHAT_HANH": "phát hành (chứng thư số của trường)",
 }
 _REVOKED_STATES = {"revoked", "superseded"}
+_TS_SKEW = dt.timedelta(minutes=5)
 
 # Slot errors after which the signer's identity and signing time are still established
 # (the SignatureValue verifies with a trusted certificate): role questions make sense.
@@ -264,6 +284,7 @@ class VerificationReport:
     class_name: str | None = None
     pupil_name: str | None = None
     document_sha256: str | None = None
+    timestamps: dict[str, str] = field(default_factory=dict)  # slot / ats-n → ISO time
 
     @classmethod
     def from_checks(cls, checks: list[Check], **info: str | None) -> VerificationReport:
@@ -288,6 +309,7 @@ class VerificationReport:
             "class_name": self.class_name,
             "pupil_name": self.pupil_name,
             "document_sha256": self.document_sha256,
+            "timestamps": dict(self.timestamps),
             "checks": [check.to_json() for check in self.checks],
         }
 
@@ -318,6 +340,7 @@ class IssuedRecordInfo:
     # the issued bytes, when the registry has them: a file that differs only outside what
     # is signed is then told apart from a forgery (REGISTRY_MATCH)
     xml: bytes | None = None
+    earlier_sha256: tuple[str, ...] = ()  # hashes before time-stamps were added (0010)
 
 
 class Registry(Protocol):
@@ -349,6 +372,8 @@ class CrlUnavailable(Exception):
 
 
 CrlSource = Callable[[x509.Certificate], x509.CertificateRevocationList]
+OcspSource = Callable[[x509.Certificate, x509.Certificate], OcspStatus]
+"""``ocsp_source(certificate, issuer)``: a checked OCSP answer, or raises OcspUnavailable."""
 
 
 # ================================================================================ helpers
@@ -608,16 +633,27 @@ def _keyinfo_certificates(root: etree._Element, slot: str) -> Iterator[x509.Cert
 
 def _revocation_of_slot(
     result: SlotVerification,
-    crl_source: CrlSource,
+    crl_source: CrlSource | None,
     candidates: Iterable[x509.Certificate],
     now: dt.datetime,
     cache: dict[x509.Certificate, tuple[bool, Any]],
+    at: dt.datetime | None = None,
+    ocsp_source: OcspSource | None = None,
 ) -> tuple[CheckStatus, str]:
-    """Revocation status of one slot's certificate (RFC 5280 §6.3, simplified: complete
-    CRLs issued and signed directly by the certificate's issuer)."""
+    """Revocation status of one slot's certificate at ``at`` (its timestamp time, else the
+    SigningTime): OCSP first when given, else / on failure complete CRLs issued and signed
+    directly by the certificate's issuer (RFC 5280 §6.3, simplified)."""
     certificate = result.certificate
     assert certificate is not None
     label = result.slot
+    signing_time = at or result.signing_time
+    candidates = list(candidates)
+    if ocsp_source is not None:
+        by_ocsp = _revocation_by_ocsp(label, certificate, candidates, signing_time, ocsp_source)
+        if by_ocsp is not None:
+            return by_ocsp
+    if crl_source is None:
+        return CheckStatus.INDETERMINATE, f"{label}: không lấy được OCSP, chưa cấu hình CRL"
     if certificate not in cache:
         cache[certificate] = _call("crl_source", crl_source, certificate)
     fetched, crl = cache[certificate]
@@ -631,7 +667,6 @@ def _revocation_of_slot(
     if not _crl_signed_by(crl, issuer):
         return CheckStatus.INDETERMINATE, f"{label}: CRL không do CA cấp chứng thư ký hợp lệ"
     revoked = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
-    signing_time = result.signing_time
     if revoked is not None:
         when = revoked.revocation_date_utc
         if signing_time is None or when <= signing_time:
@@ -650,15 +685,95 @@ def _revocation_of_slot(
     return CheckStatus.PASS, f"{label}: chưa bị thu hồi"
 
 
+def _revocation_by_ocsp(
+    label: str,
+    certificate: x509.Certificate,
+    candidates: Sequence[x509.Certificate],
+    at: dt.datetime | None,
+    ocsp_source: OcspSource,
+) -> tuple[CheckStatus, str] | None:
+    """The OCSP answer judged at ``at``; ``None`` when OCSP cannot tell (then the CRL)."""
+    issuer = _issuer_of(certificate, candidates)
+    if issuer is None:
+        return None
+    ok, status = _call("ocsp_source", ocsp_source, certificate, issuer)
+    if not ok or not isinstance(status, OcspStatus):
+        return None
+    when = status.revoked_at
+    if when is None:
+        return CheckStatus.PASS, f"{label}: chưa bị thu hồi (OCSP)"
+    if at is None or when <= at:
+        return (
+            CheckStatus.FAIL,
+            f"{label}: chứng thư số đã bị thu hồi từ {_when(when)}, "
+            f"trước thời điểm ký/dấu thời gian {_when(at)} (OCSP)",
+        )
+    return (
+        CheckStatus.PASS,
+        f"{label}: chưa bị thu hồi tại dấu thời gian {_when(at)} "
+        f"(bị thu hồi sau đó, {_when(when)}; OCSP)",
+    )
+
+
+def _timestamp_check(
+    signatures: RecordSignaturesVerification,
+    slots: dict[str, CheckedTimestamp],
+    archives: Sequence[CheckedTimestamp],
+) -> Check:
+    """TIMESTAMP (issue 12): see the module docstring."""
+    code = CheckCode.TIMESTAMP
+    problems: list[str] = []
+    notes: list[str] = []
+    for slot in SIGNATURE_SLOTS:
+        checked = slots.get(slot)
+        result = signatures.slots[slot]
+        if checked is None:
+            if result.certificate is not None:
+                notes.append(f"{slot}: chưa có dấu thời gian (mức B, đang chờ bổ sung)")
+            continue
+        if checked.info is None:
+            problems.append(f"{slot}: {checked.error}")
+            continue
+        when = checked.info.time
+        certificate = result.certificate
+        if result.signing_time is not None and when < result.signing_time - _TS_SKEW:
+            problems.append(f"{slot}: dấu thời gian {_when(when)} trước thời điểm ký")
+        elif certificate is not None and not (
+            certificate.not_valid_before_utc <= when <= certificate.not_valid_after_utc
+        ):
+            problems.append(
+                f"{slot}: dấu thời gian {_when(when)} ngoài thời hạn chứng thư của người ký"
+            )
+        else:
+            notes.append(f"{slot}: {_when(when)} ({checked.info.tsa_name})")
+    for checked in archives:
+        if checked.info is None:
+            problems.append(f"lưu trữ {checked.label}: {checked.error}")
+        else:
+            notes.append(f"lưu trữ {checked.label}: {_when(checked.info.time)}")
+    if problems:
+        return Check(code, CheckStatus.FAIL, "Dấu thời gian không hợp lệ — " + "; ".join(problems))
+    return Check(code, CheckStatus.PASS, "Dấu thời gian — " + "; ".join(notes or ["không có"]))
+
+
+def _timestamp_times(
+    slots: dict[str, CheckedTimestamp], archives: Sequence[CheckedTimestamp]
+) -> dict[str, str]:
+    return {c.label: c.info.time.isoformat() for c in [*slots.values(), *archives] if c.info}
+
+
 def _revocation_check(
     root: etree._Element,
     signatures: RecordSignaturesVerification,
     trusted_roots: Sequence[x509.Certificate],
     crl_source: CrlSource | None,
     now: dt.datetime,
+    at_times: dict[str, dt.datetime] | None = None,
+    ocsp_source: OcspSource | None = None,
 ) -> Check:
     code = CheckCode.REVOCATION
-    if crl_source is None:
+    at_times = at_times or {}
+    if crl_source is None and ocsp_source is None:
         return Check(
             code,
             CheckStatus.INDETERMINATE,
@@ -675,7 +790,17 @@ def _revocation_check(
     outcomes = []
     for result in slots:
         candidates = itertools.chain(trusted_roots, _keyinfo_certificates(root, result.slot))
-        outcomes.append(_revocation_of_slot(result, crl_source, candidates, now, cache))
+        outcomes.append(
+            _revocation_of_slot(
+                result,
+                crl_source,
+                candidates,
+                now,
+                cache,
+                at_times.get(result.slot),
+                ocsp_source,
+            )
+        )
     missing = [s for s in SIGNATURE_SLOTS if signatures.slots[s].certificate is None]
     statuses = {status for status, _ in outcomes}
     detail = "; ".join(text for _, text in outcomes)
@@ -891,7 +1016,9 @@ def _registry_match_check(
             if successor
             else "Học bạ đã bị thu hồi; chưa có học bạ thay thế"
         )
-    byte_identical = str(info.xml_sha256).strip().lower() == document_sha256
+    byte_identical = str(info.xml_sha256).strip().lower() == document_sha256 or (
+        document_sha256 in {h.strip().lower() for h in info.earlier_sha256}
+    )  # a copy exported before time-stamps were added (migration 0010)
     same_signed = byte_identical or _same_signed_parts(root, info.xml)
     if not same_signed:
         problems.append(
@@ -926,6 +1053,7 @@ def verify_document(
     crl_source: CrlSource | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     now: dt.datetime | None = None,
+    ocsp_source: OcspSource | None = None,
 ) -> VerificationReport:
     """Verify one record XML and report every check (see the module docstring).
 
@@ -962,7 +1090,12 @@ def verify_document(
 
     checks += [_signature_check(signatures.slots[slot]) for slot in SIGNATURE_SLOTS]
     checks.append(_signing_order_check(signatures))
-    checks.append(_revocation_check(root, signatures, trusted_roots, crl_source, now))
+    stamps, archives = check_record_timestamps(root, trusted_roots)
+    checks.append(_timestamp_check(signatures, stamps, archives))
+    at_times = {slot: c.info.time for slot, c in stamps.items() if c.info is not None}
+    checks.append(
+        _revocation_check(root, signatures, trusted_roots, crl_source, now, at_times, ocsp_source)
+    )
     checks.append(_role_check(signatures.slots["GVCN"], registry, info))
     checks.append(_role_check(signatures.slots["CBQL"], registry, info))
     checks.append(
@@ -971,4 +1104,6 @@ def verify_document(
     checks.append(
         _registry_match_check(root, info["lookup_code"], str(info["document_sha256"]), registry)
     )
-    return VerificationReport.from_checks(checks, **info)
+    report = VerificationReport.from_checks(checks, **info)
+    report.timestamps = _timestamp_times(stamps, archives)
+    return report

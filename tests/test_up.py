@@ -58,7 +58,13 @@ def test_up_starts_everything_and_a_deployment_runs_on_its_worker(
 
     def ready(stack, env) -> None:  # type: ignore[no-untyped-def]
         seen["procs"] = dict(stack.procs)
-        assert set(stack.procs) == {"prefect-server", "worker-1", "portal", "dashboard"}
+        assert set(stack.procs) == {
+            "prefect-server",
+            "worker-1",
+            "portal",
+            "trust-services",
+            "dashboard",
+        }
         assert httpx.get(f"http://127.0.0.1:{ports.portal}/health").status_code == 200
         page = httpx.get(f"http://127.0.0.1:{ports.dashboard}/")
         assert page.status_code == 200
@@ -85,6 +91,8 @@ def test_up_starts_everything_and_a_deployment_runs_on_its_worker(
     assert seen["state"] == "COMPLETED", (tmp_path / "home" / "logs" / "worker-1.log").read_text()
     assert seen["deployments"] == [
         "ban-nhap-hang-ngay",
+        "bo-sung-dau-thoi-gian",
+        "gia-han-dau-thoi-gian",
         "gui-so",
         "han-nop-hang-ngay",
         "ky-hoc-ba",

@@ -16,6 +16,7 @@ from hocba.dashboard.auth import require
 from hocba.dashboard.common import log_event, session
 from hocba.models import queries
 from hocba.models.certificates import DatabaseRegistry
+from hocba.tasks.long_term import configured_crl_source, configured_ocsp_source
 
 ICONS = {
     "pass": ":green[:material/check_circle:]",
@@ -26,6 +27,7 @@ CHECK_TITLES = {
     "SAFE_PARSE": "Tệp an toàn, đọc được",
     "SCHEMA": "Đúng lược đồ học bạ (XSD)",
     "SIGNATURE_GVCN": "Chữ ký giáo viên chủ nhiệm",
+    "TIMESTAMP": "Dấu thời gian (RFC 3161)",
     "SIGNATURE_CBQL": "Chữ ký Hiệu trưởng",
     "SIGNATURE_KY_PHAT_HANH": "Chữ ký phát hành (con dấu của trường)",
     "SIGNING_ORDER": "Thứ tự ký",
@@ -54,7 +56,7 @@ st.caption(
 
 def verify(data: bytes) -> Any:
     """The verification report of an XML record or of a signed PDF book."""
-    from hocba.tasks.issuance import crl_source, trust_anchors
+    from hocba.tasks.issuance import trust_anchors
     from hocba.tasks.verify import verify_document
 
     check: Any = verify_document
@@ -68,8 +70,24 @@ def verify(data: bytes) -> Any:
             data,
             trusted_roots=trust_anchors(home),
             registry=DatabaseRegistry(s),
-            crl_source=crl_source(home),
+            crl_source=configured_crl_source(),
+            ocsp_source=configured_ocsp_source(),
         )
+
+
+def _timestamp_times(report: Any) -> str | None:
+    """The timestamp times of the report, in Vietnam time (None: no timestamp, level B)."""
+    import datetime as dt
+
+    vn = dt.timezone(dt.timedelta(hours=7))
+    times = getattr(report, "timestamps", None) or {}
+    return (
+        "; ".join(
+            f"{label} {dt.datetime.fromisoformat(value).astimezone(vn):%d/%m/%Y %H:%M:%S}"
+            for label, value in times.items()
+        )
+        or None
+    )
 
 
 def show_report(report: Any) -> None:
@@ -86,6 +104,7 @@ def show_report(report: Any) -> None:
         ("Năm học", report.school_year),
         ("Mã trường", report.school_code),
         ("Mã tra cứu", report.lookup_code),
+        ("Dấu thời gian", _timestamp_times(report)),
     ]
     st.markdown("  \n".join(f"{k}: **{v}**" for k, v in facts if v))
     for check in report.checks:

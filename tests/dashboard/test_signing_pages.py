@@ -223,3 +223,28 @@ def test_clerk_sends_the_issued_records_to_the_portal_from_the_page(
     assert {waiting.state(r) for r in waiting.waiting} == {"accepted"}
     n = len(waiting.waiting)
     assert any(f"{n} tiếp nhận, 0 từ chối" in m.value for m in at.success), at.success
+
+
+def test_the_sealing_page_shows_how_many_records_wait_for_a_timestamp(waiting, monkeypatch):  # type: ignore[no-untyped-def]
+    """Issue 12: sealed while the TSA was down, the records are issued at B level and the
+    clerk's page says how many wait for their timestamp."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HOCBA_TSA_URL", f"http://127.0.0.1:{sock.getsockname()[1]}/tsa")
+    at = signed_in("dh01.ht")
+    at.switch_page("views/hang_cho_ky.py").run()
+    at.text_input(key="queue_CBQL_passphrase").input(PASSWORD)
+    submit(at, f"Ký {len(waiting.waiting)} học bạ")
+    at = signed_in("dh01.vt")
+    at.switch_page("views/dong_dau.py").run()
+    at.text_input(key="queue_KY_PHAT_HANH_passphrase").input(PASSWORD)
+    at = submit(at, "Đóng dấu phát hành")
+    assert not at.exception, at.exception
+    assert {waiting.state(r) for r in waiting.waiting} == {"issued"}
+    at.switch_page("views/dong_dau.py").run()
+    n = len(waiting.waiting)
+    assert any(f"{n} học bạ đã ký đang chờ dấu thời gian" in m.value for m in at.info), [
+        m.value for m in at.info
+    ]

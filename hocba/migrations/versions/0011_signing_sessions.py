@@ -11,7 +11,7 @@ For the token agent the row also carries the batch of SHA-256 digests to sign an
 the agent has signed them, the signature values (base64); both are cleared at the end.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -67,12 +67,25 @@ BEGIN
             USING ERRCODE = 'HBS01';
     END IF;
     IF OLD.state = ANY(locked) THEN
+        -- compare the rows themselves (JSON of both hex-encoded the signed XML twice);
+        -- the signed XML may change only by added timestamps (migration 0010)
         same := NEW;
         same.state := OLD.state;
         same.state_changed_at := OLD.state_changed_at;
+        same.signed_xml := OLD.signed_xml;
+        same.xml_sha256 := OLD.xml_sha256;
         IF same IS DISTINCT FROM OLD THEN
             RAISE EXCEPTION 'Học bạ #% đã phát hành (khóa), nội dung không được thay đổi', OLD.id
                 USING ERRCODE = 'HBL01';
+        END IF;
+        IF NEW.signed_xml IS DISTINCT FROM OLD.signed_xml
+           OR NEW.xml_sha256 IS DISTINCT FROM OLD.xml_sha256 THEN
+            IF NOT hoc_ba_timestamp_upgrade_ok(OLD.id, OLD.signed_xml, NEW.signed_xml,
+                                               NEW.xml_sha256) THEN
+                RAISE EXCEPTION 'Học bạ #% đã phát hành (khóa): chỉ được bổ sung dấu thời gian, có ghi nhật ký', OLD.id
+                    USING ERRCODE = 'HBL01';
+            END IF;
+            INSERT INTO hoc_ba_xml_history (record_id, xml_sha256) VALUES (OLD.id, OLD.xml_sha256);
         END IF;
         IF NEW.state IS DISTINCT FROM OLD.state AND NOT (
                (OLD.state = 'issued' AND NEW.state IN ('submitted', 'revoked'))
@@ -131,16 +144,16 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(DOWN)
-    # the guard as migration 0001 made it
+    # the guard as migration 0010 made it (timestamps may be added to an issued record)
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).with_name("0001_initial_schema.py")
-    spec = importlib.util.spec_from_file_location("hocba_migration_0001", path)
+    path = Path(__file__).with_name("0010_timestamps.py")
+    spec = importlib.util.spec_from_file_location("hocba_migration_0010", path)
     assert spec and spec.loader
-    initial = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(initial)
-    guard: str = initial.GUARDS_SQL
-    start = guard.index("CREATE FUNCTION hoc_ba_guard()")
-    end = guard.index("CREATE TRIGGER hoc_ba_guard")
-    op.execute(guard[start:end].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
+    previous = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(previous)
+    up: str = previous.UP
+    start = up.index("CREATE OR REPLACE FUNCTION hoc_ba_guard()")
+    end = up.index("END $$;", start) + len("END $$;")
+    op.execute(up[start:end])
