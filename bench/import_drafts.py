@@ -26,9 +26,10 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba import db
+from hocba.dev import demo
 from hocba.models.lifecycle import SYSTEM
 from hocba.models.records import create_drafts
-from hocba.tasks import demo, importer
+from hocba.tasks import importer
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ Targets (issue 3, "Speed"): issuance at least 500 records/s/core, "about a third
 limit", where the raw limit is the raw sign rate of the key divided by the three
 signatures of a record; verification with the trust chain cached at least 800
 records/s/core. Everything runs in this one process, pinned to one CPU, with software keys
-from a temporary :class:`~hocba.tasks.pki.TestPki`, and each rate comes with its baseline
+from a temporary :class:`~hocba.dev.testpki.TestPki`, and each rate comes with its baseline
 measured in the same run, so the ratios travel between machines:
 
 * ``raw_sign``: signatures per second over prehashed SHA-256 digests with ``cryptography``
@@ -31,7 +31,7 @@ breakdown of issuance is in CPU milliseconds per record.
 
 With ``--timestamps`` (issue 12) the run also measures ``issuance_timestamps``: the same
 path where each slot, right after it is signed, gets its RFC 3161 signature timestamp from
-the project's test TSA (tasks/trust_services.py, served over real HTTP on 127.0.0.1 in a
+the project's test TSA (hocba/dev/trust_services.py, served over real HTTP on 127.0.0.1 in a
 thread of this process, so the TSA's own CPU time is counted too: an upper bound for the
 client side), one request per signature on one pooled connection, and the verification
 step also checks the three tokens. It reports ``ratio_timestamps`` = issuance with
@@ -67,12 +67,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from hocba.tasks.pki import TestPki
-from hocba.tasks.record_xml import RecordDocument, build_record_xml, parse_record_xml_safely
-from hocba.tasks.signing import SoftwareSigner
-from hocba.tasks.timestamps import TsaClient, add_signature_timestamps, check_record_timestamps
-from hocba.tasks.trust_services import serve_trust_services
-from hocba.tasks.xmldsig import sign_slots, verify_record_signatures
+from hocba.dev.testpki import TestPki
+from hocba.dev.trust_services import serve_trust_services
+from hocba.pki.signer import SoftwareSigner
+from hocba.xml.dsig import sign_slots, verify_record_signatures
+from hocba.xml.record import RecordDocument, build_record_xml, parse_record_xml_safely
+from hocba.xml.timestamps import TsaClient, add_signature_timestamps, check_record_timestamps
 
 PASSWORD = "mat-khau-bench"
 SCHOOL_CODE = "79000701"
@@ -268,7 +268,7 @@ def _rate(step: Callable[[], object], per_step: int, seconds: float) -> Rates:
 
 
 class TimedSigner:
-    """A :class:`~hocba.tasks.signing.Signer` that adds the CPU time its backend spends in
+    """A :class:`~hocba.pki.signer.Signer` that adds the CPU time its backend spends in
     ``sign_digests`` (the private-key operations) to ``seconds``."""
 
     def __init__(self, inner: SoftwareSigner) -> None:

@@ -2,7 +2,7 @@
 
 Target (issue 4, "Speed"): render plus both signatures at least 40 PDFs/s/core, i.e. at
 most 25 ms of CPU per book. Everything runs in this one process, pinned to one CPU, with
-software keys from a temporary :class:`~hocba.tasks.pki.TestPki` and records issued by the
+software keys from a temporary :class:`~hocba.dev.testpki.TestPki` and records issued by the
 real path (GVCN → CBQL → seal XML signatures); each rate comes with baselines measured in
 the same run, so the ratios travel between machines:
 
@@ -12,8 +12,8 @@ the same run, so the ratios travel between machines:
 * ``plain_page``: A4 pages per second of a plain ReportLab page — a title, a 12-row
   table and three paragraphs in the built-in Helvetica (no font embedding), laid out with
   platypus — the cost of the library itself;
-* ``books``: per book, :func:`~hocba.tasks.pdf_render.render_book` (the latest year's
-  record, or ``--years`` years) then :func:`~hocba.tasks.pdf_sign.sign_pdf` (attach the
+* ``books``: per book, :func:`~hocba.pdf.render.render_book` (the latest year's
+  record, or ``--years`` years) then :func:`~hocba.pdf.sign.sign_pdf` (attach the
   XML, the principal's certification signature, the school seal's locking signature).
 
 The per-book CPU time is split into ``render``, ``prepare`` (reading the rendering: the
@@ -26,7 +26,7 @@ rendering in plain pages).
 Every rate is reported per second of elapsed time (``wall``) and per second of this
 process's CPU time (``cpu``); pinned and single-threaded, the CPU clock is the core's time
 actually spent, the steady figure when other work shares the machine. The first book of
-each run is verified (:func:`~hocba.tasks.pdf_sign.verify_pdf`, not timed).
+each run is verified (:func:`~hocba.pdf.sign.verify_pdf`, not timed).
 
 With ``--lta`` (issue 12) the run also measures ``lta``: books per second of
 :func:`~hocba.tasks.pdf_lta.make_lta` alone (DSS with the two signers' OCSP answers,
@@ -84,18 +84,18 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Table
 
-from hocba.tasks import pdf_sign
-from hocba.tasks.ocsp import OcspClient
+from hocba.dev.testpki import TestPki
+from hocba.dev.trust_services import serve_trust_services
+from hocba.pdf import sign as pdf_sign
+from hocba.pdf.render import render_book
+from hocba.pdf.sign import sign_pdf, verify_pdf
+from hocba.pki.ocsp import OcspClient
+from hocba.pki.signer import SoftwareSigner
 from hocba.tasks.pdf_lta import cached_ocsp, make_lta
-from hocba.tasks.pdf_render import render_book
-from hocba.tasks.pdf_sign import sign_pdf, verify_pdf
-from hocba.tasks.pki import TestPki
-from hocba.tasks.record_xml import build_record_xml
-from hocba.tasks.signing import SoftwareSigner
-from hocba.tasks.timestamps import TsaClient
-from hocba.tasks.trust_services import serve_trust_services
-from hocba.tasks.verify import CheckStatus, Verdict
-from hocba.tasks.xmldsig import sign_slots
+from hocba.xml.dsig import sign_slots
+from hocba.xml.record import build_record_xml
+from hocba.xml.timestamps import TsaClient
+from hocba.xml.verify import CheckStatus, Verdict
 
 VERIFY_URL = "https://tracuu.hocba.example.vn/xac-thuc"
 PLAIN_SECONDS = 1.0

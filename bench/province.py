@@ -4,8 +4,8 @@ What runs, on a fresh embedded PostgreSQL in ``--home`` (default: a temporary di
 
 1. **setup**: ``--schools`` demo schools (Phòng Đầm Hà's generator; pupil IDs made unique
    across the province), each written as an import workbook and imported through the real
-   import path (``tasks/importer.py``), in parallel;
-2. the pipeline, stage by stage, with the real flows of ``flows/`` called inside worker
+   import path (``hocba/tasks/importer.py``), in parallel;
+2. the pipeline, stage by stage, with the real flows of ``hocba/flows/`` called inside worker
    processes that talk to one Prefect server (``prefect server start``, its database on the
    same PostgreSQL server): ``drafts_flow`` (drafts + to review), the teachers' approval
    (a human gate: the lifecycle transition, simulated), GVCN, CBQL and KY_PHAT_HANH with
@@ -65,8 +65,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def _job_import(job: dict[str, Any]) -> int:
     """Generate one school's pupils, write its workbook, import it (one transaction)."""
     from hocba import db
+    from hocba.dev import demo
     from hocba.models.lifecycle import SYSTEM
-    from hocba.tasks import demo, importer
+    from hocba.tasks import importer
 
     idx, n = job["idx"], job["schools"]
     school = demo.demo_schools(n)[idx]
@@ -417,9 +418,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from hocba import db
+    from hocba.dev import demo
     from hocba.models import audit, certificates
     from hocba.models.lifecycle import SYSTEM, Actor
-    from hocba.tasks import demo
     from hocba.tasks.issuance import init_test_keys
 
     keep = args.home is not None

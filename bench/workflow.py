@@ -87,8 +87,8 @@ def main() -> None:
 
     from hocba import db
     from hocba.config import load_settings
+    from hocba.dev.demo import run_demo
     from hocba.flows.demo import run_demo_workflow
-    from hocba.tasks.demo import run_demo
 
     settings = load_settings()
     try:

@@ -182,7 +182,7 @@ def demo(
 ) -> None:
     """Tạo một huyện mẫu (Đầm Hà, Quảng Ninh) và chạy cả quy trình: nhập, bản nháp, GVCN
     duyệt và ký, hiệu trưởng ký, đóng dấu, gửi Sở, nhận kết quả, chuyển trường."""
-    from hocba.tasks.demo import DEMO_PASSWORD, run_demo
+    from hocba.dev.demo import DEMO_PASSWORD, run_demo
 
     settings = load_settings()
     _prepare()
@@ -210,7 +210,7 @@ def demo(
             import os
 
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the progress bars speak
-            for name in ("hocba.portal", "hocba.tasks.portal_client", "hocba.tasks.submission"):
+            for name in ("hocba.dev.portal", "hocba.portal.client", "hocba.tasks.submission"):
                 logging.getLogger(name).setLevel(logging.WARNING)  # one line per transaction
             from hocba.flows.demo import run_demo_workflow
 
@@ -505,8 +505,8 @@ def sign(
     Mỗi lô ký bằng MỘT lần xác nhận; mật khẩu/PIN lấy từ HOCBA_KEY_PASSPHRASE hoặc được hỏi.
     """
     from hocba.models import certificates
+    from hocba.pki.signer import SigningError
     from hocba.tasks.issuance import IssuanceError, sign_batch, trust_anchors
-    from hocba.tasks.signing import SigningError
 
     if slot not in SLOTS:
         err.print(f"[red]--slot phải là một trong: {', '.join(SLOTS)}.[/red]")
@@ -582,7 +582,7 @@ def _open_signer(
 ) -> Any:
     """The signing backend chosen by the options; PINs and passphrases come from
     HOCBA_KEY_PASSPHRASE or a hidden prompt, never from arguments."""
-    from hocba.tasks.signers import SignerSpec, open_signer
+    from hocba.pki.backends import SignerSpec, open_signer
 
     kind = "pkcs11" if pkcs11_module else "remote" if remote else "pkcs12"
     if kind == "remote":
@@ -614,14 +614,14 @@ def verify(
     from hocba.models.certificates import DatabaseRegistry
     from hocba.tasks.issuance import trust_anchors
     from hocba.tasks.long_term import configured_crl_source, configured_ocsp_source
-    from hocba.tasks.verify import verify_document
+    from hocba.xml.verify import verify_document
 
     settings = load_settings()
     _prepare()
     data = path.read_bytes()
     with db.session_scope() as session:
         if data.startswith(b"%PDF-"):
-            from hocba.tasks.pdf_sign import verify_pdf
+            from hocba.pdf.sign import verify_pdf
 
             check = verify_pdf
         else:
@@ -722,7 +722,7 @@ def signing_serve(
 ) -> None:
     """Chạy dịch vụ ký số từ xa với các khóa thử nghiệm đã đăng ký (mã người dùng = tên
     đăng nhập; trường: truong-<mã trường>)."""
-    from hocba.tasks.remote_signing import serve
+    from hocba.pki.remote import serve
 
     _prepare()
     password = _passphrase("Mật khẩu các tệp khóa thử nghiệm")
@@ -809,9 +809,9 @@ def agent_run(
 ) -> None:
     """Nhập mã PIN một lần, rồi ký mọi lô học bạ bạn bấm «Ký» trên bảng điều khiển bằng
     USB token cắm trên máy này. Khóa không rời token, mã PIN không rời máy này."""
-    from hocba.tasks.signers import SignerSpec, open_signer
-    from hocba.tasks.signing import SigningError
-    from hocba.tasks.signing_agent import run_agent
+    from hocba.pki.agent import run_agent
+    from hocba.pki.backends import SignerSpec, open_signer
+    from hocba.pki.signer import SigningError
 
     _prepare()
     spec = SignerSpec(kind="pkcs11", pkcs11_module=pkcs11_module, token=token, key_label=key_label)
@@ -988,8 +988,8 @@ def _book_signer(session: Any, school: str, username: str) -> Any:
 def _books(school: str, record_ids: list[int], principal_username: str) -> dict[int, bytes]:
     """Render and sign the books of the given records (principal + the school's seal)."""
     from hocba.models import certificates
+    from hocba.pki.signer import SoftwareSigner
     from hocba.tasks.books import make_books
-    from hocba.tasks.signing import SoftwareSigner
 
     settings = load_settings()
     with db.session_scope() as session:
@@ -1056,7 +1056,7 @@ app.add_typer(transfer_app, name="transfer")
 
 def _school_seal(session: Any, school: str) -> Any:
     from hocba.models import certificates
-    from hocba.tasks.signing import SoftwareSigner
+    from hocba.pki.signer import SoftwareSigner
 
     approved = [
         c
@@ -1217,7 +1217,7 @@ def notify_run(
     """Lập thông báo trong ngày và gửi những gì đến hạn (một tin mỗi người mỗi loại mỗi ngày)."""
     import datetime as dt
 
-    from hocba.tasks.notify import NotifyError, run_notifications
+    from hocba.notify import NotifyError, run_notifications
 
     _prepare()
     try:
@@ -1237,7 +1237,7 @@ def notify_channel_add(
     url: Annotated[str, typer.Argument(help="Địa chỉ Apprise, ví dụ mailto://…")],
 ) -> None:
     """Thêm kênh nhận thông báo (email, SMS, Zalo/Telegram qua Apprise…) cho một cán bộ."""
-    from hocba.tasks.notify import NotifyError, add_channel
+    from hocba.notify import NotifyError, add_channel
 
     _prepare()
     try:
@@ -1252,7 +1252,7 @@ def notify_channel_add(
 @notify_app.command("test")
 def notify_test(username: Annotated[str, typer.Argument(help="Tên đăng nhập cán bộ")]) -> None:
     """Gửi thử một tin tới mọi kênh của cán bộ."""
-    from hocba.tasks.notify import send_test_message
+    from hocba.notify import send_test_message
 
     _prepare()
     with db.session_scope() as session:
@@ -1279,7 +1279,7 @@ def portal_serve(
     Tài khoản: mỗi trường một tài khoản (tên = mã trường, mật khẩu HOCBA_PORTAL_PASSWORD)."""
     import os
 
-    from hocba.portal import PortalUser, serve
+    from hocba.dev.portal import PortalUser, serve
     from hocba.tasks.issuance import trust_anchors
 
     settings = load_settings()
@@ -1317,9 +1317,9 @@ def trust_serve(
 
     import uvicorn
 
+    from hocba.dev.testpki import TestPki
+    from hocba.dev.trust_services import trust_services_app
     from hocba.tasks.issuance import pki_directory
-    from hocba.tasks.pki import TestPki
-    from hocba.tasks.trust_services import trust_services_app
 
     directory = pki_directory(load_settings().home)
     if not (directory / "root-ca.pem").exists():
@@ -1373,7 +1373,7 @@ def submit(
 
     Mật khẩu cổng: HOCBA_PORTAL_PASSWORD; địa chỉ: HOCBA_PORTAL_URL."""
     from hocba.flows.submission import submit_school
-    from hocba.tasks.portal_client import PortalError
+    from hocba.portal.client import PortalError
 
     _prepare()
     try:
@@ -1405,7 +1405,7 @@ def up(
     from hocba.up import Ports, run
 
     if demo:
-        from hocba.tasks.demo import DEMO_PASSWORD
+        from hocba.dev.demo import DEMO_PASSWORD
 
         os.environ.setdefault("HOCBA_KEY_PASSPHRASE", DEMO_PASSWORD)
         os.environ.setdefault("HOCBA_PORTAL_PASSWORD", DEMO_PASSWORD)

@@ -89,9 +89,10 @@ class District:
     """Handles on a small district built in the test's schema."""
 
     def __init__(self, engine: Engine, tmp: Path) -> None:
+        from hocba.dev import demo
         from hocba.models.lifecycle import SYSTEM
         from hocba.models.records import create_drafts
-        from hocba.tasks import demo, importer
+        from hocba.tasks import importer
 
         self.engine = engine
         self.schools = demo.demo_schools(2)

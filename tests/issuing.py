@@ -9,8 +9,8 @@ from sqlmodel import Session
 
 from hocba.models import certificates
 from hocba.models.lifecycle import SYSTEM, transition
+from hocba.pki.signer import SoftwareSigner
 from hocba.tasks.issuance import sign_batch, trust_anchors
-from hocba.tasks.signing import SoftwareSigner
 
 PASSWORD = "mat-khau-demo"
 
@@ -107,7 +107,7 @@ def forge(  # type: ignore[no-untyped-def]
     """What an attacker builds from an issued record with the project's own signer: the
     pupil's name and a score changed, a new lookup code (or ``lookup_code``), the three
     slots emptied and signed again by the signers ``gvcn``, ``cbql``, ``seal`` (any
-    :class:`~hocba.tasks.signing.Signer`, e.g. the school's seal in every slot) at
+    :class:`~hocba.pki.signer.Signer`, e.g. the school's seal in every slot) at
     ``times`` (default: now). Each personal slot's SO_CCCD is the signer's CCCD as
     issuance writes it, unless ``slot_cccd`` says otherwise."""
     import datetime as dt
@@ -115,8 +115,8 @@ def forge(  # type: ignore[no-untyped-def]
 
     from lxml import etree
 
-    from hocba.tasks.record_xml import parse_record_xml_safely
-    from hocba.tasks.xmldsig import sign_slots
+    from hocba.xml.dsig import sign_slots
+    from hocba.xml.record import parse_record_xml_safely
 
     root = parse_record_xml_safely(issued)
     general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")

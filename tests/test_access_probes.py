@@ -40,15 +40,15 @@ from typer.testing import CliRunner
 
 from hocba import db
 from hocba.cli import app
+from hocba.dev.demo import DEMO_PASSWORD, demo_schools, school_rows
+from hocba.dev.portal import PortalUser, create_portal_app
+from hocba.dev.testpki import TestPki
 from hocba.models import org
 from hocba.models.lifecycle import SYSTEM
 from hocba.models.records import create_drafts
-from hocba.portal import PortalUser, create_portal_app
+from hocba.pki.signer import SoftwareSigner
+from hocba.portal.client import PortalClient, PortalRefused, RevocationStatus
 from hocba.tasks import importer
-from hocba.tasks.demo import DEMO_PASSWORD, demo_schools, school_rows
-from hocba.tasks.pki import TestPki
-from hocba.tasks.portal_client import PortalClient, PortalRefused, RevocationStatus
-from hocba.tasks.signing import SoftwareSigner
 
 _schemas = itertools.count()
 

@@ -236,7 +236,7 @@ def test_sign_export_verify_and_tamper(cli: CliRunner, tmp_path: Path, monkeypat
     # lookup code) is INVALID by the role checks; a trailing newline is not a forgery
     from issuing import forge
 
-    from hocba.tasks.signing import SoftwareSigner
+    from hocba.pki.signer import SoftwareSigner
 
     seal = SoftwareSigner.from_pkcs12(tmp_path / "home" / "pki" / "truong-DH01.p12", "mat-khau-thu")
     forged = tmp_path / "gia-mao.xml"
@@ -328,7 +328,7 @@ def test_submit_to_the_bundled_portal(
 ) -> None:  # type: ignore[no-untyped-def]
     from servers import serve_asgi
 
-    from hocba.portal import create_portal_app
+    from hocba.dev.portal import create_portal_app
     from hocba.tasks.issuance import trust_anchors
 
     monkeypatch.setenv("HOCBA_KEY_PASSPHRASE", "hocba-demo")

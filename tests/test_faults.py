@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from hocba import db
 from hocba.cli import app
 from hocba.models import audit
+from hocba.pki.signer import SigningError
 from hocba.tasks.issuance import sign_batch
-from hocba.tasks.signing import SigningError
 
 PASS = "hocba-demo"
 
@@ -150,7 +150,7 @@ class FailingSigner:
 def test_signer_refusing_halfway_leaves_every_record_retryable(school) -> None:  # type: ignore[no-untyped-def]
     from hocba.models import certificates
     from hocba.models.lifecycle import Actor
-    from hocba.tasks.signing import SoftwareSigner
+    from hocba.pki.signer import SoftwareSigner
 
     engine, _ = school
     with Session(engine) as s:

@@ -1,7 +1,7 @@
 """Property-based fuzzing of the Excel/CSV import (issue 8 item 4).
 
 Workbooks and CSV files are built from the valid rows of the demo generator
-(:func:`hocba.tasks.demo.school_rows`) and then damaged the way a careless user or an attacker
+(:func:`hocba.dev.demo.school_rows`) and then damaged the way a careless user or an attacker
 would: random cell values (Vietnamese text, control characters, huge strings, numbers,
 non-finite floats, dates, date serials, booleans, blanks), dropped / duplicated / renamed
 headers, extra columns, random sheet names, rows dropped / duplicated / ragged, CSV files in
@@ -56,8 +56,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
+from hocba.dev import demo
 from hocba.models.lifecycle import SYSTEM
-from hocba.tasks import demo, importer
+from hocba.tasks import importer
 from hocba.tasks.importer import (
     CLASS_COLUMNS,
     CLASS_SHEET,

@@ -35,9 +35,9 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from typer.testing import CliRunner
 
 from hocba.cli import app
-from hocba.tasks.pdf_sign import PdfCheckCode, embedded_record_xml
-from hocba.tasks.record_xml import build_record_xml
-from hocba.tasks.verify import CheckStatus, Verdict, VerificationReport
+from hocba.pdf.sign import PdfCheckCode, embedded_record_xml
+from hocba.xml.record import build_record_xml
+from hocba.xml.verify import CheckStatus, Verdict, VerificationReport
 
 # fixtures of tests/test_fuzz_verify.py (and, through it, of tests/tasks/conftest.py)
 signing_staff = V.signing_staff

@@ -49,10 +49,11 @@ from hypothesis import HealthCheck, Phase, currently_in_test_context, event, giv
 from hypothesis import strategies as st
 from lxml import etree
 
-from hocba.tasks.pdf_render import render_book
-from hocba.tasks.pdf_sign import sign_pdf, verify_pdf
-from hocba.tasks.record_xml import RecordXmlError, build_record_xml, read_record_document
-from hocba.tasks.verify import (
+from hocba.pdf.render import render_book
+from hocba.pdf.sign import sign_pdf, verify_pdf
+from hocba.xml.dsig import DS_NS
+from hocba.xml.record import RecordXmlError, build_record_xml, read_record_document
+from hocba.xml.verify import (
     CheckCode,
     CheckStatus,
     IssuedRecordInfo,
@@ -60,7 +61,6 @@ from hocba.tasks.verify import (
     VerificationReport,
     verify_document,
 )
-from hocba.tasks.xmldsig import DS_NS
 
 # The signing fixtures of tests/tasks/conftest.py (a conftest only reaches its own folder).
 _spec = importlib.util.spec_from_file_location(

@@ -15,8 +15,9 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from hocba import db
+from hocba.dev import demo
 from hocba.models.lifecycle import SYSTEM
-from hocba.tasks import demo, importer
+from hocba.tasks import importer
 
 
 def _free_ports(n: int) -> list[int]:

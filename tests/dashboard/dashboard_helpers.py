@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from hocba.models import certificates, org, queries
 from hocba.models.lifecycle import SYSTEM, Actor
 
-APP = Path(__file__).parents[2] / "dashboard" / "app.py"
+APP = Path(__file__).parents[2] / "hocba" / "dashboard" / "app.py"
 PASSWORD = "mat-khau-thu"  # staff passwords and key passphrases of these tests
 _ids = itertools.count()
 
@@ -64,8 +64,8 @@ def signed_in(username: str, password: str = PASSWORD) -> AppTest:
 def give_keys(engine: Engine, home: Path, usernames: list[str], schools: list[str]) -> None:
     """ECDSA test certificates for these people and schools (registered), schools' seals
     approved by the district officer."""
+    from hocba.dev.testpki import TestPki
     from hocba.tasks.issuance import pki_directory
-    from hocba.tasks.pki import TestPki
 
     pki = TestPki.init(pki_directory(home), key_type="ecdsa")
     with Session(engine) as s:

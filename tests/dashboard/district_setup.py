@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy import text
 
+from hocba.dev.demo import DEMO_PASSWORD, run_demo
+from hocba.dev.testpki import TestPki
 from hocba.models import certificates, org
 from hocba.models.lifecycle import SYSTEM, Actor
-from hocba.tasks.demo import DEMO_PASSWORD, run_demo
+from hocba.pki.signer import SoftwareSigner
 from hocba.tasks.issuance import SIGNING_ROLES, pki_directory, sign_batch, trust_anchors
-from hocba.tasks.pki import TestPki
-from hocba.tasks.signing import SoftwareSigner
 
 
 def prepare(

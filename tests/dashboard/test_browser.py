@@ -1,4 +1,4 @@
-"""Real-browser tests: ``streamlit run dashboard/app.py`` on a free localhost port,
+"""Real-browser tests: ``streamlit run hocba/dashboard/app.py`` on a free localhost port,
 Debian's chromium driven by playwright (no downloaded browser).
 
 The district officer downloads the district table (CSV); DH01's principal selects one
@@ -33,7 +33,7 @@ import pytest
 from district_setup import prepare, transfers
 
 from hocba import db
-from hocba.tasks.demo import DEMO_PASSWORD
+from hocba.dev.demo import DEMO_PASSWORD
 
 ROOT = Path(__file__).parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -81,7 +81,7 @@ def server(engine, pg_url: str, schema_name: str, tmp_path: Path) -> Iterator[st
 def dashboard(
     pg_url: str, schema_name: str, tmp_path: Path, home: Path, **extra_env: str
 ) -> Iterator[str]:
-    """``streamlit run dashboard/app.py`` on a free port, pointed at the test schema."""
+    """``streamlit run hocba/dashboard/app.py`` on a free port, pointed at the test schema."""
     port = _free_port()
     env = {
         **os.environ,
@@ -97,7 +97,7 @@ def dashboard(
             "-m",
             "streamlit",
             "run",
-            str(ROOT / "dashboard" / "app.py"),
+            str(ROOT / "hocba" / "dashboard" / "app.py"),
             "--server.headless=true",
             f"--server.port={port}",
             "--server.address=127.0.0.1",
@@ -300,7 +300,7 @@ def remote_server(
 
     from hocba.asgi import serve_in_thread
     from hocba.models import certificates
-    from hocba.tasks.remote_signing import create_signing_service
+    from hocba.pki.remote import create_signing_service
 
     home = tmp_path / "home"
     prepare(lambda: db.session_scope(engine), home, schools=2, pupils=20)
@@ -329,7 +329,7 @@ def remote_server(
 def test_principal_signs_a_class_with_one_confirmation_on_the_phone(remote_server) -> None:  # type: ignore[no-untyped-def]
     import threading
 
-    from hocba.tasks.remote_signing import answer_pending
+    from hocba.pki.remote import answer_pending
 
     server, service, signing_url = remote_server
     expect = playwright.expect
@@ -446,7 +446,7 @@ def test_principal_signs_a_class_with_a_usb_token_and_the_agent(token_server) ->
 def test_teacher_signs_their_class_remotely_on_lop_cua_toi(remote_server) -> None:  # type: ignore[no-untyped-def]
     import threading
 
-    from hocba.tasks.remote_signing import answer_pending
+    from hocba.pki.remote import answer_pending
 
     server, service, signing_url = remote_server
     expect = playwright.expect

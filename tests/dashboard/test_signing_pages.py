@@ -10,8 +10,8 @@ from dashboard_helpers import PASSWORD, give_keys, set_passwords, signed_in
 from sqlmodel import Session
 
 from hocba.models.lifecycle import SYSTEM, transition
+from hocba.pki.signer import SoftwareSigner
 from hocba.tasks.issuance import sign_batch
-from hocba.tasks.signing import SoftwareSigner
 
 
 @pytest.fixture
@@ -176,8 +176,8 @@ def test_clerk_sends_the_issued_records_to_the_portal_from_the_page(
     on the page), sent over HTTP to the bundled portal, results shown and recorded."""
     from servers import serve_asgi
 
+    from hocba.dev.portal import create_portal_app
     from hocba.models import certificates
-    from hocba.portal import create_portal_app
     from hocba.tasks.issuance import trust_anchors
 
     with Session(waiting.engine) as s:

@@ -15,11 +15,10 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from hocba import db
+from hocba import db, notify
 from hocba.models import notifications as nm
 from hocba.models.calendar import set_deadline
 from hocba.models.lifecycle import VN_TZ
-from hocba.tasks import notify
 
 BASE = "https://hocba.damha.example.vn"
 

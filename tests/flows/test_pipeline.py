@@ -9,8 +9,9 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba import db
+from hocba.dev import demo
 from hocba.models.lifecycle import SYSTEM
-from hocba.tasks import demo, importer
+from hocba.tasks import importer
 
 
 @pytest.fixture

@@ -147,7 +147,7 @@ def test_gvcn_for_the_whole_school_is_one_flow_run_of_chunks(prefect_harness, re
 
 def test_whole_school_signing_is_only_for_gvcn_with_worker_keys(prefect_harness, ready) -> None:  # type: ignore[no-untyped-def]
     from hocba.flows.signing import sign_records_flow
-    from hocba.tasks.signers import SignerSpec
+    from hocba.pki.backends import SignerSpec
 
     with pytest.raises(Exception, match="cần nêu người ký"):
         sign_records_flow("CBQL", None, "DH01")
@@ -189,7 +189,7 @@ def test_a_secret_block_gives_the_passphrase_the_environment_lacks(  # type: ign
     from prefect.blocks.system import Secret
 
     from hocba.flows.signing import sign_schools_flow
-    from hocba.tasks import signers
+    from hocba.pki import backends as signers
 
     monkeypatch.setattr(signers, "_blocks", (0.0, frozenset()))
     monkeypatch.setenv("HOCBA_KEY_PASSPHRASE", "sai-mat-khau")  # wrong for every key

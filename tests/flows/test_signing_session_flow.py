@@ -24,8 +24,8 @@ from hocba import db
 from hocba.asgi import serve_in_thread
 from hocba.models import certificates, signing_sessions
 from hocba.models.lifecycle import SYSTEM, transition
+from hocba.pki.remote import answer_pending, create_signing_service
 from hocba.tasks.issuance import init_test_keys
-from hocba.tasks.remote_signing import answer_pending, create_signing_service
 
 SECRET = "mat-khau-khong-duoc-lo"
 OTP = "246810"

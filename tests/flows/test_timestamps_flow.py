@@ -12,9 +12,9 @@ from issuing import issue, reviewed_class
 from sqlalchemy import text
 
 from hocba import db
+from hocba.dev.testpki import TestPki
+from hocba.dev.trust_services import serve_trust_services
 from hocba.tasks.issuance import pki_directory
-from hocba.tasks.pki import TestPki
-from hocba.tasks.trust_services import serve_trust_services
 
 
 def _closed_port() -> int:

@@ -3,7 +3,7 @@ schools at once (issue 8 §1): both take flow runs, their runs overlap in time (
 lock), and no record is signed or submitted twice.
 
 The workers are real ``prefect worker start --type process`` subprocesses; each flow run
-is a process of its own, started from deployments of the flows in ``flows/``
+is a process of its own, started from deployments of the flows in ``hocba/flows/``
 (``flow.from_source`` on this checkout). Their Prefect server is a temporary one on the test
 PostgreSQL (its own database), as in production: the harness's SQLite server answers
 "database is locked" under two polling workers on this machine.
@@ -30,10 +30,11 @@ from servers import serve_asgi
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
+from hocba.dev import demo
+from hocba.dev.portal import create_portal_app
 from hocba.models import audit, certificates
 from hocba.models.lifecycle import SYSTEM, Actor, transition
-from hocba.portal import create_portal_app
-from hocba.tasks import demo, importer
+from hocba.tasks import importer
 from hocba.tasks.issuance import init_test_keys, trust_anchors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,9 +167,9 @@ def _free_port() -> int:
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
 DEPLOYMENTS = {
-    "drafts": "flows/pipeline.py:drafts_flow",
-    "sign": "flows/signing.py:sign_records_flow",
-    "submit": "flows/submission.py:submission_flow",
+    "drafts": "hocba/flows/pipeline.py:drafts_flow",
+    "sign": "hocba/flows/signing.py:sign_records_flow",
+    "submit": "hocba/flows/submission.py:submission_flow",
 }
 
 

@@ -25,9 +25,9 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from hocba import db
+from hocba.dev.portal import PortalFaults, create_portal_app
 from hocba.models import certificates, org
 from hocba.models.lifecycle import SYSTEM, transition
-from hocba.portal import PortalFaults, create_portal_app
 from hocba.tasks.issuance import init_test_keys, trust_anchors
 
 PORTAL_PASSWORD = "mat-khau-cong-so-flow"
@@ -325,8 +325,8 @@ def _take_in_after_review(district, school_code: str) -> None:  # type: ignore[n
     """The receiving school's clerk looks into the review queue's package and takes it in
     (``unverified_confirmed``), then sends the signed receipt to the leaving school's box."""
     from hocba.flows.transfer import RECEIPTS, _box, _person, _sender, review_package
+    from hocba.pki.backends import school_seal
     from hocba.tasks.issuance import crl_source
-    from hocba.tasks.signers import school_seal
     from hocba.tasks.transfer import receive_package
 
     with district.connect() as c:

@@ -31,16 +31,10 @@ import uvicorn
 from issuing import forge
 from sqlalchemy import func, select
 
-from hocba.portal import PortalFaults, ProvincePortal, create_portal_app
-from hocba.tasks.packaging import (
-    Package,
-    RevocationItem,
-    decode_content,
-    encode_content,
-    package_records,
-)
-from hocba.tasks.pki import TestPki
-from hocba.tasks.portal_client import (
+from hocba.dev.portal import PortalFaults, ProvincePortal, create_portal_app
+from hocba.dev.testpki import TestPki
+from hocba.pki.signer import Signer, SoftwareSigner
+from hocba.portal.client import (
     DEFAULT_PATHS,
     PortalClient,
     PortalNotFound,
@@ -51,9 +45,15 @@ from hocba.tasks.portal_client import (
     password_digest,
     signed_bytes,
 )
-from hocba.tasks.record_xml import build_record_xml
-from hocba.tasks.signing import Signer, SoftwareSigner
-from hocba.tasks.xmldsig import sign_slots
+from hocba.portal.package import (
+    Package,
+    RevocationItem,
+    decode_content,
+    encode_content,
+    package_records,
+)
+from hocba.xml.dsig import sign_slots
+from hocba.xml.record import build_record_xml
 
 
 def _load_record_fixtures() -> Any:
@@ -335,7 +335,7 @@ def test_a_tampered_record_is_rejected_with_error_fields_the_others_accepted(
     records = list(batch[:4])
     records[2] = _tamper(records[2])
     package = _one_package(records)
-    with caplog.at_level("INFO", logger="hocba.portal"):
+    with caplog.at_level("INFO", logger="hocba.dev.portal"):
         answer = client.submit(package)
     assert (answer.data["so_tiep_nhan"], answer.data["so_tu_choi"]) == (3, 1)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from hocba.tasks.pki import TestIdentity, TestPki
-from hocba.tasks.record_xml import RecordDocument, build_record_xml
-from hocba.tasks.signing import SoftwareSigner
-from hocba.tasks.xmldsig import DS_NS, sign_slots
+from hocba.dev.testpki import TestIdentity, TestPki
+from hocba.pki.signer import SoftwareSigner
+from hocba.xml.dsig import DS_NS, sign_slots
+from hocba.xml.record import RecordDocument, build_record_xml
 
 PASSWORD = "mat-khau-thu-nghiem"
 

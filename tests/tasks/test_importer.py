@@ -12,9 +12,10 @@ from openpyxl import load_workbook
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
+from hocba.dev import demo
 from hocba.models.lifecycle import SYSTEM, transition
 from hocba.models.records import create_drafts
-from hocba.tasks import demo, importer
+from hocba.tasks import importer
 from hocba.tasks.importer import ImportFailed
 
 YEAR = "2024-2025"

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from hocba.models import certificates
 from hocba.models.lifecycle import SYSTEM, transition
 from hocba.tasks.issuance import IssuanceError, sign_batch, trust_anchors
-from hocba.tasks.record_xml import parse_record_xml_safely
+from hocba.xml.record import parse_record_xml_safely
 
 
 def test_a_class_goes_from_reviewed_to_issued(keyed) -> None:  # type: ignore[no-untyped-def]
@@ -110,7 +110,7 @@ def test_return_after_signing_discards_the_signature(keyed) -> None:  # type: ig
 def test_correction_revokes_reissues_and_supersedes(keyed) -> None:  # type: ignore[no-untyped-def]
     from hocba.models import corrections
     from hocba.models.certificates import DatabaseRegistry
-    from hocba.tasks.verify import verify_document
+    from hocba.xml.verify import verify_document
 
     ids, teacher = reviewed_class(keyed)
     issue(keyed, ids[:1], teacher)

@@ -24,13 +24,12 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from hocba import db
+from hocba import db, notify
 from hocba.models import notifications as nm
 from hocba.models.calendar import set_deadline
 from hocba.models.lifecycle import SYSTEM, VN_TZ, transition
 from hocba.models.notifications import CohortFacts
-from hocba.tasks import notify
-from hocba.tasks.notify import NotifySettings
+from hocba.notify import NotifySettings
 
 BASE = "https://hocba.damha.example.vn"
 FROM = "hocba@phong.example.vn"
@@ -573,7 +572,7 @@ def test_test_message_channels_and_log_scope(town: Town, smtp: Mailbox) -> None:
 
 def test_demo_district_a_week_before_15_6(engine: Engine, tmp_path: Path) -> None:
     """The demo district (every record still with its teachers), a week before 15/6."""
-    from hocba.tasks import demo
+    from hocba.dev import demo
 
     year = demo.current_school_year(LOCAL_TODAY + dt.timedelta(days=60))
     due = dt.date(int(year[:4]) + 1, 6, 15)

@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 import pytest
 
-from hocba.tasks.packaging import (
+from hocba.portal.client import PortalClient, check_envelope_signature
+from hocba.portal.package import (
     DEFAULT_ENVELOPE_RESERVE,
     MAX_TRANSACTION_BYTES,
     ContentError,
@@ -28,10 +29,9 @@ from hocba.tasks.packaging import (
     package_records,
     parse_revocation_xml,
 )
-from hocba.tasks.portal_client import PortalClient, check_envelope_signature
-from hocba.tasks.record_xml import RecordDocument, build_record_xml
-from hocba.tasks.verify import CheckStatus, verify_document
-from hocba.tasks.xmldsig import verify_record_signatures
+from hocba.xml.dsig import verify_record_signatures
+from hocba.xml.record import RecordDocument, build_record_xml
+from hocba.xml.verify import CheckStatus, verify_document
 
 CLASS_SIZE = 12
 

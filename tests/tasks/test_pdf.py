@@ -25,8 +25,8 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pypdf import PdfReader
 
-from hocba.tasks.pdf_render import RenderError, print_class, render_book
-from hocba.tasks.pdf_sign import (
+from hocba.pdf.render import RenderError, print_class, render_book
+from hocba.pdf.sign import (
     PRINCIPAL_FIELD,
     SEAL_FIELD,
     PdfCheckCode,
@@ -37,8 +37,8 @@ from hocba.tasks.pdf_sign import (
     sign_pdfs,
     verify_pdf,
 )
-from hocba.tasks.record_xml import build_record_xml, read_record_document
-from hocba.tasks.verify import CheckStatus, IssuedRecordInfo, Verdict
+from hocba.xml.record import build_record_xml, read_record_document
+from hocba.xml.verify import CheckStatus, IssuedRecordInfo, Verdict
 
 VERIFY_URL = "https://tracuu.hocba.example.vn/xac-thuc"
 PUPIL = "Lê Minh Anh"

@@ -9,12 +9,12 @@ import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from test_pdf import VERIFY_URL, _issue_years, _pdfsig, _verify
 
-from hocba.tasks.ocsp import OcspClient
+from hocba.dev.trust_services import serve_trust_services
+from hocba.pdf.render import render_book
+from hocba.pdf.sign import PRINCIPAL_FIELD, SEAL_FIELD, sign_pdf
+from hocba.pki.ocsp import OcspClient
 from hocba.tasks.pdf_lta import DOCUMENT_TIMESTAMP_FIELD, make_lta
-from hocba.tasks.pdf_render import render_book
-from hocba.tasks.pdf_sign import PRINCIPAL_FIELD, SEAL_FIELD, sign_pdf
-from hocba.tasks.timestamps import TimestampUnavailable, TsaClient
-from hocba.tasks.trust_services import serve_trust_services
+from hocba.xml.timestamps import TimestampUnavailable, TsaClient
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The test PKI (tasks/pki.py) and the software signer (tasks/signing.py)."""
+"""The test PKI (hocba/dev/testpki.py) and the software signer (hocba/pki/signer.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from hocba.tasks.pki import PkiError, TestPki
-from hocba.tasks.signing import Signer, SigningError, SoftwareSigner, clear_signer_cache
+from hocba.dev.testpki import PkiError, TestPki
+from hocba.pki.signer import Signer, SigningError, SoftwareSigner, clear_signer_cache
 
 PASSWORD = "mat-khau-thu-nghiem"
 

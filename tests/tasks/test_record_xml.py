@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from lxml import etree
 
-from hocba.tasks.record_xml import (
+from hocba.xml.record import (
     MON_HOC_FIELDS,
     THONG_TIN_CHUNG_FIELDS,
     TONG_KET_FIELDS,

@@ -25,16 +25,16 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
 
-from hocba.tasks.record_xml import RecordDocument, build_record_xml
-from hocba.tasks.remote_signing import (
+from hocba.pki.remote import (
     MAX_OTP_ATTEMPTS,
     HashSigningService,
     RemoteSigner,
     create_signing_service,
     verify_digest_signature,
 )
-from hocba.tasks.signing import Signer, SigningError
-from hocba.tasks.xmldsig import IssueCode, sign_slots, verify_record_signatures, verify_slot
+from hocba.pki.signer import Signer, SigningError
+from hocba.xml.dsig import IssueCode, sign_slots, verify_record_signatures, verify_slot
+from hocba.xml.record import RecordDocument, build_record_xml
 
 with warnings.catch_warnings():  # Starlette >= 1.x suggests httpx2 for its TestClient
     warnings.filterwarnings("ignore", message=".*httpx2", category=UserWarning)
@@ -383,7 +383,7 @@ def test_csc_authorize_confirm_sign_hash(remote: RunningService, signing_staff) 
     """The CSC sequence on the same service: list, info (chain), authorize the hashes
     (pending until the user confirms), authorizeCheck → SAD, signHash; the SAD is spent
     once and covers only the hashes the user confirmed."""
-    from hocba.tasks.remote_signing import CSC_SHA256, CSC_SIGN_ALGO
+    from hocba.pki.remote import CSC_SHA256, CSC_SIGN_ALGO
 
     assert remote.post("/csc/v2/credentials/list", json={"userID": PRINCIPAL}).json() == {
         "credentialIDs": [PRINCIPAL]

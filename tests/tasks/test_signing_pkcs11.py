@@ -29,10 +29,10 @@ from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 from pkcs11.util.x509 import decode_x509_certificate
 from signxml import SignatureConfiguration, XMLVerifier
 
-from hocba.tasks.record_xml import RecordDocument, build_record_xml
-from hocba.tasks.signing import Signer, SigningError
-from hocba.tasks.signing_pkcs11 import Pkcs11Signer
-from hocba.tasks.xmldsig import sign_slots, verify_record_signatures, verify_slot
+from hocba.pki.pkcs11 import Pkcs11Signer
+from hocba.pki.signer import Signer, SigningError
+from hocba.xml.dsig import sign_slots, verify_record_signatures, verify_slot
+from hocba.xml.record import RecordDocument, build_record_xml
 
 TOKEN = "T"
 PIN = "ma-pin-T-8642"

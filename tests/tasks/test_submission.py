@@ -12,9 +12,9 @@ from servers import serve_asgi
 from sqlalchemy import text
 from sqlmodel import Session
 
-from hocba.portal import PortalFaults, create_portal_app
+from hocba.dev.portal import PortalFaults, create_portal_app
+from hocba.portal.client import PortalClient
 from hocba.tasks.issuance import trust_anchors
-from hocba.tasks.portal_client import PortalClient
 from hocba.tasks.submission import plan_submissions, poll_results, send_pending
 
 PORTAL_PASSWORD = "mat-khau-cong-so"

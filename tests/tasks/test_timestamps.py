@@ -25,23 +25,23 @@ from typer.testing import CliRunner
 import hocba.flows.timestamps  # noqa: F401 - Prefect sets its logging up when imported:
 from hocba import db  # here, with the real stderr, not inside a CliRunner's (closed after)
 from hocba.cli import app
+from hocba.dev.testpki import TestPki
+from hocba.dev.trust_services import serve_trust_services
 from hocba.models import audit
 from hocba.models.certificates import DatabaseRegistry
+from hocba.pki.ocsp import OcspClient
 from hocba.tasks import long_term
 from hocba.tasks.issuance import pki_directory, trust_anchors
-from hocba.tasks.ocsp import OcspClient
-from hocba.tasks.pki import TestPki
-from hocba.tasks.record_xml import build_record_xml, parse_record_xml_safely
-from hocba.tasks.timestamps import (
+from hocba.xml.dsig import sign_slots, verify_record_signatures
+from hocba.xml.record import build_record_xml, parse_record_xml_safely
+from hocba.xml.timestamps import (
     TsaClient,
     add_signature_timestamps,
     archive_timestamps,
     check_record_timestamps,
     signature_timestamps,
 )
-from hocba.tasks.trust_services import serve_trust_services
-from hocba.tasks.verify import verify_document
-from hocba.tasks.xmldsig import sign_slots, verify_record_signatures
+from hocba.xml.verify import verify_document
 
 
 def _closed_port_url() -> str:
@@ -231,7 +231,7 @@ LIFETIME_S = 8  # long enough to sign and stamp on a loaded machine, short to wa
 def _short_lived_signature(tmp_path: Path, record, wait_before_stamp: bool):  # type: ignore[no-untyped-def]
     """A record signed in all three slots, the GVCN certificate valid for 3 more seconds;
     the timestamps are asked before it expires, or (``wait_before_stamp``) after."""
-    from hocba.tasks.signing import SoftwareSigner
+    from hocba.pki.signer import SoftwareSigner
 
     password = "mat-khau-thu"
 

@@ -19,7 +19,6 @@ from sqlmodel import Session
 
 from hocba.models import certificates
 from hocba.tasks.issuance import crl_source, trust_anchors
-from hocba.tasks.record_xml import parse_record_xml_safely
 from hocba.tasks.transfer import (
     UNVERIFIED_REASON,
     TransferError,
@@ -28,6 +27,7 @@ from hocba.tasks.transfer import (
     receive_package,
     record_receipt,
 )
+from hocba.xml.record import parse_record_xml_safely
 
 LEAVING = dt.date(2025, 1, 15)
 

@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives import hashes
 from issuing import forge
 from lxml import etree
 
-from hocba.tasks.record_xml import build_record_xml, parse_record_xml_safely
-from hocba.tasks.verify import (
+from hocba.xml.dsig import DS_NS, IssueCode
+from hocba.xml.record import build_record_xml, parse_record_xml_safely
+from hocba.xml.verify import (
     Check,
     CheckCode,
     CheckStatus,
@@ -31,7 +32,6 @@ from hocba.tasks.verify import (
     VerificationReport,
     verify_document,
 )
-from hocba.tasks.xmldsig import DS_NS, IssueCode
 
 DS = f"{{{DS_NS}}}"
 SCHOOL = "79000701"

@@ -1,5 +1,5 @@
 """Three XMLDSig signatures in their slots (HOCBA_SPEC §4), checked by three verifiers:
-ours (tasks/xmldsig.py), signxml's XMLVerifier and the xmlsec1 command-line tool."""
+ours (hocba/xml/dsig.py), signxml's XMLVerifier and the xmlsec1 command-line tool."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from lxml import etree
 from signxml import SignatureConfiguration, XMLVerifier
 from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
 
-from hocba.tasks.record_xml import build_record_xml, parse_record_xml_safely, validate_record_xml
-from hocba.tasks.signing import Signer
-from hocba.tasks.xmldsig import (
+from hocba.pki.signer import Signer
+from hocba.xml.dsig import (
     DS_NS,
     IssueCode,
     XmlSignatureError,
@@ -24,6 +23,7 @@ from hocba.tasks.xmldsig import (
     verify_record_signatures,
     verify_slot,
 )
+from hocba.xml.record import build_record_xml, parse_record_xml_safely, validate_record_xml
 
 SLOTS = ("GVCN", "CBQL", "KY_PHAT_HANH")
 DS = f"{{{DS_NS}}}"

@@ -1,4 +1,4 @@
-"""What tasks/xmldsig.py reuses for speed never changes a result: the parsed tree handed from
+"""What hocba/xml/dsig.py reuses for speed never changes a result: the parsed tree handed from
 one ``sign_slots`` call to the next, and the per-certificate / per-CRL verification caches."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from collections.abc import Sequence
 import pytest
 from cryptography import x509
 
-from hocba.tasks.record_xml import build_record_xml
-from hocba.tasks.signing import Signer
-from hocba.tasks.xmldsig import IssueCode, XmlSignatureError, sign_slots, verify_slot
+from hocba.pki.signer import Signer
+from hocba.xml.dsig import IssueCode, XmlSignatureError, sign_slots, verify_slot
+from hocba.xml.record import build_record_xml
 
 TEACHER_CCCD = "001190012345"  # the session PKI's teacher and principal (conftest.py)
 PRINCIPAL_CCCD = "001080054321"

@@ -2,7 +2,7 @@
 one change an issued record allows — adding unsigned time-stamps to its XML.
 
 ``timestamp_queue``: records signed at B level because the TSA could not be reached (or
-an archive timestamp renewal that failed); flows/timestamps.py works it off.
+an archive timestamp renewal that failed); hocba/flows/timestamps.py works it off.
 
 ``hoc_ba_guard`` (migration 0001) is replaced: for a locked (issued...) record nothing
 changes but its state along the post-issue path, **except** ``signed_xml`` and
@@ -25,7 +25,7 @@ any Python code:
 expires (the renewal flow adds an archive timestamp before that).
 
 Each allowed change keeps the hash it replaced in ``hoc_ba_xml_history``, so a copy
-exported before the upgrade still matches the registry (tasks/verify.py REGISTRY_MATCH).
+exported before the upgrade still matches the registry (hocba/xml/verify.py REGISTRY_MATCH).
 
 Revision ID: 0010
 Revises: 0009

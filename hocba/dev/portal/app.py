@@ -1,0 +1,1395 @@
+"""The bundled province portal: transactions 1-6 of HOCBA_SPEC §6, the way a Sở portal
+would run them, for development, demos and tests (docs/PORTAL.md).
+
+What a transaction goes through, in order (the first failure answers):
+
+1. **Size**: a body over ``max_transaction_bytes`` (10 MiB) → HTTP 413, code ``07``.
+2. **Envelope**: JSON with ``authenticationRequest`` (all eight fields, short strings),
+   ``content`` and ``Signature``; ``type`` 1-6 and the endpoint's transaction → ``04``.
+3. **Account**: user name and SHA-256 of the password, and the account may act for
+   ``ma_don_vi`` → HTTP 401, code ``01`` (one message for all three cases).
+4. **Transaction signature** over the canonical JSON (:mod:`hocba.portal.client`)
+   → HTTP 403, code ``02``.
+5. **Certificate**: it chains to the trust anchors, is valid now and allows signing; for
+   transactions 1, 2, 5 and 6 it is the school's **approved** certificate (registered
+   through 3, approved by an admin, or by ``auto_approve_certificates`` when its subject
+   names the unit, ``serialNumber=MATRUONG:<ma_don_vi>``); for 4 it is a
+   registered one; for 3 it is the one being registered → HTTP 403, code ``03``.
+6. **Resend**: transactions 1, 3 and 5 are stored per (ma_don_vi, messageid) with their
+   answer; the same messageid with the same content gets the stored answer (nothing is
+   done twice), with other content HTTP 409, code ``05``.
+7. The work, in one database transaction per message.
+
+Transaction 1 verifies every record with :func:`hocba.xml.verify.verify_document`
+(safe parse, XSD, the three signatures with chain and validity at signing time, signing
+order, revocation, roles, the approved seal certificate, the lookup-code register) and
+also checks that the record belongs to ``ma_don_vi`` and ``nam_hoc`` and appears once in
+the message. Roles: the portal has no register of teachers and principals, so its
+registry **trusts the school's declaration** — the GVCN / CBQL signer must be the person
+the record names (``SO_CCCD_GIAO_VIEN_CHU_NHIEM``, ``SO_CCCD_GIAM_HIEU_KY_HOC_BA``, a
+principal or vice-principal by ``CHUC_VU_GIAM_HIEU_KY_HOC_BA``), and the school vouches for
+that declaration with its approved seal — but never for the seal itself: an organisation
+certificate in GVCN / CBQL fails ``ROLE_*`` before any declaration is read (issue 16). The
+seal's certificate must be approved for the school at the portal *now* (the portal does
+not know when the Phòng approved it). A record is accepted when no check fails and
+nothing is indeterminate except ``REVOCATION`` without a CRL source (unless
+``require_revocation_check``). A record already accepted (same lookup code, same signed
+content — the bytes may differ outside what is signed, e.g. a trailing newline, and the
+answer says so) is answered as accepted again and not stored twice; the same lookup code
+with other signed content is rejected.
+
+Fault injection (:class:`PortalFaults`, constructor or ``PUT /admin/faults``): latency
+(the answer held back after the work is done), HTTP 500 without doing anything (with a
+probability or for the next N calls), dropped answers (the work is done and committed,
+then the connection is closed before the answer: the client sees a network error), and
+partial acceptance (every k-th record of a submission rejected with ``FAULT_INJECTED``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import random
+import threading
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from hocba.dev.portal.store import PortalStore
+from hocba.portal.client import (
+    DEFAULT_PATHS,
+    EnvelopeError,
+    canonical_json,
+    certificate_fingerprint,
+    check_envelope_signature,
+    mask_cccd,
+    password_digest,
+    serial_hex,
+)
+from hocba.portal.package import (
+    DEFAULT_MAX_UNCOMPRESSED,
+    MAX_TRANSACTION_BYTES,
+    ContentError,
+    decode_content,
+    extract_records,
+    parse_revocation_xml,
+)
+from hocba.xml.record import RecordXmlError, parse_record_xml_safely
+from hocba.xml.verify import (
+    Check,
+    CheckStatus,
+    CrlSource,
+    IssuedRecordInfo,
+    VerificationReport,
+    verify_document,
+)
+
+__all__ = [
+    "GENERIC_PATH",
+    "PortalFaults",
+    "PortalUser",
+    "ProvincePortal",
+    "ResponseCode",
+    "create_portal_app",
+    "serve",
+]
+
+log = logging.getLogger(__name__)
+
+GENERIC_PATH = "/hocba/v1/giao-dich"
+"""One endpoint for every transaction, dispatched by ``authenticationRequest.type``."""
+
+
+class ResponseCode:
+    """``ResponseCode`` values of the bundled portal and their HTTP status."""
+
+    OK = "00"
+    AUTHENTICATION = "01"
+    SIGNATURE = "02"
+    CERTIFICATE = "03"
+    INVALID = "04"
+    CONFLICT = "05"
+    NOT_FOUND = "06"
+    TOO_LARGE = "07"
+    INTERNAL = "99"
+
+    DESCRIPTION = {
+        OK: "Thành công",
+        AUTHENTICATION: "Xác thực tài khoản không thành công",
+        SIGNATURE: "Chữ ký số của giao dịch không hợp lệ",
+        CERTIFICATE: "Chứng thư số chưa được đăng ký hoặc chưa được phê duyệt",
+        INVALID: "Dữ liệu giao dịch không hợp lệ",
+        CONFLICT: "messageid đã được dùng cho một giao dịch khác",
+        NOT_FOUND: "Không tìm thấy dữ liệu được hỏi",
+        TOO_LARGE: "Giao dịch vượt quá dung lượng cho phép",
+        INTERNAL: "Lỗi hệ thống của cổng tiếp nhận",
+    }
+    HTTP = {
+        OK: 200,
+        AUTHENTICATION: 401,
+        SIGNATURE: 403,
+        CERTIFICATE: 403,
+        INVALID: 422,
+        CONFLICT: 409,
+        NOT_FOUND: 404,
+        TOO_LARGE: 413,
+        INTERNAL: 500,
+    }
+
+
+SIGNATURE_KINDS = ("REMOTE_SIGNING", "USB_TOKEN")
+ISSUERS = ("VNPT", "BKAV", "VIETTEL", "BAN_CO_YEU")
+_MAX_FIELD = 200  # characters of one authenticationRequest field
+_TOLERATED_INDETERMINATE = frozenset({"REVOCATION"})
+_FIELD_OF_CHECK = {
+    "SAFE_PARSE": "HOC_BA",
+    "SCHEMA": "HOC_BA",
+    "SIGNING_ORDER": "DANH_SACH_THONG_TIN_KY",
+    "REVOCATION": "DANH_SACH_THONG_TIN_KY",
+    "ROLE_GVCN": "SO_CCCD_GIAO_VIEN_CHU_NHIEM",
+    "ROLE_CBQL": "SO_CCCD_GIAM_HIEU_KY_HOC_BA",
+    "SCHOOL_CERTIFICATE": "DANH_SACH_THONG_TIN_KY/KY_PHAT_HANH",
+    "REGISTRY_MATCH": "MA_TRA_CUU_UUID",
+}
+
+
+# ============================================================================ config
+@dataclass(frozen=True)
+class PortalUser:
+    """An account of the portal: SHA-256 hex of its password, and the units
+    (``ma_don_vi``) it may act for (``None``: any)."""
+
+    password_sha256: str = field(repr=False)
+    units: frozenset[str] | None = None
+
+    @classmethod
+    def with_password(cls, password: str, units: Sequence[str] | None = None) -> PortalUser:
+        return cls(password_digest(password), None if units is None else frozenset(units))
+
+
+@dataclass
+class PortalFaults:
+    """Fault injection switches (all off by default).
+
+    ``latency``: seconds the answer is held back *after* the work is done (a slow portal;
+    beyond the client's timeout, the client retries a transaction that was in fact
+    processed); ``latency_next``: only for the next N transactions (0: every one).
+    ``error_rate`` /
+    ``fail_next``: answer HTTP 500 without doing anything, with that probability / for the
+    next N transactions. ``drop_rate`` / ``drop_next``: do the work, then close the
+    connection without an answer. ``reject_every``: reject every k-th record of a
+    submission (``FAULT_INJECTED``). ``transactions``: the transaction codes the switches
+    apply to (empty: all). ``seed``: for reproducible probabilities.
+    """
+
+    latency: float = 0.0
+    latency_next: int = 0
+    error_rate: float = 0.0
+    fail_next: int = 0
+    drop_rate: float = 0.0
+    drop_next: int = 0
+    reject_every: int = 0
+    transactions: tuple[int, ...] = ()
+    seed: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["transactions"] = list(self.transactions)
+        return data
+
+
+class _FaultSwitch:
+    """The live fault settings, shared by the middleware and the handlers."""
+
+    def __init__(self, faults: PortalFaults | None) -> None:
+        self._lock = threading.Lock()
+        self.set(faults or PortalFaults())
+
+    def set(self, faults: PortalFaults) -> None:
+        with self._lock:
+            self.faults = faults
+            self._random = random.Random(faults.seed)
+
+    def decide(self, code: int | None) -> tuple[float, bool, bool]:
+        """(latency, fail now, drop the answer) for one transaction."""
+        with self._lock:
+            f = self.faults
+            if f.transactions and code not in f.transactions:
+                return 0.0, False, False
+            latency = f.latency
+            if f.latency_next > 0:
+                f.latency_next -= 1
+                if f.latency_next == 0:
+                    f.latency = 0.0
+            fail = False
+            if f.fail_next > 0:
+                f.fail_next -= 1
+                fail = True
+            elif f.error_rate > 0 and self._random.random() < f.error_rate:
+                fail = True
+            drop = False
+            if not fail:
+                if f.drop_next > 0:
+                    f.drop_next -= 1
+                    drop = True
+                elif f.drop_rate > 0 and self._random.random() < f.drop_rate:
+                    drop = True
+            return latency, fail, drop
+
+    def reject_every(self, code: int) -> int:
+        with self._lock:
+            f = self.faults
+            if f.transactions and code not in f.transactions:
+                return 0
+            return f.reject_every
+
+
+# ============================================================================ errors
+class _Refusal(Exception):
+    def __init__(self, code: str, description: str, error: str = "") -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+        self.error = error or code
+
+
+@dataclass
+class _Envelope:
+    data: dict[str, Any]
+    auth: dict[str, str]
+    content: Any
+    code: int
+
+    @property
+    def messageid(self) -> str:
+        return self.auth["messageid"]
+
+    @property
+    def ma_don_vi(self) -> str:
+        return self.auth["ma_don_vi"]
+
+    @property
+    def nam_hoc(self) -> str:
+        return self.auth["nam_hoc"]
+
+
+def _answer(
+    message_id: str, code: str, description: str = "", error: str = "", **data: Any
+) -> dict[str, Any]:
+    return {
+        "MessageId": message_id,
+        "Error": error if code != ResponseCode.OK else "",
+        "ErrorDescription": description if code != ResponseCode.OK else "",
+        "ResponseCode": code,
+        "ResponseDescription": ResponseCode.DESCRIPTION[code],
+        **data,
+    }
+
+
+def _content_sha256(content: Any) -> str:
+    return hashlib.sha256(canonical_json(content)).hexdigest()
+
+
+def _school_ids(certificate: x509.Certificate) -> set[str]:
+    """``MATRUONG:<code>`` values in the subject's serialNumber / UID."""
+    found = set()
+    for oid in (NameOID.SERIAL_NUMBER, NameOID.USER_ID):
+        for attribute in certificate.subject.get_attributes_for_oid(oid):
+            value = str(attribute.value).strip()
+            if value.upper().startswith("MATRUONG:"):
+                found.add(value.split(":", 1)[1].strip())
+    return found
+
+
+def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if certificate.issuer != issuer.subject:
+        return False
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _valid_at(certificate: x509.Certificate, when: dt.datetime) -> bool:
+    return certificate.not_valid_before_utc <= when <= certificate.not_valid_after_utc
+
+
+def _may_sign(certificate: x509.Certificate) -> bool:
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return usage.digital_signature or usage.content_commitment
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+# ============================================================================ registry
+class _DeclaredRegistry:
+    """The portal-side :class:`~hocba.xml.verify.Registry` of one record: roles as the
+    school declares them in the record, the school's approved certificates, and the
+    portal's register of accepted records."""
+
+    def __init__(
+        self,
+        school_code: str,
+        approved: set[str],
+        fields: Mapping[str, str | None],
+        known: IssuedRecordInfo | None,
+    ) -> None:
+        self.school_code = school_code
+        self.approved = approved
+        self.fields = fields
+        self.known = known
+
+    def signer_held_role(
+        self,
+        slot: str,
+        cccd: str,
+        school_code: str,
+        school_year: str,
+        class_name: str,
+        at: dt.datetime,
+    ) -> bool | None:
+        if school_code != self.school_code:
+            return False
+        if slot == "GVCN":
+            return cccd == self.fields.get("SO_CCCD_GIAO_VIEN_CHU_NHIEM")
+        if slot == "CBQL":
+            title = (self.fields.get("CHUC_VU_GIAM_HIEU_KY_HOC_BA") or "").lower()
+            return cccd == self.fields.get("SO_CCCD_GIAM_HIEU_KY_HOC_BA") and (
+                not title or "hiệu trưởng" in title
+            )
+        return None
+
+    def school_certificate_approved(
+        self, school_code: str, cert_sha256_hex: str, at: dt.datetime
+    ) -> bool | None:
+        return school_code == self.school_code and cert_sha256_hex in self.approved
+
+    def issued_record(self, lookup_code: str) -> IssuedRecordInfo | None:
+        return self.known
+
+
+_RECORD_FIELDS = (
+    "MA_TRA_CUU_UUID",
+    "MA_TRUONG",
+    "TEN_NAM_HOC",
+    "MA_HOC_SINH",
+    "HO_VA_TEN",
+    "SO_CCCD",
+    "SO_CCCD_GIAO_VIEN_CHU_NHIEM",
+    "SO_CCCD_GIAM_HIEU_KY_HOC_BA",
+    "CHUC_VU_GIAM_HIEU_KY_HOC_BA",
+)
+
+
+def _record_fields(data: bytes) -> dict[str, str | None]:
+    """The fields the portal needs, as written in the record (None when unreadable)."""
+    try:
+        root = parse_record_xml_safely(data)
+    except RecordXmlError:
+        return dict.fromkeys(_RECORD_FIELDS)
+    general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
+    values: dict[str, str | None] = {}
+    for name in _RECORD_FIELDS:
+        text = None if general is None else general.findtext(name)
+        values[name] = text.strip() if text and text.strip() else None
+    return values
+
+
+# ============================================================================ the portal
+class ProvincePortal:
+    """The portal's logic, independent of HTTP: :meth:`handle` takes a request body and
+    returns (HTTP status, answer). Reachable from the app as ``app.state.portal``."""
+
+    def __init__(
+        self,
+        store: PortalStore,
+        trusted_roots: Sequence[x509.Certificate],
+        users: Mapping[str, str | PortalUser],
+        *,
+        auto_approve_certificates: bool = False,
+        auto_accept_revocations: bool = False,
+        faults: PortalFaults | None = None,
+        crl_source: CrlSource | None = None,
+        require_revocation_check: bool = False,
+        max_transaction_bytes: int = MAX_TRANSACTION_BYTES,
+        max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
+    ) -> None:
+        self.store = store
+        self.trusted_roots = list(trusted_roots)
+        self.users = {
+            name: user if isinstance(user, PortalUser) else PortalUser.with_password(user)
+            for name, user in users.items()
+        }
+        self.auto_approve_certificates = auto_approve_certificates
+        self.auto_accept_revocations = auto_accept_revocations
+        self.faults = _FaultSwitch(faults)
+        self.crl_source = crl_source
+        self.tolerated = frozenset() if require_revocation_check else _TOLERATED_INDETERMINATE
+        self.max_transaction_bytes = max_transaction_bytes
+        self.max_uncompressed = max_uncompressed
+        self._trusted_cache: dict[tuple[str, ...], bool] = {}
+        self._handlers: dict[int, Callable[[_Envelope, x509.Certificate], dict[str, Any]]] = {
+            1: self._submit,
+            2: self._query_submission,
+            3: self._register_certificate,
+            4: self._query_registration,
+            5: self._request_revocation,
+            6: self._query_revocation,
+        }
+
+    # ------------------------------------------------------------------ entry point
+    def handle(self, body: bytes, expected: int | None = None) -> tuple[int, dict[str, Any]]:
+        """Process one transaction body; ``expected`` is the endpoint's transaction code
+        (``None`` for the generic endpoint)."""
+        message_id = ""
+        try:
+            envelope = self._parse(body, expected)
+            message_id = envelope.messageid
+            self._authenticate(envelope)
+            try:
+                certificate, chain = check_envelope_signature(envelope.data)
+            except EnvelopeError as exc:
+                raise _Refusal(ResponseCode.SIGNATURE, exc.message_vi) from None
+            if not self._trusted(certificate, chain):
+                raise _Refusal(
+                    ResponseCode.CERTIFICATE,
+                    "Chứng thư số ký giao dịch không do CA tin cậy cấp, đã hết hạn hoặc không "
+                    "dùng để ký.",
+                )
+            answer = self._handlers[envelope.code](envelope, certificate)
+            return 200, answer
+        except _Refusal as refusal:
+            log.warning(
+                "Từ chối giao dịch (messageid %s): %s — %s",
+                message_id or "-",
+                refusal.code,
+                refusal.description,
+            )
+            return ResponseCode.HTTP[refusal.code], _answer(
+                message_id, refusal.code, refusal.description, refusal.error
+            )
+        except Exception:
+            log.exception("Lỗi xử lý giao dịch (messageid %s)", message_id or "-")
+            return 500, _answer(
+                message_id, ResponseCode.INTERNAL, "Lỗi hệ thống, hãy gửi lại sau.", "INTERNAL"
+            )
+
+    # ------------------------------------------------------------------ checks
+    def _parse(self, body: bytes, expected: int | None) -> _Envelope:
+        if len(body) > self.max_transaction_bytes:
+            raise _Refusal(
+                ResponseCode.TOO_LARGE,
+                f"Giao dịch dài {len(body):,} byte, vượt {self.max_transaction_bytes:,} byte.",
+            )
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise _Refusal(ResponseCode.INVALID, "Giao dịch không phải JSON hợp lệ.") from None
+        if not isinstance(data, dict) or not isinstance(data.get("authenticationRequest"), dict):
+            raise _Refusal(ResponseCode.INVALID, "Giao dịch thiếu authenticationRequest.")
+        raw_auth = data["authenticationRequest"]
+        auth: dict[str, str] = {}
+        for name in (
+            "token",
+            "user_name",
+            "password",
+            "ma_don_vi",
+            "nam_hoc",
+            "messageid",
+            "type",
+            "function",
+        ):
+            value = raw_auth.get(name, "")
+            if not isinstance(value, str) or len(value) > _MAX_FIELD:
+                raise _Refusal(ResponseCode.INVALID, f"Trường {name} không hợp lệ.")
+            auth[name] = value
+        for name in ("user_name", "password", "ma_don_vi", "messageid", "type"):
+            if not auth[name].strip():
+                raise _Refusal(ResponseCode.INVALID, f"Thiếu trường {name}.")
+        if auth["type"] not in ("1", "2", "3", "4", "5", "6"):
+            raise _Refusal(ResponseCode.INVALID, f"Loại giao dịch không hỗ trợ: {auth['type']!r}.")
+        code = int(auth["type"])
+        if expected is not None and code != expected:
+            raise _Refusal(
+                ResponseCode.INVALID,
+                f"Địa chỉ này nhận giao dịch {expected}, không phải giao dịch {code}.",
+            )
+        if "content" not in data:
+            raise _Refusal(ResponseCode.INVALID, "Giao dịch thiếu content.")
+        return _Envelope(data=data, auth=auth, content=data["content"], code=code)
+
+    def _authenticate(self, envelope: _Envelope) -> None:
+        user = self.users.get(envelope.auth["user_name"])
+        given = envelope.auth["password"].strip().lower()
+        expected = user.password_sha256 if user else "0" * 64
+        password_ok = hmac.compare_digest(expected.encode(), given.encode())
+        if user is None or not password_ok:
+            raise _Refusal(ResponseCode.AUTHENTICATION, "Sai tên đăng nhập hoặc mật khẩu.")
+        if user.units is not None and envelope.ma_don_vi not in user.units:
+            raise _Refusal(
+                ResponseCode.AUTHENTICATION,
+                f"Tài khoản không được gửi dữ liệu cho đơn vị {envelope.ma_don_vi}.",
+            )
+
+    def _trusted(self, certificate: x509.Certificate, chain: Sequence[x509.Certificate]) -> bool:
+        """Chains to a trust anchor, every certificate valid now, allowed to sign."""
+        now = dt.datetime.now(dt.UTC)
+        key = tuple(certificate_fingerprint(c) for c in (certificate, *chain))
+        cached = self._trusted_cache.get(key)
+        if cached is not None and _valid_at(certificate, now):
+            return cached
+        ok = _valid_at(certificate, now) and _may_sign(certificate)
+        current, depth = certificate, 0
+        while ok:
+            root = next((r for r in self.trusted_roots if _issued_by(current, r)), None)
+            if root is not None:
+                ok = _valid_at(root, now)
+                break
+            step = next(
+                (c for c in chain if _is_ca(c) and _valid_at(c, now) and _issued_by(current, c)),
+                None,
+            )
+            depth += 1
+            if step is None or depth > 5:
+                ok = False
+                break
+            current = step
+        if len(self._trusted_cache) > 1024:
+            self._trusted_cache.clear()
+        self._trusted_cache[key] = ok
+        return ok
+
+    def _require_approved(self, envelope: _Envelope, certificate: x509.Certificate) -> set[str]:
+        approved = self.store.approved_fingerprints(envelope.ma_don_vi)
+        if certificate_fingerprint(certificate) not in approved:
+            raise _Refusal(
+                ResponseCode.CERTIFICATE,
+                f"Chứng thư số ký giao dịch (số hiệu {serial_hex(certificate)}) chưa được phê "
+                f"duyệt cho đơn vị {envelope.ma_don_vi}.",
+            )
+        return approved
+
+    def _replay(self, envelope: _Envelope, content_sha256: str) -> dict[str, Any] | None:
+        """The stored answer when this messageid was processed before."""
+        stored = self.store.stored_message(envelope.ma_don_vi, envelope.messageid)
+        if stored is None:
+            return None
+        if stored.transaction != envelope.code or stored.content_sha256 != content_sha256:
+            raise _Refusal(
+                ResponseCode.CONFLICT,
+                f"messageid {envelope.messageid} đã được dùng cho một giao dịch khác; hãy dùng "
+                "messageid mới.",
+            )
+        log.info(
+            "Giao dịch %d messageid %s đã xử lý trước đó: trả lại kết quả cũ.",
+            envelope.code,
+            envelope.messageid,
+        )
+        return stored.answer
+
+    def _content_dict(self, envelope: _Envelope, *required: str) -> dict[str, str]:
+        content = envelope.content
+        if not isinstance(content, dict):
+            raise _Refusal(ResponseCode.INVALID, "content của giao dịch này phải là đối tượng JSON")
+        values = {}
+        for name in required:
+            value = content.get(name)
+            if not isinstance(value, str) or not value.strip() or len(value) > _MAX_FIELD:
+                raise _Refusal(ResponseCode.INVALID, f"content thiếu hoặc sai trường {name}.")
+            values[name] = value.strip()
+        return values
+
+    def _decode(self, envelope: _Envelope) -> bytes:
+        if not isinstance(envelope.content, str):
+            raise _Refusal(ResponseCode.INVALID, "content phải là chuỗi Base64 của XML nén gzip.")
+        try:
+            return decode_content(envelope.content, self.max_uncompressed)
+        except ContentError as exc:
+            raise _Refusal(ResponseCode.INVALID, exc.message_vi, "CONTENT_INVALID") from None
+
+    # ------------------------------------------------------------------ transaction 1
+    def _submit(self, envelope: _Envelope, certificate: x509.Certificate) -> dict[str, Any]:
+        approved = self._require_approved(envelope, certificate)
+        content_sha = _content_sha256(envelope.content)
+        replay = self._replay(envelope, content_sha)
+        if replay is not None:
+            return replay
+        xml = self._decode(envelope)
+        try:
+            records = extract_records(xml, self.max_uncompressed)
+        except ContentError as exc:
+            raise _Refusal(ResponseCode.INVALID, exc.message_vi, "CONTENT_INVALID") from None
+        if not records:
+            raise _Refusal(ResponseCode.INVALID, "Danh sách học bạ không có học bạ nào.")
+        results, rows = self._verify_records(envelope, records, approved)
+
+        with self.store.engine.begin() as conn:
+            message_pk = self.store.claim_message(
+                conn,
+                ma_don_vi=envelope.ma_don_vi,
+                messageid=envelope.messageid,
+                transaction=1,
+                user_name=envelope.auth["user_name"],
+                content_sha256=content_sha,
+            )
+            if message_pk is not None:
+                for row in rows.values():
+                    row["message_id"] = message_pk
+                inserted = self.store.insert_records(conn, list(rows.values()))
+                for position, row in rows.items():
+                    if row["ma_tra_cuu_uuid"] not in inserted:  # stored meanwhile elsewhere
+                        self._stored_elsewhere(results[position - 1], row["xml_sha256"])
+                self.store.insert_results(conn, message_pk, results)
+                accepted = sum(1 for r in results if r["trang_thai"] == 1)
+                answer = _answer(
+                    envelope.messageid,
+                    ResponseCode.OK,
+                    so_hoc_ba=len(results),
+                    so_tiep_nhan=accepted,
+                    so_tu_choi=len(results) - accepted,
+                )
+                self.store.set_answer(conn, message_pk, answer)
+        if message_pk is None:  # the same messageid was processed concurrently
+            replay = self._replay(envelope, content_sha)
+            assert replay is not None
+            return replay
+        log.info(
+            "Giao dịch 1 messageid %s của đơn vị %s: %d học bạ, %d tiếp nhận, %d từ chối.",
+            envelope.messageid,
+            envelope.ma_don_vi,
+            len(results),
+            answer["so_tiep_nhan"],
+            answer["so_tu_choi"],
+        )
+        return answer
+
+    def _stored_elsewhere(self, result: dict[str, Any], sha: str) -> None:
+        known = self.store.known_record(result["ma_tra_cuu_uuid"])
+        if known is not None and known.xml_sha256 == sha and known.state == "accepted":
+            result["error_description"] = (
+                f"Học bạ đã được tiếp nhận trong giao dịch {known.messageid}; không lưu lại."
+            )
+            return
+        result.update(
+            trang_thai=0,
+            error="REGISTRY_MATCH",
+            error_field_title="MA_TRA_CUU_UUID",
+            error_description="Mã tra cứu đã được dùng cho một học bạ khác.",
+        )
+
+    def _verify_records(
+        self, envelope: _Envelope, records: list[bytes], approved: set[str]
+    ) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+        """Per-record results (in order) and the rows to store, by 1-based position."""
+        results: list[dict[str, Any]] = []
+        rows: dict[int, dict[str, Any]] = {}
+        seen: set[str] = set()
+        reject_every = self.faults.reject_every(1)
+        now = dt.datetime.now(dt.UTC)
+        parsed = [_record_fields(data) for data in records]
+        known_codes = self.store.known_records(
+            [f["MA_TRA_CUU_UUID"] for f in parsed if f["MA_TRA_CUU_UUID"]]
+        )
+        for position, (data, fields) in enumerate(zip(records, parsed, strict=True), start=1):
+            code = fields["MA_TRA_CUU_UUID"]
+            result: dict[str, Any] = {
+                "ma_hoc_sinh": fields["MA_HOC_SINH"],
+                "ten_hoc_sinh": fields["HO_VA_TEN"],
+                "so_cccd": fields["SO_CCCD"],
+                "ma_tra_cuu_uuid": code,
+                "trang_thai": 0,
+                "error": None,
+                "error_field_title": None,
+                "error_description": None,
+            }
+            results.append(result)
+            problem = self._precheck(envelope, fields, seen)
+            known = known_codes.get(code) if code and problem is None else None
+            sha = hashlib.sha256(data).hexdigest()
+            if problem is None:
+                info = None
+                if known is not None:
+                    same_school = known.ma_don_vi == envelope.ma_don_vi
+                    resent_otherwise = same_school and known.xml_sha256 != sha
+                    info = IssuedRecordInfo(
+                        xml_sha256=known.xml_sha256 if same_school else "",
+                        state=known.state,
+                        # only for a resend in other bytes: is it the same signed record?
+                        xml=self.store.record_xml(known.ma_tra_cuu_uuid)
+                        if resent_otherwise
+                        else None,
+                    )
+                registry = _DeclaredRegistry(envelope.ma_don_vi, approved, fields, info)
+                report = verify_document(
+                    data,
+                    trusted_roots=self.trusted_roots,
+                    registry=registry,
+                    crl_source=self.crl_source,
+                    now=now,
+                )
+                problem = self._failure(report)
+            if problem is None and reject_every and position % reject_every == 0:
+                problem = (
+                    "FAULT_INJECTED",
+                    "HOC_BA",
+                    "Cổng tiếp nhận từ chối học bạ này (mô phỏng lỗi tiếp nhận một phần).",
+                )
+            if code:
+                seen.add(code)
+            if problem is not None:
+                error, field_title, description = problem
+                result.update(
+                    error=error, error_field_title=field_title, error_description=description
+                )
+                log.info(
+                    "Từ chối học bạ %s (mã HS %s, CCCD %s) trong messageid %s: %s.",
+                    code or "-",
+                    fields["MA_HOC_SINH"] or "-",
+                    mask_cccd(fields["SO_CCCD"]),
+                    envelope.messageid,
+                    error,
+                )
+                continue
+            result["trang_thai"] = 1
+            assert code is not None
+            if known is not None:  # the same record was accepted before: not stored twice
+                result["error_description"] = (
+                    f"Học bạ đã được tiếp nhận trong giao dịch {known.messageid}; không lưu lại."
+                )
+                if known.xml_sha256 != sha:
+                    result["error_description"] += (
+                        " Tệp gửi lại không trùng từng byte với bản đã tiếp nhận, nhưng dữ liệu "
+                        "được ký và các chữ ký trùng khớp."
+                    )
+                continue
+            rows[position] = {
+                "ma_tra_cuu_uuid": code,
+                "ma_don_vi": envelope.ma_don_vi,
+                "nam_hoc": fields["TEN_NAM_HOC"] or envelope.nam_hoc,
+                "ma_hoc_sinh": fields["MA_HOC_SINH"],
+                "ten_hoc_sinh": fields["HO_VA_TEN"],
+                "so_cccd": fields["SO_CCCD"],
+                "xml": data,
+                "xml_sha256": sha,
+                "accepted_at": now,
+            }
+        return results, rows
+
+    @staticmethod
+    def _precheck(
+        envelope: _Envelope, fields: Mapping[str, str | None], seen: set[str]
+    ) -> tuple[str, str, str] | None:
+        if fields["MA_TRUONG"] is not None and fields["MA_TRUONG"] != envelope.ma_don_vi:
+            return (
+                "SCHOOL_MISMATCH",
+                "MA_TRUONG",
+                f"Học bạ của trường {fields['MA_TRUONG']}, không phải của đơn vị gửi "
+                f"{envelope.ma_don_vi}.",
+            )
+        if envelope.nam_hoc and fields["TEN_NAM_HOC"] not in (None, envelope.nam_hoc):
+            return (
+                "YEAR_MISMATCH",
+                "TEN_NAM_HOC",
+                f"Học bạ năm học {fields['TEN_NAM_HOC']}, giao dịch gửi cho năm học "
+                f"{envelope.nam_hoc}.",
+            )
+        code = fields["MA_TRA_CUU_UUID"]
+        if code and code in seen:
+            return (
+                "DUPLICATE_IN_MESSAGE",
+                "MA_TRA_CUU_UUID",
+                "Học bạ có cùng mã tra cứu xuất hiện nhiều lần trong giao dịch.",
+            )
+        return None
+
+    def _failure(self, report: VerificationReport) -> tuple[str, str, str] | None:
+        """(error, error_field_title, error_description) of a record that is refused."""
+        failed = [c for c in report.checks if c.status == CheckStatus.FAIL]
+        if not failed:
+            failed = [
+                c
+                for c in report.checks
+                if c.status == CheckStatus.INDETERMINATE and c.code not in self.tolerated
+            ]
+        if not failed:
+            return None
+        first = failed[0]
+        description = "; ".join(c.message_vi for c in failed[:4])
+        return str(first.code), _field_title(first), description[:2000]
+
+    # ------------------------------------------------------------------ transaction 2
+    def _query_submission(
+        self, envelope: _Envelope, certificate: x509.Certificate
+    ) -> dict[str, Any]:
+        self._require_approved(envelope, certificate)
+        target = self._content_dict(envelope, "messageid")["messageid"]
+        stored = self.store.stored_message(envelope.ma_don_vi, target)
+        if stored is None or stored.transaction != 1:
+            raise _Refusal(
+                ResponseCode.NOT_FOUND,
+                f"Cổng chưa nhận giao dịch gửi học bạ có messageid {target}.",
+            )
+        results = self.store.results(stored.id)
+        accepted = sum(1 for r in results if r["trang_thai"] == 1)
+        return _answer(
+            envelope.messageid,
+            ResponseCode.OK,
+            messageid=target,
+            so_hoc_ba=len(results),
+            so_tiep_nhan=accepted,
+            so_tu_choi=len(results) - accepted,
+            ket_qua=results,
+        )
+
+    # ------------------------------------------------------------------ transactions 3-4
+    def _registration_answer(self, envelope: _Envelope, row: Mapping[str, Any]) -> dict[str, Any]:
+        return _answer(
+            envelope.messageid,
+            ResponseCode.OK,
+            ma_dang_ky=row["ma_dang_ky"],
+            serial_number=row["serial_number"],
+            trang_thai_phe_duyet=1 if row["status"] == "approved" else 0,
+            trang_thai=row["status"],
+        )
+
+    def _register_certificate(
+        self, envelope: _Envelope, certificate: x509.Certificate
+    ) -> dict[str, Any]:
+        values = self._content_dict(
+            envelope, "serial_number", "ngay_hieu_luc", "ma_kieu_chu_ky", "nha_phat_hanh"
+        )
+        content_sha = _content_sha256(envelope.content)
+        replay = self._replay(envelope, content_sha)
+        if replay is not None:
+            return replay
+        serial = serial_hex(certificate)
+        given = values["serial_number"].replace(":", "").replace(" ", "").upper().lstrip("0")
+        if given != serial.lstrip("0"):
+            raise _Refusal(
+                ResponseCode.INVALID,
+                f"serial_number {values['serial_number']} không phải số hiệu của chứng thư số "
+                f"ký giao dịch ({serial}).",
+            )
+        if values["ma_kieu_chu_ky"] not in SIGNATURE_KINDS:
+            raise _Refusal(
+                ResponseCode.INVALID,
+                f"ma_kieu_chu_ky phải là một trong {', '.join(SIGNATURE_KINDS)}.",
+            )
+        if values["nha_phat_hanh"] not in ISSUERS:
+            raise _Refusal(
+                ResponseCode.INVALID, f"nha_phat_hanh phải là một trong {', '.join(ISSUERS)}."
+            )
+        try:
+            dt.date.fromisoformat(values["ngay_hieu_luc"][:10])
+        except ValueError:
+            raise _Refusal(ResponseCode.INVALID, "ngay_hieu_luc phải có dạng YYYY-MM-DD.") from None
+        schools = _school_ids(certificate)
+        if schools and envelope.ma_don_vi not in schools:
+            raise _Refusal(
+                ResponseCode.CERTIFICATE,
+                f"Chứng thư số cấp cho trường {', '.join(sorted(schools))}, không phải đơn vị "
+                f"{envelope.ma_don_vi}.",
+            )
+        with self.store.engine.begin() as conn:
+            message_pk = self.store.claim_message(
+                conn,
+                ma_don_vi=envelope.ma_don_vi,
+                messageid=envelope.messageid,
+                transaction=3,
+                user_name=envelope.auth["user_name"],
+                content_sha256=content_sha,
+            )
+            if message_pk is not None:
+                row = self.store.register_certificate(
+                    conn,
+                    ma_don_vi=envelope.ma_don_vi,
+                    serial_number=serial,
+                    sha256=certificate_fingerprint(certificate),
+                    subject=certificate.subject.rfc4514_string(),
+                    certificate=certificate.public_bytes(serialization.Encoding.DER),
+                    ngay_hieu_luc=values["ngay_hieu_luc"],
+                    ma_kieu_chu_ky=values["ma_kieu_chu_ky"],
+                    nha_phat_hanh=values["nha_phat_hanh"],
+                    # auto-approval only for a certificate that names this very unit: a
+                    # person's certificate from the same CA stays pending for the Sở
+                    approve=self.auto_approve_certificates and envelope.ma_don_vi in schools,
+                )
+                answer = self._registration_answer(envelope, row)
+                self.store.set_answer(conn, message_pk, answer)
+        if message_pk is None:
+            replay = self._replay(envelope, content_sha)
+            assert replay is not None
+            return replay
+        log.info(
+            "Đơn vị %s đăng ký chứng thư số %s: %s.", envelope.ma_don_vi, serial, row["status"]
+        )
+        return answer
+
+    def _query_registration(
+        self, envelope: _Envelope, certificate: x509.Certificate
+    ) -> dict[str, Any]:
+        if (
+            self.store.registration(envelope.ma_don_vi, sha256=certificate_fingerprint(certificate))
+            is None
+        ):
+            raise _Refusal(
+                ResponseCode.CERTIFICATE,
+                f"Chứng thư số ký giao dịch chưa được đăng ký cho đơn vị {envelope.ma_don_vi}.",
+            )
+        serial = self._content_dict(envelope, "serial_number")["serial_number"]
+        serial = serial.replace(":", "").replace(" ", "").upper()
+        row = self.store.registration(envelope.ma_don_vi, serial_number=serial)
+        if row is None:
+            raise _Refusal(
+                ResponseCode.NOT_FOUND,
+                f"Đơn vị {envelope.ma_don_vi} chưa đăng ký chứng thư số có số hiệu {serial}.",
+            )
+        return self._registration_answer(envelope, row)
+
+    # ------------------------------------------------------------------ transactions 5-6
+    def _request_revocation(
+        self, envelope: _Envelope, certificate: x509.Certificate
+    ) -> dict[str, Any]:
+        self._require_approved(envelope, certificate)
+        content_sha = _content_sha256(envelope.content)
+        replay = self._replay(envelope, content_sha)
+        if replay is not None:
+            return replay
+        xml = self._decode(envelope)
+        try:
+            items = parse_revocation_xml(xml, self.max_uncompressed)
+        except ContentError as exc:
+            raise _Refusal(ResponseCode.INVALID, exc.message_vi, "CONTENT_INVALID") from None
+        codes = [item.ma_tra_cuu_uuid for item in items]
+        if len(set(codes)) != len(codes):
+            raise _Refusal(ResponseCode.INVALID, "Yêu cầu thu hồi có mã tra cứu trùng nhau.")
+        states = self.store.school_records(envelope.ma_don_vi, codes)
+        unknown = [c for c in codes if c not in states]
+        if unknown:
+            raise _Refusal(
+                ResponseCode.INVALID,
+                f"{len(unknown)} học bạ không có trong kho học bạ đã tiếp nhận của đơn vị "
+                f"{envelope.ma_don_vi}: {', '.join(unknown[:5])}.",
+                "UNKNOWN_RECORD",
+            )
+        revoked = [c for c in codes if states[c] != "accepted"]
+        if revoked:
+            raise _Refusal(
+                ResponseCode.INVALID,
+                f"Học bạ đã bị thu hồi trước đó: {', '.join(revoked[:5])}.",
+                "ALREADY_REVOKED",
+            )
+        with self.store.engine.begin() as conn:
+            message_pk = self.store.claim_message(
+                conn,
+                ma_don_vi=envelope.ma_don_vi,
+                messageid=envelope.messageid,
+                transaction=5,
+                user_name=envelope.auth["user_name"],
+                content_sha256=content_sha,
+            )
+            if message_pk is not None:
+                created = self.store.create_revocation(
+                    conn,
+                    message_pk,
+                    envelope.ma_don_vi,
+                    [
+                        {
+                            "ma_tra_cuu_uuid": item.ma_tra_cuu_uuid,
+                            "ho_va_ten": item.ho_va_ten,
+                            "ly_do": item.ly_do,
+                        }
+                        for item in items
+                    ],
+                    accept=self.auto_accept_revocations,
+                )
+                answer = _answer(envelope.messageid, ResponseCode.OK, **created)
+                self.store.set_answer(conn, message_pk, answer)
+        if message_pk is None:
+            replay = self._replay(envelope, content_sha)
+            assert replay is not None
+            return replay
+        log.info(
+            "Đơn vị %s yêu cầu thu hồi %d học bạ: yêu cầu %s.",
+            envelope.ma_don_vi,
+            len(items),
+            answer["ma_yeu_cau"],
+        )
+        return answer
+
+    def _query_revocation(
+        self, envelope: _Envelope, certificate: x509.Certificate
+    ) -> dict[str, Any]:
+        self._require_approved(envelope, certificate)
+        request_id = self._content_dict(envelope, "ma_yeu_cau")["ma_yeu_cau"]
+        row = self.store.revocation(request_id)
+        if row is None or row["ma_don_vi"] != envelope.ma_don_vi:
+            raise _Refusal(
+                ResponseCode.NOT_FOUND, f"Không có yêu cầu thu hồi {request_id} của đơn vị này."
+            )
+        return _answer(
+            envelope.messageid,
+            ResponseCode.OK,
+            ma_yeu_cau=row["ma_yeu_cau"],
+            trang_thai=row["trang_thai"],
+            ly_do=row["ly_do"] or "",
+        )
+
+
+def _field_title(check: Check) -> str:
+    if check.code.startswith("SIGNATURE_") and check.slot:
+        if "DIGEST_MISMATCH_DATA" in check.issue_codes:
+            return "DU_LIEU_HOC_BA"
+        return f"DANH_SACH_THONG_TIN_KY/{check.slot}"
+    return _FIELD_OF_CHECK.get(str(check.code), "HOC_BA")
+
+
+# ============================================================================ HTTP
+_Asgi = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+class _FaultMiddleware:
+    """ASGI middleware applying :class:`PortalFaults` to the transaction endpoints."""
+
+    def __init__(self, app: _Asgi, switch: _FaultSwitch, paths: Mapping[str, int | None]) -> None:
+        self.app = app
+        self.switch = switch
+        self.paths = paths
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http" or scope.get("path") not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        latency, fail, drop = self.switch.decide(self.paths[scope["path"]])
+        if fail:
+            log.warning("Mô phỏng lỗi: trả HTTP 500 cho %s mà không xử lý.", scope["path"])
+            response = JSONResponse(
+                _answer("", ResponseCode.INTERNAL, "Lỗi mô phỏng (fault injection).", "FAULT"),
+                status_code=500,
+            )
+            await response(scope, receive, send)
+            return
+        if not drop and latency <= 0:
+            await self.app(scope, receive, send)
+            return
+        held: list[Any] = []
+
+        async def hold(message: Any) -> None:
+            held.append(message)
+
+        await self.app(scope, receive, hold)  # the work is done and committed...
+        if latency > 0:
+            await asyncio.sleep(latency)  # ...the answer comes late...
+        if not drop:
+            for message in held:
+                await send(message)
+            return
+        log.warning("Mô phỏng lỗi: bỏ câu trả lời của %s (đóng kết nối).", scope["path"])
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
+            }
+        )
+        # ...or is lost: returning with the body unsent makes the server close the
+        # connection, so the client sees a protocol (network) error.
+
+
+class FaultsIn(BaseModel):
+    """Body of ``PUT /admin/faults`` (missing fields are switched off)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency: float = Field(default=0.0, ge=0, le=600)
+    latency_next: int = Field(default=0, ge=0)
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    fail_next: int = Field(default=0, ge=0)
+    drop_rate: float = Field(default=0.0, ge=0, le=1)
+    drop_next: int = Field(default=0, ge=0)
+    reject_every: int = Field(default=0, ge=0)
+    transactions: list[int] = Field(default_factory=list)
+    seed: int | None = None
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ly_do: str = Field(default="", max_length=2000)
+
+
+def _load_body_limit(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    return int(value) if value and value.isdigit() else None
+
+
+def create_portal_app(
+    engine_or_url: Engine | str,
+    schema: str = "portal",
+    trusted_roots: Sequence[x509.Certificate] = (),
+    users: Mapping[str, str | PortalUser] | None = None,
+    *,
+    admin_token: str | None = None,
+    auto_approve_certificates: bool = False,
+    auto_accept_revocations: bool = False,
+    faults: PortalFaults | None = None,
+    crl_source: CrlSource | None = None,
+    require_revocation_check: bool = False,
+    max_transaction_bytes: int = MAX_TRANSACTION_BYTES,
+    max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
+    paths: Mapping[int, str] | None = None,
+) -> FastAPI:
+    """Build the portal (creates its schema and tables in PostgreSQL now).
+
+    Args:
+        engine_or_url: a SQLAlchemy engine or URL of a PostgreSQL server (the portal
+            keeps to ``schema``; its tables are schema-qualified).
+        trusted_roots: trust anchors for transaction and record signatures.
+        users: ``user_name -> password`` (clear text, hashed at once) or
+            :class:`PortalUser` (hash and allowed units).
+        admin_token: the ``X-Admin-Token`` of the admin endpoints (approvals, faults);
+            ``None`` disables them.
+        auto_approve_certificates / auto_accept_revocations: decide at once, without an
+            admin (demos).
+        faults: initial fault switches; ``crl_source``: CRLs for the REVOCATION check.
+        paths: transaction code → path, merged over the defaults.
+    """
+    if isinstance(engine_or_url, str):
+        from hocba.db import make_engine
+
+        engine = make_engine(engine_or_url, schema)
+    else:
+        engine = engine_or_url
+    store = PortalStore(engine, schema)
+    store.create()
+    portal = ProvincePortal(
+        store,
+        trusted_roots,
+        users or {},
+        auto_approve_certificates=auto_approve_certificates,
+        auto_accept_revocations=auto_accept_revocations,
+        faults=faults,
+        crl_source=crl_source,
+        require_revocation_check=require_revocation_check,
+        max_transaction_bytes=max_transaction_bytes,
+        max_uncompressed=max_uncompressed,
+    )
+    app = FastAPI(
+        title="hocba — Cổng tiếp nhận học bạ số (bản đi kèm, thử nghiệm)",
+        description="Giao dịch 1-6 của HOCBA_SPEC §6: gửi học bạ, tra cứu kết quả, đăng ký "
+        "chứng thư số, thu hồi. Có công tắc mô phỏng lỗi cho kiểm thử.",
+        version="1",
+    )
+    app.state.portal = portal
+    all_paths = {**DEFAULT_PATHS, **(paths or {})}
+    routes: dict[str, int | None] = {path: code for code, path in all_paths.items()}
+    routes[GENERIC_PATH] = None
+
+    async def read_body(request: Request) -> bytes | None:
+        declared = _load_body_limit(request)
+        if declared is not None and declared > max_transaction_bytes:
+            return None
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_transaction_bytes:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def endpoint(code: int | None) -> Callable[[Request], Awaitable[JSONResponse]]:
+        async def transaction(request: Request) -> JSONResponse:
+            body = await read_body(request)
+            if body is None:
+                answer = _answer(
+                    "",
+                    ResponseCode.TOO_LARGE,
+                    f"Giao dịch vượt {max_transaction_bytes:,} byte.",
+                )
+                return JSONResponse(answer, status_code=413)
+            status, answer = await run_in_threadpool(portal.handle, body, code)
+            return JSONResponse(answer, status_code=status)
+
+        return transaction
+
+    for path, code in routes.items():
+        app.add_api_route(
+            path,
+            endpoint(code),
+            methods=["POST"],
+            name=f"giao_dich_{code or 'chung'}",
+            summary=f"Giao dịch {code}" if code else "Mọi giao dịch (theo type)",
+        )
+
+    def admin(token: str | None) -> None:
+        if admin_token is None:
+            raise HTTPException(403, "Chức năng quản trị bị tắt (không có admin_token).")
+        if token is None or not hmac.compare_digest(token.encode(), admin_token.encode()):
+            raise HTTPException(403, "Sai mã quản trị (X-Admin-Token).")
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/admin/faults")
+    def get_faults(x_admin_token: str | None = Header(default=None)) -> dict[str, Any]:
+        admin(x_admin_token)
+        return portal.faults.faults.to_json()
+
+    @app.put("/admin/faults")
+    def put_faults(
+        body: FaultsIn, x_admin_token: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        admin(x_admin_token)
+        data = body.model_dump()
+        data["transactions"] = tuple(data["transactions"])
+        portal.faults.set(PortalFaults(**data))
+        log.warning("Công tắc mô phỏng lỗi: %s", portal.faults.faults.to_json())
+        return portal.faults.faults.to_json()
+
+    @app.get("/admin/stats")
+    def stats(x_admin_token: str | None = Header(default=None)) -> dict[str, int]:
+        admin(x_admin_token)
+        return store.counts()
+
+    @app.get("/admin/certificates")
+    def certificates(
+        status: str | None = None, x_admin_token: str | None = Header(default=None)
+    ) -> list[dict[str, Any]]:
+        admin(x_admin_token)
+        return store.registrations(status)
+
+    def decide_certificate(ma_dang_ky: str, approve: bool) -> dict[str, Any]:
+        row = store.decide_certificate(ma_dang_ky, approve)
+        if row is None:
+            raise HTTPException(404, "Không có đăng ký chứng thư số này.")
+        log.info("Đăng ký chứng thư số %s: %s.", ma_dang_ky, row["status"])
+        return {"ma_dang_ky": ma_dang_ky, "trang_thai": row["status"]}
+
+    @app.post("/admin/certificates/{ma_dang_ky}/approve")
+    def approve_certificate(
+        ma_dang_ky: str, x_admin_token: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        admin(x_admin_token)
+        return decide_certificate(ma_dang_ky, True)
+
+    @app.post("/admin/certificates/{ma_dang_ky}/reject")
+    def reject_certificate(
+        ma_dang_ky: str, x_admin_token: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        admin(x_admin_token)
+        return decide_certificate(ma_dang_ky, False)
+
+    @app.get("/admin/revocations")
+    def revocations(
+        trang_thai: int | None = None, x_admin_token: str | None = Header(default=None)
+    ) -> list[dict[str, Any]]:
+        admin(x_admin_token)
+        return store.revocations(trang_thai)
+
+    def decide_revocation(ma_yeu_cau: str, accept: bool, ly_do: str) -> dict[str, Any]:
+        row = store.decide_revocation(ma_yeu_cau, accept, ly_do)
+        if row is None:
+            raise HTTPException(404, "Không có yêu cầu thu hồi này.")
+        log.info("Yêu cầu thu hồi %s: trạng thái %s.", ma_yeu_cau, row["trang_thai"])
+        return {"ma_yeu_cau": ma_yeu_cau, "trang_thai": row["trang_thai"]}
+
+    @app.post("/admin/revocations/{ma_yeu_cau}/accept")
+    def accept_revocation(
+        ma_yeu_cau: str,
+        body: DecisionIn | None = None,
+        x_admin_token: str | None = Header(default=None),
+    ) -> dict[str, Any]:
+        admin(x_admin_token)
+        return decide_revocation(ma_yeu_cau, True, body.ly_do if body else "")
+
+    @app.post("/admin/revocations/{ma_yeu_cau}/reject")
+    def reject_revocation(
+        ma_yeu_cau: str,
+        body: DecisionIn | None = None,
+        x_admin_token: str | None = Header(default=None),
+    ) -> dict[str, Any]:
+        admin(x_admin_token)
+        return decide_revocation(ma_yeu_cau, False, body.ly_do if body else "")
+
+    app.add_middleware(_FaultMiddleware, switch=portal.faults, paths=routes)  # type: ignore[arg-type]
+    return app
+
+
+def load_certificates(paths: Sequence[str]) -> list[x509.Certificate]:
+    """Trust anchors from PEM or DER files (for :func:`serve` and the CLI)."""
+    from pathlib import Path
+
+    certificates: list[x509.Certificate] = []
+    for path in paths:
+        data = Path(path).read_bytes()
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            certificates.extend(x509.load_pem_x509_certificates(data))
+        else:
+            certificates.append(x509.load_der_x509_certificate(data))
+    return certificates
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8800,
+    *,
+    engine_or_url: Engine | str,
+    schema: str = "portal",
+    trusted_roots: Sequence[x509.Certificate] = (),
+    users: Mapping[str, str | PortalUser] | None = None,
+    admin_token: str | None = None,
+    auto_approve_certificates: bool = False,
+    auto_accept_revocations: bool = False,
+    faults: PortalFaults | None = None,
+    log_level: str = "info",
+) -> None:
+    """Run the portal with uvicorn until interrupted (blocking): ``hocba portal serve``.
+
+    Bind to ``127.0.0.1`` unless other machines must reach it: it is a stand-in for a
+    province's portal, for development, demos and tests.
+    """
+    import uvicorn
+
+    app = create_portal_app(
+        engine_or_url,
+        schema,
+        trusted_roots,
+        users,
+        admin_token=admin_token,
+        auto_approve_certificates=auto_approve_certificates,
+        auto_accept_revocations=auto_accept_revocations,
+        faults=faults,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -1,0 +1,247 @@
+"""The signing flows: GVCN, CBQL and the school seal over whatever is ready, in batches.
+
+A flow run names the signer and the scope (school, class, or the records a person picked
+in the dashboard) and a :class:`~hocba.pki.backends.SignerSpec`; it never carries a PIN or
+passphrase (see ``hocba/pki/backends.py``). Work is claimed in chunks with
+``SELECT … FOR UPDATE SKIP LOCKED``, so two workers never take the same record; each chunk
+is one task, one transaction and one signer confirmation, and reports its per-record
+outcome. Re-running a flow signs only what is still waiting.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from prefect import flow, get_run_logger, task
+from sqlmodel import Session
+
+from hocba import db
+from hocba.config import load_settings
+from hocba.models import certificates
+from hocba.models.lifecycle import Actor
+from hocba.pki.backends import SignerSpec, open_signer, worker_secret
+from hocba.pki.signer import Signer, SigningError
+from hocba.tasks.issuance import ACTION_OF_SLOT, IssuanceError, sign_batch, trust_anchors
+
+SOURCE_STATE = {"GVCN": "reviewed", "CBQL": "teacher_signed", "KY_PHAT_HANH": "principal_signed"}
+
+
+def _open_staff_signer(
+    session: Session, staff_id: int, username: str, signer: SignerSpec
+) -> Signer:
+    key = certificates.staff_certificate(session, staff_id)
+    return open_signer(signer, key.key_ref if key else None, worker_secret(username))
+
+
+@task(name="ký một lô")
+def sign_chunk(
+    slot: str,
+    username: str | None,
+    school_code: str,
+    class_name: str | None,
+    record_ids: list[int] | None,
+    exclude: list[int],
+    signer: SignerSpec,
+    chunk: int,
+) -> dict[str, object]:
+    """Claim up to ``chunk`` waiting records (SKIP LOCKED) and sign them in one batch.
+
+    ``username=None`` (GVCN only, keys held by the worker): the chunk takes waiting records
+    of every class of the school and each homeroom teacher signs their own records in it,
+    one ``sign_batch`` per teacher; a teacher whose key cannot be used fails only their
+    records (with the reason), the others are signed.
+    """
+    if username is None and (slot != "GVCN" or signer.kind != "pkcs12"):
+        raise ValueError(
+            "Chỉ ký GVCN cả trường (không nêu người ký) bằng tệp khóa máy chạy giữ; "
+            "ô ký khác hoặc thiết bị ký khác cần nêu người ký."
+        )
+    settings = load_settings()
+    with db.session_scope() as session:
+        conn = session.connection()
+        actor: Actor | None = None
+        if username is not None:
+            staff = conn.exec_driver_sql(
+                "SELECT id, full_name FROM staff WHERE username = %s AND active", (username,)
+            ).one()
+            actor = Actor(staff[0], staff[1])
+        rows = conn.exec_driver_sql(
+            "SELECT r.id, c.homeroom_teacher_id FROM hoc_ba r "
+            "JOIN school s ON s.id = r.school_id JOIN school_class c ON c.id = r.class_id "
+            "WHERE s.code = %s AND r.state = %s AND (%s::text IS NULL OR c.name = %s) "
+            "AND (%s::int[] IS NULL OR r.id = ANY(%s)) AND NOT (r.id = ANY(%s)) "
+            # a teacher: own classes (every teacher's when none is named)
+            "AND (%s <> 'GVCN' OR c.homeroom_teacher_id = coalesce(%s, c.homeroom_teacher_id)) "
+            "ORDER BY r.id LIMIT %s FOR UPDATE OF r SKIP LOCKED",
+            (
+                school_code,
+                SOURCE_STATE[slot],
+                class_name,
+                class_name,
+                record_ids,
+                record_ids,
+                exclude,
+                slot,
+                actor.staff_id if actor else None,
+                chunk,
+            ),
+        ).all()
+        if not rows:
+            return {"claimed": 0, "ok": [], "failed": {}}
+        anchors = trust_anchors(settings.home)
+        if actor is None:  # every teacher of the chunk signs their own records
+            ok: list[int] = []
+            failed: dict[str, str] = {}
+            by_teacher: dict[int, list[int]] = defaultdict(list)
+            for rid, teacher_id in rows:
+                by_teacher[teacher_id].append(rid)
+            people = {
+                sid: (uname, name)
+                for sid, uname, name in conn.exec_driver_sql(
+                    "SELECT id, username, full_name FROM staff WHERE id = ANY(%s) AND active",
+                    (list(by_teacher),),
+                )
+            }
+            for teacher_id, ids in by_teacher.items():
+                if teacher_id not in people:
+                    failed.update((str(r), "Lớp chưa có GVCN đang làm việc.") for r in ids)
+                    continue
+                uname, name = people[teacher_id]
+                try:
+                    with session.begin_nested():  # one teacher's refusal leaves the others
+                        res = sign_batch(
+                            session,
+                            ids,
+                            slot,
+                            Actor(teacher_id, name),
+                            _open_staff_signer(session, teacher_id, uname, signer),
+                            trust_anchors=anchors,
+                        )
+                except (IssuanceError, SigningError) as exc:
+                    reason = getattr(exc, "message_vi", None) or str(exc)
+                    failed.update((str(r), reason) for r in ids)
+                    continue
+                ok += res.ok
+                failed.update((str(k), v) for k, v in res.failed.items())
+            return {"claimed": len(rows), "ok": ok, "failed": failed}
+        ids = [rid for rid, _ in rows]
+        if slot == "KY_PHAT_HANH":
+            key = next(
+                (
+                    c
+                    for c in certificates.school_certificates(session, school_code)
+                    if c.status == "approved"
+                ),
+                None,
+            )
+            backend = open_signer(
+                signer, key.key_ref if key else None, worker_secret(f"truong-{school_code}")
+            )
+        else:
+            backend = _open_staff_signer(session, actor.staff_id, username or "", signer)
+        res = sign_batch(session, ids, slot, actor, backend, trust_anchors=anchors)
+    return {"claimed": len(ids), "ok": res.ok, "failed": {str(k): v for k, v in res.failed.items()}}
+
+
+@flow(name="ky-hoc-ba")
+def sign_records_flow(
+    slot: str,
+    username: str | None,
+    school_code: str,
+    class_name: str | None = None,
+    record_ids: list[int] | None = None,
+    signer: SignerSpec | None = None,
+    chunk: int = 350,
+) -> dict[str, object]:
+    """Sign ``slot`` (GVCN, CBQL or KY_PHAT_HANH) of every waiting record in scope.
+
+    ``username=None`` with GVCN: every homeroom teacher of the school signs their own
+    waiting records, in chunks of ``chunk`` records across classes (one task and one
+    transaction each, keys held by the worker): a school is one flow run of a few tasks
+    instead of one flow run per teacher. The dashboard's "sign my class" signs at once
+    in its own process and needs no flow run.
+    """
+    if slot not in ACTION_OF_SLOT:
+        raise ValueError(f"Ô ký không tồn tại: {slot}")
+    ok, failed = _sign_scope(
+        slot, username, school_code, class_name, record_ids, signer or SignerSpec(), chunk
+    )
+    _log_outcome(slot, ok, failed)
+    return {"ok": ok, "failed": failed}
+
+
+def _sign_scope(
+    slot: str,
+    username: str | None,
+    school_code: str,
+    class_name: str | None,
+    record_ids: list[int] | None,
+    signer: SignerSpec,
+    chunk: int,
+) -> tuple[int, dict[str, str]]:
+    """Claim and sign chunk after chunk (one task each) until nothing waits in scope."""
+    ok = 0
+    failed: dict[str, str] = {}
+    while True:
+        out = sign_chunk(
+            slot,
+            username,
+            school_code,
+            class_name,
+            record_ids,
+            [int(k) for k in failed],
+            signer,
+            chunk,
+        )
+        ok += len(out["ok"])  # type: ignore[arg-type]
+        failed.update(out["failed"])  # type: ignore[arg-type]
+        if out["claimed"] < chunk:  # type: ignore[operator]
+            return ok, failed
+
+
+def _log_outcome(slot: str, ok: int, failed: dict[str, str]) -> None:
+    reasons = sorted(set(failed.values()))
+    get_run_logger().info(
+        "Ký %s: %s thành công, %s lỗi%s",
+        slot,
+        ok,
+        len(failed),
+        (": " + "; ".join(reasons[:3])) if reasons else "",
+    )
+
+
+@flow(name="ky-hoc-ba-nhieu-truong")
+def sign_schools_flow(
+    slot: str,
+    signers: dict[str, str | None],
+    signer: SignerSpec | None = None,
+    chunk: int = 350,
+) -> dict[str, object]:
+    """Sign ``slot`` of every waiting record of several schools in ONE flow run.
+
+    ``signers`` maps each school code to the username who signs there (``None`` for GVCN:
+    every homeroom teacher their own records); the same chunks and tasks as
+    :func:`sign_records_flow`, one school after the other, so a district's nightly sweep
+    costs one flow run per group of schools instead of one per school. A school whose
+    signer cannot sign (no key, wrong certificate) is reported and stops no other school.
+    """
+    if slot not in ACTION_OF_SLOT:
+        raise ValueError(f"Ô ký không tồn tại: {slot}")
+    spec = signer or SignerSpec()
+    ok = 0
+    failed: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    for code, username in signers.items():
+        try:
+            n, bad = _sign_scope(slot, username, code, None, None, spec, chunk)
+        except Exception as exc:  # reported below; the other schools go on
+            problems[code] = getattr(exc, "message_vi", None) or str(exc)
+            continue
+        ok += n
+        failed.update(bad)
+    _log_outcome(slot, ok, failed)
+    if problems:
+        raise RuntimeError(
+            "Chưa ký được: " + "; ".join(f"{c}: {m}" for c, m in sorted(problems.items()))
+        )
+    return {"ok": ok, "failed": failed}

@@ -1,0 +1,1 @@
+"""The paper copy: rendering, PAdES signatures, printing a class."""

@@ -1,0 +1,1445 @@
+"""The paper copy of a pupil's học bạ ("bản giấy Học bạ số", HOCBA_SPEC §2 and §4) as A4 PDF.
+
+:func:`render_book` turns the issued record XMLs of one pupil (one per school year, oldest
+first, possibly from several schools after a transfer) into the Ministry's paper layout:
+
+1. **cover** — BỘ GIÁO DỤC VÀ ĐÀO TẠO, HỌC BẠ TIỂU HỌC, the pupil, the school and its
+   commune / district / province (of the latest year);
+2. **information page** — name, sex, date of birth, ethnicity, nationality, personal ID,
+   place of birth, home town, address, parents or guardian, the **Mã số tra cứu học bạ**
+   of the latest year with a QR code carrying ``f"{verify_url}?ma={lookup_code}"``, the
+   study history (one row per year) and the principal who signs the book, with the date;
+3. **two pages per school year** — header (class, school, height, weight, absences), then
+   the six sections of TT27 Phụ lục 1: 1 subjects and activities (level, periodic test
+   score, comment), 2 qualities, 3 competences (general and specific), 4 year result with
+   the homeroom teacher's comment, 5 awards, 6 completion / promotion; and the signature
+   row: the principal's confirmation (with the school seal) and the homeroom teacher.
+
+So a book has ``2 + 2 × years`` pages (4 for one year, 12 for five) unless a year's
+comments are long enough to need more room.
+
+Signatures. The years before the latest one were signed in their own XML (possibly by
+another school); their signature row states who signed and when, from the signed
+``SigningTime`` of each slot, and draws no stamp — a stamp-like picture without a PDF
+signature behind it would mislead. The latest year's principal box is left empty for the
+PAdES signatures of :mod:`hocba.pdf.sign`. Its rectangle is published in the
+document outline (bookmarks: cover, information page, each year, and the entry
+:data:`PRINCIPAL_BOX_TITLE`), as the only destination of type ``/FitR`` left bottom right
+top (ISO 32000-1 §12.3.2.2), so the signer finds it without knowing the layout.
+
+Choices:
+
+* Font: Liberation Serif 2.1.5 (SIL Open Font License 1.1, shipped in
+  ``hocba/data/fonts`` with its licence), metric-compatible with Times New Roman — the face
+  of Vietnamese administrative documents (Nghị định 30/2020/NĐ-CP) — and covering every
+  Vietnamese letter. Subsets are embedded; text stays extractable (ToUnicode maps).
+* Levels are written as on the paper form — ``T`` / ``H`` / ``C`` for subjects, ``T`` /
+  ``Đ`` / ``C`` for qualities and competences — with the legend under each table.
+* The record XML has no per-subject comment (``MON_HOC`` carries code, name, level and
+  score), so the comment column of section 1 is left blank for the teacher's hand — as on
+  paper — unless a future format provides one.
+* The PDF's Info dictionary carries the pupil's name (Title), the school (Author) and
+  ``Mã số tra cứu học bạ: <code>`` (Subject); :mod:`hocba.pdf.sign` checks the
+  attached XML against that code.
+* Output is deterministic: the same input gives the same bytes (ReportLab's
+  ``invariant`` mode fixes the creation date and the document ID).
+
+Speed (issue 4, ``bench/pdf.py``): what every book repeats is done once per process —
+font subsets (every document first assigns :data:`FONT_ALPHABET` its codes, so all books
+embed the same subsets, whose font files, widths and ToUnicode maps are cached), the
+parse of paragraph markup, the QR encoder's generator polynomials and module order. This
+module also sets two process-wide ReportLab options (no ASCII85 streams; page contents
+Flate at level 1) and patches three functions of ReportLab's QR encoder with equivalents
+(:func:`_qr_encoder`); it is ReportLab's only user in this package.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.resources
+import io
+import threading
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache, lru_cache, partial
+from itertools import chain, zip_longest
+from typing import Any
+from xml.sax.saxutils import escape
+
+from lxml import etree
+from reportlab import rl_config
+from reportlab.lib import colors
+from reportlab.lib.enums import TA_CENTER, TA_JUSTIFY
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.rl_accel import fp_str
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import cm
+from reportlab.pdfbase import pdfdoc, pdfmetrics, ttfonts
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import (
+    BaseDocTemplate,
+    CondPageBreak,
+    Flowable,
+    Frame,
+    NextPageTemplate,
+    PageBreak,
+    PageTemplate,
+    Paragraph,
+    Spacer,
+    Table,
+    TableStyle,
+)
+from reportlab.platypus.tables import CellStyle
+
+from hocba.xml.record import (
+    RecordDocument,
+    RecordXmlError,
+    parse_record_xml_safely,
+    read_record_document,
+)
+
+__all__ = [
+    "FONT_ALPHABET",
+    "FONT_BOLD",
+    "FONT_BOLD_ITALIC",
+    "FONT_ITALIC",
+    "FONT_REGULAR",
+    "LOOKUP_SUBJECT_PREFIX",
+    "PRINCIPAL_BOX_DEST",
+    "PRINCIPAL_BOX_TITLE",
+    "BookYear",
+    "RenderError",
+    "compact_font_subsets",
+    "print_class",
+    "read_book_year",
+    "register_fonts",
+    "render_book",
+    "seed_font_subsets",
+]
+
+PRINCIPAL_BOX_DEST = "hocba-chu-ky-hieu-truong"
+"""Destination key of the latest year's principal signature box."""
+
+PRINCIPAL_BOX_TITLE = "Chữ ký số của Hiệu trưởng và dấu của trường"
+"""Outline (bookmark) entry of that box; its destination is the only ``/FitR`` one."""
+
+LOOKUP_SUBJECT_PREFIX = "Mã số tra cứu học bạ: "
+"""The PDF Info ``/Subject`` is this prefix followed by the latest year's lookup code."""
+
+FONT_REGULAR = "HocBaSerif"
+FONT_BOLD = "HocBaSerif-Bold"
+FONT_ITALIC = "HocBaSerif-Italic"
+FONT_BOLD_ITALIC = "HocBaSerif-BoldItalic"
+_FONT_FILES = {
+    FONT_REGULAR: "LiberationSerif-Regular.ttf",
+    FONT_BOLD: "LiberationSerif-Bold.ttf",
+    FONT_ITALIC: "LiberationSerif-Italic.ttf",
+    FONT_BOLD_ITALIC: "LiberationSerif-BoldItalic.ttf",
+}
+
+PAGE_WIDTH, PAGE_HEIGHT = A4
+MARGIN_LEFT = 2.5 * cm
+MARGIN_RIGHT = 2.0 * cm
+MARGIN_TOP = 1.8 * cm
+MARGIN_BOTTOM = 2.0 * cm
+CONTENT_WIDTH = PAGE_WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+
+PRINCIPAL_BOX_SIZE = (200.0, 78.0)
+"""Width and height (points) of the principal's signature box."""
+
+INK = colors.HexColor("#1a1a1a")
+NAVY = colors.HexColor("#1f3a68")
+GRID = colors.HexColor("#404040")
+SHADE = colors.HexColor("#e8edf5")
+MUTED = colors.HexColor("#6b6b6b")
+
+SUBJECT_LEVELS = {"T": "Hoàn thành tốt", "H": "Hoàn thành", "C": "Chưa hoàn thành"}
+QUALITY_LEVELS = {"T": "Tốt", "Đ": "Đạt", "C": "Cần cố gắng"}
+YEAR_RESULTS = {
+    "HTXS": "Hoàn thành xuất sắc",
+    "HTT": "Hoàn thành tốt",
+    "HT": "Hoàn thành",
+    "CHT": "Chưa hoàn thành",
+}
+QUALITIES = (
+    ("PHAM_CHAT_YEU_NUOC", "Yêu nước"),
+    ("PHAM_CHAT_NHAN_AI", "Nhân ái"),
+    ("PHAM_CHAT_CHAM_CHI", "Chăm chỉ"),
+    ("PHAM_CHAT_TRUNG_THUC", "Trung thực"),
+    ("PHAM_CHAT_TRACH_NHIEM", "Trách nhiệm"),
+)
+GENERAL_COMPETENCES = (
+    ("NANG_LUC_TU_CHU_TU_HOC", "Tự chủ và tự học"),
+    ("NANG_LUC_GIAO_TIEP_HOC_TAC", "Giao tiếp và hợp tác"),
+    ("NANG_LUC_GIAI_QUYET_VAN_DE_SANG_TAO", "Giải quyết vấn đề và sáng tạo"),
+)
+SPECIFIC_COMPETENCES = (
+    ("NANG_LUC_NGON_NGU", "Ngôn ngữ"),
+    ("NANG_LUC_TINH_TOAN", "Tính toán"),
+    ("NANG_LUC_KHOA_HOC", "Khoa học"),
+    ("NANG_LUC_CONG_NGHE", "Công nghệ"),
+    ("NANG_LUC_TIN_HOC", "Tin học"),
+    ("NANG_LUC_THAM_MI", "Thẩm mĩ"),
+    ("NANG_LUC_THE_CHAT", "Thể chất"),
+)
+_SIGNING_TIME_TAG = "SigningTime"
+
+
+class RenderError(ValueError):
+    """The records cannot be rendered as one book; ``message_vi`` is for people."""
+
+    def __init__(self, message_vi: str) -> None:
+        super().__init__(message_vi)
+        self.message_vi = message_vi
+
+
+rl_config.useA85 = 0
+"""Streams are written Flate-compressed only, not also ASCII85-encoded (ReportLab's
+default): a quarter smaller, and ASCII85 costs time for nothing in a binary-safe file.
+(A process-wide ReportLab setting; this package is ReportLab's only user here.)"""
+
+
+def _flate_fast(data: str | bytes) -> bytes:
+    """Flate at zlib level 1 (ReportLab uses the default, 6): page content streams compress
+    about as well (a book grows by 1.5 %) in a third of the time. Font files, the largest
+    streams, are compressed once per process at the default level (:func:`_subset_file`)."""
+    return zlib.compress(data.encode("utf8") if isinstance(data, str) else data, 1)
+
+
+pdfdoc.PDFZCompress.encode = _flate_fast  # the one Flate filter object ReportLab uses
+
+# ============================================================================ fonts
+_FONT_LOCK = threading.Lock()
+_FONTS_READY = False
+
+
+def register_fonts() -> None:
+    """Register the embedded serif family with ReportLab once per process."""
+    global _FONTS_READY
+    with _FONT_LOCK:
+        if _FONTS_READY:
+            return
+        folder = importlib.resources.files("hocba").joinpath("data", "fonts")
+        for name, file_name in _FONT_FILES.items():
+            data = folder.joinpath(file_name).read_bytes()
+            font = TTFont(name, io.BytesIO(data))
+            font.face.addSubsetObjects = partial(_add_subset_objects, font.face)
+            font.addObjects = partial(_add_font_objects, font)
+            font.splitString = partial(_split_string, font)
+            pdfmetrics.registerFont(font)
+        pdfmetrics.registerFontFamily(
+            FONT_REGULAR,
+            normal=FONT_REGULAR,
+            bold=FONT_BOLD,
+            italic=FONT_ITALIC,
+            boldItalic=FONT_BOLD_ITALIC,
+        )
+        _FONTS_READY = True
+
+
+_ALPHABET = (
+    "aàảãáạăằẳẵắặâầẩẫấậbcdđeèẻẽéẹêềểễếệfghiìỉĩíịjklmnoòỏõóọôồổỗốộơờởỡớợpqrstuùủũúụưừửữứựvwxyỳỷỹýỵz"
+)
+FONT_ALPHABET = "".join(
+    dict.fromkeys(
+        "".join(map(chr, range(32, 127))) + _ALPHABET + _ALPHABET.upper() + "–—…·“”‘’«»°×÷±≤≥→•"
+    )
+)
+"""Every character the books normally use, in a fixed order: each document assigns them
+their codes first (:func:`seed_font_subsets`), so every book embeds the same font subsets
+— built and compressed once per process (:func:`_add_subset_objects`) — whatever
+characters the pupil's data happens to use first. A character outside the alphabet still
+works: it gets the next free code, in a subset of its own document."""
+
+
+def seed_font_subsets(canv: Canvas) -> None:
+    """Assign :data:`FONT_ALPHABET`'s codes in ``canv``'s document for every font of the
+    family; call before the first text is drawn. A font the document never draws with is
+    not embedded (ReportLab embeds only the fonts that were selected)."""
+    for name in _FONT_FILES:
+        font = pdfmetrics.getFont(name)
+        font.splitString(FONT_ALPHABET, canv._doc)
+
+
+def compact_font_subsets(canv: Canvas) -> None:
+    """Make ``canv``'s document embed only the characters it draws (ReportLab otherwise
+    puts all of ASCII into the first subset): for small drawings like the signature
+    stamps, whose fonts would otherwise outweigh a whole book's."""
+    for name in _FONT_FILES:
+        pdfmetrics.getFont(name)._assignState(canv._doc, asciiReadable=False)
+
+
+@lru_cache(maxsize=64)
+def _subset_file(face: Any, subset: tuple[int, ...]) -> tuple[bytes, int]:
+    """A TrueType subset of ``face`` (ReportLab's ``makeSubset``), Flate-compressed."""
+    raw = face.makeSubset(list(subset))
+    return zlib.compress(raw), len(raw)
+
+
+def _split_string(font: TTFont, text: Any, doc: Any, encoding: str = "utf-8") -> Any:
+    """ReportLab's ``TTFont.splitString`` (text → runs of one-byte codes per subset) with
+    a shortcut for the usual case, every character already given a code of the first
+    subset (:data:`FONT_ALPHABET` is, before the first text is drawn): one run."""
+    state = font.state.get(doc)
+    if state is not None and isinstance(text, str):
+        assignments = state.assignments
+        try:
+            codes = bytes([assignments[ord(character)] for character in text])
+        except (KeyError, ValueError):
+            pass  # a new character, or one of a later subset
+        else:
+            return [(0, codes)] if codes else []
+    return TTFont.splitString(font, text, doc, encoding)
+
+
+@lru_cache(maxsize=64)
+def _font_tables(face: Any, base_font_name: str, subset: tuple[int, ...]) -> tuple[bytes, bytes]:
+    """A subset's ``/Widths`` array, formatted, and its compressed ``/ToUnicode`` CMap."""
+    widths = pdfdoc.PDFArray(list(map(face.getCharWidth, subset))).format(None)
+    cmap = zlib.compress(ttfonts.makeToUnicodeCMap(base_font_name, list(subset)).encode("ascii"))
+    return widths, cmap
+
+
+def _add_font_objects(font: TTFont, doc: Any) -> None:
+    """ReportLab's ``TTFont.addObjects`` (one simple TrueType font per subset of 256
+    characters) with each subset's width table and ``/ToUnicode`` CMap made once per
+    process (:func:`_font_tables`); see :func:`_add_subset_objects` for the font file."""
+    if not doc.compression:
+        TTFont.addObjects(font, doc)
+        return
+    state = font.state.get(doc) or font._assignState(doc)
+    state.frozen = 1
+    face = font.face
+    for n, subset in enumerate(state.subsets):
+        internal_name = font.getSubsetInternalName(n, doc)[1:]
+        base_font_name = b"".join((ttfonts.SUBSETN(n), b"+", face.name, face.subfontNameX)).decode(
+            "pdfdoc"
+        )
+        widths, cmap = _font_tables(face, base_font_name, tuple(subset))
+        pdf_font = pdfdoc.PDFTrueTypeFont()
+        pdf_font.Name = internal_name
+        pdf_font.BaseFont = base_font_name
+        pdf_font.FirstChar = 0
+        pdf_font.LastChar = len(subset) - 1
+        pdf_font.Widths = widths  # bytes are written as they are
+        cmap_stream = pdfdoc.PDFStream(
+            pdfdoc.PDFDictionary({"Filter": pdfdoc.PDFArray([pdfdoc.PDFName("FlateDecode")])}),
+            cmap,
+        )
+        pdf_font.ToUnicode = doc.Reference(cmap_stream, "toUnicodeCMap:" + base_font_name)
+        pdf_font.FontDescriptor = face.addSubsetObjects(doc, base_font_name, subset)
+        doc.Reference(pdf_font, internal_name)
+        doc.idToObject["BasicFonts"].dict[internal_name] = pdf_font
+    del font.state[doc]
+
+
+def _add_subset_objects(face: Any, doc: Any, fontname: str, subset: list[int]) -> Any:
+    """ReportLab's ``TTFontFace.addSubsetObjects`` with the subset's font file made and
+    compressed once per process (:func:`_subset_file`) instead of once per document."""
+    if not doc.compression:
+        return type(face).addSubsetObjects(face, doc, fontname, subset)
+    data, raw_length = _subset_file(face, tuple(subset))
+    font_file = pdfdoc.PDFStream(
+        pdfdoc.PDFDictionary(
+            {"Length1": raw_length, "Filter": pdfdoc.PDFArray([pdfdoc.PDFName("FlateDecode")])}
+        ),
+        data,
+    )
+    reference = doc.Reference(font_file, f"fontFile:{face.filename}({fontname})")
+    flags = (face.flags & ~ttfonts.FF_NONSYMBOLIC) | ttfonts.FF_SYMBOLIC
+    descriptor = pdfdoc.PDFDictionary(
+        {
+            "Type": "/FontDescriptor",
+            "Ascent": face.ascent,
+            "CapHeight": face.capHeight,
+            "Descent": face.descent,
+            "Flags": flags,
+            "FontBBox": pdfdoc.PDFArray(face.bbox),
+            "FontName": pdfdoc.PDFName(fontname),
+            "ItalicAngle": face.italicAngle,
+            "StemV": face.stemV,
+            "FontFile2": reference,
+            "MissingWidth": face.defaultWidth,
+        }
+    )
+    return doc.Reference(descriptor, "fontDescriptor:" + fontname)
+
+
+# ============================================================================ input
+@dataclass(frozen=True)
+class BookYear:
+    """One issued record as the book needs it: its content and the slots' signing times
+    (from the signed ``SigningTime`` of each ``ds:Signature``, else the slot's
+    ``NGAY_KY``)."""
+
+    doc: RecordDocument
+    signed_at: dict[str, dt.datetime] = field(default_factory=dict)
+
+    def general(self, name: str) -> Any:
+        return self.doc.thong_tin_chung.get(name)
+
+    def summary(self, name: str) -> Any:
+        return self.doc.tong_ket.get(name)
+
+    @property
+    def lookup_code(self) -> str | None:
+        value = self.general("MA_TRA_CUU_UUID")
+        return str(value) if value else None
+
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
+
+
+def read_book_year(xml: bytes) -> BookYear:
+    """Read one record XML for the book (raises :class:`RenderError` if unreadable)."""
+    try:
+        doc = read_record_document(xml)
+        root = parse_record_xml_safely(xml)
+    except RecordXmlError as exc:
+        raise RenderError(f"Không đọc được học bạ: {exc.message_vi}") from exc
+    signed_at: dict[str, dt.datetime] = {}
+    zone = root.find("DANH_SACH_THONG_TIN_KY")
+    for slot in ("GVCN", "CBQL", "KY_PHAT_HANH") if zone is not None else ():
+        element = zone.find(slot)
+        if element is None:
+            continue
+        when = None
+        for candidate in element.iter():
+            if (
+                isinstance(candidate.tag, str)
+                and etree.QName(candidate).localname == _SIGNING_TIME_TAG
+            ):
+                when = _parse_time(candidate.text)
+                break
+        when = when or _parse_time(element.findtext("NGAY_KY"))
+        if when is not None:
+            signed_at[slot] = when
+    return BookYear(doc=doc, signed_at=signed_at)
+
+
+def _same_pupil(years: Sequence[BookYear]) -> None:
+    def key(year: BookYear) -> str | None:
+        return year.general("SO_CCCD") or year.general("MA_HOC_SINH")
+
+    keys = {key(year) for year in years}
+    if len(keys) != 1 or None in keys:
+        raise RenderError(
+            "Các học bạ phải của cùng một học sinh (cùng số định danh cá nhân / mã học sinh)."
+        )
+    school_years = [year.general("NAM_HOC") for year in years]
+    if len(set(school_years)) != len(school_years):
+        raise RenderError("Mỗi năm học chỉ được có một học bạ trong cùng một quyển học bạ.")
+
+
+# ============================================================================ formatting
+_VN = dt.timezone(dt.timedelta(hours=7))
+
+
+def _str(value: object) -> str:
+    """Plain text of a value; ``None`` and ``""`` become ``""``."""
+    return "" if value is None else str(value)
+
+
+def _vn_date(value: object) -> str:
+    """``2015-03-02`` / a datetime → ``02/03/2015`` (Vietnam time for datetimes)."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(_VN).strftime("%d/%m/%Y")
+    if isinstance(value, str) and value:
+        try:
+            return dt.date.fromisoformat(value[:10]).strftime("%d/%m/%Y")
+        except ValueError:
+            return value
+    return ""
+
+
+def _vn_long_date(value: dt.datetime | None, place: object) -> str:
+    """``Đầm Hà, ngày 30 tháng 05 năm 2025`` (the dateline of Vietnamese documents)."""
+    prefix = f"{place}, " if place else ""
+    if value is None:
+        return f"{prefix}ngày … tháng … năm …"
+    day = value.astimezone(_VN).date()
+    return f"{prefix}ngày {day.day:02d} tháng {day.month:02d} năm {day.year}"
+
+
+def _legend(levels: dict[str, str]) -> str:
+    return "; ".join(f"{code} – {label}" for code, label in levels.items())
+
+
+def _quantity(value: object, unit: str) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, float):
+        text = f"{value:.2f}".rstrip("0").rstrip(".").replace(".", ",")
+    else:
+        text = str(value)
+    return f"{text} {unit}"
+
+
+# ============================================================================ styles
+_BODY = ParagraphStyle("body", fontName=FONT_REGULAR, fontSize=11.5, leading=15, textColor=INK)
+_CELL = ParagraphStyle("cell", parent=_BODY, fontSize=10.5, leading=13)
+_SMALL = ParagraphStyle("small", parent=_BODY, fontSize=9.5, leading=12)
+_HEADING = ParagraphStyle(
+    "heading",
+    parent=_BODY,
+    fontName=FONT_BOLD,
+    fontSize=12,
+    leading=15,
+    spaceBefore=8,
+    spaceAfter=4,
+    textColor=NAVY,
+)
+_TITLE = ParagraphStyle(
+    "title",
+    parent=_BODY,
+    fontName=FONT_BOLD,
+    fontSize=16,
+    leading=20,
+    alignment=TA_CENTER,
+    textColor=NAVY,
+)
+_SUBTITLE = ParagraphStyle(
+    "subtitle", parent=_BODY, fontName=FONT_ITALIC, fontSize=11, alignment=TA_CENTER
+)
+_LEGEND = ParagraphStyle(
+    "legend",
+    parent=_BODY,
+    fontName=FONT_ITALIC,
+    fontSize=9,
+    leading=11,
+    textColor=MUTED,
+    spaceBefore=2,
+)
+_JUSTIFIED = ParagraphStyle("justified", parent=_BODY, alignment=TA_JUSTIFY)
+_CODE = ParagraphStyle(
+    "code", parent=_BODY, fontName=FONT_BOLD, fontSize=13, leading=17, textColor=NAVY
+)
+_CELL_FONT_SIZE = 10.5
+_CELL_PADDING = 5.0
+
+
+@lru_cache(maxsize=4096)
+def _parsed(body: str, style: ParagraphStyle) -> tuple[str, ParagraphStyle, tuple[Any, ...]]:
+    """ReportLab's parse of a paragraph's markup (its text, style and fragments)."""
+    prototype = Paragraph(body, style)
+    return prototype.text, prototype.style, tuple(prototype.frags)
+
+
+class _Paragraph(Paragraph):
+    """A paragraph that is not broken into lines again for the width it was just broken
+    for: ReportLab wraps a table cell's paragraphs to size the table and again to draw it,
+    and the frame wraps a paragraph to see whether it fits and again to place it. (The
+    lines depend on the width only; ``availHeight`` is not used.)"""
+
+    _wrapped: tuple[float, float] | None = None
+
+    def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:
+        wrapped = self._wrapped
+        if wrapped is not None and wrapped[0] == availWidth:
+            return availWidth, wrapped[1]
+        width, height = super().wrap(availWidth, availHeight)
+        self._wrapped = (availWidth, height) if width == availWidth else None
+        return width, height
+
+
+def _paragraph(body: str, style: ParagraphStyle) -> Paragraph:
+    """``Paragraph(body, style)`` with the markup parsed once per process (headings,
+    legends and labels repeat in every book); each paragraph gets its own copies of the
+    fragments, as layout may annotate them."""
+    text, parsed_style, frags = _parsed(body, style)
+    return _Paragraph(text, parsed_style, frags=[frag.clone() for frag in frags])
+
+
+def _para(text: object, style: ParagraphStyle = _BODY, markup: str = "") -> Paragraph:
+    """A paragraph of escaped ``text``, optionally wrapped in ``<b>`` / ``<i>`` markup."""
+    body = escape(_str(text))
+    for tag in markup:
+        body = f"<{tag}>{body}</{tag}>"
+    return _paragraph(body, style)
+
+
+def _cell(text: object, width: float, *, font: str = FONT_REGULAR) -> str | Paragraph:
+    """A table cell: a plain string when it fits on one line (cheap to lay out), else a
+    wrapping paragraph."""
+    value = _str(text)
+    if pdfmetrics.stringWidth(value, font, _CELL_FONT_SIZE) <= width - 2 * _CELL_PADDING:
+        return value
+    return _para(value, _CELL, "b" if font == FONT_BOLD else "")
+
+
+class _GridCell(CellStyle):
+    """The cell style of every grid table: ReportLab applies a style command cell by cell,
+    so the settings all cells share are this class's defaults instead of commands."""
+
+    fontname = FONT_REGULAR
+    fontsize = _CELL_FONT_SIZE
+    leading = 13
+    color = INK
+    valign = "MIDDLE"
+    topPadding = 3
+    bottomPadding = 4
+    leftPadding = _CELL_PADDING
+    rightPadding = _CELL_PADDING
+
+
+def _draw_text(canv: Canvas, x: float, y: float, text: str) -> None:
+    """``canv.drawString(x, y, text)`` for the family's TrueType fonts, writing the same
+    operators without ReportLab's text object (one per string, a third of a table's
+    drawing time): ``BT``, the origin, per subset run the font and ``Tj``, ``T*``, ``ET``."""
+    font = pdfmetrics.getFont(canv._fontname)
+    if not getattr(font, "_dynamicFont", False) or not canv.bottomup:
+        canv.drawString(x, y, text)
+        return
+    doc = canv._doc
+    size = f"{fp_str(canv._fontsize)} Tf {fp_str(canv._leading)} TL"
+    parts: list[str] = []
+    current = -1
+    for subset, chunk in font.splitString(text, doc):
+        if subset != current:
+            parts.append(f"{font.getSubsetInternalName(subset, doc)} {size}")
+            current = subset
+        parts.append(f"({canv._escape(chunk)}) Tj")
+    canv._code.append(f"BT 1 0 0 1 {fp_str(x, y)} Tm {' '.join(parts)} T* ET")
+
+
+class _GridTable(Table):
+    """A table that draws nothing for an empty cell (ReportLab draws an empty string like
+    any other: a text object per cell) and draws one-line text cells with
+    :func:`_draw_text` — the same operators as ReportLab's ``_drawCell``."""
+
+    def _drawCell(self, cellval: Any, cellstyle: Any, pos: Any, size: Any) -> None:
+        if not isinstance(cellval, str):
+            super()._drawCell(cellval, cellstyle, pos, size)
+            return
+        if not cellval:
+            return  # no text; and no cell of these tables links anywhere
+        just = cellstyle.alignment
+        if (
+            "\n" in cellval
+            or just not in ("LEFT", "CENTRE", "CENTER")
+            or cellstyle.valign != "MIDDLE"
+            or cellstyle.href
+            or cellstyle.destination
+            or cellstyle.direction
+            or cellstyle.shaping
+        ):
+            super()._drawCell(cellval, cellstyle, pos, size)
+            return
+        canv = self.canv
+        if self._curcellstyle is not cellstyle:  # as Table._drawCell
+            current = self._curcellstyle
+            if current is None or cellstyle.color != current.color:
+                canv.setFillColor(cellstyle.color)
+            if (
+                current is None
+                or cellstyle.leading != current.leading
+                or cellstyle.fontname != current.fontname
+                or cellstyle.fontsize != current.fontsize
+            ):
+                canv.setFont(cellstyle.fontname, cellstyle.fontsize, cellstyle.leading)
+            self._curcellstyle = cellstyle
+        colpos, rowpos = pos
+        colwidth, rowheight = size
+        y = (
+            rowpos
+            + (cellstyle.bottomPadding + rowheight - cellstyle.topPadding + cellstyle.leading) / 2.0
+            - cellstyle.fontsize
+        )
+        if just == "LEFT":
+            x = colpos + cellstyle.leftPadding
+        else:
+            x = colpos + (colwidth + cellstyle.leftPadding - cellstyle.rightPadding) * 0.5
+            x = x - 0.5 * pdfmetrics.stringWidth(cellval, canv._fontname, canv._fontsize)
+        _draw_text(canv, x, y, cellval)
+
+
+def _grid_table(
+    data: list[list[Any]], widths: Sequence[float], style: TableStyle, **kw: Any
+) -> Table:
+    """A table with :class:`_GridCell` cells (use with :func:`_grid_style`)."""
+    cells = [[_GridCell("") for _ in row] for row in data]
+    return _GridTable(data, colWidths=list(widths), style=style, cellStyles=cells, **kw)
+
+
+def _grid_style(*, header_rows: int = 1) -> TableStyle:
+    """Lines and the header row of a grid table (the cells' own settings: :class:`_GridCell`)."""
+    commands: list[tuple[Any, ...]] = [
+        ("GRID", (0, 0), (-1, -1), 0.6, GRID),
+        ("BOX", (0, 0), (-1, -1), 1.0, INK),
+    ]
+    if header_rows:
+        last = header_rows - 1
+        commands += [
+            ("BACKGROUND", (0, 0), (-1, last), SHADE),
+            ("FONTNAME", (0, 0), (-1, last), FONT_BOLD),
+            ("ALIGN", (0, 0), (-1, last), "CENTER"),
+        ]
+    return TableStyle(commands)
+
+
+# ============================================================================ flowables
+class _QrCode(Flowable):
+    """A QR code (ISO/IEC 18004, error correction level M) drawn as filled rectangles.
+
+    The symbol is encoded with ReportLab's encoder; the eight-mask penalty search, which
+    costs about 20 ms per symbol in pure Python, is skipped in favour of one fixed mask —
+    every mask decodes, the search only optimises the look of the pattern.
+    """
+
+    QUIET_ZONE = 4  # modules (ISO/IEC 18004 §6.3.8)
+
+    def __init__(self, value: str, size: float) -> None:
+        super().__init__()
+        self.value = value
+        self.size = size
+        self.modules = _qr_modules(value)
+
+    def wrap(self, available_width: float, available_height: float) -> tuple[float, float]:
+        return self.size, self.size
+
+    def draw(self) -> None:
+        count = len(self.modules)
+        unit = self.size / (count + 2 * self.QUIET_ZONE)
+        canv = self.canv
+        canv.saveState()
+        canv.setFillColor(colors.white)
+        canv.rect(0, 0, self.size, self.size, stroke=0, fill=1)
+        canv.setFillColor(colors.black)
+        path = canv.beginPath()
+        for row, dark in enumerate(self.modules):
+            y = self.size - (row + 1 + self.QUIET_ZONE) * unit
+            column = 0
+            while column < count:  # one rectangle per horizontal run of dark modules
+                if not dark[column]:
+                    column += 1
+                    continue
+                start = column
+                while column < count and dark[column]:
+                    column += 1
+                path.rect((start + self.QUIET_ZONE) * unit, y, (column - start) * unit, unit)
+        canv.drawPath(path, stroke=0, fill=1)
+        canv.restoreState()
+
+
+@lru_cache(maxsize=1)
+def _qr_encoder() -> Any:
+    """ReportLab's QR encoder with two pure functions of the symbol version memoised and
+    its Reed-Solomon division done on integer tables (the same codewords; ReportLab
+    builds polynomial objects, recursively): the generator polynomial of each block's
+    error-correction length, and the order in which data modules are placed. Together
+    two thirds of the encoding time."""
+    from reportlab.graphics.barcode import qrencoder
+
+    polynomial = qrencoder.QRUtil.getErrorCorrectPolynomial
+    if not hasattr(polynomial, "cache_info"):
+        polynomial = lru_cache(maxsize=None)(polynomial)
+        qrencoder.QRUtil.getErrorCorrectPolynomial = staticmethod(polynomial)
+    exp, log = qrencoder.EXP_TABLE, qrencoder.LOG_TABLE
+
+    @cache
+    def generator_logs(ec_count: int) -> tuple[int, ...]:
+        return tuple(log[c] for c in polynomial(ec_count).num[1:])
+
+    def create_bytes(buffer: Any, rs_blocks: Any) -> list[int]:
+        offset = 0
+        data_blocks: list[list[int]] = []
+        ec_blocks: list[list[int]] = []
+        for block in rs_blocks:
+            data = buffer.buffer[offset : offset + block.dataCount]
+            offset += block.dataCount
+            generator = generator_logs(block.totalCount - block.dataCount)
+            remainder = [0] * len(generator)
+            for value in data:  # polynomial division by the generator, GF(256)
+                factor = value ^ remainder[0]
+                remainder = remainder[1:] + [0]
+                if factor:
+                    shift = log[factor]
+                    for j, g in enumerate(generator):
+                        remainder[j] ^= exp[(shift + g) % 255]
+            data_blocks.append(data)
+            ec_blocks.append(remainder)
+        return [  # interleaved as ISO/IEC 18004 §7.6 (and ReportLab) order them
+            v
+            for column in chain(zip_longest(*data_blocks), zip_longest(*ec_blocks))
+            for v in column
+            if v is not None
+        ]
+
+    positions: dict[int, list[tuple[int, int]]] = {}
+    walk = qrencoder.QRCode._dataPosIterator
+
+    def data_positions(self: Any) -> list[tuple[int, int]]:
+        if self.version not in positions:
+            positions[self.version] = list(walk(self))
+        return positions[self.version]
+
+    qrencoder.QRCode.createBytes = staticmethod(create_bytes)
+    qrencoder.QRCode.dataPosIterator = data_positions
+    return qrencoder
+
+
+def _qr_modules(value: str) -> list[list[bool]]:
+    qrencoder = _qr_encoder()
+    code = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.M)
+    code.addData(value)
+    try:
+        code.version = code.calculate_version()
+        code.makeImpl(False, 2)
+    except AttributeError:  # a ReportLab without these internals: the full search
+        code = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.M)
+        code.addData(value)
+        code.make()
+    return [[bool(dark) for dark in row] for row in code.modules]  # what isDark(r, c) reads
+
+
+class _Bookmark(Flowable):
+    """An outline (bookmark) entry for the page where it lands (ISO 32000-1 §12.3.3)."""
+
+    def __init__(self, key: str, title: str, level: int = 0) -> None:
+        super().__init__()
+        self.key, self.title, self.level = key, title, level
+        self.width = self.height = 0
+
+    def wrap(self, available_width: float, available_height: float) -> tuple[float, float]:
+        return 0, 0
+
+    def draw(self) -> None:
+        self.canv.bookmarkPage(self.key)
+        self.canv.addOutlineEntry(self.title, self.key, level=self.level)
+
+
+class _SignatureRow(Flowable):
+    """The signature row of one year: the principal's confirmation with the school seal
+    (left) and the homeroom teacher (right).
+
+    For the latest year the principal's box is left empty for the PAdES signatures and its
+    page rectangle is published as the outline entry's ``/FitR`` destination.
+    """
+
+    HEIGHT = 190.0
+
+    def __init__(self, year: BookYear, *, is_latest: bool) -> None:
+        super().__init__()
+        self.year = year
+        self.is_latest = is_latest
+        self.width = CONTENT_WIDTH
+        self.height = self.HEIGHT
+
+    def wrap(self, available_width: float, available_height: float) -> tuple[float, float]:
+        return self.width, self.height
+
+    def _line(self, text: str, x: float, y: float, font: str, size: float, color=INK) -> None:
+        canv = self.canv
+        canv.setFillColor(color)
+        canv.setFont(font, size)
+        _draw_text(canv, x - 0.5 * pdfmetrics.stringWidth(text, font, size), y, text)  # centred
+
+    def draw(self) -> None:
+        year, canv = self.year, self.canv
+        half = self.width / 2
+        left_mid, right_mid = half / 2, half + half / 2
+        top = self.height
+        place = year.general("DIA_DANH_PHAT_HANH_HOC_BA")
+        seal_time = year.signed_at.get("KY_PHAT_HANH") or year.signed_at.get("CBQL")
+        teacher_time = year.signed_at.get("GVCN")
+        canv.saveState()
+
+        # left: the principal's confirmation
+        self._line(_vn_long_date(seal_time, place), left_mid, top - 11, FONT_ITALIC, 10.5)
+        self._line("XÁC NHẬN CỦA HIỆU TRƯỞNG", left_mid, top - 26, FONT_BOLD, 11.5)
+        self._line("(Ký, ghi rõ họ tên và đóng dấu)", left_mid, top - 38, FONT_ITALIC, 9, MUTED)
+        box_w, box_h = PRINCIPAL_BOX_SIZE
+        box_x = left_mid - box_w / 2 + 12
+        box_y = top - 50 - box_h
+        if self.is_latest:
+            canv.setStrokeColor(colors.HexColor("#9aa5b8"))
+            canv.setDash(3, 3)
+            canv.setLineWidth(0.6)
+            canv.rect(box_x, box_y, box_w, box_h, stroke=1, fill=0)
+            canv.setDash()
+            middle = box_x + box_w / 2
+            for text, dy in (("Vị trí chữ ký số của Hiệu trưởng", 42), ("và dấu của trường", 30)):
+                self._line(text, middle, box_y + dy, FONT_ITALIC, 9, MUTED)
+            left, bottom = canv.absolutePosition(box_x, box_y)
+            right, upper = canv.absolutePosition(box_x + box_w, box_y + box_h)
+            canv.bookmarkPage(
+                PRINCIPAL_BOX_DEST, fit="FitR", left=left, bottom=bottom, right=right, top=upper
+            )
+            canv.addOutlineEntry(PRINCIPAL_BOX_TITLE, PRINCIPAL_BOX_DEST, level=1)
+        else:
+            lines = [f"Đã ký số trên học bạ số năm học {_str(year.general('TEN_NAM_HOC'))}"]
+            if year.signed_at.get("CBQL"):
+                lines.append(f"Hiệu trưởng ký ngày {_vn_date(year.signed_at['CBQL'])}")
+            if year.signed_at.get("KY_PHAT_HANH"):
+                lines.append(f"Trường đóng dấu số ngày {_vn_date(year.signed_at['KY_PHAT_HANH'])}")
+            canv.setStrokeColor(NAVY)
+            canv.setLineWidth(0.6)
+            canv.roundRect(box_x, box_y, box_w, box_h, 4, stroke=1, fill=0)
+            y = box_y + box_h / 2 + 7 * (len(lines) - 1) - 3
+            for text in lines:
+                self._line(text, box_x + box_w / 2, y, FONT_REGULAR, 9.5, NAVY)
+                y -= 14
+        self._line(
+            _str(year.general("TEN_GIAM_HIEU_KY_HOC_BA")), left_mid, box_y - 16, FONT_BOLD, 11.5
+        )
+        role = _str(year.general("CHUC_VU_GIAM_HIEU_KY_HOC_BA")) or "Hiệu trưởng"
+        self._line(role, left_mid, box_y - 30, FONT_ITALIC, 10.5)
+
+        # right: the homeroom teacher
+        self._line(_vn_long_date(teacher_time, place), right_mid, top - 11, FONT_ITALIC, 10.5)
+        self._line("GIÁO VIÊN CHỦ NHIỆM", right_mid, top - 26, FONT_BOLD, 11.5)
+        self._line("(Ký và ghi rõ họ tên)", right_mid, top - 38, FONT_ITALIC, 9, MUTED)
+        note = f"Đã ký số ngày {_vn_date(teacher_time)}" if teacher_time else "Chưa có chữ ký số"
+        self._line(note, right_mid, box_y + box_h / 2 - 3, FONT_REGULAR, 10, NAVY)
+        self._line(
+            _str(year.general("TEN_GIAO_VIEN_CHU_NHIEM")), right_mid, box_y - 16, FONT_BOLD, 11.5
+        )
+        canv.restoreState()
+
+
+# ============================================================================ pages
+@dataclass
+class _Book:
+    years: list[BookYear]
+    verify_url: str
+
+    @property
+    def latest(self) -> BookYear:
+        return self.years[-1]
+
+    @property
+    def lookup_code(self) -> str:
+        return _str(self.latest.lookup_code)
+
+    @property
+    def verify_link(self) -> str:
+        return f"{self.verify_url}?ma={self.lookup_code}"
+
+    @property
+    def issued_at(self) -> dt.datetime | None:
+        """When the latest year was sealed (the document's date)."""
+        signed = self.latest.signed_at
+        return signed.get("KY_PHAT_HANH") or signed.get("CBQL")
+
+
+def _pdf_date_formatter(when: dt.datetime | None) -> Callable[..., str]:
+    """Info ``/CreationDate`` and ``/ModDate``: the latest seal's time (deterministic)."""
+    moment = (when or dt.datetime(2000, 1, 1, tzinfo=dt.UTC)).astimezone(_VN)
+    text = moment.strftime("D:%Y%m%d%H%M%S+07'00'")
+    return lambda *_: text
+
+
+def _draw_cover(book: _Book, canv: Canvas, doc: BaseDocTemplate) -> None:
+    seed_font_subsets(canv)
+    canv.setDateFormatter(_pdf_date_formatter(book.issued_at))
+    latest = book.latest
+    canv.saveState()
+    canv.setStrokeColor(NAVY)
+    canv.setLineWidth(2.2)
+    canv.rect(1.6 * cm, 1.6 * cm, PAGE_WIDTH - 3.2 * cm, PAGE_HEIGHT - 3.2 * cm)
+    canv.setLineWidth(0.7)
+    canv.rect(1.85 * cm, 1.85 * cm, PAGE_WIDTH - 3.7 * cm, PAGE_HEIGHT - 3.7 * cm)
+    middle = PAGE_WIDTH / 2
+    canv.setFillColor(INK)
+    canv.setFont(FONT_BOLD, 15)
+    canv.drawCentredString(middle, PAGE_HEIGHT - 4.0 * cm, "BỘ GIÁO DỤC VÀ ĐÀO TẠO")
+    canv.setLineWidth(0.8)
+    rule_y = PAGE_HEIGHT - 4.35 * cm
+    canv.line(middle - 2.2 * cm, rule_y, middle + 2.2 * cm, rule_y)
+
+    canv.setFillColor(NAVY)
+    canv.setFont(FONT_BOLD, 64)
+    canv.drawCentredString(middle, PAGE_HEIGHT - 10.2 * cm, "HỌC BẠ")
+    canv.setFont(FONT_BOLD, 30)
+    canv.drawCentredString(middle, PAGE_HEIGHT - 12.0 * cm, "TIỂU HỌC")
+    canv.setFillColor(MUTED)
+    canv.setFont(FONT_ITALIC, 12)
+    canv.drawCentredString(
+        middle, PAGE_HEIGHT - 13.0 * cm, "Bản giấy của học bạ số, có chữ ký số của nhà trường"
+    )
+
+    labels = (
+        ("Họ và tên học sinh:", _str(latest.general("HO_VA_TEN")).upper(), FONT_BOLD, 15),
+        ("Trường:", latest.general("TEN_TRUONG"), FONT_BOLD, 13),
+        ("Xã (Phường, Thị trấn):", latest.general("TEN_XA_PHUONG"), FONT_REGULAR, 13),
+        ("Huyện (Quận, Thị xã, TP):", latest.general("TEN_QUAN_HUYEN"), FONT_REGULAR, 13),
+        ("Tỉnh (Thành phố):", latest.general("TEN_TINH_THANH_PHO"), FONT_REGULAR, 13),
+    )
+    y = PAGE_HEIGHT - 17.2 * cm
+    left = 3.6 * cm
+    value_x = left + 5.2 * cm
+    for label, value, font, size in labels:
+        canv.setFillColor(INK)
+        canv.setFont(FONT_REGULAR, 13)
+        canv.drawString(left, y, label)
+        canv.setFont(font, size)
+        canv.drawString(value_x, y, _str(value) or "—")
+        canv.setStrokeColor(colors.HexColor("#b0b0b0"))
+        canv.setDash(1, 2)
+        canv.setLineWidth(0.5)
+        canv.line(value_x, y - 4, PAGE_WIDTH - 3.6 * cm, y - 4)
+        canv.setDash()
+        y -= 1.05 * cm
+    canv.restoreState()
+
+
+def _draw_page_frame(book: _Book, canv: Canvas, doc: BaseDocTemplate) -> None:
+    canv.saveState()
+    canv.setStrokeColor(NAVY)
+    canv.setLineWidth(0.5)
+    rule_y = MARGIN_BOTTOM - 0.45 * cm
+    canv.line(MARGIN_LEFT, rule_y, PAGE_WIDTH - MARGIN_RIGHT, rule_y)
+    canv.setFillColor(MUTED)
+    canv.setFont(FONT_REGULAR, 8.5)
+    name = _str(book.latest.general("HO_VA_TEN"))
+    text_y = MARGIN_BOTTOM - 0.85 * cm
+    canv.drawString(MARGIN_LEFT, text_y, f"Học bạ số · {name} · Mã số tra cứu: {book.lookup_code}")
+    canv.drawRightString(PAGE_WIDTH - MARGIN_RIGHT, text_y, f"Trang {canv.getPageNumber()}")
+    canv.restoreState()
+
+
+def _field_table(rows: Sequence[Sequence[object]], widths: Sequence[float]) -> Table:
+    """Label / value pairs: labels shaded, the first value of the first row in bold."""
+    data = [
+        [
+            _cell(value, widths[i], font=FONT_BOLD if (r, i) == (0, 1) else FONT_REGULAR)
+            for i, value in enumerate(row)
+        ]
+        for r, row in enumerate(rows)
+    ]
+    style = _grid_style(header_rows=0)
+    for column in range(0, len(widths), 2):
+        style.add("BACKGROUND", (column, 0), (column, -1), SHADE)
+    style.add("FONTNAME", (1, 0), (1, 0), FONT_BOLD)
+    return _grid_table(data, widths, style)
+
+
+def _study_history(book: _Book) -> Table:
+    widths = [2.3 * cm, 1.4 * cm, CONTENT_WIDTH - 9.5 * cm, 2.6 * cm, 3.2 * cm]
+    rows: list[list[object]] = []
+    shown: set[tuple[str, str]] = set()
+    for year in book.years:
+        place = (_str(year.general("TEN_LOP")), _str(year.general("TEN_TRUONG")))
+        shown.add(place)
+        moved_in = ""
+        for entry in year.doc.qua_trinh_hoc_tap:
+            if (_str(entry.get("TEN_LOP")), _str(entry.get("TEN_TRUONG"))) == place:
+                moved_in = _vn_date(entry.get("NGAY_TRANG_THAI_CHUYEN_DEN"))
+        rows.append(
+            [
+                year.general("TEN_NAM_HOC"),
+                place[0],
+                place[1],
+                year.general("SO_SO_DANG_BO"),
+                moved_in,
+            ]
+        )
+    earlier = [  # history before the years the system holds (from the latest record)
+        [
+            "—",
+            entry.get("TEN_LOP"),
+            entry.get("TEN_TRUONG"),
+            "",
+            _vn_date(entry.get("NGAY_TRANG_THAI_CHUYEN_DEN")),
+        ]
+        for entry in book.latest.doc.qua_trinh_hoc_tap
+        if (_str(entry.get("TEN_LOP")), _str(entry.get("TEN_TRUONG"))) not in shown
+    ]
+    head: list[object] = ["Năm học", "Lớp", "Tên trường", "Số đăng bộ", "Ngày chuyển đến"]
+    data = [head] + [
+        [_cell(value, widths[i]) for i, value in enumerate(row)] for row in earlier + rows
+    ]
+    style = _grid_style()
+    for column in (0, 1, 3, 4):
+        style.add("ALIGN", (column, 1), (column, -1), "CENTER")
+    return _grid_table(data, widths, style, repeatRows=1)
+
+
+def _info_page(book: _Book) -> list[Flowable]:
+    g = book.latest.general
+    label_w, value_w = 3.6 * cm, CONTENT_WIDTH / 2 - 3.6 * cm
+    facts = [
+        ["Họ và tên", _str(g("HO_VA_TEN")).upper(), "Giới tính", g("GIOI_TINH")],
+        ["Ngày sinh", _vn_date(g("NGAY_SINH")), "Dân tộc", g("DAN_TOC")],
+        ["Số định danh cá nhân", g("SO_CCCD"), "Quốc tịch", g("QUOC_TICH")],
+        ["Mã học sinh", g("MA_HOC_SINH"), "Số đăng bộ", g("SO_SO_DANG_BO")],
+    ]
+    places = [
+        ["Nơi sinh", g("NOI_SINH")],
+        ["Quê quán", g("QUE_QUAN")],
+        ["Nơi ở hiện nay", g("CHO_O_HIEN_NAY")],
+        ["Họ và tên cha", g("HO_VA_TEN_CHA") or "—"],
+        ["Họ và tên mẹ", g("HO_VA_TEN_ME") or "—"],
+        ["Người giám hộ", g("HO_VA_TEN_NGUOI_GIAM_HO") or "—"],
+    ]
+    places_table = _field_table(places, [label_w, CONTENT_WIDTH - label_w])
+    places_table.setStyle([("FONTNAME", (1, 0), (1, 0), FONT_REGULAR)])
+
+    qr_size = 3.3 * cm
+    lookup_text = [
+        _para("MÃ SỐ TRA CỨU HỌC BẠ", _HEADING),
+        _para(book.lookup_code, _CODE),
+        Spacer(1, 4),
+        _para("Quét mã QR hoặc mở địa chỉ dưới đây để tra cứu và xác thực học bạ số:", _SMALL),
+        _paragraph(f"<font color='#1f3a68'>{escape(book.verify_link)}</font>", _SMALL),
+    ]
+    lookup = Table(
+        [[lookup_text, _QrCode(book.verify_link, qr_size)]],
+        colWidths=[CONTENT_WIDTH - qr_size - 0.8 * cm, qr_size + 0.8 * cm],
+        style=TableStyle(
+            [
+                ("BOX", (0, 0), (-1, -1), 1.2, NAVY),
+                ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+                ("ALIGN", (1, 0), (1, 0), "CENTER"),
+                ("LEFTPADDING", (0, 0), (0, 0), 10),
+                ("TOPPADDING", (0, 0), (-1, -1), 5),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+            ]
+        ),
+    )
+
+    role = _str(g("CHUC_VU_GIAM_HIEU_KY_HOC_BA")) or "Hiệu trưởng"
+    signer = [
+        _para(_vn_long_date(book.issued_at, g("DIA_DANH_PHAT_HANH_HOC_BA")), _SIGN, "i"),
+        _para(role.upper(), _SIGN_TITLE),
+        _para("(Đã ký số và đóng dấu số trên học bạ số)", _LEGEND_CENTER),
+        Spacer(1, 14),
+        _para(g("TEN_GIAM_HIEU_KY_HOC_BA"), _SIGN, "b"),
+    ]
+    return [
+        _para("HỌC BẠ", _TITLE),
+        _para("THÔNG TIN CHUNG VỀ HỌC SINH", _TITLE),
+        Spacer(1, 10),
+        _field_table(facts, [label_w, value_w, label_w, value_w]),
+        Spacer(1, -0.6),
+        places_table,
+        Spacer(1, 12),
+        lookup,
+        Spacer(1, 12),
+        _para("QUÁ TRÌNH HỌC TẬP", _HEADING),
+        _study_history(book),
+        Spacer(1, 16),
+        Table(
+            [["", signer]],
+            colWidths=[CONTENT_WIDTH / 2, CONTENT_WIDTH / 2],
+            style=TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]),
+        ),
+    ]
+
+
+_SIGN = ParagraphStyle("sign", parent=_BODY, fontSize=10.5, leading=13, alignment=TA_CENTER)
+_SIGN_TITLE = ParagraphStyle(
+    "signtitle", parent=_BODY, fontName=FONT_BOLD, fontSize=11.5, alignment=TA_CENTER
+)
+_LEGEND_CENTER = ParagraphStyle("legendc", parent=_LEGEND, alignment=TA_CENTER, spaceBefore=0)
+
+
+def _levels_table(
+    title: str,
+    year: BookYear,
+    groups: Sequence[tuple[str, Sequence[tuple[str, str]], str]],
+) -> Table:
+    """``name | level`` rows (qualities or competences) by group, each group closed by the
+    teacher's comment on it."""
+    name_w = CONTENT_WIDTH * 0.62
+    widths = [name_w, CONTENT_WIDTH - name_w]
+    data: list[list[object]] = [[title, "Mức đạt được"]]
+    style = _grid_style()
+    for group_title, items, comment_field in groups:
+        if group_title:
+            row = len(data)
+            style.add("SPAN", (0, row), (1, row))
+            style.add("BACKGROUND", (0, row), (1, row), colors.HexColor("#f4f6fa"))
+            style.add("FONTNAME", (0, row), (0, row), FONT_BOLD)
+            data.append([group_title, ""])
+        for field_name, label in items:
+            level = year.summary(field_name)
+            if level is None and field_name in ("NANG_LUC_CONG_NGHE", "NANG_LUC_TIN_HOC"):
+                continue  # assessed from grade 3 only (HOCBA_SPEC §2)
+            row = len(data)
+            style.add("FONTNAME", (1, row), (1, row), FONT_BOLD)
+            style.add("ALIGN", (1, row), (1, row), "CENTER")
+            data.append([label, _str(level) or "—"])
+        row = len(data)
+        style.add("SPAN", (0, row), (1, row))
+        comment = escape(_str(year.summary(comment_field))) or "—"
+        data.append([_paragraph(f"<i>Nhận xét:</i> {comment}", _CELL), ""])
+    return _grid_table(data, widths, style)
+
+
+def _subjects_table(year: BookYear) -> Table:
+    widths = [1.1 * cm, 6.2 * cm, 2.3 * cm, 2.1 * cm]
+    widths.append(CONTENT_WIDTH - sum(widths))
+    head: list[object] = [
+        "TT",
+        "Môn học và hoạt động giáo dục",
+        _para("Mức đạt được", _CELL_HEAD),
+        _para("Điểm KTĐK", _CELL_HEAD),
+        "Nhận xét",
+    ]
+    data = [head]
+    for index, subject in enumerate(year.doc.mon_hoc, start=1):
+        comment = subject.get("NHAN_XET")  # not in format 1.0: left blank for the teacher
+        data.append(
+            [
+                str(index),
+                _cell(subject.get("TEN_MON_HOC"), widths[1]),
+                _str(subject.get("MUC_DAT_DUOC")),
+                _str(subject.get("DIEM_KIEM_TRA_DINH_KY")),
+                _cell(comment, widths[4]),
+            ]
+        )
+    style = _grid_style()
+    style.add("ALIGN", (0, 1), (0, -1), "CENTER")
+    style.add("ALIGN", (2, 1), (3, -1), "CENTER")
+    style.add("FONTNAME", (2, 1), (2, -1), FONT_BOLD)
+    return _grid_table(data, widths, style, repeatRows=1)
+
+
+_CELL_HEAD = ParagraphStyle("cellhead", parent=_CELL, fontName=FONT_BOLD, alignment=TA_CENTER)
+
+
+def _completion(year: BookYear) -> str:
+    text = year.summary("NOI_DUNG_HOAN_THANH_CHUONG_TRINH")
+    if text:
+        return str(text)
+    grade = year.general("MA_KHOI")
+    if year.summary("DA_HOAN_THANH_CHUONG_TRINH_TIEU_HOC"):
+        return "Hoàn thành chương trình tiểu học"
+    parts = []
+    done = year.summary("DA_HOAN_THANH_CHUONG_TRINH_LOP_HOC")
+    if done is not None:
+        parts.append(f"{'Hoàn thành' if done else 'Chưa hoàn thành'} chương trình lớp {grade}")
+    if year.summary("DUOC_LEN_LOP") and isinstance(grade, int):
+        parts.append(f"Được lên lớp {grade + 1}")
+    return "; ".join(parts) or "—"
+
+
+def _year_pages(year: BookYear, *, is_latest: bool) -> list[Flowable]:
+    g = year.general
+    label_w = 3.3 * cm
+    value_w = CONTENT_WIDTH / 2 - label_w
+    header = [
+        ["Họ và tên", g("HO_VA_TEN"), "Lớp", g("TEN_LOP")],
+        ["Chiều cao", _quantity(g("CHIEU_CAO"), "cm"), "Cân nặng", _quantity(g("CAN_NANG"), "kg")],
+        [
+            "Nghỉ có phép",
+            _quantity(g("TONG_SO_BUOI_NGHI_CO_PHEP"), "buổi"),
+            "Nghỉ không phép",
+            _quantity(g("THONG_SO_BUOI_NGHI_KHONG_PHEP"), "buổi"),
+        ],
+    ]
+    school = ", ".join(
+        _str(g(name))
+        for name in ("TEN_XA_PHUONG", "TEN_QUAN_HUYEN", "TEN_TINH_THANH_PHO")
+        if g(name)
+    )
+    result_code = _str(year.summary("KET_QUA_XEP_LOAI"))
+    awards = [
+        award
+        for award in map(year.summary, ("NOI_DUNG_KHEN_THUONG", "NOI_DUNG_KHEN_THUONG_DOT_XUAT"))
+        if award
+    ]
+    story: list[Flowable] = [
+        _para(f"NĂM HỌC {_str(g('TEN_NAM_HOC'))} — LỚP {_str(g('TEN_LOP'))}", _TITLE),
+        _para(f"{_str(g('TEN_TRUONG'))} · {school}", _SUBTITLE),
+        Spacer(1, 8),
+        _field_table(header, [label_w, value_w, label_w, value_w]),
+        _para("1. Các môn học và hoạt động giáo dục", _HEADING),
+        _subjects_table(year),
+        _para(
+            f"Mức đạt được: {_legend(SUBJECT_LEVELS)}. "
+            "Điểm KTĐK: điểm bài kiểm tra định kỳ cuối năm học (thang điểm 10).",
+            _LEGEND,
+        ),
+        _para("2. Những phẩm chất chủ yếu", _HEADING),
+        _levels_table("Phẩm chất", year, [("", QUALITIES, "NHAN_XET_PHAM_CHAT")]),
+        _para(f"Mức đạt được: {_legend(QUALITY_LEVELS)}.", _LEGEND),
+        PageBreak(),
+        _para("3. Những năng lực cốt lõi", _HEADING),
+        _levels_table(
+            "Năng lực",
+            year,
+            [
+                ("Năng lực chung", GENERAL_COMPETENCES, "NHAN_XET_NANG_LUC_CHUNG"),
+                ("Năng lực đặc thù", SPECIFIC_COMPETENCES, "NHAN_XET_NANG_LUC_DAC_THU"),
+            ],
+        ),
+        _para(f"Mức đạt được: {_legend(QUALITY_LEVELS)}.", _LEGEND),
+        _para("4. Đánh giá kết quả giáo dục", _HEADING),
+        _para(YEAR_RESULTS.get(result_code, result_code or "—"), _BODY, "b"),
+    ]
+    comment = year.summary("NHAN_XET_GVCN")
+    if comment:
+        story.append(
+            _paragraph(
+                f"<i>Nhận xét của giáo viên chủ nhiệm:</i> {escape(_str(comment))}", _JUSTIFIED
+            )
+        )
+    story += [
+        _para("5. Khen thưởng", _HEADING),
+        _paragraph("<br/>".join(f"– {escape(str(a))}" for a in awards) or "Không", _BODY),
+        _para("6. Hoàn thành chương trình lớp học / chương trình tiểu học", _HEADING),
+        _para(_completion(year), _BODY, "b"),
+        Spacer(1, 14),
+        CondPageBreak(_SignatureRow.HEIGHT + 4),
+        _SignatureRow(year, is_latest=is_latest),
+    ]
+    return story
+
+
+# ============================================================================ entry
+def render_book(years: Sequence[bytes], *, verify_url: str) -> bytes:
+    """Render a pupil's học bạ (cover, information page, two pages per year) as A4 PDF.
+
+    ``years``: the issued record XMLs of one pupil, one per school year, oldest first
+    (they are put in school-year order in any case). ``verify_url``: the public
+    verification page; the QR code carries ``f"{verify_url}?ma={lookup_code}"`` with the
+    latest year's lookup code. Raises :class:`RenderError` for no records, records of
+    different pupils, two records of one school year, or a latest record without a lookup
+    code (not issued). Same input, same bytes.
+    """
+    if not years:
+        raise RenderError("Cần ít nhất một học bạ để in.")
+    parsed = [read_book_year(bytes(xml)) for xml in years]
+    _same_pupil(parsed)
+    parsed.sort(key=lambda year: int(year.general("NAM_HOC") or 0))
+    if not parsed[-1].lookup_code:
+        raise RenderError("Học bạ năm học cuối chưa có mã số tra cứu (chưa phát hành).")
+    register_fonts()
+    book = _Book(years=parsed, verify_url=verify_url.rstrip("?"))
+
+    out = io.BytesIO()
+    doc = BaseDocTemplate(
+        out,
+        pagesize=A4,
+        leftMargin=MARGIN_LEFT,
+        rightMargin=MARGIN_RIGHT,
+        topMargin=MARGIN_TOP,
+        bottomMargin=MARGIN_BOTTOM,
+        title=f"Học bạ tiểu học — {_str(book.latest.general('HO_VA_TEN'))}",
+        author=_str(book.latest.general("TEN_TRUONG")),
+        subject=f"{LOOKUP_SUBJECT_PREFIX}{book.lookup_code}",
+        creator="hocba — Học bạ số cấp tiểu học",
+        producer="hocba (ReportLab)",
+        keywords=["học bạ số", "tiểu học", book.lookup_code],
+        invariant=True,
+        lang="vi-VN",
+        pageCompression=1,
+    )
+    frame = Frame(
+        MARGIN_LEFT,
+        MARGIN_BOTTOM,
+        CONTENT_WIDTH,
+        PAGE_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM,
+        leftPadding=0,
+        rightPadding=0,
+        topPadding=0,
+        bottomPadding=0,
+        id="body",
+    )
+    doc.addPageTemplates(
+        [
+            PageTemplate("cover", frames=[frame], onPage=partial(_draw_cover, book)),
+            PageTemplate("page", frames=[frame], onPage=partial(_draw_page_frame, book)),
+        ]
+    )
+    story: list[Flowable] = [
+        _Bookmark("bia", "Bìa học bạ"),
+        NextPageTemplate("page"),
+        PageBreak(),
+        _Bookmark("thong-tin", "Thông tin chung về học sinh"),
+    ]
+    story += _info_page(book)
+    for index, year in enumerate(book.years):
+        title = f"Năm học {_str(year.general('TEN_NAM_HOC'))} — lớp {_str(year.general('TEN_LOP'))}"
+        story += [PageBreak(), _Bookmark(f"nam-hoc-{index + 1}", title)]
+        story += _year_pages(year, is_latest=index == len(book.years) - 1)
+    doc.build(story)
+    return out.getvalue()
+
+
+def print_class(pdfs: Sequence[bytes]) -> bytes:
+    """Merge many pupils' (signed) books into one PDF for the printer, in the given order.
+
+    The merged file is for printing only: its pages are copies, so **it carries no valid
+    signature** (the signatures, the lock and the attached XML stay in each pupil's own
+    file). Signature stamps are kept as they appear: each page's annotation appearances
+    (the principal's box and the seal) are flattened into the page content, so every
+    printer and viewer prints them. Each book starts on an odd page (a blank page is
+    inserted after a book with an odd page count), so duplex printing never puts two
+    pupils on one sheet.
+    """
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for pdf in pdfs:
+        reader = PdfReader(io.BytesIO(pdf))
+        for page in reader.pages:
+            _flatten_annotations(writer.add_page(page))
+        if len(reader.pages) % 2:
+            box = reader.pages[-1].mediabox
+            writer.add_blank_page(width=float(box.width), height=float(box.height))
+    writer.add_metadata({"/Title": "Học bạ — bản in cả lớp", "/Producer": "hocba (pypdf)"})
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _flatten_annotations(page: Any) -> None:
+    """Draw each printable widget's normal appearance into the page content and drop the
+    annotations (ISO 32000-1 §12.5.5: the appearance's ``/BBox`` mapped onto ``/Rect``)."""
+    from pypdf.generic import ArrayObject, ContentStream, DictionaryObject, NameObject
+
+    if "/Annots" not in page:
+        return
+    resources = DictionaryObject(page["/Resources"]) if "/Resources" in page else DictionaryObject()
+    xobjects = DictionaryObject(resources["/XObject"]) if "/XObject" in resources else None
+    xobjects = xobjects if xobjects is not None else DictionaryObject()
+    kept = ArrayObject()
+    operators = []
+    for reference in page["/Annots"]:
+        annotation = reference.get_object()
+        appearances = annotation.get("/AP")
+        normal = appearances.get_object().get("/N") if appearances is not None else None
+        printable = int(annotation.get("/F", 0)) & 4
+        if annotation.get("/Subtype") != "/Widget" or normal is None or not printable:
+            kept.append(reference)
+            continue
+        stream = normal.get_object()
+        rx1, ry1, rx2, ry2 = (float(v) for v in annotation["/Rect"])
+        x1, x2, y1, y2 = min(rx1, rx2), max(rx1, rx2), min(ry1, ry2), max(ry1, ry2)
+        bx1, by1, bx2, by2 = (float(v) for v in stream.get("/BBox", [0, 0, x2 - x1, y2 - y1]))
+        a, b, c, d, e, f = (float(v) for v in stream.get("/Matrix", [1, 0, 0, 1, 0, 0]))
+        corners = [(a * x + c * y + e, b * x + d * y + f) for x in (bx1, bx2) for y in (by1, by2)]
+        tx1, tx2 = min(x for x, _ in corners), max(x for x, _ in corners)
+        ty1, ty2 = min(y for _, y in corners), max(y for _, y in corners)
+        sx = (x2 - x1) / ((tx2 - tx1) or 1)
+        sy = (y2 - y1) / ((ty2 - ty1) or 1)
+        name = f"/HocBaStamp{len(operators)}"
+        xobjects[NameObject(name)] = normal
+        operators.append(
+            f"q {sx:.6f} 0 0 {sy:.6f} {x1 - tx1 * sx:.4f} {y1 - ty1 * sy:.4f} cm {name} Do Q"
+        )
+    if not operators:
+        return
+    resources[NameObject("/XObject")] = xobjects
+    page[NameObject("/Resources")] = resources
+    content = page.get_contents()
+    data = content.get_data() if content is not None else b""
+    stream = ContentStream(None, None)
+    stream.set_data(b"q\n" + data + b"\nQ\n" + "\n".join(operators).encode("ascii") + b"\n")
+    page.replace_contents(stream)
+    if kept:
+        page[NameObject("/Annots")] = kept
+    else:
+        del page["/Annots"]

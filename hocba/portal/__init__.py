@@ -1,0 +1,1 @@
+"""The client side of the Sở portal interface: packaging and transactions."""

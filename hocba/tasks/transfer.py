@@ -1,0 +1,770 @@
+"""Transfers between schools (chuyển trường, HOCBA_SPEC §5).
+
+The leaving school exports a **transfer package**: a ZIP holding every issued record of
+the pupil (its own and those it inherited), byte for byte, and a manifest (pupil, schools,
+leaving date, the SHA-256 of each record) signed by the leaving school's approved seal.
+The receiving school, in the same or another district or system:
+
+1. checks the manifest's signature (chain to the trust anchors, the seal belongs to the
+   leaving school) and that every file matches the manifest;
+2. verifies every record fully (``verify_document``, with the CRLs of ``crl_source``); one
+   INVALID record refuses the whole package (nothing is taken in). Only VALID records go
+   straight in: a record with checks that cannot be made now (roles of another system's
+   staff, a CRL outage — INDETERMINATE) sends the package to the manual review queue
+   with the checks named (issue 16); a person takes it in (``unverified_confirmed``,
+   audited) or refuses it, or it is received again once the checks can be made;
+3. matches the pupil by personal ID, then name and date of birth: a pupil known under the
+   same ID with another name or birth date goes to the manual review queue;
+4. takes the records in read-only (``received_record``; the database refuses any change)
+   and signs a **receipt** with its own seal, which the leaving school records.
+
+Both schools see the transfer's state (one ``transfer`` row per package and destination).
+The pupil's later records continue at the new school through its own import. A pupil who
+leaves mid-year has this year's record issued (signed and sealed) before the export.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import io
+import json
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import text
+from sqlmodel import Session
+
+from hocba.models import audit
+from hocba.models.certificates import DatabaseRegistry, fingerprint
+from hocba.models.lifecycle import VN_TZ, Actor, load_grants
+from hocba.pki.signer import Signer, verify_digest_signature
+from hocba.xml.record import parse_record_xml_safely
+from hocba.xml.verify import CheckStatus, CrlSource, Verdict, VerificationReport, verify_document
+
+FORMAT = "hocba-transfer/1"
+MAX_PACKAGE_BYTES = 50 * 1024 * 1024
+UNVERIFIED_REASON = "Chưa kiểm tra được đầy đủ"
+"""How the review reason of a package with INDETERMINATE records begins (that part always
+comes last in ``transfer.review_reason``)."""
+
+
+class TransferError(ValueError):
+    """A transfer step was refused; the message (Vietnamese) says why and what to do."""
+
+
+@dataclass
+class ReceiveResult:
+    transfer_id: int
+    state: str
+    records: int
+    notes: list[str] = field(default_factory=list)
+    receipt: bytes | None = None
+
+
+def _require(session: Session, actor: Actor, school_id: int, roles: set[str], what: str) -> None:
+    grants = load_grants(session, actor, dt.datetime.now(VN_TZ).date())
+    if not grants.roles_at(school_id) & roles:
+        raise TransferError(f"{actor.name} không có quyền {what}.")
+
+
+def _sign_json(payload: dict[str, Any], signer: Signer) -> dict[str, str]:
+    body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
+    value = signer.sign_digests([hashlib.sha256(body).digest()])[0]
+    return {
+        "algorithm": signer.algorithm,
+        "certificate": base64.b64encode(signer.certificate.public_bytes(Encoding.DER)).decode(),
+        "signature": base64.b64encode(value).decode(),
+    }
+
+
+def _check_signed_json(
+    body: bytes,
+    sig: dict[str, str],
+    trusted_roots: Sequence[x509.Certificate],
+    school_code: str,
+    what: str = "gói chuyển trường",
+) -> x509.Certificate:
+    try:
+        cert = x509.load_der_x509_certificate(base64.b64decode(sig["certificate"]))
+        value = base64.b64decode(sig["signature"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise TransferError(f"Chữ ký của {what} bị hỏng.") from exc
+    if not verify_digest_signature(
+        cert, sig.get("algorithm", ""), hashlib.sha256(body).digest(), value
+    ):
+        raise TransferError(f"Chữ ký của {what} không hợp lệ (nội dung đã bị sửa?).")
+    if not any(_issued_by(cert, root) for root in trusted_roots):
+        raise TransferError(f"Chứng thư số ký {what} không thuộc tổ chức cấp tin cậy.")
+    serials = [
+        str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER)
+    ]
+    if f"MATRUONG:{school_code}" not in serials:
+        raise TransferError(
+            f"{what[0].upper()}{what[1:]} không được ký bằng con dấu của trường {school_code}."
+        )
+    return cert
+
+
+def _signed_notice(kind: str, body: dict[str, Any], seal: Signer) -> bytes:
+    """A receipt or a refusal: ``body`` under ``kind``, signed by the receiving school."""
+    signed = {kind: body, "signature": _sign_json(body, seal)}
+    return json.dumps(signed, ensure_ascii=False).encode()
+
+
+def _read_notice(
+    data: bytes, kind: str, trusted_roots: Sequence[x509.Certificate], what: str
+) -> tuple[dict[str, Any], str]:
+    """The body of a :func:`_signed_notice` and the school that signed it, checked: the
+    signature, the chain, and that the seal is the school the body names as ``to_school``."""
+    try:
+        parsed = json.loads(data)
+        body = parsed[kind]
+        raw = json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
+        signature, to_school = parsed["signature"], str(body["to_school"])
+    except _MALFORMED as exc:
+        raise TransferError(f"{what[0].upper()}{what[1:]} không hợp lệ.") from exc
+    _check_signed_json(raw, signature, trusted_roots, to_school, what)
+    return body, to_school
+
+
+def _issued_by(cert: x509.Certificate, root: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(root)
+    except (ValueError, TypeError, Exception):  # InvalidSignature and friends
+        return False
+    now = dt.datetime.now(dt.UTC)
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+def export_package(
+    session: Session,
+    pupil_code: str,
+    to_school_code: str,
+    leaving_date: dt.date,
+    actor: Actor,
+    seal: Signer,
+) -> tuple[bytes, int]:
+    """Build and sign the transfer package of a pupil leaving the actor's school."""
+    conn = session.connection()
+    pupil = conn.execute(
+        text(
+            "SELECT p.id, p.full_name, p.birth_date, p.cccd, e.id AS enrolment_id, "
+            "s.id AS school_id, s.code AS school_code FROM pupil p "
+            "JOIN enrolment e ON e.pupil_id = p.id AND e.left_on IS NULL "
+            "JOIN school s ON s.id = e.school_id WHERE p.pupil_code = :c "
+            "ORDER BY e.id DESC LIMIT 1"
+        ),
+        {"c": pupil_code},
+    ).one_or_none()
+    if pupil is None:
+        raise TransferError(f"Không có học sinh mã {pupil_code} đang học ở trường nào.")
+    _require(
+        session,
+        actor,
+        pupil.school_id,
+        {"principal", "vice_principal", "clerk"},
+        f"chuyển học sinh của trường {pupil.school_code}",
+    )
+    if not pupil.cccd:
+        raise TransferError(
+            "Học sinh chưa có mã định danh cá nhân: không có học bạ số để "
+            "chuyển; hãy chuyển học bạ giấy."
+        )
+    if to_school_code == pupil.school_code:
+        raise TransferError("Trường chuyển đến trùng với trường hiện tại.")
+    pending = conn.scalar(
+        text(
+            "SELECT count(*) FROM hoc_ba WHERE pupil_id = :p AND state IN "
+            "('draft','in_review','reviewed','teacher_signed','principal_signed')"
+        ),
+        {"p": pupil.id},
+    )
+    if pending:
+        raise TransferError(
+            "Học bạ năm học này chưa phát hành: hãy ký và đóng dấu (kết quả "
+            "đến ngày chuyển đi) trước khi xuất gói chuyển trường."
+        )
+    records = conn.execute(
+        text("""
+        SELECT lookup_code, signed_xml FROM hoc_ba WHERE pupil_id = :p
+          AND state IN ('issued', 'submitted', 'accepted', 'rejected')
+        UNION ALL
+        SELECT lookup_code, xml FROM received_record WHERE pupil_id = :p
+        ORDER BY 1"""),
+        {"p": pupil.id},
+    ).all()
+    if not records:
+        raise TransferError("Học sinh chưa có học bạ số nào đã phát hành để chuyển.")
+    manifest = {
+        "format": FORMAT,
+        "from_school": pupil.school_code,
+        "to_school": to_school_code,
+        "leaving_date": leaving_date.isoformat(),
+        "pupil": {
+            "name": pupil.full_name,
+            "birth_date": pupil.birth_date.isoformat(),
+            "cccd": pupil.cccd,
+        },
+        "records": [
+            {"lookup_code": str(code), "sha256": hashlib.sha256(xml).hexdigest()}
+            for code, xml in records
+        ],
+    }
+    body = json.dumps(manifest, ensure_ascii=False, sort_keys=True).encode()
+    signature = _sign_json(manifest, seal)
+    if fingerprint(seal.certificate) not in set(
+        conn.scalars(
+            text("SELECT sha256 FROM certificate WHERE school_id = :s AND status = 'approved'"),
+            {"s": pupil.school_id},
+        )
+    ):
+        raise TransferError("Con dấu dùng để ký gói chưa được Phòng/Sở phê duyệt.")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", body)
+        z.writestr("manifest.sig.json", json.dumps(signature))
+        for code, xml in records:
+            z.writestr(f"records/{code}.xml", bytes(xml))
+    package = buf.getvalue()
+    sha = hashlib.sha256(package).hexdigest()
+    transfer_id = int(
+        conn.scalar(
+            text("""
+        INSERT INTO transfer (pupil_cccd_sha256, pupil_name, birth_date, from_school_code,
+            to_school_code, leaving_date, state, package_sha256, records, pupil_id)
+        VALUES (:h, :n, :b, :f, :t, :l, 'exported', :sha, :r, :p) RETURNING id"""),
+            {
+                "h": hashlib.sha256(pupil.cccd.encode()).hexdigest(),
+                "n": pupil.full_name,
+                "b": pupil.birth_date,
+                "f": pupil.school_code,
+                "t": to_school_code,
+                "l": leaving_date,
+                "sha": sha,
+                "r": len(records),
+                "p": pupil.id,
+            },
+        )
+    )
+    conn.execute(
+        text("UPDATE enrolment SET left_on = :l WHERE id = :e"),
+        {"l": leaving_date, "e": pupil.enrolment_id},
+    )
+    audit.append(
+        session,
+        [
+            audit.NewEvent(
+                chain=audit.school_chain(pupil.school_code),
+                actor=actor.label,
+                actor_id=actor.staff_id,
+                action="transfer_out",
+                payload={
+                    "transfer_id": transfer_id,
+                    "to": to_school_code,
+                    "package_sha256": sha,
+                    "records": len(records),
+                },
+            )
+        ],
+    )
+    return package, transfer_id
+
+
+_MALFORMED = (
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    ValueError,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+    zlib.error,
+)
+
+
+def receive_package(
+    session: Session,
+    package: bytes,
+    actor: Actor,
+    seal: Signer,
+    trusted_roots: Sequence[x509.Certificate],
+    to_school_code: str,
+    identity_confirmed: bool = False,
+    *,
+    crl_source: CrlSource | None = None,
+    unverified_confirmed: bool = False,
+) -> ReceiveResult:
+    """Verify a transfer package and take its records in (all or nothing).
+
+    A package whose pupil does not match (same ID, another name or birth date) goes to
+    the manual review queue (``needs_review``); once a person has compared the papers,
+    receiving it again with ``identity_confirmed`` takes it in (the decision is audited).
+    So does a package with a record that is not VALID but INDETERMINATE (a check that
+    cannot be made now; the reason names them): receiving it again takes it in when the
+    checks can be made by then, or with ``unverified_confirmed`` once a person has looked
+    into them. Without ``crl_source`` revocation cannot be checked, so every package
+    waits for a person. A package that is damaged in any way, or with an INVALID record,
+    is refused with :class:`TransferError`.
+    """
+    try:
+        return _receive_package(
+            session,
+            package,
+            actor,
+            seal,
+            trusted_roots,
+            to_school_code,
+            identity_confirmed,
+            crl_source,
+            unverified_confirmed,
+        )
+    except TransferError:
+        raise
+    except _MALFORMED as exc:
+        raise TransferError(
+            "Gói chuyển trường bị hỏng hoặc không đúng định dạng: không nhận. Hãy đề nghị "
+            "trường chuyển đi xuất lại gói."
+        ) from exc
+
+
+def _receive_package(
+    session: Session,
+    package: bytes,
+    actor: Actor,
+    seal: Signer,
+    trusted_roots: Sequence[x509.Certificate],
+    to_school_code: str,
+    identity_confirmed: bool,
+    crl_source: CrlSource | None,
+    unverified_confirmed: bool,
+) -> ReceiveResult:
+    """:func:`receive_package`, which turns any damage it trips on into a refusal."""
+    conn = session.connection()
+    school = conn.execute(
+        text("SELECT id, code FROM school WHERE code = :c"), {"c": to_school_code}
+    ).one_or_none()
+    if school is None:
+        raise TransferError(f"Không có trường mã {to_school_code}.")
+    _require(
+        session,
+        actor,
+        school.id,
+        {"principal", "vice_principal", "clerk"},
+        f"nhận học sinh chuyển đến trường {to_school_code}",
+    )
+    if len(package) > MAX_PACKAGE_BYTES:
+        raise TransferError("Gói chuyển trường quá lớn.")
+    try:
+        z = zipfile.ZipFile(io.BytesIO(package))
+        names = set(z.namelist())
+        body = z.read("manifest.json")
+        signature = json.loads(z.read("manifest.sig.json"))
+        manifest = json.loads(body)
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise TransferError("Tệp không phải gói chuyển trường hợp lệ của học bạ số.") from exc
+    if manifest.get("format") != FORMAT:
+        raise TransferError("Gói chuyển trường không đúng định dạng.")
+    if manifest.get("to_school") != to_school_code:
+        raise TransferError(
+            f"Gói này chuyển đến trường {manifest.get('to_school')}, không phải "
+            f"trường {to_school_code}."
+        )
+    _check_signed_json(body, signature, trusted_roots, manifest["from_school"])
+    expected = {f"records/{r['lookup_code']}.xml": r["sha256"] for r in manifest["records"]}
+    if names != {"manifest.json", "manifest.sig.json", *expected}:
+        raise TransferError("Gói chuyển trường có tệp thừa hoặc thiếu so với danh mục đã ký.")
+    registry = DatabaseRegistry(session)
+    records: list[tuple[str, bytes, str, Any]] = []
+    notes: list[str] = []
+    unverified: list[str] = []
+    for name, sha in expected.items():
+        xml = z.read(name)
+        if hashlib.sha256(xml).hexdigest() != sha:
+            raise TransferError(f"Tệp {name} không khớp danh mục đã ký.")
+        report = verify_document(
+            xml, trusted_roots=trusted_roots, registry=registry, crl_source=crl_source
+        )
+        if report.verdict is Verdict.INVALID:
+            bad = [c for c in report.checks if c.status is CheckStatus.FAIL]
+            raise TransferError(
+                f"Học bạ {report.lookup_code} không hợp lệ: {bad[0].message_vi} [{bad[0].code}]"
+            )
+        if report.verdict is Verdict.INDETERMINATE:
+            unverified.append(_unverified_checks(report))
+        records.append((name, xml, report.verdict.value, report))
+    pupil = manifest["pupil"]
+    package_sha = hashlib.sha256(package).hexdigest()
+    state, review_reason, pupil_id = _match_pupil(session, pupil, records)
+    if state == "needs_review" and identity_confirmed and pupil_id is not None:
+        state, review_reason = "accepted", f"Đã đối chiếu thủ công: {review_reason}"
+    if unverified:  # only VALID records go straight in
+        why = f"{UNVERIFIED_REASON} (cần cán bộ xem xét trước khi nhận): " + "; ".join(unverified)
+        if unverified_confirmed:
+            why = f"Đã xem xét thủ công: {why}"
+            notes.append(
+                f"Nhận {len(unverified)} học bạ chưa kiểm tra được đầy đủ sau khi cán bộ xem xét."
+            )
+        elif state == "accepted":
+            state = "needs_review"
+        review_reason = f"{review_reason}; {why}" if review_reason else why
+    existing = conn.execute(
+        text("SELECT id FROM transfer WHERE package_sha256 = :sha AND to_school_code = :t"),
+        {"sha": package_sha, "t": to_school_code},
+    ).scalar()
+    params = {
+        "h": hashlib.sha256(pupil["cccd"].encode()).hexdigest(),
+        "n": pupil["name"],
+        "b": dt.date.fromisoformat(pupil["birth_date"]),
+        "f": manifest["from_school"],
+        "t": to_school_code,
+        "l": dt.date.fromisoformat(manifest["leaving_date"]),
+        "st": state,
+        "sha": package_sha,
+        "r": len(records),
+        "p": pupil_id,
+        "why": review_reason,
+    }
+    if existing:  # same system: the leaving school's row; both schools see one transfer
+        conn.execute(
+            text(
+                "UPDATE transfer SET state = :st, review_reason = :why, "
+                "updated_at = now() WHERE id = :i"
+            ),
+            {**params, "i": existing},
+        )
+        transfer_id = int(existing)
+    else:
+        transfer_id = int(
+            conn.scalar(
+                text("""
+            INSERT INTO transfer (pupil_cccd_sha256, pupil_name, birth_date, from_school_code,
+                to_school_code, leaving_date, state, package_sha256, records, pupil_id,
+                review_reason)
+            VALUES (:h, :n, :b, :f, :t, :l, :st, :sha, :r, :p, :why) RETURNING id"""),
+                params,
+            )
+        )
+    result = ReceiveResult(transfer_id, state, len(records), notes)
+    if state == "accepted":
+        result.receipt = _take_in(
+            session,
+            transfer_id,
+            school.id,
+            to_school_code,
+            pupil_id,
+            records,
+            package_sha,
+            actor,
+            seal,
+            manifest["from_school"],
+        )
+    audit.append(
+        session,
+        [
+            audit.NewEvent(
+                chain=audit.school_chain(to_school_code),
+                actor=actor.label,
+                actor_id=actor.staff_id,
+                action="transfer_in",
+                reason=review_reason,
+                payload={
+                    "transfer_id": transfer_id,
+                    "from": manifest["from_school"],
+                    "state": state,
+                    "records": len(records),
+                    "unverified": len(unverified),
+                },
+            )
+        ],
+    )
+    return result
+
+
+def _unverified_checks(report: VerificationReport) -> str:
+    """What could not be checked in one INDETERMINATE record, for the review queue."""
+    checks = [c for c in report.checks if c.status is CheckStatus.INDETERMINATE]
+    listed = ", ".join(f"{c.code} — {c.message_vi[:160]}" for c in checks)
+    return f"học bạ {report.lookup_code}: {listed}"
+
+
+def _match_pupil(
+    session: Session, pupil: dict[str, str], records: list[tuple[str, bytes, str, Any]]
+) -> tuple[str, str | None, int | None]:
+    """Match by personal ID, then name and date of birth (the records must agree too)."""
+    conn = session.connection()
+    for _name, xml, _verdict, _report in records:
+        info = parse_record_xml_safely(xml).find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
+        if info is None or info.findtext("SO_CCCD") != pupil["cccd"]:
+            return "needs_review", "Mã định danh trong học bạ khác với gói chuyển trường.", None
+        if (info.findtext("HO_VA_TEN"), info.findtext("NGAY_SINH")) != (
+            pupil["name"],
+            pupil["birth_date"],
+        ):
+            return (
+                "needs_review",
+                "Họ tên hoặc ngày sinh trong học bạ khác nhau giữa các năm.",
+                None,
+            )
+    row = conn.execute(
+        text("SELECT id, full_name, birth_date FROM pupil WHERE cccd = :c"), {"c": pupil["cccd"]}
+    ).one_or_none()
+    if row is None:
+        return "accepted", None, None
+    if (row.full_name, row.birth_date.isoformat()) != (pupil["name"], pupil["birth_date"]):
+        return (
+            "needs_review",
+            "Cùng mã định danh nhưng họ tên hoặc ngày sinh khác với hồ sơ đã có; "
+            "cần cán bộ đối chiếu.",
+            row.id,
+        )
+    return "accepted", None, row.id
+
+
+def _take_in(
+    session: Session,
+    transfer_id: int,
+    school_id: int,
+    school_code: str,
+    pupil_id: int | None,
+    records: list[tuple[str, bytes, str, Any]],
+    package_sha: str,
+    actor: Actor,
+    seal: Signer,
+    from_school: str,
+) -> bytes:
+    conn = session.connection()
+    if pupil_id is None:
+        first = parse_record_xml_safely(records[0][1]).find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
+        assert first is not None
+        pupil_id = int(
+            conn.scalar(
+                text("""
+            INSERT INTO pupil (pupil_code, cccd, full_name, gender, birth_date, birthplace,
+                hometown, address, ethnicity, nationality, father_name, mother_name)
+            VALUES (:code, :cccd, :n, :g, :b, :bp, :ht, :a, :e, :nat, :f, :m) RETURNING id"""),
+                {
+                    "code": f"CT-{first.findtext('SO_CCCD')}",
+                    "cccd": first.findtext("SO_CCCD"),
+                    "n": first.findtext("HO_VA_TEN"),
+                    "g": first.findtext("GIOI_TINH"),
+                    "b": dt.date.fromisoformat(first.findtext("NGAY_SINH") or ""),
+                    "bp": first.findtext("NOI_SINH"),
+                    "ht": first.findtext("QUE_QUAN"),
+                    "a": first.findtext("CHO_O_HIEN_NAY"),
+                    "e": first.findtext("DAN_TOC"),
+                    "nat": first.findtext("QUOC_TICH"),
+                    "f": first.findtext("HO_VA_TEN_CHA"),
+                    "m": first.findtext("HO_VA_TEN_ME"),
+                },
+            )
+        )
+        conn.execute(
+            text("UPDATE transfer SET pupil_id = :p WHERE id = :i"),
+            {"p": pupil_id, "i": transfer_id},
+        )
+    codes = []
+    for _name, xml, verdict, report in records:
+        codes.append(report.lookup_code)
+        conn.execute(
+            text("""
+            INSERT INTO received_record (transfer_id, pupil_id, school_id, lookup_code,
+                school_year, origin_school_code, xml, xml_sha256, verdict)
+            VALUES (:t, :p, :s, :code, :y, :o, :xml, :sha, :v)
+            ON CONFLICT (lookup_code) DO NOTHING"""),
+            {
+                "t": transfer_id,
+                "p": pupil_id,
+                "s": school_id,
+                "code": report.lookup_code,
+                "y": report.school_year,
+                "o": report.school_code,
+                "xml": xml,
+                "sha": hashlib.sha256(xml).hexdigest(),
+                "v": verdict,
+            },
+        )
+    receipt_body = {
+        "format": FORMAT + "/receipt",
+        "package_sha256": package_sha,
+        "from_school": from_school,
+        "to_school": school_code,
+        "received": sorted(codes),
+        "at": dt.datetime.now(VN_TZ).isoformat(timespec="seconds"),
+    }
+    receipt = _signed_notice("receipt", receipt_body, seal)
+    conn.execute(
+        text("UPDATE transfer SET receipt = :r WHERE id = :i"), {"r": receipt, "i": transfer_id}
+    )
+    return receipt
+
+
+def record_receipt(
+    session: Session, receipt: bytes, trusted_roots: Sequence[x509.Certificate]
+) -> int:
+    """The leaving school checks the receiving school's signed receipt and records it."""
+    body, to_school = _read_notice(receipt, "receipt", trusted_roots, "biên nhận")
+    try:
+        sha, from_school = str(body["package_sha256"]), str(body["from_school"])
+    except _MALFORMED as exc:
+        raise TransferError("Biên nhận không hợp lệ.") from exc
+    conn = session.connection()
+    tid = conn.scalar(
+        text(
+            "UPDATE transfer SET state = 'receipted', receipt = :r, updated_at = now() "
+            "WHERE package_sha256 = :sha AND to_school_code = :t RETURNING id"
+        ),
+        {"r": receipt, "sha": sha, "t": to_school},
+    )
+    if tid is None:
+        raise TransferError("Biên nhận không khớp gói chuyển trường nào đã xuất.")
+    audit.append(
+        session,
+        [
+            audit.NewEvent(
+                chain=audit.school_chain(from_school),
+                actor="system",
+                action="transfer_receipt",
+                payload={"transfer_id": int(tid)},
+            )
+        ],
+    )
+    return int(tid)
+
+
+def reject_transfer(session: Session, transfer_id: int, actor: Actor, reason: str) -> None:
+    """The receiving school refuses a package in the manual review queue (the pupil in
+    the package is not the pupil it knows under that ID); nothing is taken in and the
+    decision is audited with its reason."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise TransferError("Hãy ghi lý do từ chối (trường chuyển đi sẽ cần biết).")
+    conn = session.connection()
+    row = conn.execute(
+        text(
+            "SELECT t.state, t.from_school_code, s.id AS school_id, s.code FROM transfer t "
+            "JOIN school s ON s.code = t.to_school_code WHERE t.id = :i FOR UPDATE OF t"
+        ),
+        {"i": transfer_id},
+    ).one_or_none()
+    if row is None:
+        raise TransferError(f"Không có lượt chuyển trường số {transfer_id}.")
+    _require(
+        session,
+        actor,
+        row.school_id,
+        {"principal", "vice_principal", "clerk"},
+        f"quyết định hồ sơ chuyển đến trường {row.code}",
+    )
+    if row.state != "needs_review":
+        raise TransferError("Lượt chuyển trường này không còn chờ đối chiếu.")
+    conn.execute(
+        text(
+            "UPDATE transfer SET state = 'rejected', review_reason = :why, updated_at = now() "
+            "WHERE id = :i"
+        ),
+        {"why": f"Từ chối: {reason}", "i": transfer_id},
+    )
+    audit.append(
+        session,
+        [
+            audit.NewEvent(
+                chain=audit.school_chain(row.code),
+                actor=actor.label,
+                actor_id=actor.staff_id,
+                action="transfer_reject",
+                reason=reason,
+                payload={"transfer_id": transfer_id, "from": row.from_school_code},
+            )
+        ],
+    )
+
+
+def refusal_notice(package: bytes, reason: str, to_school_code: str, seal: Signer) -> bytes | None:
+    """A notice, signed with the receiving school's seal, that it refused ``package`` and
+    why, for the leaving school's box; None when the package does not even name its
+    sender (nothing to tell anyone)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(package)) as z:
+            manifest = json.loads(z.read("manifest.json"))
+        from_school = str(manifest["from_school"])
+        pupil = {  # the package may be damaged: the sender matches on these too
+            "cccd_sha256": hashlib.sha256(str(manifest["pupil"]["cccd"]).encode()).hexdigest(),
+            "leaving_date": str(manifest["leaving_date"]),
+        }
+    except (*_MALFORMED, zipfile.BadZipFile):
+        return None
+    body = {
+        "format": FORMAT + "/refusal",
+        "package_sha256": hashlib.sha256(package).hexdigest(),
+        "from_school": from_school,
+        "to_school": to_school_code,
+        "pupil": pupil,
+        "reason": reason,
+        "at": dt.datetime.now(VN_TZ).isoformat(timespec="seconds"),
+    }
+    return _signed_notice("refusal", body, seal)
+
+
+def record_refusal(
+    session: Session, notice: bytes, trusted_roots: Sequence[x509.Certificate]
+) -> int:
+    """The leaving school learns its package was refused: the transfer is ``rejected``
+    with the reason and the pupil's enrolment is open again, so the school can export a
+    new package."""
+    body, to_school = _read_notice(notice, "refusal", trusted_roots, "thông báo từ chối")
+    try:
+        sha, reason = str(body["package_sha256"]), str(body["reason"])
+        from_school = str(body["from_school"])
+        cccd_sha = str(body["pupil"]["cccd_sha256"])
+        leaving = dt.date.fromisoformat(str(body["pupil"]["leaving_date"]))
+    except _MALFORMED as exc:
+        raise TransferError("Thông báo từ chối không hợp lệ.") from exc
+    conn = session.connection()
+    row = conn.execute(  # the package as sent, or (damaged on the way) the same pupil's
+        text(
+            "UPDATE transfer SET state = 'rejected', review_reason = :why, updated_at = now() "
+            "WHERE id = (SELECT id FROM transfer WHERE to_school_code = :t "
+            "AND from_school_code = :f AND state = 'exported' AND (package_sha256 = :sha "
+            "OR (pupil_cccd_sha256 = :h AND leaving_date = :l)) "
+            "ORDER BY package_sha256 = :sha DESC, id DESC LIMIT 1) "
+            "RETURNING id, from_school_code, pupil_id, leaving_date"
+        ),
+        {
+            "why": reason[:500],
+            "sha": sha,
+            "t": to_school,
+            "f": from_school,
+            "h": cccd_sha,
+            "l": leaving,
+        },
+    ).one_or_none()
+    if row is None:
+        raise TransferError("Thông báo từ chối không khớp gói chuyển trường nào đang chờ.")
+    conn.execute(
+        text(
+            "UPDATE enrolment e SET left_on = NULL FROM school s WHERE s.id = e.school_id "
+            "AND s.code = :f AND e.pupil_id = :p AND e.left_on = :l"
+        ),
+        {"f": row.from_school_code, "p": row.pupil_id, "l": row.leaving_date},
+    )
+    audit.append(
+        session,
+        [
+            audit.NewEvent(
+                chain=audit.school_chain(row.from_school_code),
+                actor="system",
+                action="transfer_refused",
+                reason=reason[:500],
+                payload={"transfer_id": int(row.id), "to": to_school},
+            )
+        ],
+    )
+    return int(row.id)

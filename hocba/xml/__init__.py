@@ -1,0 +1,1 @@
+"""The record document: XML building, its database form, XMLDSig signatures."""
