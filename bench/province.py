@@ -419,9 +419,9 @@ def main() -> None:
 
     from hocba import db
     from hocba.dev import demo
+    from hocba.dev.keys import init_test_keys
     from hocba.models import audit, certificates
     from hocba.models.lifecycle import SYSTEM, Actor
-    from hocba.tasks.issuance import init_test_keys
 
     keep = args.home is not None
     home = (args.home or Path(tempfile.mkdtemp(prefix="hocba-province-"))).resolve()

@@ -58,11 +58,12 @@ def main() -> None:
     from hocba.asgi import serve_in_thread
     from hocba.config import load_settings
     from hocba.dev.demo import run_demo
+    from hocba.dev.keys import init_test_keys
     from hocba.flows.signing_session import signing_session_flow, start
     from hocba.models import certificates, signing_sessions
     from hocba.models.lifecycle import SYSTEM, Actor
     from hocba.pki.remote import RemoteSigner, create_signing_service
-    from hocba.tasks.issuance import init_test_keys, sign_batch
+    from hocba.tasks.issuance import sign_batch
 
     settings = load_settings()
     try:

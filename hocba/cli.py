@@ -412,7 +412,8 @@ def pki_init() -> None:
 
     Mật khẩu tệp khóa lấy từ HOCBA_KEY_PASSPHRASE hoặc được hỏi (không lưu, không ghi log).
     """
-    from hocba.tasks.issuance import init_test_keys, pki_directory
+    from hocba.dev.keys import init_test_keys
+    from hocba.tasks.issuance import pki_directory
 
     settings = load_settings()
     _prepare()
@@ -611,9 +612,9 @@ def verify(
     import hashlib
 
     from hocba.models import audit
-    from hocba.models.certificates import DatabaseRegistry
     from hocba.tasks.issuance import trust_anchors
     from hocba.tasks.long_term import configured_crl_source, configured_ocsp_source
+    from hocba.tasks.registry import DatabaseRegistry
     from hocba.xml.verify import verify_document
 
     settings = load_settings()

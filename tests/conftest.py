@@ -175,9 +175,9 @@ def keyed(district: District, tmp_path: Path) -> District:
     """The district with test keys for everyone and DH01's seal approved."""
     from issuing import PASSWORD
 
+    from hocba.dev.keys import init_test_keys
     from hocba.models import certificates
     from hocba.models.lifecycle import SYSTEM
-    from hocba.tasks.issuance import init_test_keys
 
     with Session(district.engine) as s:
         init_test_keys(s, tmp_path, PASSWORD, SYSTEM)

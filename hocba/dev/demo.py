@@ -421,8 +421,8 @@ def iter_demo_rows(
 def provision_keys(session_factory: Callable[[], Any], home: Path) -> dict[str, int]:
     """Test keys for everyone (``$HOCBA_HOME/pki``) and the district officer approves every
     school's seal: what a district does once, before the signing season."""
+    from hocba.dev.keys import init_test_keys
     from hocba.models import certificates
-    from hocba.tasks.issuance import init_test_keys
 
     with session_factory() as session:
         made = init_test_keys(session, home, DEMO_PASSWORD, SYSTEM)

@@ -53,6 +53,42 @@ _VI_ACCENTED = "àáảãạăằắẳẵặâầấẩẫậđèéẻẽẹê�
 _VI_PLAIN = "aaaaaaaaaaaaaaaaadeeeeeeeeeeeiiiiiooooooooooooooooouuuuuuuuuuuyyyyy"
 
 
+#: Everything one record document needs (hocba.xml.document maps each row; the
+#: print view adds its lifecycle columns). Parameters: ``ids`` (record ids), ``today``.
+DOCUMENT_QUERY = """
+    SELECT r.id, r.grade, r.content, r.computed_result, r.lookup_code, r.created_at,
+           p.pupil_code, p.full_name, p.cccd, p.gender, p.birth_date, p.birthplace,
+           p.hometown, p.address, p.ethnicity, p.nationality, p.father_name,
+           p.mother_name, p.guardian_name,
+           e.register_no, e.enrolled_on,
+           c.name AS class_name, y.name AS year_name, y.start_year,
+           s.code AS school_code, s.name AS school_name, s.commune_name, s.place_name,
+           prov.code AS province_code, prov.name AS province_name,
+           unit.name AS unit_name, unit.kind AS unit_kind,
+           gv.full_name AS teacher_name, gv.cccd AS teacher_cccd,
+           cbql.full_name AS principal_name, cbql.cccd AS principal_cccd,
+           cbql.role AS principal_role
+    FROM hoc_ba r
+    JOIN pupil p ON p.id = r.pupil_id
+    JOIN enrolment e ON e.id = r.enrolment_id
+    JOIN school_class c ON c.id = r.class_id
+    JOIN school_year y ON y.id = r.school_year_id
+    JOIN school s ON s.id = r.school_id
+    JOIN org_unit prov ON prov.id = s.province_id
+    JOIN org_unit unit ON unit.id = s.unit_id
+    LEFT JOIN staff gv ON gv.id = c.homeroom_teacher_id
+    LEFT JOIN LATERAL (
+        SELECT st.full_name, st.cccd, sr.role
+        FROM staff_role sr JOIN staff st ON st.id = sr.staff_id
+        WHERE sr.school_id = r.school_id AND st.active
+          AND (sr.role = 'principal' OR (sr.role = 'vice_principal' AND sr.delegated))
+          AND sr.valid_from <= :today AND (sr.valid_to IS NULL OR sr.valid_to >= :today)
+        ORDER BY sr.role = 'principal' DESC, sr.id LIMIT 1
+    ) cbql ON true
+    WHERE r.id = ANY(:ids)
+"""
+
+
 def mask_cccd(value: str | None) -> str | None:
     """``••••••••1234`` for a personal ID (the last 4 digits only), None for None."""
     return None if not value else MASK + value[-4:]
@@ -539,8 +575,6 @@ def record_document_row(
     :func:`hocba.xml.document.document_of`) plus its lifecycle columns, or None
     when the record does not exist or is outside the viewer's scope. The personal ID is
     NOT masked here: the caller prints the record and masks it unless the job needs it."""
-    from hocba.xml.document import QUERY as DOCUMENT_QUERY
-
     rows = _rows(
         session,
         f"""

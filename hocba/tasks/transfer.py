@@ -42,9 +42,10 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba.models import audit
-from hocba.models.certificates import DatabaseRegistry, fingerprint
+from hocba.models.certificates import fingerprint
 from hocba.models.lifecycle import VN_TZ, Actor, load_grants
 from hocba.pki.signer import Signer, verify_digest_signature
+from hocba.tasks.registry import DatabaseRegistry
 from hocba.xml.record import parse_record_xml_safely
 from hocba.xml.verify import CheckStatus, CrlSource, Verdict, VerificationReport, verify_document
 

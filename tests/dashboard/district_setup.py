@@ -99,7 +99,7 @@ def prepare(
 
 
 def _ecdsa_keys(session: Any, home: Path) -> None:
-    """Like :func:`hocba.tasks.issuance.init_test_keys`, with ECDSA P-256 keys."""
+    """Like :func:`hocba.dev.keys.init_test_keys`, with ECDSA P-256 keys."""
     pki = TestPki.init(pki_directory(home), key_type="ecdsa")
     conn = session.connection()
     for code, name in conn.execute(text("SELECT code, name FROM school ORDER BY code")).all():

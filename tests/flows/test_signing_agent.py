@@ -21,9 +21,9 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba import db
+from hocba.dev.keys import init_test_keys
 from hocba.models import certificates
 from hocba.models.lifecycle import SYSTEM, transition
-from hocba.tasks.issuance import init_test_keys
 
 SECRET = "mat-khau-tep-khoa-thu"
 

@@ -10,9 +10,9 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba import db
+from hocba.dev.keys import init_test_keys
 from hocba.models import certificates
 from hocba.models.lifecycle import SYSTEM, transition
-from hocba.tasks.issuance import init_test_keys
 
 SECRET = "mat-khau-khong-duoc-lo"
 

@@ -31,11 +31,12 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from hocba.dev import demo
+from hocba.dev.keys import init_test_keys
 from hocba.dev.portal import create_portal_app
 from hocba.models import audit, certificates
 from hocba.models.lifecycle import SYSTEM, Actor, transition
 from hocba.tasks import importer
-from hocba.tasks.issuance import init_test_keys, trust_anchors
+from hocba.tasks.issuance import trust_anchors
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHOOLS = 3

@@ -25,10 +25,11 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from hocba import db
+from hocba.dev.keys import init_test_keys
 from hocba.dev.portal import PortalFaults, create_portal_app
 from hocba.models import certificates, org
 from hocba.models.lifecycle import SYSTEM, transition
-from hocba.tasks.issuance import init_test_keys, trust_anchors
+from hocba.tasks.issuance import trust_anchors
 
 PORTAL_PASSWORD = "mat-khau-cong-so-flow"
 

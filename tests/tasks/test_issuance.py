@@ -109,7 +109,7 @@ def test_return_after_signing_discards_the_signature(keyed) -> None:  # type: ig
 
 def test_correction_revokes_reissues_and_supersedes(keyed) -> None:  # type: ignore[no-untyped-def]
     from hocba.models import corrections
-    from hocba.models.certificates import DatabaseRegistry
+    from hocba.tasks.registry import DatabaseRegistry
     from hocba.xml.verify import verify_document
 
     ids, teacher = reviewed_class(keyed)

@@ -28,10 +28,10 @@ from hocba.cli import app
 from hocba.dev.testpki import TestPki
 from hocba.dev.trust_services import serve_trust_services
 from hocba.models import audit
-from hocba.models.certificates import DatabaseRegistry
 from hocba.pki.ocsp import OcspClient
 from hocba.tasks import long_term
 from hocba.tasks.issuance import pki_directory, trust_anchors
+from hocba.tasks.registry import DatabaseRegistry
 from hocba.xml.dsig import sign_slots, verify_record_signatures
 from hocba.xml.record import build_record_xml, parse_record_xml_safely
 from hocba.xml.timestamps import (

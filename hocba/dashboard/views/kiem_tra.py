@@ -15,8 +15,8 @@ from hocba.config import load_settings
 from hocba.dashboard.auth import require
 from hocba.dashboard.common import log_event, session
 from hocba.models import queries
-from hocba.models.certificates import DatabaseRegistry
 from hocba.tasks.long_term import configured_crl_source, configured_ocsp_source
+from hocba.tasks.registry import DatabaseRegistry
 
 ICONS = {
     "pass": ":green[:material/check_circle:]",
