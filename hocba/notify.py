@@ -41,6 +41,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 
 from sqlmodel import Session
 
+from hocba.errors import HocbaError
 from hocba.models import notifications as nm
 from hocba.models.lifecycle import VN_TZ
 from hocba.models.lifecycle_states import COHORT_LABELS
@@ -61,7 +62,7 @@ FOOTER = "— Hệ thống Học bạ số (tin nhắn tự động, tối đa m
 STATUS_TEXT = {"late": "Trễ hạn", "at_risk": "Nguy cơ trễ", "on_track": "Đúng tiến độ"}
 
 
-class NotifyError(ValueError):
+class NotifyError(HocbaError, ValueError):
     """A notification setting or channel is wrong; the message (Vietnamese) says what."""
 
 

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hocba"
 
 #: lowest first; a module may import its own floor and the floors below it
 FLOORS: list[set[str]] = [
-    {"hocba", "hocba.config", "hocba.db", "hocba.logs", "hocba.data"},
+    {"hocba", "hocba.config", "hocba.db", "hocba.logs", "hocba.data", "hocba.errors"},
     {"hocba.models", "hocba.migrations"},
     {"hocba.xml", "hocba.pki"},
     {"hocba.pdf", "hocba.portal", "hocba.notify"},

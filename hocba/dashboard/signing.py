@@ -23,6 +23,7 @@ from hocba.config import load_settings
 from hocba.dashboard import logic
 from hocba.dashboard.common import flash, forget_view, pick_school, session, show_flash
 from hocba.dashboard.record_view import show_record
+from hocba.errors import HocbaError
 from hocba.models import certificates, queries
 from hocba.models.lifecycle import transition
 from hocba.models.queries import CBQL_ROLES, SEAL_ROLES, Viewer
@@ -36,7 +37,7 @@ SLOT_WORDS = {
 }
 
 
-class SignerUnavailable(Exception):
+class SignerUnavailable(HocbaError):
     """The key cannot be opened here; the message (Vietnamese) says what to do."""
 
 

@@ -49,6 +49,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from hocba.errors import HocbaError
+
 __all__ = [
     "KeyType",
     "SERVICE_LABELS",
@@ -78,7 +80,7 @@ SERVICE_LABELS = ("tsa", "ocsp")
 """Labels of the service identities (``<label>.pem`` and ``<label>.key.pem``)."""
 
 
-class PkiError(Exception):
+class PkiError(HocbaError):
     """A test-PKI operation failed; ``message_vi`` is a Vietnamese message for people."""
 
     def __init__(self, message_vi: str) -> None:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.errors import HocbaError
 from hocba.models import audit
 from hocba.models.lifecycle import VN_TZ, Actor, load_grants
 
@@ -25,7 +26,7 @@ KINDS = ("USB_TOKEN", "REMOTE_SIGNING", "HSM", "SOFTWARE")
 PROVIDERS = ("VNPT", "BKAV", "VIETTEL", "BAN_CO_YEU", "TEST")
 
 
-class CertificateError(ValueError):
+class CertificateError(HocbaError, ValueError):
     """A registry operation was refused; the message (Vietnamese) says why."""
 
 

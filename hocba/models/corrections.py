@@ -16,13 +16,14 @@ import datetime as dt
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.errors import HocbaError
 from hocba.models import audit
 from hocba.models.lifecycle import VN_TZ, Actor, load_grants, transition
 
 CORRECTABLE = ("issued", "submitted", "accepted", "rejected")
 
 
-class CorrectionError(ValueError):
+class CorrectionError(HocbaError, ValueError):
     """A correction step was refused; the message (Vietnamese) says why."""
 
 

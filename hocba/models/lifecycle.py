@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.errors import HocbaError
 from hocba.models import audit
 from hocba.models.lifecycle_states import STATE_LABELS
 
@@ -35,7 +36,7 @@ BLOCKING_FLAGS = frozenset(
 )
 
 
-class TransitionError(Exception):
+class TransitionError(HocbaError):
     """A transition was refused; ``message`` (Vietnamese) says why and what to do."""
 
     def __init__(self, message: str, failures: Mapping[int, str] | None = None) -> None:

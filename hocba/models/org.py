@@ -15,10 +15,11 @@ import os
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.errors import HocbaError
 from hocba.models.lifecycle_states import ROLES
 
 
-class OrgError(ValueError):
+class OrgError(HocbaError, ValueError):
     """Bad organisation data; the message (Vietnamese) says what is wrong."""
 
 

@@ -24,6 +24,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.errors import HocbaError
+
 BACKEND_OF_KIND = {"REMOTE_SIGNING": "remote", "USB_TOKEN": "pkcs11", "HSM": "pkcs11"}
 """The flow backend of a registered certificate's kind (``SOFTWARE`` signs in the page)."""
 FINAL = ("done", "failed")
@@ -31,7 +33,7 @@ OK = "ok"
 """The outcome of a signed record in :attr:`SigningSession.results` (else: the reason)."""
 
 
-class SessionError(ValueError):
+class SessionError(HocbaError, ValueError):
     """A session cannot be created or answered; the message (Vietnamese) says why."""
 
 

@@ -29,6 +29,8 @@ from enum import StrEnum
 from numbers import Real
 from typing import TypeGuard
 
+from hocba.errors import HocbaError
+
 __all__ = [
     "GENERAL_COMPETENCES",
     "QUALITIES",
@@ -90,7 +92,7 @@ SCORE_MIN = 0
 SCORE_MAX = 10
 
 
-class Tt27Error(ValueError):
+class Tt27Error(HocbaError, ValueError):
     """A value that TT27 does not allow. ``message`` is Vietnamese, fit to show a teacher."""
 
     def __init__(self, message: str) -> None:

@@ -93,6 +93,7 @@ from reportlab.platypus import (
 )
 from reportlab.platypus.tables import CellStyle
 
+from hocba.errors import HocbaError
 from hocba.xml.record import (
     RecordDocument,
     RecordXmlError,
@@ -187,7 +188,7 @@ SPECIFIC_COMPETENCES = (
 _SIGNING_TIME_TAG = "SigningTime"
 
 
-class RenderError(ValueError):
+class RenderError(HocbaError, ValueError):
     """The records cannot be rendered as one book; ``message_vi`` is for people."""
 
     def __init__(self, message_vi: str) -> None:

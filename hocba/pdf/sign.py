@@ -125,6 +125,7 @@ from reportlab.lib import colors
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
+from hocba.errors import HocbaError
 from hocba.pdf.incremental import (
     RelocatableObjects,
     Revision,
@@ -181,7 +182,7 @@ _NAVY = colors.HexColor("#1f3a68")
 _VN = dt.timezone(dt.timedelta(hours=7))
 
 
-class PdfSignError(Exception):
+class PdfSignError(HocbaError):
     """The PDF could not be signed; ``message_vi`` is a Vietnamese message for people."""
 
     def __init__(self, message_vi: str) -> None:

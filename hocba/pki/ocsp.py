@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 
+from hocba.errors import HocbaError
 from hocba.xml.timestamps import no_delay_transport
 
 __all__ = ["OcspClient", "OcspStatus", "OcspUnavailable"]
@@ -28,7 +29,7 @@ __all__ = ["OcspClient", "OcspStatus", "OcspUnavailable"]
 _SKEW = dt.timedelta(minutes=5)
 
 
-class OcspUnavailable(Exception):
+class OcspUnavailable(HocbaError):
     """The OCSP status cannot be known now (responder down, bad or stale answer)."""
 
 

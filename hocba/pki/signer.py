@@ -38,6 +38,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from hocba.errors import HocbaError
+
 __all__ = [
     "ALGORITHM_ECDSA_SHA256",
     "ALGORITHM_RSA_SHA256",
@@ -53,7 +55,7 @@ ALGORITHM_ECDSA_SHA256 = "ecdsa-sha256"
 _SHA256_SIZE = 32
 
 
-class SigningError(Exception):
+class SigningError(HocbaError):
     """Signing failed (wrong password, unreadable key file, unsupported key...).
 
     ``message_vi`` is a Vietnamese message that can be shown to the person signing. It

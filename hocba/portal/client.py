@@ -64,6 +64,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from hocba.errors import HocbaError
 from hocba.pki.remote import verify_digest_signature
 from hocba.pki.signer import Signer, SigningError
 from hocba.portal.package import (
@@ -135,7 +136,7 @@ _RETRIABLE_STATUS = {429, 500, 502, 503, 504}
 
 
 # ============================================================================ errors
-class PortalError(Exception):
+class PortalError(HocbaError):
     """Base class; ``message_vi`` is for people and never holds a password."""
 
     def __init__(self, message_vi: str) -> None:
@@ -169,7 +170,7 @@ class PortalNotFound(PortalRefused):
     """The portal does not know the message, registration or request asked about."""
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(HocbaError, ValueError):
     """An envelope is malformed or its signature does not verify (portal side)."""
 
     def __init__(self, message_vi: str) -> None:

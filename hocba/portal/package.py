@@ -57,6 +57,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from hocba.errors import HocbaError
 from hocba.xml.record import RecordXmlError, parse_record_xml_safely
 
 __all__ = [
@@ -116,7 +117,7 @@ _PACKAGE_NAMESPACE = uuid.UUID("6f1d8d1e-5b0a-4c55-9d8e-2f6b3f0c7a11")
 _MAX_TAIL_BYTES = len(_LIST_TAIL) + 64  # deflate of the tail + final block + gzip trailer
 
 
-class ContentError(ValueError):
+class ContentError(HocbaError, ValueError):
     """The ``content`` of a transaction cannot be decoded; ``message_vi`` says why."""
 
     def __init__(self, message_vi: str) -> None:
@@ -124,7 +125,7 @@ class ContentError(ValueError):
         self.message_vi = message_vi
 
 
-class PackagingError(ValueError):
+class PackagingError(HocbaError, ValueError):
     """Records cannot be packaged (not a record, too large alone...); ``index`` is the
     position of the offending record in the input, when there is one."""
 

@@ -43,6 +43,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.errors import HocbaError
 from hocba.models import audit, tt27
 from hocba.models.lifecycle import Actor
 from hocba.models.tables import Pupil, Staff
@@ -64,7 +65,7 @@ CELL_MAX = 32_767  # characters in one cell: Excel's own limit
 CSV_FIELD_MAX = 1 << 20  # what the CSV reader reads into one field before refusing the file
 
 
-class ImportFailed(Exception):
+class ImportFailed(HocbaError):
     """The import was refused; ``problems`` lists every problem found (nothing was written)."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:

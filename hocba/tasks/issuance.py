@@ -26,6 +26,7 @@ from cryptography import x509
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.errors import HocbaError
 from hocba.models import certificates
 from hocba.models.lifecycle import Actor, BatchResult, transition
 from hocba.pki.signer import Signer
@@ -46,7 +47,7 @@ ACTION_OF_SLOT = {"GVCN": "teacher_sign", "CBQL": "principal_sign", "KY_PHAT_HAN
 SIGNING_ROLES = ("homeroom_teacher", "principal", "vice_principal", "clerk")
 
 
-class IssuanceError(Exception):
+class IssuanceError(HocbaError):
     """The whole batch was refused (wrong certificate...); the message says what to do."""
 
     def __init__(self, message_vi: str) -> None:

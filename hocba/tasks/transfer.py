@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.errors import HocbaError
 from hocba.models import audit
 from hocba.models.certificates import fingerprint
 from hocba.models.lifecycle import VN_TZ, Actor, load_grants
@@ -56,7 +57,7 @@ UNVERIFIED_REASON = "Chưa kiểm tra được đầy đủ"
 comes last in ``transfer.review_reason``)."""
 
 
-class TransferError(ValueError):
+class TransferError(HocbaError, ValueError):
     """A transfer step was refused; the message (Vietnamese) says why and what to do."""
 
 

@@ -125,6 +125,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from hocba.errors import HocbaError
 from hocba.pki.signer import ALGORITHM_ECDSA_SHA256, ALGORITHM_RSA_SHA256, Signer
 from hocba.xml.record import (
     DATA_ID,
@@ -243,7 +244,7 @@ def _text(element: etree._Element | None) -> str | None:
     return None if element is None else element.text
 
 
-class XmlSignatureError(Exception):
+class XmlSignatureError(HocbaError):
     """Signing could not be done (bad input document, slot already signed, expired
     certificate...). ``message_vi`` is a Vietnamese message for people."""
 

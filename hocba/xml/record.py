@@ -70,6 +70,8 @@ from typing import Any, Literal
 
 from lxml import etree
 
+from hocba.errors import HocbaError
+
 __all__ = [
     "DATA_ID",
     "MON_HOC_FIELDS",
@@ -205,7 +207,7 @@ _normalize = unicodedata.normalize
 _SCHEMA_RESOURCE = ("hocba", "data/hoc_ba_v1.xsd")
 
 
-class RecordXmlError(ValueError):
+class RecordXmlError(HocbaError, ValueError):
     """A record document could not be built, parsed or validated.
 
     ``message_vi`` is a Vietnamese sentence for people; ``details`` lists the precise

@@ -61,6 +61,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from lxml import etree
 
+from hocba.errors import HocbaError
 from hocba.xml.dsig import DS_NS, _build_chain
 from hocba.xml.record import SIGNATURE_SLOTS, parse_record_xml_safely
 
@@ -101,7 +102,7 @@ def _ds(name: str) -> str:
     return f"{{{DS_NS}}}{name}"
 
 
-class TimestampError(Exception):
+class TimestampError(HocbaError):
     """A time-stamp token is unusable (bad signature, wrong imprint, untrusted TSA...)."""
 
     def __init__(self, message_vi: str) -> None:

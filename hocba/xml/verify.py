@@ -141,6 +141,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from hocba.errors import HocbaError
 from hocba.pki.ocsp import OcspStatus
 from hocba.xml.dsig import (
     DS_NS,
@@ -367,7 +368,7 @@ class Registry(Protocol):
     def issued_record(self, lookup_code: str) -> IssuedRecordInfo | None: ...
 
 
-class CrlUnavailable(Exception):
+class CrlUnavailable(HocbaError):
     """Raised by a ``crl_source`` when the CRL cannot be fetched now."""
 
 
