@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
 .venv/bin/ruff check .
+.venv/bin/mypy  # configuration in pyproject.toml: hocba/, with its burn-down list
 set +e
 if [ $# -eq 0 ]; then
   # one embedded PostgreSQL and one Prefect harness per worker; a schema per test
