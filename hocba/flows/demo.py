@@ -245,12 +245,14 @@ def run_demo_workflow(
     submit: bool = True,
 ) -> dict[str, Any]:
     """Take the demo district (built by ``tasks.demo.run_demo``) from reviewed records to
-    accepted, then move a few pupils: test keys, the bundled portal on its own schema,
-    ``workers`` worker processes on one Prefect API, a final submission sweep."""
+    accepted, then move a few pupils: test keys, the bundled portal on its own schema, the
+    test trust services (TSA, OCSP, CRL), ``workers`` worker processes on one Prefect API,
+    a final submission sweep."""
     from hocba.asgi import serve_in_thread
     from hocba.dev.demo import DEMO_PASSWORD, provision_keys
     from hocba.dev.portal import PortalUser, create_portal_app
-    from hocba.tasks.issuance import trust_anchors
+    from hocba.dev.trust_services import serve_trust_services
+    from hocba.tasks.issuance import pki_directory, trust_anchors
 
     settings = load_settings()
     url = db.database_url(settings)
@@ -267,7 +269,11 @@ def run_demo_workflow(
     )
     report: dict[str, Any] = {}
     try:
-        with serve_in_thread(portal) as portal_url, prefect_api() as api:
+        with (
+            serve_in_thread(portal) as portal_url,
+            serve_trust_services(pki_directory(settings.home)) as trust_url,
+            prefect_api() as api,
+        ):
             env = {
                 **os.environ,
                 "HOCBA_DATABASE_URL": url,
@@ -276,6 +282,10 @@ def run_demo_workflow(
                 "HOCBA_KEY_PASSPHRASE": os.environ.get("HOCBA_KEY_PASSPHRASE", DEMO_PASSWORD),
                 "HOCBA_PORTAL_URL": portal_url,
                 "HOCBA_PORTAL_PASSWORD": DEMO_PASSWORD,
+                # the test TSA / OCSP / CRL: every signature gets its RFC 3161 timestamp
+                "HOCBA_TSA_URL": os.environ.get("HOCBA_TSA_URL", f"{trust_url}/tsa"),
+                "HOCBA_OCSP_URL": os.environ.get("HOCBA_OCSP_URL", f"{trust_url}/ocsp"),
+                "HOCBA_CRL_URL": os.environ.get("HOCBA_CRL_URL", f"{trust_url}/crl"),
                 "PREFECT_API_URL": api,
             }
             saved = {k: os.environ.get(k) for k in env if k.startswith(("HOCBA_", "PREFECT_"))}
