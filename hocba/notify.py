@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import os
 import re
 import uuid
@@ -46,6 +45,7 @@ from hocba.models import notifications as nm
 from hocba.models.lifecycle import VN_TZ
 from hocba.models.lifecycle_states import COHORT_LABELS
 from hocba.models.notifications import CohortFacts, Person, Planned, Snapshot
+from hocba.models.projection import project_completion
 
 log = logging.getLogger(__name__)
 
@@ -265,18 +265,16 @@ def project(c: CohortFacts, today: dt.date, settings: NotifySettings) -> Project
     ``today + ceil(left / rate)``. Late: past the deadline with records left. At risk:
     projected after the deadline, or no signature lately with the deadline near.
     """
-    if c.remaining <= 0:
-        return Projection("done", None, 0.0)
-    rate = c.signatures_recent / settings.rate_window_days
-    projected = None
-    if rate > 0:
-        projected = today + dt.timedelta(days=math.ceil(c.signatures_left / rate))
-    if today > c.due:
-        return Projection("late", projected, rate)
-    if projected is None:
-        near = (c.due - today).days <= settings.idle_risk_days
-        return Projection("at_risk" if near else "on_track", None, rate)
-    return Projection("at_risk" if projected > c.due else "on_track", projected, rate)
+    pr = project_completion(
+        c.remaining,
+        c.signatures_left,
+        c.signatures_recent,
+        c.due,
+        today,
+        window_days=settings.rate_window_days,
+        idle_risk_days=settings.idle_risk_days,
+    )
+    return Projection(pr.status, pr.projected, pr.rate_per_day)
 
 
 def idle_days(c: CohortFacts, today: dt.date) -> tuple[int, dt.date | None]:

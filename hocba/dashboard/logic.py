@@ -4,17 +4,12 @@ formatting. Tested on its own in ``tests/dashboard/test_logic.py``."""
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from hocba.models.lifecycle import TRANSITIONS, VN_TZ
 from hocba.models.lifecycle_states import STATE_LABELS
-
-#: Days of issuance that make "the recent signing rate".
-RATE_WINDOW_DAYS = 7
-#: With nothing issued recently, a cohort is "at risk" when its deadline is this close.
-IDLE_RISK_DAYS = 14
+from hocba.models.projection import IDLE_RISK_DAYS, RATE_WINDOW_DAYS, project_completion
 
 STATUS_LABELS = {
     "done": "Đã xong",
@@ -103,20 +98,28 @@ def project_deadline(
     remaining = total - done
     if total == 0:
         return DeadlineStatus("empty", None, "Không có học bạ trong đợt này")
-    if remaining <= 0:
+    c = project_completion(
+        remaining,
+        remaining,
+        done_recent,
+        deadline,
+        today,
+        window_days=window_days,
+        idle_risk_days=IDLE_RISK_DAYS,
+    )
+    projected = c.projected
+    if c.status == "done":
         return DeadlineStatus("done", None, f"Đã phát hành đủ {total} học bạ")
-    rate = done_recent / window_days
-    projected = today + dt.timedelta(days=math.ceil(remaining / rate)) if rate > 0 else None
     pace = ""
     if projected is not None:
         pace = f"với tốc độ này, xong ngày {day_month(projected)}"
-    if today > deadline:
+    if c.status == "late":
         late_by = (today - deadline).days
         text = f"Đã quá hạn {day_month(deadline)} {late_by} ngày, còn {remaining} học bạ"
         return DeadlineStatus("late", projected, text + (f"; {pace}" if pace else ""))
     days_left = (deadline - today).days
     if projected is None:
-        if days_left <= IDLE_RISK_DAYS:
+        if c.status == "at_risk":
             return DeadlineStatus(
                 "at_risk",
                 None,
@@ -129,7 +132,7 @@ def project_deadline(
             f"Chưa có học bạ nào được phát hành; còn {days_left} ngày đến hạn "
             f"{day_month(deadline)}",
         )
-    if projected > deadline:
+    if c.status == "at_risk":
         late_by = (projected - deadline).days
         return DeadlineStatus("at_risk", projected, f"{pace.capitalize()} — trễ {late_by} ngày")
     early = (deadline - projected).days
