@@ -45,6 +45,7 @@ from hocba.errors import HocbaError
 from hocba.models import audit
 from hocba.models.certificates import fingerprint
 from hocba.models.lifecycle import VN_TZ, Actor, load_grants
+from hocba.pki.chain import issued_by, valid_at
 from hocba.pki.signer import Signer, verify_digest_signature
 from hocba.tasks.registry import DatabaseRegistry
 from hocba.xml.record import parse_record_xml_safely
@@ -102,7 +103,8 @@ def _check_signed_json(
         cert, sig.get("algorithm", ""), hashlib.sha256(body).digest(), value
     ):
         raise TransferError(f"Chữ ký của {what} không hợp lệ (nội dung đã bị sửa?).")
-    if not any(_issued_by(cert, root) for root in trusted_roots):
+    now = dt.datetime.now(dt.UTC)
+    if not (valid_at(cert, now) and any(issued_by(cert, root) for root in trusted_roots)):
         raise TransferError(f"Chứng thư số ký {what} không thuộc tổ chức cấp tin cậy.")
     serials = [
         str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER)
@@ -134,15 +136,6 @@ def _read_notice(
         raise TransferError(f"{what[0].upper()}{what[1:]} không hợp lệ.") from exc
     _check_signed_json(raw, signature, trusted_roots, to_school, what)
     return body, to_school
-
-
-def _issued_by(cert: x509.Certificate, root: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(root)
-    except (ValueError, TypeError, Exception):  # InvalidSignature and friends
-        return False
-    now = dt.datetime.now(dt.UTC)
-    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
 
 
 def export_package(

@@ -126,6 +126,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from hocba.errors import HocbaError
+from hocba.pki.chain import build_chain
 from hocba.pki.signer import ALGORITHM_ECDSA_SHA256, ALGORITHM_RSA_SHA256, Signer
 from hocba.xml.record import (
     DATA_ID,
@@ -185,7 +186,6 @@ _SIGNER_ALGORITHMS = {
 }
 
 _FUTURE_SKEW = dt.timedelta(minutes=5)
-_MAX_CHAIN_DEPTH = 4
 _SLOT_EXTRA_KEYS = {"GVCN": {"SO_CCCD"}, "CBQL": {"SO_CCCD"}, "KY_PHAT_HANH": set()}
 _CCCD_RE = re.compile(r"[0-9]{12}")
 _SIGNING_TIME_TAGS = (f"{{{HB_NS}}}SigningTime", "SigningTime")
@@ -448,50 +448,6 @@ def _certificate_from_b64(text: str) -> x509.Certificate:
     return certificate
 
 
-@lru_cache(maxsize=4096)
-def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """RFC 5280 §6.1.3 (a)(1) and (a)(4): issuer name chaining and signature check."""
-    if certificate.issuer != issuer.subject:
-        return False
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _is_ca(certificate: x509.Certificate) -> bool:
-    try:
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
-    except x509.ExtensionNotFound:
-        return False
-    return constraints.value.ca
-
-
-def _build_chain(
-    leaf: x509.Certificate,
-    intermediates: Sequence[x509.Certificate],
-    roots: Sequence[x509.Certificate],
-) -> list[x509.Certificate] | None:
-    """Path from ``leaf`` to a trusted root through CA certificates found in X509Data."""
-    if leaf in roots:
-        return [leaf]
-    chain = [leaf]
-    for _ in range(_MAX_CHAIN_DEPTH):
-        current = chain[-1]
-        for root in roots:
-            if _issued_by(current, root):
-                return [*chain, root]
-        step = next(
-            (c for c in intermediates if c not in chain and _is_ca(c) and _issued_by(current, c)),
-            None,
-        )
-        if step is None:
-            return None
-        chain.append(step)
-    return None
-
-
 def _subject_ids(certificate: x509.Certificate, prefix: str) -> set[str]:
     """Values like ``CCCD:<12 digits>`` or ``MATRUONG:<code>`` in serialNumber or UID."""
     found: set[str] = set()
@@ -522,8 +478,9 @@ def _trusted_chain(
     intermediates: Sequence[x509.Certificate],
     roots: Sequence[x509.Certificate],
 ) -> Sequence[x509.Certificate] | None:
-    """:func:`_build_chain`, computed once per (leaf, X509Data certificates, roots) objects;
-    verifying many records with the same root objects reuses the chain."""
+    """:func:`~hocba.pki.chain.build_chain`, computed once per (leaf, X509Data
+    certificates, roots) objects; verifying many records with the same root objects
+    reuses the chain."""
     return _CHAIN_CACHE.get(
         (leaf, *intermediates, *roots),
         partial(_build_chain_tuple, leaf, intermediates, roots),
@@ -536,7 +493,7 @@ def _build_chain_tuple(
     intermediates: Sequence[x509.Certificate],
     roots: Sequence[x509.Certificate],
 ) -> tuple[x509.Certificate, ...] | None:
-    chain = _build_chain(leaf, intermediates, roots)
+    chain = build_chain(leaf, intermediates, roots)
     return None if chain is None else tuple(chain)
 
 

@@ -62,7 +62,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from lxml import etree
 
 from hocba.errors import HocbaError
-from hocba.xml.dsig import DS_NS, _build_chain
+from hocba.pki.chain import build_chain
+from hocba.xml.dsig import DS_NS
 from hocba.xml.record import SIGNATURE_SLOTS, parse_record_xml_safely
 
 __all__ = [
@@ -309,7 +310,7 @@ def verify_token(
     gen_time, hash_name, imprint, tsa, certificates = _parse_token(bytes(der))
     if hash_name not in _HASHES or hashlib.new(hash_name, message).digest() != imprint:
         raise TimestampError("Dấu thời gian không phải của chữ ký/dữ liệu này (băm không khớp).")
-    if _build_chain(tsa, certificates, trusted_roots) is None:
+    if build_chain(tsa, certificates, trusted_roots) is None:
         raise TimestampError("Chứng thư của TSA không do tổ chức chứng thực tin cậy cấp.")
     if not tsa.not_valid_before_utc <= gen_time <= tsa.not_valid_after_utc:
         raise TimestampError("Chứng thư của TSA không còn hiệu lực tại thời điểm đóng dấu.")

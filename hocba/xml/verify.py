@@ -135,13 +135,13 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from hocba.errors import HocbaError
+from hocba.pki.chain import issued_by
 from hocba.pki.ocsp import OcspStatus
 from hocba.xml.dsig import (
     DS_NS,
@@ -571,23 +571,11 @@ def _sha256_hex(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
 
 
-@lru_cache(maxsize=4096)
-def _issued_by(certificate: x509.Certificate, candidate: x509.Certificate) -> bool:
-    """Did ``candidate`` issue ``certificate`` (name chaining and signature)?"""
-    if candidate.subject != certificate.issuer:
-        return False
-    try:
-        certificate.verify_directly_issued_by(candidate)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
 def _issuer_of(
     certificate: x509.Certificate, candidates: Iterable[x509.Certificate]
 ) -> x509.Certificate | None:
     """The candidate that really issued ``certificate``."""
-    return next((c for c in candidates if _issued_by(certificate, c)), None)
+    return next((c for c in candidates if issued_by(certificate, c)), None)
 
 
 _CRL_SIGNATURES: dict[

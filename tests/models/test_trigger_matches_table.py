@@ -51,8 +51,7 @@ def test_the_state_check_constraint_lists_every_state(engine) -> None:  # type: 
     with engine.connect() as conn:
         check = conn.execute(
             text(
-                "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conname = 'hoc_ba_state'"
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'hoc_ba_state'"
             )
         ).scalar_one()
     assert set(re.findall(r"'(\w+)'", check)) == set(STATE_LABELS)

@@ -203,3 +203,18 @@ def test_changed_file_is_reloaded(signing_staff, tmp_path: Path) -> None:
 def test_missing_file_raises_signing_error(tmp_path: Path) -> None:
     with pytest.raises(SigningError, match="Không mở được"):
         SoftwareSigner.from_pkcs12(tmp_path / "absent.p12", PASSWORD)
+
+
+# ----------------------------------------------------------------------------- chain
+def test_the_one_chain_check_finds_the_root_and_refuses_a_stranger(signing_staff) -> None:
+    from hocba.pki.chain import build_chain, is_ca, issued_by
+
+    root = signing_staff.pki.root_certificate
+    teacher = signing_staff.teacher.certificate
+    assert issued_by(teacher, root) and issued_by(root, root)
+    assert not issued_by(root, teacher)
+    assert not issued_by(teacher, signing_staff.other_root)
+    assert is_ca(root) and not is_ca(teacher)
+    assert build_chain(teacher, [], [root]) == [teacher, root]
+    assert build_chain(root, [], [root]) == [root]
+    assert build_chain(teacher, [root], [signing_staff.other_root]) is None

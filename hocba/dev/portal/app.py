@@ -60,7 +60,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Header, HTTPException, Request
@@ -70,6 +69,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from hocba.dev.portal.store import PortalStore
+from hocba.pki.chain import build_chain, is_ca, valid_at
 from hocba.portal.client import (
     DEFAULT_PATHS,
     EnvelopeError,
@@ -154,6 +154,7 @@ class ResponseCode:
 SIGNATURE_KINDS = ("REMOTE_SIGNING", "USB_TOKEN")
 ISSUERS = ("VNPT", "BKAV", "VIETTEL", "BAN_CO_YEU")
 _MAX_FIELD = 200  # characters of one authenticationRequest field
+_MAX_CHAIN_DEPTH = 6  # certificates tried against the trust anchors: the leaf and 5 CAs
 _TOLERATED_INDETERMINATE = frozenset({"REVOCATION"})
 _FIELD_OF_CHECK = {
     "SAFE_PARSE": "HOC_BA",
@@ -315,33 +316,12 @@ def _school_ids(certificate: x509.Certificate) -> set[str]:
     return found
 
 
-def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if certificate.issuer != issuer.subject:
-        return False
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _valid_at(certificate: x509.Certificate, when: dt.datetime) -> bool:
-    return certificate.not_valid_before_utc <= when <= certificate.not_valid_after_utc
-
-
 def _may_sign(certificate: x509.Certificate) -> bool:
     try:
         usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         return True
     return usage.digital_signature or usage.content_commitment
-
-
-def _is_ca(certificate: x509.Certificate) -> bool:
-    try:
-        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
 
 
 # ============================================================================ registry
@@ -559,24 +539,14 @@ class ProvincePortal:
         now = dt.datetime.now(dt.UTC)
         key = tuple(certificate_fingerprint(c) for c in (certificate, *chain))
         cached = self._trusted_cache.get(key)
-        if cached is not None and _valid_at(certificate, now):
+        if cached is not None and valid_at(certificate, now):
             return cached
-        ok = _valid_at(certificate, now) and _may_sign(certificate)
-        current, depth = certificate, 0
-        while ok:
-            root = next((r for r in self.trusted_roots if _issued_by(current, r)), None)
-            if root is not None:
-                ok = _valid_at(root, now)
-                break
-            step = next(
-                (c for c in chain if _is_ca(c) and _valid_at(c, now) and _issued_by(current, c)),
-                None,
-            )
-            depth += 1
-            if step is None or depth > 5:
-                ok = False
-                break
-            current = step
+        ok = valid_at(certificate, now) and _may_sign(certificate)
+        if ok:
+            # Intermediates must be valid now, and so must the root the path ends at.
+            usable = [c for c in chain if is_ca(c) and valid_at(c, now)]
+            path = build_chain(certificate, usable, self.trusted_roots, _MAX_CHAIN_DEPTH)
+            ok = path is not None and valid_at(path[-1], now)
         if len(self._trusted_cache) > 1024:
             self._trusted_cache.clear()
         self._trusted_cache[key] = ok
