@@ -20,7 +20,7 @@ from rich.table import Table
 
 from hocba import db
 from hocba.config import load_settings
-from hocba.models.lifecycle import SYSTEM
+from hocba.models.lifecycle import SYSTEM, claim_waiting
 from hocba.models.lifecycle_states import COHORT_LABELS, STATE_LABELS, STATES
 
 app = typer.Typer(
@@ -378,7 +378,6 @@ app.add_typer(pki_app, name="pki")
 app.add_typer(cert_app, name="cert")
 
 SLOTS = {"gvcn": "GVCN", "cbql": "CBQL", "seal": "KY_PHAT_HANH"}
-SOURCE_STATE = {"GVCN": "reviewed", "CBQL": "teacher_signed", "KY_PHAT_HANH": "principal_signed"}
 
 
 def _passphrase(prompt: str) -> str:
@@ -527,16 +526,9 @@ def sign(
             key = approved[0] if approved else None
         else:
             key = certificates.staff_certificate(session, actor.staff_id)
-        ids = list(
-            session.connection()
-            .exec_driver_sql(
-                "SELECT r.id FROM hoc_ba r JOIN school_class c ON c.id = r.class_id "
-                "WHERE r.school_id = %s AND r.state = %s AND (%s::text IS NULL OR c.name = %s) "
-                "ORDER BY c.name, r.id",
-                (sid, SOURCE_STATE[xml_slot], class_name, class_name),
-            )
-            .scalars()
-        )
+        ids = [
+            rid for rid, _ in claim_waiting(session, xml_slot, school_id=sid, class_name=class_name)
+        ]
     if key is None or not key.key_ref:
         err.print(
             "[red]Chưa có chứng thư số (đã duyệt) cho người/tổ chức ký này: "

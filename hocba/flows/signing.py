@@ -18,12 +18,10 @@ from sqlmodel import Session
 from hocba import db
 from hocba.config import load_settings
 from hocba.models import certificates
-from hocba.models.lifecycle import Actor
+from hocba.models.lifecycle import ACTION_OF_SLOT, Actor, claim_waiting
 from hocba.pki.backends import SignerSpec, open_signer, worker_secret
 from hocba.pki.signer import Signer, SigningError
-from hocba.tasks.issuance import ACTION_OF_SLOT, IssuanceError, sign_batch, trust_anchors
-
-SOURCE_STATE = {"GVCN": "reviewed", "CBQL": "teacher_signed", "KY_PHAT_HANH": "principal_signed"}
+from hocba.tasks.issuance import IssuanceError, sign_batch, trust_anchors
 
 
 def _open_staff_signer(
@@ -65,27 +63,18 @@ def sign_chunk(
                 "SELECT id, full_name FROM staff WHERE username = %s AND active", (username,)
             ).one()
             actor = Actor(staff[0], staff[1])
-        rows = conn.exec_driver_sql(
-            "SELECT r.id, c.homeroom_teacher_id FROM hoc_ba r "
-            "JOIN school s ON s.id = r.school_id JOIN school_class c ON c.id = r.class_id "
-            "WHERE s.code = %s AND r.state = %s AND (%s::text IS NULL OR c.name = %s) "
-            "AND (%s::int[] IS NULL OR r.id = ANY(%s)) AND NOT (r.id = ANY(%s)) "
+        rows = claim_waiting(
+            session,
+            slot,
+            school_code=school_code,
+            class_name=class_name,
+            record_ids=record_ids,
+            exclude=exclude,
             # a teacher: own classes (every teacher's when none is named)
-            "AND (%s <> 'GVCN' OR c.homeroom_teacher_id = coalesce(%s, c.homeroom_teacher_id)) "
-            "ORDER BY r.id LIMIT %s FOR UPDATE OF r SKIP LOCKED",
-            (
-                school_code,
-                SOURCE_STATE[slot],
-                class_name,
-                class_name,
-                record_ids,
-                record_ids,
-                exclude,
-                slot,
-                actor.staff_id if actor else None,
-                chunk,
-            ),
-        ).all()
+            own_classes=slot == "GVCN",
+            teacher_id=actor.staff_id if actor else None,
+            limit=chunk,
+        )
         if not rows:
             return {"claimed": 0, "ok": [], "failed": {}}
         anchors = trust_anchors(settings.home)

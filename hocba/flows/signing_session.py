@@ -32,9 +32,8 @@ from prefect import flow, get_run_logger, task
 
 from hocba import db
 from hocba.config import load_settings
-from hocba.flows.signing import SOURCE_STATE
 from hocba.models import signing_sessions
-from hocba.models.lifecycle import Actor
+from hocba.models.lifecycle import Actor, claim_waiting
 from hocba.pki.signer import Signer, SigningError
 from hocba.tasks.issuance import IssuanceError, sign_batch, trust_anchors
 
@@ -110,15 +109,7 @@ def sign_session(session_id: int) -> dict[str, int]:
         return {"ok": 0, "failed": len(info.record_ids)}
     try:
         with db.session_scope() as s:
-            ids = list(
-                s.connection()
-                .exec_driver_sql(
-                    "SELECT id FROM hoc_ba WHERE id = ANY(%s) AND state = %s "
-                    "ORDER BY id FOR UPDATE SKIP LOCKED",
-                    (info.record_ids, SOURCE_STATE[info.slot]),
-                )
-                .scalars()
-            )
+            ids = [rid for rid, _ in claim_waiting(s, info.slot, record_ids=info.record_ids)]
             skipped = {r: NOT_WAITING for r in info.record_ids if r not in set(ids)}
             result = sign_batch(
                 s,

@@ -222,6 +222,68 @@ TRANSITIONS: dict[str, Transition] = {
 }
 
 
+#: The signing transition of each signature slot of the record XML.
+ACTION_OF_SLOT = {"GVCN": "teacher_sign", "CBQL": "principal_sign", "KY_PHAT_HANH": "seal"}
+
+
+def waiting_state(slot: str) -> str:
+    """The state a record waits in for ``slot``: the source state of the slot's signing
+    transition in :data:`TRANSITIONS` (a signing transition has exactly one source)."""
+    (source,) = TRANSITIONS[ACTION_OF_SLOT[slot]].sources
+    return source
+
+
+def claim_waiting(
+    session: Session,
+    slot: str,
+    *,
+    school_id: int | None = None,
+    school_code: str | None = None,
+    class_name: str | None = None,
+    record_ids: Sequence[int] | None = None,
+    exclude: Sequence[int] = (),
+    own_classes: bool = False,
+    teacher_id: int | None = None,
+    limit: int | None = None,
+) -> list[tuple[int, int | None]]:
+    """Claim the records waiting for ``slot`` in a scope: ``(record id, homeroom teacher id)``.
+
+    ARCHITECTURE rule 3: the records are locked ``FOR UPDATE SKIP LOCKED`` in id order, so
+    two concurrent claims never return the same record (each takes what the other has not
+    locked). The scope narrows by school (id or code), class name, the picked
+    ``record_ids``, minus ``exclude``; ``own_classes`` keeps the classes of ``teacher_id``
+    (every class that has a homeroom teacher when ``teacher_id`` is None); ``limit`` caps
+    the claim. The locks hold until the caller's transaction ends.
+    """
+    rows = session.connection().execute(
+        text(
+            "SELECT r.id, c.homeroom_teacher_id FROM hoc_ba r "
+            "JOIN school s ON s.id = r.school_id JOIN school_class c ON c.id = r.class_id "
+            "WHERE r.state = :state "
+            "AND (CAST(:school_id AS int) IS NULL OR r.school_id = :school_id) "
+            "AND (CAST(:school_code AS text) IS NULL OR s.code = :school_code) "
+            "AND (CAST(:class_name AS text) IS NULL OR c.name = :class_name) "
+            "AND (CAST(:record_ids AS int[]) IS NULL OR r.id = ANY(:record_ids)) "
+            "AND NOT (r.id = ANY(:exclude)) "
+            "AND (NOT :own_classes "
+            "OR c.homeroom_teacher_id = coalesce(:teacher_id, c.homeroom_teacher_id)) "
+            "ORDER BY r.id LIMIT :limit FOR UPDATE OF r SKIP LOCKED"
+        ),
+        {
+            "state": waiting_state(slot),
+            "school_id": school_id,
+            "school_code": school_code,
+            "class_name": class_name,
+            "record_ids": list(record_ids) if record_ids is not None else None,
+            "exclude": list(exclude),
+            "own_classes": own_classes,
+            "teacher_id": teacher_id,
+            "limit": limit,
+        },
+    )
+    return [(rid, teacher) for rid, teacher in rows]
+
+
 @dataclass
 class BatchResult:
     """Per-record outcome of one transition over many records."""

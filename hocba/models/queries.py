@@ -30,15 +30,13 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba.models.calendar import DEADLINE_SQL
-from hocba.models.lifecycle import VN_TZ, Actor, load_grants
+from hocba.models.lifecycle import VN_TZ, Actor, load_grants, waiting_state
 
 #: Roles that see a whole school.
 SCHOOL_ROLES = frozenset({"principal", "vice_principal", "clerk", "district_officer"})
 #: Roles that sign as CBQL, and the role that seals (KY_PHAT_HANH).
 CBQL_ROLES = frozenset({"principal", "vice_principal"})
 SEAL_ROLES = frozenset({"clerk"})
-#: The state a record waits in for each signature slot.
-QUEUE_STATE = {"GVCN": "reviewed", "CBQL": "teacher_signed", "KY_PHAT_HANH": "principal_signed"}
 LIVE = "r.state NOT IN ('revoked', 'superseded')"
 ISSUED_STATES = ("issued", "submitted", "accepted", "rejected")
 MASK = "••••••••"
@@ -477,7 +475,7 @@ def signing_queue(
         ORDER BY deadline, c.grade, c.name, {GIVEN_NAME}, p.full_name, r.id
         """,
         {
-            "state": QUEUE_STATE[slot],
+            "state": waiting_state(slot),
             "school": school_id,
             "act": viewer.schools_with(roles),
             "class": class_name,

@@ -28,7 +28,7 @@ from sqlmodel import Session
 
 from hocba.errors import HocbaError
 from hocba.models import certificates
-from hocba.models.lifecycle import Actor, BatchResult, transition
+from hocba.models.lifecycle import ACTION_OF_SLOT, Actor, BatchResult, transition
 from hocba.pki.signer import Signer
 from hocba.tasks.long_term import (
     configured_tsa,
@@ -43,7 +43,6 @@ from hocba.xml.record import build_record_xml, parse_record_xml_safely
 from hocba.xml.timestamps import TsaClient
 from hocba.xml.verify import CrlSource, CrlUnavailable
 
-ACTION_OF_SLOT = {"GVCN": "teacher_sign", "CBQL": "principal_sign", "KY_PHAT_HANH": "seal"}
 SIGNING_ROLES = ("homeroom_teacher", "principal", "vice_principal", "clerk")
 
 
