@@ -27,7 +27,6 @@ from hocba.xml.record import RecordDocument, format_date
 THONG_TU = "27/2020/TT-BGDĐT"
 MA_CAP_HOC = "1"  # primary level (cấp tiểu học)
 
-QUERY = DOCUMENT_QUERY  # one statement for a batch; models.queries prints from it too
 
 
 def load_documents(
@@ -36,7 +35,7 @@ def load_documents(
     """The documents of ``record_ids`` (as they stand now), by record id."""
     rows = (
         session.connection()
-        .execute(text(QUERY), {"ids": list(record_ids), "today": today or dt.date.today()})
+        .execute(text(DOCUMENT_QUERY), {"ids": list(record_ids), "today": today or dt.date.today()})
         .mappings()
         .all()
     )
@@ -44,7 +43,7 @@ def load_documents(
 
 
 def document_of(row: Any) -> RecordDocument:
-    """Map one row of ``QUERY`` to the spec's fields."""
+    """Map one row of ``DOCUMENT_QUERY`` (hocba.models.queries) to the spec's fields."""
     content: dict[str, Any] = row["content"]
     grade: int = row["grade"]
     result = tt27.YearResult(row["computed_result"])
