@@ -458,11 +458,13 @@ def _subject_id(certificate: x509.Certificate, prefix: str, pattern: str) -> str
     return None
 
 
+@lru_cache(maxsize=4096)  # certificates are immutable: read each one once
 def _cccd_of(certificate: x509.Certificate) -> str | None:
     """The CCCD (``CCCD:<12 digits>``) of a personal certificate."""
     return _subject_id(certificate, "CCCD", "[0-9]{12}")
 
 
+@lru_cache(maxsize=4096)
 def _school_code_of(certificate: x509.Certificate) -> str | None:
     """The school code (``MATRUONG:<code>``) of a school's organisation certificate."""
     return _subject_id(certificate, "MATRUONG", r"\S+")
@@ -661,12 +663,20 @@ def _keyinfo_certificates(root: etree._Element, slot: str) -> Iterator[x509.Cert
         f"{{{DS_NS}}}X509Data/{{{DS_NS}}}X509Certificate"
     )
     for element in root.iterfind(path):
-        try:
-            yield x509.load_der_x509_certificate(
-                base64.b64decode("".join((element.text or "").split()), validate=True)
-            )
-        except ValueError:
-            continue
+        certificate = _keyinfo_certificate(element.text or "")
+        if certificate is not None:
+            yield certificate
+
+
+@lru_cache(maxsize=1024)
+def _keyinfo_certificate(text: str) -> x509.Certificate | None:
+    """An X509Certificate element's text as a certificate, loaded once; None if unreadable."""
+    try:
+        return x509.load_der_x509_certificate(
+            base64.b64decode("".join(text.split()), validate=True)
+        )
+    except ValueError:
+        return None
 
 
 def _revocation_of_slot(
