@@ -1,0 +1,400 @@
+"""The two flowables the book is made of besides ReportLab's own: plain text and grid tables.
+
+ReportLab's ``Paragraph`` and ``Table`` are general (markup, spans of any shape, styles
+applied cell by cell, auto sizes) and cost accordingly: a five-year book laid out and drew
+about 800 paragraphs and 40 tables with them, two thirds of its rendering time
+(``bench/pdf.py``, issue 14). The book's tables have fixed column widths, one cell style
+and full-width spans only, and most of its paragraphs are one line of one font, so:
+
+* :class:`Text` — a paragraph of one font and colour. Its lines are ReportLab's (the same
+  line breaks, computed once per text, style and width, or measured directly when the
+  text fits on one line) and are drawn where ``Paragraph`` draws them (first baseline
+  ``fontSize`` below the top, ``leading`` apart; left or centred). It splits between
+  lines across frames as ``Paragraph`` does (no orphan line).
+* :class:`Grid` — a table of :class:`GridRow` s whose heights are known when the row is
+  made (the widths are fixed), drawn as ReportLab's ``Table`` draws a ``GRID`` + ``BOX``
+  table (backgrounds, cells, then the lines, segment by segment, round caps) and split
+  between rows with the header rows repeated, as ``Table.split`` does.
+
+Both write their text with :func:`text_operators` (``BT … Tj … ET``, the operators of
+ReportLab's ``drawString``) in the family's pre-assigned font subsets.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from xml.sax.saxutils import escape
+
+from reportlab.lib.colors import Color
+from reportlab.lib.enums import TA_CENTER, TA_LEFT
+from reportlab.lib.fonts import ps2tt, tt2ps
+from reportlab.lib.rl_accel import fp_str
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import Flowable, Paragraph
+
+from hocba.pdf.fonts import encoded_runs
+
+__all__ = [
+    "CELL_FONT_SIZE",
+    "CELL_LEADING",
+    "CELL_PADDING",
+    "Grid",
+    "GridRow",
+    "Text",
+    "draw_text",
+    "font_with",
+    "text_operators",
+]
+
+CELL_FONT_SIZE = 10.5
+CELL_LEADING = 13.0
+CELL_PADDING = 5.0  # left and right
+CELL_TOP_PADDING = 3.0
+CELL_BOTTOM_PADDING = 4.0
+GRID_WIDTH = 0.6
+BOX_WIDTH = 1.0
+
+
+# ============================================================================ text
+def text_operators(
+    canv: Canvas, font_name: str, size: float, x: float, y: float, text: str, word_space: float = 0
+) -> str:
+    """The content operators that draw ``text`` with its left end of baseline at (x, y):
+    ``BT``, the origin, per font-subset run the font and ``Tj``, ``ET`` — what
+    ``canv.drawString`` writes for a TrueType font, without its text object. A
+    ``word_space`` (``Tw``, for a line squeezed to its width) is reset after the text."""
+    doc = canv._doc
+    size_text = fp_str(size)
+    parts: list[str] = []
+    for subset, chunk in encoded_runs(font_name, text, doc):
+        parts.append(f"{_subset_name(font_name, subset, doc)} {size_text} Tf ({chunk}) Tj")
+    if word_space:
+        return f"BT 1 0 0 1 {fp_str(x, y)} Tm {fp_str(word_space)} Tw {' '.join(parts)} 0 Tw ET"
+    return f"BT 1 0 0 1 {fp_str(x, y)} Tm {' '.join(parts)} ET"
+
+
+def _subset_name(font_name: str, subset: int, doc: Any) -> str:
+    """The resource name (``/F1+0``) of ``font_name``'s ``subset`` in ``doc``."""
+    names = _SUBSET_NAMES.get(doc)
+    if names is None:
+        names = _SUBSET_NAMES[doc] = {}
+    key = (font_name, subset)
+    name = names.get(key)
+    if name is None:
+        name = names[key] = pdfmetrics.getFont(font_name).getSubsetInternalName(subset, doc)
+    return name
+
+
+_SUBSET_NAMES: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def draw_text(canv: Canvas, x: float, y: float, text: str) -> None:
+    """``canv.drawString(x, y, text)`` in the canvas's current font (a TrueType font of the
+    family), through :func:`text_operators`."""
+    font = pdfmetrics.getFont(canv._fontname)
+    if not getattr(font, "_dynamicFont", False) or not canv.bottomup:
+        canv.drawString(x, y, text)
+        return
+    canv._code.append(text_operators(canv, canv._fontname, canv._fontsize, x, y, text))
+
+
+def font_with(font_name: str, markup: str) -> str:
+    """The family member of ``font_name`` with ``markup``'s ``b`` (bold) / ``i`` (italic)
+    added — what ``<b>`` / ``<i>`` select in a paragraph of that font."""
+    if not markup:
+        return font_name
+    family, bold, italic = ps2tt(font_name)
+    return str(tt2ps(family, bold or "b" in markup, italic or "i" in markup))
+
+
+Line = tuple[float, str]  # (space left on the line, its text)
+
+
+@lru_cache(maxsize=8192)
+def _lines(
+    text: str, font_name: str, size: float, leading: float, width: float
+) -> tuple[Line, ...]:
+    """The lines ReportLab's ``Paragraph`` breaks ``text`` into at ``width``: measured
+    directly when it fits on one line, else ReportLab's own line breaking."""
+    words = text.split()
+    if not words:
+        return ()
+    line = " ".join(words)
+    used = pdfmetrics.stringWidth(line, font_name, size)
+    if used <= width:
+        return ((width - used, line),)
+    style = ParagraphStyle("t", fontName=font_name, fontSize=size, leading=leading)
+    paragraph = Paragraph(escape(text), style)
+    paragraph.wrap(width, 1e9)
+    return tuple((extra, " ".join(words)) for extra, words in paragraph.blPara.lines)
+
+
+class Text(Flowable):
+    """A paragraph of one font and colour, left-aligned or centred (see the module)."""
+
+    def __init__(
+        self,
+        text: str,
+        style: ParagraphStyle,
+        font_name: str | None = None,
+        *,
+        lines: tuple[Line, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        if style.alignment not in (TA_LEFT, TA_CENTER):
+            raise ValueError(f"Text draws left-aligned or centred lines, not {style.alignment}")
+        self.text = text
+        self.style = style
+        self.font_name = font_name or style.fontName
+        self._fixed_lines = lines
+        self.lines: tuple[Line, ...] = lines or ()
+        self.width = self.height = 0.0
+
+    def getSpaceBefore(self) -> float:
+        return float(self.style.spaceBefore)
+
+    def getSpaceAfter(self) -> float:
+        return float(self.style.spaceAfter)
+
+    def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:
+        style = self.style
+        if self._fixed_lines is None:
+            width = availWidth - style.leftIndent - style.rightIndent
+            self.lines = _lines(self.text, self.font_name, style.fontSize, style.leading, width)
+        self.width = availWidth
+        self.height = style.leading * len(self.lines)
+        return self.width, self.height
+
+    def split(self, availWidth: float, availHeight: float) -> list[Flowable]:
+        """Between lines, as ``Paragraph.split`` (no single orphan line left behind)."""
+        self.wrap(availWidth, availHeight)
+        style = self.style
+        fit = int(availHeight / style.leading)
+        if not self.lines or fit == 0 or fit == 1 and not style.allowOrphans:
+            return []
+        if len(self.lines) <= fit:
+            return [self]
+        first = Text(self.text, style, self.font_name, lines=self.lines[:fit])
+        return [first, Text(self.text, style, self.font_name, lines=self.lines[fit:])]
+
+    def draw(self) -> None:
+        style, canv = self.style, self.canv
+        canv.setFillColor(style.textColor)
+        centred = style.alignment == TA_CENTER
+        x0 = style.leftIndent
+        y = self.height - style.fontSize
+        code = canv._code
+        for extra, line in self.lines:
+            x, word_space = x0, 0.0
+            if extra < -1e-8 and " " in line:  # a line a little too long: squeezed
+                word_space = extra / line.count(" ")
+            elif centred:
+                x += 0.5 * extra
+            code.append(
+                text_operators(canv, self.font_name, style.fontSize, x, y, line, word_space)
+            )
+            y -= style.leading
+
+
+# ============================================================================ grid
+Cell = str | Flowable
+
+
+@dataclass(frozen=True)
+class GridRow:
+    """One row of a :class:`Grid`: its cells (text or a flowable, e.g. :class:`Text`), each
+    cell's font (for text cells), alignment (``LEFT`` / ``CENTER``) and background; with
+    ``span`` the first cell covers the whole row. ``height`` is computed from the cells
+    (ReportLab's rule: tallest cell plus the paddings; a text cell is one ``leading``)."""
+
+    cells: tuple[Cell, ...]
+    fonts: tuple[str, ...]
+    aligns: tuple[str, ...]
+    backgrounds: tuple[Color | None, ...]
+    span: bool
+    height: float
+
+
+def grid_row(
+    cells: Sequence[Cell],
+    widths: Sequence[float],
+    *,
+    fonts: Sequence[str],
+    aligns: Sequence[str] | None = None,
+    backgrounds: Sequence[Color | None] | None = None,
+    span: bool = False,
+) -> GridRow:
+    """A :class:`GridRow` for columns of ``widths`` (flowable cells are wrapped here)."""
+    count = len(cells)
+    height = CELL_LEADING
+    for index, cell in enumerate(cells):
+        if isinstance(cell, Flowable):
+            width = sum(widths) if span else widths[index]
+            _, cell_height = cell.wrap(width - 2 * CELL_PADDING, 1e9)
+            height = max(height, cell_height)
+    return GridRow(
+        cells=tuple(cells),
+        fonts=tuple(fonts),
+        aligns=tuple(aligns or ("LEFT",) * count),
+        backgrounds=tuple(backgrounds or (None,) * count),
+        span=span,
+        height=height + CELL_TOP_PADDING + CELL_BOTTOM_PADDING,
+    )
+
+
+class Grid(Flowable):
+    """A table of fixed column widths with a thin grid and a stronger outer box (the
+    ``GRID`` 0.6 pt + ``BOX`` 1 pt of the book's tables); ``repeat_rows`` header rows are
+    repeated at the top of each part when it is split across pages."""
+
+    def __init__(
+        self,
+        widths: Sequence[float],
+        rows: Sequence[GridRow],
+        *,
+        grid_color: Color,
+        box_color: Color,
+        text_color: Color,
+        repeat_rows: int = 0,
+        continued: bool = False,
+    ) -> None:
+        super().__init__()
+        self.continued = continued
+        self.widths = tuple(widths)
+        self.rows = tuple(rows)
+        self.grid_color, self.box_color, self.text_color = grid_color, box_color, text_color
+        self.repeat_rows = repeat_rows
+        self.width = sum(self.widths)
+        self.height = sum(row.height for row in self.rows)
+
+    def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:
+        return self.width, self.height
+
+    def split(self, availWidth: float, availHeight: float) -> list[Flowable]:
+        """Between rows, never before the header rows' end (ReportLab's ``Table.split``)."""
+        fit = used = 0
+        for row in self.rows:
+            if used + row.height > availHeight:
+                break
+            used += row.height
+            fit += 1
+        if fit <= self.repeat_rows:
+            return []
+        if fit == len(self.rows):
+            return [self]
+        first = self.rows[:fit]
+        rest = self.rows[: self.repeat_rows] + self.rows[fit:]
+        return [self._part(first, continued=True), self._part(rest, continued=self.continued)]
+
+    def _part(self, rows: Sequence[GridRow], *, continued: bool) -> Grid:
+        return Grid(
+            self.widths,
+            rows,
+            grid_color=self.grid_color,
+            box_color=self.box_color,
+            text_color=self.text_color,
+            repeat_rows=self.repeat_rows,
+            continued=continued,
+        )
+
+    def draw(self) -> None:
+        canv = self.canv
+        columns = [0.0]
+        for width in self.widths:
+            columns.append(columns[-1] + width)
+        tops = [self.height]  # row boundaries, top down (ReportLab's row positions)
+        for row in self.rows:
+            tops.append(tops[-1] - row.height)
+        code = canv._code
+        canv.saveState()
+        for row, top in zip(self.rows, tops, strict=False):  # backgrounds
+            for index, color in enumerate(row.backgrounds):
+                if color is not None:
+                    right = columns[-1] if row.span else columns[index + 1]
+                    canv.setFillColor(color)
+                    canv.rect(
+                        columns[index], top - row.height, right - columns[index], row.height, 0, 1
+                    )
+                if row.span:
+                    break
+        canv.setFillColor(self.text_color)
+        for row, top in zip(self.rows, tops, strict=False):  # cells
+            bottom = top - row.height
+            for index, cell in enumerate(row.cells):
+                left = columns[index]
+                width = (columns[-1] if row.span else columns[index + 1]) - left
+                if isinstance(cell, Flowable):
+                    _, height = cell.wrap(width - 2 * CELL_PADDING, 1e9)
+                    y = bottom + (row.height + CELL_BOTTOM_PADDING - CELL_TOP_PADDING - height) / 2
+                    cell.drawOn(canv, left + CELL_PADDING, y)
+                elif cell:
+                    font = row.fonts[index]
+                    y = (
+                        bottom
+                        + (CELL_BOTTOM_PADDING + row.height - CELL_TOP_PADDING + CELL_LEADING) / 2
+                        - CELL_FONT_SIZE
+                    )
+                    if row.aligns[index] == "LEFT":
+                        x = left + CELL_PADDING
+                    else:
+                        x = (
+                            left
+                            + width / 2
+                            - pdfmetrics.stringWidth(cell, font, CELL_FONT_SIZE) / 2
+                        )
+                    code.append(text_operators(canv, font, CELL_FONT_SIZE, x, y, cell))
+                if row.span:
+                    break
+        self._draw_lines(columns, tops)
+        canv.restoreState()
+
+    def _draw_lines(self, columns: Sequence[float], tops: Sequence[float]) -> None:
+        """The segments ReportLab draws for ``GRID`` then ``BOX``, in its order: outer box,
+        inner horizontal lines, inner vertical lines (broken where a row spans), box. A
+        part that continues on the next page (``continued``) is closed by the thin line
+        only, as ReportLab draws the first part of a split table."""
+        code = self.canv._code
+        left, right, top, bottom = columns[0], columns[-1], tops[0], tops[-1]
+
+        def line(x1: float, y1: float, x2: float, y2: float) -> None:
+            code.append(f"n {fp_str(x1, y1)} m {fp_str(x2, y2)} l S")
+
+        def box(*, closed: bool = True) -> None:
+            line(left, top, right, top)
+            if not self.continued:
+                line(left, bottom, right, bottom)
+            line(left, bottom, left, top)
+            line(right, bottom, right, top)
+            if self.continued and closed:
+                line(left, bottom, right, bottom)
+
+        canv = self.canv
+        canv.setLineCap(1)
+        canv.setLineJoin(1)
+        canv.setStrokeColor(self.grid_color)
+        canv.setLineWidth(GRID_WIDTH)
+        box()
+        for y in tops[1:-1]:
+            line(left, y, right, y)
+        for x in columns[1:-1]:
+            start = None  # the lowest row boundary of the current run of unspanned rows
+            for index in range(len(self.rows) - 1, -1, -1):
+                if self.rows[index].span:
+                    if start is not None:
+                        line(x, start, x, tops[index + 1])
+                        start = None
+                elif start is None:
+                    start = tops[index + 1]
+            if start is not None:
+                line(x, start, x, top)
+        canv.setStrokeColor(self.box_color)
+        canv.setLineWidth(BOX_WIDTH)
+        box(closed=False)
