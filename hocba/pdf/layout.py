@@ -30,7 +30,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from reportlab.lib.colors import Color
-from reportlab.lib.enums import TA_CENTER, TA_LEFT
+from reportlab.lib.enums import TA_CENTER, TA_JUSTIFY, TA_LEFT
 from reportlab.lib.fonts import ps2tt, tt2ps
 from reportlab.lib.rl_accel import fp_str
 from reportlab.lib.styles import ParagraphStyle
@@ -63,17 +63,25 @@ BOX_WIDTH = 1.0
 
 # ============================================================================ text
 def text_operators(
-    canv: Canvas, font_name: str, size: float, x: float, y: float, text: str, word_space: float = 0
+    canv: Canvas,
+    runs: Sequence[tuple[str, str]],
+    size: float,
+    x: float,
+    y: float,
+    word_space: float = 0,
 ) -> str:
-    """The content operators that draw ``text`` with its left end of baseline at (x, y):
-    ``BT``, the origin, per font-subset run the font and ``Tj``, ``ET`` — what
-    ``canv.drawString`` writes for a TrueType font, without its text object. A
-    ``word_space`` (``Tw``, for a line squeezed to its width) is reset after the text."""
+    """The content operators that draw ``runs`` ((font name, text) pairs, one after the
+    other) with the left end of the baseline at (x, y): ``BT``, the origin, per font and
+    subset the font and ``Tj``, ``ET`` — what ``canv.drawString`` writes for a TrueType
+    font, without its text object. A ``word_space`` (``Tw``: a justified line, or one
+    squeezed to its width) is reset after the text."""
     doc = canv._doc
     size_text = fp_str(size)
-    parts: list[str] = []
-    for subset, chunk in encoded_runs(font_name, text, doc):
-        parts.append(f"{_subset_name(font_name, subset, doc)} {size_text} Tf ({chunk}) Tj")
+    parts = [
+        f"{_subset_name(font_name, subset, doc)} {size_text} Tf ({chunk}) Tj"
+        for font_name, text in runs
+        for subset, chunk in encoded_runs(font_name, text, doc)
+    ]
     if word_space:
         return f"BT 1 0 0 1 {fp_str(x, y)} Tm {fp_str(word_space)} Tw {' '.join(parts)} 0 Tw ET"
     return f"BT 1 0 0 1 {fp_str(x, y)} Tm {' '.join(parts)} ET"
@@ -103,7 +111,7 @@ def draw_text(canv: Canvas, x: float, y: float, text: str) -> None:
     if not getattr(font, "_dynamicFont", False) or not canv.bottomup:
         canv.drawString(x, y, text)
         return
-    canv._code.append(text_operators(canv, canv._fontname, canv._fontsize, x, y, text))
+    canv._code.append(text_operators(canv, ((canv._fontname, text),), canv._fontsize, x, y))
 
 
 def font_with(font_name: str, markup: str) -> str:
@@ -115,30 +123,38 @@ def font_with(font_name: str, markup: str) -> str:
     return str(tt2ps(family, bold or "b" in markup, italic or "i" in markup))
 
 
-Line = tuple[float, str]  # (space left on the line, its text)
+Run = tuple[str, str]  # (font name, text)
+Line = tuple[float, tuple[Run, ...]]  # (space left on the line, its runs of one font each)
 
 
 @lru_cache(maxsize=8192)
 def _lines(
     text: str, font_name: str, size: float, leading: float, width: float
 ) -> tuple[Line, ...]:
-    """The lines ReportLab's ``Paragraph`` breaks ``text`` into at ``width``: measured
-    directly when it fits on one line, else ReportLab's own line breaking."""
+    """The lines ReportLab's ``Paragraph`` breaks ``text`` (one font) into at ``width``:
+    measured directly when it fits on one line, else ReportLab's own line breaking."""
     words = text.split()
     if not words:
         return ()
     line = " ".join(words)
     used = pdfmetrics.stringWidth(line, font_name, size)
     if used <= width:
-        return ((width - used, line),)
+        return ((width - used, ((font_name, line),)),)
     style = ParagraphStyle("t", fontName=font_name, fontSize=size, leading=leading)
     paragraph = Paragraph(escape(text), style)
     paragraph.wrap(width, 1e9)
-    return tuple((extra, " ".join(words)) for extra, words in paragraph.blPara.lines)
+    return tuple(
+        (extra, ((font_name, " ".join(words)),)) for extra, words in paragraph.blPara.lines
+    )
 
 
 class Text(Flowable):
-    """A paragraph of one font and colour, left-aligned or centred (see the module)."""
+    """A paragraph of one font and colour (see the module), optionally led by a few words
+    in another font of the family (``lead``: "*Nhận xét:* …"); ``"\\n"`` breaks a line.
+
+    A led paragraph is drawn here when it fits on one line; a longer one is laid out and
+    drawn by ReportLab's ``Paragraph`` (the lead in ``<font face>`` markup), whose line
+    breaking across fonts this class does not repeat."""
 
     def __init__(
         self,
@@ -146,16 +162,21 @@ class Text(Flowable):
         style: ParagraphStyle,
         font_name: str | None = None,
         *,
+        lead: Run | None = None,
+        color: Color | None = None,
         lines: tuple[Line, ...] | None = None,
     ) -> None:
         super().__init__()
-        if style.alignment not in (TA_LEFT, TA_CENTER):
-            raise ValueError(f"Text draws left-aligned or centred lines, not {style.alignment}")
+        if style.alignment not in (TA_LEFT, TA_CENTER, TA_JUSTIFY):
+            raise ValueError(f"Text draws left, centred or justified lines, not {style.alignment}")
         self.text = text
         self.style = style
         self.font_name = font_name or style.fontName
+        self.lead = lead
+        self.color = color or style.textColor
         self._fixed_lines = lines
         self.lines: tuple[Line, ...] = lines or ()
+        self._paragraph: Paragraph | None = None
         self.width = self.height = 0.0
 
     def getSpaceBefore(self) -> float:
@@ -166,41 +187,84 @@ class Text(Flowable):
 
     def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:
         style = self.style
+        if self._paragraph is not None:
+            return self._paragraph.wrap(availWidth, availHeight)
+        if availWidth == self.width and self.lines:
+            return self.width, self.height  # wrapped again: by a table's draw, a frame
+        self.width = availWidth
         if self._fixed_lines is None:
             width = availWidth - style.leftIndent - style.rightIndent
-            self.lines = _lines(self.text, self.font_name, style.fontSize, style.leading, width)
-        self.width = availWidth
+            if self.lead is None:
+                self.lines = tuple(
+                    line
+                    for part in self.text.split("\n")
+                    for line in _lines(part, self.font_name, style.fontSize, style.leading, width)
+                )
+            else:
+                self.lines = self._led_line(width)
+                if not self.lines:
+                    return self._fallback().wrap(availWidth, availHeight)
         self.height = style.leading * len(self.lines)
         return self.width, self.height
+
+    def _led_line(self, width: float) -> tuple[Line, ...]:
+        """The lead and the text as one line, if they fit (else nothing)."""
+        assert self.lead is not None
+        size = self.style.fontSize
+        lead_font, lead = self.lead
+        text = " ".join(self.text.split())
+        used = pdfmetrics.stringWidth(lead, lead_font, size)
+        if text:
+            text = " " + text
+            used += pdfmetrics.stringWidth(text, self.font_name, size)
+        if used > width:
+            return ()
+        return ((width - used, ((lead_font, lead), (self.font_name, text))),)
+
+    def _fallback(self) -> Paragraph:
+        if self._paragraph is None:
+            assert self.lead is not None
+            lead_font, lead = self.lead
+            body = f"<font face='{lead_font}'>{escape(lead)}</font> {escape(self.text)}"
+            self._paragraph = Paragraph(body, self.style)
+        return self._paragraph
 
     def split(self, availWidth: float, availHeight: float) -> list[Flowable]:
         """Between lines, as ``Paragraph.split`` (no single orphan line left behind)."""
         self.wrap(availWidth, availHeight)
+        if self._paragraph is not None:
+            return list(self._paragraph.split(availWidth, availHeight))
         style = self.style
         fit = int(availHeight / style.leading)
         if not self.lines or fit == 0 or fit == 1 and not style.allowOrphans:
             return []
         if len(self.lines) <= fit:
             return [self]
-        first = Text(self.text, style, self.font_name, lines=self.lines[:fit])
-        return [first, Text(self.text, style, self.font_name, lines=self.lines[fit:])]
+        return [self._part(self.lines[:fit]), self._part(self.lines[fit:])]
+
+    def _part(self, lines: tuple[Line, ...]) -> Text:
+        return Text(self.text, self.style, self.font_name, color=self.color, lines=lines)
 
     def draw(self) -> None:
-        style, canv = self.style, self.canv
-        canv.setFillColor(style.textColor)
-        centred = style.alignment == TA_CENTER
+        canv = self.canv
+        if self._paragraph is not None:
+            self._paragraph.drawOn(canv, 0, 0)
+            return
+        style = self.style
+        canv.setFillColor(self.color)
+        alignment = style.alignment
         x0 = style.leftIndent
         y = self.height - style.fontSize
         code = canv._code
-        for extra, line in self.lines:
+        last = len(self.lines) - 1
+        for number, (extra, runs) in enumerate(self.lines):
             x, word_space = x0, 0.0
-            if extra < -1e-8 and " " in line:  # a line a little too long: squeezed
-                word_space = extra / line.count(" ")
-            elif centred:
+            spaces = sum(text.count(" ") for _, text in runs)
+            if spaces and (extra < -1e-8 or alignment == TA_JUSTIFY and number < last):
+                word_space = extra / spaces  # squeezed a little, or justified
+            elif alignment == TA_CENTER:
                 x += 0.5 * extra
-            code.append(
-                text_operators(canv, self.font_name, style.fontSize, x, y, line, word_space)
-            )
+            code.append(text_operators(canv, runs, style.fontSize, x, y, word_space))
             y -= style.leading
 
 
@@ -350,7 +414,7 @@ class Grid(Flowable):
                             + width / 2
                             - pdfmetrics.stringWidth(cell, font, CELL_FONT_SIZE) / 2
                         )
-                    code.append(text_operators(canv, font, CELL_FONT_SIZE, x, y, cell))
+                    code.append(text_operators(canv, ((font, cell),), CELL_FONT_SIZE, x, y))
                 if row.span:
                     break
         self._draw_lines(columns, tops)

@@ -63,7 +63,6 @@ from dataclasses import dataclass, field
 from functools import cache, lru_cache, partial
 from itertools import chain, zip_longest
 from typing import Any
-from xml.sax.saxutils import escape
 
 from lxml import etree
 from reportlab import rl_config
@@ -82,7 +81,6 @@ from reportlab.platypus import (
     NextPageTemplate,
     PageBreak,
     PageTemplate,
-    Paragraph,
     Spacer,
     Table,
     TableStyle,
@@ -375,46 +373,9 @@ _CODE = ParagraphStyle(
 )
 
 
-@lru_cache(maxsize=4096)
-def _parsed(body: str, style: ParagraphStyle) -> tuple[str, ParagraphStyle, tuple[Any, ...]]:
-    """ReportLab's parse of a paragraph's markup (its text, style and fragments)."""
-    prototype = Paragraph(body, style)
-    return prototype.text, prototype.style, tuple(prototype.frags)
-
-
-class _Paragraph(Paragraph):
-    """A paragraph that is not broken into lines again for the width it was just broken
-    for: ReportLab wraps a table cell's paragraphs to size the table and again to draw it,
-    and the frame wraps a paragraph to see whether it fits and again to place it. (The
-    lines depend on the width only; ``availHeight`` is not used.)"""
-
-    _wrapped: tuple[float, float] | None = None
-
-    def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:
-        wrapped = self._wrapped
-        if wrapped is not None and wrapped[0] == availWidth:
-            return availWidth, wrapped[1]
-        width, height = super().wrap(availWidth, availHeight)
-        self._wrapped = (availWidth, height) if width == availWidth else None
-        return width, height
-
-
-def _paragraph(body: str, style: ParagraphStyle) -> Paragraph:
-    """``Paragraph(body, style)`` with the markup parsed once per process (headings,
-    legends and labels repeat in every book); each paragraph gets its own copies of the
-    fragments, as layout may annotate them."""
-    text, parsed_style, frags = _parsed(body, style)
-    return _Paragraph(text, parsed_style, frags=[frag.clone() for frag in frags])
-
-
-def _para(text: object, style: ParagraphStyle = _BODY, markup: str = "") -> Flowable:
+def _para(text: object, style: ParagraphStyle = _BODY, markup: str = "") -> Text:
     """A paragraph of ``text`` in ``style``'s font, or its bold / italic (``markup``: ``b``,
-    ``i``): a :class:`~hocba.pdf.layout.Text` (justified text: ReportLab's paragraph)."""
-    if style.alignment == TA_JUSTIFY:
-        body = escape(_str(text))
-        for tag in markup:
-            body = f"<{tag}>{body}</{tag}>"
-        return _paragraph(body, style)
+    ``i``)."""
     return Text(_str(text), style, font_with(style.fontName, markup))
 
 
@@ -856,7 +817,7 @@ def _info_page(book: _Book) -> list[Flowable]:
         _para(book.lookup_code, _CODE),
         Spacer(1, 4),
         _para("Quét mã QR hoặc mở địa chỉ dưới đây để tra cứu và xác thực học bạ số:", _SMALL),
-        _paragraph(f"<font color='#1f3a68'>{escape(book.verify_link)}</font>", _SMALL),
+        Text(book.verify_link, _SMALL, color=NAVY),
     ]
     lookup = Table(
         [[lookup_text, _QrCode(book.verify_link, qr_size)]],
@@ -936,10 +897,10 @@ def _levels_table(
                     aligns=["LEFT", "CENTER"],
                 )
             )
-        comment = escape(_str(year.summary(comment_field))) or "—"
+        comment = _str(year.summary(comment_field)) or "—"
         rows.append(
             grid_row(
-                [_paragraph(f"<i>Nhận xét:</i> {comment}", _CELL)],
+                [Text(comment, _CELL, lead=(FONT_ITALIC, "Nhận xét:"))],
                 widths,
                 fonts=[FONT_REGULAR],
                 span=True,
@@ -1056,14 +1017,11 @@ def _year_pages(year: BookYear, *, is_latest: bool) -> list[Flowable]:
     ]
     comment = year.summary("NHAN_XET_GVCN")
     if comment:
-        story.append(
-            _paragraph(
-                f"<i>Nhận xét của giáo viên chủ nhiệm:</i> {escape(_str(comment))}", _JUSTIFIED
-            )
-        )
+        lead = (FONT_ITALIC, "Nhận xét của giáo viên chủ nhiệm:")
+        story.append(Text(_str(comment), _JUSTIFIED, lead=lead))
     story += [
         _para("5. Khen thưởng", _HEADING),
-        _paragraph("<br/>".join(f"– {escape(str(a))}" for a in awards) or "Không", _BODY),
+        Text("\n".join(f"– {' '.join(str(a).split())}" for a in awards) or "Không", _BODY),
         _para("6. Hoàn thành chương trình lớp học / chương trình tiểu học", _HEADING),
         _para(_completion(year), _BODY, "b"),
         Spacer(1, 14),
