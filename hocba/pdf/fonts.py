@@ -32,6 +32,7 @@ __all__ = [
     "FONT_REGULAR",
     "compact_font_subsets",
     "encoded_runs",
+    "in_alphabet",
     "register_fonts",
     "seed_font_subsets",
 ]
@@ -237,11 +238,17 @@ def _alphabet_runs(font_name: str, text: str) -> tuple[tuple[int, str], ...]:
     return tuple((subset, escapePDF(bytes(chunk))) for subset, chunk in runs)
 
 
+def in_alphabet(text: str) -> bool:
+    """Whether every character of ``text`` is of :data:`FONT_ALPHABET` (so its codes are
+    the same in every seeded document)."""
+    return _ALPHABET_SET.issuperset(text)
+
+
 def encoded_runs(font_name: str, text: str, doc: Any) -> tuple[tuple[int, str], ...]:
     """``text`` in ``font_name`` as runs of (subset, PDF string body, escaped) for ``doc``:
     what ``TTFont.splitString`` and ReportLab's escaping give, computed once per text when
     ``doc`` was seeded (:func:`seed_font_subsets`) and the text is of the alphabet."""
-    if doc in _SEEDED_DOCS and _ALPHABET_SET.issuperset(text):
+    if doc in _SEEDED_DOCS and in_alphabet(text):
         return _alphabet_runs(font_name, text)
     font = pdfmetrics.getFont(font_name)
     return tuple((subset, escapePDF(chunk)) for subset, chunk in font.splitString(text, doc))

@@ -23,9 +23,9 @@ ReportLab's ``drawString``) in the family's pre-assigned font subsets.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -38,7 +38,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph
 
-from hocba.pdf.fonts import encoded_runs
+from hocba.pdf.fonts import encoded_runs, in_alphabet
 
 __all__ = [
     "CELL_FONT_SIZE",
@@ -269,6 +269,8 @@ class Text(Flowable):
 
 
 # ============================================================================ grid
+_RECORDED: dict[Hashable, tuple[str, ...]] = {}
+_RECORDED_MAX = 50_000
 Cell = str | Flowable
 
 
@@ -370,55 +372,87 @@ class Grid(Flowable):
         )
 
     def draw(self) -> None:
+        """Backgrounds, cells, lines, as ReportLab's ``Table.draw``. The operators of a row
+        of text cells, of its backgrounds and of the lines are recorded the first time and
+        replayed for the same row at the same place (and the same fonts' names in the
+        document): the labels, headings and most levels of a book repeat in every book."""
         canv = self.canv
+        doc = canv._doc
         columns = [0.0]
         for width in self.widths:
             columns.append(columns[-1] + width)
         tops = [self.height]  # row boundaries, top down (ReportLab's row positions)
         for row in self.rows:
             tops.append(tops[-1] - row.height)
-        code = canv._code
         canv.saveState()
-        for row, top in zip(self.rows, tops, strict=False):  # backgrounds
-            for index, color in enumerate(row.backgrounds):
-                if color is not None:
-                    right = columns[-1] if row.span else columns[index + 1]
-                    canv.setFillColor(color)
-                    canv.rect(
-                        columns[index], top - row.height, right - columns[index], row.height, 0, 1
-                    )
-                if row.span:
-                    break
+        for row, top in zip(self.rows, tops, strict=False):
+            if any(row.backgrounds):
+                key = ("backgrounds", row.backgrounds, row.span, top, row.height, self.widths)
+                self._replay(key, partial(self._draw_backgrounds, row, top, columns))
         canv.setFillColor(self.text_color)
-        for row, top in zip(self.rows, tops, strict=False):  # cells
-            bottom = top - row.height
-            for index, cell in enumerate(row.cells):
-                left = columns[index]
-                width = (columns[-1] if row.span else columns[index + 1]) - left
-                if isinstance(cell, Flowable):
-                    _, height = cell.wrap(width - 2 * CELL_PADDING, 1e9)
-                    y = bottom + (row.height + CELL_BOTTOM_PADDING - CELL_TOP_PADDING - height) / 2
-                    cell.drawOn(canv, left + CELL_PADDING, y)
-                elif cell:
-                    font = row.fonts[index]
-                    y = (
-                        bottom
-                        + (CELL_BOTTOM_PADDING + row.height - CELL_TOP_PADDING + CELL_LEADING) / 2
-                        - CELL_FONT_SIZE
-                    )
-                    if row.aligns[index] == "LEFT":
-                        x = left + CELL_PADDING
-                    else:
-                        x = (
-                            left
-                            + width / 2
-                            - pdfmetrics.stringWidth(cell, font, CELL_FONT_SIZE) / 2
-                        )
-                    code.append(text_operators(canv, ((font, cell),), CELL_FONT_SIZE, x, y))
-                if row.span:
-                    break
-        self._draw_lines(columns, tops)
+        for row, top in zip(self.rows, tops, strict=False):
+            draw = partial(self._draw_cells, row, top - row.height, columns)
+            if all(isinstance(cell, str) and in_alphabet(cell) for cell in row.cells):
+                names = tuple(_subset_name(font, 0, doc) for font in row.fonts)
+                self._replay(("cells", row, top, self.widths, names), draw)
+            else:
+                draw()
+        spans = tuple(row.span for row in self.rows)
+        heights = tuple(row.height for row in self.rows)
+        key = ("lines", self.widths, heights, spans, self.continued)
+        self._replay(
+            key + (self.grid_color, self.box_color), partial(self._draw_lines, columns, tops)
+        )
         canv.restoreState()
+
+    def _replay(self, key: Hashable, draw: Callable[[], None]) -> None:
+        """Append the operators recorded for ``key``, or run ``draw`` and record them."""
+        code = self.canv._code
+        recorded = _RECORDED.get(key)
+        if recorded is not None:
+            code.extend(recorded)
+            return
+        start = len(code)
+        draw()
+        if len(_RECORDED) >= _RECORDED_MAX:
+            _RECORDED.clear()
+        _RECORDED[key] = tuple(code[start:])
+
+    def _draw_backgrounds(self, row: GridRow, top: float, columns: Sequence[float]) -> None:
+        code = self.canv._code
+        for index, color in enumerate(row.backgrounds):
+            if color is not None:
+                right = columns[-1] if row.span else columns[index + 1]
+                code.append(f"{fp_str(*color.rgb())} rg")
+                box = (columns[index], top - row.height, right - columns[index], row.height)
+                code.append(f"n {fp_str(*box)} re f")
+            if row.span:
+                break
+
+    def _draw_cells(self, row: GridRow, bottom: float, columns: Sequence[float]) -> None:
+        canv = self.canv
+        code = canv._code
+        for index, cell in enumerate(row.cells):
+            left = columns[index]
+            width = (columns[-1] if row.span else columns[index + 1]) - left
+            if isinstance(cell, Flowable):
+                _, height = cell.wrap(width - 2 * CELL_PADDING, 1e9)
+                y = bottom + (row.height + CELL_BOTTOM_PADDING - CELL_TOP_PADDING - height) / 2
+                cell.drawOn(canv, left + CELL_PADDING, y)
+            elif cell:
+                font = row.fonts[index]
+                y = (
+                    bottom
+                    + (CELL_BOTTOM_PADDING + row.height - CELL_TOP_PADDING + CELL_LEADING) / 2
+                    - CELL_FONT_SIZE
+                )
+                if row.aligns[index] == "LEFT":
+                    x = left + CELL_PADDING
+                else:
+                    x = left + width / 2 - pdfmetrics.stringWidth(cell, font, CELL_FONT_SIZE) / 2
+                code.append(text_operators(canv, ((font, cell),), CELL_FONT_SIZE, x, y))
+            if row.span:
+                break
 
     def _draw_lines(self, columns: Sequence[float], tops: Sequence[float]) -> None:
         """The segments ReportLab draws for ``GRID`` then ``BOX``, in its order: outer box,
@@ -440,11 +474,8 @@ class Grid(Flowable):
             if self.continued and closed:
                 line(left, bottom, right, bottom)
 
-        canv = self.canv
-        canv.setLineCap(1)
-        canv.setLineJoin(1)
-        canv.setStrokeColor(self.grid_color)
-        canv.setLineWidth(GRID_WIDTH)
+        code.append("1 J 1 j")  # round caps and joins
+        code.append(f"{fp_str(*self.grid_color.rgb())} RG {fp_str(GRID_WIDTH)} w")
         box()
         for y in tops[1:-1]:
             line(left, y, right, y)
@@ -459,6 +490,5 @@ class Grid(Flowable):
                     start = tops[index + 1]
             if start is not None:
                 line(x, start, x, top)
-        canv.setStrokeColor(self.box_color)
-        canv.setLineWidth(BOX_WIDTH)
+        code.append(f"{fp_str(*self.box_color.rgb())} RG {fp_str(BOX_WIDTH)} w")
         box(closed=False)
