@@ -23,7 +23,7 @@ ReportLab's ``drawString``) in the family's pre-assigned font subsets.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
@@ -104,13 +104,19 @@ _SUBSET_NAMES: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], str]] = (
 )
 
 
-def draw_text(canv: Canvas, x: float, y: float, text: str) -> None:
-    """``canv.drawString(x, y, text)`` in the canvas's current font (a TrueType font of the
+def draw_text(canv: Canvas, x: float, y: float, text: str, align: str = "left") -> None:
+    """``canv.drawString(x, y, text)`` (``align`` ``"centre"``: ``drawCentredString``,
+    ``"right"``: ``drawRightString``) in the canvas's current font (a TrueType font of the
     family), through :func:`text_operators`."""
     font = pdfmetrics.getFont(canv._fontname)
     if not getattr(font, "_dynamicFont", False) or not canv.bottomup:
-        canv.drawString(x, y, text)
+        {"left": canv.drawString, "centre": canv.drawCentredString}.get(
+            align, canv.drawRightString
+        )(x, y, text)
         return
+    if align != "left":
+        width = pdfmetrics.stringWidth(text, canv._fontname, canv._fontsize)
+        x -= width / 2 if align == "centre" else width
     canv._code.append(text_operators(canv, ((canv._fontname, text),), canv._fontsize, x, y))
 
 
@@ -121,6 +127,37 @@ def font_with(font_name: str, markup: str) -> str:
         return font_name
     family, bold, italic = ps2tt(font_name)
     return str(tt2ps(family, bold or "b" in markup, italic or "i" in markup))
+
+
+_RECORDED: dict[Hashable, tuple[str, ...]] = {}
+_RECORDED_MAX = 50_000
+
+
+def _replay(canv: Canvas, key: Hashable, draw: Callable[[], None]) -> None:
+    """Append the content operators recorded for ``key``, or run ``draw`` and record the
+    operators it appends. ``key`` must hold everything the operators depend on,
+    including the names of the fonts in the document (:func:`_font_names`)."""
+    code = canv._code
+    recorded = _RECORDED.get(key)
+    if recorded is not None:
+        code.extend(recorded)
+        return
+    start = len(code)
+    draw()
+    if len(_RECORDED) >= _RECORDED_MAX:
+        _RECORDED.clear()
+    _RECORDED[key] = tuple(code[start:])
+
+
+def _font_names(runs: Iterable[tuple[str, str]], doc: Any) -> tuple[str, ...] | None:
+    """The document's names of the fonts of ``runs`` ((font, text) pairs), or ``None`` if
+    a text has a character outside the seeded alphabet (its codes are the document's)."""
+    names = []
+    for font_name, text in runs:
+        if not in_alphabet(text):
+            return None
+        names.append(_subset_name(font_name, 0, doc))
+    return tuple(names)
 
 
 Run = tuple[str, str]  # (font name, text)
@@ -250,12 +287,21 @@ class Text(Flowable):
         if self._paragraph is not None:
             self._paragraph.drawOn(canv, 0, 0)
             return
+        names = _font_names((run for _, runs in self.lines for run in runs), canv._doc)
+        if names is None:
+            self._draw_lines()
+            return
         style = self.style
-        canv.setFillColor(self.color)
+        key = (self.lines, style.fontSize, style.leading, style.alignment, style.leftIndent)
+        _replay(canv, ("text", *key, self.height, self.color.rgb(), names), self._draw_lines)
+
+    def _draw_lines(self) -> None:
+        canv, style = self.canv, self.style
+        code = canv._code
+        code.append(f"{fp_str(*self.color.rgb())} rg")
         alignment = style.alignment
         x0 = style.leftIndent
         y = self.height - style.fontSize
-        code = canv._code
         last = len(self.lines) - 1
         for number, (extra, runs) in enumerate(self.lines):
             x, word_space = x0, 0.0
@@ -269,8 +315,6 @@ class Text(Flowable):
 
 
 # ============================================================================ grid
-_RECORDED: dict[Hashable, tuple[str, ...]] = {}
-_RECORDED_MAX = 50_000
 Cell = str | Flowable
 
 
@@ -388,35 +432,24 @@ class Grid(Flowable):
         for row, top in zip(self.rows, tops, strict=False):
             if any(row.backgrounds):
                 key = ("backgrounds", row.backgrounds, row.span, top, row.height, self.widths)
-                self._replay(key, partial(self._draw_backgrounds, row, top, columns))
+                _replay(canv, key, partial(self._draw_backgrounds, row, top, columns))
         canv.setFillColor(self.text_color)
         for row, top in zip(self.rows, tops, strict=False):
             draw = partial(self._draw_cells, row, top - row.height, columns)
-            if all(isinstance(cell, str) and in_alphabet(cell) for cell in row.cells):
-                names = tuple(_subset_name(font, 0, doc) for font in row.fonts)
-                self._replay(("cells", row, top, self.widths, names), draw)
-            else:
+            names = None
+            if all(isinstance(cell, str) for cell in row.cells):
+                names = _font_names(zip(row.fonts, row.cells, strict=True), doc)  # type: ignore[arg-type]
+            if names is None:
                 draw()
+            else:
+                _replay(canv, ("cells", row, top, self.widths, names), draw)
         spans = tuple(row.span for row in self.rows)
         heights = tuple(row.height for row in self.rows)
         key = ("lines", self.widths, heights, spans, self.continued)
-        self._replay(
-            key + (self.grid_color, self.box_color), partial(self._draw_lines, columns, tops)
+        _replay(
+            canv, key + (self.grid_color, self.box_color), partial(self._draw_lines, columns, tops)
         )
         canv.restoreState()
-
-    def _replay(self, key: Hashable, draw: Callable[[], None]) -> None:
-        """Append the operators recorded for ``key``, or run ``draw`` and record them."""
-        code = self.canv._code
-        recorded = _RECORDED.get(key)
-        if recorded is not None:
-            code.extend(recorded)
-            return
-        start = len(code)
-        draw()
-        if len(_RECORDED) >= _RECORDED_MAX:
-            _RECORDED.clear()
-        _RECORDED[key] = tuple(code[start:])
 
     def _draw_backgrounds(self, row: GridRow, top: float, columns: Sequence[float]) -> None:
         code = self.canv._code

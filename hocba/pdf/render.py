@@ -562,7 +562,7 @@ class _SignatureRow(Flowable):
         canv = self.canv
         canv.setFillColor(color)
         canv.setFont(font, size)
-        draw_text(canv, x - 0.5 * pdfmetrics.stringWidth(text, font, size), y, text)  # centred
+        draw_text(canv, x, y, text, "centre")
 
     def draw(self) -> None:
         year, canv = self.year, self.canv
@@ -672,21 +672,20 @@ def _draw_cover(book: _Book, canv: Canvas, doc: BaseDocTemplate) -> None:
     middle = PAGE_WIDTH / 2
     canv.setFillColor(INK)
     canv.setFont(FONT_BOLD, 15)
-    canv.drawCentredString(middle, PAGE_HEIGHT - 4.0 * cm, "BỘ GIÁO DỤC VÀ ĐÀO TẠO")
+    draw_text(canv, middle, PAGE_HEIGHT - 4.0 * cm, "BỘ GIÁO DỤC VÀ ĐÀO TẠO", "centre")
     canv.setLineWidth(0.8)
     rule_y = PAGE_HEIGHT - 4.35 * cm
     canv.line(middle - 2.2 * cm, rule_y, middle + 2.2 * cm, rule_y)
 
     canv.setFillColor(NAVY)
     canv.setFont(FONT_BOLD, 64)
-    canv.drawCentredString(middle, PAGE_HEIGHT - 10.2 * cm, "HỌC BẠ")
+    draw_text(canv, middle, PAGE_HEIGHT - 10.2 * cm, "HỌC BẠ", "centre")
     canv.setFont(FONT_BOLD, 30)
-    canv.drawCentredString(middle, PAGE_HEIGHT - 12.0 * cm, "TIỂU HỌC")
+    draw_text(canv, middle, PAGE_HEIGHT - 12.0 * cm, "TIỂU HỌC", "centre")
     canv.setFillColor(MUTED)
     canv.setFont(FONT_ITALIC, 12)
-    canv.drawCentredString(
-        middle, PAGE_HEIGHT - 13.0 * cm, "Bản giấy của học bạ số, có chữ ký số của nhà trường"
-    )
+    subtitle = "Bản giấy của học bạ số, có chữ ký số của nhà trường"
+    draw_text(canv, middle, PAGE_HEIGHT - 13.0 * cm, subtitle, "centre")
 
     labels = (
         ("Họ và tên học sinh:", _str(latest.general("HO_VA_TEN")).upper(), FONT_BOLD, 15),
@@ -701,9 +700,9 @@ def _draw_cover(book: _Book, canv: Canvas, doc: BaseDocTemplate) -> None:
     for label, value, font, size in labels:
         canv.setFillColor(INK)
         canv.setFont(FONT_REGULAR, 13)
-        canv.drawString(left, y, label)
+        draw_text(canv, left, y, label)
         canv.setFont(font, size)
-        canv.drawString(value_x, y, _str(value) or "—")
+        draw_text(canv, value_x, y, _str(value) or "—")
         canv.setStrokeColor(colors.HexColor("#b0b0b0"))
         canv.setDash(1, 2)
         canv.setLineWidth(0.5)
@@ -723,8 +722,8 @@ def _draw_page_frame(book: _Book, canv: Canvas, doc: BaseDocTemplate) -> None:
     canv.setFont(FONT_REGULAR, 8.5)
     name = _str(book.latest.general("HO_VA_TEN"))
     text_y = MARGIN_BOTTOM - 0.85 * cm
-    canv.drawString(MARGIN_LEFT, text_y, f"Học bạ số · {name} · Mã số tra cứu: {book.lookup_code}")
-    canv.drawRightString(PAGE_WIDTH - MARGIN_RIGHT, text_y, f"Trang {canv.getPageNumber()}")
+    draw_text(canv, MARGIN_LEFT, text_y, f"Học bạ số · {name} · Mã số tra cứu: {book.lookup_code}")
+    draw_text(canv, PAGE_WIDTH - MARGIN_RIGHT, text_y, f"Trang {canv.getPageNumber()}", "right")
     canv.restoreState()
 
 
