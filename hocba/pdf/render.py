@@ -64,7 +64,6 @@ from functools import cache, lru_cache, partial
 from itertools import chain, zip_longest
 from typing import Any
 
-from lxml import etree
 from reportlab import rl_config
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_CENTER, TA_JUSTIFY
@@ -260,14 +259,8 @@ def read_book_year(xml: bytes) -> BookYear:
         element = zone.find(slot)
         if element is None:
             continue
-        when = None
-        for candidate in element.iter():
-            if (
-                isinstance(candidate.tag, str)
-                and etree.QName(candidate).localname == _SIGNING_TIME_TAG
-            ):
-                when = _parse_time(candidate.text)
-                break
+        signing_time = next(element.iter(f"{{*}}{_SIGNING_TIME_TAG}"), None)
+        when = _parse_time(signing_time.text) if signing_time is not None else None
         when = when or _parse_time(element.findtext("NGAY_KY"))
         if when is not None:
             signed_at[slot] = when
