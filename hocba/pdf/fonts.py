@@ -32,7 +32,7 @@ __all__ = [
     "FONT_REGULAR",
     "compact_font_subsets",
     "encoded_runs",
-    "in_alphabet",
+    "has_fixed_codes",
     "register_fonts",
     "seed_font_subsets",
 ]
@@ -238,17 +238,17 @@ def _alphabet_runs(font_name: str, text: str) -> tuple[tuple[int, str], ...]:
     return tuple((subset, escapePDF(bytes(chunk))) for subset, chunk in runs)
 
 
-def in_alphabet(text: str) -> bool:
-    """Whether every character of ``text`` is of :data:`FONT_ALPHABET` (so its codes are
-    the same in every seeded document)."""
-    return _ALPHABET_SET.issuperset(text)
+def has_fixed_codes(text: str, doc: Any) -> bool:
+    """Whether ``text`` has the same codes in ``doc`` as in every seeded document: ``doc``
+    was seeded (:func:`seed_font_subsets`) and every character is of the alphabet."""
+    return doc in _SEEDED_DOCS and _ALPHABET_SET.issuperset(text)
 
 
 def encoded_runs(font_name: str, text: str, doc: Any) -> tuple[tuple[int, str], ...]:
     """``text`` in ``font_name`` as runs of (subset, PDF string body, escaped) for ``doc``:
     what ``TTFont.splitString`` and ReportLab's escaping give, computed once per text when
     ``doc`` was seeded (:func:`seed_font_subsets`) and the text is of the alphabet."""
-    if doc in _SEEDED_DOCS and in_alphabet(text):
+    if has_fixed_codes(text, doc):
         return _alphabet_runs(font_name, text)
     font = pdfmetrics.getFont(font_name)
     return tuple((subset, escapePDF(chunk)) for subset, chunk in font.splitString(text, doc))

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
-from typing import Any
+from typing import Any, TypeAlias
 from xml.sax.saxutils import escape
 
 from reportlab.lib.colors import Color
@@ -38,7 +38,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph
 
-from hocba.pdf.fonts import encoded_runs, in_alphabet
+from hocba.pdf.fonts import encoded_runs, has_fixed_codes
 
 __all__ = [
     "CELL_FONT_SIZE",
@@ -151,10 +151,11 @@ def _replay(canv: Canvas, key: Hashable, draw: Callable[[], None]) -> None:
 
 def _font_names(runs: Iterable[tuple[str, str]], doc: Any) -> tuple[str, ...] | None:
     """The document's names of the fonts of ``runs`` ((font, text) pairs), or ``None`` if
-    a text has a character outside the seeded alphabet (its codes are the document's)."""
+    the codes of a text are the document's own (:func:`~hocba.pdf.fonts.has_fixed_codes`):
+    then its operators cannot be replayed in another document."""
     names = []
     for font_name, text in runs:
-        if not in_alphabet(text):
+        if not has_fixed_codes(text, doc):
             return None
         names.append(_subset_name(font_name, 0, doc))
     return tuple(names)
@@ -315,7 +316,7 @@ class Text(Flowable):
 
 
 # ============================================================================ grid
-Cell = str | Flowable
+Cell: TypeAlias = str | Flowable
 
 
 @dataclass(frozen=True)
@@ -390,7 +391,7 @@ class Grid(Flowable):
 
     def split(self, availWidth: float, availHeight: float) -> list[Flowable]:
         """Between rows, never before the header rows' end (ReportLab's ``Table.split``)."""
-        fit = used = 0
+        fit, used = 0, 0.0
         for row in self.rows:
             if used + row.height > availHeight:
                 break
@@ -431,24 +432,27 @@ class Grid(Flowable):
         canv.saveState()
         for row, top in zip(self.rows, tops, strict=False):
             if any(row.backgrounds):
-                key = ("backgrounds", row.backgrounds, row.span, top, row.height, self.widths)
-                _replay(canv, key, partial(self._draw_backgrounds, row, top, columns))
+                place = (row.backgrounds, row.span, top, row.height, self.widths)
+                _replay(
+                    canv,
+                    ("backgrounds", *place),
+                    partial(self._draw_backgrounds, row, top, columns),
+                )
         canv.setFillColor(self.text_color)
         for row, top in zip(self.rows, tops, strict=False):
             draw = partial(self._draw_cells, row, top - row.height, columns)
             names = None
             if all(isinstance(cell, str) for cell in row.cells):
-                names = _font_names(zip(row.fonts, row.cells, strict=True), doc)  # type: ignore[arg-type]
+                texts = [(font, str(cell)) for font, cell in zip(row.fonts, row.cells, strict=True)]
+                names = _font_names(texts, doc)
             if names is None:
                 draw()
             else:
                 _replay(canv, ("cells", row, top, self.widths, names), draw)
         spans = tuple(row.span for row in self.rows)
         heights = tuple(row.height for row in self.rows)
-        key = ("lines", self.widths, heights, spans, self.continued)
-        _replay(
-            canv, key + (self.grid_color, self.box_color), partial(self._draw_lines, columns, tops)
-        )
+        shape = (self.widths, heights, spans, self.continued, self.grid_color, self.box_color)
+        _replay(canv, ("lines", *shape), partial(self._draw_lines, columns, tops))
         canv.restoreState()
 
     def _draw_backgrounds(self, row: GridRow, top: float, columns: Sequence[float]) -> None:
