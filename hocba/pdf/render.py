@@ -68,6 +68,7 @@ from reportlab import rl_config
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_CENTER, TA_JUSTIFY
 from reportlab.lib.pagesizes import A4
+from reportlab.lib.rl_accel import fp_str
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import cm
 from reportlab.pdfbase import pdfdoc, pdfmetrics
@@ -428,9 +429,10 @@ class _QrCode(Flowable):
         canv.setFillColor(colors.white)
         canv.rect(0, 0, self.size, self.size, stroke=0, fill=1)
         canv.setFillColor(colors.black)
-        path = canv.beginPath()
+        numbers = _qr_numbers(unit, count + 2 * self.QUIET_ZONE)
+        rects = ["n"]  # the path ReportLab's path.rect() calls write, numbers formatted once
         for row, dark in enumerate(self.modules):
-            y = self.size - (row + 1 + self.QUIET_ZONE) * unit
+            y = fp_str(self.size - (row + 1 + self.QUIET_ZONE) * unit)
             column = 0
             while column < count:  # one rectangle per horizontal run of dark modules
                 if not dark[column]:
@@ -439,9 +441,18 @@ class _QrCode(Flowable):
                 start = column
                 while column < count and dark[column]:
                     column += 1
-                path.rect((start + self.QUIET_ZONE) * unit, y, (column - start) * unit, unit)
-        canv.drawPath(path, stroke=0, fill=1)
+                x, width = numbers[start + self.QUIET_ZONE], numbers[column - start]
+                rects.append(f"{x} {y} {width} {numbers[1]} re")
+        canv._code.append(" ".join(rects))
+        canv._strokeAndFill(0, 1)  # what canv.drawPath(path, stroke=0, fill=1) ends with
         canv.restoreState()
+
+
+@lru_cache(maxsize=8)
+def _qr_numbers(unit: float, modules: int) -> tuple[str, ...]:
+    """``fp_str(i * unit)`` for i in 0 … ``modules``: the x coordinates, widths and height
+    of a symbol's rectangles, formatted once per symbol size."""
+    return tuple(fp_str(i * unit) for i in range(modules + 1))
 
 
 @lru_cache(maxsize=1)
