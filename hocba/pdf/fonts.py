@@ -11,6 +11,7 @@ computes them once per text.
 
 from __future__ import annotations
 
+import copy
 import importlib.resources
 import io
 import threading
@@ -95,10 +96,17 @@ def seed_font_subsets(canv: Canvas) -> None:
     """Assign :data:`FONT_ALPHABET`'s codes in ``canv``'s document for every font of the
     family; call before the first text is drawn. A font the document never draws with is
     not embedded (ReportLab embeds only the fonts that were selected)."""
+    doc = canv._doc
     for name in _FONT_FILES:
         font = pdfmetrics.getFont(name)
-        font.splitString(FONT_ALPHABET, canv._doc)
-    _SEEDED_DOCS.add(canv._doc)
+        if doc in font.state:  # something was drawn already: assign in that order
+            font.splitString(FONT_ALPHABET, doc)
+            continue
+        seeded = _seeded_state(name)  # a copy of the state ReportLab builds, for speed
+        state = font.state[doc] = copy.copy(seeded)
+        state.assignments = dict(seeded.assignments)
+        state.subsets = [list(subset) for subset in seeded.subsets]
+    _SEEDED_DOCS.add(doc)
 
 
 def compact_font_subsets(canv: Canvas) -> None:
@@ -210,10 +218,9 @@ _ALPHABET_SET = frozenset(FONT_ALPHABET)
 
 
 @cache
-def _alphabet_codes(font_name: str) -> dict[str, int]:
-    """The code :func:`seed_font_subsets` gives each character of :data:`FONT_ALPHABET` in
-    ``font_name`` (the same in every seeded document: subset ``code >> 8``, byte
-    ``code & 0xFF``), read from a scratch document seeded the same way."""
+def _seeded_state(font_name: str) -> Any:
+    """ReportLab's font state of a document in which :data:`FONT_ALPHABET` was the first
+    text drawn in ``font_name`` (built in a scratch document; not to be modified)."""
 
     class _Scratch:  # a document key for ReportLab's per-document font state
         pass
@@ -221,7 +228,15 @@ def _alphabet_codes(font_name: str) -> dict[str, int]:
     scratch = _Scratch()
     font = pdfmetrics.getFont(font_name)
     font.splitString(FONT_ALPHABET, scratch)
-    assignments = font.state.pop(scratch).assignments
+    return font.state.pop(scratch)
+
+
+@cache
+def _alphabet_codes(font_name: str) -> dict[str, int]:
+    """The code :func:`seed_font_subsets` gives each character of :data:`FONT_ALPHABET` in
+    ``font_name`` (the same in every seeded document: subset ``code >> 8``, byte
+    ``code & 0xFF``)."""
+    assignments = _seeded_state(font_name).assignments
     return {character: assignments[ord(character)] for character in FONT_ALPHABET}
 
 
