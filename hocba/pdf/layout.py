@@ -1,23 +1,30 @@
 """The two flowables the book is made of besides ReportLab's own: plain text and grid tables.
 
 ReportLab's ``Paragraph`` and ``Table`` are general (markup, spans of any shape, styles
-applied cell by cell, auto sizes) and cost accordingly: a five-year book laid out and drew
-about 800 paragraphs and 40 tables with them, two thirds of its rendering time
-(``bench/pdf.py``, issue 14). The book's tables have fixed column widths, one cell style
-and full-width spans only, and most of its paragraphs are one line of one font, so:
+applied cell by cell, auto sizes) and cost accordingly: laying out and drawing a
+five-year book's 110 paragraphs and 23 tables with them was two thirds of its rendering
+time (``bench/pdf.py``, issue 14). The book's tables have fixed column widths, one cell
+style and full-width spans only, and its paragraphs are of one font (a comment is led by
+a few italic words), so:
 
 * :class:`Text` — a paragraph of one font and colour. Its lines are ReportLab's (the same
   line breaks, computed once per text, style and width, or measured directly when the
   text fits on one line) and are drawn where ``Paragraph`` draws them (first baseline
-  ``fontSize`` below the top, ``leading`` apart; left or centred). It splits between
-  lines across frames as ``Paragraph`` does (no orphan line).
+  ``fontSize`` below the top, ``leading`` apart; left, centred or justified; a line a
+  little too long squeezed by word spacing). It splits between lines as ``Paragraph``
+  does. A comment with its lead is drawn here when it fits on one line, else by
+  ``Paragraph``.
 * :class:`Grid` — a table of :class:`GridRow` s whose heights are known when the row is
   made (the widths are fixed), drawn as ReportLab's ``Table`` draws a ``GRID`` + ``BOX``
   table (backgrounds, cells, then the lines, segment by segment, round caps) and split
   between rows with the header rows repeated, as ``Table.split`` does.
 
 Both write their text with :func:`text_operators` (``BT … Tj … ET``, the operators of
-ReportLab's ``drawString``) in the family's pre-assigned font subsets.
+ReportLab's ``drawString``) in the family's seeded font subsets, and record the operators
+of a grid row, of a grid's lines and of a paragraph the first time: the same row or
+paragraph at the same place in another book (labels, headings, legends, most levels) is
+written by replaying them (:func:`_replay`). ``tests/tasks/test_pdf_layout.py`` compares
+both with ReportLab's flowables pixel by pixel.
 """
 
 from __future__ import annotations

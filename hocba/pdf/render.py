@@ -44,13 +44,18 @@ Choices:
 * Output is deterministic: the same input gives the same bytes (ReportLab's
   ``invariant`` mode fixes the creation date and the document ID).
 
-Speed (issue 4, ``bench/pdf.py``): what every book repeats is done once per process —
-font subsets (every document first assigns :data:`FONT_ALPHABET` its codes, so all books
-embed the same subsets, whose font files, widths and ToUnicode maps are cached), the
-parse of paragraph markup, the QR encoder's generator polynomials and module order. This
+Speed (issues 4 and 14, ``bench/pdf.py``): platypus lays the pages out (frames, page
+breaks, splits), but the tables and paragraphs are the two flowables of
+:mod:`hocba.pdf.layout` — :class:`~hocba.pdf.layout.Grid` and
+:class:`~hocba.pdf.layout.Text`, which draw what ReportLab's ``Table`` and ``Paragraph``
+drew, pixel for pixel, at a fraction of the cost, and replay the operators of what
+repeats from book to book. What every book repeats is done once per process — font
+subsets (:mod:`hocba.pdf.fonts`: every document is seeded with :data:`FONT_ALPHABET`'s
+codes, so all books embed the same subsets, whose font files, widths and ToUnicode maps
+are cached), line breaks, the QR encoder's generator polynomials and module order. This
 module also sets two process-wide ReportLab options (no ASCII85 streams; page contents
 Flate at level 1) and patches three functions of ReportLab's QR encoder with equivalents
-(:func:`_qr_encoder`); it is ReportLab's only user in this package.
+(:func:`_qr_encoder`); this package is ReportLab's only user.
 """
 
 from __future__ import annotations
