@@ -154,7 +154,8 @@ def signing_key(
         if not approved:
             raise NoSigningKey(
                 f"Chứng thư số tổ chức (con dấu) của trường {school_code} chưa được Phòng/Sở "
-                "phê duyệt. Hãy đề nghị Phòng GDĐT duyệt ở trang Quản trị › Chứng thư số."
+                "phê duyệt. Hãy đề nghị Phòng GDĐT duyệt ở trang Quản trị › Chứng thư số "
+                "(xem `hocba cert list`)."
             )
         return SigningKey(approved[0], f"truong-{school_code}")
     if staff_id is None:
@@ -169,8 +170,8 @@ def signing_key(
         who = person[1] if person else f"Cán bộ #{staff_id}"
         raise NoSigningKey(
             f"{who} chưa có chứng thư số cá nhân đã đăng ký và được phê duyệt. Hãy đề nghị "
-            "quản trị hệ thống đăng ký chứng thư số (trang Quản trị › Chứng thư số hoặc lệnh "
-            "`hocba cert`)."
+            "quản trị hệ thống đăng ký chứng thư số (trang Quản trị › Chứng thư số; xem "
+            "`hocba cert list`)."
         )
     return SigningKey(key, person[0])
 
