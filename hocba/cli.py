@@ -520,7 +520,7 @@ def sign(
         try:
             key = signing_key(session, xml_slot, school, actor.staff_id)
         except SigningError as exc:
-            err.print(f"[red]{exc.message_vi}[/red]")
+            err.print(f"[red]{exc.message_vi}[/red]", soft_wrap=True)
             raise typer.Exit(1) from None
         ids = [
             rid for rid, _ in claim_waiting(session, xml_slot, school_id=sid, class_name=class_name)
@@ -1048,7 +1048,7 @@ def _registered_signer(session: Any, slot: str, school: str, staff_id: int | Non
         key = signing_key(session, slot, school, staff_id)
         return open_signer(SignerSpec(), key.key_ref, _passphrase)
     except SigningError as exc:
-        err.print(f"[red]{exc.message_vi}[/red]")
+        err.print(f"[red]{exc.message_vi}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
