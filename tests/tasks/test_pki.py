@@ -217,6 +217,21 @@ def _p12(
     return pkcs12.serialize_key_and_certificates(b"k", key, cert, cas, encryption)
 
 
+def _self_signed(key: rsa.RSAPrivateKey, common_name: str) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+
+
 def test_pbes2_file_is_read_without_rsa_validation_and_checks_its_values(
     signing_staff, tmp_path: Path
 ) -> None:
@@ -262,18 +277,7 @@ def test_a_broken_private_key_releases_no_signature(signing_staff, tmp_path: Pat
     broken = rsa.RSAPrivateNumbers(
         n.p, n.q, n.d + 2, n.dmp1 + 2, n.dmq1 + 2, n.iqmp, n.public_numbers
     ).private_key(unsafe_skip_rsa_key_validation=True)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "khoa hong")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(good.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(good, hashes.SHA256())
-    )
+    cert = _self_signed(good, "khoa hong")
     path = tmp_path / "hong.p12"
     path.write_bytes(_p12(broken, cert, [], pkcs12.PBES.PBESv2SHA256AndAES256CBC))
     signer = SoftwareSigner.from_pkcs12(path, PASSWORD)
@@ -284,18 +288,7 @@ def test_a_broken_private_key_releases_no_signature(signing_staff, tmp_path: Pat
 def test_a_legacy_encrypted_file_takes_the_validated_path(tmp_path: Path) -> None:
     path = tmp_path / "cu.p12"
     key = rsa.generate_private_key(65537, 2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tep cu")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(2)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert = _self_signed(key, "tep cu")
     path.write_bytes(_p12(key, cert, [], pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC))
     signer = SoftwareSigner.from_pkcs12(path, PASSWORD)
     assert not signer._check_values and signer.certificate == cert
