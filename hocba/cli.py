@@ -381,9 +381,7 @@ SLOTS = {"gvcn": "GVCN", "cbql": "CBQL", "seal": "KY_PHAT_HANH"}
 
 
 def _passphrase(prompt: str) -> str:
-    import os
-
-    value = os.environ.get("HOCBA_KEY_PASSPHRASE")
+    value = load_settings().key_passphrase
     if value is None:
         value = typer.prompt(prompt, hide_input=True)
     return value
@@ -721,7 +719,7 @@ def signing_serve(
         refs = key_refs(session)
     otp = None
     if not auto_confirm:
-        otp = os.environ.get("HOCBA_SIGNING_OTP") or typer.prompt(
+        otp = load_settings().signing_otp or typer.prompt(
             "Mã xác nhận (OTP) thử nghiệm của mọi tài khoản", hide_input=True
         )
     serve(
@@ -768,7 +766,7 @@ def signing_confirm(
     từ HOCBA_SIGNING_OTP hoặc được hỏi (không hiện)."""
     import httpx
 
-    otp = os.environ.get("HOCBA_SIGNING_OTP") or typer.prompt("Mã xác nhận (OTP)", hide_input=True)
+    otp = load_settings().signing_otp or typer.prompt("Mã xác nhận (OTP)", hide_input=True)
     action = "reject" if refuse else "confirm"
     response = httpx.post(
         f"{_signing_url(url)}/v1/sign-requests/{request_id}/{action}",
@@ -806,9 +804,7 @@ def agent_run(
     spec = SignerSpec(kind="pkcs11", pkcs11_module=pkcs11_module, token=token, key_label=key_label)
 
     def open_token() -> Any:
-        pin = os.environ.get("HOCBA_TOKEN_PIN") or typer.prompt(
-            "Mã PIN của USB token", hide_input=True
-        )
+        pin = load_settings().token_pin or typer.prompt("Mã PIN của USB token", hide_input=True)
         return open_signer(spec, None, lambda _prompt: pin)
 
     try:
@@ -1264,14 +1260,13 @@ def portal_serve(
     """Chạy cổng tiếp nhận của Sở (giao dịch 1-6) trên PostgreSQL, lược đồ «…_portal».
 
     Tài khoản: mỗi trường một tài khoản (tên = mã trường, mật khẩu HOCBA_PORTAL_PASSWORD)."""
-    import os
 
     from hocba.dev.portal import PortalUser, serve
     from hocba.tasks.issuance import trust_anchors
 
     settings = load_settings()
     _prepare()
-    password = os.environ.get("HOCBA_PORTAL_PASSWORD") or _passphrase("Mật khẩu tài khoản cổng")
+    password = settings.portal_password or _passphrase("Mật khẩu tài khoản cổng")
     with db.session_scope() as session:
         codes = list(session.connection().exec_driver_sql("SELECT code FROM school").scalars())
     serve(
@@ -1387,7 +1382,6 @@ def up(
 ) -> None:
     """Chạy tất cả trên một máy: CSDL, máy chủ Prefect, vùng việc và triển khai, máy chạy,
     cổng Sở đi kèm, bảng điều khiển. Ctrl+C dừng tất cả."""
-    import os
 
     from hocba.up import Ports, run
 
@@ -1398,7 +1392,7 @@ def up(
         os.environ.setdefault("HOCBA_PORTAL_PASSWORD", DEMO_PASSWORD)
     if portal is None:  # a real installation sends to its Sở (HOCBA_PORTAL_URL)
         portal = demo
-    if portal and not os.environ.get("HOCBA_PORTAL_PASSWORD"):
+    if portal and not load_settings().portal_password:
         err.print(
             "[red]Cổng Sở đi kèm cần mật khẩu tài khoản các trường: đặt HOCBA_PORTAL_PASSWORD, "
             "dùng --demo cho huyện mẫu, hoặc --no-portal khi dùng cổng thật của Sở.[/red]"

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
 import uuid
 from collections import defaultdict
@@ -40,6 +39,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 
 from sqlmodel import Session
 
+from hocba.config import default, load_settings
 from hocba.errors import HocbaError
 from hocba.models import notifications as nm
 from hocba.models.lifecycle import VN_TZ
@@ -70,90 +70,61 @@ class NotifyError(HocbaError, ValueError):
 @dataclass(frozen=True)
 class NotifySettings:
     """What varies by place (ARCHITECTURE rule 7); every field has an environment
-    variable ``HOCBA_NOTIFY_<FIELD>`` (see docs/NOTIFICATIONS.md)."""
+    variable ``HOCBA_NOTIFY_<FIELD>`` (see docs/NOTIFICATIONS.md), whose default (in
+    :data:`hocba.config.VARS`) is the field's."""
 
-    base_url: str = "http://localhost:8501"
+    base_url: str = default("HOCBA_BASE_URL")
     #: Apprise configuration file (YAML/TEXT) with tagged, district-wide URLs
     apprise_config: Path | None = None
     #: quiet hours, local time (Asia/Ho_Chi_Minh); None = no quiet hours
-    quiet_start: dt.time | None = dt.time(21, 0)
-    quiet_end: dt.time | None = dt.time(6, 30)
+    quiet_start: dt.time | None = default("HOCBA_NOTIFY_QUIET_HOURS")[0]
+    quiet_end: dt.time | None = default("HOCBA_NOTIFY_QUIET_HOURS")[1]
     #: a cohort is watched from this many days before its deadline …
-    window_days: int = 45
+    window_days: int = default("HOCBA_NOTIFY_WINDOW_DAYS")
     #: … until this many days after it
-    overdue_days: int = 60
+    overdue_days: int = default("HOCBA_NOTIFY_OVERDUE_DAYS")
     #: reminders are weekly before this many days are left, daily from then on
-    daily_from_days: int = 14
+    daily_from_days: int = default("HOCBA_NOTIFY_DAILY_FROM_DAYS")
     #: the recent signing rate is measured over this many days
-    rate_window_days: int = 7
+    rate_window_days: int = default("HOCBA_NOTIFY_RATE_WINDOW_DAYS")
     #: with no signature recently, a cohort is at risk when its deadline is this close
-    idle_risk_days: int = 14
+    idle_risk_days: int = default("HOCBA_NOTIFY_IDLE_RISK_DAYS")
     #: escalations happen in the last M weeks before a deadline (and after it) …
-    escalation_weeks: int = 3
+    escalation_weeks: int = default("HOCBA_NOTIFY_ESCALATION_WEEKS")
     #: … to the principal after N days without progress …
-    escalate_principal_days: int = 3
+    escalate_principal_days: int = default("HOCBA_NOTIFY_ESCALATE_PRINCIPAL_DAYS")
     #: … and to the district after this many days without progress
-    escalate_district_days: int = 7
+    escalate_district_days: int = default("HOCBA_NOTIFY_ESCALATE_DISTRICT_DAYS")
     #: the district's weekly digest goes out on this ISO weekday (1 = Thứ Hai … 7 = Chủ nhật)
-    digest_weekday: int = 1
+    digest_weekday: int = default("HOCBA_NOTIFY_DIGEST_WEEKDAY")
     #: a failing message is tried this many times, then given up
-    max_attempts: int = 5
+    max_attempts: int = default("HOCBA_NOTIFY_MAX_ATTEMPTS")
     #: backoff after the n-th failure: backoff_minutes × 2^(n-1)
-    backoff_minutes: int = 10
+    backoff_minutes: int = default("HOCBA_NOTIFY_BACKOFF_MINUTES")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NotifySettings:
-        """Read ``HOCBA_BASE_URL``, ``HOCBA_APPRISE_CONFIG`` and ``HOCBA_NOTIFY_*``."""
-        from hocba.config import load_settings
-
-        env = os.environ if environ is None else environ
-        base = load_settings()
-        values: dict[str, Any] = {"base_url": env.get("HOCBA_BASE_URL", base.base_url)}
-        config = env.get("HOCBA_APPRISE_CONFIG")
-        if config:
-            values["apprise_config"] = Path(config).expanduser()
-        elif (base.home / "apprise.yml").is_file():
+        """From ``HOCBA_BASE_URL``, ``HOCBA_APPRISE_CONFIG`` and ``HOCBA_NOTIFY_*`` (each
+        checked by :func:`hocba.config.load_settings`)."""
+        base = load_settings(environ)
+        values: dict[str, Any] = {"base_url": base.base_url, "apprise_config": base.apprise_config}
+        if base.apprise_config is None and (base.home / "apprise.yml").is_file():
             values["apprise_config"] = base.home / "apprise.yml"
-        quiet = env.get("HOCBA_NOTIFY_QUIET_HOURS")
-        if quiet is not None:
-            values["quiet_start"], values["quiet_end"] = parse_quiet_hours(quiet)
+        values["quiet_start"], values["quiet_end"] = base.notify_quiet_hours
         for f in fields(cls):
-            name = f"HOCBA_NOTIFY_{f.name.upper()}"
-            if f.type in ("int", int) and name in env:
-                try:
-                    values[f.name] = int(env[name])
-                except ValueError:
-                    raise NotifyError(f"{name}={env[name]!r} phải là số nguyên.") from None
+            if f.type in ("int", int):
+                values[f.name] = getattr(base, f"notify_{f.name}")
         settings = cls(**values)
         settings.check()
         return settings
 
     def check(self) -> None:
-        if not 1 <= self.digest_weekday <= 7:
-            raise NotifyError("HOCBA_NOTIFY_DIGEST_WEEKDAY phải từ 1 (Thứ Hai) đến 7 (Chủ nhật).")
-        if self.max_attempts < 1 or self.backoff_minutes < 0:
-            raise NotifyError("Số lần thử phải ≥ 1 và thời gian chờ thử lại phải ≥ 0.")
         if self.escalate_district_days < self.escalate_principal_days:
             raise NotifyError("Báo Phòng phải sau (hoặc cùng lúc) báo Hiệu trưởng.")
 
     def link(self, page: str, **params: Any) -> str:
         query = urlencode({k: v for k, v in params.items() if v is not None})
         return f"{self.base_url.rstrip('/')}{PAGES[page]}" + (f"?{query}" if query else "")
-
-
-def parse_quiet_hours(value: str) -> tuple[dt.time | None, dt.time | None]:
-    """``"21:00-06:30"`` → (21:00, 06:30); ``""``/``"off"`` → no quiet hours."""
-    value = value.strip().lower()
-    if value in ("", "off", "none", "khong", "không"):
-        return None, None
-    m = re.fullmatch(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})", value)
-    if not m:
-        raise NotifyError(f"Giờ yên lặng {value!r} phải có dạng HH:MM-HH:MM, ví dụ 21:00-06:30.")
-    h1, m1, h2, m2 = (int(x) for x in m.groups())
-    try:
-        return dt.time(h1, m1), dt.time(h2, m2)
-    except ValueError:
-        raise NotifyError(f"Giờ yên lặng {value!r} không hợp lệ.") from None
 
 
 # --------------------------------------------------------------------------- time rules

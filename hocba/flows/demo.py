@@ -23,7 +23,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -182,7 +181,7 @@ def run_workers(
         result = demo_worker_flow(codes, submit)
         return _totals(result, time.perf_counter() - start, time.process_time() - cpu)
     shares = [codes[i::workers] for i in range(workers) if codes[i::workers]]
-    home = Path(env["HOCBA_HOME"])
+    home = load_settings(env).home
     logs = [home / f"demo-worker-{i + 1}.log" for i in range(len(shares))]
     procs = []
     for share, log in zip(shares, logs, strict=True):
@@ -302,13 +301,13 @@ def run_demo_workflow(
                 "HOCBA_DATABASE_URL": url,
                 "HOCBA_DB_SCHEMA": settings.schema,
                 "HOCBA_HOME": str(settings.home),
-                "HOCBA_KEY_PASSPHRASE": os.environ.get("HOCBA_KEY_PASSPHRASE", DEMO_PASSWORD),
+                "HOCBA_KEY_PASSPHRASE": settings.key_passphrase or DEMO_PASSWORD,
                 "HOCBA_PORTAL_URL": portal_url,
                 "HOCBA_PORTAL_PASSWORD": DEMO_PASSWORD,
                 # the test TSA / OCSP / CRL: every signature gets its RFC 3161 timestamp
-                "HOCBA_TSA_URL": os.environ.get("HOCBA_TSA_URL", f"{trust_url}/tsa"),
-                "HOCBA_OCSP_URL": os.environ.get("HOCBA_OCSP_URL", f"{trust_url}/ocsp"),
-                "HOCBA_CRL_URL": os.environ.get("HOCBA_CRL_URL", f"{trust_url}/crl"),
+                "HOCBA_TSA_URL": settings.tsa_url or f"{trust_url}/tsa",
+                "HOCBA_OCSP_URL": settings.ocsp_url or f"{trust_url}/ocsp",
+                "HOCBA_CRL_URL": settings.crl_url or f"{trust_url}/crl",
                 "PREFECT_API_URL": api,
             }
             saved = {k: os.environ.get(k) for k in env if k.startswith(("HOCBA_", "PREFECT_"))}

@@ -44,11 +44,11 @@ NOT_WAITING = "Học bạ không còn chờ ký ở bước này (đã ký, bị
 
 
 def confirm_timeout() -> float:
-    return float(os.environ.get("HOCBA_SIGNING_CONFIRM_TIMEOUT", "300"))
+    return load_settings().signing_confirm_timeout
 
 
 def signing_service_url() -> str:
-    return os.environ.get("HOCBA_SIGNING_SERVICE_URL", "http://127.0.0.1:8600").rstrip("/")
+    return load_settings().signing_service_url
 
 
 def _open(

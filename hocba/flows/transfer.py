@@ -53,8 +53,7 @@ INBOX, RECEIPTS, REVIEW, DONE = "den", "bien-nhan", "cho-doi-chieu", "da-xu-ly"
 
 def exchange_dir() -> Path:
     """The transfer exchange shared by the schools (see the module docstring)."""
-    configured = os.environ.get("HOCBA_TRANSFER_DIR")
-    return Path(configured) if configured else load_settings().home / "chuyen-truong"
+    return load_settings().transfer_dir
 
 
 def _box(school_code: str, kind: str) -> Path:

@@ -10,7 +10,6 @@ signing service needs no secret at all: the signer confirms on their phone.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel
 from sqlmodel import Session
 
+from hocba.config import load_settings
 from hocba.pki.signer import Signer, SigningError, SoftwareSigner
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def worker_secret(label: str) -> Callable[[str], str]:
                 return str(Secret.load(block).get())
             except Exception:  # deleted meanwhile, or the server went away
                 pass
-        value = os.environ.get("HOCBA_KEY_PASSPHRASE")
+        value = load_settings().key_passphrase
         if value is None:
             raise SigningError(
                 "Máy chạy (worker) chưa có mật khẩu tệp khóa: đặt HOCBA_KEY_PASSPHRASE hoặc "

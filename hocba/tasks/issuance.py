@@ -17,7 +17,6 @@ certificate registry; it is what ``hocba pki init`` and the demo use.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from cryptography import x509
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.config import load_settings
 from hocba.errors import HocbaError
 from hocba.models import certificates
 from hocba.models.lifecycle import ACTION_OF_SLOT, Actor, BatchResult, transition
@@ -226,7 +226,7 @@ def pki_directory(home: Path) -> Path:
 def trust_anchors(home: Path) -> list[x509.Certificate]:
     """The configured trust anchors: ``HOCBA_TRUST_ANCHORS`` (PEM files, ``:``-separated)
     or, by default, the project's test root in ``$HOCBA_HOME/pki``."""
-    paths = [Path(p) for p in os.environ.get("HOCBA_TRUST_ANCHORS", "").split(":") if p]
+    paths = list(load_settings().trust_anchors)
     if not paths:
         root = pki_directory(home) / "root-ca.pem"  # the test root (its key is not needed)
         if not root.exists():

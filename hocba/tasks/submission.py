@@ -355,20 +355,18 @@ def configured_client(school_code: str, seal: Signer) -> PortalClient:
     """A client for the portal of the configuration (``HOCBA_PORTAL_URL``, ``…_PASSWORD``,
     ``…_TIMEOUT``, ``…_RETRIES``, ``…_BACKOFF``), the school's account, signing with
     ``seal``."""
-    import os
-
     from hocba.config import load_settings
 
-    env = os.environ
+    settings = load_settings()
     return PortalClient(
-        load_settings().portal_url,
+        settings.portal_url,
         school_code,
-        env.get("HOCBA_PORTAL_PASSWORD", ""),
+        settings.portal_password or "",
         school_code,
         seal,
-        timeout=float(env.get("HOCBA_PORTAL_TIMEOUT", "60")),
-        retries=int(env.get("HOCBA_PORTAL_RETRIES", "5")),
-        backoff=float(env.get("HOCBA_PORTAL_BACKOFF", "0.5")),
+        timeout=settings.portal_timeout,
+        retries=settings.portal_retries,
+        backoff=settings.portal_backoff,
     )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from hocba import db, notify
+from hocba.config import ConfigError
 from hocba.models import notifications as nm
 from hocba.models.calendar import set_deadline
 from hocba.models.lifecycle import SYSTEM, VN_TZ, transition
@@ -266,10 +267,13 @@ def test_quiet_hours_default_21_to_0630(clock: str, quiet: bool) -> None:
 
 
 def test_quiet_hours_setting_and_backoff() -> None:
-    assert notify.parse_quiet_hours("22:15-05:00") == (dt.time(22, 15), dt.time(5, 0))
-    assert notify.parse_quiet_hours("off") == (None, None)
-    with pytest.raises(notify.NotifyError):
-        notify.parse_quiet_hours("tối")
+    quiet = {"HOCBA_NOTIFY_QUIET_HOURS": "22:15-05:00"}
+    assert NotifySettings.from_env(quiet).quiet_start == dt.time(22, 15)
+    assert NotifySettings.from_env(quiet).quiet_end == dt.time(5, 0)
+    off = NotifySettings.from_env({"HOCBA_NOTIFY_QUIET_HOURS": "off"})
+    assert (off.quiet_start, off.quiet_end) == (None, None)
+    with pytest.raises(ConfigError):
+        NotifySettings.from_env({"HOCBA_NOTIFY_QUIET_HOURS": "tối"})
     s = NotifySettings(backoff_minutes=10)
     assert [notify.backoff(n, s).seconds // 60 for n in (1, 2, 3, 4)] == [10, 20, 40, 80]
 
