@@ -110,6 +110,8 @@ def world(shared_district) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyp
         facts[f"school:{code}"] = str(d.scalar("SELECT name FROM school WHERE code = :c", c=code))
     with d.engine.begin() as conn:
         ids = dict(conn.execute(text("SELECT username, id FROM staff")).all())
+        # test set-up only: transfers in every state, as the transfer lifecycle would make them
+        conn.execute(text("SELECT set_config('hocba.transfer_lifecycle', 'on', true)"))
         conn.execute(
             text("""
             INSERT INTO transfer (pupil_cccd_sha256, pupil_name, birth_date, from_school_code,
