@@ -361,7 +361,7 @@ def follow_session(page: str, results_key: str) -> None:
                 f"Phiên {verb} #{g.id} không có phản hồi từ máy chạy (Prefect worker) đã lâu. "
                 f"Các học bạ chưa {verb} vẫn ở hàng chờ; hãy báo quản trị hệ thống."
             )
-            if st.button("Bỏ theo dõi phiên ký này", key=f"{page}_forget_session"):
+            if st.button(f"Bỏ theo dõi phiên {verb} này", key=f"{page}_forget_session"):
                 st.session_state.pop(f"{page}_session", None)
                 st.rerun()
         done = sum(1 for r in g.record_ids if g.outcome(r) is not None)

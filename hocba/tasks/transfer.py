@@ -18,7 +18,9 @@ The receiving school, in the same or another district or system:
 4. takes the records in read-only (``received_record``; the database refuses any change)
    and signs a **receipt** with its own seal, which the leaving school records.
 
-Both schools see the transfer's state (one ``transfer`` row per package and destination).
+Both schools see the transfer's state (one ``transfer`` row per package and destination);
+each step is one move of the transfer transition table, made by
+:func:`hocba.models.transfer_lifecycle.transition_transfer` with its audit event.
 The pupil's later records continue at the new school through its own import. A pupil who
 leaves mid-year has this year's record issued (signed and sealed) before the export.
 """
