@@ -31,7 +31,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba.errors import HocbaError
-from hocba.models.lifecycle import TRANSITIONS, Actor, load_grants
+from hocba.models.lifecycle import TRANSITIONS, VN_TZ, Actor, load_grants
 from hocba.models.lifecycle_states import STATE_LABELS
 
 BACKEND_OF_KIND = {"REMOTE_SIGNING": "remote", "USB_TOKEN": "pkcs11", "HSM": "pkcs11"}
@@ -144,7 +144,8 @@ def create_submission(
         raise SessionError(f"Không có trường mã {school_code}.")
     school_id, certificate_id, record_ids = row
     submit = TRANSITIONS["submit"]
-    if not load_grants(session, actor).roles_at(school_id) & submit.roles:
+    grants = load_grants(session, actor, dt.datetime.now(VN_TZ).date())  # roles by local date
+    if not grants.roles_at(school_id) & submit.roles:
         raise SessionError(
             f"{actor.name} không có quyền «{submit.label}» của trường {school_code}."
         )
