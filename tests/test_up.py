@@ -95,6 +95,7 @@ def test_up_starts_everything_and_a_deployment_runs_on_its_worker(
         "bo-sung-dau-thoi-gian",
         "gia-han-dau-thoi-gian",
         "gui-so",
+        "gui-so-ngay",
         "han-nop-hang-ngay",
         "ky-hoc-ba",
         "ky-hoc-ba-nhieu-truong",

@@ -154,6 +154,11 @@ WAITING = {
     "waiting_agent": "Đang chờ USB token: chương trình ký «hocba agent» trên máy của bạn sẽ ký "
     "«{what}» (chạy `hocba agent run` và nhập mã PIN nếu chưa chạy).",
 }
+SENDING = {
+    "queued": "Đang bắt đầu gửi Sở…",
+    "running": "Đang gửi lên cổng của Sở và lấy kết quả (máy chạy ký các giao dịch bằng con "
+    "dấu của trường)…",
+}
 
 
 def registered_keys(viewer: Viewer, slot: str, school_code: str) -> list[dict[str, Any]]:
@@ -276,23 +281,29 @@ def _names(ids: list[int]) -> dict[int, tuple[str, str]]:
         return {rid: (name, klass) for rid, name, klass in rows}
 
 
+SUBMITTED_OK = "Đã gửi, Sở đã tiếp nhận"
+
+
+def _outcome_label(g: Any, outcome: str | None, verb: str) -> str:
+    """A record's result in a session: signed (or not, why), or where it stands at the
+    Sở portal for a submission session (its outcome already says it)."""
+    if outcome is None:
+        return "Đang chờ"
+    if g.purpose == "submit":
+        return SUBMITTED_OK if outcome == "ok" else outcome
+    return OK_PREFIX + verb if outcome == "ok" else "Không " + verb + " được: " + outcome
+
+
 def _session_rows(g: Any, verb: str) -> list[dict[str, Any]]:
     names = _names(g.record_ids)
-    rows = []
-    for rid in g.record_ids:
-        outcome = g.outcome(rid)
-        rows.append(
-            {
-                "Học sinh": names.get(rid, (f"#{rid}", ""))[0],
-                "Lớp": names.get(rid, ("", ""))[1],
-                "Kết quả": OK_PREFIX + verb
-                if outcome == "ok"
-                else ("Không " + verb + " được: " + outcome)
-                if outcome
-                else "Đang chờ",
-            }
-        )
-    return rows
+    return [
+        {
+            "Học sinh": names.get(rid, (f"#{rid}", ""))[0],
+            "Lớp": names.get(rid, ("", ""))[1],
+            "Kết quả": _outcome_label(g, g.outcome(rid), verb),
+        }
+        for rid in g.record_ids
+    ]
 
 
 def _silent(moment: Any) -> float:
@@ -303,8 +314,9 @@ def _silent(moment: Any) -> float:
 
 
 def follow_session(page: str, results_key: str) -> None:
-    """Live state of the signing session started on this page (read from the database
-    every second): waiting for the phone or the token, then each record's result."""
+    """Live state of the session started on this page (read from the database every
+    second): waiting for the phone or the token, or sending to the Sở, then each record's
+    result."""
     from hocba.flows.signing_session import confirm_timeout
     from hocba.models import signing_sessions
 
@@ -319,7 +331,7 @@ def follow_session(page: str, results_key: str) -> None:
         if g is None:
             st.session_state.pop(f"{page}_session", None)
             return
-        verb = SLOT_WORDS[g.slot][0]
+        verb = "gửi Sở" if g.purpose == "submit" else SLOT_WORDS[g.slot][0]
         if g.finished:
             st.session_state.pop(f"{page}_session", None)
             st.session_state[results_key] = _session_rows(g, verb)
@@ -329,15 +341,15 @@ def follow_session(page: str, results_key: str) -> None:
         what = f"Ký {len(g.record_ids)} học bạ số ({g.full_name})"
         left = -_silent(g.wait_until) if g.wait_until is not None else None
         st.warning(
-            WAITING[g.state].format(what=what)
+            (SENDING if g.purpose == "submit" else WAITING)[g.state].format(what=what)
             + (f" Còn {left:.0f} giây." if left is not None and left > 0 else "")
         )
         if g.updated_at is not None and _silent(g.updated_at) > confirm_timeout() + 60:
             st.error(
-                f"Phiên ký #{g.id} không có phản hồi từ máy chạy (Prefect worker) đã lâu. "
-                "Các học bạ chưa ký vẫn ở hàng chờ; hãy báo quản trị hệ thống."
+                f"Phiên {verb} #{g.id} không có phản hồi từ máy chạy (Prefect worker) đã lâu. "
+                f"Các học bạ chưa {verb} vẫn ở hàng chờ; hãy báo quản trị hệ thống."
             )
-            if st.button("Bỏ theo dõi phiên ký này", key=f"{page}_forget_session"):
+            if st.button(f"Bỏ theo dõi phiên {verb} này", key=f"{page}_forget_session"):
                 st.session_state.pop(f"{page}_session", None)
                 st.rerun()
         done = sum(1 for r in g.record_ids if g.outcome(r) is not None)
@@ -347,13 +359,13 @@ def follow_session(page: str, results_key: str) -> None:
     live()
 
 
-def show_results(key: str) -> None:
-    """The per-record result of the last signing on this page, if any."""
+def show_results(key: str, what: str = "lần ký gần nhất") -> None:
+    """The per-record result of the last signing (or sending) on this page, if any."""
     results = st.session_state.get(key)
     if not results:
         return
     n_ok = sum(1 for r in results if r["Kết quả"].startswith(OK_PREFIX))
-    with st.expander(f"Kết quả lần ký gần nhất: {n_ok}/{len(results)} thành công", expanded=True):
+    with st.expander(f"Kết quả {what}: {n_ok}/{len(results)} thành công", expanded=True):
         st.dataframe(pd.DataFrame(results), hide_index=True, width="stretch")
         if st.button("Đóng kết quả", key=f"close_{key}"):
             st.session_state.pop(key, None)
@@ -546,49 +558,32 @@ def _preview(viewer: Viewer, slot: str, rows: list[dict[str, Any]], page: str) -
 
 
 def _send_now_form(viewer: Viewer, school: dict[str, Any]) -> None:
-    """Send the school's issued records now (what the nightly flow does), the transactions
-    signed with the seal whose passphrase the clerk types here."""
-    from hocba import db
-    from hocba.portal.client import PortalError, PortalUnavailable
-    from hocba.tasks.submission import configured_client, submit_and_collect
+    """Send the school's records now (what the nightly flow does): a submission session and
+    its Prefect flow run, which signs the transactions with the seal the worker holds
+    (docs/DECISIONS.md); :func:`follow_session` shows it, then each record's result."""
+    from hocba.flows.submission import start_send_now
+    from hocba.models import signing_sessions
 
-    with st.form(f"send_{school['code']}", clear_on_submit=True):
-        passphrase = st.text_input(
-            "Mật khẩu tệp khóa con dấu", type="password", key=f"send_{school['code']}_pass"
-        )
+    page = f"send_{school['code']}"
+    busy = st.session_state.get(f"{page}_session") is not None
+    with st.form(page, clear_on_submit=True):
         again = st.checkbox(
             "Gửi lại cả các học bạ bị Sở từ chối (chỉ khi lỗi là lỗi kỹ thuật đã khắc phục; "
             "sai nội dung thì lập yêu cầu chỉnh lý)"
         )
-        go = st.form_submit_button("Gửi Sở ngay")
+        go = st.form_submit_button("Gửi Sở ngay", disabled=busy)
     if not go:
         return
-    if not passphrase:
-        st.error("Hãy nhập mật khẩu tệp khóa con dấu rồi bấm «Gửi Sở ngay».")
-        return
     try:
-        seal = open_signer(registered_key(viewer, "KY_PHAT_HANH", school["code"]), passphrase)
-    except SignerUnavailable as exc:
+        with session() as s:
+            sid = signing_sessions.create_submission(
+                s, viewer.actor, school["code"], resubmit_rejected=again
+            )
+    except signing_sessions.SessionError as exc:
         st.error(str(exc))
         return
-    with st.status("Đang gửi lên cổng của Sở và lấy kết quả…", expanded=False) as status:
-        try:
-            with configured_client(school["code"], seal) as client:
-                line = submit_and_collect(db.session_scope, school["code"], client, again)
-        except PortalUnavailable as exc:
-            status.update(label="Cổng của Sở chưa trả lời", state="error")
-            st.error(f"{exc.message_vi} Hãy thử lại sau ít phút.")
-            return
-        except PortalError as exc:  # refused: account, certificate, content
-            status.update(label="Cổng của Sở từ chối", state="error")
-            st.error(f"{exc.message_vi} Hãy báo quản trị hệ thống hoặc Sở GDĐT.")
-            return
-        if "chưa được Sở phê duyệt" in line:
-            status.update(label="Chưa gửi được", state="error")
-            st.error(f"{line} Hãy liên hệ Sở GDĐT để duyệt chứng thư số của trường.")
-            return
-        status.update(label="Đã gửi", state="complete")
-    flash(f"Gửi Sở: {line}")
+    start_send_now(sid, load_settings().home / "logs")
+    st.session_state[f"{page}_session"] = sid
     st.rerun()
 
 
@@ -596,7 +591,7 @@ def _submission_panel(viewer: Viewer, school: dict[str, Any]) -> None:
     """Where the school's issued records stand at the Sở portal; the records it rejected
     with the portal's reason (the notifications link here with ``?trang_thai=rejected``).
     Sending runs on its own (the nightly submission flow, or ``hocba submit``); the clerk
-    can also send now, signing with the seal."""
+    can also send now (a flow run the panel follows)."""
     from hocba.dashboard.common import url_param
 
     with session() as s:
@@ -609,11 +604,16 @@ def _submission_panel(viewer: Viewer, school: dict[str, Any]) -> None:
         f"Gửi Sở: {status['issued']} chờ gửi, {status['submitted']} chờ Sở trả lời, "
         f"{status['accepted']} Sở đã tiếp nhận, {status['rejected']} bị từ chối"
     )
-    with st.expander(label, expanded=linked or bool(rejected)):
+    page = f"send_{school['code']}"
+    sending = st.session_state.get(f"{page}_session") is not None
+    follow_session(page, f"{page}_results")
+    show_results(f"{page}_results", "lần gửi Sở gần nhất")
+    with st.expander(label, expanded=linked or bool(rejected) or sending):
         st.caption(
             "Học bạ đã phát hành được gửi lên cổng của Sở tự động theo lịch (hoặc bằng lệnh "
             "`hocba submit --school " + school["code"] + "`); kết quả tiếp nhận được cập nhật "
-            "ở đây. Cần gửi ngay thì ký giao dịch bằng con dấu của trường:"
+            "ở đây. Cần gửi ngay thì bấm «Gửi Sở ngay»: máy chạy ký các giao dịch bằng con dấu "
+            "của trường và gửi, trang này theo dõi đến khi xong."
         )
         _send_now_form(viewer, school)
         if not rejected:

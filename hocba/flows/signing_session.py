@@ -146,13 +146,18 @@ def sign_session(session_id: int) -> dict[str, int]:
             close()
 
 
-@flow(name="ky-phien")
-def signing_session_flow(session_id: int) -> dict[str, int]:
-    """Sign one signing session started from the dashboard (its id is the only parameter)."""
+def record_flow_run(session_id: int) -> None:
+    """Write the id of the flow run at work on the session (a dashboard session's flow)."""
     from prefect.runtime import flow_run
 
     with db.session_scope() as s:
         signing_sessions.update(s, session_id, flow_run_id=str(flow_run.get_id() or ""))
+
+
+@flow(name="ky-phien")
+def signing_session_flow(session_id: int) -> dict[str, int]:
+    """Sign one signing session started from the dashboard (its id is the only parameter)."""
+    record_flow_run(session_id)
     out = sign_session(session_id)
     get_run_logger().info(
         "Phiên ký #%s: %s thành công, %s không ký được", session_id, out["ok"], out["failed"]
@@ -160,19 +165,27 @@ def signing_session_flow(session_id: int) -> dict[str, int]:
     return out
 
 
-def start(session_id: int, log_dir: Path | None = None) -> str:
+def start(
+    session_id: int,
+    log_dir: Path | None = None,
+    *,
+    deployment: str = DEPLOYMENT,
+    module: str = "hocba.flows.signing_session",
+) -> str:
     """Start the flow run of a session; returns how ("deployment" or "process").
 
-    With a Prefect server that has the ``ky-phien`` deployment (``hocba up``), a run of it
-    goes to the work pool's workers. Otherwise (a dashboard run on its own, the tests) the
-    flow runs in a child process of its own, against the same Prefect API if one is
-    configured; either way the page only follows the session row.
+    With a Prefect server that has the session's deployment (``ky-phien`` for signing,
+    ``gui-so-ngay`` for sending to the Sở; ``hocba up``), a run of it goes to the work
+    pool's workers. Otherwise (a dashboard run on its own, the tests) the flow runs in a
+    child process of its own (``python -m <module> <session id>``), against the same
+    Prefect API if one is configured; either way the session id is the run's only
+    parameter and the page only follows the session row.
     """
     if os.environ.get("PREFECT_API_URL"):
         try:
             from prefect.deployments import run_deployment
 
-            run = run_deployment(DEPLOYMENT, parameters={"session_id": session_id}, timeout=0)
+            run = run_deployment(deployment, parameters={"session_id": session_id}, timeout=0)
             with db.session_scope() as s:
                 signing_sessions.update(s, session_id, flow_run_id=str(run.id))
             return "deployment"
@@ -181,9 +194,10 @@ def start(session_id: int, log_dir: Path | None = None) -> str:
     log = None
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        log = (log_dir / f"signing-session-{session_id}.log").open("ab")
+        name = module.rsplit(".", 1)[-1].replace("_", "-")
+        log = (log_dir / f"{name}-{session_id}.log").open("ab")
     subprocess.Popen(
-        [sys.executable, "-m", "hocba.flows.signing_session", str(session_id)],
+        [sys.executable, "-m", module, str(session_id)],
         stdout=log or subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -1,20 +1,32 @@
-"""The submission flow: register the seal at the portal, package, send, poll results.
+"""The submission flows: register the seal at the portal, package, send, poll results.
 
-Thin over ``hocba/tasks/submission.py``. Parameters are school codes only; the portal password
-and the seal's passphrase are read on the worker (``HOCBA_PORTAL_PASSWORD``,
-``HOCBA_KEY_PASSPHRASE`` or a Prefect Secret block). Re-running is always safe: pending
-transactions are resent with their persisted messageid, results are applied once.
+Thin over ``hocba/tasks/submission.py``. ``gui-so`` (nightly, or ``hocba submit``) takes
+school codes; ``gui-so-ngay`` is the clerk's "Gửi Sở ngay" on the sealing page: a
+submission session (``hocba/models/signing_sessions.py``) started with its id as the only
+parameter (:func:`start_send_now`), which the page follows like a signing session. Either
+way the portal password and the seal's passphrase are read on the worker
+(``HOCBA_PORTAL_PASSWORD``, ``HOCBA_KEY_PASSPHRASE`` or a Prefect Secret block
+``hocba-key-truong-<school>``), never passed in a parameter. Re-running is always safe:
+pending transactions are resent with their persisted messageid, results are applied once.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from hocba import db
+from hocba.flows.signing_session import record_flow_run, start
+from hocba.models import signing_sessions
 from hocba.pki.backends import school_seal
-from hocba.portal.client import PortalClient
+from hocba.pki.signer import SigningError
+from hocba.portal.client import PortalClient, PortalError, PortalUnavailable
 from hocba.tasks.submission import configured_client, submit_and_collect
+
+SEND_NOW_DEPLOYMENT = "gui-so-ngay/gui-so-ngay"
 
 
 def portal_client(school_code: str) -> PortalClient:
@@ -68,3 +80,76 @@ def submission_flow(
     if problems:
         raise RuntimeError("Chưa gửi được: " + "; ".join(problems))
     return outcomes
+
+
+def _send_session(session_id: int) -> dict[str, int]:
+    """Send the school of a submission session and write each record's outcome at the
+    portal (what failed says what to do, in Vietnamese)."""
+    with db.session_scope() as s:
+        info = signing_sessions.read(s, session_id)
+        if info is None or info.finished or info.purpose != "submit":
+            return {"accepted": 0, "other": 0}
+        signing_sessions.update(
+            s, session_id, state="running", message="Đang gửi lên cổng của Sở và lấy kết quả…"
+        )
+        resend = bool(  # the clerk asked to resend the rejected records
+            s.connection()
+            .exec_driver_sql(
+                "SELECT count(*) FROM hoc_ba WHERE id = ANY(%s) AND state = 'rejected'",
+                (info.record_ids,),
+            )
+            .scalar()
+        )
+    problem: str | None = None
+    line = ""
+    try:
+        line = submit_school(info.school_code, resend)
+    except PortalUnavailable as exc:
+        problem = f"{exc.message_vi} Hãy thử lại sau ít phút."
+    except PortalError as exc:  # refused: account, certificate, content
+        problem = f"{exc.message_vi} Hãy báo quản trị hệ thống hoặc Sở GDĐT."
+    except SigningError as exc:  # the worker cannot open the seal
+        problem = f"{exc.message_vi} Hãy báo quản trị hệ thống."
+    except Exception:
+        problem = "Lỗi hệ thống khi gửi Sở; hãy báo quản trị hệ thống (nhật ký của Prefect)."
+        raise
+    finally:
+        if problem is None and "chưa được Sở phê duyệt" in line:
+            problem = f"{line} Hãy liên hệ Sở GDĐT để duyệt chứng thư số của trường."
+        with db.session_scope() as s:
+            outcomes = signing_sessions.portal_outcomes(s, info.record_ids, problem)
+            signing_sessions.add_results(s, session_id, outcomes)
+            signing_sessions.finish(
+                s,
+                session_id,
+                f"Chưa gửi Sở được: {problem}" if problem else f"Gửi Sở: {line}",
+                problem,
+            )
+    accepted = sum(1 for v in outcomes.values() if v == signing_sessions.OK)
+    return {"accepted": accepted, "other": len(outcomes) - accepted}
+
+
+@flow(name="gui-so-ngay")
+def send_now_flow(session_id: int) -> dict[str, int]:
+    """Send one school's records now, for a submission session started on the dashboard
+    (its id is the only parameter)."""
+    record_flow_run(session_id)
+    out = _send_session(session_id)
+    get_run_logger().info(
+        "Phiên gửi Sở #%s: %s học bạ Sở đã tiếp nhận, %s học bạ khác",
+        session_id,
+        out["accepted"],
+        out["other"],
+    )
+    return out
+
+
+def start_send_now(session_id: int, log_dir: Path | None = None) -> str:
+    """Start the flow run of a submission session (see
+    :func:`hocba.flows.signing_session.start`: the ``gui-so-ngay`` deployment under
+    ``hocba up``, else a child process)."""
+    return start(session_id, log_dir, deployment=SEND_NOW_DEPLOYMENT, module=__name__)
+
+
+if __name__ == "__main__":  # python -m hocba.flows.submission <session id>
+    send_now_flow(int(sys.argv[1]))

@@ -1,4 +1,5 @@
-"""Signing sessions: one batch a person started from the dashboard (migration 0011).
+"""Signing sessions: one batch a person started from the dashboard (migration 0011), signed
+— or, with ``purpose = "submit"`` (migration 0014), sent to the Sở portal — by a flow run.
 
 The dashboard creates the row (:func:`create`) and starts a flow run with only its id;
 the flow (``hocba/flows/signing_session.py``) moves it through its states and writes each
@@ -10,6 +11,11 @@ batches waiting for it (:func:`agent_batches`) and answers with the signatures o
 
 States: ``queued`` → ``running`` → ``waiting_confirmation`` (remote service: the person
 confirms on the phone) | ``waiting_agent`` (token: the agent signs) → ``done`` | ``failed``.
+
+A submission session (:func:`create_submission`, the clerk's "Gửi Sở ngay") lists the
+school's records with something to do at the portal; its flow run signs the transactions
+with the seal the worker holds (backend ``worker``, as the nightly submission) and writes
+each record's outcome at the portal (:func:`portal_outcomes`).
 """
 
 from __future__ import annotations
@@ -25,12 +31,16 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba.errors import HocbaError
+from hocba.models.lifecycle import TRANSITIONS, VN_TZ, Actor, load_grants
+from hocba.models.lifecycle_states import STATE_LABELS
 
 BACKEND_OF_KIND = {"REMOTE_SIGNING": "remote", "USB_TOKEN": "pkcs11", "HSM": "pkcs11"}
 """The flow backend of a registered certificate's kind (``SOFTWARE`` signs in the page)."""
 FINAL = ("done", "failed")
 OK = "ok"
-"""The outcome of a signed record in :attr:`SigningSession.results` (else: the reason)."""
+"""The outcome of a signed record, or of a record the Sở accepted, in
+:attr:`SigningSession.results` (else: the reason, or where it stands at the portal)."""
+SENT = "Đã gửi, chờ Sở trả lời."
 
 
 class SessionError(HocbaError, ValueError):
@@ -55,6 +65,7 @@ class SigningSession:
     flow_run_id: str | None = None
     wait_until: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    purpose: str = "sign"
 
     @property
     def finished(self) -> bool:
@@ -109,6 +120,87 @@ def create(
     )
 
 
+def create_submission(
+    session: Session, actor: Actor, school_code: str, *, resubmit_rejected: bool = False
+) -> int:
+    """A queued submission session: the school's records waiting to be sent (``issued``;
+    ``rejected`` too with ``resubmit_rejected``) or waiting for the Sở's answer
+    (``submitted``), sent by a flow run with the school's approved seal held by the worker.
+    Only who may «Gửi Sở» (:data:`~hocba.models.lifecycle.TRANSITIONS`) starts one."""
+    conn = session.connection()
+    row = conn.execute(
+        text(
+            "SELECT s.id, (SELECT c.id FROM certificate c WHERE c.school_id = s.id "
+            "AND c.status = 'approved' ORDER BY c.id DESC LIMIT 1), "
+            "(SELECT array_agg(r.id ORDER BY r.id) FROM hoc_ba r WHERE r.school_id = s.id "
+            "AND r.state = ANY(:states)) FROM school s WHERE s.code = :sc"
+        ),
+        {
+            "sc": school_code,
+            "states": ["issued", "submitted", *(["rejected"] if resubmit_rejected else [])],
+        },
+    ).one_or_none()
+    if row is None:
+        raise SessionError(f"Không có trường mã {school_code}.")
+    school_id, certificate_id, record_ids = row
+    submit = TRANSITIONS["submit"]
+    grants = load_grants(session, actor, dt.datetime.now(VN_TZ).date())  # roles by local date
+    if not grants.roles_at(school_id) & submit.roles:
+        raise SessionError(
+            f"{actor.name} không có quyền «{submit.label}» của trường {school_code}."
+        )
+    if certificate_id is None:
+        raise SessionError(
+            f"Chứng thư số tổ chức (con dấu) của trường {school_code} chưa được Phòng/Sở phê "
+            "duyệt: chưa ký được giao dịch gửi Sở. Hãy đề nghị Phòng GDĐT duyệt ở trang Quản "
+            "trị › Chứng thư số."
+        )
+    if not record_ids:
+        raise SessionError("Không có học bạ nào chờ gửi Sở hoặc chờ Sở trả lời.")
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO signing_session (staff_id, school_id, slot, certificate_id, "
+                "backend, record_ids, purpose) VALUES (:st, :s, 'KY_PHAT_HANH', :c, 'worker', "
+                ":ids, 'submit') RETURNING id"
+            ),
+            {"st": actor.staff_id, "s": school_id, "c": certificate_id, "ids": record_ids},
+        ).scalar_one()
+    )
+
+
+def portal_outcomes(
+    session: Session, record_ids: Sequence[int], why_not_sent: str | None = None
+) -> dict[int, str]:
+    """Where each record stands at the Sở portal, as a submission session's outcome:
+    :data:`OK` (accepted), the portal's reason (rejected), :data:`SENT`, or (not sent)
+    ``why_not_sent`` or else the last error of its transaction."""
+    rows = session.connection().execute(
+        text(
+            "SELECT r.id, r.state, (SELECT coalesce(p.error_description, p.error) "
+            "FROM portal_result p WHERE p.record_id = r.id AND NOT p.accepted "
+            "ORDER BY p.id DESC LIMIT 1), (SELECT x.last_error FROM submission x "
+            "WHERE r.id = ANY(x.record_ids) ORDER BY x.id DESC LIMIT 1) "
+            "FROM hoc_ba r WHERE r.id = ANY(:ids)"
+        ),
+        {"ids": list(record_ids)},
+    )
+    out: dict[int, str] = {}
+    for rid, state, why, last_error in rows:
+        if state == "accepted":
+            out[rid] = OK
+        elif state == "rejected":
+            out[rid] = f"Sở từ chối: {why or 'không nêu lý do'}."
+        elif state == "submitted":
+            out[rid] = SENT
+        elif state == "issued":
+            why = why_not_sent or last_error
+            out[rid] = "Chưa gửi được" + (f": {why}" if why else ".")
+        else:
+            out[rid] = f"Không gửi: học bạ đang ở trạng thái «{STATE_LABELS[state]}»."
+    return out
+
+
 def read(session: Session, session_id: int) -> SigningSession | None:
     row = (
         session.connection()
@@ -116,7 +208,7 @@ def read(session: Session, session_id: int) -> SigningSession | None:
             text(
                 "SELECT g.id, g.staff_id, st.username, st.full_name, s.code, g.slot, "
                 "g.certificate_id, g.backend, g.record_ids, g.state, g.message, g.results, "
-                "g.remote_request_id, g.flow_run_id, g.wait_until, g.updated_at "
+                "g.remote_request_id, g.flow_run_id, g.wait_until, g.updated_at, g.purpose "
                 "FROM signing_session g "
                 "JOIN staff st ON st.id = g.staff_id JOIN school s ON s.id = g.school_id "
                 "WHERE g.id = :i"

@@ -18,7 +18,9 @@ The receiving school, in the same or another district or system:
 4. takes the records in read-only (``received_record``; the database refuses any change)
    and signs a **receipt** with its own seal, which the leaving school records.
 
-Both schools see the transfer's state (one ``transfer`` row per package and destination).
+Both schools see the transfer's state (one ``transfer`` row per package and destination);
+each step is one move of the transfer transition table, made by
+:func:`hocba.models.transfer_lifecycle.transition_transfer` with its audit event.
 The pupil's later records continue at the new school through its own import. A pupil who
 leaves mid-year has this year's record issued (signed and sealed) before the export.
 """
@@ -41,10 +43,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import text
 from sqlmodel import Session
 
-from hocba.errors import HocbaError
-from hocba.models import audit
 from hocba.models.certificates import fingerprint
-from hocba.models.lifecycle import VN_TZ, Actor, load_grants
+from hocba.models.lifecycle import SYSTEM, VN_TZ, Actor
+from hocba.models.transfer_lifecycle import TransferError, check_may, transition_transfer
 from hocba.pki.chain import issued_by, valid_at
 from hocba.pki.signer import Signer, verify_digest_signature
 from hocba.tasks.registry import DatabaseRegistry
@@ -58,10 +59,6 @@ UNVERIFIED_REASON = "Chưa kiểm tra được đầy đủ"
 comes last in ``transfer.review_reason``)."""
 
 
-class TransferError(HocbaError, ValueError):
-    """A transfer step was refused; the message (Vietnamese) says why and what to do."""
-
-
 @dataclass
 class ReceiveResult:
     transfer_id: int
@@ -69,12 +66,6 @@ class ReceiveResult:
     records: int
     notes: list[str] = field(default_factory=list)
     receipt: bytes | None = None
-
-
-def _require(session: Session, actor: Actor, school_id: int, roles: set[str], what: str) -> None:
-    grants = load_grants(session, actor, dt.datetime.now(VN_TZ).date())
-    if not grants.roles_at(school_id) & roles:
-        raise TransferError(f"{actor.name} không có quyền {what}.")
 
 
 def _sign_json(payload: dict[str, Any], signer: Signer) -> dict[str, str]:
@@ -160,13 +151,7 @@ def export_package(
     ).one_or_none()
     if pupil is None:
         raise TransferError(f"Không có học sinh mã {pupil_code} đang học ở trường nào.")
-    _require(
-        session,
-        actor,
-        pupil.school_id,
-        {"principal", "vice_principal", "clerk"},
-        f"chuyển học sinh của trường {pupil.school_code}",
-    )
+    check_may(session, actor, "transfer_out", pupil.school_code)
     if not pupil.cccd:
         raise TransferError(
             "Học sinh chưa có mã định danh cá nhân: không có học bạ số để "
@@ -229,45 +214,26 @@ def export_package(
             z.writestr(f"records/{code}.xml", bytes(xml))
     package = buf.getvalue()
     sha = hashlib.sha256(package).hexdigest()
-    transfer_id = int(
-        conn.scalar(
-            text("""
-        INSERT INTO transfer (pupil_cccd_sha256, pupil_name, birth_date, from_school_code,
-            to_school_code, leaving_date, state, package_sha256, records, pupil_id)
-        VALUES (:h, :n, :b, :f, :t, :l, 'exported', :sha, :r, :p) RETURNING id"""),
-            {
-                "h": hashlib.sha256(pupil.cccd.encode()).hexdigest(),
-                "n": pupil.full_name,
-                "b": pupil.birth_date,
-                "f": pupil.school_code,
-                "t": to_school_code,
-                "l": leaving_date,
-                "sha": sha,
-                "r": len(records),
-                "p": pupil.id,
-            },
-        )
+    transfer_id = transition_transfer(
+        session,
+        "transfer_out",
+        actor,
+        values={
+            "pupil_cccd_sha256": hashlib.sha256(pupil.cccd.encode()).hexdigest(),
+            "pupil_name": pupil.full_name,
+            "birth_date": pupil.birth_date,
+            "from_school_code": pupil.school_code,
+            "to_school_code": to_school_code,
+            "leaving_date": leaving_date,
+            "package_sha256": sha,
+            "records": len(records),
+            "pupil_id": pupil.id,
+        },
+        payload={"package_sha256": sha, "records": len(records)},
     )
     conn.execute(
         text("UPDATE enrolment SET left_on = :l WHERE id = :e"),
         {"l": leaving_date, "e": pupil.enrolment_id},
-    )
-    audit.append(
-        session,
-        [
-            audit.NewEvent(
-                chain=audit.school_chain(pupil.school_code),
-                actor=actor.label,
-                actor_id=actor.staff_id,
-                action="transfer_out",
-                payload={
-                    "transfer_id": transfer_id,
-                    "to": to_school_code,
-                    "package_sha256": sha,
-                    "records": len(records),
-                },
-            )
-        ],
     )
     return package, transfer_id
 
@@ -343,18 +309,7 @@ def _receive_package(
 ) -> ReceiveResult:
     """:func:`receive_package`, which turns any damage it trips on into a refusal."""
     conn = session.connection()
-    school = conn.execute(
-        text("SELECT id, code FROM school WHERE code = :c"), {"c": to_school_code}
-    ).one_or_none()
-    if school is None:
-        raise TransferError(f"Không có trường mã {to_school_code}.")
-    _require(
-        session,
-        actor,
-        school.id,
-        {"principal", "vice_principal", "clerk"},
-        f"nhận học sinh chuyển đến trường {to_school_code}",
-    )
+    check_may(session, actor, "transfer_in", to_school_code)  # before any costly check
     if len(package) > MAX_PACKAGE_BYTES:
         raise TransferError("Gói chuyển trường quá lớn.")
     try:
@@ -414,72 +369,41 @@ def _receive_package(
         text("SELECT id FROM transfer WHERE package_sha256 = :sha AND to_school_code = :t"),
         {"sha": package_sha, "t": to_school_code},
     ).scalar()
-    params = {
-        "h": hashlib.sha256(pupil["cccd"].encode()).hexdigest(),
-        "n": pupil["name"],
-        "b": dt.date.fromisoformat(pupil["birth_date"]),
-        "f": manifest["from_school"],
-        "t": to_school_code,
-        "l": dt.date.fromisoformat(manifest["leaving_date"]),
-        "st": state,
-        "sha": package_sha,
-        "r": len(records),
-        "p": pupil_id,
-        "why": review_reason,
-    }
-    if existing:  # same system: the leaving school's row; both schools see one transfer
-        conn.execute(
-            text(
-                "UPDATE transfer SET state = :st, review_reason = :why, "
-                "updated_at = now() WHERE id = :i"
-            ),
-            {**params, "i": existing},
-        )
-        transfer_id = int(existing)
-    else:
-        transfer_id = int(
-            conn.scalar(
-                text("""
-            INSERT INTO transfer (pupil_cccd_sha256, pupil_name, birth_date, from_school_code,
-                to_school_code, leaving_date, state, package_sha256, records, pupil_id,
-                review_reason)
-            VALUES (:h, :n, :b, :f, :t, :l, :st, :sha, :r, :p, :why) RETURNING id"""),
-                params,
-            )
-        )
+    # same system: the leaving school's row moves on (both schools see one transfer)
+    values: dict[str, Any] = {"review_reason": review_reason}
+    if not existing:
+        values |= {
+            "pupil_cccd_sha256": hashlib.sha256(pupil["cccd"].encode()).hexdigest(),
+            "pupil_name": pupil["name"],
+            "birth_date": dt.date.fromisoformat(pupil["birth_date"]),
+            "from_school_code": manifest["from_school"],
+            "to_school_code": to_school_code,
+            "leaving_date": dt.date.fromisoformat(manifest["leaving_date"]),
+            "package_sha256": package_sha,
+            "records": len(records),
+            "pupil_id": pupil_id,
+        }
+    transfer_id = transition_transfer(
+        session,
+        "transfer_in" if state == "accepted" else "transfer_review",
+        actor,
+        transfer_id=existing,
+        values=values,
+        reason=review_reason,
+        payload={"state": state, "records": len(records), "unverified": len(unverified)},
+    )
     result = ReceiveResult(transfer_id, state, len(records), notes)
     if state == "accepted":
         result.receipt = _take_in(
             session,
             transfer_id,
-            school.id,
             to_school_code,
             pupil_id,
             records,
             package_sha,
-            actor,
             seal,
             manifest["from_school"],
         )
-    audit.append(
-        session,
-        [
-            audit.NewEvent(
-                chain=audit.school_chain(to_school_code),
-                actor=actor.label,
-                actor_id=actor.staff_id,
-                action="transfer_in",
-                reason=review_reason,
-                payload={
-                    "transfer_id": transfer_id,
-                    "from": manifest["from_school"],
-                    "state": state,
-                    "records": len(records),
-                    "unverified": len(unverified),
-                },
-            )
-        ],
-    )
     return result
 
 
@@ -526,12 +450,10 @@ def _match_pupil(
 def _take_in(
     session: Session,
     transfer_id: int,
-    school_id: int,
     school_code: str,
     pupil_id: int | None,
     records: list[tuple[str, bytes, str, Any]],
     package_sha: str,
-    actor: Actor,
     seal: Signer,
     from_school: str,
 ) -> bytes:
@@ -572,12 +494,12 @@ def _take_in(
             text("""
             INSERT INTO received_record (transfer_id, pupil_id, school_id, lookup_code,
                 school_year, origin_school_code, xml, xml_sha256, verdict)
-            VALUES (:t, :p, :s, :code, :y, :o, :xml, :sha, :v)
+            SELECT :t, :p, s.id, :code, :y, :o, :xml, :sha, :v FROM school s WHERE s.code = :s
             ON CONFLICT (lookup_code) DO NOTHING"""),
             {
                 "t": transfer_id,
                 "p": pupil_id,
-                "s": school_id,
+                "s": school_code,
                 "code": report.lookup_code,
                 "y": report.school_year,
                 "o": report.school_code,
@@ -610,28 +532,24 @@ def record_receipt(
         sha, from_school = str(body["package_sha256"]), str(body["from_school"])
     except _MALFORMED as exc:
         raise TransferError("Biên nhận không hợp lệ.") from exc
-    conn = session.connection()
-    tid = conn.scalar(
-        text(
-            "UPDATE transfer SET state = 'receipted', receipt = :r, updated_at = now() "
-            "WHERE package_sha256 = :sha AND to_school_code = :t RETURNING id"
-        ),
-        {"r": receipt, "sha": sha, "t": to_school},
+    row = (
+        session.connection()
+        .execute(
+            text(
+                "SELECT id, state, receipt FROM transfer WHERE package_sha256 = :sha "
+                "AND to_school_code = :t AND from_school_code = :f"
+            ),
+            {"sha": sha, "t": to_school, "f": from_school},
+        )
+        .one_or_none()
     )
-    if tid is None:
+    if row is None:
         raise TransferError("Biên nhận không khớp gói chuyển trường nào đã xuất.")
-    audit.append(
-        session,
-        [
-            audit.NewEvent(
-                chain=audit.school_chain(from_school),
-                actor="system",
-                action="transfer_receipt",
-                payload={"transfer_id": int(tid)},
-            )
-        ],
+    if row.state == "receipted" and bytes(row.receipt or b"") == receipt:
+        return int(row.id)  # recorded before (a re-run after a crash): nothing to do
+    return transition_transfer(
+        session, "transfer_receipt", SYSTEM, transfer_id=row.id, values={"receipt": receipt}
     )
-    return int(tid)
 
 
 def reject_transfer(session: Session, transfer_id: int, actor: Actor, reason: str) -> None:
@@ -641,44 +559,13 @@ def reject_transfer(session: Session, transfer_id: int, actor: Actor, reason: st
     reason = (reason or "").strip()
     if not reason:
         raise TransferError("Hãy ghi lý do từ chối (trường chuyển đi sẽ cần biết).")
-    conn = session.connection()
-    row = conn.execute(
-        text(
-            "SELECT t.state, t.from_school_code, s.id AS school_id, s.code FROM transfer t "
-            "JOIN school s ON s.code = t.to_school_code WHERE t.id = :i FOR UPDATE OF t"
-        ),
-        {"i": transfer_id},
-    ).one_or_none()
-    if row is None:
-        raise TransferError(f"Không có lượt chuyển trường số {transfer_id}.")
-    _require(
+    transition_transfer(
         session,
+        "transfer_reject",
         actor,
-        row.school_id,
-        {"principal", "vice_principal", "clerk"},
-        f"quyết định hồ sơ chuyển đến trường {row.code}",
-    )
-    if row.state != "needs_review":
-        raise TransferError("Lượt chuyển trường này không còn chờ đối chiếu.")
-    conn.execute(
-        text(
-            "UPDATE transfer SET state = 'rejected', review_reason = :why, updated_at = now() "
-            "WHERE id = :i"
-        ),
-        {"why": f"Từ chối: {reason}", "i": transfer_id},
-    )
-    audit.append(
-        session,
-        [
-            audit.NewEvent(
-                chain=audit.school_chain(row.code),
-                actor=actor.label,
-                actor_id=actor.staff_id,
-                action="transfer_reject",
-                reason=reason,
-                payload={"transfer_id": transfer_id, "from": row.from_school_code},
-            )
-        ],
+        transfer_id=transfer_id,
+        values={"review_reason": f"Từ chối: {reason}"},
+        reason=reason,
     )
 
 
@@ -725,41 +612,28 @@ def record_refusal(
     conn = session.connection()
     row = conn.execute(  # the package as sent, or (damaged on the way) the same pupil's
         text(
-            "UPDATE transfer SET state = 'rejected', review_reason = :why, updated_at = now() "
-            "WHERE id = (SELECT id FROM transfer WHERE to_school_code = :t "
-            "AND from_school_code = :f AND state = 'exported' AND (package_sha256 = :sha "
-            "OR (pupil_cccd_sha256 = :h AND leaving_date = :l)) "
-            "ORDER BY package_sha256 = :sha DESC, id DESC LIMIT 1) "
-            "RETURNING id, from_school_code, pupil_id, leaving_date"
+            "SELECT id, from_school_code, pupil_id, leaving_date FROM transfer "
+            "WHERE to_school_code = :t AND from_school_code = :f AND state = 'exported' "
+            "AND (package_sha256 = :sha OR (pupil_cccd_sha256 = :h AND leaving_date = :l)) "
+            "ORDER BY package_sha256 = :sha DESC, id DESC LIMIT 1 FOR UPDATE"
         ),
-        {
-            "why": reason[:500],
-            "sha": sha,
-            "t": to_school,
-            "f": from_school,
-            "h": cccd_sha,
-            "l": leaving,
-        },
+        {"sha": sha, "t": to_school, "f": from_school, "h": cccd_sha, "l": leaving},
     ).one_or_none()
     if row is None:
         raise TransferError("Thông báo từ chối không khớp gói chuyển trường nào đang chờ.")
+    transition_transfer(
+        session,
+        "transfer_refused",
+        SYSTEM,
+        transfer_id=row.id,
+        values={"review_reason": reason[:500]},
+        reason=reason[:500],
+    )
     conn.execute(
         text(
             "UPDATE enrolment e SET left_on = NULL FROM school s WHERE s.id = e.school_id "
             "AND s.code = :f AND e.pupil_id = :p AND e.left_on = :l"
         ),
         {"f": row.from_school_code, "p": row.pupil_id, "l": row.leaving_date},
-    )
-    audit.append(
-        session,
-        [
-            audit.NewEvent(
-                chain=audit.school_chain(row.from_school_code),
-                actor="system",
-                action="transfer_refused",
-                reason=reason[:500],
-                payload={"transfer_id": int(row.id), "to": to_school},
-            )
-        ],
     )
     return int(row.id)

@@ -110,6 +110,8 @@ def world(shared_district) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyp
         facts[f"school:{code}"] = str(d.scalar("SELECT name FROM school WHERE code = :c", c=code))
     with d.engine.begin() as conn:
         ids = dict(conn.execute(text("SELECT username, id FROM staff")).all())
+        # test set-up only: transfers in every state, as the transfer lifecycle would make them
+        conn.execute(text("SELECT set_config('hocba.transfer_lifecycle', 'on', true)"))
         conn.execute(
             text("""
             INSERT INTO transfer (pupil_cccd_sha256, pupil_name, birth_date, from_school_code,
@@ -120,9 +122,12 @@ def world(shared_district) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyp
                     '2025-02-01', 'needs_review', repeat('b', 64), 1,
                     'Cùng mã định danh nhưng họ tên khác'),
                    (repeat('3', 64), 'Vũ Văn Ra Ngoài', '2016-05-06', 'DH02', 'HP03',
-                    '2025-03-01', 'receipted', repeat('c', 64), 3, NULL),
+                    '2025-03-01', 'exported', repeat('c', 64), 3, NULL),
                    (repeat('4', 64), 'Mai Thị Từ Xa', '2016-07-08', 'HN07', 'DH01',
                     '2025-03-02', 'accepted', repeat('d', 64), 1, NULL)""")
+        )
+        conn.execute(  # a receipt is recorded on an exported transfer
+            text("UPDATE transfer SET state = 'receipted' WHERE package_sha256 = repeat('c', 64)")
         )
         conn.execute(
             text("""

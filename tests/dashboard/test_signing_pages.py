@@ -3,7 +3,10 @@ clerk seals, the record verifies by its lookup code; a record returned needs a r
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dashboard_helpers import PASSWORD, give_keys, set_passwords, signed_in
@@ -169,11 +172,29 @@ def test_teacher_approves_and_signs_the_class_in_one_step(
     assert set(at.dataframe[0].value["Kết quả"]) == {"Đã ký"}
 
 
+def _session_done(engine, sid: int, seconds: float = 300) -> Any:  # type: ignore[no-untyped-def]
+    """The session once its flow run has finished it (the run is another process)."""
+    from signing_session_helpers import read_session
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = read_session(engine, sid)
+        if got.finished:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"phiên #{sid} chưa xong: {read_session(engine, sid)}")
+
+
 def test_clerk_sends_the_issued_records_to_the_portal_from_the_page(
-    waiting, pg_url: str, schema_name: str, monkeypatch
+    prefect_harness, waiting, pg_url: str, schema_name: str, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    """The sealing page's "Gửi Sở ngay": transactions signed with the seal (passphrase typed
-    on the page), sent over HTTP to the bundled portal, results shown and recorded."""
+    """The sealing page's "Gửi Sở ngay" is a Prefect flow run (issue 15): the page creates a
+    submission session, starts the run with the session id as its only parameter, follows
+    it and shows each record's result. The run signs the transactions with the seal the
+    worker holds, sends them over HTTP to the bundled portal and fetches the results. A
+    worker without the seal's passphrase sends nothing and the page says what to do."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
     from servers import serve_asgi
 
     from hocba.dev.portal import create_portal_app
@@ -206,23 +227,54 @@ def test_clerk_sends_the_issued_records_to_the_portal_from_the_page(
         users={"DH01": "mat-khau-cong-truong"},
         auto_approve_certificates=True,
     )
+    # the run reports to the suite's Prefect server (no deployment here: a child process)
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+    monkeypatch.delenv("HOCBA_KEY_PASSPHRASE", raising=False)
+    n = len(waiting.waiting)
     with serve_asgi(portal) as url:
         monkeypatch.setenv("HOCBA_PORTAL_URL", url)
         monkeypatch.setenv("HOCBA_PORTAL_PASSWORD", "mat-khau-cong-truong")
         at = signed_in("dh01.vt")
         at.switch_page("views/dong_dau.py").run()
-        at = submit(at, "Gửi Sở ngay")  # no passphrase: nothing sent, says what to do
-        assert [e.value for e in at.error] == [
-            "Hãy nhập mật khẩu tệp khóa con dấu rồi bấm «Gửi Sở ngay»."
-        ]
+        assert not any(k == "send_DH01_pass" for k in (t.key for t in at.text_input))
+        at = submit(at, "Gửi Sở ngay")  # the worker has no passphrase for the seal
+        assert not at.exception, at.exception
+        first = at.session_state["send_DH01_session"]
+        assert any(w.value.startswith("Đang") and "Sở" in w.value for w in at.warning)
+        assert _session_done(waiting.engine, first).state == "failed"
+        at.run()
+        assert not at.exception, at.exception
+        assert any(
+            "Chưa gửi Sở được" in e.value and "hocba-key-truong-DH01" in e.value for e in at.error
+        ), [e.value for e in at.error]
         assert {waiting.state(r) for r in waiting.waiting} == {"issued"}
-        at.text_input(key="send_DH01_pass").input(PASSWORD)
+
+        monkeypatch.setenv("HOCBA_KEY_PASSPHRASE", PASSWORD)  # the worker's secret
         at = submit(at, "Gửi Sở ngay")
+        assert not at.exception, at.exception
+        sid = at.session_state["send_DH01_session"]
+        assert sid != first
+        done = _session_done(waiting.engine, sid)
+        assert done.state == "done" and done.purpose == "submit", done
+        at.run()
         assert not at.exception, at.exception
     portal.state.portal.store.engine.dispose()
     assert {waiting.state(r) for r in waiting.waiting} == {"accepted"}
-    n = len(waiting.waiting)
     assert any(f"{n} tiếp nhận, 0 từ chối" in m.value for m in at.success), at.success
+    table = next(d.value for d in at.dataframe if "Kết quả" in d.value.columns)
+    assert list(table["Kết quả"]) == ["Đã gửi, Sở đã tiếp nhận"] * n
+
+    async def runs() -> list[Any]:
+        async with get_client() as client:
+            return list(await client.read_flow_runs())
+
+    mine = [
+        r.parameters
+        for r in asyncio.run(runs())
+        if r.parameters.get("session_id") in (first, sid) and r.name
+    ]
+    assert {"session_id": sid} in mine and {"session_id": first} in mine
+    assert not any(PASSWORD in repr(p) or "mat-khau-cong-truong" in repr(p) for p in mine)
 
 
 def test_the_sealing_page_shows_how_many_records_wait_for_a_timestamp(waiting, monkeypatch):  # type: ignore[no-untyped-def]

@@ -149,7 +149,8 @@ def test_export_receive_review_and_take_in(two_schools) -> None:  # type: ignore
 
 def test_a_review_is_refused_with_a_reason(two_schools) -> None:  # type: ignore[no-untyped-def]
     d = two_schools
-    with d.engine.begin() as c:
+    with d.engine.begin() as c:  # set-up: a package held for review, as receiving would
+        c.execute(text("SELECT set_config('hocba.transfer_lifecycle', 'on', true)"))
         tid = c.execute(
             text("""
             INSERT INTO transfer (pupil_cccd_sha256, pupil_name, birth_date, from_school_code,

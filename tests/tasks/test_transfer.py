@@ -287,3 +287,57 @@ def test_a_trailing_newline_is_not_a_forged_record(issued_pupil) -> None:  # typ
     res = receive(d, _with_records(d, package, {_lookup(original): original + b"\n"}))
     assert res.state == "accepted"
     assert d.scalar("SELECT verdict FROM received_record") == "VALID"
+
+
+# ------------------------------------------------------------------ issue 15: one table
+def test_every_move_goes_through_the_table_with_its_audit_event(issued_pupil) -> None:  # type: ignore[no-untyped-def]
+    """Export, receive, receipt: each move is one audit event on the chain of the school
+    that made it, with the states it moved between; a receipt recorded again (a re-run)
+    is recognised; a move the table does not have is refused in Vietnamese."""
+    from hocba.models.lifecycle import SYSTEM
+    from hocba.models.transfer_lifecycle import transition_transfer
+
+    d, code, _ = issued_pupil
+    res = receive(d, export(d, code))
+    with Session(d.engine) as s:
+        tid = record_receipt(s, res.receipt, trust_anchors(d.home))
+        s.commit()
+    with Session(d.engine) as s:  # the receipt again: the same transfer, nothing changes
+        assert record_receipt(s, res.receipt, trust_anchors(d.home)) == tid
+        s.commit()
+    with d.engine.connect() as c:
+        events = c.execute(
+            text(
+                "SELECT chain, action, from_state, to_state, actor, "
+                "(payload->>'transfer_id')::int FROM audit_event "
+                "WHERE action LIKE 'transfer%' ORDER BY id"
+            )
+        ).all()
+    assert [tuple(e) for e in events] == [
+        ("school:DH01", "transfer_out", None, "exported", d.actor("dh01.vt").label, tid),
+        ("school:DH02", "transfer_in", "exported", "accepted", d.actor("dh02.vt").label, tid),
+        ("school:DH01", "transfer_receipt", "accepted", "receipted", "system", tid),
+    ]
+    with Session(d.engine) as s, pytest.raises(TransferError, match="Đã có biên nhận"):
+        transition_transfer(s, "transfer_refused", SYSTEM, transfer_id=tid, reason="Thử")
+    with Session(d.engine) as s, pytest.raises(TransferError, match="cần ghi rõ lý do"):
+        transition_transfer(s, "transfer_reject", d.actor("dh02.vt"), transfer_id=tid)
+
+
+def test_a_receipt_is_recorded_by_the_system_only_on_the_tables_terms(issued_pupil) -> None:  # type: ignore[no-untyped-def]
+    """A person cannot make the system's moves, and a receiving school's staff cannot make
+    the leaving school's: the roles of the table, at the school of the move's side."""
+    from hocba.models.transfer_lifecycle import transition_transfer
+
+    d, code, _ = issued_pupil
+    export(d, code)
+    tid = int(d.scalar("SELECT id FROM transfer"))
+    with Session(d.engine) as s, pytest.raises(TransferError, match="không có quyền"):
+        transition_transfer(
+            s, "transfer_receipt", d.actor("dh01.vt"), transfer_id=tid, values={"receipt": b"x"}
+        )
+    with Session(d.engine) as s, pytest.raises(TransferError, match="không có quyền"):
+        transition_transfer(
+            s, "transfer_review", d.actor("dh01.vt"), transfer_id=tid, reason="Không phải trường"
+        )
+    assert d.scalar("SELECT state FROM transfer WHERE id = :i", i=tid) == "exported"

@@ -26,15 +26,9 @@ from hocba.dashboard.auth import require
 from hocba.dashboard.common import flash, pick_school, session, show_flash
 from hocba.dashboard.signing import SignerUnavailable, open_signer, registered_key
 from hocba.models import queries
+from hocba.models.transfer_lifecycle import TRANSFER_STATE_LABELS
 
 ACT_ROLES = ("principal", "vice_principal", "clerk")
-STATE_LABELS = {
-    "exported": "Đã xuất gói, chờ trường nhận",
-    "needs_review": "Cần đối chiếu thủ công",
-    "accepted": "Đã nhận",
-    "rejected": "Từ chối",
-    "receipted": "Đã có biên nhận",
-}
 MAX_PACKAGE = 50 * 1024 * 1024
 
 viewer = require(*ACT_ROLES, "district_officer")
@@ -75,7 +69,7 @@ def _frame(items: list[dict[str, Any]], other: str) -> pd.DataFrame:
                 "Ngày sinh": logic.fmt_date(r["birth_date"]),
                 other: r["to_school_code"] if other == "Chuyển đến" else r["from_school_code"],
                 "Ngày chuyển": logic.fmt_date(r["leaving_date"]),
-                "Trạng thái": STATE_LABELS.get(r["state"], r["state"]),
+                "Trạng thái": TRANSFER_STATE_LABELS[r["state"]],
                 "Số học bạ": r["records"],
                 "Ghi chú": r["review_reason"] or "",
                 "Cập nhật": logic.fmt_datetime(r["updated_at"]),
