@@ -1,5 +1,5 @@
 """Signing sessions: one batch a person started from the dashboard (migration 0011), signed
-— or, with ``purpose = "submit"`` (migration 0014), sent to the Sở portal — by a flow run.
+— or, with ``purpose = "submit"`` (migration 0013), sent to the Sở portal — by a flow run.
 
 The dashboard creates the row (:func:`create`) and starts a flow run with only its id;
 the flow (``hocba/flows/signing_session.py``) moves it through its states and writes each

@@ -6,7 +6,7 @@ change of a ``transfer`` row — its creation included — goes through
 :func:`transition_transfer`, which checks :data:`TRANSFER_TRANSITIONS` (from-state,
 to-state, who may do it, what must hold), writes the row and appends the audit event in
 the caller's transaction. PostgreSQL backs it up: the ``transfer_guard`` trigger
-(migration 0014) refuses a state change made elsewhere (``HBT01``) and any move that is
+(migration 0013) refuses a state change made elsewhere (``HBT01``) and any move that is
 not in the table (``HBT02``); ``tests/models/test_transfer_trigger_matches_table.py``
 proves the two agree.
 

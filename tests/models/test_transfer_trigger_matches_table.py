@@ -1,7 +1,7 @@
 """The ``transfer_guard`` trigger and the transfer transition table say the same thing.
 
 :data:`hocba.models.transfer_lifecycle.TRANSFER_TRANSITIONS` is what the application allows;
-``transfer_guard`` (migration 0014) is what PostgreSQL allows, whoever writes. These tests
+``transfer_guard`` (migration 0013) is what PostgreSQL allows, whoever writes. These tests
 read both, and try every move against PostgreSQL, so the day one changes without the
 other they fail.
 """

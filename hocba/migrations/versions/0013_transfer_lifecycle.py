@@ -11,7 +11,7 @@ school's records to the Sở (issue 15).
   ngay", a Prefect flow run that sends the school's records with the seal the worker holds
   (backend ``worker``), followed by the page like a signing session.
 
-Revision ID: 0014
+Revision ID: 0013
 Revises: 0012
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0014"
+revision = "0013"
 down_revision = "0012"
 branch_labels = None
 depends_on = None
