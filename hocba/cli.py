@@ -10,8 +10,9 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +23,11 @@ from hocba import db
 from hocba.config import load_settings
 from hocba.models.lifecycle import SYSTEM, claim_waiting
 from hocba.models.lifecycle_states import COHORT_LABELS, STATE_LABELS, STATES
+
+if TYPE_CHECKING:
+    import httpx
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="hocba: Học bạ số cấp tiểu học — lập, ký, phát hành, gửi và chuyển học bạ số.",
@@ -614,7 +620,7 @@ def verify(
     data = path.read_bytes()
     with db.session_scope() as session:
         if data.startswith(b"%PDF-"):
-            from hocba.pdf.sign import verify_pdf
+            from hocba.pdf.verify import verify_pdf
 
             check = verify_pdf
         else:
@@ -715,7 +721,7 @@ def signing_serve(
 ) -> None:
     """Chạy dịch vụ ký số từ xa với các khóa thử nghiệm đã đăng ký (mã người dùng = tên
     đăng nhập; trường: truong-<mã trường>)."""
-    from hocba.pki.remote import serve
+    from hocba.dev.signing_service import serve
 
     _prepare()
     password = _passphrase("Mật khẩu các tệp khóa thử nghiệm")
@@ -737,10 +743,24 @@ def signing_serve(
     )
 
 
-def _signing_url(url: str | None) -> str:
+def _signing_client(url: str | None, *, timeout: float) -> httpx.Client:
+    """An HTTP client on the signing service (``url``, or the configured one)."""
+    import httpx
+
     from hocba.flows.signing_session import signing_service_url
 
-    return (url or signing_service_url()).rstrip("/")
+    return httpx.Client(base_url=(url or signing_service_url()).rstrip("/"), timeout=timeout)
+
+
+def _phone(answer: Callable[[], T]) -> T:
+    """Run one of the phone's requests; the service's refusal ends the command (exit 1)."""
+    from hocba.pki.signer import SigningError
+
+    try:
+        return answer()
+    except SigningError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
 
 
 @signing_app.command("pending")
@@ -749,13 +769,10 @@ def signing_pending(
     url: Annotated[str | None, typer.Option(help="Địa chỉ dịch vụ ký")] = None,
 ) -> None:
     """Các yêu cầu ký đang chờ người dùng xác nhận (như ứng dụng trên điện thoại)."""
-    import httpx
+    from hocba.dev.signing_service import pending_requests
 
-    response = httpx.get(f"{_signing_url(url)}/v1/users/{user}/sign-requests", timeout=10)
-    if response.is_error:
-        err.print(f"[red]Dịch vụ ký trả lời: {response.json().get('detail')}[/red]")
-        raise typer.Exit(1)
-    waiting = response.json()["requests"]
+    with _signing_client(url, timeout=10) as client:
+        waiting = _phone(lambda: pending_requests(client, user))
     if not waiting:
         console.print("Không có yêu cầu ký nào đang chờ xác nhận.")
     for r in waiting:
@@ -770,18 +787,11 @@ def signing_confirm(
 ) -> None:
     """Xác nhận (hoặc từ chối) một yêu cầu ký bằng mã OTP, như trên điện thoại. Mã OTP lấy
     từ HOCBA_SIGNING_OTP hoặc được hỏi (không hiện)."""
-    import httpx
+    from hocba.dev.signing_service import answer_request
 
     otp = os.environ.get("HOCBA_SIGNING_OTP") or typer.prompt("Mã xác nhận (OTP)", hide_input=True)
-    action = "reject" if refuse else "confirm"
-    response = httpx.post(
-        f"{_signing_url(url)}/v1/sign-requests/{request_id}/{action}",
-        json={"otp": otp},
-        timeout=30,
-    )
-    if response.is_error:
-        err.print(f"[red]Dịch vụ ký trả lời: {response.json().get('detail')}[/red]")
-        raise typer.Exit(1)
+    with _signing_client(url, timeout=30) as client:
+        _phone(lambda: answer_request(client, request_id, otp, refuse=refuse))
     console.print("Đã từ chối yêu cầu ký." if refuse else "Đã xác nhận: dịch vụ đã ký cả lô.")
 
 
