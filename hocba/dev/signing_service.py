@@ -29,7 +29,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI, HTTPException, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hocba.pki.remote import _SHA256_SIZE, CSC_SHA256, CSC_SIGN_ALGO, _b64, _b64decode
 from hocba.pki.signer import (
@@ -390,13 +391,15 @@ class HashSigningService:
         if body.numSignatures != len(body.hashes):
             raise HTTPException(422, "numSignatures phải bằng số giá trị băm.")
         created = self.create(
-            SignRequestIn(
-                user_id=body.credentialID,
-                hashes=body.hashes,
-                description=body.description,
-                algorithm=self.signers[body.credentialID].algorithm
-                if body.credentialID in self.signers
-                else "rsa-sha256",
+            SignRequestIn.model_validate(
+                {
+                    "user_id": body.credentialID,
+                    "hashes": body.hashes,
+                    "description": body.description,
+                    "algorithm": self.signers[body.credentialID].algorithm
+                    if body.credentialID in self.signers
+                    else "rsa-sha256",
+                }
             )
         )
         return {
@@ -479,25 +482,14 @@ class CscSignHashIn(BaseModel):
     signAlgo: str
 
 
-_AsgiApp = Callable[
-    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
-    Awaitable[None],
-]
-
-
 class _BodyLimit:
     """ASGI middleware: 413 for bodies larger than ``max_bytes`` (declared or streamed)."""
 
-    def __init__(self, app: _AsgiApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[Any]],
-        send: Callable[[Any], Awaitable[None]],
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -625,7 +617,7 @@ def create_signing_service(
     def csc_sign_hash(body: CscSignHashIn) -> dict[str, Any]:
         return service.csc_sign_hash(body)
 
-    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)  # type: ignore[arg-type]
+    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
     return app
 
 

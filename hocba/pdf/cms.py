@@ -307,7 +307,7 @@ class _CmsTemplate:
             return bytes(out)
         if self.exact_length or len(value) > self.signature_length:
             raise SigningError("Chữ ký trả về không đúng độ dài của khoá.")
-        body = value
+        body: bytes | bytearray = value
         inner = self.signature_at
         for at in reversed(self.enclosing):  # rebuild the enclosing headers, inside out
             header, _ = _der_header(self.der, at)

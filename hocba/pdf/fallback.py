@@ -64,7 +64,7 @@ def _sign_with_pyhanko(
         fields.SigFieldSpec(
             PRINCIPAL_FIELD,
             on_page=book.placement.page,
-            box=book.principal_box,
+            box=book.principal_box,  # type: ignore[arg-type]  # floats: pyHanko says int
         ),
     )
     fields.append_signature_field(
@@ -72,7 +72,7 @@ def _sign_with_pyhanko(
         fields.SigFieldSpec(
             SEAL_FIELD,
             on_page=book.placement.page,
-            box=book.seal_box,
+            box=book.seal_box,  # type: ignore[arg-type]  # floats: pyHanko says int
             field_mdp_spec=fields.FieldMDPSpec(fields.FieldMDPAction.ALL),
             doc_mdp_update_value=fields.MDPPerm.NO_CHANGES,
         ),

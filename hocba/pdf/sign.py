@@ -117,9 +117,7 @@ from hocba.pdf.book import (
 from hocba.pdf.cms import PortSigner, _port_signer
 from hocba.pdf.direct import _sign_directly
 from hocba.pdf.fallback import _sign_with_pyhanko
-from hocba.pdf.render import (
-    LOOKUP_SUBJECT_PREFIX,
-)
+from hocba.pdf.render import LOOKUP_SUBJECT_PREFIX
 from hocba.pdf.stamps import (
     _SEAL_DIAMETER,
     _principal_appearance,
@@ -144,6 +142,12 @@ __all__ = [
     "sign_pdfs",
     "verify_pdf",
 ]
+
+
+def _rounded(box: Sequence[float]) -> tuple[float, float, float, float]:
+    """A box's coordinates to the hundredth of a point, as they are written in the PDF."""
+    x1, y1, x2, y2 = (round(v, 2) for v in box)
+    return x1, y1, x2, y2
 
 
 def sign_pdf(
@@ -188,7 +192,7 @@ def sign_pdf(
     placement = _principal_box(reader, pdf)
     when = when or dt.datetime.now(_VN)
     stamp_time = _vn_time(when)
-    principal_box = tuple(round(v, 2) for v in placement.box)
+    principal_box = _rounded(placement.box)
     width, height = principal_box[2] - principal_box[0], principal_box[3] - principal_box[1]
     name = _name_attribute(principal.certificate, NameOID.COMMON_NAME) or facts.get(
         "TEN_GIAM_HIEU_KY_HOC_BA", ""
@@ -202,8 +206,8 @@ def sign_pdf(
         facts=facts,
         lookup_code=lookup_code,
         placement=placement,
-        principal_box=principal_box,  # type: ignore[arg-type]
-        seal_box=tuple(round(v, 2) for v in seal_box_for(placement.box)),  # type: ignore[arg-type]
+        principal_box=principal_box,
+        seal_box=_rounded(seal_box_for(placement.box)),
         name=name,
         school=school,
         location=facts.get("DIA_DANH_PHAT_HANH_HOC_BA"),

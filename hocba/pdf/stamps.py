@@ -239,6 +239,7 @@ def _principal_box(reader: PdfFileReader, pdf: bytes | None = None) -> _Placemen
     strings, read character by character); if there is not exactly one, the outline is
     walked."""
     found = []
+    target: int | None
     if pdf is not None and b"/ObjStm" not in pdf and reader.total_revisions == 1:
         found = _FITR_OUTLINE_ITEM.findall(pdf)
     if len(found) == 1:

@@ -13,6 +13,7 @@ import io
 import logging
 import re
 from collections.abc import Sequence
+from enum import Enum
 from typing import Any
 
 from asn1crypto import x509 as asn1_x509
@@ -40,9 +41,7 @@ from hocba.pdf.book import (
     attachment_name,
 )
 from hocba.pdf.cms import _asn1
-from hocba.pdf.render import (
-    LOOKUP_SUBJECT_PREFIX,
-)
+from hocba.pdf.render import LOOKUP_SUBJECT_PREFIX
 from hocba.xml.verify import (
     Check,
     CheckStatus,
@@ -244,7 +243,8 @@ def _signature_check(
     if not status.valid:
         problems.append("giá trị chữ ký không đúng với chứng thư số")
     if not status.trusted:
-        why = status.trust_problem_indic.name if status.trust_problem_indic else "?"
+        indic = status.trust_problem_indic
+        why = indic.name if isinstance(indic, Enum) else "?"  # pyHanko's are enums
         problems.append(f"chứng thư số không chuỗi được tới CA tin cậy ({why})")
     certificate = _cryptography_cert(status.signing_cert)
     prefix, wanted = expected
