@@ -42,7 +42,6 @@ import binascii
 import logging
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any, Literal
 
 import httpx
@@ -51,6 +50,7 @@ from cryptography import x509
 from hocba.pki.signer import (
     ALGORITHM_ECDSA_SHA256,
     ALGORITHM_RSA_SHA256,
+    ClosingSigner,
     SigningError,
     check_returned_values,
     verify_digest_signature,
@@ -82,7 +82,7 @@ CSC_SIGN_ALGO = {"rsa-sha256": "1.2.840.113549.1.1.11", "ecdsa-sha256": "1.2.840
 
 
 # =============================================================================== client
-class RemoteSigner:
+class RemoteSigner(ClosingSigner):
     """A :class:`~hocba.pki.signer.Signer` backed by a remote hash-signing service.
 
     The certificate is fetched once, when the signer is created. Each
@@ -226,66 +226,63 @@ class RemoteSigner:
         deadline = time.monotonic() + self.timeout
         if self.api == "csc":
             return self._sign_csc(digests, deadline)
-        created = self._call(
-            "POST",
+        state = self._confirmed(
             "/v1/sign-requests",
-            deadline=deadline,
-            json={
+            {
                 "user_id": self.user_id,
                 "hashes": [_b64(d) for d in digests],
                 "description": self.description,
                 "algorithm": self.algorithm,
             },
+            ("request_id", "Dịch vụ ký số không trả về mã yêu cầu ký."),
+            lambda request_id: self._wait(request_id, deadline),
+            deadline,
         )
-        request_id = str(created.get("request_id", ""))
+        return self._signatures(state, digests)
+
+    def _confirmed(
+        self,
+        path: str,
+        body: dict[str, Any],
+        id_field: tuple[str, str],
+        wait: Callable[[str], dict[str, Any]],
+        deadline: float,
+    ) -> dict[str, Any]:
+        """Submit the sign request (``POST path``), hand its id (``id_field``: the answer's
+        key, the error when it is missing) to the confirmation hook, then ``wait(id)`` for
+        the user. If anything goes wrong meanwhile (refusal, timeout, interruption) the
+        request is cancelled at the service, so a late confirmation signs nothing."""
+        created = self._call("POST", path, deadline=deadline, json=body)
+        key, missing = id_field
+        request_id = str(created.get(key, ""))
         if not request_id:
-            raise SigningError("Dịch vụ ký số không trả về mã yêu cầu ký.")
-        _log.info("Đã gửi yêu cầu ký %s (%d giá trị băm).", request_id, len(digests))
+            raise SigningError(missing)
+        _log.info("Đã gửi yêu cầu ký %s (%d giá trị băm).", request_id, len(body["hashes"]))
         try:
             if self._confirm is not None:
                 self._confirm(request_id)
-            state = self._wait(request_id, deadline)
+            return wait(request_id)
         except BaseException:
             self._cancel(request_id)
             raise
-        return self._signatures(state, digests)
 
     def _sign_csc(self, digests: list[bytes], deadline: float) -> list[bytes]:
         """CSC v2: ``credentials/authorize`` with the hashes (one confirmation), poll
         ``credentials/authorizeCheck`` for the SAD, then ``signatures/signHash``."""
         hashes = [_b64(d) for d in digests]
-        created = self._call(
-            "POST",
+        state = self._confirmed(
             "/csc/v2/credentials/authorize",
-            deadline=deadline,
-            json={
+            {
                 "credentialID": self.user_id,
                 "numSignatures": len(hashes),
                 "hashes": hashes,
                 "hashAlgorithmOID": CSC_SHA256,
                 "description": self.description,
             },
+            ("transactionID", "Dịch vụ ký số không trả về mã giao dịch ký."),
+            lambda transaction: self._wait_csc(transaction, deadline),
+            deadline,
         )
-        transaction = str(created.get("transactionID", ""))
-        if not transaction:
-            raise SigningError("Dịch vụ ký số không trả về mã giao dịch ký.")
-        _log.info("Đã gửi yêu cầu ký %s (%d giá trị băm).", transaction, len(digests))
-        try:
-            if self._confirm is not None:
-                self._confirm(transaction)
-            while True:
-                state = self._call(
-                    "POST",
-                    "/csc/v2/credentials/authorizeCheck",
-                    deadline=deadline,
-                    json={"credentialID": self.user_id, "transactionID": transaction},
-                )
-                if state.get("status") == "confirmed" and state.get("SAD"):
-                    break
-                self._pause(deadline)
-        except BaseException:
-            self._cancel(transaction)
-            raise
         signed = self._call(
             "POST",
             "/csc/v2/signatures/signHash",
@@ -299,6 +296,18 @@ class RemoteSigner:
             },
         )
         return self._signatures(signed, digests)
+
+    def _wait_csc(self, transaction: str, deadline: float) -> dict[str, Any]:
+        while True:
+            state = self._call(
+                "POST",
+                "/csc/v2/credentials/authorizeCheck",
+                deadline=deadline,
+                json={"credentialID": self.user_id, "transactionID": transaction},
+            )
+            if state.get("status") == "confirmed" and state.get("SAD"):
+                return state
+            self._pause(deadline)
 
     def _wait(self, request_id: str, deadline: float) -> dict[str, Any]:
         path = f"/v1/sign-requests/{request_id}"
@@ -341,14 +350,3 @@ class RemoteSigner:
         """Close the HTTP client if this signer created it."""
         if self._own_client:
             self._client.close()
-
-    def __enter__(self) -> RemoteSigner:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -31,7 +31,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -43,6 +44,7 @@ from hocba.errors import HocbaError
 __all__ = [
     "ALGORITHM_ECDSA_SHA256",
     "ALGORITHM_RSA_SHA256",
+    "ClosingSigner",
     "Signer",
     "SigningError",
     "SoftwareSigner",
@@ -90,6 +92,25 @@ class Signer(Protocol):
         confirmation for remote services). Raises :class:`SigningError` on failure.
         """
         ...
+
+
+class ClosingSigner:
+    """A backend that holds a session or a connection: used as a context manager, it is
+    closed (:meth:`close`) at the end of the ``with`` block."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def _algorithm_for(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
