@@ -10,9 +10,10 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,13 +22,13 @@ from rich.table import Table
 
 from hocba import db
 from hocba.config import load_settings
+from hocba.errors import HocbaError
 from hocba.models.lifecycle import SYSTEM, claim_waiting
 from hocba.models.lifecycle_states import COHORT_LABELS, STATE_LABELS, STATES
 
 if TYPE_CHECKING:
     import httpx
 
-T = TypeVar("T")
 
 app = typer.Typer(
     help="hocba: Học bạ số cấp tiểu học — lập, ký, phát hành, gửi và chuyển học bạ số.",
@@ -75,10 +76,28 @@ def _school_id(session: Any, code: str) -> int:
     return int(sid)
 
 
+@contextmanager
+def _refused(*errors: type[Exception], code: int = 1) -> Iterator[None]:
+    """One of ``errors`` ends the command: its message (Vietnamese, for people) in red,
+    exit status ``code``."""
+    try:
+        yield
+    except errors as exc:
+        err.print(f"[red]{exc.message if isinstance(exc, HocbaError) else exc}[/red]")
+        raise typer.Exit(code) from None
+
+
 def _prepare() -> None:
     """Bring the schema to head (cheap when it already is)."""
     settings = load_settings()
     db.upgrade(db.get_engine(), settings.schema)
+
+
+def _rows(sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """The rows of one read query (``%s`` placeholders) on the configured database."""
+    _prepare()
+    with db.session_scope() as session:
+        return list(session.connection().exec_driver_sql(sql, params).all())
 
 
 @db_app.command("upgrade")
@@ -434,18 +453,12 @@ def pki_init() -> None:
 @cert_app.command("list")
 def cert_list(school: Annotated[str | None, typer.Option(help="Mã trường")] = None) -> None:
     """Chứng thư số tổ chức của các trường và trạng thái phê duyệt."""
-    _prepare()
-    with db.session_scope() as session:
-        rows = (
-            session.connection()
-            .exec_driver_sql(
-                "SELECT c.id, s.code, c.subject, c.serial_number, c.status, c.not_after "
-                "FROM certificate c JOIN school s ON s.id = c.school_id "
-                "WHERE %s::text IS NULL OR s.code = %s ORDER BY s.code, c.id",
-                (school, school),
-            )
-            .all()
-        )
+    rows = _rows(
+        "SELECT c.id, s.code, c.subject, c.serial_number, c.status, c.not_after "
+        "FROM certificate c JOIN school s ON s.id = c.school_id "
+        "WHERE %s::text IS NULL OR s.code = %s ORDER BY s.code, c.id",
+        (school, school),
+    )
     table = Table(title="Chứng thư số tổ chức")
     for h in ("Số", "Trường", "Chủ thể", "Số hiệu", "Trạng thái", "Hết hạn"):
         table.add_column(h)
@@ -478,12 +491,9 @@ def cert_approve(
         if not pending:
             err.print(f"[red]Trường {school} không có chứng thư số nào chờ duyệt.[/red]")
             raise typer.Exit(1)
-        try:
+        with _refused(certificates.CertificateError):
             for c in pending:
                 certificates.decide(session, c.id, actor, approve=reject is None, reason=reject)
-        except certificates.CertificateError as exc:
-            err.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from None
     console.print(
         f"Trường {school}: đã {'từ chối' if reject else 'phê duyệt'} {len(pending)} chứng thư số."
     )
@@ -752,17 +762,6 @@ def _signing_client(url: str | None, *, timeout: float) -> httpx.Client:
     return httpx.Client(base_url=(url or signing_service_url()).rstrip("/"), timeout=timeout)
 
 
-def _phone(answer: Callable[[], T]) -> T:
-    """Run one of the phone's requests; the service's refusal ends the command (exit 1)."""
-    from hocba.pki.signer import SigningError
-
-    try:
-        return answer()
-    except SigningError as exc:
-        err.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(1) from None
-
-
 @signing_app.command("pending")
 def signing_pending(
     user: Annotated[str, typer.Option(help="Mã người dùng ký từ xa (tên đăng nhập)")],
@@ -770,9 +769,10 @@ def signing_pending(
 ) -> None:
     """Các yêu cầu ký đang chờ người dùng xác nhận (như ứng dụng trên điện thoại)."""
     from hocba.dev.signing_service import pending_requests
+    from hocba.pki.signer import SigningError
 
-    with _signing_client(url, timeout=10) as client:
-        waiting = _phone(lambda: pending_requests(client, user))
+    with _signing_client(url, timeout=10) as client, _refused(SigningError):
+        waiting = pending_requests(client, user)
     if not waiting:
         console.print("Không có yêu cầu ký nào đang chờ xác nhận.")
     for r in waiting:
@@ -788,10 +788,11 @@ def signing_confirm(
     """Xác nhận (hoặc từ chối) một yêu cầu ký bằng mã OTP, như trên điện thoại. Mã OTP lấy
     từ HOCBA_SIGNING_OTP hoặc được hỏi (không hiện)."""
     from hocba.dev.signing_service import answer_request
+    from hocba.pki.signer import SigningError
 
     otp = os.environ.get("HOCBA_SIGNING_OTP") or typer.prompt("Mã xác nhận (OTP)", hide_input=True)
-    with _signing_client(url, timeout=30) as client:
-        _phone(lambda: answer_request(client, request_id, otp, refuse=refuse))
+    with _signing_client(url, timeout=30) as client, _refused(SigningError):
+        answer_request(client, request_id, otp, refuse=refuse)
     console.print("Đã từ chối yêu cầu ký." if refuse else "Đã xác nhận: dịch vụ đã ký cả lô.")
 
 
@@ -858,7 +859,7 @@ def cert_register(
     except ValueError:
         err.print("[red]Tệp không phải chứng thư số dạng PEM.[/red]")
         raise typer.Exit(2) from None
-    try:
+    with _refused(certificates.CertificateError):
         with db.session_scope() as session:
             cid = certificates.register(
                 session,
@@ -869,9 +870,6 @@ def cert_register(
                 key_ref=key_ref,
                 actor=SYSTEM,
             )
-    except certificates.CertificateError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     console.print(
         f"Đã đăng ký chứng thư số #{cid} của trường {school}; chờ Phòng/Sở phê duyệt "
         f"(hocba cert approve {school} --as <cán bộ Phòng>)."
@@ -891,12 +889,9 @@ def cert_kind(
     from hocba.models import certificates
 
     _prepare()
-    try:
+    with _refused(certificates.CertificateError):
         with db.session_scope() as session:
             certificates.set_kind(session, username, kind, provider, SYSTEM)
-    except certificates.CertificateError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     console.print(f"Chứng thư số của {username}: {kind} ({provider}).")
 
 
@@ -934,7 +929,7 @@ def correction_request(
     from hocba.models import corrections
 
     _prepare()
-    try:
+    with _refused(corrections.CorrectionError):
         with db.session_scope() as session:
             req = corrections.request(
                 session,
@@ -943,9 +938,6 @@ def correction_request(
                 reason,
                 decision,
             )
-    except corrections.CorrectionError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     console.print(f"Đã lập yêu cầu chỉnh lý số {req}; chờ Phòng GDĐT duyệt.")
 
 
@@ -959,14 +951,11 @@ def correction_decide(
     from hocba.models import corrections
 
     _prepare()
-    try:
+    with _refused(corrections.CorrectionError):
         with db.session_scope() as session:
             new = corrections.decide(
                 session, request_id, _actor(session, as_user), approve=reject is None, reason=reject
             )
-    except corrections.CorrectionError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     if new is None:
         console.print("Đã từ chối yêu cầu chỉnh lý.")
     else:
@@ -1026,21 +1015,15 @@ def print_class_cmd(
     gộp để in."""
     from hocba.tasks.books import class_print_file
 
-    _prepare()
-    with db.session_scope() as session:
-        rows = (
-            session.connection()
-            .exec_driver_sql(
-                "SELECT r.id, p.pupil_code, c.name FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
-                "JOIN school_class c ON c.id = r.class_id JOIN school s ON s.id = r.school_id "
-                "WHERE s.code = %s AND (%s::text IS NULL OR c.name = %s) "
-                "AND r.xml_sha256 IS NOT NULL "
-                "AND r.state IN ('issued', 'submitted', 'accepted', 'rejected') "
-                "ORDER BY c.name, p.full_name",
-                (school, class_name, class_name),
-            )
-            .all()
-        )
+    rows = _rows(
+        "SELECT r.id, p.pupil_code, c.name FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
+        "JOIN school_class c ON c.id = r.class_id JOIN school s ON s.id = r.school_id "
+        "WHERE s.code = %s AND (%s::text IS NULL OR c.name = %s) "
+        "AND r.xml_sha256 IS NOT NULL "
+        "AND r.state IN ('issued', 'submitted', 'accepted', 'rejected') "
+        "ORDER BY c.name, p.full_name",
+        (school, class_name, class_name),
+    )
     if not rows:
         console.print("Không có học bạ đã phát hành nào để in.")
         return
@@ -1062,14 +1045,14 @@ def _school_seal(session: Any, school: str) -> Any:
     from hocba.pki.signer import SoftwareSigner
 
     approved = [
-        c
+        c.key_ref
         for c in certificates.school_certificates(session, school)
         if c.status == "approved" and c.key_ref
     ]
     if not approved:
         err.print(f"[red]Trường {school} chưa có con dấu số được phê duyệt.[/red]")
         raise typer.Exit(1)
-    return SoftwareSigner.from_pkcs12(approved[0].key_ref, _passphrase("Mật khẩu tệp khóa"))
+    return SoftwareSigner.from_pkcs12(approved[0], _passphrase("Mật khẩu tệp khóa"))
 
 
 @transfer_app.command("export")
@@ -1091,7 +1074,7 @@ def transfer_export(
         err.print("[red]Ngày chuyển đi phải có dạng ngày/tháng/năm, ví dụ 15/01/2025.[/red]")
         raise typer.Exit(2) from None
     _prepare()
-    try:
+    with _refused(TransferError):
         with db.session_scope() as session:
             actor = _actor(session, as_user)
             school = (
@@ -1107,9 +1090,6 @@ def transfer_export(
             package, tid = export_package(
                 session, pupil_code, to, when, actor, _school_seal(session, school or "")
             )
-    except TransferError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     out.write_bytes(package)
     console.print(f"Đã xuất gói chuyển trường #{tid}: {out} ({len(package):,} byte).")
 
@@ -1134,7 +1114,7 @@ def transfer_receive(
 
     settings = load_settings()
     _prepare()
-    try:
+    with _refused(TransferError):
         with db.session_scope() as session:
             res = receive_package(
                 session,
@@ -1147,9 +1127,6 @@ def transfer_receive(
                 crl_source=crl_source(settings.home),
                 unverified_confirmed=unverified_confirmed,
             )
-    except TransferError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     for note in res.notes:
         console.print(note)
     if res.state == "needs_review":
@@ -1168,30 +1145,21 @@ def transfer_receipt(receipt: Annotated[Path, typer.Argument(exists=True, dir_ok
 
     settings = load_settings()
     _prepare()
-    try:
+    with _refused(TransferError):
         with db.session_scope() as session:
             tid = record_receipt(session, receipt.read_bytes(), trust_anchors(settings.home))
-    except TransferError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     console.print(f"Chuyển trường #{tid}: đã có biên nhận của trường nhận.")
 
 
 @transfer_app.command("list")
 def transfer_list(school: Annotated[str | None, typer.Option(help="Mã trường")] = None) -> None:
     """Các lượt chuyển đi/chuyển đến và trạng thái."""
-    _prepare()
-    with db.session_scope() as session:
-        rows = (
-            session.connection()
-            .exec_driver_sql(
-                "SELECT id, from_school_code, to_school_code, pupil_name, leaving_date, state, "
-                "records, review_reason FROM transfer WHERE %s::text IS NULL "
-                "OR %s IN (from_school_code, to_school_code) ORDER BY id",
-                (school, school),
-            )
-            .all()
-        )
+    rows = _rows(
+        "SELECT id, from_school_code, to_school_code, pupil_name, leaving_date, state, "
+        "records, review_reason FROM transfer WHERE %s::text IS NULL "
+        "OR %s IN (from_school_code, to_school_code) ORDER BY id",
+        (school, school),
+    )
     labels = {
         "exported": "Đã xuất gói",
         "needs_review": "Cần đối chiếu",
@@ -1223,11 +1191,8 @@ def notify_run(
     from hocba.notify import NotifyError, run_notifications
 
     _prepare()
-    try:
+    with _refused(ValueError, NotifyError, code=2):
         out = run_notifications(dt.date.fromisoformat(today) if today else None)
-    except (ValueError, NotifyError) as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
     console.print(
         f"{out['created']} thông báo mới; đã gửi {out['sent']}, lỗi {out['failed']}, "
         f"bỏ {out['gave_up']}" + (" (giờ yên lặng: chưa gửi)" if out["quiet"] else "")
@@ -1243,12 +1208,9 @@ def notify_channel_add(
     from hocba.notify import NotifyError, add_channel
 
     _prepare()
-    try:
+    with _refused(NotifyError, code=2):
         with db.session_scope() as session:
             add_channel(session, _actor(session, username).staff_id, url)
-    except NotifyError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
     console.print(f"Đã thêm kênh thông báo cho {username}.")
 
 
@@ -1379,11 +1341,8 @@ def submit(
     from hocba.portal.client import PortalError
 
     _prepare()
-    try:
+    with _refused(PortalError):
         console.print(submit_school.fn(school, resubmit_rejected))
-    except PortalError as exc:
-        err.print(f"[red]{exc.message_vi}[/red]")
-        raise typer.Exit(1) from None
 
 
 @app.command("up")
@@ -1420,7 +1379,7 @@ def up(
             "dùng --demo cho huyện mẫu, hoặc --no-portal khi dùng cổng thật của Sở.[/red]"
         )
         raise typer.Exit(2)
-    try:
+    with _refused(RuntimeError):
         code = run(
             Ports(prefect_port, portal_port, dashboard_port),
             workers,
@@ -1428,9 +1387,6 @@ def up(
             dashboard,
             say=console.print,
         )
-    except RuntimeError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     raise typer.Exit(code)
 
 
