@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pandas as pd
 import streamlit as st
 
 from hocba.dashboard import logic
 from hocba.dashboard.auth import require
-from hocba.dashboard.common import flash, log_event, session, show_flash
+from hocba.dashboard.common import choose, flash, log_event, session, show_flash, show_table
 from hocba.models import calendar, certificates, corrections, org, queries
 from hocba.models.lifecycle_states import COHORT_LABELS, ROLE_LABELS, ROLES
 
@@ -34,24 +33,20 @@ with tabs[0]:
     if not certs:
         st.info("Chưa có chứng thư số tổ chức nào được đăng ký.")
     else:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "Trường": f"{c['school_code']} — {c['school_name']}",
-                        "Trạng thái": CERT_STATUS.get(c["status"], c["status"]),
-                        "Chủ thể": c["subject"],
-                        "Số hiệu": c["serial_number"],
-                        "Loại": f"{c['kind']} / {c['provider']}",
-                        "Hiệu lực đến": logic.fmt_date(c["not_after"]),
-                        "Người duyệt": c["decided_by"] or "",
-                        "Lý do": c["decision_reason"] or "",
-                    }
-                    for c in certs
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
+        show_table(
+            [
+                {
+                    "Trường": f"{c['school_code']} — {c['school_name']}",
+                    "Trạng thái": CERT_STATUS.get(c["status"], c["status"]),
+                    "Chủ thể": c["subject"],
+                    "Số hiệu": c["serial_number"],
+                    "Loại": f"{c['kind']} / {c['provider']}",
+                    "Hiệu lực đến": logic.fmt_date(c["not_after"]),
+                    "Người duyệt": c["decided_by"] or "",
+                    "Lý do": c["decision_reason"] or "",
+                }
+                for c in certs
+            ]
         )
         pending = [c for c in certs if c["status"] == "pending"]
         if pending and is_officer:
@@ -86,25 +81,21 @@ with tabs[1]:
     if not pending_fix:
         st.info("Không có yêu cầu chỉnh lý nào đang chờ.")
     else:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "Số": q["id"],
-                        "Trường": q["school_code"],
-                        "Học sinh": q["full_name"],
-                        "Lớp": q["class_name"],
-                        "Năm học": q["school_year"],
-                        "Lý do": q["reason"],
-                        "Quyết định hộ tịch": q["decision_document"] or "",
-                        "Người đề nghị": q["requested_by"],
-                        "Ngày": logic.fmt_date(q["requested_at"]),
-                    }
-                    for q in pending_fix
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
+        show_table(
+            [
+                {
+                    "Số": q["id"],
+                    "Trường": q["school_code"],
+                    "Học sinh": q["full_name"],
+                    "Lớp": q["class_name"],
+                    "Năm học": q["school_year"],
+                    "Lý do": q["reason"],
+                    "Quyết định hộ tịch": q["decision_document"] or "",
+                    "Người đề nghị": q["requested_by"],
+                    "Ngày": logic.fmt_date(q["requested_at"]),
+                }
+                for q in pending_fix
+            ]
         )
         if is_officer:
             with st.form("qt_fix"):
@@ -134,21 +125,17 @@ with tabs[1]:
 with tabs[2]:
     with session() as s:
         deadlines = queries.deadline_table(s, viewer)
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "Tỉnh/thành phố": d["province"],
-                    "Năm học": d["school_year"],
-                    "Đợt": COHORT_LABELS[d["cohort"]],
-                    "Hạn nộp": logic.fmt_date(d["due_date"]),
-                    "Nguồn": "Tỉnh quy định" if d["override"] else "Mặc định (15/6, 15/8)",
-                }
-                for d in deadlines
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
+    show_table(
+        [
+            {
+                "Tỉnh/thành phố": d["province"],
+                "Năm học": d["school_year"],
+                "Đợt": COHORT_LABELS[d["cohort"]],
+                "Hạn nộp": logic.fmt_date(d["due_date"]),
+                "Nguồn": "Tỉnh quy định" if d["override"] else "Mặc định (15/6, 15/8)",
+            }
+            for d in deadlines
+        ]
     )
     if viewer.admin and deadlines:
         provinces = {d["province_id"]: d["province"] for d in deadlines}
@@ -181,22 +168,18 @@ with tabs[2]:
 with tabs[3]:
     with session() as s:
         staff = queries.staff_roles(s, viewer)
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "Tên đăng nhập": p["username"],
-                    "Họ và tên": p["full_name"],
-                    "Số định danh": p["cccd"] or "",
-                    "E-mail": p["email"] or "",
-                    "Hoạt động": "có" if p["active"] else "đã khóa",
-                    "Vai trò": p["roles"] or "",
-                }
-                for p in staff
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
+    show_table(
+        [
+            {
+                "Tên đăng nhập": p["username"],
+                "Họ và tên": p["full_name"],
+                "Số định danh": p["cccd"] or "",
+                "E-mail": p["email"] or "",
+                "Hoạt động": "có" if p["active"] else "đã khóa",
+                "Vai trò": p["roles"] or "",
+            }
+            for p in staff
+        ]
     )
     if not viewer.admin:
         st.caption("Thêm cán bộ và phân quyền do quản trị hệ thống thực hiện.")
@@ -266,14 +249,10 @@ with tabs[4]:
         "Kênh nhận tin nhắc việc của từng cán bộ (email, tin nhắn, ứng dụng chat — cú pháp "
         "Apprise). Mật khẩu và mã bí mật trong địa chỉ luôn được che."
     )
-    who = st.selectbox(
+    who = choose(
         "Cán bộ",
-        [None, *people],
-        format_func=lambda i: (
-            "— chọn cán bộ —"
-            if i is None
-            else f"{people[i]['full_name']} ({people[i]['username']})"
-        ),
+        {i: f"{p['full_name']} ({p['username']})" for i, p in people.items()},
+        "— chọn cán bộ —",
         key="qt_channel_staff",
     )
     if who is not None:
@@ -282,20 +261,16 @@ with tabs[4]:
         with session() as s:
             channels = list_channels(s, who)
         if channels:
-            st.dataframe(
-                pd.DataFrame(
-                    [
-                        {
-                            "Loại": c["kind"],
-                            "Địa chỉ (đã che)": c["url"],
-                            "Hoạt động": "có" if c["active"] else "tắt",
-                            "Ngày thêm": logic.fmt_date(c["created_at"]),
-                        }
-                        for c in channels
-                    ]
-                ),
-                hide_index=True,
-                width="stretch",
+            show_table(
+                [
+                    {
+                        "Loại": c["kind"],
+                        "Địa chỉ (đã che)": c["url"],
+                        "Hoạt động": "có" if c["active"] else "tắt",
+                        "Ngày thêm": logic.fmt_date(c["created_at"]),
+                    }
+                    for c in channels
+                ]
             )
         else:
             st.info(f"{people[who]['full_name']} chưa có kênh nhận thông báo nào.")
