@@ -57,11 +57,18 @@ def _rect(box: Sequence[float]) -> generic.ArrayObject:
     return generic.ArrayObject([generic.FloatObject(v) for v in box])
 
 
-def _signature_entries(
-    name: str | None, location: str | None, reason: str, reference: generic.DictionaryObject
-) -> bytes:
-    """The signature dictionary's entries other than ``/ByteRange`` and ``/Contents``, as
-    pyHanko writes them for a PAdES signature (ETSI EN 319 142-1 §5.3)."""
+def _add_signature(
+    rev: Revision,
+    number: int,
+    template: _CmsTemplate,
+    name: str | None,
+    location: str | None,
+    reason: str,
+    reference: generic.DictionaryObject,
+) -> None:
+    """Object ``number`` of ``rev``: a signature dictionary with room for ``template``'s
+    container; its entries other than ``/ByteRange`` and ``/Contents`` as pyHanko writes
+    them for a PAdES signature (ETSI EN 319 142-1 §5.3)."""
     entries = generic.DictionaryObject(
         {
             generic.pdf_name("/Type"): generic.pdf_name("/Sig"),
@@ -76,7 +83,8 @@ def _signature_entries(
         entries[generic.pdf_name("/Name")] = _pdf_text(name)
     if location:
         entries[generic.pdf_name("/Location")] = _pdf_text(location)
-    return serialize(entries)[2:-2].strip()  # without the dictionary's << >>
+    # without the dictionary's << >>
+    rev.add_signature(number, serialize(entries)[2:-2].strip(), 2 * template.length)
 
 
 def _transform(method: str, params: dict[str, generic.PdfObject]) -> generic.DictionaryObject:
@@ -287,15 +295,14 @@ def _certify(
     )
     principal_objects.write(rev, principal_ap)
     principal_signer, principal_template = principal
-    rev.add_signature(
+    _add_signature(
+        rev,
         signature,
-        _signature_entries(
-            book.name,
-            book.location,
-            _PRINCIPAL_REASON,
-            _transform("/DocMDP", {"/P": generic.NumberObject(fields.MDPPerm.FILL_FORMS.value)}),
-        ),
-        2 * principal_template.length,
+        principal_template,
+        book.name,
+        book.location,
+        _PRINCIPAL_REASON,
+        _transform("/DocMDP", {"/P": generic.NumberObject(fields.MDPPerm.FILL_FORMS.value)}),
     )
     new_page = generic.DictionaryObject({k: page.raw_get(k) for k in page})
     new_page[generic.pdf_name("/Annots")] = generic.ArrayObject(
@@ -355,18 +362,16 @@ def _seal(
     seal_signature = seal_rev.allocate()
     seal_objects.write(seal_rev, seal_ap)
     seal_signer, seal_template = seal
-    seal_rev.add_signature(
+    _add_signature(
+        seal_rev,
         seal_signature,
-        _signature_entries(
-            book.school,
-            book.location,
-            _SEAL_REASON,
-            _transform(
-                "/FieldMDP",
-                {"/Action": generic.pdf_name("/All"), "/P": generic.NumberObject(1)},
-            ),
+        seal_template,
+        book.school,
+        book.location,
+        _SEAL_REASON,
+        _transform(
+            "/FieldMDP", {"/Action": generic.pdf_name("/All"), "/P": generic.NumberObject(1)}
         ),
-        2 * seal_template.length,
     )
     filled = _widget(SEAL_FIELD, book.seal_box, certified.page, seal_ap)
     filled[generic.pdf_name("/Lock")] = ref(certified.lock)

@@ -59,24 +59,20 @@ def _sign_with_pyhanko(
     """The revisions written by pyHanko's :class:`~pyhanko.sign.signers.PdfSigner`."""
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
     _embed_record(writer, record_xml, book)
-    fields.append_signature_field(
-        writer,
-        fields.SigFieldSpec(
-            PRINCIPAL_FIELD,
-            on_page=book.placement.page,
-            box=book.principal_box,  # type: ignore[arg-type]  # floats: pyHanko says int
-        ),
+    principal_field = fields.SigFieldSpec(
+        PRINCIPAL_FIELD,
+        on_page=book.placement.page,
+        box=book.principal_box,  # type: ignore[arg-type]  # floats: pyHanko says int
     )
-    fields.append_signature_field(
-        writer,
-        fields.SigFieldSpec(
-            SEAL_FIELD,
-            on_page=book.placement.page,
-            box=book.seal_box,  # type: ignore[arg-type]  # floats: pyHanko says int
-            field_mdp_spec=fields.FieldMDPSpec(fields.FieldMDPAction.ALL),
-            doc_mdp_update_value=fields.MDPPerm.NO_CHANGES,
-        ),
+    seal_field = fields.SigFieldSpec(
+        SEAL_FIELD,
+        on_page=book.placement.page,
+        box=book.seal_box,  # type: ignore[arg-type]  # floats: pyHanko says int
+        field_mdp_spec=fields.FieldMDPSpec(fields.FieldMDPAction.ALL),
+        doc_mdp_update_value=fields.MDPPerm.NO_CHANGES,
     )
+    for spec in (principal_field, seal_field):
+        fields.append_signature_field(writer, spec)
     certified = _sign(
         writer,
         signers.PdfSignatureMetadata(

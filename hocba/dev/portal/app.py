@@ -57,7 +57,7 @@ import random
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -112,6 +112,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 GENERIC_PATH = "/hocba/v1/giao-dich"
 """One endpoint for every transaction, dispatched by ``authenticationRequest.type``."""
@@ -613,11 +614,14 @@ class ProvincePortal:
             values[name] = value.strip()
         return values
 
-    def _decode(self, envelope: _Envelope) -> bytes:
+    def _parsed(self, envelope: _Envelope, parse: Callable[[bytes, int], T]) -> T:
+        """The content (Base64 of gzip'ed XML) decoded, then read by ``parse``; a refusal
+        (``CONTENT_INVALID``) when either fails."""
         if not isinstance(envelope.content, str):
             raise _Refusal(ResponseCode.INVALID, "content phải là chuỗi Base64 của XML nén gzip.")
         try:
-            return decode_content(envelope.content, self.max_uncompressed)
+            xml = decode_content(envelope.content, self.max_uncompressed)
+            return parse(xml, self.max_uncompressed)
         except ContentError as exc:
             raise _Refusal(ResponseCode.INVALID, exc.message_vi, "CONTENT_INVALID") from None
 
@@ -628,11 +632,7 @@ class ProvincePortal:
         replay = self._replay(envelope, content_sha)
         if replay is not None:
             return replay
-        xml = self._decode(envelope)
-        try:
-            records = extract_records(xml, self.max_uncompressed)
-        except ContentError as exc:
-            raise _Refusal(ResponseCode.INVALID, exc.message_vi, "CONTENT_INVALID") from None
+        records = self._parsed(envelope, extract_records)
         if not records:
             raise _Refusal(ResponseCode.INVALID, "Danh sách học bạ không có học bạ nào.")
         results, rows = self._verify_records(envelope, records, approved)
@@ -953,11 +953,7 @@ class ProvincePortal:
         replay = self._replay(envelope, content_sha)
         if replay is not None:
             return replay
-        xml = self._decode(envelope)
-        try:
-            items = parse_revocation_xml(xml, self.max_uncompressed)
-        except ContentError as exc:
-            raise _Refusal(ResponseCode.INVALID, exc.message_vi, "CONTENT_INVALID") from None
+        items = self._parsed(envelope, parse_revocation_xml)
         codes = [item.ma_tra_cuu_uuid for item in items]
         if len(set(codes)) != len(codes):
             raise _Refusal(ResponseCode.INVALID, "Yêu cầu thu hồi có mã tra cứu trùng nhau.")
