@@ -100,12 +100,13 @@ st.markdown(
 if issued:
     code = str(issued["lookup_code"])
     st.write(f"Mã số tra cứu học bạ: `{code}`")
+    issued_school = str(issued["school_code"])
 
     def _log_export() -> None:
         log_event(
             viewer,
             "export",
-            school_code=issued["school_code"],
+            school_code=issued_school,
             record_id=rid,
             payload={"page": PAGE},
         )

@@ -142,9 +142,9 @@ with tabs[2]:
         years = {d["school_year_id"]: d["school_year"] for d in deadlines}
         with st.form("qt_deadline"):
             c1, c2, c3, c4 = st.columns(4)
-            province = c1.selectbox("Tỉnh", list(provinces), format_func=provinces.get)
-            year_id = c2.selectbox("Năm học", list(years), format_func=years.get)
-            cohort = c3.selectbox("Đợt", ["june", "august"], format_func=COHORT_LABELS.get)
+            province = c1.selectbox("Tỉnh", list(provinces), format_func=provinces.__getitem__)
+            year_id = c2.selectbox("Năm học", list(years), format_func=years.__getitem__)
+            cohort = c3.selectbox("Đợt", ["june", "august"], format_func=COHORT_LABELS.__getitem__)
             due = c4.date_input("Hạn nộp", value=dt.date.today(), format="DD/MM/YYYY")
             if st.form_submit_button("Lưu hạn nộp"):
                 with session() as s:
@@ -215,7 +215,7 @@ with tabs[3]:
         with c2.form("qt_role", clear_on_submit=True):
             st.markdown("**Giao vai trò**")
             who = st.text_input("Tên đăng nhập của cán bộ")
-            role = st.selectbox("Vai trò", list(ROLES), format_func=ROLE_LABELS.get)
+            role = st.selectbox("Vai trò", list(ROLES), format_func=ROLE_LABELS.__getitem__)
             school_code = st.text_input("Mã trường (vai trò ở trường)")
             unit_code = st.text_input("Mã đơn vị (cán bộ Phòng/Sở)")
             delegated = st.checkbox("Được ủy quyền ký thay Hiệu trưởng (Phó hiệu trưởng)")
@@ -249,17 +249,17 @@ with tabs[4]:
         "Kênh nhận tin nhắc việc của từng cán bộ (email, tin nhắn, ứng dụng chat — cú pháp "
         "Apprise). Mật khẩu và mã bí mật trong địa chỉ luôn được che."
     )
-    who = choose(
+    staff_id = choose(
         "Cán bộ",
         {i: f"{p['full_name']} ({p['username']})" for i, p in people.items()},
         "— chọn cán bộ —",
         key="qt_channel_staff",
     )
-    if who is not None:
+    if staff_id is not None:
         from hocba.notify import NotifyError, add_channel, list_channels
 
         with session() as s:
-            channels = list_channels(s, who)
+            channels = list_channels(s, staff_id)
         if channels:
             show_table(
                 [
@@ -273,7 +273,7 @@ with tabs[4]:
                 ]
             )
         else:
-            st.info(f"{people[who]['full_name']} chưa có kênh nhận thông báo nào.")
+            st.info(f"{people[staff_id]['full_name']} chưa có kênh nhận thông báo nào.")
         if not viewer.admin:
             st.caption("Thêm kênh do quản trị hệ thống thực hiện.")
         else:
@@ -287,7 +287,7 @@ with tabs[4]:
             if add:
                 try:
                     with session() as s:
-                        add_channel(s, who, url)
+                        add_channel(s, staff_id, url)
                 except NotifyError as exc:
                     st.error(str(exc))
                 else:
@@ -295,7 +295,7 @@ with tabs[4]:
                         viewer,
                         "channel_add",
                         school_code=None,
-                        payload={"username": people[who]["username"]},
+                        payload={"username": people[staff_id]["username"]},
                     )
-                    flash(f"Đã thêm kênh thông báo cho {people[who]['full_name']}.")
+                    flash(f"Đã thêm kênh thông báo cho {people[staff_id]['full_name']}.")
                     st.rerun()
