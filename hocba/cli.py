@@ -1244,7 +1244,7 @@ def portal_serve(
     Tài khoản: mỗi trường một tài khoản (tên = mã trường, mật khẩu HOCBA_PORTAL_PASSWORD)."""
     import os
 
-    from hocba.dev.portal import PortalUser, serve
+    from hocba.dev.portal import PortalUser, create_portal_app, serve
     from hocba.tasks.issuance import trust_anchors
 
     settings = load_settings()
@@ -1252,16 +1252,15 @@ def portal_serve(
     password = os.environ.get("HOCBA_PORTAL_PASSWORD") or _passphrase("Mật khẩu tài khoản cổng")
     with db.session_scope() as session:
         codes = list(session.connection().exec_driver_sql("SELECT code FROM school").scalars())
-    serve(
-        host,
-        port,
-        engine_or_url=db.database_url(settings),
-        schema=f"{settings.schema}_portal",
-        trusted_roots=trust_anchors(settings.home),
+    portal = create_portal_app(
+        db.database_url(settings),
+        f"{settings.schema}_portal",
+        trust_anchors(settings.home),
         # each school's account acts for its own unit only
-        users={code: PortalUser.with_password(password, [code]) for code in codes},
+        {code: PortalUser.with_password(password, [code]) for code in codes},
         auto_approve_certificates=auto_approve,
     )
+    serve(portal, host, port)
 
 
 trust_app = typer.Typer(help="Dấu thời gian (TSA), OCSP và CRL THỬ NGHIỆM của dự án.")

@@ -1312,35 +1312,13 @@ def load_certificates(paths: Sequence[str]) -> list[x509.Certificate]:
     return certificates
 
 
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8800,
-    *,
-    engine_or_url: Engine | str,
-    schema: str = "portal",
-    trusted_roots: Sequence[x509.Certificate] = (),
-    users: Mapping[str, str | PortalUser] | None = None,
-    admin_token: str | None = None,
-    auto_approve_certificates: bool = False,
-    auto_accept_revocations: bool = False,
-    faults: PortalFaults | None = None,
-    log_level: str = "info",
-) -> None:
-    """Run the portal with uvicorn until interrupted (blocking): ``hocba portal serve``.
+def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8800, log_level: str = "info") -> None:
+    """Run the portal (``app``, from :func:`create_portal_app`) with uvicorn until
+    interrupted (blocking): ``hocba portal serve``.
 
     Bind to ``127.0.0.1`` unless other machines must reach it: it is a stand-in for a
     province's portal, for development, demos and tests.
     """
     import uvicorn
 
-    app = create_portal_app(
-        engine_or_url,
-        schema,
-        trusted_roots,
-        users,
-        admin_token=admin_token,
-        auto_approve_certificates=auto_approve_certificates,
-        auto_accept_revocations=auto_accept_revocations,
-        faults=faults,
-    )
     uvicorn.run(app, host=host, port=port, log_level=log_level)
