@@ -54,6 +54,7 @@ from typing import Any
 import psutil
 from sqlalchemy import text
 
+from hocba.flows.demo import WORKER_ONLY_SERVER_ENV
 from hocba.up import wait_http
 
 PASS = "hocba-demo"  # the demo passphrase (test keys, portal accounts)
@@ -408,6 +409,11 @@ def main() -> None:
     ap.add_argument("--schools-per-flow", type=int, default=4, help="schools per flow run")
     ap.add_argument("--threads", type=int, default=3, help="concurrent flow runs per worker")
     ap.add_argument(
+        "--all-server-services",
+        action="store_true",
+        help="keep every Prefect server service (scheduler, foreman...) running",
+    )
+    ap.add_argument(
         "--single-share", type=float, default=0.5, help="share of schools run on ONE worker"
     )
     ap.add_argument(
@@ -466,6 +472,8 @@ def main() -> None:
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": (
                 f"postgresql+asyncpg://postgres@/prefect?host={sock}"
             ),
+            # flows called directly: no schedules, workers, pauses or automations
+            **({} if args.all_server_services else WORKER_ONLY_SERVER_ENV),
         }
         server = subprocess.Popen(
             [

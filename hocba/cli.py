@@ -520,7 +520,7 @@ def sign(
 
     Mỗi lô ký bằng MỘT lần xác nhận; mật khẩu/PIN lấy từ HOCBA_KEY_PASSPHRASE hoặc được hỏi.
     """
-    from hocba.models import certificates
+    from hocba.pki.backends import signing_key
     from hocba.pki.signer import SigningError
     from hocba.tasks.issuance import IssuanceError, sign_batch, trust_anchors
 
@@ -533,19 +533,15 @@ def sign(
     with db.session_scope() as session:
         actor = _actor(session, as_user)
         sid = _school_id(session, school)
-        if xml_slot == "KY_PHAT_HANH":
-            approved = [
-                c
-                for c in certificates.school_certificates(session, school)
-                if c.status == "approved"
-            ]
-            key = approved[0] if approved else None
-        else:
-            key = certificates.staff_certificate(session, actor.staff_id)
+        try:
+            key = signing_key(session, xml_slot, school, actor.staff_id)
+        except SigningError as exc:
+            err.print(f"[red]{exc.message_vi}[/red]", soft_wrap=True)
+            raise typer.Exit(1) from None
         ids = [
             rid for rid, _ in claim_waiting(session, xml_slot, school_id=sid, class_name=class_name)
         ]
-    if key is None or not key.key_ref:
+    if not key.key_ref:
         err.print(
             "[red]Chưa có chứng thư số (đã duyệt) cho người/tổ chức ký này: "
             "xem `hocba cert list` hoặc `hocba pki init`.[/red]"
@@ -979,18 +975,12 @@ def _book_signer(session: Any, school: str, username: str) -> Any:
 
 def _books(school: str, record_ids: list[int], principal_username: str) -> dict[int, bytes]:
     """Render and sign the books of the given records (principal + the school's seal)."""
-    from hocba.models import certificates
-    from hocba.pki.signer import SoftwareSigner
     from hocba.tasks.books import make_books
 
     settings = load_settings()
     with db.session_scope() as session:
         actor = _book_signer(session, school, principal_username)
-        key = certificates.staff_certificate(session, actor.staff_id)
-        if key is None or not key.key_ref:
-            err.print(f"[red]{actor.name} chưa có chứng thư số đã đăng ký.[/red]")
-            raise typer.Exit(1)
-        principal = SoftwareSigner.from_pkcs12(key.key_ref, _passphrase("Mật khẩu tệp khóa"))
+        principal = _registered_signer(session, "CBQL", school, actor.staff_id)
         seal = _school_seal(session, school)
         with _progress() as progress:
             task = progress.add_task("Lập và ký bản PDF", total=len(record_ids))
@@ -1040,19 +1030,23 @@ transfer_app = typer.Typer(help="Chuyển trường: xuất gói, nhận gói, b
 app.add_typer(transfer_app, name="transfer")
 
 
-def _school_seal(session: Any, school: str) -> Any:
-    from hocba.models import certificates
-    from hocba.pki.signer import SoftwareSigner
+def _registered_signer(session: Any, slot: str, school: str, staff_id: int | None = None) -> Any:
+    """The registered software key that signs ``slot`` (the one decision,
+    :func:`hocba.pki.backends.signing_key`), opened with the passphrase of
+    HOCBA_KEY_PASSPHRASE or a hidden prompt; a clear message and exit 1 when there is none."""
+    from hocba.pki.backends import SignerSpec, open_signer, signing_key
+    from hocba.pki.signer import SigningError
 
-    approved = [
-        c.key_ref
-        for c in certificates.school_certificates(session, school)
-        if c.status == "approved" and c.key_ref
-    ]
-    if not approved:
-        err.print(f"[red]Trường {school} chưa có con dấu số được phê duyệt.[/red]")
-        raise typer.Exit(1)
-    return SoftwareSigner.from_pkcs12(approved[0], _passphrase("Mật khẩu tệp khóa"))
+    try:
+        key = signing_key(session, slot, school, staff_id)
+        return open_signer(SignerSpec(), key.key_ref, _passphrase)
+    except SigningError as exc:
+        err.print(f"[red]{exc.message_vi}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _school_seal(session: Any, school: str) -> Any:
+    return _registered_signer(session, "KY_PHAT_HANH", school)
 
 
 @transfer_app.command("export")

@@ -42,28 +42,16 @@ class SignerUnavailable(HocbaError):
 
 
 def registered_key(viewer: Viewer, slot: str, school_code: str) -> Any:
-    """The registered certificate to sign ``slot`` with: the person's own, or the
-    school's approved organisation certificate for the seal."""
-    with session() as s:
-        if slot == "KY_PHAT_HANH":
-            approved = [
-                c
-                for c in certificates.school_certificates(s, school_code)
-                if c.status == "approved"
-            ]
-            if not approved:
-                raise SignerUnavailable(
-                    f"Chứng thư số tổ chức (con dấu) của trường {school_code} chưa được Phòng/Sở "
-                    "phê duyệt. Hãy đề nghị Phòng GDĐT duyệt ở trang Quản trị › Chứng thư số."
-                )
-            return approved[0]
-        key = certificates.staff_certificate(s, viewer.staff_id)
-    if key is None:
-        raise SignerUnavailable(
-            "Bạn chưa có chứng thư số cá nhân đã đăng ký trong hệ thống. Hãy đề nghị quản trị "
-            "hệ thống đăng ký chứng thư số của bạn."
-        )
-    return key
+    """The registered certificate to sign ``slot`` with (the one decision,
+    :func:`hocba.pki.backends.signing_key`): the person's own, or the school's approved
+    organisation certificate for the seal."""
+    from hocba.pki.backends import NoSigningKey, signing_key
+
+    try:
+        with session() as s:
+            return signing_key(s, slot, school_code, viewer.staff_id).registered
+    except NoSigningKey as exc:
+        raise SignerUnavailable(exc.message_vi) from None
 
 
 def open_signer(key: Any, passphrase: str) -> Any:

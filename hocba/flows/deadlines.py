@@ -12,11 +12,12 @@ from __future__ import annotations
 import datetime as dt
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from hocba import db, notify
 
 
-@task(name="lập thông báo trong ngày")
+@task(name="lập thông báo trong ngày", cache_policy=NO_CACHE)
 def plan_task(today: dt.date, now: dt.datetime) -> dict[str, int]:
     """Where records stand against their deadlines → the day's messages, logged (dedupe)."""
     settings = notify.NotifySettings.from_env()
@@ -24,7 +25,7 @@ def plan_task(today: dt.date, now: dt.datetime) -> dict[str, int]:
         return notify.plan_notifications(session, today, now, settings)
 
 
-@task(name="gửi thông báo đến hạn")
+@task(name="gửi thông báo đến hạn", cache_policy=NO_CACHE)
 def deliver_task(now: dt.datetime) -> dict[str, int]:
     """Send what is due now: one message per person, one transaction per person."""
     return notify.deliver_due(now, notify.NotifySettings.from_env())

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy import text
 
 from hocba import db
@@ -48,7 +49,7 @@ def _sign_all(slot: str, username: str, school: str, chunk: int) -> tuple[int, i
             return ok, failed
 
 
-@task(name="demo: cả trường ký")
+@task(name="demo: cả trường ký", cache_policy=NO_CACHE)
 def sign_school_task(school_code: str) -> dict[str, float]:
     """Every teacher of the school signs their class's June records, the principal the
     school, the clerk seals; returns counts and the seconds spent (for the overhead
@@ -79,7 +80,7 @@ def sign_school_task(school_code: str) -> dict[str, float]:
     return {**counts, "seconds": time.perf_counter() - start}
 
 
-@task(name="demo: trường gửi Sở")
+@task(name="demo: trường gửi Sở", cache_policy=NO_CACHE)
 def submit_school_task(school_code: str) -> tuple[str, float]:
     """``submit_school`` of the nightly flow, timed for the benchmark's overhead figure."""
     start = time.perf_counter()
@@ -110,6 +111,26 @@ def demo_worker_flow(school_codes: list[str], submit: bool = True) -> dict[str, 
     return {"schools": signed, "submitted": submitted}
 
 
+#: The Prefect server's background services a run of flows called directly needs not:
+#: no schedules, no work pools or workers, no pauses, no automations. Their loops cost
+#: the server ~1.2% of a core whatever the work (half its idle CPU), i.e. ~0.7 CPU-ms per
+#: record in a 12-school province run. Set for the demo's temporary server and by
+#: ``bench/province.py``; a deployment's server (``hocba up``) keeps them all.
+WORKER_ONLY_SERVER_ENV = {
+    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+    for name in (
+        "SCHEDULER",
+        "LATE_RUNS",
+        "FOREMAN",
+        "CANCELLATION_CLEANUP",
+        "PAUSE_EXPIRATIONS",
+        "REPOSSESSOR",
+        "TRIGGERS",
+        "EVENT_LOGGER",
+    )
+}
+
+
 @contextlib.contextmanager
 def prefect_api() -> Iterator[str]:
     """The configured Prefect API (``PREFECT_API_URL``), or a temporary local server for
@@ -123,6 +144,8 @@ def prefect_api() -> Iterator[str]:
     from prefect.server.api.server import SubprocessASGIServer
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
+    for name, value in WORKER_ONLY_SERVER_ENV.items():
+        os.environ.setdefault(name, value)
     server = SubprocessASGIServer()
     server.start(timeout=180)
     try:

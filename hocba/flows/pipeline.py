@@ -7,6 +7,7 @@ Parameters carry no secrets and no personal data (school codes only).
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from hocba import db
 from hocba.models.lifecycle import SYSTEM, transition
@@ -23,7 +24,7 @@ def _school_ids(session, school_codes: list[str] | None) -> list[int] | None:  #
     )
 
 
-@task(name="lập bản nháp")
+@task(name="lập bản nháp", cache_policy=NO_CACHE)
 def draft_task(school_codes: list[str] | None) -> dict[str, int]:
     """Lifecycle step 2 for the given schools, in one transaction."""
     with db.session_scope() as session:
@@ -35,7 +36,7 @@ def draft_task(school_codes: list[str] | None) -> dict[str, int]:
     }
 
 
-@task(name="chuyển GVCN kiểm tra")
+@task(name="chuyển GVCN kiểm tra", cache_policy=NO_CACHE)
 def send_to_review_task(school_codes: list[str] | None, chunk: int = 500) -> dict[str, int]:
     """Move drafts to the teachers' review, a chunk at a time (SKIP LOCKED claims)."""
     ok = failed = 0

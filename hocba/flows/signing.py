@@ -13,25 +13,17 @@ from __future__ import annotations
 from collections import defaultdict
 
 from prefect import flow, get_run_logger, task
-from sqlmodel import Session
+from prefect.cache_policies import NO_CACHE
 
 from hocba import db
 from hocba.config import load_settings
-from hocba.models import certificates
 from hocba.models.lifecycle import ACTION_OF_SLOT, Actor, claim_waiting
-from hocba.pki.backends import SignerSpec, open_signer, worker_secret
-from hocba.pki.signer import Signer, SigningError
+from hocba.pki.backends import SignerSpec, open_registered_signer
+from hocba.pki.signer import SigningError
 from hocba.tasks.issuance import IssuanceError, sign_batch, trust_anchors
 
 
-def _open_staff_signer(
-    session: Session, staff_id: int, username: str, signer: SignerSpec
-) -> Signer:
-    key = certificates.staff_certificate(session, staff_id)
-    return open_signer(signer, key.key_ref if key else None, worker_secret(username))
-
-
-@task(name="ký một lô")
+@task(name="ký một lô", cache_policy=NO_CACHE)
 def sign_chunk(
     slot: str,
     username: str | None,
@@ -84,18 +76,17 @@ def sign_chunk(
             by_teacher: dict[int, list[int]] = defaultdict(list)
             for rid, teacher_id in rows:
                 by_teacher[teacher_id].append(rid)
-            people = {
-                sid: (uname, name)
-                for sid, uname, name in conn.exec_driver_sql(
-                    "SELECT id, username, full_name FROM staff WHERE id = ANY(%s) AND active",
+            people = dict(
+                conn.exec_driver_sql(
+                    "SELECT id, full_name FROM staff WHERE id = ANY(%s) AND active",
                     (list(by_teacher),),
-                )
-            }
+                ).all()
+            )
             for teacher_id, ids in by_teacher.items():
                 if teacher_id not in people:
                     failed.update((str(r), "Lớp chưa có GVCN đang làm việc.") for r in ids)
                     continue
-                uname, name = people[teacher_id]
+                name = people[teacher_id]
                 try:
                     with session.begin_nested():  # one teacher's refusal leaves the others
                         res = sign_batch(
@@ -103,7 +94,7 @@ def sign_chunk(
                             ids,
                             slot,
                             Actor(teacher_id, name),
-                            _open_staff_signer(session, teacher_id, uname, signer),
+                            open_registered_signer(session, slot, school_code, teacher_id, signer),
                             trust_anchors=anchors,
                         )
                 except (IssuanceError, SigningError) as exc:
@@ -114,20 +105,9 @@ def sign_chunk(
                 failed.update((str(k), v) for k, v in res.failed.items())
             return {"claimed": len(rows), "ok": ok, "failed": failed}
         ids = [rid for rid, _ in rows]
-        if slot == "KY_PHAT_HANH":
-            key = next(
-                (
-                    c
-                    for c in certificates.school_certificates(session, school_code)
-                    if c.status == "approved"
-                ),
-                None,
-            )
-            backend = open_signer(
-                signer, key.key_ref if key else None, worker_secret(f"truong-{school_code}")
-            )
-        else:
-            backend = _open_staff_signer(session, actor.staff_id, username or "", signer)
+        backend = open_registered_signer(
+            session, slot, school_code, actor.staff_id if actor else None, signer
+        )
         res = sign_batch(session, ids, slot, actor, backend, trust_anchors=anchors)
     return {"claimed": len(ids), "ok": res.ok, "failed": {str(k): v for k, v in res.failed.items()}}
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cryptography import x509
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from hocba import db
 from hocba.config import load_settings
@@ -86,7 +87,7 @@ def _open(
     return AgentSigner(info.id, certificate, chain, timeout=confirm_timeout())
 
 
-@task(name="ký một phiên")
+@task(name="ký một phiên", cache_policy=NO_CACHE)
 def sign_session(session_id: int) -> dict[str, int]:
     """Sign the session's records in one batch; every outcome goes to the session row."""
     home = load_settings().home

@@ -9,6 +9,7 @@ transactions are resent with their persisted messageid, results are applied once
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from hocba import db
 from hocba.pki.backends import school_seal
@@ -23,7 +24,7 @@ def portal_client(school_code: str) -> PortalClient:
     return configured_client(school_code, seal)
 
 
-@task(name="gửi học bạ một trường")
+@task(name="gửi học bạ một trường", cache_policy=NO_CACHE)
 def submit_school(school_code: str, resubmit_rejected: bool = False) -> str:
     with portal_client(school_code) as client:
         return submit_and_collect(db.session_scope, school_code, client, resubmit_rejected)

@@ -44,30 +44,31 @@ Choices:
 * Output is deterministic: the same input gives the same bytes (ReportLab's
   ``invariant`` mode fixes the creation date and the document ID).
 
-Speed (issue 4, ``bench/pdf.py``): what every book repeats is done once per process —
-font subsets (every document first assigns :data:`FONT_ALPHABET` its codes, so all books
-embed the same subsets, whose font files, widths and ToUnicode maps are cached), the
-parse of paragraph markup, the QR encoder's generator polynomials and module order. This
+Speed (issues 4 and 14, ``bench/pdf.py``): platypus lays the pages out (frames, page
+breaks, splits), but the tables and paragraphs are the two flowables of
+:mod:`hocba.pdf.layout` — :class:`~hocba.pdf.layout.Grid` and
+:class:`~hocba.pdf.layout.Text`, which draw what ReportLab's ``Table`` and ``Paragraph``
+drew, pixel for pixel, at a fraction of the cost, and replay the operators of what
+repeats from book to book. What every book repeats is done once per process — font
+subsets (:mod:`hocba.pdf.fonts`: every document is seeded with :data:`FONT_ALPHABET`'s
+codes, so all books embed the same subsets, whose font files, widths and ToUnicode maps
+are cached), line breaks, the QR encoder's generator polynomials and module order. This
 module also sets two process-wide ReportLab options (no ASCII85 streams; page contents
 Flate at level 1) and patches three functions of ReportLab's QR encoder with equivalents
-(:func:`_qr_encoder`); it is ReportLab's only user in this package.
+(:func:`_qr_encoder`); this package is ReportLab's only user.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.resources
 import io
-import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache, partial
 from itertools import chain, zip_longest
 from typing import Any
-from xml.sax.saxutils import escape
 
-from lxml import etree
 from reportlab import rl_config
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_CENTER, TA_JUSTIFY
@@ -75,8 +76,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.rl_accel import fp_str
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import cm
-from reportlab.pdfbase import pdfdoc, pdfmetrics, ttfonts
-from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfbase import pdfdoc, pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     BaseDocTemplate,
@@ -86,14 +86,32 @@ from reportlab.platypus import (
     NextPageTemplate,
     PageBreak,
     PageTemplate,
-    Paragraph,
     Spacer,
     Table,
     TableStyle,
 )
-from reportlab.platypus.tables import CellStyle
 
 from hocba.errors import HocbaError
+from hocba.pdf.fonts import (
+    FONT_ALPHABET,
+    FONT_BOLD,
+    FONT_BOLD_ITALIC,
+    FONT_ITALIC,
+    FONT_REGULAR,
+    compact_font_subsets,
+    register_fonts,
+    seed_font_subsets,
+)
+from hocba.pdf.layout import (
+    CELL_FONT_SIZE,
+    CELL_PADDING,
+    Grid,
+    GridRow,
+    Text,
+    draw_text,
+    font_with,
+    grid_row,
+)
 from hocba.xml.record import (
     RecordDocument,
     RecordXmlError,
@@ -129,16 +147,6 @@ PRINCIPAL_BOX_TITLE = "Chữ ký số của Hiệu trưởng và dấu của tr�
 LOOKUP_SUBJECT_PREFIX = "Mã số tra cứu học bạ: "
 """The PDF Info ``/Subject`` is this prefix followed by the latest year's lookup code."""
 
-FONT_REGULAR = "HocBaSerif"
-FONT_BOLD = "HocBaSerif-Bold"
-FONT_ITALIC = "HocBaSerif-Italic"
-FONT_BOLD_ITALIC = "HocBaSerif-BoldItalic"
-_FONT_FILES = {
-    FONT_REGULAR: "LiberationSerif-Regular.ttf",
-    FONT_BOLD: "LiberationSerif-Bold.ttf",
-    FONT_ITALIC: "LiberationSerif-Italic.ttf",
-    FONT_BOLD_ITALIC: "LiberationSerif-BoldItalic.ttf",
-}
 
 PAGE_WIDTH, PAGE_HEIGHT = A4
 MARGIN_LEFT = 2.5 * cm
@@ -211,162 +219,6 @@ def _flate_fast(data: str | bytes) -> bytes:
 
 pdfdoc.PDFZCompress.encode = _flate_fast  # the one Flate filter object ReportLab uses
 
-# ============================================================================ fonts
-_FONT_LOCK = threading.Lock()
-_FONTS_READY = False
-
-
-def register_fonts() -> None:
-    """Register the embedded serif family with ReportLab once per process."""
-    global _FONTS_READY
-    with _FONT_LOCK:
-        if _FONTS_READY:
-            return
-        folder = importlib.resources.files("hocba").joinpath("data", "fonts")
-        for name, file_name in _FONT_FILES.items():
-            data = folder.joinpath(file_name).read_bytes()
-            font = TTFont(name, io.BytesIO(data))
-            font.face.addSubsetObjects = partial(_add_subset_objects, font.face)
-            font.addObjects = partial(_add_font_objects, font)
-            font.splitString = partial(_split_string, font)
-            pdfmetrics.registerFont(font)
-        pdfmetrics.registerFontFamily(
-            FONT_REGULAR,
-            normal=FONT_REGULAR,
-            bold=FONT_BOLD,
-            italic=FONT_ITALIC,
-            boldItalic=FONT_BOLD_ITALIC,
-        )
-        _FONTS_READY = True
-
-
-_ALPHABET = (
-    "aàảãáạăằẳẵắặâầẩẫấậbcdđeèẻẽéẹêềểễếệfghiìỉĩíịjklmnoòỏõóọôồổỗốộơờởỡớợpqrstuùủũúụưừửữứựvwxyỳỷỹýỵz"
-)
-FONT_ALPHABET = "".join(
-    dict.fromkeys(
-        "".join(map(chr, range(32, 127))) + _ALPHABET + _ALPHABET.upper() + "–—…·“”‘’«»°×÷±≤≥→•"
-    )
-)
-"""Every character the books normally use, in a fixed order: each document assigns them
-their codes first (:func:`seed_font_subsets`), so every book embeds the same font subsets
-— built and compressed once per process (:func:`_add_subset_objects`) — whatever
-characters the pupil's data happens to use first. A character outside the alphabet still
-works: it gets the next free code, in a subset of its own document."""
-
-
-def seed_font_subsets(canv: Canvas) -> None:
-    """Assign :data:`FONT_ALPHABET`'s codes in ``canv``'s document for every font of the
-    family; call before the first text is drawn. A font the document never draws with is
-    not embedded (ReportLab embeds only the fonts that were selected)."""
-    for name in _FONT_FILES:
-        font = pdfmetrics.getFont(name)
-        font.splitString(FONT_ALPHABET, canv._doc)
-
-
-def compact_font_subsets(canv: Canvas) -> None:
-    """Make ``canv``'s document embed only the characters it draws (ReportLab otherwise
-    puts all of ASCII into the first subset): for small drawings like the signature
-    stamps, whose fonts would otherwise outweigh a whole book's."""
-    for name in _FONT_FILES:
-        pdfmetrics.getFont(name)._assignState(canv._doc, asciiReadable=False)
-
-
-@lru_cache(maxsize=64)
-def _subset_file(face: Any, subset: tuple[int, ...]) -> tuple[bytes, int]:
-    """A TrueType subset of ``face`` (ReportLab's ``makeSubset``), Flate-compressed."""
-    raw = face.makeSubset(list(subset))
-    return zlib.compress(raw), len(raw)
-
-
-def _split_string(font: TTFont, text: Any, doc: Any, encoding: str = "utf-8") -> Any:
-    """ReportLab's ``TTFont.splitString`` (text → runs of one-byte codes per subset) with
-    a shortcut for the usual case, every character already given a code of the first
-    subset (:data:`FONT_ALPHABET` is, before the first text is drawn): one run."""
-    state = font.state.get(doc)
-    if state is not None and isinstance(text, str):
-        assignments = state.assignments
-        try:
-            codes = bytes([assignments[ord(character)] for character in text])
-        except (KeyError, ValueError):
-            pass  # a new character, or one of a later subset
-        else:
-            return [(0, codes)] if codes else []
-    return TTFont.splitString(font, text, doc, encoding)
-
-
-@lru_cache(maxsize=64)
-def _font_tables(face: Any, base_font_name: str, subset: tuple[int, ...]) -> tuple[bytes, bytes]:
-    """A subset's ``/Widths`` array, formatted, and its compressed ``/ToUnicode`` CMap."""
-    widths = pdfdoc.PDFArray(list(map(face.getCharWidth, subset))).format(None)
-    cmap = zlib.compress(ttfonts.makeToUnicodeCMap(base_font_name, list(subset)).encode("ascii"))
-    return widths, cmap
-
-
-def _add_font_objects(font: TTFont, doc: Any) -> None:
-    """ReportLab's ``TTFont.addObjects`` (one simple TrueType font per subset of 256
-    characters) with each subset's width table and ``/ToUnicode`` CMap made once per
-    process (:func:`_font_tables`); see :func:`_add_subset_objects` for the font file."""
-    if not doc.compression:
-        TTFont.addObjects(font, doc)
-        return
-    state = font.state.get(doc) or font._assignState(doc)
-    state.frozen = 1
-    face = font.face
-    for n, subset in enumerate(state.subsets):
-        internal_name = font.getSubsetInternalName(n, doc)[1:]
-        base_font_name = b"".join((ttfonts.SUBSETN(n), b"+", face.name, face.subfontNameX)).decode(
-            "pdfdoc"
-        )
-        widths, cmap = _font_tables(face, base_font_name, tuple(subset))
-        pdf_font = pdfdoc.PDFTrueTypeFont()
-        pdf_font.Name = internal_name
-        pdf_font.BaseFont = base_font_name
-        pdf_font.FirstChar = 0
-        pdf_font.LastChar = len(subset) - 1
-        pdf_font.Widths = widths  # bytes are written as they are
-        cmap_stream = pdfdoc.PDFStream(
-            pdfdoc.PDFDictionary({"Filter": pdfdoc.PDFArray([pdfdoc.PDFName("FlateDecode")])}),
-            cmap,
-        )
-        pdf_font.ToUnicode = doc.Reference(cmap_stream, "toUnicodeCMap:" + base_font_name)
-        pdf_font.FontDescriptor = face.addSubsetObjects(doc, base_font_name, subset)
-        doc.Reference(pdf_font, internal_name)
-        doc.idToObject["BasicFonts"].dict[internal_name] = pdf_font
-    del font.state[doc]
-
-
-def _add_subset_objects(face: Any, doc: Any, fontname: str, subset: list[int]) -> Any:
-    """ReportLab's ``TTFontFace.addSubsetObjects`` with the subset's font file made and
-    compressed once per process (:func:`_subset_file`) instead of once per document."""
-    if not doc.compression:
-        return type(face).addSubsetObjects(face, doc, fontname, subset)
-    data, raw_length = _subset_file(face, tuple(subset))
-    font_file = pdfdoc.PDFStream(
-        pdfdoc.PDFDictionary(
-            {"Length1": raw_length, "Filter": pdfdoc.PDFArray([pdfdoc.PDFName("FlateDecode")])}
-        ),
-        data,
-    )
-    reference = doc.Reference(font_file, f"fontFile:{face.filename}({fontname})")
-    flags = (face.flags & ~ttfonts.FF_NONSYMBOLIC) | ttfonts.FF_SYMBOLIC
-    descriptor = pdfdoc.PDFDictionary(
-        {
-            "Type": "/FontDescriptor",
-            "Ascent": face.ascent,
-            "CapHeight": face.capHeight,
-            "Descent": face.descent,
-            "Flags": flags,
-            "FontBBox": pdfdoc.PDFArray(face.bbox),
-            "FontName": pdfdoc.PDFName(fontname),
-            "ItalicAngle": face.italicAngle,
-            "StemV": face.stemV,
-            "FontFile2": reference,
-            "MissingWidth": face.defaultWidth,
-        }
-    )
-    return doc.Reference(descriptor, "fontDescriptor:" + fontname)
-
 
 # ============================================================================ input
 @dataclass(frozen=True)
@@ -413,14 +265,8 @@ def read_book_year(xml: bytes) -> BookYear:
         element = zone.find(slot)
         if element is None:
             continue
-        when = None
-        for candidate in element.iter():
-            if (
-                isinstance(candidate.tag, str)
-                and etree.QName(candidate).localname == _SIGNING_TIME_TAG
-            ):
-                when = _parse_time(candidate.text)
-                break
+        signing_time = next(element.iter(f"{{*}}{_SIGNING_TIME_TAG}"), None)
+        when = _parse_time(signing_time.text) if signing_time is not None else None
         when = when or _parse_time(element.findtext("NGAY_KY"))
         if when is not None:
             signed_at[slot] = when
@@ -524,167 +370,40 @@ _JUSTIFIED = ParagraphStyle("justified", parent=_BODY, alignment=TA_JUSTIFY)
 _CODE = ParagraphStyle(
     "code", parent=_BODY, fontName=FONT_BOLD, fontSize=13, leading=17, textColor=NAVY
 )
-_CELL_FONT_SIZE = 10.5
-_CELL_PADDING = 5.0
 
 
-@lru_cache(maxsize=4096)
-def _parsed(body: str, style: ParagraphStyle) -> tuple[str, ParagraphStyle, tuple[Any, ...]]:
-    """ReportLab's parse of a paragraph's markup (its text, style and fragments)."""
-    prototype = Paragraph(body, style)
-    return prototype.text, prototype.style, tuple(prototype.frags)
+def _para(text: object, style: ParagraphStyle = _BODY, markup: str = "") -> Text:
+    """A paragraph of ``text`` in ``style``'s font, or its bold / italic (``markup``: ``b``,
+    ``i``)."""
+    return Text(_str(text), style, font_with(style.fontName, markup))
 
 
-class _Paragraph(Paragraph):
-    """A paragraph that is not broken into lines again for the width it was just broken
-    for: ReportLab wraps a table cell's paragraphs to size the table and again to draw it,
-    and the frame wraps a paragraph to see whether it fits and again to place it. (The
-    lines depend on the width only; ``availHeight`` is not used.)"""
-
-    _wrapped: tuple[float, float] | None = None
-
-    def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:
-        wrapped = self._wrapped
-        if wrapped is not None and wrapped[0] == availWidth:
-            return availWidth, wrapped[1]
-        width, height = super().wrap(availWidth, availHeight)
-        self._wrapped = (availWidth, height) if width == availWidth else None
-        return width, height
-
-
-def _paragraph(body: str, style: ParagraphStyle) -> Paragraph:
-    """``Paragraph(body, style)`` with the markup parsed once per process (headings,
-    legends and labels repeat in every book); each paragraph gets its own copies of the
-    fragments, as layout may annotate them."""
-    text, parsed_style, frags = _parsed(body, style)
-    return _Paragraph(text, parsed_style, frags=[frag.clone() for frag in frags])
-
-
-def _para(text: object, style: ParagraphStyle = _BODY, markup: str = "") -> Paragraph:
-    """A paragraph of escaped ``text``, optionally wrapped in ``<b>`` / ``<i>`` markup."""
-    body = escape(_str(text))
-    for tag in markup:
-        body = f"<{tag}>{body}</{tag}>"
-    return _paragraph(body, style)
-
-
-def _cell(text: object, width: float, *, font: str = FONT_REGULAR) -> str | Paragraph:
+def _cell(text: object, width: float, *, font: str = FONT_REGULAR) -> str | Flowable:
     """A table cell: a plain string when it fits on one line (cheap to lay out), else a
     wrapping paragraph."""
     value = _str(text)
-    if pdfmetrics.stringWidth(value, font, _CELL_FONT_SIZE) <= width - 2 * _CELL_PADDING:
+    if pdfmetrics.stringWidth(value, font, CELL_FONT_SIZE) <= width - 2 * CELL_PADDING:
         return value
     return _para(value, _CELL, "b" if font == FONT_BOLD else "")
 
 
-class _GridCell(CellStyle):
-    """The cell style of every grid table: ReportLab applies a style command cell by cell,
-    so the settings all cells share are this class's defaults instead of commands."""
-
-    fontname = FONT_REGULAR
-    fontsize = _CELL_FONT_SIZE
-    leading = 13
-    color = INK
-    valign = "MIDDLE"
-    topPadding = 3
-    bottomPadding = 4
-    leftPadding = _CELL_PADDING
-    rightPadding = _CELL_PADDING
+def _grid(widths: Sequence[float], rows: Sequence[GridRow], *, repeat_rows: int = 0) -> Grid:
+    """A table of the book: grey grid, dark box, dark text."""
+    return Grid(
+        widths, rows, grid_color=GRID, box_color=INK, text_color=INK, repeat_rows=repeat_rows
+    )
 
 
-def _draw_text(canv: Canvas, x: float, y: float, text: str) -> None:
-    """``canv.drawString(x, y, text)`` for the family's TrueType fonts, writing the same
-    operators without ReportLab's text object (one per string, a third of a table's
-    drawing time): ``BT``, the origin, per subset run the font and ``Tj``, ``T*``, ``ET``."""
-    font = pdfmetrics.getFont(canv._fontname)
-    if not getattr(font, "_dynamicFont", False) or not canv.bottomup:
-        canv.drawString(x, y, text)
-        return
-    doc = canv._doc
-    size = f"{fp_str(canv._fontsize)} Tf {fp_str(canv._leading)} TL"
-    parts: list[str] = []
-    current = -1
-    for subset, chunk in font.splitString(text, doc):
-        if subset != current:
-            parts.append(f"{font.getSubsetInternalName(subset, doc)} {size}")
-            current = subset
-        parts.append(f"({canv._escape(chunk)}) Tj")
-    canv._code.append(f"BT 1 0 0 1 {fp_str(x, y)} Tm {' '.join(parts)} T* ET")
-
-
-class _GridTable(Table):
-    """A table that draws nothing for an empty cell (ReportLab draws an empty string like
-    any other: a text object per cell) and draws one-line text cells with
-    :func:`_draw_text` — the same operators as ReportLab's ``_drawCell``."""
-
-    def _drawCell(self, cellval: Any, cellstyle: Any, pos: Any, size: Any) -> None:
-        if not isinstance(cellval, str):
-            super()._drawCell(cellval, cellstyle, pos, size)
-            return
-        if not cellval:
-            return  # no text; and no cell of these tables links anywhere
-        just = cellstyle.alignment
-        if (
-            "\n" in cellval
-            or just not in ("LEFT", "CENTRE", "CENTER")
-            or cellstyle.valign != "MIDDLE"
-            or cellstyle.href
-            or cellstyle.destination
-            or cellstyle.direction
-            or cellstyle.shaping
-        ):
-            super()._drawCell(cellval, cellstyle, pos, size)
-            return
-        canv = self.canv
-        if self._curcellstyle is not cellstyle:  # as Table._drawCell
-            current = self._curcellstyle
-            if current is None or cellstyle.color != current.color:
-                canv.setFillColor(cellstyle.color)
-            if (
-                current is None
-                or cellstyle.leading != current.leading
-                or cellstyle.fontname != current.fontname
-                or cellstyle.fontsize != current.fontsize
-            ):
-                canv.setFont(cellstyle.fontname, cellstyle.fontsize, cellstyle.leading)
-            self._curcellstyle = cellstyle
-        colpos, rowpos = pos
-        colwidth, rowheight = size
-        y = (
-            rowpos
-            + (cellstyle.bottomPadding + rowheight - cellstyle.topPadding + cellstyle.leading) / 2.0
-            - cellstyle.fontsize
-        )
-        if just == "LEFT":
-            x = colpos + cellstyle.leftPadding
-        else:
-            x = colpos + (colwidth + cellstyle.leftPadding - cellstyle.rightPadding) * 0.5
-            x = x - 0.5 * pdfmetrics.stringWidth(cellval, canv._fontname, canv._fontsize)
-        _draw_text(canv, x, y, cellval)
-
-
-def _grid_table(
-    data: list[list[Any]], widths: Sequence[float], style: TableStyle, **kw: Any
-) -> Table:
-    """A table with :class:`_GridCell` cells (use with :func:`_grid_style`)."""
-    cells = [[_GridCell("") for _ in row] for row in data]
-    return _GridTable(data, colWidths=list(widths), style=style, cellStyles=cells, **kw)
-
-
-def _grid_style(*, header_rows: int = 1) -> TableStyle:
-    """Lines and the header row of a grid table (the cells' own settings: :class:`_GridCell`)."""
-    commands: list[tuple[Any, ...]] = [
-        ("GRID", (0, 0), (-1, -1), 0.6, GRID),
-        ("BOX", (0, 0), (-1, -1), 1.0, INK),
-    ]
-    if header_rows:
-        last = header_rows - 1
-        commands += [
-            ("BACKGROUND", (0, 0), (-1, last), SHADE),
-            ("FONTNAME", (0, 0), (-1, last), FONT_BOLD),
-            ("ALIGN", (0, 0), (-1, last), "CENTER"),
-        ]
-    return TableStyle(commands)
+def _header_row(cells: Sequence[str | Flowable], widths: Sequence[float]) -> GridRow:
+    """A table's header row: shaded, bold, centred."""
+    count = len(cells)
+    return grid_row(
+        cells,
+        widths,
+        fonts=(FONT_BOLD,) * count,
+        aligns=("CENTER",) * count,
+        backgrounds=(SHADE,) * count,
+    )
 
 
 # ============================================================================ flowables
@@ -715,9 +434,10 @@ class _QrCode(Flowable):
         canv.setFillColor(colors.white)
         canv.rect(0, 0, self.size, self.size, stroke=0, fill=1)
         canv.setFillColor(colors.black)
-        path = canv.beginPath()
+        numbers = _qr_numbers(unit, count + 2 * self.QUIET_ZONE)
+        rects = ["n"]  # the path ReportLab's path.rect() calls write, numbers formatted once
         for row, dark in enumerate(self.modules):
-            y = self.size - (row + 1 + self.QUIET_ZONE) * unit
+            y = fp_str(self.size - (row + 1 + self.QUIET_ZONE) * unit)
             column = 0
             while column < count:  # one rectangle per horizontal run of dark modules
                 if not dark[column]:
@@ -726,9 +446,18 @@ class _QrCode(Flowable):
                 start = column
                 while column < count and dark[column]:
                     column += 1
-                path.rect((start + self.QUIET_ZONE) * unit, y, (column - start) * unit, unit)
-        canv.drawPath(path, stroke=0, fill=1)
+                x, width = numbers[start + self.QUIET_ZONE], numbers[column - start]
+                rects.append(f"{x} {y} {width} {numbers[1]} re")
+        canv._code.append(" ".join(rects))
+        canv._strokeAndFill(0, 1)  # what canv.drawPath(path, stroke=0, fill=1) ends with
         canv.restoreState()
+
+
+@lru_cache(maxsize=8)
+def _qr_numbers(unit: float, modules: int) -> tuple[str, ...]:
+    """``fp_str(i * unit)`` for i in 0 … ``modules``: the x coordinates, widths and height
+    of a symbol's rectangles, formatted once per symbol size."""
+    return tuple(fp_str(i * unit) for i in range(modules + 1))
 
 
 @lru_cache(maxsize=1)
@@ -842,7 +571,7 @@ class _SignatureRow(Flowable):
         canv = self.canv
         canv.setFillColor(color)
         canv.setFont(font, size)
-        _draw_text(canv, x - 0.5 * pdfmetrics.stringWidth(text, font, size), y, text)  # centred
+        draw_text(canv, x, y, text, "centre")
 
     def draw(self) -> None:
         year, canv = self.year, self.canv
@@ -952,21 +681,20 @@ def _draw_cover(book: _Book, canv: Canvas, doc: BaseDocTemplate) -> None:
     middle = PAGE_WIDTH / 2
     canv.setFillColor(INK)
     canv.setFont(FONT_BOLD, 15)
-    canv.drawCentredString(middle, PAGE_HEIGHT - 4.0 * cm, "BỘ GIÁO DỤC VÀ ĐÀO TẠO")
+    draw_text(canv, middle, PAGE_HEIGHT - 4.0 * cm, "BỘ GIÁO DỤC VÀ ĐÀO TẠO", "centre")
     canv.setLineWidth(0.8)
     rule_y = PAGE_HEIGHT - 4.35 * cm
     canv.line(middle - 2.2 * cm, rule_y, middle + 2.2 * cm, rule_y)
 
     canv.setFillColor(NAVY)
     canv.setFont(FONT_BOLD, 64)
-    canv.drawCentredString(middle, PAGE_HEIGHT - 10.2 * cm, "HỌC BẠ")
+    draw_text(canv, middle, PAGE_HEIGHT - 10.2 * cm, "HỌC BẠ", "centre")
     canv.setFont(FONT_BOLD, 30)
-    canv.drawCentredString(middle, PAGE_HEIGHT - 12.0 * cm, "TIỂU HỌC")
+    draw_text(canv, middle, PAGE_HEIGHT - 12.0 * cm, "TIỂU HỌC", "centre")
     canv.setFillColor(MUTED)
     canv.setFont(FONT_ITALIC, 12)
-    canv.drawCentredString(
-        middle, PAGE_HEIGHT - 13.0 * cm, "Bản giấy của học bạ số, có chữ ký số của nhà trường"
-    )
+    subtitle = "Bản giấy của học bạ số, có chữ ký số của nhà trường"
+    draw_text(canv, middle, PAGE_HEIGHT - 13.0 * cm, subtitle, "centre")
 
     labels = (
         ("Họ và tên học sinh:", _str(latest.general("HO_VA_TEN")).upper(), FONT_BOLD, 15),
@@ -981,9 +709,9 @@ def _draw_cover(book: _Book, canv: Canvas, doc: BaseDocTemplate) -> None:
     for label, value, font, size in labels:
         canv.setFillColor(INK)
         canv.setFont(FONT_REGULAR, 13)
-        canv.drawString(left, y, label)
+        draw_text(canv, left, y, label)
         canv.setFont(font, size)
-        canv.drawString(value_x, y, _str(value) or "—")
+        draw_text(canv, value_x, y, _str(value) or "—")
         canv.setStrokeColor(colors.HexColor("#b0b0b0"))
         canv.setDash(1, 2)
         canv.setLineWidth(0.5)
@@ -1003,28 +731,32 @@ def _draw_page_frame(book: _Book, canv: Canvas, doc: BaseDocTemplate) -> None:
     canv.setFont(FONT_REGULAR, 8.5)
     name = _str(book.latest.general("HO_VA_TEN"))
     text_y = MARGIN_BOTTOM - 0.85 * cm
-    canv.drawString(MARGIN_LEFT, text_y, f"Học bạ số · {name} · Mã số tra cứu: {book.lookup_code}")
-    canv.drawRightString(PAGE_WIDTH - MARGIN_RIGHT, text_y, f"Trang {canv.getPageNumber()}")
+    draw_text(canv, MARGIN_LEFT, text_y, f"Học bạ số · {name} · Mã số tra cứu: {book.lookup_code}")
+    draw_text(canv, PAGE_WIDTH - MARGIN_RIGHT, text_y, f"Trang {canv.getPageNumber()}", "right")
     canv.restoreState()
 
 
-def _field_table(rows: Sequence[Sequence[object]], widths: Sequence[float]) -> Table:
-    """Label / value pairs: labels shaded, the first value of the first row in bold."""
-    data = [
-        [
-            _cell(value, widths[i], font=FONT_BOLD if (r, i) == (0, 1) else FONT_REGULAR)
-            for i, value in enumerate(row)
+def _field_table(
+    rows: Sequence[Sequence[object]], widths: Sequence[float], *, bold_first: bool = True
+) -> Grid:
+    """Label / value pairs: labels shaded; with ``bold_first`` the first value in bold."""
+    grid_rows = []
+    for r, row in enumerate(rows):
+        fonts = [
+            FONT_BOLD if bold_first and (r, i) == (0, 1) else FONT_REGULAR for i in range(len(row))
         ]
-        for r, row in enumerate(rows)
-    ]
-    style = _grid_style(header_rows=0)
-    for column in range(0, len(widths), 2):
-        style.add("BACKGROUND", (column, 0), (column, -1), SHADE)
-    style.add("FONTNAME", (1, 0), (1, 0), FONT_BOLD)
-    return _grid_table(data, widths, style)
+        grid_rows.append(
+            grid_row(
+                [_cell(value, widths[i], font=fonts[i]) for i, value in enumerate(row)],
+                widths,
+                fonts=fonts,
+                backgrounds=[None if i % 2 else SHADE for i in range(len(row))],
+            )
+        )
+    return _grid(widths, grid_rows)
 
 
-def _study_history(book: _Book) -> Table:
+def _study_history(book: _Book) -> Grid:
     widths = [2.3 * cm, 1.4 * cm, CONTENT_WIDTH - 9.5 * cm, 2.6 * cm, 3.2 * cm]
     rows: list[list[object]] = []
     shown: set[tuple[str, str]] = set()
@@ -1055,14 +787,17 @@ def _study_history(book: _Book) -> Table:
         for entry in book.latest.doc.qua_trinh_hoc_tap
         if (_str(entry.get("TEN_LOP")), _str(entry.get("TEN_TRUONG"))) not in shown
     ]
-    head: list[object] = ["Năm học", "Lớp", "Tên trường", "Số đăng bộ", "Ngày chuyển đến"]
-    data = [head] + [
-        [_cell(value, widths[i]) for i, value in enumerate(row)] for row in earlier + rows
+    head = ["Năm học", "Lớp", "Tên trường", "Số đăng bộ", "Ngày chuyển đến"]
+    body = [
+        grid_row(
+            [_cell(value, widths[i]) for i, value in enumerate(row)],
+            widths,
+            fonts=(FONT_REGULAR,) * 5,
+            aligns=("CENTER", "CENTER", "LEFT", "CENTER", "CENTER"),
+        )
+        for row in earlier + rows
     ]
-    style = _grid_style()
-    for column in (0, 1, 3, 4):
-        style.add("ALIGN", (column, 1), (column, -1), "CENTER")
-    return _grid_table(data, widths, style, repeatRows=1)
+    return _grid(widths, [_header_row(head, widths), *body], repeat_rows=1)
 
 
 def _info_page(book: _Book) -> list[Flowable]:
@@ -1082,8 +817,7 @@ def _info_page(book: _Book) -> list[Flowable]:
         ["Họ và tên mẹ", g("HO_VA_TEN_ME") or "—"],
         ["Người giám hộ", g("HO_VA_TEN_NGUOI_GIAM_HO") or "—"],
     ]
-    places_table = _field_table(places, [label_w, CONTENT_WIDTH - label_w])
-    places_table.setStyle([("FONTNAME", (1, 0), (1, 0), FONT_REGULAR)])
+    places_table = _field_table(places, [label_w, CONTENT_WIDTH - label_w], bold_first=False)
 
     qr_size = 3.3 * cm
     lookup_text = [
@@ -1091,7 +825,7 @@ def _info_page(book: _Book) -> list[Flowable]:
         _para(book.lookup_code, _CODE),
         Spacer(1, 4),
         _para("Quét mã QR hoặc mở địa chỉ dưới đây để tra cứu và xác thực học bạ số:", _SMALL),
-        _paragraph(f"<font color='#1f3a68'>{escape(book.verify_link)}</font>", _SMALL),
+        Text(book.verify_link, _SMALL, color=NAVY),
     ]
     lookup = Table(
         [[lookup_text, _QrCode(book.verify_link, qr_size)]],
@@ -1148,62 +882,72 @@ def _levels_table(
     title: str,
     year: BookYear,
     groups: Sequence[tuple[str, Sequence[tuple[str, str]], str]],
-) -> Table:
+) -> Grid:
     """``name | level`` rows (qualities or competences) by group, each group closed by the
     teacher's comment on it."""
     name_w = CONTENT_WIDTH * 0.62
     widths = [name_w, CONTENT_WIDTH - name_w]
-    data: list[list[object]] = [[title, "Mức đạt được"]]
-    style = _grid_style()
+    rows = [_header_row([title, "Mức đạt được"], widths)]
     for group_title, items, comment_field in groups:
         if group_title:
-            row = len(data)
-            style.add("SPAN", (0, row), (1, row))
-            style.add("BACKGROUND", (0, row), (1, row), colors.HexColor("#f4f6fa"))
-            style.add("FONTNAME", (0, row), (0, row), FONT_BOLD)
-            data.append([group_title, ""])
+            rows.append(
+                grid_row([group_title], widths, fonts=[FONT_BOLD], backgrounds=[_GROUP], span=True)
+            )
         for field_name, label in items:
             level = year.summary(field_name)
             if level is None and field_name in ("NANG_LUC_CONG_NGHE", "NANG_LUC_TIN_HOC"):
                 continue  # assessed from grade 3 only (HOCBA_SPEC §2)
-            row = len(data)
-            style.add("FONTNAME", (1, row), (1, row), FONT_BOLD)
-            style.add("ALIGN", (1, row), (1, row), "CENTER")
-            data.append([label, _str(level) or "—"])
-        row = len(data)
-        style.add("SPAN", (0, row), (1, row))
-        comment = escape(_str(year.summary(comment_field))) or "—"
-        data.append([_paragraph(f"<i>Nhận xét:</i> {comment}", _CELL), ""])
-    return _grid_table(data, widths, style)
+            rows.append(
+                grid_row(
+                    [label, _str(level) or "—"],
+                    widths,
+                    fonts=[FONT_REGULAR, FONT_BOLD],
+                    aligns=["LEFT", "CENTER"],
+                )
+            )
+        comment = _str(year.summary(comment_field)) or "—"
+        rows.append(
+            grid_row(
+                [Text(comment, _CELL, lead=(FONT_ITALIC, "Nhận xét:"))],
+                widths,
+                fonts=[FONT_REGULAR],
+                span=True,
+            )
+        )
+    return _grid(widths, rows)
 
 
-def _subjects_table(year: BookYear) -> Table:
+_GROUP = colors.HexColor("#f4f6fa")
+
+
+def _subjects_table(year: BookYear) -> Grid:
     widths = [1.1 * cm, 6.2 * cm, 2.3 * cm, 2.1 * cm]
     widths.append(CONTENT_WIDTH - sum(widths))
-    head: list[object] = [
+    head = [
         "TT",
         "Môn học và hoạt động giáo dục",
         _para("Mức đạt được", _CELL_HEAD),
         _para("Điểm KTĐK", _CELL_HEAD),
         "Nhận xét",
     ]
-    data = [head]
+    rows = [_header_row(head, widths)]
     for index, subject in enumerate(year.doc.mon_hoc, start=1):
         comment = subject.get("NHAN_XET")  # not in format 1.0: left blank for the teacher
-        data.append(
-            [
-                str(index),
-                _cell(subject.get("TEN_MON_HOC"), widths[1]),
-                _str(subject.get("MUC_DAT_DUOC")),
-                _str(subject.get("DIEM_KIEM_TRA_DINH_KY")),
-                _cell(comment, widths[4]),
-            ]
+        rows.append(
+            grid_row(
+                [
+                    str(index),
+                    _cell(subject.get("TEN_MON_HOC"), widths[1]),
+                    _str(subject.get("MUC_DAT_DUOC")),
+                    _str(subject.get("DIEM_KIEM_TRA_DINH_KY")),
+                    _cell(comment, widths[4]),
+                ],
+                widths,
+                fonts=(FONT_REGULAR, FONT_REGULAR, FONT_BOLD, FONT_REGULAR, FONT_REGULAR),
+                aligns=("CENTER", "LEFT", "CENTER", "CENTER", "LEFT"),
+            )
         )
-    style = _grid_style()
-    style.add("ALIGN", (0, 1), (0, -1), "CENTER")
-    style.add("ALIGN", (2, 1), (3, -1), "CENTER")
-    style.add("FONTNAME", (2, 1), (2, -1), FONT_BOLD)
-    return _grid_table(data, widths, style, repeatRows=1)
+    return _grid(widths, rows, repeat_rows=1)
 
 
 _CELL_HEAD = ParagraphStyle("cellhead", parent=_CELL, fontName=FONT_BOLD, alignment=TA_CENTER)
@@ -1281,14 +1025,11 @@ def _year_pages(year: BookYear, *, is_latest: bool) -> list[Flowable]:
     ]
     comment = year.summary("NHAN_XET_GVCN")
     if comment:
-        story.append(
-            _paragraph(
-                f"<i>Nhận xét của giáo viên chủ nhiệm:</i> {escape(_str(comment))}", _JUSTIFIED
-            )
-        )
+        lead = (FONT_ITALIC, "Nhận xét của giáo viên chủ nhiệm:")
+        story.append(Text(_str(comment), _JUSTIFIED, lead=lead))
     story += [
         _para("5. Khen thưởng", _HEADING),
-        _paragraph("<br/>".join(f"– {escape(str(a))}" for a in awards) or "Không", _BODY),
+        Text("\n".join(f"– {' '.join(str(a).split())}" for a in awards) or "Không", _BODY),
         _para("6. Hoàn thành chương trình lớp học / chương trình tiểu học", _HEADING),
         _para(_completion(year), _BODY, "b"),
         Spacer(1, 14),

@@ -14,12 +14,16 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 from sqlmodel import Session
 
 from hocba.pki.signer import Signer, SigningError, SoftwareSigner
+
+if TYPE_CHECKING:
+    from hocba.models.certificates import RegisteredCertificate
 
 
 class SignerSpec(BaseModel):
@@ -116,18 +120,75 @@ def worker_secret(label: str) -> Callable[[str], str]:
     return get
 
 
-def school_seal(session: Session, school_code: str, spec: SignerSpec | None = None) -> Signer:
-    """The school's approved seal, opened on a worker (passphrase from ``worker_secret``)."""
+@dataclass(frozen=True)
+class SigningKey:
+    """The registered certificate that signs a slot, and whose secret opens its key."""
+
+    registered: RegisteredCertificate
+    #: the signer's label: the username, or ``truong-<MA_TRUONG>`` for the school's seal
+    #: (the Secret block ``hocba-key-<label>``, the test PKI's and the remote service's name)
+    label: str
+
+    @property
+    def key_ref(self) -> str | None:
+        return self.registered.key_ref
+
+
+class NoSigningKey(SigningError):
+    """Nobody can sign this slot here: no approved registered certificate."""
+
+
+def signing_key(
+    session: Session, slot: str, school_code: str, staff_id: int | None = None
+) -> SigningKey:
+    """THE decision of which registered key signs ``slot``: for the seal (KY_PHAT_HANH)
+    the school's newest approved organisation certificate, for GVCN and CBQL the person's
+    (``staff_id``) newest approved personal certificate. Dashboard, flows and CLI all ask
+    here; :class:`NoSigningKey` (Vietnamese, says what to do) when there is none.
+    """
     from hocba.models import certificates
 
-    key = next(
-        (
-            c
-            for c in certificates.school_certificates(session, school_code)
-            if c.status == "approved"
-        ),
-        None,
+    if slot == "KY_PHAT_HANH":
+        registered = certificates.school_certificates(session, school_code)
+        approved = [c for c in registered if c.status == "approved"]
+        if not approved:
+            raise NoSigningKey(
+                f"Chứng thư số tổ chức (con dấu) của trường {school_code} chưa được Phòng/Sở "
+                "phê duyệt. Hãy đề nghị Phòng GDĐT duyệt ở trang Quản trị › Chứng thư số "
+                "(xem `hocba cert list`)."
+            )
+        return SigningKey(approved[0], f"truong-{school_code}")
+    if staff_id is None:
+        raise ValueError(f"Ô ký {slot} cần người ký.")
+    person = (
+        session.connection()
+        .exec_driver_sql("SELECT username, full_name FROM staff WHERE id = %s", (staff_id,))
+        .one_or_none()
     )
-    if key is None:
-        raise SigningError(f"Trường {school_code} chưa có con dấu số được phê duyệt.")
-    return open_signer(spec or SignerSpec(), key.key_ref, worker_secret(f"truong-{school_code}"))
+    key = certificates.staff_certificate(session, staff_id)
+    if person is None or key is None:
+        who = person[1] if person else f"Cán bộ #{staff_id}"
+        raise NoSigningKey(
+            f"{who} chưa có chứng thư số cá nhân đã đăng ký và được phê duyệt. Hãy đề nghị "
+            "quản trị hệ thống đăng ký chứng thư số (trang Quản trị › Chứng thư số; xem "
+            "`hocba cert list`)."
+        )
+    return SigningKey(key, person[0])
+
+
+def open_registered_signer(
+    session: Session,
+    slot: str,
+    school_code: str,
+    staff_id: int | None = None,
+    spec: SignerSpec | None = None,
+) -> Signer:
+    """The backend that signs ``slot`` on a worker: :func:`signing_key` opened with
+    ``spec`` (default: the registered PKCS#12 file), the secret from :func:`worker_secret`."""
+    key = signing_key(session, slot, school_code, staff_id)
+    return open_signer(spec or SignerSpec(), key.key_ref, worker_secret(key.label))
+
+
+def school_seal(session: Session, school_code: str, spec: SignerSpec | None = None) -> Signer:
+    """The school's approved seal, opened on a worker (passphrase from ``worker_secret``)."""
+    return open_registered_signer(session, "KY_PHAT_HANH", school_code, spec=spec)

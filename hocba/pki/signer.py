@@ -19,7 +19,12 @@ Signature value formats (W3C XML Signature 1.1, §6.4):
   §2.3.6, XMLDSig 1.1 §6.4.3).
 
 This module ships the software backend, :class:`SoftwareSigner`, which reads an encrypted
-PKCS#12 file (RFC 7292) once per worker process.
+PKCS#12 file (RFC 7292) once per worker process. A file protected the modern way (PBES2:
+PBKDF2 and AES-CBC, what OpenSSL 3 and the test PKI write) is decrypted here and its key
+loaded without OpenSSL's RSA key validation (two thirds of the cost of opening a file, a
+teacher's key being opened once per worker); such a signer checks every signature it
+makes with the certificate's public key before returning it, and a key that does not
+match the certificate is refused. Any other file goes through ``pkcs12.load_pkcs12``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import hashlib
 import hmac
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
@@ -122,6 +127,9 @@ class SoftwareSigner:
     chain: list[x509.Certificate]
     _key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = field(repr=False)
     algorithm: str = field(init=False, default="")
+    #: True when the key was loaded without OpenSSL's RSA validation: every value is then
+    #: verified with the certificate before it is returned.
+    _check_values: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self._key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
@@ -175,6 +183,15 @@ class SoftwareSigner:
             data = path.read_bytes()
         except OSError as exc:
             raise SigningError(f"Không đọc được tệp khoá {path.name}.") from exc
+        fast = _read_pbes2_pkcs12(data, password.encode("utf-8"))
+        if fast is not None:
+            fast_key, certs = fast
+            public = fast_key.public_key()
+            own = [c for c in certs if c.public_key() == public]
+            if not own:
+                raise SigningError("Khoá bí mật không khớp với chứng thư số trong tệp.")
+            others = [c for c in certs if c is not own[0]]
+            return cls(certificate=own[0], chain=others, _key=fast_key, _check_values=True)
         try:
             bundle = pkcs12.load_pkcs12(data, password.encode("utf-8"))
         except ValueError as exc:
@@ -198,16 +215,103 @@ class SoftwareSigner:
                 raise SigningError("Giá trị băm cần ký phải là SHA-256 (32 byte).")
         prehashed = utils.Prehashed(hashes.SHA256())
         key = self._key
+        values: list[bytes] = []
         if isinstance(key, rsa.RSAPrivateKey):
             pkcs1 = padding.PKCS1v15()
-            return [key.sign(d, pkcs1, prehashed) for d in digests]
-        size = (key.curve.key_size + 7) // 8
-        algorithm = ec.ECDSA(prehashed)
-        values: list[bytes] = []
-        for digest in digests:
-            r, s = utils.decode_dss_signature(key.sign(digest, algorithm))
-            values.append(r.to_bytes(size, "big") + s.to_bytes(size, "big"))
+            values = [key.sign(d, pkcs1, prehashed) for d in digests]
+        else:
+            size = (key.curve.key_size + 7) // 8
+            algorithm = ec.ECDSA(prehashed)
+            for digest in digests:
+                r, s = utils.decode_dss_signature(key.sign(digest, algorithm))
+                values.append(r.to_bytes(size, "big") + s.to_bytes(size, "big"))
+        if self._check_values:  # key not validated on load: no value leaves unchecked
+            return check_returned_values(
+                self.certificate, self.algorithm, digests, values, "tệp khoá"
+            )
         return values
+
+
+def _read_pbes2_pkcs12(
+    data: bytes, password: bytes
+) -> tuple[rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, list[x509.Certificate]] | None:
+    """The key and certificates of a PKCS#12 file whose bags are all protected with PBES2
+    (PBKDF2 + AES-CBC, RFC 8018 §6.2; RFC 7292 §4 for the bags), the key loaded WITHOUT
+    OpenSSL's RSA private-key validation (``unsafe_skip_rsa_key_validation``).
+
+    ``None`` for anything else (another cipher, an unexpected structure, a wrong
+    password): the caller then takes the validated ``pkcs12.load_pkcs12`` path, which
+    gives the authoritative error. The file's MAC is not checked here: what it protects
+    is checked anyway (the key must match the certificate, the signer verifies each of
+    its signatures with the certificate, the chain is checked against the trust anchors).
+    Safe only because of those checks: see :meth:`SoftwareSigner.sign_digests`.
+    """
+    from asn1crypto import keys as asn1_keys
+    from asn1crypto import pkcs12 as asn1_pkcs12
+    from cryptography.hazmat.primitives import padding as sym_padding
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+    prfs: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+        "sha256": hashes.SHA256,
+        "sha384": hashes.SHA384,
+        "sha512": hashes.SHA512,
+    }
+
+    def decrypt(alg: asn1_keys.EncryptionAlgorithm, encrypted: bytes) -> bytes:
+        if (
+            alg["algorithm"].native != "pbes2"
+            or alg.kdf != "pbkdf2"
+            or alg.kdf_hmac not in prfs
+            or alg.encryption_cipher != "aes"
+            or alg.encryption_mode != "cbc"
+        ):
+            raise ValueError("not PBES2 with PBKDF2 and AES-CBC")
+        secret = PBKDF2HMAC(
+            prfs[alg.kdf_hmac](), alg.key_length, alg.kdf_salt, alg.kdf_iterations
+        ).derive(password)
+        decryptor = Cipher(algorithms.AES(secret), modes.CBC(alg.encryption_iv)).decryptor()
+        unpadder = sym_padding.PKCS7(128).unpadder()
+        padded = decryptor.update(encrypted) + decryptor.finalize()
+        return unpadder.update(padded) + unpadder.finalize()
+
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None = None
+    certs: list[x509.Certificate] = []
+    try:
+        for info in asn1_pkcs12.Pfx.load(data).authenticated_safe:
+            kind = info["content_type"].native
+            if kind == "data":
+                plain = info["content"].native
+            elif kind == "encrypted_data":
+                eci = info["content"]["encrypted_content_info"]
+                plain = decrypt(
+                    eci["content_encryption_algorithm"], eci["encrypted_content"].native
+                )
+            else:
+                return None
+            for bag in asn1_pkcs12.SafeContents.load(plain):
+                bag_id = bag["bag_id"].native
+                if bag_id == "pkcs8_shrouded_key_bag" and key is None:
+                    sealed = bag["bag_value"]
+                    der = decrypt(sealed["encryption_algorithm"], sealed["encrypted_data"].native)
+                    loaded = serialization.load_der_private_key(
+                        der, None, unsafe_skip_rsa_key_validation=True
+                    )
+                    if not isinstance(loaded, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+                        return None
+                    key = loaded
+                elif bag_id == "cert_bag" and bag["bag_value"]["cert_id"].native == "x509":
+                    certs.append(
+                        x509.load_der_x509_certificate(bag["bag_value"]["cert_value"].parsed.dump())
+                    )
+                else:
+                    return None
+    except Exception:  # anything unexpected, a wrong password included: the slow path
+        return None
+    if key is None or not certs:
+        return None
+    return key, certs
 
 
 _CACHE_SECRET = os.urandom(32)

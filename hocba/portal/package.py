@@ -278,10 +278,16 @@ class _Builder:
             return False
         if self.size + len(body) + len(_LIST_TAIL) > limits.uncompressed:
             return False
-        before = self.compressor.copy()
+        # deflate grows incompressible data by far less than this (zlib's deflateBound:
+        # ~0.03% + 13 bytes, + 5 per sync flush): when even this fits, nothing can need
+        # undoing, so the compressor's state (~270 KB) is not copied for every record
+        worst = len(body) + (len(body) >> 3) + 64
+        fits = _b64_length(4 + self.compressed + worst + _MAX_TAIL_BYTES) <= limits.content
+        before = None if fits else self.compressor.copy()
         chunk = self.compressor.compress(body) + self.compressor.flush(zlib.Z_SYNC_FLUSH)
         total = 4 + self.compressed + len(chunk) + _MAX_TAIL_BYTES
         if _b64_length(total) > limits.content:
+            assert before is not None  # (the bound above said it would fit)
             self.compressor = before
             return False
         self.chunks.append(chunk)

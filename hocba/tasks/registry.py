@@ -9,16 +9,23 @@ It sits above both the tables (``hocba.models``) and the verifier's protocol
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba.models.lifecycle import VN_TZ
-from hocba.xml.verify import IssuedRecordInfo
+from hocba.xml.verify import IssuedRecordInfo, SlotRoles
+
+_VALID_ROLE = (
+    "sr.staff_id = :st AND sr.school_id = :sch AND sr.valid_from <= :d "
+    "AND (sr.valid_to IS NULL OR sr.valid_to >= :d)"
+)
 
 
-class DatabaseRegistry:
-    """The verification registry (``hocba.xml.verify.Registry``) on PostgreSQL.
+class DatabaseRegistry(SlotRoles):
+    """The verification registry (``hocba.xml.verify.Registry``) on PostgreSQL; which slot
+    needs which role is :class:`~hocba.xml.verify.SlotRoles`'.
 
     Every lookup is logged as an audit-free read; the lookup of a record by its code is
     the caller's to log (``hocba verify`` does).
@@ -27,50 +34,52 @@ class DatabaseRegistry:
     def __init__(self, session: Session) -> None:
         self._conn = session.connection()
 
-    def signer_held_role(
-        self,
-        slot: str,
-        cccd: str,
-        school_code: str,
-        school_year: str,
-        class_name: str,
-        at: dt.datetime,
-    ) -> bool | None:
-        day = at.astimezone(VN_TZ).date()
-        staff = self._conn.scalar(text("SELECT id FROM staff WHERE cccd = :c"), {"c": cccd})
-        school = self._conn.scalar(
-            text("SELECT id FROM school WHERE code = :c"), {"c": school_code}
-        )
-        if staff is None or school is None:
+    def _ids(self, cccd: str, school_code: str) -> tuple[int, int] | None:
+        """The staff and school ids, None when either is unknown."""
+        row = self._conn.execute(
+            text(
+                "SELECT (SELECT id FROM staff WHERE cccd = :c) AS staff, "
+                "(SELECT id FROM school WHERE code = :s) AS school"
+            ),
+            {"c": cccd, "s": school_code},
+        ).one()
+        if row.staff is None or row.school is None:
             return None
-        valid = (
-            "sr.staff_id = :st AND sr.school_id = :sch AND sr.valid_from <= :d "
-            "AND (sr.valid_to IS NULL OR sr.valid_to >= :d)"
+        return row.staff, row.school
+
+    def was_homeroom_teacher(
+        self, cccd: str, school_code: str, school_year: str, class_name: str, at: dt.datetime
+    ) -> bool | None:
+        ids = self._ids(cccd, school_code)
+        if ids is None:
+            return None
+        params = {"st": ids[0], "sch": ids[1], "d": _day(at), "y": school_year, "cl": class_name}
+        return bool(
+            self._conn.scalar(
+                text(f"""
+            SELECT EXISTS (SELECT 1 FROM staff_role sr
+              JOIN school_class c ON c.school_id = sr.school_id AND c.name = :cl
+              JOIN school_year y ON y.id = c.school_year_id AND y.name = :y
+              WHERE {_VALID_ROLE} AND sr.role = 'homeroom_teacher'
+                AND c.homeroom_teacher_id = sr.staff_id)"""),
+                params,
+            )
         )
-        params = {"st": staff, "sch": school, "d": day, "y": school_year, "cl": class_name}
-        if slot == "GVCN":
-            return bool(
-                self._conn.scalar(
-                    text(f"""
-                SELECT EXISTS (SELECT 1 FROM staff_role sr
-                  JOIN school_class c ON c.school_id = sr.school_id AND c.name = :cl
-                  JOIN school_year y ON y.id = c.school_year_id AND y.name = :y
-                  WHERE {valid} AND sr.role = 'homeroom_teacher'
-                    AND c.homeroom_teacher_id = sr.staff_id)"""),
-                    params,
-                )
-            )
-        if slot == "CBQL":
-            return bool(
-                self._conn.scalar(
-                    text(f"""
-                SELECT EXISTS (SELECT 1 FROM staff_role sr WHERE {valid}
-                  AND (sr.role = 'principal' OR (sr.role = 'vice_principal' AND sr.delegated)))
+
+    def was_school_manager(self, cccd: str, school_code: str, at: dt.datetime) -> bool | None:
+        ids = self._ids(cccd, school_code)
+        if ids is None:
+            return None
+        params = {"st": ids[0], "sch": ids[1], "d": _day(at)}
+        return bool(
+            self._conn.scalar(
+                text(f"""
+            SELECT EXISTS (SELECT 1 FROM staff_role sr WHERE {_VALID_ROLE}
+              AND (sr.role = 'principal' OR (sr.role = 'vice_principal' AND sr.delegated)))
             """),
-                    params,
-                )
+                params,
             )
-        return None
+        )
 
     def school_certificate_approved(
         self, school_code: str, cert_sha256_hex: str, at: dt.datetime
@@ -91,16 +100,19 @@ class DatabaseRegistry:
             and row.decided_at.replace(microsecond=0) <= at
         )
 
-    def issued_record(self, lookup_code: str):  # type: ignore[no-untyped-def]
+    def issued_record(self, lookup_code: str) -> IssuedRecordInfo | None:
+        """One statement: hash, state, successor and the hashes before time-stamps were
+        added (migration 0010). The issued bytes are read only if the verifier asks for
+        them (the document's hash is none of these), by the record's id."""
         try:
-            import uuid
-
             code = uuid.UUID(lookup_code)
         except ValueError:
             return None
         row = self._conn.execute(
             text(
-                "SELECT r.xml_sha256, r.state, n.lookup_code AS successor, r.signed_xml "
+                "SELECT r.id, r.xml_sha256, r.state, n.lookup_code AS successor, "
+                "ARRAY(SELECT h.xml_sha256 FROM hoc_ba_xml_history h "
+                "WHERE h.record_id = r.id) AS earlier "
                 "FROM hoc_ba r "
                 "LEFT JOIN hoc_ba n ON n.supersedes_id = r.id AND n.lookup_code IS NOT NULL "
                 "WHERE r.lookup_code = :c AND r.xml_sha256 IS NOT NULL"
@@ -109,17 +121,23 @@ class DatabaseRegistry:
         ).one_or_none()
         if row is None:
             return None
-        earlier = self._conn.scalars(  # hashes before time-stamps were added (migration 0010)
-            text(
-                "SELECT h.xml_sha256 FROM hoc_ba_xml_history h JOIN hoc_ba r ON r.id = h.record_id "
-                "WHERE r.lookup_code = :c"
-            ),
-            {"c": code},
-        )
+        record_id = row.id
+
+        def load_xml() -> bytes | None:
+            xml = self._conn.scalar(
+                text("SELECT signed_xml FROM hoc_ba WHERE id = :id"), {"id": record_id}
+            )
+            return bytes(xml) if xml is not None else None
+
         return IssuedRecordInfo(
             row.xml_sha256,
             row.state,
             str(row.successor) if row.successor else None,
-            xml=bytes(row.signed_xml) if row.signed_xml is not None else None,
-            earlier_sha256=tuple(earlier),
+            earlier_sha256=tuple(row.earlier or ()),
+            load_xml=load_xml,
         )
+
+
+def _day(at: dt.datetime) -> dt.date:
+    """The day in Vietnam that roles are valid on (valid_from / valid_to are dates)."""
+    return at.astimezone(VN_TZ).date()

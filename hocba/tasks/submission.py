@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +48,9 @@ class StepReport:
     rejected: int = 0
     waiting: int = 0
     errors: list[str] = field(default_factory=list)
+    #: the packages :func:`plan_submissions` built, by messageid, for :func:`send_pending`
+    #: of the same exchange (not persisted: a later send rebuilds them from the records)
+    packages: dict[str, Package] = field(default_factory=dict, repr=False)
 
     def text_vi(self) -> str:
         parts = [
@@ -116,6 +119,7 @@ def plan_submissions(
                     "ids": [ids[i] for i in package.indexes],
                 },
             )
+            report.packages[package.message_id] = package
             report.planned += 1
     return report
 
@@ -142,13 +146,24 @@ def _claim(conn: Connection, school_code: str, status: str) -> Sequence[Row[Any]
     ).all()
 
 
-def send_pending(session: Session, school_code: str, client: PortalClient) -> StepReport:
-    """Send every pending transaction of the school (retries reuse the messageid)."""
+def send_pending(
+    session: Session,
+    school_code: str,
+    client: PortalClient,
+    prepared: Mapping[str, Package] | None = None,
+) -> StepReport:
+    """Send every pending transaction of the school (retries reuse the messageid).
+
+    ``prepared``: packages just built by :func:`plan_submissions` (by messageid), sent as
+    they are instead of being read and packaged a second time; issued records are
+    immutable, so rebuilding would give the same bytes."""
     conn = session.connection()
     rows = _claim(conn, school_code, "pending")
     report = StepReport()
     for sub_id, message_id, record_ids, year in rows:
-        package = _package(session, list(record_ids))
+        package = (prepared or {}).get(message_id)
+        if package is None or package.record_count != len(record_ids):
+            package = _package(session, list(record_ids))
         try:
             answer = client.submit(package, message_id=message_id, nam_hoc=year)
         except PortalUnavailable as exc:
@@ -207,15 +222,12 @@ def poll_results(session: Session, school_code: str, client: PortalClient) -> St
             ).all()
         )
         accepted, rejected = [], {}
+        outcomes = []
         for res in results:
             rid = by_code.get(res.ma_tra_cuu_uuid or "")
             if rid is None:
                 continue
-            conn.execute(
-                text("""
-                INSERT INTO portal_result (record_id, submission_id, accepted, error,
-                                           error_field_title, error_description)
-                VALUES (:r, :s, :a, :e, :f, :d) ON CONFLICT DO NOTHING"""),
+            outcomes.append(
                 {
                     "r": rid,
                     "s": sub_id,
@@ -223,12 +235,20 @@ def poll_results(session: Session, school_code: str, client: PortalClient) -> St
                     "e": res.error,
                     "f": res.error_field_title,
                     "d": res.error_description,
-                },
+                }
             )
             if res.accepted:
                 accepted.append(rid)
             else:
                 rejected[rid] = res.error_description or res.error or "Sở từ chối"
+        if outcomes:  # one executemany (pipelined by psycopg), not a round trip per record
+            conn.execute(
+                text("""
+                INSERT INTO portal_result (record_id, submission_id, accepted, error,
+                                           error_field_title, error_description)
+                VALUES (:r, :s, :a, :e, :f, :d) ON CONFLICT DO NOTHING"""),
+                outcomes,
+            )
         transition(session, accepted, "accept", SYSTEM)
         for rid, why in rejected.items():
             transition(session, [rid], "reject", SYSTEM, reason=why)
@@ -367,7 +387,7 @@ def submit_and_collect(
     with session_scope() as session:
         planned = plan_submissions(session, school_code, resubmit_rejected=resubmit_rejected)
     with session_scope() as session:
-        sent = send_pending(session, school_code, client)
+        sent = send_pending(session, school_code, client, planned.packages)
     with session_scope() as session:
         polled = poll_results(session, school_code, client)
     with session_scope() as session:

@@ -53,9 +53,12 @@ Design notes:
   canonical forms and asks the :class:`~hocba.pki.signer.Signer` for all values in one
   call (one confirmation on a remote-signing service), then checks each returned value
   with the certificate's public key before writing it.
-* **Speed** (bench/issuance.py, docs/PERFORMANCE.md). Signing the next slot of the bytes
-  :func:`sign_slots` just returned reuses their parsed tree and ``#data`` digest instead of
-  parsing again (per thread, each tree used once). Verification caches, per certificate
+* **Speed** (bench/issuance.py, docs/PERFORMANCE.md). The bytes ``build_record_xml`` or
+  :func:`sign_slots` just returned come with their tree (``record.keep_parsed``, per
+  thread, each tree used once): signing the next slot of *that bytes object*, or
+  :func:`verify_record_signatures` of the sealed one, takes the tree and its ``#data``
+  digest instead of parsing again (issuance: build → GVCN → CBQL → seal → check, one
+  tree). Bytes in any other object are parsed. Verification caches, per certificate
   and CRL *object*, what does not depend on the document: parsed facts, the chain to the
   given roots, the CRL's signature check and its revoked serials — so pass the same root
   and CRL objects to verify many records fast.
@@ -130,11 +133,12 @@ from hocba.pki.chain import build_chain
 from hocba.pki.signer import ALGORITHM_ECDSA_SHA256, ALGORITHM_RSA_SHA256, Signer
 from hocba.xml.record import (
     DATA_ID,
-    DEFAULT_MAX_BYTES,
     SIGNATURE_SLOTS,
     RecordXmlError,
     format_datetime,
+    keep_parsed,
     parse_record_xml_safely,
+    take_parsed,
 )
 
 __all__ = [
@@ -147,6 +151,7 @@ __all__ = [
     "XmlSignatureError",
     "sign_slots",
     "verify_record_signatures",
+    "verify_record_tree",
     "verify_slot",
 ]
 
@@ -719,23 +724,17 @@ def sign_slots(
     template = _signature_template(slot, signer, signing_time_text, method_uri)
 
     template_ids = Counter(_ID_ATTRIBUTES(template))
-    carried = _carried_documents()
     roots: list[etree._Element] = []
     parsed_documents: list[_Document] = []
     signature_values: list[etree._Element] = []
     canonical_signed_infos: list[bytes] = []
     for index, data in enumerate(documents):
-        entry = carried.pop(id(data), None) if carried else None
-        if entry is not None and entry[0] is data:
-            root, document = entry[1], entry[2]
-        else:
-            try:
-                root = parse_record_xml_safely(data)
-            except RecordXmlError as exc:
-                raise XmlSignatureError(
-                    f"Học bạ thứ {index + 1}: {exc.message_vi}", exc.details
-                ) from None
-            document = _Document(root)
+        try:
+            root, document = _document_of(data)
+        except RecordXmlError as exc:
+            raise XmlSignatureError(
+                f"Học bạ thứ {index + 1}: {exc.message_vi}", exc.details
+            ) from None
         if document.structure_error is not None or document.data is None:
             issue = document.structure_error
             raise XmlSignatureError(
@@ -783,43 +782,23 @@ def sign_slots(
         output.append(
             b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(root, encoding="UTF-8")
         )
-    if slot != SIGNATURE_SLOTS[-1]:  # nothing is signed after the seal: keep no tree
-        _carry(carried, output, roots, parsed_documents)
+    for data, root, document in zip(output, roots, parsed_documents, strict=True):
+        keep_parsed(data, root, document)  # for the next slot, or the seal's verification
     return output
 
 
-# The parsed trees of the documents sign_slots returned for GVCN and CBQL, per thread, keyed
-# by the identity of the returned bytes object: signing the next slot of the very same bytes
-# (GVCN → CBQL → KY_PHAT_HANH) takes the tree instead of parsing and scanning it again, and
-# keeps its #data digest (signing never touches the data element). An entry holds its bytes
-# object, so the id cannot be reused while it exists; it is taken out when used (a tree is
-# used once) and only bytes that parse_record_xml_safely would accept are kept. At most
-# _CARRY_MAX trees per thread (about 80 kB each), the oldest dropped first. Equal bytes in
-# another object are simply parsed.
-_CARRY_MAX = 256
-_CARRIED = threading.local()
-_Carried = dict[int, tuple[bytes, etree._Element, _Document]]
-
-
-def _carried_documents() -> _Carried:
-    documents: _Carried | None = getattr(_CARRIED, "documents", None)
-    if documents is None:
-        documents = _CARRIED.documents = {}
-    return documents
-
-
-def _carry(
-    carried: _Carried,
-    output: Sequence[bytes],
-    roots: Sequence[etree._Element],
-    documents: Sequence[_Document],
-) -> None:
-    for data, root, document in zip(output, roots, documents, strict=True):
-        if len(data) > DEFAULT_MAX_BYTES or b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-            continue  # parse_record_xml_safely would refuse these bytes: never bypass it
-        while len(carried) >= _CARRY_MAX:
-            del carried[next(iter(carried))]
-        carried[id(data)] = (data, root, document)
+def _document_of(data: bytes) -> tuple[etree._Element, _Document]:
+    """The parsed tree of ``data`` and its :class:`_Document`: the one ``build_record_xml``
+    or ``sign_slots`` kept for this very bytes object (see ``record.keep_parsed``), else
+    ``parse_record_xml_safely`` (raises :class:`RecordXmlError`)."""
+    kept = take_parsed(data)
+    if kept is not None:
+        root, document = kept
+        if isinstance(document, _Document) and document.root is root:
+            return root, document
+        return root, _Document(root)
+    root = parse_record_xml_safely(data)
+    return root, _Document(root)
 
 
 # =============================================================================== verifying
@@ -867,7 +846,7 @@ def verify_record_signatures(
     time is a database question, answered by the caller.
     """
     try:
-        root = parse_record_xml_safely(document)
+        _, parsed = _document_of(document)
     except RecordXmlError as exc:
         issue = VerificationIssue.of(IssueCode.XML_INVALID, str(exc))
         return RecordSignaturesVerification(
@@ -875,7 +854,28 @@ def verify_record_signatures(
             slots={s: SlotVerification(slot=s, errors=[issue]) for s in slots},
             errors=[issue],
         )
-    parsed = _Document(root)
+    return _verify_record(parsed, trusted_roots, slots, crls)
+
+
+def verify_record_tree(
+    root: etree._Element,
+    trusted_roots: Sequence[x509.Certificate],
+    *,
+    slots: Sequence[str] = SIGNATURE_SLOTS,
+    crls: Sequence[x509.CertificateRevocationList] = (),
+) -> RecordSignaturesVerification:
+    """:func:`verify_record_signatures` of a tree that ``parse_record_xml_safely`` returned
+    (and nobody changed since): for a caller that needs the tree itself too and so parses
+    the bytes once (``hocba.xml.verify.verify_document``)."""
+    return _verify_record(_Document(root), trusted_roots, slots, crls)
+
+
+def _verify_record(
+    parsed: _Document,
+    trusted_roots: Sequence[x509.Certificate],
+    slots: Sequence[str],
+    crls: Sequence[x509.CertificateRevocationList],
+) -> RecordSignaturesVerification:
     results = {slot: _verify_slot(parsed, slot, trusted_roots, crls) for slot in slots}
     errors: list[VerificationIssue] = []
     previous: SlotVerification | None = None

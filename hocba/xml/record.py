@@ -86,8 +86,11 @@ __all__ = [
     "build_record_xml",
     "format_date",
     "format_datetime",
+    "keep_parsed",
     "parse_record_xml_safely",
     "read_record_document",
+    "take_parsed",
+    "validate_record_tree",
     "validate_record_xml",
 ]
 
@@ -388,7 +391,12 @@ def build_record_xml(doc: RecordDocument, *, validate: bool = True) -> bytes:
         etree.SubElement(zone, slot)
     if validate:
         _assert_valid(root)
-    return _XML_DECLARATION + etree.tostring(root, encoding="UTF-8", pretty_print=True)
+    # Indenting the tree itself (the same bytes as pretty_print) makes the tree exactly what
+    # parsing the result gives back, so the first signature can take it (keep_parsed).
+    etree.indent(root, space="  ")
+    data = _XML_DECLARATION + etree.tostring(root, encoding="UTF-8") + b"\n"
+    keep_parsed(data, root)
+    return data
 
 
 # --------------------------------------------------------------------------- parse
@@ -452,6 +460,47 @@ def parse_record_xml_safely(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> 
     return root
 
 
+# --------------------------------------------------------------------------- parsed trees
+# The trees of record bytes this thread has just produced (build_record_xml, sign_slots),
+# keyed by the identity of the bytes object: the next step given *that same object*
+# (build → GVCN → CBQL → KY_PHAT_HANH → verification) takes the tree instead of parsing the
+# bytes again. An entry holds its bytes object, so the id cannot be reused while it exists;
+# it is taken out when used (a tree serves once); only bytes that parse_record_xml_safely
+# accepts are kept (the producers never write DOCTYPE, comments in the data or another
+# encoding; size and DOCTYPE are checked here). At most _KEPT_MAX trees per thread (about
+# 80 kB each), the oldest dropped first. Equal bytes in another object are simply parsed.
+_KEPT_MAX = 256
+_KEPT = threading.local()
+
+
+def _kept() -> dict[int, tuple[bytes, etree._Element, object]]:
+    trees: dict[int, tuple[bytes, etree._Element, object]] | None = getattr(_KEPT, "trees", None)
+    if trees is None:
+        trees = _KEPT.trees = {}
+    return trees
+
+
+def keep_parsed(data: bytes, root: etree._Element, extra: object = None) -> None:
+    """Remember that ``data`` (this bytes object, just serialised from ``root``) parses to
+    ``root``; ``extra`` travels with it (what the caller derived from the tree)."""
+    if len(data) > DEFAULT_MAX_BYTES or b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        return  # parse_record_xml_safely would refuse these bytes: never bypass it
+    trees = _kept()
+    while len(trees) >= _KEPT_MAX:
+        del trees[next(iter(trees))]
+    trees[id(data)] = (data, root, extra)
+
+
+def take_parsed(data: bytes) -> tuple[etree._Element, object] | None:
+    """The tree :func:`keep_parsed` remembered for this very bytes object (and its
+    ``extra``), taken out; ``None`` when there is none: parse the bytes."""
+    trees = _kept()
+    entry = trees.pop(id(data), None) if trees else None
+    if entry is None or entry[0] is not data:
+        return None
+    return entry[1], entry[2]
+
+
 # --------------------------------------------------------------------------- validate
 _SCHEMA_LOCK = threading.Lock()
 
@@ -480,6 +529,12 @@ def validate_record_xml(data: bytes) -> None:
     ``details``.
     """
     _assert_valid(parse_record_xml_safely(data))
+
+
+def validate_record_tree(root: etree._Element) -> None:
+    """:func:`validate_record_xml` of a tree ``parse_record_xml_safely`` returned (for a
+    caller that has parsed the bytes already)."""
+    _assert_valid(root)
 
 
 # --------------------------------------------------------------------------- read

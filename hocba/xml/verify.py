@@ -77,7 +77,8 @@ timestamp time            *timestamp* time, not the claimed SigningTime: revoked
                           the record is not
                           ``revoked`` / ``superseded`` (the message then names the
                           successor's lookup code). Bytes that differ from the issued copy
-                          (``IssuedRecordInfo.xml``) only *outside what is signed* — the
+                          (``IssuedRecordInfo.issued_xml()``, fetched only then) only
+                          *outside what is signed* — the
                           canonical ``DU_LIEU_HOC_BA``, every ``SignedInfo`` and
                           ``SignatureValue`` are the issued ones, e.g. a newline appended by
                           a mail client — **pass** ("signatures valid, not byte-identical to
@@ -117,7 +118,10 @@ Choices:
   ``crl_source`` is called once per distinct signer certificate per document; a CRL's
   signature check is remembered per CRL object, so a source that caches its CRLs is cheap.
 * ``max_bytes`` can only lower the limit of :mod:`hocba.xml.record`
-  (``DEFAULT_MAX_BYTES``, 5 MB): the XMLDSig verifier re-parses with that default.
+  (``DEFAULT_MAX_BYTES``, 5 MB). The document is parsed once
+  (``parse_record_xml_safely``); the schema check, the signatures
+  (``hocba.xml.dsig.verify_record_tree``), the time-stamps and the registry comparison
+  read that one tree.
 """
 
 from __future__ import annotations
@@ -148,7 +152,7 @@ from hocba.xml.dsig import (
     IssueCode,
     RecordSignaturesVerification,
     SlotVerification,
-    verify_record_signatures,
+    verify_record_tree,
 )
 from hocba.xml.record import (
     DEFAULT_MAX_BYTES,
@@ -156,7 +160,7 @@ from hocba.xml.record import (
     RecordXmlError,
     format_datetime,
     parse_record_xml_safely,
-    validate_record_xml,
+    validate_record_tree,
 )
 from hocba.xml.timestamps import CheckedTimestamp, check_record_timestamps
 
@@ -168,6 +172,7 @@ __all__ = [
     "IssuedRecordInfo",
     "NOT_BYTE_IDENTICAL",
     "Registry",
+    "SlotRoles",
     "Verdict",
     "VerificationReport",
     "verify_document",
@@ -342,6 +347,15 @@ class IssuedRecordInfo:
     # is signed is then told apart from a forgery (REGISTRY_MATCH)
     xml: bytes | None = None
     earlier_sha256: tuple[str, ...] = ()  # hashes before time-stamps were added (0010)
+    # or, instead of ``xml``, how to fetch the issued bytes: asked only when the document's
+    # hash is none of the issued ones (a registry need not read the copy for every check)
+    load_xml: Callable[[], bytes | None] | None = field(default=None, compare=False, repr=False)
+
+    def issued_xml(self) -> bytes | None:
+        """The issued bytes: ``xml``, else what ``load_xml`` fetches, else None."""
+        if self.xml is not None or self.load_xml is None:
+            return self.xml
+        return self.load_xml()
 
 
 class Registry(Protocol):
@@ -366,6 +380,41 @@ class Registry(Protocol):
     ) -> bool | None: ...
 
     def issued_record(self, lookup_code: str) -> IssuedRecordInfo | None: ...
+
+
+class SlotRoles:
+    """The one answer to :meth:`Registry.signer_held_role`, which slot needs which role
+    (HOCBA_SPEC §4): GVCN → the homeroom teacher of that class (TEN_LOP) of that school in
+    that school year; CBQL → the principal or a delegated vice principal of that school;
+    any other slot is no person's role (None). A registry subclasses it and answers the
+    two questions from its own records (the app's database, the roles a school declares to
+    the portal)."""
+
+    def signer_held_role(
+        self,
+        slot: str,
+        cccd: str,
+        school_code: str,
+        school_year: str,
+        class_name: str,
+        at: dt.datetime,
+    ) -> bool | None:
+        if slot == "GVCN":
+            return self.was_homeroom_teacher(cccd, school_code, school_year, class_name, at)
+        if slot == "CBQL":
+            return self.was_school_manager(cccd, school_code, at)
+        return None
+
+    def was_homeroom_teacher(
+        self, cccd: str, school_code: str, school_year: str, class_name: str, at: dt.datetime
+    ) -> bool | None:
+        """Was ``cccd`` the homeroom teacher of that class at ``at``? None: unknown."""
+        raise NotImplementedError
+
+    def was_school_manager(self, cccd: str, school_code: str, at: dt.datetime) -> bool | None:
+        """Was ``cccd`` the principal or a delegated vice principal of that school at
+        ``at``? None: unknown."""
+        raise NotImplementedError
 
 
 class CrlUnavailable(HocbaError):
@@ -409,11 +458,13 @@ def _subject_id(certificate: x509.Certificate, prefix: str, pattern: str) -> str
     return None
 
 
+@lru_cache(maxsize=4096)  # certificates are immutable: read each one once
 def _cccd_of(certificate: x509.Certificate) -> str | None:
     """The CCCD (``CCCD:<12 digits>``) of a personal certificate."""
     return _subject_id(certificate, "CCCD", "[0-9]{12}")
 
 
+@lru_cache(maxsize=4096)
 def _school_code_of(certificate: x509.Certificate) -> str | None:
     """The school code (``MATRUONG:<code>``) of a school's organisation certificate."""
     return _subject_id(certificate, "MATRUONG", r"\S+")
@@ -487,10 +538,10 @@ def _safe_parse(data: object, max_bytes: int) -> tuple[Check, etree._Element | N
     )
 
 
-def _schema(data: bytes) -> Check:
+def _schema(root: etree._Element) -> Check:
     code = CheckCode.SCHEMA
     try:
-        validate_record_xml(data)
+        validate_record_tree(root)
     except RecordXmlError as exc:
         # Element names only: lxml's messages may quote values (IDs, names).
         elements = sorted({m for d in exc.details for m in re.findall(r"Element '([^']+)'", d)})
@@ -612,12 +663,20 @@ def _keyinfo_certificates(root: etree._Element, slot: str) -> Iterator[x509.Cert
         f"{{{DS_NS}}}X509Data/{{{DS_NS}}}X509Certificate"
     )
     for element in root.iterfind(path):
-        try:
-            yield x509.load_der_x509_certificate(
-                base64.b64decode("".join((element.text or "").split()), validate=True)
-            )
-        except ValueError:
-            continue
+        certificate = _keyinfo_certificate(element.text or "")
+        if certificate is not None:
+            yield certificate
+
+
+@lru_cache(maxsize=1024)
+def _keyinfo_certificate(text: str) -> x509.Certificate | None:
+    """An X509Certificate element's text as a certificate, loaded once; None if unreadable."""
+    try:
+        return x509.load_der_x509_certificate(
+            base64.b64decode("".join(text.split()), validate=True)
+        )
+    except ValueError:
+        return None
 
 
 def _revocation_of_slot(
@@ -1008,11 +1067,12 @@ def _registry_match_check(
     byte_identical = str(info.xml_sha256).strip().lower() == document_sha256 or (
         document_sha256 in {h.strip().lower() for h in info.earlier_sha256}
     )  # a copy exported before time-stamps were added (migration 0010)
-    same_signed = byte_identical or _same_signed_parts(root, info.xml)
+    issued_xml = None if byte_identical else info.issued_xml()  # read only when needed
+    same_signed = byte_identical or _same_signed_parts(root, issued_xml)
     if not same_signed:
         problems.append(
             "nội dung đã ký khác bản học bạ đã phát hành (mã băm SHA-256 không khớp)"
-            if info.xml
+            if issued_xml
             else "nội dung tệp khác bản học bạ đã phát hành (mã băm SHA-256 không khớp)"
         )
     if problems:
@@ -1060,10 +1120,11 @@ def verify_document(
     data = bytes(data)
     info = _identifying_fields(root)
     info["document_sha256"] = hashlib.sha256(data).hexdigest()
-    checks = [parse_check, _schema(data)]
+    # one parse for every check: the schema and the signatures read the same tree
+    checks = [parse_check, _schema(root)]
 
     try:
-        signatures = verify_record_signatures(data, trusted_roots)
+        signatures = verify_record_tree(root, trusted_roots)
     except Exception as exc:  # noqa: BLE001 - never raise on bad input
         log.warning("signature verification failed: %s", type(exc).__name__, exc_info=True)
         checks += [

@@ -208,3 +208,33 @@ def test_a_secret_block_gives_the_passphrase_the_environment_lacks(  # type: ign
         with get_client(sync_client=True) as client:
             doc = client.read_block_document_by_name("hocba-key-dh01-ht", "secret")
             client.delete_block_document(doc.id)
+
+
+def test_one_decision_of_the_key_that_signs_a_slot(ready) -> None:  # type: ignore[no-untyped-def]
+    """``signing_key`` is what dashboard, flows and CLI ask: the school's newest approved
+    seal, or the person's newest approved certificate; a Vietnamese refusal otherwise."""
+    from hocba.pki.backends import NoSigningKey, open_registered_signer, signing_key
+
+    teacher = ready.homeroom_of(ready.record_ids("DH01")[0])
+    with Session(ready.engine) as s:
+        seal = signing_key(s, "KY_PHAT_HANH", "DH01")
+        assert seal.label == "truong-DH01" and seal.registered.status == "approved"
+        assert seal.registered == certificates.school_certificates(s, "DH01")[0]
+        own = signing_key(s, "GVCN", "DH01", teacher.staff_id)
+        assert own.registered == certificates.staff_certificate(s, teacher.staff_id)
+        assert own.label == ready.scalar(
+            "SELECT username FROM staff WHERE id = :s", s=teacher.staff_id
+        )
+        signer = open_registered_signer(s, "GVCN", "DH01", teacher.staff_id)
+        assert certificates.fingerprint(signer.certificate) == own.registered.sha256
+        with pytest.raises(NoSigningKey, match="chưa được Phòng/Sở phê duyệt") as seal_info:
+            signing_key(s, "KY_PHAT_HANH", "DH02")  # its seal is registered, not approved
+        assert "cert list" in seal_info.value.message_vi
+        s.connection().execute(
+            text("UPDATE certificate SET status = 'pending' WHERE staff_id = :s"),
+            {"s": teacher.staff_id},
+        )
+        with pytest.raises(NoSigningKey, match="chưa có chứng thư số cá nhân") as info:
+            signing_key(s, "CBQL", "DH01", teacher.staff_id)
+        assert teacher.name in info.value.message_vi
+        s.rollback()

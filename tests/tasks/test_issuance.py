@@ -151,3 +151,93 @@ def test_correction_revokes_reissues_and_supersedes(keyed) -> None:  # type: ign
     match = report.check("REGISTRY_MATCH")
     assert report.verdict.value == "INVALID" and match is not None
     assert "thu hồi" in match.message_vi and new_code in match.message_vi
+
+
+def test_the_database_registry_reads_the_issued_copy_only_when_the_bytes_differ(
+    keyed,
+) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from hocba.tasks.registry import DatabaseRegistry
+    from hocba.xml.verify import NOT_BYTE_IDENTICAL, CheckStatus, verify_document
+
+    ids, teacher = reviewed_class(keyed)
+    issue(keyed, ids[:1], teacher)
+    xml = bytes(keyed.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=ids[0]))
+    code = str(keyed.scalar("SELECT lookup_code FROM hoc_ba WHERE id = :i", i=ids[0]))
+    loads: list[str] = []
+
+    class Counting(DatabaseRegistry):
+        def issued_record(self, lookup_code: str):  # type: ignore[no-untyped-def]
+            info = super().issued_record(lookup_code)
+            if info is None or info.load_xml is None:
+                return info
+            inner = info.load_xml
+
+            def load_xml() -> bytes | None:
+                loads.append(lookup_code)
+                return inner()
+
+            return dataclasses.replace(info, load_xml=load_xml)
+
+    with Session(keyed.engine) as s:
+        registry = Counting(s)
+        info = registry.issued_record(code)
+        assert info is not None and info.xml is None and info.state == "issued"
+        assert info.issued_xml() == xml  # fetched on demand, the stored bytes
+        assert DatabaseRegistry(s).issued_record("not-a-uuid") is None
+        loads.clear()
+        same = verify_document(xml, trusted_roots=trust_anchors(keyed.home), registry=registry)
+        match = same.check("REGISTRY_MATCH")
+        assert match is not None and match.status is CheckStatus.PASS and not match.issue_codes
+        assert loads == []  # the hash matched: the copy was not read
+        other = verify_document(
+            xml + b"\n", trusted_roots=trust_anchors(keyed.home), registry=registry
+        )
+        match = other.check("REGISTRY_MATCH")
+        assert match is not None and match.status is CheckStatus.PASS
+        assert match.issue_codes == (NOT_BYTE_IDENTICAL,)
+        assert loads == [code]  # other bytes: compared with the issued copy, read once
+        tampered = xml.replace(b"<HO_VA_TEN>", b"<HO_VA_TEN>X", 1)
+        report = verify_document(
+            tampered, trusted_roots=trust_anchors(keyed.home), registry=registry
+        )
+        match = report.check("REGISTRY_MATCH")
+        assert match is not None and match.status is CheckStatus.FAIL
+        assert "nội dung đã ký khác" in match.message_vi
+
+
+def test_the_database_registry_answers_roles_by_slot(keyed) -> None:  # type: ignore[no-untyped-def]
+    from hocba.tasks.registry import DatabaseRegistry
+    from hocba.xml.dsig import verify_record_signatures
+
+    ids, teacher = reviewed_class(keyed)
+    issue(keyed, ids[:1], teacher)
+    xml = keyed.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=ids[0])
+    root = parse_record_xml_safely(xml)
+    general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
+    assert general is not None
+    school, year, class_name = (
+        general.findtext(n) or "" for n in ("MA_TRUONG", "TEN_NAM_HOC", "TEN_LOP")
+    )
+    slots = verify_record_signatures(xml, trust_anchors(keyed.home)).slots
+    gvcn, cbql = (
+        general.findtext("SO_CCCD_GIAO_VIEN_CHU_NHIEM"),
+        general.findtext("SO_CCCD_GIAM_HIEU_KY_HOC_BA"),
+    )
+    assert gvcn and cbql
+    at = slots["CBQL"].signing_time
+    assert at is not None
+    with Session(keyed.engine) as s:
+        registry = DatabaseRegistry(s)
+        assert registry.signer_held_role("GVCN", gvcn, school, year, class_name, at) is True
+        assert registry.signer_held_role("CBQL", cbql, school, year, class_name, at) is True
+        # the teacher is not the principal, nor homeroom teacher of another class
+        assert registry.signer_held_role("CBQL", gvcn, school, year, class_name, at) is False
+        assert registry.signer_held_role("GVCN", gvcn, school, year, "9Z", at) is False
+        # unknown person or school: the registry cannot tell; the seal is no person's role
+        assert (
+            registry.signer_held_role("GVCN", "000000000000", school, year, class_name, at) is None
+        )
+        assert registry.signer_held_role("CBQL", cbql, "00000000", year, class_name, at) is None
+        assert registry.signer_held_role("KY_PHAT_HANH", cbql, school, year, class_name, at) is None

@@ -200,6 +200,103 @@ def test_changed_file_is_reloaded(signing_staff, tmp_path: Path) -> None:
     assert second.certificate == signing_staff.principal.certificate != first.certificate
 
 
+def _p12(
+    key: rsa.RSAPrivateKey,
+    cert: x509.Certificate | None,
+    cas: list[x509.Certificate],
+    alg: pkcs12.PBES,
+) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(2048)
+        .key_cert_algorithm(alg)
+        .build(PASSWORD.encode())
+    )
+    return pkcs12.serialize_key_and_certificates(b"k", key, cert, cas, encryption)
+
+
+def _self_signed(key: rsa.RSAPrivateKey, common_name: str) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_pbes2_file_is_read_without_rsa_validation_and_checks_its_values(
+    signing_staff, tmp_path: Path
+) -> None:
+    """The fast path (PBES2 files) gives what ``load_pkcs12`` gives, and such a signer
+    verifies every value with the certificate before returning it."""
+    path = signing_staff.teacher.p12_path
+    clear_signer_cache()
+    signer = SoftwareSigner.from_pkcs12(path, PASSWORD)
+    bundle = pkcs12.load_pkcs12(path.read_bytes(), PASSWORD.encode())
+    assert signer._check_values
+    assert signer.certificate == bundle.cert.certificate  # type: ignore[union-attr]
+    assert signer.chain == [c.certificate for c in bundle.additional_certs]
+    digest = hashlib.sha256(b"hoc ba").digest()
+    (value,) = signer.sign_digests([digest])
+    signer.certificate.public_key().verify(  # type: ignore[union-attr]
+        value, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())
+    )
+
+
+def test_a_key_not_matching_its_certificate_is_refused(signing_staff, tmp_path: Path) -> None:
+    """A file whose key is not its certificate's: refused on load (cryptography will not
+    write such a file with the certificate in the key's place, so the certificate comes
+    as an extra one, which is all the fast path reads)."""
+    path = tmp_path / "sai.p12"
+    key = rsa.generate_private_key(65537, 2048)
+    cas = [signing_staff.teacher.certificate]
+    path.write_bytes(_p12(key, None, cas, pkcs12.PBES.PBESv2SHA256AndAES256CBC))
+    with pytest.raises(SigningError, match="không khớp"):
+        SoftwareSigner.from_pkcs12(path, PASSWORD)
+    # the validated path refuses it as well (no certificate for the key)
+    legacy = tmp_path / "sai-cu.p12"
+    legacy.write_bytes(_p12(key, None, cas, pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC))
+    with pytest.raises(SigningError, match="không chứa đủ"):
+        SoftwareSigner.from_pkcs12(legacy, PASSWORD)
+
+
+def test_a_broken_private_key_releases_no_signature(signing_staff, tmp_path: Path) -> None:
+    """A key whose private half is wrong but whose public half matches the certificate
+    loads (its RSA validation is skipped) and then signs nothing: every value is checked
+    with the certificate first."""
+    good = rsa.generate_private_key(65537, 2048)
+    n = good.private_numbers()
+    broken = rsa.RSAPrivateNumbers(
+        n.p, n.q, n.d + 2, n.dmp1 + 2, n.dmq1 + 2, n.iqmp, n.public_numbers
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    cert = _self_signed(good, "khoa hong")
+    path = tmp_path / "hong.p12"
+    path.write_bytes(_p12(broken, cert, [], pkcs12.PBES.PBESv2SHA256AndAES256CBC))
+    signer = SoftwareSigner.from_pkcs12(path, PASSWORD)
+    with pytest.raises(SigningError, match="không khớp chứng thư số"):
+        signer.sign_digests([hashlib.sha256(b"hoc ba").digest()])
+
+
+def test_a_legacy_encrypted_file_takes_the_validated_path(tmp_path: Path) -> None:
+    path = tmp_path / "cu.p12"
+    key = rsa.generate_private_key(65537, 2048)
+    cert = _self_signed(key, "tep cu")
+    path.write_bytes(_p12(key, cert, [], pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC))
+    signer = SoftwareSigner.from_pkcs12(path, PASSWORD)
+    assert not signer._check_values and signer.certificate == cert
+    with pytest.raises(SigningError, match="Mật khẩu"):
+        clear_signer_cache()
+        SoftwareSigner.from_pkcs12(path, "sai-mat-khau")
+
+
 def test_missing_file_raises_signing_error(tmp_path: Path) -> None:
     with pytest.raises(SigningError, match="Không mở được"):
         SoftwareSigner.from_pkcs12(tmp_path / "absent.p12", PASSWORD)

@@ -146,3 +146,29 @@ def test_correction_revokes_at_the_portal(portal) -> None:  # type: ignore[no-un
     assert requests == 1
     request_id = d.scalar("SELECT portal_request_id FROM correction_request WHERE id = :i", i=req)
     assert request_id and c.query_revocation(str(request_id)).trang_thai in (1, 2)
+
+
+def test_the_planned_packages_are_sent_without_packaging_twice(portal) -> None:  # type: ignore[no-untyped-def]
+    """What ``plan_submissions`` built is what a later send would rebuild from the
+    database, byte for byte, so the same exchange sends it as it is."""
+    from hocba.tasks.submission import _package
+
+    d, url, _ = portal
+    n = states(d)["issued"]
+    c = client(d, url)
+    with Session(d.engine) as s:
+        planned = plan_submissions(s, "DH01")
+        s.commit()
+    assert planned.planned == len(planned.packages) == 1
+    with Session(d.engine) as s:
+        ((message_id, record_ids),) = (
+            s.connection().execute(text("SELECT message_id, record_ids FROM submission")).all()
+        )
+        assert _package(s, list(record_ids)).content == planned.packages[message_id].content
+    with Session(d.engine) as s:
+        sent = send_pending(s, "DH01", c, planned.packages)
+        s.commit()
+    with Session(d.engine) as s:
+        polled = poll_results(s, "DH01", c)
+        s.commit()
+    assert (sent.sent, polled.accepted) == (1, n) and states(d) == {"accepted": n}

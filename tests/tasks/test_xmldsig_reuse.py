@@ -1,5 +1,7 @@
 """What hocba/xml/dsig.py reuses for speed never changes a result: the parsed tree handed from
-one ``sign_slots`` call to the next, and the per-certificate / per-CRL verification caches."""
+``build_record_xml`` to the first ``sign_slots``, from one ``sign_slots`` call to the next and
+from the seal to ``verify_record_signatures``, and the per-certificate / per-CRL verification
+caches."""
 
 from __future__ import annotations
 
@@ -8,10 +10,17 @@ from collections.abc import Sequence
 
 import pytest
 from cryptography import x509
+from lxml import etree
 
 from hocba.pki.signer import Signer
-from hocba.xml.dsig import IssueCode, XmlSignatureError, sign_slots, verify_slot
-from hocba.xml.record import build_record_xml
+from hocba.xml.dsig import (
+    IssueCode,
+    XmlSignatureError,
+    sign_slots,
+    verify_record_signatures,
+    verify_slot,
+)
+from hocba.xml.record import build_record_xml, take_parsed
 
 TEACHER_CCCD = "001190012345"  # the session PKI's teacher and principal (conftest.py)
 PRINCIPAL_CCCD = "001080054321"
@@ -98,3 +107,39 @@ def test_verification_caches_follow_the_roots_and_crls_given(
         assert revoked.error_codes == [IssueCode.CERTIFICATE_REVOKED]
         untrusted = verify_slot(document, "GVCN", [signing_staff.other_root])
         assert untrusted.error_codes == [IssueCode.CERTIFICATE_UNTRUSTED]
+
+
+def test_the_built_bytes_are_the_pretty_printed_record(make_record) -> None:
+    # the tree build_record_xml keeps is indented in place: its bytes must stay exactly
+    # what pretty-printing the record gave before (the signed data does not move)
+    for record in (make_record(), make_record(cccd="079215000199")):
+        data = build_record_xml(record)
+        kept = take_parsed(data)
+        assert kept is not None
+        bare = etree.fromstring(data)
+        for element in bare.iter():
+            if len(element):
+                element.text = None
+            element.tail = None
+        pretty = b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(
+            bare, encoding="UTF-8", pretty_print=True
+        )
+        assert data == pretty
+        assert etree.tostring(kept[0], method="c14n") == etree.tostring(
+            etree.fromstring(data), method="c14n"
+        )
+        assert take_parsed(data) is None  # a kept tree serves once
+
+
+def test_verifying_the_sealed_bytes_or_a_copy_gives_the_same_result(
+    make_record, signing_staff, sign_all
+) -> None:
+    roots, crls = signing_staff.roots, [signing_staff.pki.crl]
+    for teacher in (signing_staff.teacher, signing_staff.teacher_revoked_before):
+        (document,) = sign_all([build_record_xml(make_record())], teacher=teacher)
+        kept = verify_record_signatures(document, roots, crls=crls)  # the seal's tree
+        parsed = verify_record_signatures(_copies([document])[0], roots, crls=crls)
+        again = verify_record_signatures(document, roots, crls=crls)  # parsed: used once
+        assert kept == parsed == again
+        assert kept.ok is (teacher is signing_staff.teacher)
+    assert kept.slots["GVCN"].error_codes == [IssueCode.CERTIFICATE_REVOKED]

@@ -97,6 +97,7 @@ from hocba.xml.verify import (
     CheckStatus,
     CrlSource,
     IssuedRecordInfo,
+    SlotRoles,
     VerificationReport,
     verify_document,
 )
@@ -329,9 +330,10 @@ def _may_sign(certificate: x509.Certificate) -> bool:
 
 
 # ============================================================================ registry
-class _DeclaredRegistry:
+class _DeclaredRegistry(SlotRoles):
     """The portal-side :class:`~hocba.xml.verify.Registry` of one record: roles as the
-    school declares them in the record, the school's approved certificates, and the
+    school declares them in the record (which slot needs which role is
+    :class:`~hocba.xml.verify.SlotRoles`'), the school's approved certificates, and the
     portal's register of accepted records."""
 
     def __init__(
@@ -346,25 +348,20 @@ class _DeclaredRegistry:
         self.fields = fields
         self.known = known
 
-    def signer_held_role(
-        self,
-        slot: str,
-        cccd: str,
-        school_code: str,
-        school_year: str,
-        class_name: str,
-        at: dt.datetime,
+    def was_homeroom_teacher(
+        self, cccd: str, school_code: str, school_year: str, class_name: str, at: dt.datetime
     ) -> bool | None:
+        return school_code == self.school_code and cccd == self.fields.get(
+            "SO_CCCD_GIAO_VIEN_CHU_NHIEM"
+        )
+
+    def was_school_manager(self, cccd: str, school_code: str, at: dt.datetime) -> bool | None:
         if school_code != self.school_code:
             return False
-        if slot == "GVCN":
-            return cccd == self.fields.get("SO_CCCD_GIAO_VIEN_CHU_NHIEM")
-        if slot == "CBQL":
-            title = (self.fields.get("CHUC_VU_GIAM_HIEU_KY_HOC_BA") or "").lower()
-            return cccd == self.fields.get("SO_CCCD_GIAM_HIEU_KY_HOC_BA") and (
-                not title or "hiệu trưởng" in title
-            )
-        return None
+        title = (self.fields.get("CHUC_VU_GIAM_HIEU_KY_HOC_BA") or "").lower()
+        return cccd == self.fields.get("SO_CCCD_GIAM_HIEU_KY_HOC_BA") and (
+            not title or "hiệu trưởng" in title
+        )
 
     def school_certificate_approved(
         self, school_code: str, cert_sha256_hex: str, at: dt.datetime
