@@ -59,10 +59,11 @@ def main() -> None:
     from hocba.config import load_settings
     from hocba.dev.demo import run_demo
     from hocba.dev.keys import init_test_keys
+    from hocba.dev.signing_service import create_signing_service
     from hocba.flows.signing_session import signing_session_flow, start
     from hocba.models import certificates, signing_sessions
     from hocba.models.lifecycle import SYSTEM, Actor
-    from hocba.pki.remote import RemoteSigner, create_signing_service
+    from hocba.pki.remote import RemoteSigner
     from hocba.tasks.issuance import sign_batch
 
     settings = load_settings()

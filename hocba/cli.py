@@ -10,8 +10,10 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,8 +22,13 @@ from rich.table import Table
 
 from hocba import db
 from hocba.config import load_settings
+from hocba.errors import HocbaError
 from hocba.models.lifecycle import SYSTEM, claim_waiting
 from hocba.models.lifecycle_states import COHORT_LABELS, STATE_LABELS, STATES
+
+if TYPE_CHECKING:
+    import httpx
+
 
 app = typer.Typer(
     help="hocba: Học bạ số cấp tiểu học — lập, ký, phát hành, gửi và chuyển học bạ số.",
@@ -69,10 +76,28 @@ def _school_id(session: Any, code: str) -> int:
     return int(sid)
 
 
+@contextmanager
+def _refused(*errors: type[Exception], code: int = 1) -> Iterator[None]:
+    """One of ``errors`` ends the command: its message (Vietnamese, for people) in red,
+    exit status ``code``."""
+    try:
+        yield
+    except errors as exc:
+        err.print(f"[red]{exc.message if isinstance(exc, HocbaError) else exc}[/red]")
+        raise typer.Exit(code) from None
+
+
 def _prepare() -> None:
     """Bring the schema to head (cheap when it already is)."""
     settings = load_settings()
     db.upgrade(db.get_engine(), settings.schema)
+
+
+def _rows(sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """The rows of one read query (``%s`` placeholders) on the configured database."""
+    _prepare()
+    with db.session_scope() as session:
+        return list(session.connection().exec_driver_sql(sql, params).all())
 
 
 @db_app.command("upgrade")
@@ -426,18 +451,12 @@ def pki_init() -> None:
 @cert_app.command("list")
 def cert_list(school: Annotated[str | None, typer.Option(help="Mã trường")] = None) -> None:
     """Chứng thư số tổ chức của các trường và trạng thái phê duyệt."""
-    _prepare()
-    with db.session_scope() as session:
-        rows = (
-            session.connection()
-            .exec_driver_sql(
-                "SELECT c.id, s.code, c.subject, c.serial_number, c.status, c.not_after "
-                "FROM certificate c JOIN school s ON s.id = c.school_id "
-                "WHERE %s::text IS NULL OR s.code = %s ORDER BY s.code, c.id",
-                (school, school),
-            )
-            .all()
-        )
+    rows = _rows(
+        "SELECT c.id, s.code, c.subject, c.serial_number, c.status, c.not_after "
+        "FROM certificate c JOIN school s ON s.id = c.school_id "
+        "WHERE %s::text IS NULL OR s.code = %s ORDER BY s.code, c.id",
+        (school, school),
+    )
     table = Table(title="Chứng thư số tổ chức")
     for h in ("Số", "Trường", "Chủ thể", "Số hiệu", "Trạng thái", "Hết hạn"):
         table.add_column(h)
@@ -470,12 +489,9 @@ def cert_approve(
         if not pending:
             err.print(f"[red]Trường {school} không có chứng thư số nào chờ duyệt.[/red]")
             raise typer.Exit(1)
-        try:
+        with _refused(certificates.CertificateError):
             for c in pending:
                 certificates.decide(session, c.id, actor, approve=reject is None, reason=reject)
-        except certificates.CertificateError as exc:
-            err.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from None
     console.print(
         f"Trường {school}: đã {'từ chối' if reject else 'phê duyệt'} {len(pending)} chứng thư số."
     )
@@ -608,7 +624,7 @@ def verify(
     data = path.read_bytes()
     with db.session_scope() as session:
         if data.startswith(b"%PDF-"):
-            from hocba.pdf.sign import verify_pdf
+            from hocba.pdf.verify import verify_pdf
 
             check = verify_pdf
         else:
@@ -709,7 +725,7 @@ def signing_serve(
 ) -> None:
     """Chạy dịch vụ ký số từ xa với các khóa thử nghiệm đã đăng ký (mã người dùng = tên
     đăng nhập; trường: truong-<mã trường>)."""
-    from hocba.pki.remote import serve
+    from hocba.dev.signing_service import serve
 
     _prepare()
     password = _passphrase("Mật khẩu các tệp khóa thử nghiệm")
@@ -731,10 +747,13 @@ def signing_serve(
     )
 
 
-def _signing_url(url: str | None) -> str:
+def _signing_client(url: str | None, *, timeout: float) -> httpx.Client:
+    """An HTTP client on the signing service (``url``, or the configured one)."""
+    import httpx
+
     from hocba.flows.signing_session import signing_service_url
 
-    return (url or signing_service_url()).rstrip("/")
+    return httpx.Client(base_url=(url or signing_service_url()).rstrip("/"), timeout=timeout)
 
 
 @signing_app.command("pending")
@@ -743,13 +762,11 @@ def signing_pending(
     url: Annotated[str | None, typer.Option(help="Địa chỉ dịch vụ ký")] = None,
 ) -> None:
     """Các yêu cầu ký đang chờ người dùng xác nhận (như ứng dụng trên điện thoại)."""
-    import httpx
+    from hocba.dev.signing_service import pending_requests
+    from hocba.pki.signer import SigningError
 
-    response = httpx.get(f"{_signing_url(url)}/v1/users/{user}/sign-requests", timeout=10)
-    if response.is_error:
-        err.print(f"[red]Dịch vụ ký trả lời: {response.json().get('detail')}[/red]")
-        raise typer.Exit(1)
-    waiting = response.json()["requests"]
+    with _signing_client(url, timeout=10) as client, _refused(SigningError):
+        waiting = pending_requests(client, user)
     if not waiting:
         console.print("Không có yêu cầu ký nào đang chờ xác nhận.")
     for r in waiting:
@@ -764,18 +781,12 @@ def signing_confirm(
 ) -> None:
     """Xác nhận (hoặc từ chối) một yêu cầu ký bằng mã OTP, như trên điện thoại. Mã OTP lấy
     từ HOCBA_SIGNING_OTP hoặc được hỏi (không hiện)."""
-    import httpx
+    from hocba.dev.signing_service import answer_request
+    from hocba.pki.signer import SigningError
 
     otp = load_settings().signing_otp or typer.prompt("Mã xác nhận (OTP)", hide_input=True)
-    action = "reject" if refuse else "confirm"
-    response = httpx.post(
-        f"{_signing_url(url)}/v1/sign-requests/{request_id}/{action}",
-        json={"otp": otp},
-        timeout=30,
-    )
-    if response.is_error:
-        err.print(f"[red]Dịch vụ ký trả lời: {response.json().get('detail')}[/red]")
-        raise typer.Exit(1)
+    with _signing_client(url, timeout=30) as client, _refused(SigningError):
+        answer_request(client, request_id, otp, refuse=refuse)
     console.print("Đã từ chối yêu cầu ký." if refuse else "Đã xác nhận: dịch vụ đã ký cả lô.")
 
 
@@ -840,7 +851,7 @@ def cert_register(
     except ValueError:
         err.print("[red]Tệp không phải chứng thư số dạng PEM.[/red]")
         raise typer.Exit(2) from None
-    try:
+    with _refused(certificates.CertificateError):
         with db.session_scope() as session:
             cid = certificates.register(
                 session,
@@ -851,9 +862,6 @@ def cert_register(
                 key_ref=key_ref,
                 actor=SYSTEM,
             )
-    except certificates.CertificateError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     console.print(
         f"Đã đăng ký chứng thư số #{cid} của trường {school}; chờ Phòng/Sở phê duyệt "
         f"(hocba cert approve {school} --as <cán bộ Phòng>)."
@@ -873,12 +881,9 @@ def cert_kind(
     from hocba.models import certificates
 
     _prepare()
-    try:
+    with _refused(certificates.CertificateError):
         with db.session_scope() as session:
             certificates.set_kind(session, username, kind, provider, SYSTEM)
-    except certificates.CertificateError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     console.print(f"Chứng thư số của {username}: {kind} ({provider}).")
 
 
@@ -916,7 +921,7 @@ def correction_request(
     from hocba.models import corrections
 
     _prepare()
-    try:
+    with _refused(corrections.CorrectionError):
         with db.session_scope() as session:
             req = corrections.request(
                 session,
@@ -925,9 +930,6 @@ def correction_request(
                 reason,
                 decision,
             )
-    except corrections.CorrectionError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     console.print(f"Đã lập yêu cầu chỉnh lý số {req}; chờ Phòng GDĐT duyệt.")
 
 
@@ -941,14 +943,11 @@ def correction_decide(
     from hocba.models import corrections
 
     _prepare()
-    try:
+    with _refused(corrections.CorrectionError):
         with db.session_scope() as session:
             new = corrections.decide(
                 session, request_id, _actor(session, as_user), approve=reject is None, reason=reject
             )
-    except corrections.CorrectionError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     if new is None:
         console.print("Đã từ chối yêu cầu chỉnh lý.")
     else:
@@ -1002,21 +1001,15 @@ def print_class_cmd(
     gộp để in."""
     from hocba.tasks.books import class_print_file
 
-    _prepare()
-    with db.session_scope() as session:
-        rows = (
-            session.connection()
-            .exec_driver_sql(
-                "SELECT r.id, p.pupil_code, c.name FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
-                "JOIN school_class c ON c.id = r.class_id JOIN school s ON s.id = r.school_id "
-                "WHERE s.code = %s AND (%s::text IS NULL OR c.name = %s) "
-                "AND r.xml_sha256 IS NOT NULL "
-                "AND r.state IN ('issued', 'submitted', 'accepted', 'rejected') "
-                "ORDER BY c.name, p.full_name",
-                (school, class_name, class_name),
-            )
-            .all()
-        )
+    rows = _rows(
+        "SELECT r.id, p.pupil_code, c.name FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id "
+        "JOIN school_class c ON c.id = r.class_id JOIN school s ON s.id = r.school_id "
+        "WHERE s.code = %s AND (%s::text IS NULL OR c.name = %s) "
+        "AND r.xml_sha256 IS NOT NULL "
+        "AND r.state IN ('issued', 'submitted', 'accepted', 'rejected') "
+        "ORDER BY c.name, p.full_name",
+        (school, class_name, class_name),
+    )
     if not rows:
         console.print("Không có học bạ đã phát hành nào để in.")
         return
@@ -1071,7 +1064,7 @@ def transfer_export(
         err.print("[red]Ngày chuyển đi phải có dạng ngày/tháng/năm, ví dụ 15/01/2025.[/red]")
         raise typer.Exit(2) from None
     _prepare()
-    try:
+    with _refused(TransferError):
         with db.session_scope() as session:
             actor = _actor(session, as_user)
             school = (
@@ -1087,9 +1080,6 @@ def transfer_export(
             package, tid = export_package(
                 session, pupil_code, to, when, actor, _school_seal(session, school or "")
             )
-    except TransferError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     out.write_bytes(package)
     console.print(f"Đã xuất gói chuyển trường #{tid}: {out} ({len(package):,} byte).")
 
@@ -1114,7 +1104,7 @@ def transfer_receive(
 
     settings = load_settings()
     _prepare()
-    try:
+    with _refused(TransferError):
         with db.session_scope() as session:
             res = receive_package(
                 session,
@@ -1127,9 +1117,6 @@ def transfer_receive(
                 crl_source=crl_source(settings.home),
                 unverified_confirmed=unverified_confirmed,
             )
-    except TransferError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     for note in res.notes:
         console.print(note)
     if res.state == "needs_review":
@@ -1148,30 +1135,21 @@ def transfer_receipt(receipt: Annotated[Path, typer.Argument(exists=True, dir_ok
 
     settings = load_settings()
     _prepare()
-    try:
+    with _refused(TransferError):
         with db.session_scope() as session:
             tid = record_receipt(session, receipt.read_bytes(), trust_anchors(settings.home))
-    except TransferError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     console.print(f"Chuyển trường #{tid}: đã có biên nhận của trường nhận.")
 
 
 @transfer_app.command("list")
 def transfer_list(school: Annotated[str | None, typer.Option(help="Mã trường")] = None) -> None:
     """Các lượt chuyển đi/chuyển đến và trạng thái."""
-    _prepare()
-    with db.session_scope() as session:
-        rows = (
-            session.connection()
-            .exec_driver_sql(
-                "SELECT id, from_school_code, to_school_code, pupil_name, leaving_date, state, "
-                "records, review_reason FROM transfer WHERE %s::text IS NULL "
-                "OR %s IN (from_school_code, to_school_code) ORDER BY id",
-                (school, school),
-            )
-            .all()
-        )
+    rows = _rows(
+        "SELECT id, from_school_code, to_school_code, pupil_name, leaving_date, state, "
+        "records, review_reason FROM transfer WHERE %s::text IS NULL "
+        "OR %s IN (from_school_code, to_school_code) ORDER BY id",
+        (school, school),
+    )
     labels = {
         "exported": "Đã xuất gói",
         "needs_review": "Cần đối chiếu",
@@ -1203,11 +1181,8 @@ def notify_run(
     from hocba.notify import NotifyError, run_notifications
 
     _prepare()
-    try:
+    with _refused(ValueError, NotifyError, code=2):
         out = run_notifications(dt.date.fromisoformat(today) if today else None)
-    except (ValueError, NotifyError) as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
     console.print(
         f"{out['created']} thông báo mới; đã gửi {out['sent']}, lỗi {out['failed']}, "
         f"bỏ {out['gave_up']}" + (" (giờ yên lặng: chưa gửi)" if out["quiet"] else "")
@@ -1223,12 +1198,9 @@ def notify_channel_add(
     from hocba.notify import NotifyError, add_channel
 
     _prepare()
-    try:
+    with _refused(NotifyError, code=2):
         with db.session_scope() as session:
             add_channel(session, _actor(session, username).staff_id, url)
-    except NotifyError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
     console.print(f"Đã thêm kênh thông báo cho {username}.")
 
 
@@ -1261,7 +1233,7 @@ def portal_serve(
 
     Tài khoản: mỗi trường một tài khoản (tên = mã trường, mật khẩu HOCBA_PORTAL_PASSWORD)."""
 
-    from hocba.dev.portal import PortalUser, serve
+    from hocba.dev.portal import PortalUser, create_portal_app, serve
     from hocba.tasks.issuance import trust_anchors
 
     settings = load_settings()
@@ -1269,16 +1241,15 @@ def portal_serve(
     password = settings.portal_password or _passphrase("Mật khẩu tài khoản cổng")
     with db.session_scope() as session:
         codes = list(session.connection().exec_driver_sql("SELECT code FROM school").scalars())
-    serve(
-        host,
-        port,
-        engine_or_url=db.database_url(settings),
-        schema=f"{settings.schema}_portal",
-        trusted_roots=trust_anchors(settings.home),
+    portal = create_portal_app(
+        db.database_url(settings),
+        f"{settings.schema}_portal",
+        trust_anchors(settings.home),
         # each school's account acts for its own unit only
-        users={code: PortalUser.with_password(password, [code]) for code in codes},
+        {code: PortalUser.with_password(password, [code]) for code in codes},
         auto_approve_certificates=auto_approve,
     )
+    serve(portal, host, port)
 
 
 trust_app = typer.Typer(help="Dấu thời gian (TSA), OCSP và CRL THỬ NGHIỆM của dự án.")
@@ -1358,11 +1329,8 @@ def submit(
     from hocba.portal.client import PortalError
 
     _prepare()
-    try:
+    with _refused(PortalError):
         console.print(submit_school.fn(school, resubmit_rejected))
-    except PortalError as exc:
-        err.print(f"[red]{exc.message_vi}[/red]")
-        raise typer.Exit(1) from None
 
 
 @app.command("up")
@@ -1398,7 +1366,7 @@ def up(
             "dùng --demo cho huyện mẫu, hoặc --no-portal khi dùng cổng thật của Sở.[/red]"
         )
         raise typer.Exit(2)
-    try:
+    with _refused(RuntimeError):
         code = run(
             Ports(prefect_port, portal_port, dashboard_port),
             workers,
@@ -1406,9 +1374,6 @@ def up(
             dashboard,
             say=console.print,
         )
-    except RuntimeError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     raise typer.Exit(code)
 
 

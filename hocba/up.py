@@ -156,6 +156,12 @@ def run(
         stopping = True
         raise KeyboardInterrupt  # also during start-up: stop waiting, stop everything
 
+    def serve(name: str, args: list[str], port: int, health: str = "/health") -> None:
+        """Start one of hocba's own servers (``hocba <args> --port <port>``), wait until it
+        answers."""
+        stack.start(name, [str(bin_dir / "hocba"), *args, "--port", str(port)], env)
+        stack.wait(name, f"http://127.0.0.1:{port}{health}")
+
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         say("Khởi động máy chủ Prefect (CSDL «prefect» trên cùng PostgreSQL)…")
@@ -185,12 +191,7 @@ def run(
                 )
         say(f"Vùng việc «{POOL}» và các triển khai trong prefect.yaml đã sẵn sàng.")
         if portal:
-            stack.start(
-                "trust-services",
-                [str(bin_dir / "hocba"), "trust-services", "serve", "--port", str(ports.trust)],
-                env,
-            )
-            stack.wait("trust-services", f"http://127.0.0.1:{ports.trust}/health")
+            serve("trust-services", ["trust-services", "serve"], ports.trust)
         for n in range(1, workers + 1):
             stack.start(
                 f"worker-{n}",
@@ -199,19 +200,9 @@ def run(
                 env,
             )
         if portal:
-            stack.start(
-                "portal",
-                [str(bin_dir / "hocba"), "portal", "serve", "--port", str(ports.portal)],
-                env,
-            )
-            stack.wait("portal", f"http://127.0.0.1:{ports.portal}/health")
+            serve("portal", ["portal", "serve"], ports.portal)
         if dashboard:
-            stack.start(
-                "dashboard",
-                [str(bin_dir / "hocba"), "dashboard", "--port", str(ports.dashboard)],
-                env,
-            )
-            stack.wait("dashboard", f"http://127.0.0.1:{ports.dashboard}/_stcore/health")
+            serve("dashboard", ["dashboard"], ports.dashboard, "/_stcore/health")
         say(
             f"Đã chạy: Prefect http://127.0.0.1:{ports.prefect}, {workers} máy chạy"
             + (f", cổng Sở http://127.0.0.1:{ports.portal}" if portal else "")

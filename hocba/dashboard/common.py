@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+import pandas as pd
 import streamlit as st
 from sqlmodel import Session
 
@@ -18,12 +19,31 @@ from hocba.models import audit, queries
 from hocba.models.lifecycle import VN_TZ
 from hocba.models.queries import Viewer
 
+K = TypeVar("K")
+
 
 @contextmanager
 def session() -> Iterator[Session]:
     """A short transaction (commit on success) on the configured database."""
     with db.session_scope() as s:
         yield s
+
+
+def show_table(rows: Iterable[Mapping[str, Any]]) -> None:
+    """Rows (one mapping a line, its keys the column titles) as a full-width table without
+    the index column."""
+    st.dataframe(pd.DataFrame(list(rows)), hide_index=True, width="stretch")
+
+
+def choose(label: str, choices: Mapping[K, str], placeholder: str, key: str) -> K | None:
+    """A select box that starts on ``placeholder`` (nothing chosen: ``None``), then offers
+    ``choices`` (value -> what the person reads)."""
+    return st.selectbox(
+        label,
+        [None, *choices],
+        format_func=lambda k: placeholder if k is None else choices[k],
+        key=key,
+    )
 
 
 def today() -> dt.date:

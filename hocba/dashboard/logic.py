@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from hocba.models import tt27
 from hocba.models.lifecycle import TRANSITIONS, VN_TZ
 from hocba.models.lifecycle_states import STATE_LABELS
 from hocba.models.projection import IDLE_RISK_DAYS, RATE_WINDOW_DAYS, project_completion
@@ -33,14 +34,10 @@ ACTION_LABELS: dict[str, str] = {
     "reject_correction": "Từ chối chỉnh lý",
 }
 
-SUBJECT_LEVELS = {"T": "Hoàn thành tốt", "H": "Hoàn thành", "C": "Chưa hoàn thành"}
-TRAIT_LEVELS = {"T": "Tốt", "Đ": "Đạt", "C": "Cần cố gắng"}
-RESULT_LABELS = {
-    "HTXS": "Hoàn thành xuất sắc",
-    "HTT": "Hoàn thành tốt",
-    "HT": "Hoàn thành",
-    "CHT": "Chưa hoàn thành",
-}
+# the names of TT27's levels and results, as TT27 itself gives them (models/tt27.py)
+SUBJECT_LEVELS = tt27.SUBJECT_LEVEL_NAMES
+TRAIT_LEVELS = tt27.QUALITY_LEVEL_NAMES
+RESULT_LABELS = {result.value: result.name_vi for result in tt27.YearResult}
 
 
 @dataclass(frozen=True)

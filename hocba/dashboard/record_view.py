@@ -73,7 +73,7 @@ def record_html(row: dict[str, Any], *, reveal_id: bool = False) -> str:
     grade = int(info.get("MA_KHOI") or row.get("grade") or 1)
     content = row.get("content") or {}
     cccd = info.get("SO_CCCD")
-    shown_id = cccd if reveal_id else queries.mask_cccd(cccd)
+    shown_id = cccd if reveal_id else queries.mask_cccd(None if cccd is None else str(cccd))
     code = info.get("MA_TRA_CUU_UUID") if row.get("xml_sha256") else None
     parts = [_CSS, '<div class="hb-page">']
     parts.append(

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from hocba.dashboard import logic
-from hocba.dashboard.common import session, today
+from hocba.dashboard.common import session, show_table, today
 from hocba.models import queries
 from hocba.models.lifecycle_states import COHORT_LABELS, ROLE_LABELS
 from hocba.models.queries import Viewer
@@ -90,60 +90,48 @@ def render_school(viewer: Viewer, year: dict[str, Any], school: dict[str, Any]) 
     st.subheader("Ai đang giữ học bạ")
     if holders:
         now = dt.datetime.now(dt.UTC)
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "Người giữ": h["holder"] or "(chưa phân công)",
-                        "Vai trò": ROLE_LABELS.get(h["holder_role"], h["holder_role"]),
-                        "Việc cần làm": _todo(h["state"]),
-                        "Số học bạ": h["n"],
-                        "Lớp": h["classes"],
-                        "Chờ lâu nhất (ngày)": logic.days_since(h["since"], now),
-                    }
-                    for h in holders
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
+        show_table(
+            [
+                {
+                    "Người giữ": h["holder"] or "(chưa phân công)",
+                    "Vai trò": ROLE_LABELS.get(h["holder_role"], h["holder_role"]),
+                    "Việc cần làm": _todo(h["state"]),
+                    "Số học bạ": h["n"],
+                    "Lớp": h["classes"],
+                    "Chờ lâu nhất (ngày)": logic.days_since(h["since"], now),
+                }
+                for h in holders
+            ]
         )
     else:
         st.success("Không còn học bạ nào đang chờ người của trường xử lý.")
 
     st.subheader(f"Đợt tháng 8 ({len(august)} học sinh chờ đánh giá bổ sung)")
     if august:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "Học sinh": a["full_name"],
-                        "Mã HS": a["pupil_code"],
-                        "Lớp": a["class_name"],
-                        "Kết quả": a["computed_result"],
-                        "Trạng thái": logic.state_label(a["state"]),
-                    }
-                    for a in august
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
+        show_table(
+            [
+                {
+                    "Học sinh": a["full_name"],
+                    "Mã HS": a["pupil_code"],
+                    "Lớp": a["class_name"],
+                    "Kết quả": a["computed_result"],
+                    "Trạng thái": logic.state_label(a["state"]),
+                }
+                for a in august
+            ]
         )
     if no_id:
         with st.expander(f"Học sinh chưa có mã định danh ({len(no_id)}) — lập học bạ giấy"):
-            st.dataframe(
-                pd.DataFrame(
-                    [
-                        {
-                            "Học sinh": p["full_name"],
-                            "Mã HS": p["pupil_code"],
-                            "Lớp": p["class_name"],
-                            "Ngày sinh": logic.fmt_date(p["birth_date"]),
-                        }
-                        for p in no_id
-                    ]
-                ),
-                hide_index=True,
-                width="stretch",
+            show_table(
+                [
+                    {
+                        "Học sinh": p["full_name"],
+                        "Mã HS": p["pupil_code"],
+                        "Lớp": p["class_name"],
+                        "Ngày sinh": logic.fmt_date(p["birth_date"]),
+                    }
+                    for p in no_id
+                ]
             )
 
 

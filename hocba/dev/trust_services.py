@@ -24,7 +24,7 @@ thread with :func:`serve_trust_services` (tests). Real installations point
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -161,19 +161,24 @@ def trust_services_app(pki_directory: Path, *, tsa_label: str = "tsa") -> Any:
 
     services = TrustServices(pki_directory, tsa_label=tsa_label)
 
-    async def tsa(request: Request) -> Response:
-        try:
-            answer = services.timestamp(await request.body())
-        except ValueError:
-            return Response("Yêu cầu dấu thời gian không hợp lệ", status_code=400)
-        return Response(answer, media_type="application/timestamp-reply")
+    def answering(
+        answer: Callable[[bytes], bytes], invalid: str, media_type: str
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """An endpoint answering the DER request in the body (400 when it is not one)."""
 
-    async def ocsp(request: Request) -> Response:
-        try:
-            answer = services.ocsp(await request.body())
-        except ValueError:
-            return Response("Yêu cầu OCSP không hợp lệ", status_code=400)
-        return Response(answer, media_type="application/ocsp-response")
+        async def endpoint(request: Request) -> Response:
+            try:
+                der = answer(await request.body())
+            except ValueError:
+                return Response(invalid, status_code=400)
+            return Response(der, media_type=media_type)
+
+        return endpoint
+
+    tsa = answering(
+        services.timestamp, "Yêu cầu dấu thời gian không hợp lệ", "application/timestamp-reply"
+    )
+    ocsp = answering(services.ocsp, "Yêu cầu OCSP không hợp lệ", "application/ocsp-response")
 
     async def crl(request: Request) -> Response:
         return Response(services.crl(), media_type="application/pkix-crl")

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from hocba.models.calendar import DEADLINE_SQL
@@ -299,29 +300,29 @@ def snapshot(
             (str(r.reason), int(r.n))
         )
     cohorts = []
-    for r in cohort_rows:
-        key = (r["school_id"], r["school_year_id"], r["cohort"])
+    for row in cohort_rows:
+        key = (row["school_id"], row["school_year_id"], row["cohort"])
         last_progress, recent = activity.get(key, (None, 0))
         cohorts.append(
             CohortFacts(
-                school_id=r["school_id"],
-                school_code=r["code"],
-                school_name=r["name"],
-                unit_id=r["unit_id"],
-                school_year=r["year_name"],
-                cohort=r["cohort"],
-                due=r["due"],
-                total=r["total"],
-                to_review=r["to_review"],
-                to_sign=r["to_sign"],
-                principal_queue=r["principal_queue"],
-                to_seal=r["to_seal"],
-                to_submit=r["to_submit"],
-                rejected=r["rejected"],
-                done=r["done"],
-                first_created=r["first_created"],
-                oldest_queue_at=r["oldest_queue_at"],
-                oldest_queue_class=r["oldest_queue_class"],
+                school_id=row["school_id"],
+                school_code=row["code"],
+                school_name=row["name"],
+                unit_id=row["unit_id"],
+                school_year=row["year_name"],
+                cohort=row["cohort"],
+                due=row["due"],
+                total=row["total"],
+                to_review=row["to_review"],
+                to_sign=row["to_sign"],
+                principal_queue=row["principal_queue"],
+                to_seal=row["to_seal"],
+                to_submit=row["to_submit"],
+                rejected=row["rejected"],
+                done=row["done"],
+                first_created=row["first_created"],
+                oldest_queue_at=row["oldest_queue_at"],
+                oldest_queue_class=row["oldest_queue_class"],
                 last_progress=last_progress,
                 signatures_recent=int(recent or 0),
                 reject_reasons=tuple(reasons.get(key, ())),
@@ -447,33 +448,7 @@ def write_planned(
             if recent:
                 report.too_soon += 1
                 continue
-        inserted = conn.scalar(
-            text(
-                """
-                INSERT INTO notification (staff_id, tag, kind, local_date, dedupe_key, school_id,
-                    unit_id, subject, body, link, facts, status, attempts, next_attempt_at,
-                    created_at)
-                VALUES (:staff, :tag, :kind, :today, :key, :school, :unit, :subject, :body,
-                    :link, CAST(:facts AS jsonb), 'pending', 0, :next, :now)
-                ON CONFLICT (dedupe_key) DO NOTHING RETURNING id
-                """
-            ),
-            {
-                "staff": p.staff_id,
-                "tag": p.tag,
-                "kind": p.kind,
-                "today": today,
-                "key": key,
-                "school": p.school_id,
-                "unit": p.unit_id,
-                "subject": p.subject,
-                "body": p.body,
-                "link": p.link,
-                "facts": json.dumps(p.facts, ensure_ascii=False, default=str),
-                "next": first_attempt_at,
-                "now": now,
-            },
-        )
+        inserted = _insert(conn, p, today, key, first_attempt_at, now, skip_duplicate=True)
         if inserted is None:
             report.duplicates += 1
         else:
@@ -485,33 +460,51 @@ def insert_message(
     session: Session, p: Planned, today: dt.date, now: dt.datetime, unique: str
 ) -> int:
     """Log one message outside the daily plan (a test message); ``unique`` makes its key."""
-    return int(
-        session.connection().scalar(
-            text(
-                """
-                INSERT INTO notification (staff_id, tag, kind, local_date, dedupe_key, school_id,
-                    unit_id, subject, body, link, facts, status, attempts, next_attempt_at,
-                    created_at)
-                VALUES (:staff, :tag, :kind, :today, :key, :school, :unit, :subject, :body,
-                    :link, CAST(:facts AS jsonb), 'pending', 0, :now, :now)
-                RETURNING id
-                """
-            ),
-            {
-                "staff": p.staff_id,
-                "tag": p.tag,
-                "kind": p.kind,
-                "today": today,
-                "key": f"{p.kind}|{p.recipient}|{unique}",
-                "school": p.school_id,
-                "unit": p.unit_id,
-                "subject": p.subject,
-                "body": p.body,
-                "link": p.link,
-                "facts": json.dumps(p.facts, ensure_ascii=False, default=str),
-                "now": now,
-            },
-        )
+    key = f"{p.kind}|{p.recipient}|{unique}"
+    inserted = _insert(session.connection(), p, today, key, now, now, skip_duplicate=False)
+    assert inserted is not None  # without ON CONFLICT, INSERT … RETURNING returns the row
+    return inserted
+
+
+def _insert(
+    conn: Connection,
+    p: Planned,
+    today: dt.date,
+    key: str,
+    next_attempt_at: dt.datetime,
+    now: dt.datetime,
+    *,
+    skip_duplicate: bool,
+) -> int | None:
+    """Log one message, pending, first tried at ``next_attempt_at``; its id. With
+    ``skip_duplicate``, ``None`` when a message with the same ``key`` is already logged."""
+    conflict = "ON CONFLICT (dedupe_key) DO NOTHING" if skip_duplicate else ""
+    return conn.scalar(
+        text(
+            f"""
+            INSERT INTO notification (staff_id, tag, kind, local_date, dedupe_key, school_id,
+                unit_id, subject, body, link, facts, status, attempts, next_attempt_at,
+                created_at)
+            VALUES (:staff, :tag, :kind, :today, :key, :school, :unit, :subject, :body,
+                :link, CAST(:facts AS jsonb), 'pending', 0, :next, :now)
+            {conflict} RETURNING id
+            """
+        ),
+        {
+            "staff": p.staff_id,
+            "tag": p.tag,
+            "kind": p.kind,
+            "today": today,
+            "key": key,
+            "school": p.school_id,
+            "unit": p.unit_id,
+            "subject": p.subject,
+            "body": p.body,
+            "link": p.link,
+            "facts": json.dumps(p.facts, ensure_ascii=False, default=str),
+            "next": next_attempt_at,
+            "now": now,
+        },
     )
 
 

@@ -31,6 +31,7 @@ from sqlmodel import Session
 
 from hocba.models.calendar import DEADLINE_SQL
 from hocba.models.lifecycle import VN_TZ, Actor, load_grants, waiting_state
+from hocba.models.lifecycle_states import STATES
 
 #: Roles that see a whole school.
 SCHOOL_ROLES = frozenset({"principal", "vice_principal", "clerk", "district_officer"})
@@ -214,17 +215,8 @@ _STATE_COUNTS = """
     count(*) FILTER (WHERE r.state = 'accepted') AS accepted,
     count(*) FILTER (WHERE r.state = 'rejected') AS rejected
 """
-STAGE_COLUMNS = (
-    "draft",
-    "in_review",
-    "reviewed",
-    "teacher_signed",
-    "principal_signed",
-    "issued",
-    "submitted",
-    "accepted",
-    "rejected",
-)
+STAGE_COLUMNS = tuple(s for s in STATES if s not in ("revoked", "superseded"))
+"""The lifecycle's states a record passes on its way, in order (the columns counted above)."""
 
 
 def district_overview(

@@ -87,7 +87,7 @@ def create_drafts(
         """),
         params,
     )
-    codes = dict(conn.execute(text("SELECT id, code FROM school")).all())
+    codes: dict[int, str] = dict(conn.execute(text("SELECT id, code FROM school")).all())
     audit.append(
         session,
         [

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -424,11 +425,10 @@ def parse_subject_level(value: object) -> str:
     Case-insensitive and stripped; the full names ("Hoàn thành tốt", ...) are accepted too.
     Anything else raises `Tt27Error`.
     """
-    if isinstance(value, str) and _normalise_text(value) in _SUBJECT_LEVEL_INPUTS:
-        return _SUBJECT_LEVEL_INPUTS[_normalise_text(value)]
-    raise Tt27Error(
-        f"Mức đạt được môn học phải là T (Hoàn thành tốt), H (Hoàn thành) hoặc "
-        f"C (Chưa hoàn thành) (nhận được: {_shown(value)})"
+    return _parse_level(
+        value,
+        _SUBJECT_LEVEL_INPUTS,
+        "Mức đạt được môn học phải là T (Hoàn thành tốt), H (Hoàn thành) hoặc C (Chưa hoàn thành)",
     )
 
 
@@ -438,12 +438,19 @@ def parse_quality_level(value: object) -> str:
     Case-insensitive and stripped; "D" and "đ" are normalised to "Đ"; the full names ("Tốt",
     "Đạt", "Cần cố gắng") are accepted too. Anything else raises `Tt27Error`.
     """
-    if isinstance(value, str) and _normalise_text(value) in _QUALITY_LEVEL_INPUTS:
-        return _QUALITY_LEVEL_INPUTS[_normalise_text(value)]
-    raise Tt27Error(
-        f"Mức phẩm chất, năng lực phải là T (Tốt), Đ (Đạt) hoặc C (Cần cố gắng) "
-        f"(nhận được: {_shown(value)})"
+    return _parse_level(
+        value,
+        _QUALITY_LEVEL_INPUTS,
+        "Mức phẩm chất, năng lực phải là T (Tốt), Đ (Đạt) hoặc C (Cần cố gắng)",
     )
+
+
+def _parse_level(value: object, inputs: Mapping[str, str], expected: str) -> str:
+    """``value`` read through ``inputs`` (normalised text -> level code), else
+    `Tt27Error` with ``expected`` and what was given."""
+    if isinstance(value, str) and _normalise_text(value) in inputs:
+        return inputs[_normalise_text(value)]
+    raise Tt27Error(f"{expected} (nhận được: {_shown(value)})")
 
 
 def parse_year_result(value: object) -> YearResult:
@@ -554,12 +561,8 @@ def _shortfalls(a: YearAssessment, tier: _Tier) -> list[str]:
     reasons: list[str] = []
     for entry, level, score in _counted_subjects(a):
         label = _subject_label(entry)
-        if level is None:
-            reasons.append(f"{label} chưa có mức đạt được")
-        elif level not in SUBJECT_LEVELS:
-            reasons.append(f"{label} mức không hợp lệ: {level}")
-        elif level not in tier.subject_levels:
-            reasons.append(f"{label} mức {level}")
+        missing = "chưa có mức đạt được"
+        reasons += _level_shortfall(label, level, SUBJECT_LEVELS, tier.subject_levels, missing)
         if entry.has_test:
             if score is None:
                 reasons.append(f"{label} chưa có điểm kiểm tra cuối năm")
@@ -567,16 +570,25 @@ def _shortfalls(a: YearAssessment, tier: _Tier) -> list[str]:
                 reasons.append(f"{label} điểm không hợp lệ: {score}")
             elif score < tier.min_score:
                 reasons.append(f"{label} điểm {score} < {tier.min_score}")
-    for entry in traits_for_grade(a.grade):
-        label = _trait_label(entry)
-        level = a.traits.get(entry.code)
-        if level is None:
-            reasons.append(f"{label} chưa được đánh giá")
-        elif level not in QUALITY_LEVELS:
-            reasons.append(f"{label} mức không hợp lệ: {level}")
-        elif level not in tier.trait_levels:
-            reasons.append(f"{label} mức {level}")
+    for trait in traits_for_grade(a.grade):
+        label = _trait_label(trait)
+        level = a.traits.get(trait.code)
+        missing = "chưa được đánh giá"
+        reasons += _level_shortfall(label, level, QUALITY_LEVELS, tier.trait_levels, missing)
     return reasons
+
+
+def _level_shortfall(
+    label: str, level: str | None, valid: Collection[str], wanted: Collection[str], missing: str
+) -> list[str]:
+    """Why a level (of ``valid`` ones) is not one of ``wanted``: [] when it is."""
+    if level is None:
+        return [f"{label} {missing}"]
+    if level not in valid:
+        return [f"{label} mức không hợp lệ: {level}"]
+    if level not in wanted:
+        return [f"{label} mức {level}"]
+    return []
 
 
 def explain(a: YearAssessment) -> tuple[YearResult, list[str]]:

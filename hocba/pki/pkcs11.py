@@ -43,7 +43,6 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pkcs11
@@ -56,6 +55,7 @@ from pkcs11 import exceptions as p11
 from hocba.pki.signer import (
     ALGORITHM_ECDSA_SHA256,
     ALGORITHM_RSA_SHA256,
+    ClosingSigner,
     SigningError,
     verify_digest_signature,
 )
@@ -258,7 +258,7 @@ def _check_key_matches(
         return
 
 
-class Pkcs11Signer:
+class Pkcs11Signer(ClosingSigner):
     """A :class:`~hocba.pki.signer.Signer` whose private key stays on a PKCS#11 token.
 
     Open with :meth:`open`, use as a context manager or call :meth:`close`::
@@ -497,14 +497,3 @@ class Pkcs11Signer:
             except p11.PKCS11Error:
                 pass
             _release_login(self._login_key)
-
-    def __enter__(self) -> Pkcs11Signer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

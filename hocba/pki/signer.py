@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -48,6 +48,7 @@ from hocba.errors import HocbaError
 __all__ = [
     "ALGORITHM_ECDSA_SHA256",
     "ALGORITHM_RSA_SHA256",
+    "ClosingSigner",
     "Signer",
     "SigningError",
     "SoftwareSigner",
@@ -95,6 +96,20 @@ class Signer(Protocol):
         confirmation for remote services). Raises :class:`SigningError` on failure.
         """
         ...
+
+
+class ClosingSigner:
+    """A backend that holds a session or a connection: used as a context manager, it is
+    closed (:meth:`close`) at the end of the ``with`` block."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _algorithm_for(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:

@@ -122,7 +122,7 @@ DEFAULT_PATHS: dict[int, str] = {
 ``/hocba/v1/giao-dich``, dispatched by ``type``)."""
 
 SIGNED_PARTS = ("authenticationRequest", "content")
-_AUTH_FIELDS = (
+AUTH_FIELDS = (
     "token",
     "user_name",
     "password",
@@ -132,6 +132,7 @@ _AUTH_FIELDS = (
     "type",
     "function",
 )
+"""The fields of ``authenticationRequest``, in the order of the national interface."""
 _RETRIABLE_STATUS = {429, 500, 502, 503, 504}
 
 
@@ -312,11 +313,11 @@ def build_envelope(
     content: str | Mapping[str, Any],
 ) -> dict[str, Any]:
     """The signed envelope of one transaction (one ``signer.sign_digests`` call)."""
-    missing = [name for name in _AUTH_FIELDS if name not in authentication]
+    missing = [name for name in AUTH_FIELDS if name not in authentication]
     if missing:
         raise ValueError(f"authenticationRequest thiếu trường: {', '.join(missing)}")
     envelope: dict[str, Any] = {
-        "authenticationRequest": {name: str(authentication[name]) for name in _AUTH_FIELDS},
+        "authenticationRequest": {name: str(authentication[name]) for name in AUTH_FIELDS},
         "content": content if isinstance(content, str) else dict(content),
     }
     digest = hashlib.sha256(signed_bytes(envelope)).digest()

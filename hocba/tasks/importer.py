@@ -1018,7 +1018,9 @@ def apply(
         "register_no",
         "enrolled_on",
     )
-    cur = conn.connection.driver_connection.cursor()
+    driver = conn.connection.driver_connection
+    assert driver is not None  # an open connection's psycopg connection
+    cur = driver.cursor()
     with cur.copy(
         f"COPY stage_import ({', '.join(cols)}, content, entered_result, "
         "computed_result, cohort, flags) FROM STDIN"
@@ -1161,7 +1163,7 @@ def _check_against_database(
                 )
     teacher_ids = [c["teacher_cccd"] for c in parsed.classes if c.get("teacher_cccd")]
     if teacher_ids:
-        owners = dict(
+        owners: dict[str, str] = dict(
             conn.execute(
                 text("SELECT cccd, username FROM staff WHERE cccd = ANY(:c)"), {"c": teacher_ids}
             ).all()

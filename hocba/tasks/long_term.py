@@ -26,6 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -67,17 +68,13 @@ LOCKED = ("issued", "submitted", "accepted", "rejected", "revoked", "superseded"
 
 _CLIENTS: dict[str, TsaClient] = {}
 _CLIENTS_LOCK = threading.Lock()
+C = TypeVar("C")
 
 
 def configured_tsa() -> TsaClient | None:
     """The TSA of ``HOCBA_TSA_URL`` (one pooled client per URL and process), or ``None``."""
     url = load_settings().tsa_url
-    if not url:
-        return None
-    with _CLIENTS_LOCK:
-        if url not in _CLIENTS:
-            _CLIENTS[url] = TsaClient(url)
-        return _CLIENTS[url]
+    return _pooled(_CLIENTS, url, TsaClient) if url else None
 
 
 _OCSP: dict[str, OcspClient] = {}
@@ -87,12 +84,15 @@ def configured_ocsp_source() -> Callable[[x509.Certificate, x509.Certificate], O
     """``ocsp_source`` for :func:`hocba.xml.verify.verify_document` from
     ``HOCBA_OCSP_URL`` (one pooled client per URL and process), or ``None``."""
     url = load_settings().ocsp_url
-    if not url:
-        return None
+    return _pooled(_OCSP, url, OcspClient).status if url else None
+
+
+def _pooled(pool: dict[str, C], url: str, client: Callable[[str], C]) -> C:
+    """The process's one client of ``url`` in ``pool`` (made on first use)."""
     with _CLIENTS_LOCK:
-        if url not in _OCSP:
-            _OCSP[url] = OcspClient(url)
-        return _OCSP[url].status
+        if url not in pool:
+            pool[url] = client(url)
+        return pool[url]
 
 
 def _read_configured_crl() -> x509.CertificateRevocationList:

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
+from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from hocba.models.lifecycle import SYSTEM, transition
@@ -131,6 +133,19 @@ def _package(session: Session, record_ids: list[int]) -> Package:
     return packages[0]
 
 
+def _claim(conn: Connection, school_code: str, status: str) -> Sequence[Row[Any]]:
+    """The school's transactions in ``status``, locked for this run (others skip them):
+    ``(id, message_id, record_ids, school year name)``."""
+    return conn.execute(
+        text("""
+        SELECT x.id, x.message_id, x.record_ids, y.name FROM submission x
+        JOIN school s ON s.id = x.school_id JOIN school_year y ON y.id = x.school_year_id
+        WHERE s.code = :code AND x.status = :status ORDER BY x.id
+        FOR UPDATE OF x SKIP LOCKED"""),
+        {"code": school_code, "status": status},
+    ).all()
+
+
 def send_pending(
     session: Session,
     school_code: str,
@@ -143,14 +158,7 @@ def send_pending(
     they are instead of being read and packaged a second time; issued records are
     immutable, so rebuilding would give the same bytes."""
     conn = session.connection()
-    rows = conn.execute(
-        text("""
-        SELECT x.id, x.message_id, x.record_ids, y.name FROM submission x
-        JOIN school s ON s.id = x.school_id JOIN school_year y ON y.id = x.school_year_id
-        WHERE s.code = :code AND x.status = 'pending' ORDER BY x.id
-        FOR UPDATE OF x SKIP LOCKED"""),
-        {"code": school_code},
-    ).all()
+    rows = _claim(conn, school_code, "pending")
     report = StepReport()
     for sub_id, message_id, record_ids, year in rows:
         package = (prepared or {}).get(message_id)
@@ -193,14 +201,7 @@ def send_pending(
 def poll_results(session: Session, school_code: str, client: PortalClient) -> StepReport:
     """Fetch the per-record results of every sent transaction and apply them."""
     conn = session.connection()
-    rows = conn.execute(
-        text("""
-        SELECT x.id, x.message_id, x.record_ids, y.name FROM submission x
-        JOIN school s ON s.id = x.school_id JOIN school_year y ON y.id = x.school_year_id
-        WHERE s.code = :code AND x.status = 'sent' ORDER BY x.id
-        FOR UPDATE OF x SKIP LOCKED"""),
-        {"code": school_code},
-    ).all()
+    rows = _claim(conn, school_code, "sent")
     report = StepReport()
     for sub_id, message_id, record_ids, year in rows:
         try:

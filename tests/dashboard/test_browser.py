@@ -299,8 +299,8 @@ def remote_server(
     from prefect.settings import PREFECT_API_URL
 
     from hocba.asgi import serve_in_thread
+    from hocba.dev.signing_service import create_signing_service
     from hocba.models import certificates
-    from hocba.pki.remote import create_signing_service
 
     home = tmp_path / "home"
     prepare(lambda: db.session_scope(engine), home, schools=2, pupils=20)
@@ -329,7 +329,7 @@ def remote_server(
 def test_principal_signs_a_class_with_one_confirmation_on_the_phone(remote_server) -> None:  # type: ignore[no-untyped-def]
     import threading
 
-    from hocba.pki.remote import answer_pending
+    from hocba.dev.signing_service import answer_pending
 
     server, service, signing_url = remote_server
     expect = playwright.expect
@@ -446,7 +446,7 @@ def test_principal_signs_a_class_with_a_usb_token_and_the_agent(token_server) ->
 def test_teacher_signs_their_class_remotely_on_lop_cua_toi(remote_server) -> None:  # type: ignore[no-untyped-def]
     import threading
 
-    from hocba.pki.remote import answer_pending
+    from hocba.dev.signing_service import answer_pending
 
     server, service, signing_url = remote_server
     expect = playwright.expect

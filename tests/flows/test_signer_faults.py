@@ -1,5 +1,5 @@
 """A signing backend failing halfway through a signing flow (issue 8 §3): the real remote
-hash-signing service (``hocba/pki/remote.py``, over HTTP) whose user stops confirming
+hash-signing service (``hocba/dev/signing_service.py``, over HTTP) whose user stops confirming
 (the request expires: a timeout) or types a wrong PIN until the service refuses. The
 flow stops with a clear error; the chunks signed before stay signed, the others are
 untouched; a re-run signs only what is left: nothing lost, nothing signed twice, the
@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 
 from hocba import db
 from hocba.cli import app as cli_app
+from hocba.dev.signing_service import MAX_OTP_ATTEMPTS, create_signing_service
 from hocba.models import certificates
 from hocba.models.lifecycle import transition
 from hocba.pki.backends import SignerSpec
-from hocba.pki.remote import MAX_OTP_ATTEMPTS, create_signing_service
 from hocba.tasks.issuance import sign_batch
 
 OTP = "482913"

@@ -23,9 +23,9 @@ from sqlmodel import Session
 from hocba import db
 from hocba.asgi import serve_in_thread
 from hocba.dev.keys import init_test_keys
+from hocba.dev.signing_service import answer_pending, create_signing_service
 from hocba.models import certificates, signing_sessions
 from hocba.models.lifecycle import SYSTEM, transition
-from hocba.pki.remote import answer_pending, create_signing_service
 
 SECRET = "mat-khau-khong-duoc-lo"
 OTP = "246810"

@@ -25,13 +25,12 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
 
-from hocba.pki.remote import (
+from hocba.dev.signing_service import (
     MAX_OTP_ATTEMPTS,
     HashSigningService,
-    RemoteSigner,
     create_signing_service,
-    verify_digest_signature,
 )
+from hocba.pki.remote import RemoteSigner, verify_digest_signature
 from hocba.pki.signer import Signer, SigningError
 from hocba.xml.dsig import IssueCode, sign_slots, verify_record_signatures, verify_slot
 from hocba.xml.record import RecordDocument, build_record_xml

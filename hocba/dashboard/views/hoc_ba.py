@@ -4,17 +4,18 @@ correction of an issued record."""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from hocba.dashboard import logic
 from hocba.dashboard.auth import require
 from hocba.dashboard.common import (
+    choose,
     flash,
     forget_view,
     log_event,
     session,
     show_flash,
+    show_table,
     url_param,
 )
 from hocba.dashboard.record_view import show_record
@@ -51,36 +52,30 @@ else:
         forget_view(PAGE)
         st.stop()
     st.caption(f"{len(found)} học bạ" + (" (hiện 50 kết quả đầu)" if len(found) >= 50 else ""))
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "Học sinh": r["full_name"],
-                    "Mã HS": r["pupil_code"],
-                    "Số định danh": r["cccd"],
-                    "Ngày sinh": logic.fmt_date(r["birth_date"]),
-                    "Lớp": r["class_name"],
-                    "Trường": r["school_code"],
-                    "Năm học": r["school_year"],
-                    "Trạng thái": logic.state_label(r["state"]),
-                    "Mã tra cứu": str(r["lookup_code"] or ""),
-                }
-                for r in found
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
+    show_table(
+        [
+            {
+                "Học sinh": r["full_name"],
+                "Mã HS": r["pupil_code"],
+                "Số định danh": r["cccd"],
+                "Ngày sinh": logic.fmt_date(r["birth_date"]),
+                "Lớp": r["class_name"],
+                "Trường": r["school_code"],
+                "Năm học": r["school_year"],
+                "Trạng thái": logic.state_label(r["state"]),
+                "Mã tra cứu": str(r["lookup_code"] or ""),
+            }
+            for r in found
+        ]
     )
     by_id = {r["id"]: r for r in found}
-    rid = st.selectbox(
+    rid = choose(
         "Mở học bạ",
-        [None, *by_id],
-        format_func=lambda i: (
-            "— chọn học bạ —"
-            if i is None
-            else f"{by_id[i]['full_name']} — lớp {by_id[i]['class_name']} "
-            f"({by_id[i]['school_code']}, {by_id[i]['school_year']})"
-        ),
+        {
+            i: f"{r['full_name']} — lớp {r['class_name']} ({r['school_code']}, {r['school_year']})"
+            for i, r in by_id.items()
+        },
+        "— chọn học bạ —",
         key="hb_open",
     )
 if rid is None:
@@ -105,12 +100,13 @@ st.markdown(
 if issued:
     code = str(issued["lookup_code"])
     st.write(f"Mã số tra cứu học bạ: `{code}`")
+    issued_school = str(issued["school_code"])
 
     def _log_export() -> None:
         log_event(
             viewer,
             "export",
-            school_code=issued["school_code"],
+            school_code=issued_school,
             record_id=rid,
             payload={"page": PAGE},
         )
@@ -159,22 +155,18 @@ tab_print, tab_history, tab_fix = st.tabs(["Học bạ (như khi in)", "Lịch s
 with tab_print:
     show_record(viewer, row, PAGE)
 with tab_history:
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "Thời điểm": logic.fmt_datetime(h["at"]),
-                    "Người thực hiện": h["who"],
-                    "Việc": logic.ACTION_LABELS.get(h["action"], h["action"]),
-                    "Từ": logic.state_label(h["from_state"]) if h["from_state"] else "",
-                    "Sang": logic.state_label(h["to_state"]) if h["to_state"] else "",
-                    "Lý do": h["reason"] or "",
-                }
-                for h in history
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
+    show_table(
+        [
+            {
+                "Thời điểm": logic.fmt_datetime(h["at"]),
+                "Người thực hiện": h["who"],
+                "Việc": logic.ACTION_LABELS.get(h["action"], h["action"]),
+                "Từ": logic.state_label(h["from_state"]) if h["from_state"] else "",
+                "Sang": logic.state_label(h["to_state"]) if h["to_state"] else "",
+                "Lý do": h["reason"] or "",
+            }
+            for h in history
+        ]
     )
 with tab_fix:
     may_request = row["school_id"] in viewer.schools_with({"principal", "vice_principal", "clerk"})

@@ -10,11 +10,13 @@ from hocba.dashboard import logic
 from hocba.dashboard.auth import require
 from hocba.dashboard.common import (
     NOT_YOUR_SCHOOL,
+    choose,
     csv_bytes,
     excel_bytes,
     from_url,
     pick_year,
     session,
+    show_table,
     today,
 )
 from hocba.dashboard.school_view import render_school
@@ -201,21 +203,17 @@ with st.expander(f"Học sinh chưa có mã định danh cá nhân ({no_id_total
             "chi tiết từng trường."
         )
     if no_id:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "Trường": p["school_code"],
-                        "Lớp": p["class_name"],
-                        "Học sinh": p["full_name"],
-                        "Mã HS": p["pupil_code"],
-                        "Ngày sinh": logic.fmt_date(p["birth_date"]),
-                    }
-                    for p in no_id
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
+        show_table(
+            [
+                {
+                    "Trường": p["school_code"],
+                    "Lớp": p["class_name"],
+                    "Học sinh": p["full_name"],
+                    "Mã HS": p["pupil_code"],
+                    "Ngày sinh": logic.fmt_date(p["birth_date"]),
+                }
+                for p in no_id
+            ]
         )
     else:
         st.caption("Mọi học sinh đều có mã định danh.")
@@ -228,12 +226,10 @@ from_url(  # ?truong=<code> opens a school of the viewer's scope, never another 
     lambda i, v: schools[i]["code"] == v.upper(),
     NOT_YOUR_SCHOOL,
 )
-pick = st.selectbox(
+pick = choose(
     "Trường",
-    [None, *schools],
-    format_func=lambda i: (
-        "— chọn trường —" if i is None else (f"{schools[i]['code']} — {schools[i]['name']}")
-    ),
+    {i: f"{s['code']} — {s['name']}" for i, s in schools.items()},
+    "— chọn trường —",
     key="huyen_drill",
 )
 if pick is not None:

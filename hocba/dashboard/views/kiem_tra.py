@@ -1,6 +1,6 @@
 """Kiểm tra: verify a record from an uploaded XML or signed PDF file, or its lookup code;
 the report of :func:`hocba.xml.verify.verify_document` (or, for a PDF,
-:func:`hocba.pdf.sign.verify_pdf`: the PDF's signatures, then the record XML it
+:func:`hocba.pdf.verify.verify_pdf`: the PDF's signatures, then the record XML it
 carries) as a check list. Every check and every lookup is logged."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def verify(data: bytes) -> Any:
 
     check: Any = verify_document
     if data.startswith(b"%PDF-"):
-        from hocba.pdf.sign import verify_pdf
+        from hocba.pdf.verify import verify_pdf
 
         check = verify_pdf
     home = load_settings().home

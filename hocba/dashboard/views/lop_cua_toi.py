@@ -160,15 +160,15 @@ else:
                 if st.form_submit_button("Mở lại để sửa"):
                     try:
                         with session() as s:
-                            res = transition(s, [rid], "reopen", viewer.actor, reason=reason)
+                            reopened = transition(s, [rid], "reopen", viewer.actor, reason=reason)
                     except TransitionError as exc:
                         st.error(exc.message)
-                        res = None
-                    if res is not None and res.failed:
-                        st.error(res.failed[rid])
-                    elif res is not None:
-                        flash(f"Đã mở lại học bạ của {row['full_name']}.")
-                        st.rerun()
+                    else:
+                        if reopened.failed:
+                            st.error(reopened.failed[rid])
+                        else:
+                            flash(f"Đã mở lại học bạ của {row['full_name']}.")
+                            st.rerun()
         show_record(viewer, row, PAGE, may_reveal_id=True)
 
 st.subheader("Ký số cả lớp")

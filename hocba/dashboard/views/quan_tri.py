@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pandas as pd
 import streamlit as st
 
 from hocba.dashboard import logic
 from hocba.dashboard.auth import require
-from hocba.dashboard.common import flash, log_event, session, show_flash
+from hocba.dashboard.common import choose, flash, log_event, session, show_flash, show_table
 from hocba.models import calendar, certificates, corrections, org, queries
 from hocba.models.lifecycle_states import COHORT_LABELS, ROLE_LABELS, ROLES
 
@@ -34,24 +33,20 @@ with tabs[0]:
     if not certs:
         st.info("Chưa có chứng thư số tổ chức nào được đăng ký.")
     else:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "Trường": f"{c['school_code']} — {c['school_name']}",
-                        "Trạng thái": CERT_STATUS.get(c["status"], c["status"]),
-                        "Chủ thể": c["subject"],
-                        "Số hiệu": c["serial_number"],
-                        "Loại": f"{c['kind']} / {c['provider']}",
-                        "Hiệu lực đến": logic.fmt_date(c["not_after"]),
-                        "Người duyệt": c["decided_by"] or "",
-                        "Lý do": c["decision_reason"] or "",
-                    }
-                    for c in certs
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
+        show_table(
+            [
+                {
+                    "Trường": f"{c['school_code']} — {c['school_name']}",
+                    "Trạng thái": CERT_STATUS.get(c["status"], c["status"]),
+                    "Chủ thể": c["subject"],
+                    "Số hiệu": c["serial_number"],
+                    "Loại": f"{c['kind']} / {c['provider']}",
+                    "Hiệu lực đến": logic.fmt_date(c["not_after"]),
+                    "Người duyệt": c["decided_by"] or "",
+                    "Lý do": c["decision_reason"] or "",
+                }
+                for c in certs
+            ]
         )
         pending = [c for c in certs if c["status"] == "pending"]
         if pending and is_officer:
@@ -86,25 +81,21 @@ with tabs[1]:
     if not pending_fix:
         st.info("Không có yêu cầu chỉnh lý nào đang chờ.")
     else:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "Số": q["id"],
-                        "Trường": q["school_code"],
-                        "Học sinh": q["full_name"],
-                        "Lớp": q["class_name"],
-                        "Năm học": q["school_year"],
-                        "Lý do": q["reason"],
-                        "Quyết định hộ tịch": q["decision_document"] or "",
-                        "Người đề nghị": q["requested_by"],
-                        "Ngày": logic.fmt_date(q["requested_at"]),
-                    }
-                    for q in pending_fix
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
+        show_table(
+            [
+                {
+                    "Số": q["id"],
+                    "Trường": q["school_code"],
+                    "Học sinh": q["full_name"],
+                    "Lớp": q["class_name"],
+                    "Năm học": q["school_year"],
+                    "Lý do": q["reason"],
+                    "Quyết định hộ tịch": q["decision_document"] or "",
+                    "Người đề nghị": q["requested_by"],
+                    "Ngày": logic.fmt_date(q["requested_at"]),
+                }
+                for q in pending_fix
+            ]
         )
         if is_officer:
             with st.form("qt_fix"):
@@ -134,30 +125,26 @@ with tabs[1]:
 with tabs[2]:
     with session() as s:
         deadlines = queries.deadline_table(s, viewer)
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "Tỉnh/thành phố": d["province"],
-                    "Năm học": d["school_year"],
-                    "Đợt": COHORT_LABELS[d["cohort"]],
-                    "Hạn nộp": logic.fmt_date(d["due_date"]),
-                    "Nguồn": "Tỉnh quy định" if d["override"] else "Mặc định (15/6, 15/8)",
-                }
-                for d in deadlines
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
+    show_table(
+        [
+            {
+                "Tỉnh/thành phố": d["province"],
+                "Năm học": d["school_year"],
+                "Đợt": COHORT_LABELS[d["cohort"]],
+                "Hạn nộp": logic.fmt_date(d["due_date"]),
+                "Nguồn": "Tỉnh quy định" if d["override"] else "Mặc định (15/6, 15/8)",
+            }
+            for d in deadlines
+        ]
     )
     if viewer.admin and deadlines:
         provinces = {d["province_id"]: d["province"] for d in deadlines}
         years = {d["school_year_id"]: d["school_year"] for d in deadlines}
         with st.form("qt_deadline"):
             c1, c2, c3, c4 = st.columns(4)
-            province = c1.selectbox("Tỉnh", list(provinces), format_func=provinces.get)
-            year_id = c2.selectbox("Năm học", list(years), format_func=years.get)
-            cohort = c3.selectbox("Đợt", ["june", "august"], format_func=COHORT_LABELS.get)
+            province = c1.selectbox("Tỉnh", list(provinces), format_func=provinces.__getitem__)
+            year_id = c2.selectbox("Năm học", list(years), format_func=years.__getitem__)
+            cohort = c3.selectbox("Đợt", ["june", "august"], format_func=COHORT_LABELS.__getitem__)
             due = c4.date_input("Hạn nộp", value=dt.date.today(), format="DD/MM/YYYY")
             if st.form_submit_button("Lưu hạn nộp"):
                 with session() as s:
@@ -181,22 +168,18 @@ with tabs[2]:
 with tabs[3]:
     with session() as s:
         staff = queries.staff_roles(s, viewer)
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "Tên đăng nhập": p["username"],
-                    "Họ và tên": p["full_name"],
-                    "Số định danh": p["cccd"] or "",
-                    "E-mail": p["email"] or "",
-                    "Hoạt động": "có" if p["active"] else "đã khóa",
-                    "Vai trò": p["roles"] or "",
-                }
-                for p in staff
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
+    show_table(
+        [
+            {
+                "Tên đăng nhập": p["username"],
+                "Họ và tên": p["full_name"],
+                "Số định danh": p["cccd"] or "",
+                "E-mail": p["email"] or "",
+                "Hoạt động": "có" if p["active"] else "đã khóa",
+                "Vai trò": p["roles"] or "",
+            }
+            for p in staff
+        ]
     )
     if not viewer.admin:
         st.caption("Thêm cán bộ và phân quyền do quản trị hệ thống thực hiện.")
@@ -232,7 +215,7 @@ with tabs[3]:
         with c2.form("qt_role", clear_on_submit=True):
             st.markdown("**Giao vai trò**")
             who = st.text_input("Tên đăng nhập của cán bộ")
-            role = st.selectbox("Vai trò", list(ROLES), format_func=ROLE_LABELS.get)
+            role = st.selectbox("Vai trò", list(ROLES), format_func=ROLE_LABELS.__getitem__)
             school_code = st.text_input("Mã trường (vai trò ở trường)")
             unit_code = st.text_input("Mã đơn vị (cán bộ Phòng/Sở)")
             delegated = st.checkbox("Được ủy quyền ký thay Hiệu trưởng (Phó hiệu trưởng)")
@@ -266,39 +249,31 @@ with tabs[4]:
         "Kênh nhận tin nhắc việc của từng cán bộ (email, tin nhắn, ứng dụng chat — cú pháp "
         "Apprise). Mật khẩu và mã bí mật trong địa chỉ luôn được che."
     )
-    who = st.selectbox(
+    staff_id = choose(
         "Cán bộ",
-        [None, *people],
-        format_func=lambda i: (
-            "— chọn cán bộ —"
-            if i is None
-            else f"{people[i]['full_name']} ({people[i]['username']})"
-        ),
+        {i: f"{p['full_name']} ({p['username']})" for i, p in people.items()},
+        "— chọn cán bộ —",
         key="qt_channel_staff",
     )
-    if who is not None:
+    if staff_id is not None:
         from hocba.notify import NotifyError, add_channel, list_channels
 
         with session() as s:
-            channels = list_channels(s, who)
+            channels = list_channels(s, staff_id)
         if channels:
-            st.dataframe(
-                pd.DataFrame(
-                    [
-                        {
-                            "Loại": c["kind"],
-                            "Địa chỉ (đã che)": c["url"],
-                            "Hoạt động": "có" if c["active"] else "tắt",
-                            "Ngày thêm": logic.fmt_date(c["created_at"]),
-                        }
-                        for c in channels
-                    ]
-                ),
-                hide_index=True,
-                width="stretch",
+            show_table(
+                [
+                    {
+                        "Loại": c["kind"],
+                        "Địa chỉ (đã che)": c["url"],
+                        "Hoạt động": "có" if c["active"] else "tắt",
+                        "Ngày thêm": logic.fmt_date(c["created_at"]),
+                    }
+                    for c in channels
+                ]
             )
         else:
-            st.info(f"{people[who]['full_name']} chưa có kênh nhận thông báo nào.")
+            st.info(f"{people[staff_id]['full_name']} chưa có kênh nhận thông báo nào.")
         if not viewer.admin:
             st.caption("Thêm kênh do quản trị hệ thống thực hiện.")
         else:
@@ -312,7 +287,7 @@ with tabs[4]:
             if add:
                 try:
                     with session() as s:
-                        add_channel(s, who, url)
+                        add_channel(s, staff_id, url)
                 except NotifyError as exc:
                     st.error(str(exc))
                 else:
@@ -320,7 +295,7 @@ with tabs[4]:
                         viewer,
                         "channel_add",
                         school_code=None,
-                        payload={"username": people[who]["username"]},
+                        payload={"username": people[staff_id]["username"]},
                     )
-                    flash(f"Đã thêm kênh thông báo cho {people[who]['full_name']}.")
+                    flash(f"Đã thêm kênh thông báo cho {people[staff_id]['full_name']}.")
                     st.rerun()

@@ -30,14 +30,15 @@ with session() as s:
             {"s": viewer.staff_id},
         )
     )
-    scope = (
-        {}
-        if viewer.admin
-        else {"staff_ids": [viewer.staff_id], "school_ids": viewer.full_schools, "unit_ids": units}
-    )
     only_failed = st.toggle("Chỉ tin gửi không thành công", key="tb_failed")
+    mine = not viewer.admin  # an administrator sees every message, others their own scope
     rows = notification_log(
-        s, statuses=["failed", "gave_up"] if only_failed else None, limit=300, **scope
+        s,
+        staff_ids=[viewer.staff_id] if mine else None,
+        school_ids=viewer.full_schools if mine else None,
+        unit_ids=units if mine else None,
+        statuses=["failed", "gave_up"] if only_failed else None,
+        limit=300,
     )
     channels = list_channels(s, viewer.staff_id)
 

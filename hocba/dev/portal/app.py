@@ -55,9 +55,9 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -66,11 +66,14 @@ from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hocba.dev.portal.store import PortalStore
 from hocba.pki.chain import build_chain, is_ca, valid_at
 from hocba.portal.client import (
+    AUTH_FIELDS,
     DEFAULT_PATHS,
     EnvelopeError,
     canonical_json,
@@ -110,6 +113,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 GENERIC_PATH = "/hocba/v1/giao-dich"
 """One endpoint for every transaction, dispatched by ``authenticationRequest.type``."""
@@ -489,16 +493,7 @@ class ProvincePortal:
             raise _Refusal(ResponseCode.INVALID, "Giao dịch thiếu authenticationRequest.")
         raw_auth = data["authenticationRequest"]
         auth: dict[str, str] = {}
-        for name in (
-            "token",
-            "user_name",
-            "password",
-            "ma_don_vi",
-            "nam_hoc",
-            "messageid",
-            "type",
-            "function",
-        ):
+        for name in AUTH_FIELDS:
             value = raw_auth.get(name, "")
             if not isinstance(value, str) or len(value) > _MAX_FIELD:
                 raise _Refusal(ResponseCode.INVALID, f"Trường {name} không hợp lệ.")
@@ -577,6 +572,33 @@ class ProvincePortal:
         )
         return stored.answer
 
+    def _once(
+        self,
+        envelope: _Envelope,
+        content_sha256: str,
+        write: Callable[[Connection, int], dict[str, Any]],
+    ) -> tuple[dict[str, Any], bool]:
+        """The transaction's effect, once per messageid: claims the messageid, runs
+        ``write(conn, message_pk)`` (which returns the answer) and stores its answer, all
+        in one database transaction. ``(answer, True)``; ``(the stored answer, False)``
+        when the same messageid was processed meanwhile (concurrently)."""
+        with self.store.engine.begin() as conn:
+            message_pk = self.store.claim_message(
+                conn,
+                ma_don_vi=envelope.ma_don_vi,
+                messageid=envelope.messageid,
+                transaction=envelope.code,
+                user_name=envelope.auth["user_name"],
+                content_sha256=content_sha256,
+            )
+            if message_pk is not None:
+                answer = write(conn, message_pk)
+                self.store.set_answer(conn, message_pk, answer)
+                return answer, True
+        replay = self._replay(envelope, content_sha256)
+        assert replay is not None
+        return replay, False
+
     def _content_dict(self, envelope: _Envelope, *required: str) -> dict[str, str]:
         content = envelope.content
         if not isinstance(content, dict):
@@ -589,11 +611,14 @@ class ProvincePortal:
             values[name] = value.strip()
         return values
 
-    def _decode(self, envelope: _Envelope) -> bytes:
+    def _parsed(self, envelope: _Envelope, parse: Callable[[bytes, int], T]) -> T:
+        """The content (Base64 of gzip'ed XML) decoded, then read by ``parse``; a refusal
+        (``CONTENT_INVALID``) when either fails."""
         if not isinstance(envelope.content, str):
             raise _Refusal(ResponseCode.INVALID, "content phải là chuỗi Base64 của XML nén gzip.")
         try:
-            return decode_content(envelope.content, self.max_uncompressed)
+            xml = decode_content(envelope.content, self.max_uncompressed)
+            return parse(xml, self.max_uncompressed)
         except ContentError as exc:
             raise _Refusal(ResponseCode.INVALID, exc.message_vi, "CONTENT_INVALID") from None
 
@@ -604,45 +629,31 @@ class ProvincePortal:
         replay = self._replay(envelope, content_sha)
         if replay is not None:
             return replay
-        xml = self._decode(envelope)
-        try:
-            records = extract_records(xml, self.max_uncompressed)
-        except ContentError as exc:
-            raise _Refusal(ResponseCode.INVALID, exc.message_vi, "CONTENT_INVALID") from None
+        records = self._parsed(envelope, extract_records)
         if not records:
             raise _Refusal(ResponseCode.INVALID, "Danh sách học bạ không có học bạ nào.")
         results, rows = self._verify_records(envelope, records, approved)
 
-        with self.store.engine.begin() as conn:
-            message_pk = self.store.claim_message(
-                conn,
-                ma_don_vi=envelope.ma_don_vi,
-                messageid=envelope.messageid,
-                transaction=1,
-                user_name=envelope.auth["user_name"],
-                content_sha256=content_sha,
+        def write(conn: Connection, message_pk: int) -> dict[str, Any]:
+            for row in rows.values():
+                row["message_id"] = message_pk
+            inserted = self.store.insert_records(conn, list(rows.values()))
+            for position, row in rows.items():
+                if row["ma_tra_cuu_uuid"] not in inserted:  # stored meanwhile elsewhere
+                    self._stored_elsewhere(results[position - 1], row["xml_sha256"])
+            self.store.insert_results(conn, message_pk, results)
+            accepted = sum(1 for r in results if r["trang_thai"] == 1)
+            return _answer(
+                envelope.messageid,
+                ResponseCode.OK,
+                so_hoc_ba=len(results),
+                so_tiep_nhan=accepted,
+                so_tu_choi=len(results) - accepted,
             )
-            if message_pk is not None:
-                for row in rows.values():
-                    row["message_id"] = message_pk
-                inserted = self.store.insert_records(conn, list(rows.values()))
-                for position, row in rows.items():
-                    if row["ma_tra_cuu_uuid"] not in inserted:  # stored meanwhile elsewhere
-                        self._stored_elsewhere(results[position - 1], row["xml_sha256"])
-                self.store.insert_results(conn, message_pk, results)
-                accepted = sum(1 for r in results if r["trang_thai"] == 1)
-                answer = _answer(
-                    envelope.messageid,
-                    ResponseCode.OK,
-                    so_hoc_ba=len(results),
-                    so_tiep_nhan=accepted,
-                    so_tu_choi=len(results) - accepted,
-                )
-                self.store.set_answer(conn, message_pk, answer)
-        if message_pk is None:  # the same messageid was processed concurrently
-            replay = self._replay(envelope, content_sha)
-            assert replay is not None
-            return replay
+
+        answer, fresh = self._once(envelope, content_sha, write)
+        if not fresh:
+            return answer
         log.info(
             "Giao dịch 1 messageid %s của đơn vị %s: %d học bạ, %d tiếp nhận, %d từ chối.",
             envelope.messageid,
@@ -880,38 +891,32 @@ class ProvincePortal:
                 f"Chứng thư số cấp cho trường {', '.join(sorted(schools))}, không phải đơn vị "
                 f"{envelope.ma_don_vi}.",
             )
-        with self.store.engine.begin() as conn:
-            message_pk = self.store.claim_message(
+
+        def write(conn: Connection, message_pk: int) -> dict[str, Any]:
+            row = self.store.register_certificate(
                 conn,
                 ma_don_vi=envelope.ma_don_vi,
-                messageid=envelope.messageid,
-                transaction=3,
-                user_name=envelope.auth["user_name"],
-                content_sha256=content_sha,
+                serial_number=serial,
+                sha256=certificate_fingerprint(certificate),
+                subject=certificate.subject.rfc4514_string(),
+                certificate=certificate.public_bytes(serialization.Encoding.DER),
+                ngay_hieu_luc=values["ngay_hieu_luc"],
+                ma_kieu_chu_ky=values["ma_kieu_chu_ky"],
+                nha_phat_hanh=values["nha_phat_hanh"],
+                # auto-approval only for a certificate that names this very unit: a
+                # person's certificate from the same CA stays pending for the Sở
+                approve=self.auto_approve_certificates and envelope.ma_don_vi in schools,
             )
-            if message_pk is not None:
-                row = self.store.register_certificate(
-                    conn,
-                    ma_don_vi=envelope.ma_don_vi,
-                    serial_number=serial,
-                    sha256=certificate_fingerprint(certificate),
-                    subject=certificate.subject.rfc4514_string(),
-                    certificate=certificate.public_bytes(serialization.Encoding.DER),
-                    ngay_hieu_luc=values["ngay_hieu_luc"],
-                    ma_kieu_chu_ky=values["ma_kieu_chu_ky"],
-                    nha_phat_hanh=values["nha_phat_hanh"],
-                    # auto-approval only for a certificate that names this very unit: a
-                    # person's certificate from the same CA stays pending for the Sở
-                    approve=self.auto_approve_certificates and envelope.ma_don_vi in schools,
-                )
-                answer = self._registration_answer(envelope, row)
-                self.store.set_answer(conn, message_pk, answer)
-        if message_pk is None:
-            replay = self._replay(envelope, content_sha)
-            assert replay is not None
-            return replay
+            return self._registration_answer(envelope, row)
+
+        answer, fresh = self._once(envelope, content_sha, write)
+        if not fresh:
+            return answer
         log.info(
-            "Đơn vị %s đăng ký chứng thư số %s: %s.", envelope.ma_don_vi, serial, row["status"]
+            "Đơn vị %s đăng ký chứng thư số %s: %s.",
+            envelope.ma_don_vi,
+            serial,
+            answer["trang_thai"],
         )
         return answer
 
@@ -945,11 +950,7 @@ class ProvincePortal:
         replay = self._replay(envelope, content_sha)
         if replay is not None:
             return replay
-        xml = self._decode(envelope)
-        try:
-            items = parse_revocation_xml(xml, self.max_uncompressed)
-        except ContentError as exc:
-            raise _Refusal(ResponseCode.INVALID, exc.message_vi, "CONTENT_INVALID") from None
+        items = self._parsed(envelope, parse_revocation_xml)
         codes = [item.ma_tra_cuu_uuid for item in items]
         if len(set(codes)) != len(codes):
             raise _Refusal(ResponseCode.INVALID, "Yêu cầu thu hồi có mã tra cứu trùng nhau.")
@@ -969,36 +970,27 @@ class ProvincePortal:
                 f"Học bạ đã bị thu hồi trước đó: {', '.join(revoked[:5])}.",
                 "ALREADY_REVOKED",
             )
-        with self.store.engine.begin() as conn:
-            message_pk = self.store.claim_message(
+
+        def write(conn: Connection, message_pk: int) -> dict[str, Any]:
+            created = self.store.create_revocation(
                 conn,
-                ma_don_vi=envelope.ma_don_vi,
-                messageid=envelope.messageid,
-                transaction=5,
-                user_name=envelope.auth["user_name"],
-                content_sha256=content_sha,
+                message_pk,
+                envelope.ma_don_vi,
+                [
+                    {
+                        "ma_tra_cuu_uuid": item.ma_tra_cuu_uuid,
+                        "ho_va_ten": item.ho_va_ten,
+                        "ly_do": item.ly_do,
+                    }
+                    for item in items
+                ],
+                accept=self.auto_accept_revocations,
             )
-            if message_pk is not None:
-                created = self.store.create_revocation(
-                    conn,
-                    message_pk,
-                    envelope.ma_don_vi,
-                    [
-                        {
-                            "ma_tra_cuu_uuid": item.ma_tra_cuu_uuid,
-                            "ho_va_ten": item.ho_va_ten,
-                            "ly_do": item.ly_do,
-                        }
-                        for item in items
-                    ],
-                    accept=self.auto_accept_revocations,
-                )
-                answer = _answer(envelope.messageid, ResponseCode.OK, **created)
-                self.store.set_answer(conn, message_pk, answer)
-        if message_pk is None:
-            replay = self._replay(envelope, content_sha)
-            assert replay is not None
-            return replay
+            return _answer(envelope.messageid, ResponseCode.OK, **created)
+
+        answer, fresh = self._once(envelope, content_sha, write)
+        if not fresh:
+            return answer
         log.info(
             "Đơn vị %s yêu cầu thu hồi %d học bạ: yêu cầu %s.",
             envelope.ma_don_vi,
@@ -1035,26 +1027,15 @@ def _field_title(check: Check) -> str:
 
 
 # ============================================================================ HTTP
-_Asgi = Callable[
-    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
-    Awaitable[None],
-]
-
-
 class _FaultMiddleware:
     """ASGI middleware applying :class:`PortalFaults` to the transaction endpoints."""
 
-    def __init__(self, app: _Asgi, switch: _FaultSwitch, paths: Mapping[str, int | None]) -> None:
+    def __init__(self, app: ASGIApp, switch: _FaultSwitch, paths: Mapping[str, int | None]) -> None:
         self.app = app
         self.switch = switch
         self.paths = paths
 
-    async def __call__(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[Any]],
-        send: Callable[[Any], Awaitable[None]],
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") not in self.paths:
             await self.app(scope, receive, send)
             return
@@ -1310,7 +1291,7 @@ def create_portal_app(
         admin(x_admin_token)
         return decide_revocation(ma_yeu_cau, False, body.ly_do if body else "")
 
-    app.add_middleware(_FaultMiddleware, switch=portal.faults, paths=routes)  # type: ignore[arg-type]
+    app.add_middleware(_FaultMiddleware, switch=portal.faults, paths=routes)
     return app
 
 
@@ -1328,35 +1309,13 @@ def load_certificates(paths: Sequence[str]) -> list[x509.Certificate]:
     return certificates
 
 
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8800,
-    *,
-    engine_or_url: Engine | str,
-    schema: str = "portal",
-    trusted_roots: Sequence[x509.Certificate] = (),
-    users: Mapping[str, str | PortalUser] | None = None,
-    admin_token: str | None = None,
-    auto_approve_certificates: bool = False,
-    auto_accept_revocations: bool = False,
-    faults: PortalFaults | None = None,
-    log_level: str = "info",
-) -> None:
-    """Run the portal with uvicorn until interrupted (blocking): ``hocba portal serve``.
+def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8800, log_level: str = "info") -> None:
+    """Run the portal (``app``, from :func:`create_portal_app`) with uvicorn until
+    interrupted (blocking): ``hocba portal serve``.
 
     Bind to ``127.0.0.1`` unless other machines must reach it: it is a stand-in for a
     province's portal, for development, demos and tests.
     """
     import uvicorn
 
-    app = create_portal_app(
-        engine_or_url,
-        schema,
-        trusted_roots,
-        users,
-        admin_token=admin_token,
-        auto_approve_certificates=auto_approve_certificates,
-        auto_accept_revocations=auto_accept_revocations,
-        faults=faults,
-    )
     uvicorn.run(app, host=host, port=port, log_level=log_level)
