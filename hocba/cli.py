@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -587,7 +587,9 @@ def _open_signer(
     HOCBA_KEY_PASSPHRASE or a hidden prompt, never from arguments."""
     from hocba.pki.backends import SignerSpec, open_signer
 
-    kind = "pkcs11" if pkcs11_module else "remote" if remote else "pkcs12"
+    kind: Literal["pkcs12", "pkcs11", "remote"] = (
+        "pkcs11" if pkcs11_module else "remote" if remote else "pkcs12"
+    )
     if kind == "remote":
         console.print("Hãy xác nhận yêu cầu ký trên điện thoại (một lần cho cả lô).")
     spec = SignerSpec(
