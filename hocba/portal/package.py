@@ -49,7 +49,6 @@ import gzip
 import hashlib
 import re
 import struct
-import threading
 import uuid
 import zlib
 from collections.abc import Sequence
@@ -58,7 +57,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from hocba.errors import HocbaError
-from hocba.xml.record import RecordXmlError, parse_record_xml_safely
+from hocba.xml.record import RecordXmlError, hardened_parser, parse_record_xml_safely
 
 __all__ = [
     "DEFAULT_ENVELOPE_RESERVE",
@@ -373,23 +372,6 @@ def package_records(
 
 
 # ============================================================================ parsing
-_PARSER_LOCAL = threading.local()
-
-
-def _list_parser() -> etree.XMLParser:
-    parser: etree.XMLParser | None = getattr(_PARSER_LOCAL, "parser", None)
-    if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            huge_tree=False,
-            remove_blank_text=False,  # whitespace inside records is signed data
-            collect_ids=False,
-        )
-        _PARSER_LOCAL.parser = parser
-    return parser
 
 
 def _parse_list(xml: bytes, max_bytes: int) -> etree._Element:
@@ -401,7 +383,7 @@ def _parse_list(xml: bytes, max_bytes: int) -> etree._Element:
     if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
         raise ContentError("Danh sách học bạ không được chứa khai báo DOCTYPE/ENTITY.")
     try:
-        root = etree.fromstring(bytes(xml), parser=_list_parser())
+        root = etree.fromstring(bytes(xml), parser=hardened_parser())
     except etree.XMLSyntaxError as exc:
         raise ContentError(f"Danh sách học bạ sai cú pháp XML: {exc}") from None
     docinfo = root.getroottree().docinfo

@@ -403,8 +403,9 @@ def build_record_xml(doc: RecordDocument, *, validate: bool = True) -> bytes:
 _PARSER_LOCAL = threading.local()
 
 
-def _parser() -> etree.XMLParser:
-    """A hardened parser per thread (lxml parsers must not be shared between threads)."""
+def hardened_parser() -> etree.XMLParser:
+    """A hardened parser per thread (lxml parsers must not be shared between threads): no
+    entities, DTDs, network or huge trees; whitespace kept, since it is signed data."""
     parser: etree.XMLParser | None = getattr(_PARSER_LOCAL, "parser", None)
     if parser is None:
         parser = etree.XMLParser(
@@ -438,7 +439,7 @@ def parse_record_xml_safely(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> 
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise RecordXmlError("Tệp XML học bạ không được chứa khai báo DOCTYPE/ENTITY")
     try:
-        root = etree.fromstring(bytes(data), parser=_parser())
+        root = etree.fromstring(bytes(data), parser=hardened_parser())
     except etree.XMLSyntaxError as exc:
         raise RecordXmlError("Tệp XML học bạ sai cú pháp", [str(exc)]) from None
     docinfo = root.getroottree().docinfo
@@ -510,7 +511,7 @@ def _schema() -> etree.XMLSchema:
     """The compiled ``hoc_ba_v1.xsd``, loaded once per process."""
     package, name = _SCHEMA_RESOURCE
     source = importlib.resources.files(package).joinpath(name).read_bytes()
-    return etree.XMLSchema(etree.fromstring(source, parser=_parser()))
+    return etree.XMLSchema(etree.fromstring(source, parser=hardened_parser()))
 
 
 def _assert_valid(root: etree._Element) -> None:
