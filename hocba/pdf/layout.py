@@ -296,6 +296,20 @@ class Text(Flowable):
     def _part(self, lines: tuple[Line, ...]) -> Text:
         return Text(self.text, self.style, self.font_name, color=self.color, lines=lines)
 
+    def drawOn(self, canvas: Canvas, x: float, y: float, _sW: float = 0) -> None:
+        """``Flowable.drawOn`` (``q``, the translation, the drawing, ``Q``) written directly:
+        the lines are operators only, they never change the canvas's state, so the
+        canvas need not copy and restore its state (about a hundred Texts a book). The same
+        operators; ReportLab's own ``drawOn`` for the ``Paragraph`` fallback."""
+        if self._paragraph is not None or getattr(self, "_showBoundary", False):
+            super().drawOn(canvas, x, y, _sW)
+            return
+        code = canvas._code
+        code.append("q")
+        code.append(f"{fp_str(1, 0, 0, 1, self._hAlignAdjust(x, _sW), y)} cm")
+        self._drawOn(canvas)
+        code.append("Q")
+
     def draw(self) -> None:
         canv = self.canv
         if self._paragraph is not None:
