@@ -15,7 +15,6 @@ import copy
 import importlib.resources
 import io
 import threading
-import weakref
 import zlib
 from functools import cache, lru_cache, partial
 from typing import Any
@@ -34,6 +33,8 @@ __all__ = [
     "compact_font_subsets",
     "encoded_runs",
     "has_fixed_codes",
+    "is_seeded",
+    "of_alphabet",
     "register_fonts",
     "seed_font_subsets",
 ]
@@ -106,7 +107,7 @@ def seed_font_subsets(canv: Canvas) -> None:
         state = font.state[doc] = copy.copy(seeded)
         state.assignments = dict(seeded.assignments)
         state.subsets = [list(subset) for subset in seeded.subsets]
-    _SEEDED_DOCS.add(doc)
+    doc.hocba_seeded = True  # an attribute: is_seeded is asked for every text drawn
 
 
 def compact_font_subsets(canv: Canvas) -> None:
@@ -213,7 +214,6 @@ def _add_subset_objects(face: Any, doc: Any, fontname: str, subset: list[int]) -
     return doc.Reference(descriptor, "fontDescriptor:" + fontname)
 
 
-_SEEDED_DOCS: weakref.WeakSet[Any] = weakref.WeakSet()
 _ALPHABET_SET = frozenset(FONT_ALPHABET)
 
 
@@ -256,7 +256,17 @@ def _alphabet_runs(font_name: str, text: str) -> tuple[tuple[int, str], ...]:
 def has_fixed_codes(text: str, doc: Any) -> bool:
     """Whether ``text`` has the same codes in ``doc`` as in every seeded document: ``doc``
     was seeded (:func:`seed_font_subsets`) and every character is of the alphabet."""
-    return doc in _SEEDED_DOCS and _ALPHABET_SET.issuperset(text)
+    return is_seeded(doc) and of_alphabet(text)
+
+
+def is_seeded(doc: Any) -> bool:
+    """Whether :func:`seed_font_subsets` assigned the alphabet's codes in ``doc``."""
+    return getattr(doc, "hocba_seeded", False) is True
+
+
+def of_alphabet(text: str) -> bool:
+    """Whether every character of ``text`` is of :data:`FONT_ALPHABET`."""
+    return _ALPHABET_SET.issuperset(text)
 
 
 def encoded_runs(font_name: str, text: str, doc: Any) -> tuple[tuple[int, str], ...]:

@@ -29,7 +29,6 @@ both with ReportLab's flowables pixel by pixel.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -45,7 +44,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph
 
-from hocba.pdf.fonts import encoded_runs, has_fixed_codes
+from hocba.pdf.fonts import encoded_runs, is_seeded, of_alphabet
 
 __all__ = [
     "CELL_FONT_SIZE",
@@ -96,9 +95,7 @@ def text_operators(
 
 def _subset_name(font_name: str, subset: int, doc: Any) -> str:
     """The resource name (``/F1+0``) of ``font_name``'s ``subset`` in ``doc``."""
-    names = _SUBSET_NAMES.get(doc)
-    if names is None:
-        names = _SUBSET_NAMES[doc] = {}
+    names = _subset_names(doc)
     key = (font_name, subset)
     name = names.get(key)
     if name is None:
@@ -106,9 +103,14 @@ def _subset_name(font_name: str, subset: int, doc: Any) -> str:
     return name
 
 
-_SUBSET_NAMES: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], str]] = (
-    weakref.WeakKeyDictionary()
-)
+def _subset_names(doc: Any) -> dict[tuple[str, int], str]:
+    """``doc``'s names of the subsets asked for so far, kept on the document itself (an
+    attribute lookup: this is asked for every text drawn)."""
+    try:
+        names: dict[tuple[str, int], str] = doc.hocba_subset_names
+    except AttributeError:
+        names = doc.hocba_subset_names = {}
+    return names
 
 
 def draw_text(canv: Canvas, x: float, y: float, text: str, align: str = "left") -> None:
@@ -160,11 +162,15 @@ def _font_names(runs: Iterable[tuple[str, str]], doc: Any) -> tuple[str, ...] | 
     """The document's names of the fonts of ``runs`` ((font, text) pairs), or ``None`` if
     the codes of a text are the document's own (:func:`~hocba.pdf.fonts.has_fixed_codes`):
     then its operators cannot be replayed in another document."""
+    if not is_seeded(doc):
+        return None
+    known = _subset_names(doc)
     names = []
     for font_name, text in runs:
-        if not has_fixed_codes(text, doc):
+        if not of_alphabet(text):
             return None
-        names.append(_subset_name(font_name, 0, doc))
+        name = known.get((font_name, 0))
+        names.append(name if name is not None else _subset_name(font_name, 0, doc))
     return tuple(names)
 
 
@@ -289,6 +295,20 @@ class Text(Flowable):
 
     def _part(self, lines: tuple[Line, ...]) -> Text:
         return Text(self.text, self.style, self.font_name, color=self.color, lines=lines)
+
+    def drawOn(self, canvas: Canvas, x: float, y: float, _sW: float = 0) -> None:
+        """``Flowable.drawOn`` (``q``, the translation, the drawing, ``Q``) written directly:
+        the lines are operators only, they never change the canvas's state, so the
+        canvas need not copy and restore its state (about a hundred Texts a book). The same
+        operators; ReportLab's own ``drawOn`` for the ``Paragraph`` fallback."""
+        if self._paragraph is not None or getattr(self, "_showBoundary", False):
+            super().drawOn(canvas, x, y, _sW)
+            return
+        code = canvas._code
+        code.append("q")
+        code.append(f"{fp_str(1, 0, 0, 1, self._hAlignAdjust(x, _sW), y)} cm")
+        self._drawOn(canvas)
+        code.append("Q")
 
     def draw(self) -> None:
         canv = self.canv

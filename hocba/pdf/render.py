@@ -116,7 +116,7 @@ from hocba.xml.record import (
     RecordDocument,
     RecordXmlError,
     parse_record_xml_safely,
-    read_record_document,
+    read_record_tree,
 )
 
 __all__ = [
@@ -255,8 +255,8 @@ def _parse_time(text: str | None) -> dt.datetime | None:
 def read_book_year(xml: bytes) -> BookYear:
     """Read one record XML for the book (raises :class:`RenderError` if unreadable)."""
     try:
-        doc = read_record_document(xml)
         root = parse_record_xml_safely(xml)
+        doc = read_record_tree(root)
     except RecordXmlError as exc:
         raise RenderError(f"Không đọc được học bạ: {exc.message_vi}") from exc
     signed_at: dict[str, dt.datetime] = {}

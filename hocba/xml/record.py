@@ -89,6 +89,7 @@ __all__ = [
     "keep_parsed",
     "parse_record_xml_safely",
     "read_record_document",
+    "read_record_tree",
     "take_parsed",
     "validate_record_tree",
     "validate_record_xml",
@@ -555,13 +556,16 @@ def _value_of(path: str, kind: Kind, text: str) -> str | int | float | bool:
 
 
 def _read_fields(
-    element: etree._Element, path: str, fields: Sequence[tuple[str, Kind]]
+    element: etree._Element,
+    path: str,
+    fields: Sequence[tuple[str, Kind]],
+    skip: etree._Element | None = None,
 ) -> dict[str, Any]:
     kinds = dict(fields)
     values: dict[str, Any] = {}
     for child in element:
-        if not isinstance(child.tag, str):
-            continue  # comments and processing instructions carry no data
+        if not isinstance(child.tag, str) or child is skip:
+            continue  # comments and processing instructions carry no data; skip is read apart
         if child.tag not in kinds or child.tag in values or len(child):
             raise RecordXmlError("Tệp XML học bạ có thẻ không hợp lệ", [f"{path}/{child.tag}"])
         values[child.tag] = _value_of(f"{path}/{child.tag}", kinds[child.tag], child.text or "")
@@ -575,7 +579,12 @@ def read_record_document(data: bytes) -> RecordDocument:
     The input is parsed with :func:`parse_record_xml_safely` but not schema-validated; call
     :func:`validate_record_xml` first when the source is not trusted.
     """
-    root = parse_record_xml_safely(data)
+    return read_record_tree(parse_record_xml_safely(data))
+
+
+def read_record_tree(root: etree._Element) -> RecordDocument:
+    """:func:`read_record_document` of a tree ``parse_record_xml_safely`` returned (for a
+    caller that reads more from the same tree: parse once). The tree is left unchanged."""
     if root.tag != "HOC_BA":
         raise RecordXmlError("Phần tử gốc phải là HOC_BA", [str(root.tag)])
     blocks = root.findall("DU_LIEU_HOC_BA")
@@ -595,15 +604,13 @@ def read_record_document(data: bytes) -> RecordDocument:
                     _read_fields(item, "QUA_TRINH_HOC_TAP/QUA_TRINH", QUA_TRINH_FIELDS)
                 )
         elif section.tag == "TONG_KET":
-            for child in section:
-                if child.tag == "DANH_SACH_MON_HOC":
-                    for item in _items(child, "MON_HOC", "TONG_KET/DANH_SACH_MON_HOC"):
-                        doc.mon_hoc.append(
-                            _read_fields(item, "TONG_KET/DANH_SACH_MON_HOC/MON_HOC", MON_HOC_FIELDS)
-                        )
-                    section.remove(child)
-                    break
-            doc.tong_ket.update(_read_fields(section, "TONG_KET", TONG_KET_FIELDS))
+            subjects = section.find("DANH_SACH_MON_HOC")  # the first; another is refused
+            if subjects is not None:
+                for item in _items(subjects, "MON_HOC", "TONG_KET/DANH_SACH_MON_HOC"):
+                    doc.mon_hoc.append(
+                        _read_fields(item, "TONG_KET/DANH_SACH_MON_HOC/MON_HOC", MON_HOC_FIELDS)
+                    )
+            doc.tong_ket.update(_read_fields(section, "TONG_KET", TONG_KET_FIELDS, subjects))
         else:
             raise RecordXmlError("Tệp XML học bạ có thẻ không hợp lệ", [str(section.tag)])
     return doc

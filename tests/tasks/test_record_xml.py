@@ -19,6 +19,7 @@ from hocba.xml.record import (
     format_datetime,
     parse_record_xml_safely,
     read_record_document,
+    read_record_tree,
     validate_record_xml,
 )
 
@@ -335,6 +336,26 @@ def test_oversized_input_is_refused(make_record: MakeRecord) -> None:
         parse_record_xml_safely(xml, max_bytes=len(xml) - 1)
     with pytest.raises(RecordXmlError, match="quá lớn"):
         parse_record_xml_safely(b"<HOC_BA>" + b" " * 5_000_000 + b"</HOC_BA>")
+
+
+def test_read_record_tree_reads_the_same_and_leaves_the_tree(make_record: MakeRecord) -> None:
+    xml = build_record_xml(make_record())
+    root = _tree(xml)
+    before = etree.tostring(root)
+    assert read_record_tree(root) == read_record_document(xml)
+    assert etree.tostring(root) == before  # the subjects' list is still in the tree
+    assert root.find("DU_LIEU_HOC_BA/TONG_KET/DANH_SACH_MON_HOC/MON_HOC") is not None
+
+
+def test_a_second_subject_list_is_refused(make_record: MakeRecord) -> None:
+    xml = build_record_xml(make_record())
+    root = _tree(xml)
+    summary = root.find("DU_LIEU_HOC_BA/TONG_KET")
+    assert summary is not None
+    etree.SubElement(summary, "DANH_SACH_MON_HOC")
+    with pytest.raises(RecordXmlError) as info:
+        read_record_tree(root)
+    assert info.value.details == ("TONG_KET/DANH_SACH_MON_HOC",)
 
 
 def test_non_utf8_encoding_is_refused() -> None:
