@@ -205,7 +205,7 @@ VARS: tuple[Var, ...] = (
         "passphrase of the software (PKCS#12) signing keys on a worker or the CLI",
         _text, shown_default="unset (asked)", secret=True, keep_empty=True),
     Var("HOCBA_TOKEN_PIN", "token_pin", "secret",
-        "PIN of the USB token of `hocba signing-agent`",
+        "PIN of the USB token of `hocba agent run` (the signing agent on the signer's PC)",
         _text, shown_default="unset (asked)", secret=True, keep_empty=True),
     Var("HOCBA_SIGNING_SERVICE_URL", "signing_service_url", "URL",
         "the remote signing service (SmartCA/MySign style)",
