@@ -517,27 +517,25 @@ def _principal_message(
     link = settings.link("principal", truong=c0.school_code)
     core = _listing(f"Hàng chờ ký của thầy/cô tại {c0.school_name}:", lines, "Ký duyệt tại", link)
     subject = f"Học bạ số: {total} học bạ chờ thầy/cô ký — {deadline_phrase(nearest, today)}"
-    return _To(person.full_name, person.staff_id, school_id=c0.school_id).planned(
-        "principal_queue",
-        subject,
-        core,
-        link,
+    items = [
         {
-            "queue": total,
-            "due": nearest.isoformat(),
-            "oldest_class": min(queue, key=lambda c: c.due).oldest_queue_class,
-            "items": [
-                {
-                    "cohort": c.cohort,
-                    "queue": c.principal_queue,
-                    "oldest_since": c.oldest_queue_at.isoformat() if c.oldest_queue_at else None,
-                    "done": c.done,
-                    "total": c.total,
-                }
-                for c in queue
-            ],
-        },
-        _interval(nearest, today, settings),
+            "cohort": c.cohort,
+            "queue": c.principal_queue,
+            "oldest_since": c.oldest_queue_at.isoformat() if c.oldest_queue_at else None,
+            "done": c.done,
+            "total": c.total,
+        }
+        for c in queue
+    ]
+    oldest_class = min(queue, key=lambda c: c.due).oldest_queue_class
+    facts = {
+        "queue": total,
+        "due": nearest.isoformat(),
+        "oldest_class": oldest_class,
+        "items": items,
+    }
+    return _To(person.full_name, person.staff_id, school_id=c0.school_id).planned(
+        "principal_queue", subject, core, link, facts, _interval(nearest, today, settings)
     )
 
 
