@@ -258,8 +258,10 @@ def idle_days(c: CohortFacts, today: dt.date) -> tuple[int, dt.date | None]:
     return max(0, (today - since).days), since
 
 
-def _interval(days_left: int, settings: NotifySettings) -> int:
-    return 1 if days_left <= settings.daily_from_days else 7
+def _interval(nearest: dt.date, today: dt.date, settings: NotifySettings) -> int:
+    """Days between repeats of a message whose nearest deadline is `nearest`: daily close to
+    it, weekly before."""
+    return 1 if (nearest - today).days <= settings.daily_from_days else 7
 
 
 def unit_tag(unit_code: str) -> str:
@@ -400,8 +402,38 @@ def _stalled(
     return out
 
 
-def _min_days_left(dues: Iterable[dt.date], today: dt.date) -> int:
-    return min((d - today).days for d in dues)
+@dataclass(frozen=True)
+class _To:
+    """Who a decided message goes to: a school's staff member (school_id) or a district
+    unit's officer or Apprise tag (unit_id). One place builds the Planned of every kind."""
+
+    name: str | None
+    staff_id: int | None
+    tag: str | None = None
+    school_id: int | None = None
+    unit_id: int | None = None
+
+    def planned(
+        self, kind: str, subject: str, core: str, link: str, facts: dict[str, Any], every: int
+    ) -> Planned:
+        greeting = _greeting(self.name, school_staff=self.unit_id is None)
+        return Planned(
+            kind=kind,
+            subject=subject,
+            body=_compose(greeting, core),
+            link=link,
+            staff_id=self.staff_id,
+            tag=self.tag,
+            school_id=self.school_id,
+            unit_id=self.unit_id,
+            facts=facts,
+            min_interval_days=every,
+        )
+
+
+def _listing(head: str, lines: Iterable[str], action: str, link: str) -> str:
+    """A message's core: its head line, one line per item, and where to act."""
+    return f"{head}\n" + "\n".join(lines) + f"\n\n{action}: {link}"
 
 
 def _teacher_message(
@@ -431,22 +463,19 @@ def _teacher_message(
     class_ids = {k.class_id for k in classes}
     link = settings.link("teacher", lop=first.class_id if len(class_ids) == 1 else None)
     names = ", ".join(sorted({k.class_name for k in classes}))
-    core = (
-        "Học bạ số đang chờ thầy/cô (giáo viên chủ nhiệm):\n"
-        + "\n".join(lines)
-        + f"\n\nKiểm tra và ký tại: {link}"
+    core = _listing(
+        "Học bạ số đang chờ thầy/cô (giáo viên chủ nhiệm):", lines, "Kiểm tra và ký tại", link
     )
-    return Planned(
-        kind="teacher_pending",
-        subject=(
-            f"Học bạ số: lớp {names} còn {total} học bạ chờ thầy/cô — "
-            f"{deadline_phrase(nearest, today)}"
-        ),
-        body=_compose(_greeting(first.teacher_name), core),
-        link=link,
-        staff_id=first.teacher_id,
-        school_id=first.school_id,
-        facts={
+    subject = (
+        f"Học bạ số: lớp {names} còn {total} học bạ chờ thầy/cô — {deadline_phrase(nearest, today)}"
+    )
+    to = _To(first.teacher_name, first.teacher_id, school_id=first.school_id)
+    return to.planned(
+        "teacher_pending",
+        subject,
+        core,
+        link,
+        {
             "total": total,
             "due": nearest.isoformat(),
             "items": [
@@ -461,7 +490,7 @@ def _teacher_message(
                 for k in classes
             ],
         },
-        min_interval_days=_interval(_min_days_left([nearest], today), settings),
+        _interval(nearest, today, settings),
     )
 
 
@@ -486,34 +515,27 @@ def _principal_message(
         )
     c0 = queue[0]
     link = settings.link("principal", truong=c0.school_code)
-    core = (
-        f"Hàng chờ ký của thầy/cô tại {c0.school_name}:\n"
-        + "\n".join(lines)
-        + f"\n\nKý duyệt tại: {link}"
-    )
-    return Planned(
-        kind="principal_queue",
-        subject=(f"Học bạ số: {total} học bạ chờ thầy/cô ký — {deadline_phrase(nearest, today)}"),
-        body=_compose(_greeting(person.full_name), core),
-        link=link,
-        staff_id=person.staff_id,
-        school_id=c0.school_id,
-        facts={
-            "queue": total,
-            "due": nearest.isoformat(),
-            "oldest_class": min(queue, key=lambda c: c.due).oldest_queue_class,
-            "items": [
-                {
-                    "cohort": c.cohort,
-                    "queue": c.principal_queue,
-                    "oldest_since": c.oldest_queue_at.isoformat() if c.oldest_queue_at else None,
-                    "done": c.done,
-                    "total": c.total,
-                }
-                for c in queue
-            ],
-        },
-        min_interval_days=_interval(_min_days_left([nearest], today), settings),
+    core = _listing(f"Hàng chờ ký của thầy/cô tại {c0.school_name}:", lines, "Ký duyệt tại", link)
+    subject = f"Học bạ số: {total} học bạ chờ thầy/cô ký — {deadline_phrase(nearest, today)}"
+    items = [
+        {
+            "cohort": c.cohort,
+            "queue": c.principal_queue,
+            "oldest_since": c.oldest_queue_at.isoformat() if c.oldest_queue_at else None,
+            "done": c.done,
+            "total": c.total,
+        }
+        for c in queue
+    ]
+    oldest_class = min(queue, key=lambda c: c.due).oldest_queue_class
+    facts = {
+        "queue": total,
+        "due": nearest.isoformat(),
+        "oldest_class": oldest_class,
+        "items": items,
+    }
+    return _To(person.full_name, person.staff_id, school_id=c0.school_id).planned(
+        "principal_queue", subject, core, link, facts, _interval(nearest, today, settings)
     )
 
 
@@ -536,25 +558,21 @@ def _clerk_message(
         )
     c0 = pending[0]
     link = settings.link("clerk", truong=c0.school_code)
-    core = (
-        f"Việc đang chờ văn thư tại {c0.school_name}:\n"
-        + "\n".join(lines)
-        + f"\n\nĐóng dấu và gửi Sở tại: {link}"
+    core = _listing(
+        f"Việc đang chờ văn thư tại {c0.school_name}:", lines, "Đóng dấu và gửi Sở tại", link
     )
     subject_parts = []
     if to_seal:
         subject_parts.append(f"{to_seal} học bạ chờ đóng dấu")
     if to_submit:
         subject_parts.append(f"{to_submit} học bạ chờ gửi Sở")
-    return Planned(
-        kind="clerk_pending",
-        subject=(f"Học bạ số: {', '.join(subject_parts)} — {deadline_phrase(nearest, today)}"),
-        body=_compose(_greeting(person.full_name), core),
-        link=link,
-        staff_id=person.staff_id,
-        school_id=c0.school_id,
-        facts={"to_seal": to_seal, "to_submit": to_submit, "due": nearest.isoformat()},
-        min_interval_days=_interval(_min_days_left([nearest], today), settings),
+    return _To(person.full_name, person.staff_id, school_id=c0.school_id).planned(
+        "clerk_pending",
+        f"Học bạ số: {', '.join(subject_parts)} — {deadline_phrase(nearest, today)}",
+        core,
+        link,
+        {"to_seal": to_seal, "to_submit": to_submit, "due": nearest.isoformat()},
+        _interval(nearest, today, settings),
     )
 
 
@@ -572,19 +590,20 @@ def _rejected_message(
         )
     c0 = rejected[0]
     link = settings.link("clerk", truong=c0.school_code, trang_thai="rejected")
-    core = (
+    core = _listing(
         f"Cổng tiếp nhận của Sở đã từ chối học bạ của {c0.school_name}; cần sửa theo lý do "
-        "và gửi lại:\n" + "\n".join(lines) + f"\n\nXem và gửi lại tại: {link}"
+        "và gửi lại:",
+        lines,
+        "Xem và gửi lại tại",
+        link,
     )
-    return Planned(
-        kind="clerk_rejected",
-        subject=f"Học bạ số: Sở từ chối {total} học bạ — cần sửa và gửi lại",
-        body=_compose(_greeting(person.full_name), core),
-        link=link,
-        staff_id=person.staff_id,
-        school_id=c0.school_id,
-        facts={"rejected": total, "reasons": [list(r) for c in rejected for r in c.reject_reasons]},
-        min_interval_days=1,
+    return _To(person.full_name, person.staff_id, school_id=c0.school_id).planned(
+        "clerk_rejected",
+        f"Học bạ số: Sở từ chối {total} học bạ — cần sửa và gửi lại",
+        core,
+        link,
+        {"rejected": total, "reasons": [list(r) for c in rejected for r in c.reject_reasons]},
+        1,
     )
 
 
@@ -616,30 +635,24 @@ def _escalation_principal(
     idle = max(i for _, i, _ in stalled)
     nearest = min(c.due for c, _, _ in stalled)
     link = settings.link("principal", truong=c0.school_code)
-    core = (
-        "Trường chưa có tiến độ học bạ số trong khi hạn nộp đã gần:\n"
-        + "\n".join(f"- {_stall_line(c, i, s, today)}" for c, i, s in stalled)
-        + "\n\nĐề nghị thầy/cô đôn đốc giáo viên chủ nhiệm và văn thư hoàn thành. "
-        f"Theo dõi tại: {link}"
+    core = _listing(
+        "Trường chưa có tiến độ học bạ số trong khi hạn nộp đã gần:",
+        (f"- {_stall_line(c, i, s, today)}" for c, i, s in stalled),
+        "Đề nghị thầy/cô đôn đốc giáo viên chủ nhiệm và văn thư hoàn thành. Theo dõi tại",
+        link,
     )
-    return Planned(
-        kind="escalation_principal",
-        subject=(
-            f"Học bạ số: {c0.school_name} chưa có tiến độ {idle} ngày — "
-            f"{deadline_phrase(nearest, today)}"
-        ),
-        body=_compose(_greeting(person.full_name), core),
-        link=link,
-        staff_id=person.staff_id,
-        school_id=c0.school_id,
-        facts={
-            "idle_days": idle,
-            "items": [
-                {"cohort": c.cohort, "idle_days": i, "remaining": c.remaining}
-                for c, i, _ in stalled
-            ],
-        },
-        min_interval_days=_interval(_min_days_left([nearest], today), settings),
+    subject = (
+        f"Học bạ số: {c0.school_name} chưa có tiến độ {idle} ngày — "
+        f"{deadline_phrase(nearest, today)}"
+    )
+    items = [{"cohort": c.cohort, "idle_days": i, "remaining": c.remaining} for c, i, _ in stalled]
+    return _To(person.full_name, person.staff_id, school_id=c0.school_id).planned(
+        "escalation_principal",
+        subject,
+        core,
+        link,
+        {"idle_days": idle, "items": items},
+        _interval(nearest, today, settings),
     )
 
 
@@ -662,29 +675,21 @@ def _escalation_district(
         lines.append(
             f"- {_stall_line(c, i, s, today)}" + (f" Hiệu trưởng: {head}." if head else "")
         )
-    core = (
+    core = _listing(
         f"{len(schools)} trường thuộc {unit.name} không có tiến độ học bạ số từ "
-        f"{settings.escalate_district_days} ngày trở lên, đã báo Hiệu trưởng:\n"
-        + "\n".join(lines)
-        + f"\n\nTheo dõi tại: {link}"
+        f"{settings.escalate_district_days} ngày trở lên, đã báo Hiệu trưởng:",
+        lines,
+        "Theo dõi tại",
+        link,
     )
-    return Planned(
-        kind="escalation_district",
-        subject=(
-            f"Học bạ số: {len(schools)} trường không có tiến độ — {deadline_phrase(nearest, today)}"
-        ),
-        body=_compose(_greeting(name, school_staff=False), core),
-        link=link,
-        staff_id=staff_id,
-        tag=tag,
-        unit_id=unit.id,
-        facts={
-            "schools": schools,
-            "items": [
-                {"school": c.school_code, "cohort": c.cohort, "idle_days": i} for c, i, _ in stalled
-            ],
-        },
-        min_interval_days=_interval(_min_days_left([nearest], today), settings),
+    items = [{"school": c.school_code, "cohort": c.cohort, "idle_days": i} for c, i, _ in stalled]
+    return _To(name, staff_id, tag=tag, unit_id=unit.id).planned(
+        "escalation_district",
+        f"Học bạ số: {len(schools)} trường không có tiến độ — {deadline_phrase(nearest, today)}",
+        core,
+        link,
+        {"schools": schools, "items": items},
+        _interval(nearest, today, settings),
     )
 
 
@@ -719,20 +724,15 @@ def _at_risk_message(
         for c, pr in sorted(at_risk, key=lambda x: (x[0].due, x[0].school_code))
     ]
     what = "trễ hạn hoặc có nguy cơ trễ hạn" if late else "có nguy cơ trễ hạn"
-    core = (
-        f"{len(schools)} trường thuộc {unit.name} {what}:\n"
-        + "\n".join(lines)
-        + f"\n\nXem tiến độ tại: {link}"
+    core = _listing(
+        f"{len(schools)} trường thuộc {unit.name} {what}:", lines, "Xem tiến độ tại", link
     )
-    return Planned(
-        kind="district_at_risk",
-        subject=f"Học bạ số: {len(schools)} trường {what}",
-        body=_compose(_greeting(name, school_staff=False), core),
-        link=link,
-        staff_id=staff_id,
-        tag=tag,
-        unit_id=unit.id,
-        facts={
+    return _To(name, staff_id, tag=tag, unit_id=unit.id).planned(
+        "district_at_risk",
+        f"Học bạ số: {len(schools)} trường {what}",
+        core,
+        link,
+        {
             "schools": schools,
             "late": late,
             "items": [
@@ -746,7 +746,7 @@ def _at_risk_message(
                 for c, pr in at_risk
             ],
         },
-        min_interval_days=_interval(_min_days_left([nearest], today), settings),
+        _interval(nearest, today, settings),
     )
 
 
@@ -791,20 +791,20 @@ def _digest_message(
         )
         if (n := counts.get(key))
     )
-    core = (
+    core = _listing(
         f"Tổng hợp tuần ({date_vn(today)}) của {unit.name}: đã phát hành {done}/{total} học bạ "
-        f"trong các đợt đang theo dõi ({summary}).\n" + "\n".join(lines) + f"\n\nChi tiết: {link}"
+        f"trong các đợt đang theo dõi ({summary}).",
+        lines,
+        "Chi tiết",
+        link,
     )
-    return Planned(
-        kind="district_digest",
-        subject=f"Học bạ số: tổng hợp tuần {unit.name} — đã phát hành {done}/{total} học bạ",
-        body=_compose(_greeting(name, school_staff=False), core),
-        link=link,
-        staff_id=staff_id,
-        tag=tag,
-        unit_id=unit.id,
-        facts={"done": done, "total": total, "statuses": dict(counts)},
-        min_interval_days=1,
+    return _To(name, staff_id, tag=tag, unit_id=unit.id).planned(
+        "district_digest",
+        f"Học bạ số: tổng hợp tuần {unit.name} — đã phát hành {done}/{total} học bạ",
+        core,
+        link,
+        {"done": done, "total": total, "statuses": dict(counts)},
+        1,
     )
 
 

@@ -13,8 +13,10 @@ the e-mail of an active staff member.
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
-from sqlalchemy import text
+from sqlalchemy import Row, text
 
 from hocba.dashboard.common import log_event, session
 from hocba.models import org, queries
@@ -29,15 +31,7 @@ def authenticate(username: str, password: str) -> int | None:
     username = (username or "").strip()
     if not username or not password:
         return None
-    with session() as s:
-        row = (
-            s.connection()
-            .execute(
-                text("SELECT id, password_hash FROM staff WHERE username = :u AND active"),
-                {"u": username},
-            )
-            .one_or_none()
-        )
+    row = _active_staff("username = :v", username)
     if row is None:
         org.check_password(password, org.hash_password("x"))  # same time as a wrong password
         return None
@@ -51,17 +45,23 @@ def _oidc_configured() -> bool:
         return False
 
 
-def _staff_by_email(email: str) -> int | None:
+def _active_staff(condition: str, value: str) -> Row[Any] | None:
+    """The id and password hash of an active staff member matching ``condition`` (SQL
+    with the parameter ``:v``; usernames are unique, e-mails need not be), else None."""
     with session() as s:
-        sid = (
+        return (
             s.connection()
             .execute(
-                text("SELECT id FROM staff WHERE lower(email) = lower(:e) AND active"),
-                {"e": email},
+                text(f"SELECT id, password_hash FROM staff WHERE {condition} AND active"),
+                {"v": value},
             )
-            .scalar()
+            .first()
         )
-    return int(sid) if sid is not None else None
+
+
+def _staff_by_email(email: str) -> int | None:
+    row = _active_staff("lower(email) = lower(:v)", email)
+    return int(row.id) if row is not None else None
 
 
 def current_viewer() -> Viewer | None:

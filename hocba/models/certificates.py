@@ -161,19 +161,13 @@ def decide(
             "i": cert_id,
         },
     )
-    audit.append(
+    actor.append_event(
         session,
-        [
-            audit.NewEvent(
-                chain=audit.school_chain(row.code),
-                actor=actor.label,
-                actor_id=actor.staff_id,
-                action="approve_certificate" if approve else "reject_certificate",
-                reason=reason,
-                payload={"certificate_sha256": row.sha256},
-            )
-        ],
+        row.code,
+        "approve_certificate" if approve else "reject_certificate",
         at=now,
+        reason=reason,
+        payload={"certificate_sha256": row.sha256},
     )
 
 

@@ -71,19 +71,13 @@ def request(
             {"r": record_id, "why": reason.strip(), "doc": decision_document, "by": actor.staff_id},
         )
     )
-    audit.append(
+    actor.append_event(
         session,
-        [
-            audit.NewEvent(
-                chain=audit.school_chain(rec.code),
-                actor=actor.label,
-                actor_id=actor.staff_id,
-                action="request_correction",
-                record_id=record_id,
-                reason=reason.strip(),
-                payload={"request_id": req_id},
-            )
-        ],
+        rec.code,
+        action="request_correction",
+        record_id=record_id,
+        reason=reason.strip(),
+        payload={"request_id": req_id},
     )
     return req_id
 
@@ -148,11 +142,9 @@ def decide(
         },
     )
     events = [
-        audit.NewEvent(
-            chain=audit.school_chain(req.code),
-            actor=actor.label,
-            actor_id=actor.staff_id,
-            action="approve_correction" if approve else "reject_correction",
+        actor.event(
+            req.code,
+            "approve_correction" if approve else "reject_correction",
             record_id=req.record_id,
             reason=reason,
             payload={"request_id": request_id},
@@ -160,11 +152,9 @@ def decide(
     ]
     if new_id is not None:
         events.append(
-            audit.NewEvent(
-                chain=audit.school_chain(req.code),
-                actor=actor.label,
-                actor_id=actor.staff_id,
-                action="create_draft",
+            actor.event(
+                req.code,
+                "create_draft",
                 record_id=new_id,
                 to_state="draft",
                 payload={"supersedes": req.record_id},

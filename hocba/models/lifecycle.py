@@ -57,6 +57,28 @@ class Actor:
     def label(self) -> str:
         return f"staff:{self.staff_id}" if self.staff_id is not None else "system"
 
+    def event(self, school_code: str, action: str, **details: Any) -> audit.NewEvent:
+        """An audit event by this actor on a school's chain (``details``: NewEvent's other
+        fields)."""
+        return audit.NewEvent(
+            chain=audit.school_chain(school_code),
+            actor=self.label,
+            actor_id=self.staff_id,
+            action=action,
+            **details,
+        )
+
+    def append_event(
+        self,
+        session: Session,
+        school_code: str,
+        action: str,
+        at: dt.datetime | None = None,
+        **details: Any,
+    ) -> None:
+        """Append one :meth:`event` in the caller's transaction."""
+        audit.append(session, [self.event(school_code, action, **details)], at=at)
+
 
 SYSTEM = Actor(staff_id=None, name="Hệ thống", system=True)
 
@@ -451,11 +473,9 @@ def transition(
     audit.append(
         session,
         [
-            audit.NewEvent(
-                chain=audit.school_chain(rec.school_code),
-                actor=actor.label,
-                actor_id=actor.staff_id,
-                action=action,
+            actor.event(
+                rec.school_code,
+                action,
                 record_id=rec.id,
                 from_state=rec.state,
                 to_state=t.target,

@@ -91,11 +91,9 @@ def create_drafts(
     audit.append(
         session,
         [
-            audit.NewEvent(
-                chain=audit.school_chain(codes[sid]),
-                actor=actor.label,
-                actor_id=actor.staff_id,
-                action=action,
+            actor.event(
+                codes[sid],
+                action,
                 record_id=rid,
                 to_state="draft" if action == "create_draft" else None,
             )

@@ -30,7 +30,6 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba.errors import HocbaError
-from hocba.models import audit
 from hocba.models.lifecycle import VN_TZ, Actor, load_grants
 
 TRANSFER_STATE_LABELS: dict[str, str] = {
@@ -244,23 +243,17 @@ def transition_transfer(
             {**values, "state": t.target, "i": transfer_id},
         )
     conn.execute(text("SELECT set_config('hocba.transfer_lifecycle', 'off', true)"))
-    audit.append(
+    actor.append_event(
         session,
-        [
-            audit.NewEvent(
-                chain=audit.school_chain(school),
-                actor=actor.label,
-                actor_id=actor.staff_id,
-                action=t.action,
-                from_state=row["state"],
-                to_state=t.target,
-                reason=reason,
-                payload={
-                    "transfer_id": transfer_id,
-                    "to" if t.side == "from" else "from": other,
-                    **(payload or {}),
-                },
-            )
-        ],
+        school,
+        action=t.action,
+        from_state=row["state"],
+        to_state=t.target,
+        reason=reason,
+        payload={
+            "transfer_id": transfer_id,
+            "to" if t.side == "from" else "from": other,
+            **(payload or {}),
+        },
     )
     return transfer_id

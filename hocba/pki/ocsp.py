@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 
 from hocba.errors import HocbaError
-from hocba.xml.timestamps import no_delay_transport
+from hocba.xml.timestamps import no_delay_transport, post_der
 
 __all__ = ["OcspClient", "OcspStatus", "OcspUnavailable"]
 
@@ -133,15 +133,11 @@ class OcspClient:
         request = (
             ocsp.OCSPRequestBuilder().add_certificate(certificate, issuer, hashes.SHA1()).build()
         )
+        der = request.public_bytes(serialization.Encoding.DER)
         try:
-            answer = self._http.post(
-                self.url,
-                content=request.public_bytes(serialization.Encoding.DER),
-                headers={"Content-Type": "application/ocsp-request"},
-            )
-            answer.raise_for_status()
+            answer = post_der(self._http, self.url, der, "application/ocsp-request")
         except httpx.HTTPError as exc:
             raise OcspUnavailable(
                 f"không kết nối được máy chủ OCSP ({type(exc).__name__})"
             ) from None
-        return check_response(answer.content, certificate, issuer, now or dt.datetime.now(dt.UTC))
+        return check_response(answer, certificate, issuer, now or dt.datetime.now(dt.UTC))

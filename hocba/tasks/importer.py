@@ -44,7 +44,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba.errors import HocbaError
-from hocba.models import audit, tt27
+from hocba.models import tt27
 from hocba.models.lifecycle import Actor
 from hocba.models.tables import Pupil, Staff
 
@@ -1096,22 +1096,16 @@ def apply(
                 "c": report.changed,
             },
         )
-        audit.append(
+        actor.append_event(
             session,
-            [
-                audit.NewEvent(
-                    chain=audit.school_chain(school_code),
-                    actor=actor.label,
-                    actor_id=actor.staff_id,
-                    action="import",
-                    payload={
-                        "file_sha256": parsed.sha256,
-                        "year": year,
-                        "rows": report.rows,
-                        "changed": report.changed,
-                    },
-                )
-            ],
+            school_code,
+            action="import",
+            payload={
+                "file_sha256": parsed.sha256,
+                "year": year,
+                "rows": report.rows,
+                "changed": report.changed,
+            },
         )
     return report
 

@@ -123,6 +123,14 @@ def no_delay_transport() -> httpx.HTTPTransport:
     return httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
 
 
+def post_der(http: httpx.Client, url: str, der: bytes, content_type: str) -> bytes:
+    """One binary exchange with a TSA or an OCSP responder: the answer's body. Raises
+    ``httpx.HTTPError`` when there is none; the caller says what is unavailable."""
+    answer = http.post(url, content=der, headers={"Content-Type": content_type})
+    answer.raise_for_status()
+    return answer.content
+
+
 class TsaClient:
     """RFC 3161 over HTTP (§3.4) to ``url``, on one pooled connection.
 
@@ -150,17 +158,11 @@ class TsaClient:
     def post(self, request_der: bytes) -> bytes:
         """One raw RFC 3161 exchange: DER TimeStampReq in, DER TimeStampResp out."""
         try:
-            answer = self._http.post(
-                self.url,
-                content=request_der,
-                headers={"Content-Type": "application/timestamp-query"},
-            )
-            answer.raise_for_status()
+            return post_der(self._http, self.url, request_der, "application/timestamp-query")
         except httpx.HTTPError as exc:
             raise TimestampUnavailable(
                 f"Không lấy được dấu thời gian từ {self.url}: {type(exc).__name__}"
             ) from None
-        return answer.content
 
     def _stamp_one(self, digest: bytes) -> bytes:
         nonce = secrets.randbits(63)

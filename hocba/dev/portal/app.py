@@ -57,12 +57,12 @@ import random
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
@@ -1200,97 +1200,66 @@ def create_portal_app(
             summary=f"Giao dịch {code}" if code else "Mọi giao dịch (theo type)",
         )
 
-    def admin(token: str | None) -> None:
+    def admin(x_admin_token: str | None = Header(default=None)) -> None:
+        """Every /admin route's guard: the X-Admin-Token header must match admin_token."""
         if admin_token is None:
             raise HTTPException(403, "Chức năng quản trị bị tắt (không có admin_token).")
-        if token is None or not hmac.compare_digest(token.encode(), admin_token.encode()):
+        if x_admin_token is None or not hmac.compare_digest(
+            x_admin_token.encode(), admin_token.encode()
+        ):
             raise HTTPException(403, "Sai mã quản trị (X-Admin-Token).")
+
+    guarded = APIRouter(prefix="/admin", dependencies=[Depends(admin)])
 
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/admin/faults")
-    def get_faults(x_admin_token: str | None = Header(default=None)) -> dict[str, Any]:
-        admin(x_admin_token)
+    @guarded.get("/faults")
+    def get_faults() -> dict[str, Any]:
         return portal.faults.faults.to_json()
 
-    @app.put("/admin/faults")
-    def put_faults(
-        body: FaultsIn, x_admin_token: str | None = Header(default=None)
-    ) -> dict[str, Any]:
-        admin(x_admin_token)
+    @guarded.put("/faults")
+    def put_faults(body: FaultsIn) -> dict[str, Any]:
         data = body.model_dump()
         data["transactions"] = tuple(data["transactions"])
         portal.faults.set(PortalFaults(**data))
         log.warning("Công tắc mô phỏng lỗi: %s", portal.faults.faults.to_json())
         return portal.faults.faults.to_json()
 
-    @app.get("/admin/stats")
-    def stats(x_admin_token: str | None = Header(default=None)) -> dict[str, int]:
-        admin(x_admin_token)
+    @guarded.get("/stats")
+    def stats() -> dict[str, int]:
         return store.counts()
 
-    @app.get("/admin/certificates")
-    def certificates(
-        status: str | None = None, x_admin_token: str | None = Header(default=None)
-    ) -> list[dict[str, Any]]:
-        admin(x_admin_token)
+    @guarded.get("/certificates")
+    def certificates(status: str | None = None) -> list[dict[str, Any]]:
         return store.registrations(status)
 
-    def decide_certificate(ma_dang_ky: str, approve: bool) -> dict[str, Any]:
-        row = store.decide_certificate(ma_dang_ky, approve)
+    @guarded.post("/certificates/{ma_dang_ky}/{decision}")
+    def decide_certificate(
+        ma_dang_ky: str, decision: Literal["approve", "reject"]
+    ) -> dict[str, Any]:
+        row = store.decide_certificate(ma_dang_ky, decision == "approve")
         if row is None:
             raise HTTPException(404, "Không có đăng ký chứng thư số này.")
         log.info("Đăng ký chứng thư số %s: %s.", ma_dang_ky, row["status"])
         return {"ma_dang_ky": ma_dang_ky, "trang_thai": row["status"]}
 
-    @app.post("/admin/certificates/{ma_dang_ky}/approve")
-    def approve_certificate(
-        ma_dang_ky: str, x_admin_token: str | None = Header(default=None)
-    ) -> dict[str, Any]:
-        admin(x_admin_token)
-        return decide_certificate(ma_dang_ky, True)
-
-    @app.post("/admin/certificates/{ma_dang_ky}/reject")
-    def reject_certificate(
-        ma_dang_ky: str, x_admin_token: str | None = Header(default=None)
-    ) -> dict[str, Any]:
-        admin(x_admin_token)
-        return decide_certificate(ma_dang_ky, False)
-
-    @app.get("/admin/revocations")
-    def revocations(
-        trang_thai: int | None = None, x_admin_token: str | None = Header(default=None)
-    ) -> list[dict[str, Any]]:
-        admin(x_admin_token)
+    @guarded.get("/revocations")
+    def revocations(trang_thai: int | None = None) -> list[dict[str, Any]]:
         return store.revocations(trang_thai)
 
-    def decide_revocation(ma_yeu_cau: str, accept: bool, ly_do: str) -> dict[str, Any]:
-        row = store.decide_revocation(ma_yeu_cau, accept, ly_do)
+    @guarded.post("/revocations/{ma_yeu_cau}/{decision}")
+    def decide_revocation(
+        ma_yeu_cau: str, decision: Literal["accept", "reject"], body: DecisionIn | None = None
+    ) -> dict[str, Any]:
+        row = store.decide_revocation(ma_yeu_cau, decision == "accept", body.ly_do if body else "")
         if row is None:
             raise HTTPException(404, "Không có yêu cầu thu hồi này.")
         log.info("Yêu cầu thu hồi %s: trạng thái %s.", ma_yeu_cau, row["trang_thai"])
         return {"ma_yeu_cau": ma_yeu_cau, "trang_thai": row["trang_thai"]}
 
-    @app.post("/admin/revocations/{ma_yeu_cau}/accept")
-    def accept_revocation(
-        ma_yeu_cau: str,
-        body: DecisionIn | None = None,
-        x_admin_token: str | None = Header(default=None),
-    ) -> dict[str, Any]:
-        admin(x_admin_token)
-        return decide_revocation(ma_yeu_cau, True, body.ly_do if body else "")
-
-    @app.post("/admin/revocations/{ma_yeu_cau}/reject")
-    def reject_revocation(
-        ma_yeu_cau: str,
-        body: DecisionIn | None = None,
-        x_admin_token: str | None = Header(default=None),
-    ) -> dict[str, Any]:
-        admin(x_admin_token)
-        return decide_revocation(ma_yeu_cau, False, body.ly_do if body else "")
-
+    app.include_router(guarded)
     app.add_middleware(_FaultMiddleware, switch=portal.faults, paths=routes)
     return app
 
