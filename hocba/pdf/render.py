@@ -93,12 +93,9 @@ from reportlab.platypus import (
 
 from hocba.errors import HocbaError
 from hocba.pdf.fonts import (
-    FONT_ALPHABET,
     FONT_BOLD,
-    FONT_BOLD_ITALIC,
     FONT_ITALIC,
     FONT_REGULAR,
-    compact_font_subsets,
     register_fonts,
     seed_font_subsets,
 )
@@ -120,22 +117,14 @@ from hocba.xml.record import (
 )
 
 __all__ = [
-    "FONT_ALPHABET",
-    "FONT_BOLD",
-    "FONT_BOLD_ITALIC",
-    "FONT_ITALIC",
-    "FONT_REGULAR",
     "LOOKUP_SUBJECT_PREFIX",
     "PRINCIPAL_BOX_DEST",
     "PRINCIPAL_BOX_TITLE",
     "BookYear",
     "RenderError",
-    "compact_font_subsets",
     "print_class",
     "read_book_year",
-    "register_fonts",
     "render_book",
-    "seed_font_subsets",
 ]
 
 PRINCIPAL_BOX_DEST = "hocba-chu-ky-hieu-truong"

@@ -21,7 +21,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
 from hocba.pdf.book import PdfSignError, _get, _Placement
-from hocba.pdf.render import (
+from hocba.pdf.fonts import (
     FONT_BOLD,
     FONT_BOLD_ITALIC,
     FONT_ITALIC,
