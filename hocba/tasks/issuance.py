@@ -41,7 +41,7 @@ from hocba.xml.document import load_documents
 from hocba.xml.dsig import sign_slots, verify_record_signatures
 from hocba.xml.record import build_record_xml, parse_record_xml_safely
 from hocba.xml.timestamps import TsaClient
-from hocba.xml.verify import CrlSource, CrlUnavailable
+from hocba.xml.verify import CrlSource, CrlUnavailable, cccd_of
 
 SIGNING_ROLES = ("homeroom_teacher", "principal", "vice_principal", "clerk")
 
@@ -52,14 +52,6 @@ class IssuanceError(HocbaError):
     def __init__(self, message_vi: str) -> None:
         super().__init__(message_vi)
         self.message_vi = message_vi
-
-
-def _cccd_of(cert: x509.Certificate) -> str | None:
-    for attr in cert.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER):
-        value = str(attr.value)
-        if value.startswith("CCCD:"):
-            return value[5:]
-    return None
 
 
 def sign_batch(
@@ -99,7 +91,7 @@ def sign_batch(
             ),
             {"h": signer_sha, "s": actor.staff_id},
         )
-        if not staff_cccd or _cccd_of(signer.certificate) != staff_cccd or not registered:
+        if not staff_cccd or cccd_of(signer.certificate) != staff_cccd or not registered:
             raise IssuanceError(
                 f"Chứng thư số đang dùng không phải chứng thư đã đăng ký của {actor.name}; "
                 "hãy chọn đúng thiết bị ký (USB token, ký số từ xa) của mình."

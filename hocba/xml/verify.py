@@ -459,8 +459,9 @@ def _subject_id(certificate: x509.Certificate, prefix: str, pattern: str) -> str
 
 
 @lru_cache(maxsize=4096)  # certificates are immutable: read each one once
-def _cccd_of(certificate: x509.Certificate) -> str | None:
-    """The CCCD (``CCCD:<12 digits>``) of a personal certificate."""
+def cccd_of(certificate: x509.Certificate) -> str | None:
+    """The CCCD (``CCCD:<12 digits>``) of a personal certificate, else None: the one reading
+    of a signer's personal ID, for the verifier and for the signing checks."""
     return _subject_id(certificate, "CCCD", "[0-9]{12}")
 
 
@@ -888,7 +889,7 @@ def _role_check(
     if not _authenticated(result):
         return indeterminate(f"chữ ký ô {slot} không hợp lệ nên chưa xác định được người ký")
     assert result.certificate is not None and result.signing_time is not None
-    cccd = _cccd_of(result.certificate)
+    cccd = cccd_of(result.certificate)
     organisation = _school_code_of(result.certificate)
     if cccd is None or organisation is not None:  # no registry could make this a person
         kind = (
@@ -945,7 +946,7 @@ def _school_certificate_check(
     if not _authenticated(result):
         return indeterminate("chữ ký phát hành không hợp lệ")
     assert result.certificate is not None and result.signing_time is not None
-    if _cccd_of(result.certificate) is not None and _school_code_of(result.certificate) is None:
+    if cccd_of(result.certificate) is not None and _school_code_of(result.certificate) is None:
         return Check(
             code,
             CheckStatus.FAIL,
