@@ -142,11 +142,17 @@ def prefect_api() -> Iterator[str]:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
-    for name, value in WORKER_ONLY_SERVER_ENV.items():
-        os.environ.setdefault(name, value)
-    server = SubprocessASGIServer()
-    server.start(timeout=180)
+    # The server's child process reads these when it starts; they are set for that start
+    # only, so the rest of this process (a test run, say) keeps its own Prefect settings.
+    server_env = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", **WORKER_ONLY_SERVER_ENV}
+    added = [name for name in server_env if name not in os.environ]
+    os.environ.update({name: server_env[name] for name in added})
+    try:
+        server = SubprocessASGIServer()
+        server.start(timeout=180)
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield str(server.api_url)
