@@ -25,7 +25,6 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from cryptography import x509
@@ -34,8 +33,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba.config import load_settings
-from hocba.models import audit
-from hocba.models.lifecycle import SYSTEM, Actor
+from hocba.models.lifecycle import SYSTEM, Actor, BatchResult
 from hocba.pki.ocsp import OcspClient, OcspStatus, OcspUnavailable
 from hocba.xml.dsig import verify_record_signatures
 from hocba.xml.record import SIGNATURE_SLOTS, parse_record_xml_safely
@@ -51,7 +49,6 @@ from hocba.xml.timestamps import (
 )
 
 __all__ = [
-    "RenewalResult",
     "configured_crl_source",
     "configured_crls",
     "configured_ocsp_source",
@@ -219,18 +216,9 @@ def _write_xml(
     """Store the new XML of a record with its audit event (the order the trigger checks)."""
     sha = hashlib.sha256(xml).hexdigest()
     conn = session.connection()
-    audit.append(
-        session,
-        [
-            audit.NewEvent(
-                chain=audit.school_chain(school_code),
-                actor=actor.name,
-                actor_id=actor.staff_id,
-                action=action,
-                record_id=rid,
-                payload={"xml_sha256": sha, **payload},
-            )
-        ],
+    # the actor's label ("staff:<id>" / "system"), as every other audit writer records it
+    actor.append_event(
+        session, school_code, action, record_id=rid, payload={"xml_sha256": sha, **payload}
     )
     conn.execute(text("SELECT set_config('hocba.timestamp_upgrade', 'on', true)"))
     conn.execute(
@@ -240,21 +228,6 @@ def _write_xml(
     conn.execute(text("SELECT set_config('hocba.timestamp_upgrade', 'off', true)"))
 
 
-@dataclass
-class RenewalResult:
-    """Outcome of one upgrade/renewal batch: "n ok, m failed: why"."""
-
-    action: str
-    ok: list[int] = field(default_factory=list)
-    failed: dict[int, str] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        text_ = f"{self.action}: {len(self.ok)} thành công, {len(self.failed)} lỗi"
-        if self.failed:
-            text_ += ": " + "; ".join(sorted(set(self.failed.values()))[:3])
-        return text_
-
-
 def upgrade_waiting(
     session: Session,
     tsa: TsaClient,
@@ -262,10 +235,10 @@ def upgrade_waiting(
     *,
     limit: int = 200,
     actor: Actor = SYSTEM,
-) -> RenewalResult:
+) -> BatchResult:
     """Add the missing signature timestamps to up to ``limit`` queued records (caller's
     transaction). A TSA still down leaves every record queued, with the attempt noted."""
-    result = RenewalResult("timestamp_upgrade")
+    result = BatchResult("timestamp_upgrade")
     conn = session.connection()
     rows = conn.execute(
         text(
@@ -384,11 +357,11 @@ def renew_archive(
     limit: int = 200,
     now: dt.datetime | None = None,
     actor: Actor = SYSTEM,
-) -> RenewalResult:
+) -> BatchResult:
     """Add one archive timestamp to each issued record whose evidence expires within
     ``horizon`` (oldest first, at most ``limit``), after :func:`validate_for_renewal`."""
     now = now or dt.datetime.now(dt.UTC)
-    result = RenewalResult("timestamp_renewal")
+    result = BatchResult("timestamp_renewal")
     conn = session.connection()
     rows = conn.execute(
         text(

@@ -139,6 +139,10 @@ def test_tsa_down_signs_at_b_level_and_the_upgrade_adds_the_timestamps_later(
     assert keyed.scalar(
         "SELECT count(*) FROM audit_event WHERE action = 'timestamp_upgrade'"
     ) == len(ids)
+    # recorded by the system's label, as every other writer records its actor
+    assert keyed.scalar(
+        "SELECT array_agg(DISTINCT actor) FROM audit_event WHERE action = 'timestamp_upgrade'"
+    ) == [long_term.SYSTEM.label]
     assert _verify(keyed, after[ids[0]], services + "/ocsp").verdict.value == "VALID"
     # a copy exported before the upgrade still matches the registry
     old = _verify(keyed, before[ids[0]], services + "/ocsp")
