@@ -47,38 +47,44 @@ class DatabaseRegistry(SlotRoles):
             return None
         return row.staff, row.school
 
-    def was_homeroom_teacher(
-        self, cccd: str, school_code: str, school_year: str, class_name: str, at: dt.datetime
+    def _held(
+        self, cccd: str, school_code: str, at: dt.datetime, role_sql: str, **params: str
     ) -> bool | None:
+        """Whether the person held a role of that school at ``at`` (``role_sql``: the
+        condition on ``staff_role sr`` beyond validity, with its own ``params``); None when
+        the person or the school is unknown."""
         ids = self._ids(cccd, school_code)
         if ids is None:
             return None
-        params = {"st": ids[0], "sch": ids[1], "d": _day(at), "y": school_year, "cl": class_name}
         return bool(
             self._conn.scalar(
-                text(f"""
-            SELECT EXISTS (SELECT 1 FROM staff_role sr
-              JOIN school_class c ON c.school_id = sr.school_id AND c.name = :cl
-              JOIN school_year y ON y.id = c.school_year_id AND y.name = :y
-              WHERE {_VALID_ROLE} AND sr.role = 'homeroom_teacher'
-                AND c.homeroom_teacher_id = sr.staff_id)"""),
-                params,
+                text(f"SELECT EXISTS (SELECT 1 FROM staff_role sr {role_sql})"),
+                {"st": ids[0], "sch": ids[1], "d": _day(at), **params},
             )
         )
 
+    def was_homeroom_teacher(
+        self, cccd: str, school_code: str, school_year: str, class_name: str, at: dt.datetime
+    ) -> bool | None:
+        return self._held(
+            cccd,
+            school_code,
+            at,
+            "JOIN school_class c ON c.school_id = sr.school_id AND c.name = :cl "
+            "JOIN school_year y ON y.id = c.school_year_id AND y.name = :y "
+            f"WHERE {_VALID_ROLE} AND sr.role = 'homeroom_teacher' "
+            "AND c.homeroom_teacher_id = sr.staff_id",
+            y=school_year,
+            cl=class_name,
+        )
+
     def was_school_manager(self, cccd: str, school_code: str, at: dt.datetime) -> bool | None:
-        ids = self._ids(cccd, school_code)
-        if ids is None:
-            return None
-        params = {"st": ids[0], "sch": ids[1], "d": _day(at)}
-        return bool(
-            self._conn.scalar(
-                text(f"""
-            SELECT EXISTS (SELECT 1 FROM staff_role sr WHERE {_VALID_ROLE}
-              AND (sr.role = 'principal' OR (sr.role = 'vice_principal' AND sr.delegated)))
-            """),
-                params,
-            )
+        return self._held(
+            cccd,
+            school_code,
+            at,
+            f"WHERE {_VALID_ROLE} AND (sr.role = 'principal' "
+            "OR (sr.role = 'vice_principal' AND sr.delegated))",
         )
 
     def school_certificate_approved(
