@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -249,8 +250,30 @@ _MALFORMED = (
     NotImplementedError,
     zlib.error,
 )
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
+def _refusing_damage(receive: Callable[P, R]) -> Callable[P, R]:
+    """``receive`` with any damage it trips on (:data:`_MALFORMED`) turned into a
+    :class:`TransferError` that tells the receiving school what to ask for."""
+
+    @functools.wraps(receive)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return receive(*args, **kwargs)
+        except TransferError:
+            raise
+        except _MALFORMED as exc:
+            raise TransferError(
+                "Gói chuyển trường bị hỏng hoặc không đúng định dạng: không nhận. Hãy đề nghị "
+                "trường chuyển đi xuất lại gói."
+            ) from exc
+
+    return guarded
+
+
+@_refusing_damage
 def receive_package(
     session: Session,
     package: bytes,
@@ -275,39 +298,6 @@ def receive_package(
     waits for a person. A package that is damaged in any way, or with an INVALID record,
     is refused with :class:`TransferError`.
     """
-    try:
-        return _receive_package(
-            session,
-            package,
-            actor,
-            seal,
-            trusted_roots,
-            to_school_code,
-            identity_confirmed,
-            crl_source,
-            unverified_confirmed,
-        )
-    except TransferError:
-        raise
-    except _MALFORMED as exc:
-        raise TransferError(
-            "Gói chuyển trường bị hỏng hoặc không đúng định dạng: không nhận. Hãy đề nghị "
-            "trường chuyển đi xuất lại gói."
-        ) from exc
-
-
-def _receive_package(
-    session: Session,
-    package: bytes,
-    actor: Actor,
-    seal: Signer,
-    trusted_roots: Sequence[x509.Certificate],
-    to_school_code: str,
-    identity_confirmed: bool,
-    crl_source: CrlSource | None,
-    unverified_confirmed: bool,
-) -> ReceiveResult:
-    """:func:`receive_package`, which turns any damage it trips on into a refusal."""
     conn = session.connection()
     check_may(session, actor, "transfer_in", to_school_code)  # before any costly check
     if len(package) > MAX_PACKAGE_BYTES:
