@@ -57,7 +57,7 @@ import random
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -400,6 +400,25 @@ def _record_fields(data: bytes) -> dict[str, str | None]:
 
 
 # ============================================================================ the portal
+class PortalOptions(TypedDict, total=False):
+    """The portal's switches, as :func:`create_portal_app` passes them on to
+    :class:`ProvincePortal` (whose keywords give the defaults).
+
+    ``auto_approve_certificates`` / ``auto_accept_revocations``: decide at once, without
+    an admin (demos). ``faults``: initial fault switches. ``crl_source``: CRLs for the
+    REVOCATION check; ``require_revocation_check``: an unanswered revocation check refuses
+    instead of being tolerated. ``max_transaction_bytes`` / ``max_uncompressed``: the size
+    limits of a transaction and of what it unpacks to."""
+
+    auto_approve_certificates: bool
+    auto_accept_revocations: bool
+    faults: PortalFaults | None
+    crl_source: CrlSource | None
+    require_revocation_check: bool
+    max_transaction_bytes: int
+    max_uncompressed: int
+
+
 class ProvincePortal:
     """The portal's logic, independent of HTTP: :meth:`handle` takes a request body and
     returns (HTTP status, answer). Reachable from the app as ``app.state.portal``."""
@@ -1109,14 +1128,8 @@ def create_portal_app(
     users: Mapping[str, str | PortalUser] | None = None,
     *,
     admin_token: str | None = None,
-    auto_approve_certificates: bool = False,
-    auto_accept_revocations: bool = False,
-    faults: PortalFaults | None = None,
-    crl_source: CrlSource | None = None,
-    require_revocation_check: bool = False,
-    max_transaction_bytes: int = MAX_TRANSACTION_BYTES,
-    max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
     paths: Mapping[int, str] | None = None,
+    **options: Unpack[PortalOptions],
 ) -> FastAPI:
     """Build the portal (creates its schema and tables in PostgreSQL now).
 
@@ -1128,10 +1141,8 @@ def create_portal_app(
             :class:`PortalUser` (hash and allowed units).
         admin_token: the ``X-Admin-Token`` of the admin endpoints (approvals, faults);
             ``None`` disables them.
-        auto_approve_certificates / auto_accept_revocations: decide at once, without an
-            admin (demos).
-        faults: initial fault switches; ``crl_source``: CRLs for the REVOCATION check.
         paths: transaction code → path, merged over the defaults.
+        options: :class:`PortalOptions`, the :class:`ProvincePortal`'s own keywords.
     """
     if isinstance(engine_or_url, str):
         from hocba.db import make_engine
@@ -1141,18 +1152,8 @@ def create_portal_app(
         engine = engine_or_url
     store = PortalStore(engine, schema)
     store.create()
-    portal = ProvincePortal(
-        store,
-        trusted_roots,
-        users or {},
-        auto_approve_certificates=auto_approve_certificates,
-        auto_accept_revocations=auto_accept_revocations,
-        faults=faults,
-        crl_source=crl_source,
-        require_revocation_check=require_revocation_check,
-        max_transaction_bytes=max_transaction_bytes,
-        max_uncompressed=max_uncompressed,
-    )
+    portal = ProvincePortal(store, trusted_roots, users or {}, **options)
+    max_transaction_bytes = portal.max_transaction_bytes
     app = FastAPI(
         title="hocba — Cổng tiếp nhận học bạ số (bản đi kèm, thử nghiệm)",
         description="Giao dịch 1-6 của HOCBA_SPEC §6: gửi học bạ, tra cứu kết quả, đăng ký "
