@@ -596,11 +596,13 @@ class ProvincePortal:
         envelope: _Envelope,
         content_sha256: str,
         write: Callable[[Connection, int], dict[str, Any]],
-    ) -> tuple[dict[str, Any], bool]:
+        logged: Callable[[dict[str, Any]], tuple[Any, ...]],
+    ) -> dict[str, Any]:
         """The transaction's effect, once per messageid: claims the messageid, runs
         ``write(conn, message_pk)`` (which returns the answer) and stores its answer, all
-        in one database transaction. ``(answer, True)``; ``(the stored answer, False)``
-        when the same messageid was processed meanwhile (concurrently)."""
+        in one database transaction, then logs ``logged(answer)`` (message and its
+        arguments). The stored answer, unlogged, when the same messageid was processed
+        meanwhile (concurrently)."""
         with self.store.engine.begin() as conn:
             message_pk = self.store.claim_message(
                 conn,
@@ -610,13 +612,16 @@ class ProvincePortal:
                 user_name=envelope.auth["user_name"],
                 content_sha256=content_sha256,
             )
+            answer = None
             if message_pk is not None:
                 answer = write(conn, message_pk)
                 self.store.set_answer(conn, message_pk, answer)
-                return answer, True
+        if answer is not None:  # committed
+            log.info(*logged(answer))
+            return answer
         replay = self._replay(envelope, content_sha256)
         assert replay is not None
-        return replay, False
+        return replay
 
     def _content_dict(self, envelope: _Envelope, *required: str) -> dict[str, str]:
         content = envelope.content
@@ -670,18 +675,19 @@ class ProvincePortal:
                 so_tu_choi=len(results) - accepted,
             )
 
-        answer, fresh = self._once(envelope, content_sha, write)
-        if not fresh:
-            return answer
-        log.info(
-            "Giao dịch 1 messageid %s của đơn vị %s: %d học bạ, %d tiếp nhận, %d từ chối.",
-            envelope.messageid,
-            envelope.ma_don_vi,
-            len(results),
-            answer["so_tiep_nhan"],
-            answer["so_tu_choi"],
+        return self._once(
+            envelope,
+            content_sha,
+            write,
+            lambda a: (
+                "Giao dịch 1 messageid %s của đơn vị %s: %d học bạ, %d tiếp nhận, %d từ chối.",
+                envelope.messageid,
+                envelope.ma_don_vi,
+                len(results),
+                a["so_tiep_nhan"],
+                a["so_tu_choi"],
+            ),
         )
-        return answer
 
     def _stored_elsewhere(self, result: dict[str, Any], sha: str) -> None:
         known = self.store.known_record(result["ma_tra_cuu_uuid"])
@@ -928,16 +934,17 @@ class ProvincePortal:
             )
             return self._registration_answer(envelope, row)
 
-        answer, fresh = self._once(envelope, content_sha, write)
-        if not fresh:
-            return answer
-        log.info(
-            "Đơn vị %s đăng ký chứng thư số %s: %s.",
-            envelope.ma_don_vi,
-            serial,
-            answer["trang_thai"],
+        return self._once(
+            envelope,
+            content_sha,
+            write,
+            lambda a: (
+                "Đơn vị %s đăng ký chứng thư số %s: %s.",
+                envelope.ma_don_vi,
+                serial,
+                a["trang_thai"],
+            ),
         )
-        return answer
 
     def _query_registration(
         self, envelope: _Envelope, certificate: x509.Certificate
@@ -1007,16 +1014,17 @@ class ProvincePortal:
             )
             return _answer(envelope.messageid, ResponseCode.OK, **created)
 
-        answer, fresh = self._once(envelope, content_sha, write)
-        if not fresh:
-            return answer
-        log.info(
-            "Đơn vị %s yêu cầu thu hồi %d học bạ: yêu cầu %s.",
-            envelope.ma_don_vi,
-            len(items),
-            answer["ma_yeu_cau"],
+        return self._once(
+            envelope,
+            content_sha,
+            write,
+            lambda a: (
+                "Đơn vị %s yêu cầu thu hồi %d học bạ: yêu cầu %s.",
+                envelope.ma_don_vi,
+                len(items),
+                a["ma_yeu_cau"],
+            ),
         )
-        return answer
 
     def _query_revocation(
         self, envelope: _Envelope, certificate: x509.Certificate
