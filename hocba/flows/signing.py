@@ -11,6 +11,7 @@ outcome. Re-running a flow signs only what is still waiting.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TypedDict
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -23,6 +24,15 @@ from hocba.pki.signer import SigningError
 from hocba.tasks.issuance import IssuanceError, sign_batch, trust_anchors
 
 
+class ChunkOutcome(TypedDict):
+    """What one chunk did: how many records it claimed, which were signed, and why the
+    others were not (record id as text: Prefect stores the result as JSON)."""
+
+    claimed: int
+    ok: list[int]
+    failed: dict[str, str]
+
+
 @task(name="ký một lô", cache_policy=NO_CACHE)
 def sign_chunk(
     slot: str,
@@ -33,7 +43,7 @@ def sign_chunk(
     exclude: list[int],
     signer: SignerSpec,
     chunk: int,
-) -> dict[str, object]:
+) -> ChunkOutcome:
     """Claim up to ``chunk`` waiting records (SKIP LOCKED) and sign them in one batch.
 
     ``username=None`` (GVCN only, keys held by the worker): the chunk takes waiting records
@@ -73,10 +83,10 @@ def sign_chunk(
         if actor is None:  # every teacher of the chunk signs their own records
             ok: list[int] = []
             failed: dict[str, str] = {}
-            by_teacher: dict[int, list[int]] = defaultdict(list)
+            by_teacher: dict[int | None, list[int]] = defaultdict(list)
             for rid, teacher_id in rows:
                 by_teacher[teacher_id].append(rid)
-            people = dict(
+            people: dict[int | None, str] = dict(
                 conn.exec_driver_sql(
                     "SELECT id, full_name FROM staff WHERE id = ANY(%s) AND active",
                     (list(by_teacher),),
@@ -162,9 +172,9 @@ def _sign_scope(
             signer,
             chunk,
         )
-        ok += len(out["ok"])  # type: ignore[arg-type]
-        failed.update(out["failed"])  # type: ignore[arg-type]
-        if out["claimed"] < chunk:  # type: ignore[operator]
+        ok += len(out["ok"])
+        failed.update(out["failed"])
+        if out["claimed"] < chunk:
             return ok, failed
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from cryptography import x509
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun
 
 from hocba import db
 from hocba.config import load_settings
@@ -185,7 +186,9 @@ def start(
         try:
             from prefect.deployments import run_deployment
 
-            run = run_deployment(deployment, parameters={"session_id": session_id}, timeout=0)
+            run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync call
+                deployment, parameters={"session_id": session_id}, timeout=0
+            )
             with db.session_scope() as s:
                 signing_sessions.update(s, session_id, flow_run_id=str(run.id))
             return "deployment"

@@ -106,7 +106,8 @@ def worker_secret(label: str) -> Callable[[str], str]:
             try:
                 from prefect.blocks.system import Secret
 
-                return str(Secret.load(block).get())
+                secret: Secret = Secret.load(block)  # type: ignore[assignment]  # sync call
+                return str(secret.get())
             except Exception:  # deleted meanwhile, or the server went away
                 pass
         value = load_settings().key_passphrase

@@ -98,19 +98,19 @@ def sign_batch(
             )
     ids = checked.ok
     if slot == "GVCN":
-        codes = dict(
+        stored: dict[int, uuid.UUID | None] = dict(
             conn.execute(
                 text("SELECT id, lookup_code FROM hoc_ba WHERE id = ANY(:ids)"), {"ids": ids}
             ).all()
         )
-        codes = {rid: code or uuid.uuid4() for rid, code in codes.items()}
+        codes = {rid: code or uuid.uuid4() for rid, code in stored.items()}
         documents = load_documents(session, ids, now.date())
         unsigned: dict[int, bytes] = {}
         for rid in ids:
             doc = documents[rid]
             doc.thong_tin_chung["MA_TRA_CUU_UUID"] = str(codes[rid])
             unsigned[rid] = build_record_xml(doc)
-        extra = {"SO_CCCD": staff_cccd}
+        extra: dict[str, str] | None = {"SO_CCCD": staff_cccd}
     else:
         rows = conn.execute(
             text(

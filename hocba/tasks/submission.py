@@ -20,9 +20,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
@@ -66,7 +65,7 @@ class StepReport:
 
 
 def _records_xml(session: Session, record_ids: list[int]) -> list[bytes]:
-    rows = dict(
+    rows: dict[int, bytes] = dict(
         session.connection()
         .execute(
             text("SELECT id, signed_xml FROM hoc_ba WHERE id = ANY(:ids)"), {"ids": record_ids}
@@ -133,10 +132,12 @@ def _package(session: Session, record_ids: list[int]) -> Package:
     return packages[0]
 
 
-def _claim(conn: Connection, school_code: str, status: str) -> Sequence[Row[Any]]:
+def _claim(
+    conn: Connection, school_code: str, status: str
+) -> Sequence[tuple[int, str, list[int], str]]:
     """The school's transactions in ``status``, locked for this run (others skip them):
     ``(id, message_id, record_ids, school year name)``."""
-    return conn.execute(
+    return conn.execute(  # type: ignore[return-value]  # rows of the four columns above
         text("""
         SELECT x.id, x.message_id, x.record_ids, y.name FROM submission x
         JOIN school s ON s.id = x.school_id JOIN school_year y ON y.id = x.school_year_id
@@ -215,7 +216,7 @@ def poll_results(session: Session, school_code: str, client: PortalClient) -> St
         except PortalError as exc:
             report.errors.append(exc.message_vi)
             continue
-        by_code = dict(
+        by_code: dict[str, int] = dict(
             conn.execute(
                 text("SELECT lookup_code::text, id FROM hoc_ba WHERE id = ANY(:ids)"),
                 {"ids": list(record_ids)},

@@ -42,6 +42,7 @@ school = pick_school(viewer, key="ct_school")
 if school is None:
     st.info("Bạn không được phân công ở trường nào.")
     st.stop()
+school_code: str = school["code"]
 may_act = school["id"] in viewer.schools_with(ACT_ROLES)
 if not may_act:
     st.caption(
@@ -81,7 +82,7 @@ def _frame(items: list[dict[str, Any]], other: str) -> pd.DataFrame:
 
 def _seal(passphrase: str) -> Any:
     """The school's approved seal, opened with the passphrase typed once."""
-    return open_signer(registered_key(viewer, "KY_PHAT_HANH", school["code"]), passphrase)
+    return open_signer(registered_key(viewer, "KY_PHAT_HANH", school_code), passphrase)
 
 
 def _receive(
@@ -99,7 +100,7 @@ def _receive(
             viewer.actor,
             seal,
             trust_anchors(home),
-            school["code"],
+            school_code,
             identity_confirmed=confirmed,
             crl_source=crl_source(home),
             unverified_confirmed=unverified_confirmed,
@@ -159,7 +160,7 @@ with tab_out:
                 try:
                     seal = _seal(passphrase)
                     with session() as s:
-                        data, tid = export_package(
+                        exported, tid = export_package(
                             s,
                             pupil_code.strip(),
                             to_code.strip().upper(),
@@ -172,7 +173,7 @@ with tab_out:
                 else:
                     st.session_state["ct_package"] = {
                         "id": tid,
-                        "data": data,
+                        "data": exported,
                         "name": f"chuyen-truong-{tid}-{pupil_code.strip()}.zip",
                     }
                     flash(f"Đã xuất gói chuyển trường #{tid}; hãy tải gói và gửi trường nhận.")
