@@ -18,7 +18,7 @@ from hocba.models.lifecycle import VN_TZ
 from hocba.xml.verify import IssuedRecordInfo, SlotRoles
 
 _VALID_ROLE = (
-    "sr.staff_id = :st AND sr.school_id = :sch AND sr.valid_from <= :d "
+    "sr.staff_id = who.st AND sr.school_id = who.sch AND sr.valid_from <= :d "
     "AND (sr.valid_to IS NULL OR sr.valid_to >= :d)"
 )
 
@@ -34,33 +34,19 @@ class DatabaseRegistry(SlotRoles):
     def __init__(self, session: Session) -> None:
         self._conn = session.connection()
 
-    def _ids(self, cccd: str, school_code: str) -> tuple[int, int] | None:
-        """The staff and school ids, None when either is unknown."""
-        row = self._conn.execute(
-            text(
-                "SELECT (SELECT id FROM staff WHERE cccd = :c) AS staff, "
-                "(SELECT id FROM school WHERE code = :s) AS school"
-            ),
-            {"c": cccd, "s": school_code},
-        ).one()
-        if row.staff is None or row.school is None:
-            return None
-        return row.staff, row.school
-
     def _held(
         self, cccd: str, school_code: str, at: dt.datetime, role_sql: str, **params: str
     ) -> bool | None:
         """Whether the person held a role of that school at ``at`` (``role_sql``: the
         condition on ``staff_role sr`` beyond validity, with its own ``params``); None when
-        the person or the school is unknown."""
-        ids = self._ids(cccd, school_code)
-        if ids is None:
-            return None
-        return bool(
-            self._conn.scalar(
-                text(f"SELECT EXISTS (SELECT 1 FROM staff_role sr {role_sql})"),
-                {"st": ids[0], "sch": ids[1], "d": _day(at), **params},
-            )
+        the person or the school is unknown. One statement."""
+        return self._conn.scalar(
+            text(f"""
+            SELECT CASE WHEN who.st IS NULL OR who.sch IS NULL THEN NULL
+                   ELSE EXISTS (SELECT 1 FROM staff_role sr {role_sql}) END
+            FROM (SELECT (SELECT id FROM staff WHERE cccd = :c) AS st,
+                         (SELECT id FROM school WHERE code = :s) AS sch) who"""),
+            {"c": cccd, "s": school_code, "d": _day(at), **params},
         )
 
     def was_homeroom_teacher(
