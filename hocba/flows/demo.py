@@ -157,7 +157,19 @@ def prefect_api() -> Iterator[str]:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield str(server.api_url)
     finally:
+        _flush_to_api()
         server.stop()
+
+
+def _flush_to_api(timeout: float = 10) -> None:
+    """Send the events and logs this process still holds for the Prefect API, while the
+    API still answers: flows run here (the sweep, the transfers) queue them in background
+    workers, which would otherwise try at exit and print a traceback to the user."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (EventsWorker, APILogWorker):
+        service.drain_all(timeout=timeout)
 
 
 def _states(codes: list[str]) -> dict[str, int]:
