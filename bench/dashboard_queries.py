@@ -126,11 +126,11 @@ GENERATE = [
        ) st""",
     # the audit events of each step reached (about three per record)
     """INSERT INTO audit_event (chain, seq, at, actor, action, record_id, from_state,
-                                to_state, prev_hash, hash)
+                                to_state, hash)
        SELECT 'school:' || s.code,
               row_number() OVER (PARTITION BY r.school_id ORDER BY r.id, m.step),
               now() - make_interval(days => (r.id % 25) + 5 - m.step, hours => m.step),
-              'bench', m.action, r.id, NULL, NULL, '', ''
+              'bench', m.action, r.id, NULL, NULL, '\\x'::bytea
        FROM hoc_ba r JOIN school s ON s.id = r.school_id
        JOIN (VALUES (1, 'teacher_sign', 3), (2, 'principal_sign', 4), (3, 'seal', 5),
                     (4, 'submit', 6), (5, 'accept', 7)) AS m(step, action, rank)

@@ -2,9 +2,11 @@
 
 Each chain (one per school, plus ``org:<code>`` chains for district-level actions and
 ``system``) is a sequence ``seq = 1, 2, …`` where every event stores the hash of the one
-before it. ``hash = SHA-256(prev_hash ‖ canonical JSON of the event)``, so an edited,
-deleted or reordered event breaks the chain at that point; the database also refuses
-UPDATE, DELETE and TRUNCATE of ``audit_event`` (migration 0001).
+before it. ``hash = SHA-256(hex of the previous hash ‖ canonical JSON of the event)``, so an
+edited, deleted or reordered event breaks the chain at that point; the database also
+refuses UPDATE, DELETE and TRUNCATE of ``audit_event`` (migration 0001). Hashes are stored
+as their 32 bytes (``bytea``) and the previous hash is not stored: it is the ``hash`` of
+the chain's event ``seq - 1`` (migration 0014); the formula works on the hex form.
 """
 
 from __future__ import annotations
@@ -119,10 +121,10 @@ def append(session: Session, events: Sequence[NewEvent], at: dt.datetime | None 
             "INSERT INTO audit_head (chain, seq, hash) "
             "SELECT c, 0, :g FROM unnest(CAST(:chains AS text[])) c ON CONFLICT (chain) DO NOTHING"
         ),
-        {"chains": chains, "g": GENESIS},
+        {"chains": chains, "g": bytes.fromhex(GENESIS)},
     )
     heads = {
-        row.chain: (row.seq, row.hash)
+        row.chain: (row.seq, bytes(row.hash).hex())
         for row in conn.execute(
             text(
                 "SELECT chain, seq, hash FROM audit_head WHERE chain = ANY(:chains) "
@@ -154,13 +156,12 @@ def append(session: Session, events: Sequence[NewEvent], at: dt.datetime | None 
                     "chain": chain,
                     "seq": seq,
                     "at": at,
-                    "prev_hash": prev,
-                    "hash": h,
+                    "hash": bytes.fromhex(h),
                     "payload": json.dumps(ev.payload, ensure_ascii=False),
                 }
             )
             prev = h
-        new_heads.append({"chain": chain, "seq": seq, "hash": prev})
+        new_heads.append({"chain": chain, "seq": seq, "hash": bytes.fromhex(prev)})
     cur = conn.connection.driver_connection.cursor()  # psycopg: COPY is the fastest bulk path
     cols = (
         "chain",
@@ -174,7 +175,6 @@ def append(session: Session, events: Sequence[NewEvent], at: dt.datetime | None 
         "to_state",
         "reason",
         "payload",
-        "prev_hash",
         "hash",
     )
     with cur.copy(f"COPY audit_event ({', '.join(cols)}) FROM STDIN") as copy:
@@ -213,7 +213,7 @@ def _verify(conn: Any, chains: Iterable[str] | None) -> list[ChainProblem]:
         result = conn.execution_options(yield_per=5000).execute(
             text(
                 "SELECT id, seq, at, actor_id, actor, action, record_id, from_state, to_state, "
-                "reason, payload, prev_hash, hash FROM audit_event WHERE chain = :c ORDER BY seq"
+                "reason, payload, hash FROM audit_event WHERE chain = :c ORDER BY seq"
             ),
             {"c": chain},
         )
@@ -232,17 +232,15 @@ def _verify(conn: Any, chains: Iterable[str] | None) -> list[ChainProblem]:
                 problem = ChainProblem(
                     chain, expected_seq, r.id, f"Thiếu sự kiện số {expected_seq} (bị xóa?)"
                 )
-            elif r.prev_hash != prev:
-                problem = ChainProblem(chain, r.seq, r.id, "Liên kết với sự kiện trước bị sai")
-            elif event_hash(prev, chain, r.seq, r.at, data) != r.hash:
+            elif event_hash(prev, chain, r.seq, r.at, data) != bytes(r.hash).hex():
                 problem = ChainProblem(chain, r.seq, r.id, "Nội dung sự kiện đã bị sửa")
             if problem:
                 break
-            prev, expected_seq = r.hash, expected_seq + 1
+            prev, expected_seq = bytes(r.hash).hex(), expected_seq + 1
         result.close()
         if problem is None and head is None:
             problem = ChainProblem(chain, 0, None, "Mất đầu chuỗi (audit_head) của chuỗi này")
-        elif problem is None and (head.seq, head.hash) != (expected_seq - 1, prev):
+        elif problem is None and (head.seq, bytes(head.hash).hex()) != (expected_seq - 1, prev):
             problem = ChainProblem(chain, expected_seq - 1, None, "Sự kiện cuối của chuỗi bị mất")
         if problem:
             problems.append(problem)

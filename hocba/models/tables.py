@@ -280,7 +280,8 @@ class Record(SQLModel, table=True):
 class AuditEvent(SQLModel, table=True):
     """An append-only, hash-chained event (one chain per school; §7, ARCHITECTURE rule 1).
 
-    ``hash = SHA-256(prev_hash || canonical JSON of the event)``; the database refuses
+    ``hash = SHA-256(hex of the previous event's hash || canonical JSON of the event)``,
+    stored as 32 bytes (the previous hash is the chain's event ``seq - 1``); the database refuses
     UPDATE, DELETE and TRUNCATE of this table (trigger), and ``hocba audit verify``
     recomputes every chain and names the first broken event.
     """
@@ -302,8 +303,7 @@ class AuditEvent(SQLModel, table=True):
     payload: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}")
     )
-    prev_hash: str
-    hash: str
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class AuditHead(SQLModel, table=True):
@@ -313,7 +313,7 @@ class AuditHead(SQLModel, table=True):
 
     chain: str = Field(primary_key=True, max_length=40)
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
-    hash: str
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class ImportBatch(SQLModel, table=True):

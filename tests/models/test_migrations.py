@@ -1,4 +1,5 @@
 from sqlalchemy import Engine, text
+from sqlmodel import Session
 
 from hocba import db
 
@@ -12,7 +13,7 @@ def test_upgrade_creates_tables_in_the_app_schema(engine: Engine, schema_name: s
             )
         )
     assert {"hoc_ba", "audit_event", "pupil", "school", "progress_day", "alembic_version"} <= tables
-    assert db.current_revision(engine) == "0013"
+    assert db.current_revision(engine) == "0014"
 
 
 def test_0012_down_and_up_again(engine: Engine, schema_name: str) -> None:
@@ -49,3 +50,57 @@ def test_0012_down_and_up_again(engine: Engine, schema_name: str) -> None:
     assert level() == (True, True)
     command.upgrade(cfg, "head")
     assert level() == (False, False)
+
+
+def test_0014_keeps_audit_chains_verifiable_down_and_up(
+    engine: Engine, schema_name: str, session: Session
+) -> None:
+    """0014 stores the hashes as 32 bytes without ``prev_hash``: chains written before it
+    verify after it, and a downgrade gives back the hex hashes and the previous-hash
+    column of each event."""
+    import datetime as dt
+
+    from alembic import command
+    from alembic.config import Config
+
+    from hocba.models import audit
+
+    t0 = dt.datetime(2026, 5, 20, 3, tzinfo=dt.UTC)
+    for i in range(3):
+        audit.append(
+            session,
+            [audit.NewEvent(chain=f"school:T{k}", actor="test", action=f"a{i}") for k in (1, 2)],
+            at=t0 + dt.timedelta(minutes=i),
+        )
+    session.commit()
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT id, hash FROM audit_event ORDER BY id")).all()
+    assert stored and all(isinstance(h, bytes) and len(h) == 32 for _, h in stored)
+    assert audit.verify(session) == []
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    cfg.attributes["schema"] = schema_name
+    return_to_head = False
+    try:
+        command.downgrade(cfg, "0013")
+        return_to_head = True
+        with engine.connect() as conn:
+            old = conn.execute(
+                text("SELECT id, chain, seq, prev_hash, hash FROM audit_event ORDER BY chain, seq")
+            ).all()
+        by_id = dict(stored)
+        prev: dict[str, str] = {}
+        for rid, chain, seq, prev_hash, hex_hash in old:
+            assert hex_hash == by_id[rid].hex()
+            assert prev_hash == prev.get(chain, audit.GENESIS), (chain, seq)
+            prev[chain] = hex_hash
+        command.upgrade(cfg, "head")
+        return_to_head = False
+    finally:
+        if return_to_head:
+            command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, hash FROM audit_event ORDER BY id")).all() == stored
+    assert audit.verify(session) == []
