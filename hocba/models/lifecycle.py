@@ -127,6 +127,9 @@ class Transition:
     payload_guards: tuple[Guard, ...] = ()
     #: SQL SET fragments applied with the state change (parameters: see ``_params``).
     sets: tuple[str, ...] = ()
+    #: what happens to the partly signed XML in ``hoc_ba_signing`` (migration 0014):
+    #: ``"write"`` the payload's ``signed_xml`` there, ``"clear"`` it, ``""`` leave it
+    pending_xml: str = ""
 
 
 _CLEAR_SIGNATURES = (
@@ -175,9 +178,9 @@ TRANSITIONS: dict[str, Transition] = {
             sets=(
                 "teacher_signer_id = :actor_id",
                 "teacher_signed_at = :now",
-                "signed_xml = COALESCE(:signed_xml, signed_xml)",
                 "lookup_code = COALESCE(lookup_code, :lookup_code)",
             ),
+            pending_xml="write",
         ),
         Transition(
             "principal_sign",
@@ -188,8 +191,8 @@ TRANSITIONS: dict[str, Transition] = {
             sets=(
                 "principal_signer_id = :actor_id",
                 "principal_signed_at = :now",
-                "signed_xml = COALESCE(:signed_xml, signed_xml)",
             ),
+            pending_xml="write",
         ),
         Transition(
             "principal_return",
@@ -199,6 +202,7 @@ TRANSITIONS: dict[str, Transition] = {
             frozenset({"principal", "vice_principal"}),
             needs_reason=True,
             sets=_CLEAR_SIGNATURES,
+            pending_xml="clear",
         ),
         Transition(
             "seal",
@@ -214,6 +218,7 @@ TRANSITIONS: dict[str, Transition] = {
                 "signed_xml = :signed_xml",
                 "xml_sha256 = :xml_sha256",
             ),
+            pending_xml="clear",
         ),
         Transition(
             "submit",
@@ -470,6 +475,7 @@ def transition(
     conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
     conn.execute(text(f"UPDATE hoc_ba SET {sets} WHERE id = :id"), params)
     conn.execute(text("SELECT set_config('hocba.lifecycle', 'off', true)"))
+    _store_pending_xml(conn, t, params)
     audit.append(
         session,
         [
@@ -488,6 +494,27 @@ def transition(
     )
     result.ok = [rec.id for rec in allowed]
     return result
+
+
+def _store_pending_xml(conn: Any, t: Transition, params: list[dict[str, Any]]) -> None:
+    """A partly signed XML (GVCN, then CBQL) lives in ``hoc_ba_signing`` until the seal
+    writes the issued one into ``hoc_ba.signed_xml``: each signature no longer leaves a
+    dead copy of the whole document in ``hoc_ba``'s TOAST table (migration 0014)."""
+    if t.pending_xml == "write":
+        rows = [{"id": p["id"], "x": p["signed_xml"]} for p in params if p["signed_xml"]]
+        if rows:
+            conn.execute(
+                text(
+                    "INSERT INTO hoc_ba_signing (record_id, signed_xml) VALUES (:id, :x) "
+                    "ON CONFLICT (record_id) DO UPDATE SET signed_xml = excluded.signed_xml"
+                ),
+                rows,
+            )
+    elif t.pending_xml == "clear":
+        conn.execute(
+            text("DELETE FROM hoc_ba_signing WHERE record_id = ANY(:ids)"),
+            {"ids": [p["id"] for p in params]},
+        )
 
 
 def transition_one(session: Session, record_id: int, action: str, actor: Actor, **kw: Any) -> None:

@@ -570,11 +570,13 @@ def record_document_row(
         f"""
         WITH d AS ({DOCUMENT_QUERY})
         SELECT d.*, r.state, r.cohort, r.school_id, r.class_id, r.flags AS flag_list,
-               r.entered_result, r.return_reason, r.signed_xml, r.xml_sha256,
+               r.entered_result, r.return_reason,
+               COALESCE(r.signed_xml, w.signed_xml) AS signed_xml, r.xml_sha256,
                r.teacher_signed_at, r.principal_signed_at, r.issued_at,
                ts.full_name AS teacher_signer, ps.full_name AS principal_signer,
                se.full_name AS sealer, c.homeroom_teacher_id
         FROM d JOIN hoc_ba r ON r.id = d.id JOIN school_class c ON c.id = r.class_id
+        LEFT JOIN hoc_ba_signing w ON w.record_id = r.id
         LEFT JOIN staff ts ON ts.id = r.teacher_signer_id
         LEFT JOIN staff ps ON ps.id = r.principal_signer_id
         LEFT JOIN staff se ON se.id = r.sealer_id

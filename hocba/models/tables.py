@@ -270,11 +270,23 @@ class Record(SQLModel, table=True):
     lookup_code: uuid.UUID | None = Field(
         default=None, sa_column=Column(UUID(as_uuid=True), unique=True)
     )
+    #: the issued document, written by the seal (a partly signed one is in HocBaSigning)
     signed_xml: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     xml_sha256: str | None = None
     supersedes_id: int | None = Field(default=None, foreign_key="hoc_ba.id")
     state_changed_at: dt.datetime | None = Field(default=None, sa_column=_now_column())
     created_at: dt.datetime | None = Field(default=None, sa_column=_now_column())
+
+
+class HocBaSigning(SQLModel, table=True):
+    """The XML of a record between its first signature and the seal (``teacher_signed``,
+    ``principal_signed``); the seal deletes the row and writes ``hoc_ba.signed_xml``
+    (migration 0014: the intermediate versions leave no dead copies in ``hoc_ba``)."""
+
+    __tablename__ = "hoc_ba_signing"
+
+    record_id: int = Field(primary_key=True, foreign_key="hoc_ba.id")
+    signed_xml: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class AuditEvent(SQLModel, table=True):

@@ -114,8 +114,9 @@ def sign_batch(
     else:
         rows = conn.execute(
             text(
-                "SELECT r.id, r.signed_xml, r.lookup_code, s.code FROM hoc_ba r "
-                "JOIN school s ON s.id = r.school_id WHERE r.id = ANY(:ids)"
+                "SELECT r.id, w.signed_xml, r.lookup_code, s.code FROM hoc_ba r "
+                "JOIN school s ON s.id = r.school_id "
+                "LEFT JOIN hoc_ba_signing w ON w.record_id = r.id WHERE r.id = ANY(:ids)"
             ),
             {"ids": ids},
         ).all()

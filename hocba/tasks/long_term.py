@@ -220,6 +220,13 @@ def _write_xml(
     actor.append_event(
         session, school_code, action, record_id=rid, payload={"xml_sha256": sha, **payload}
     )
+    # a record still being signed keeps its XML in hoc_ba_signing until the seal
+    pending = conn.execute(
+        text("UPDATE hoc_ba_signing SET signed_xml = :x WHERE record_id = :r"),
+        {"x": xml, "r": rid},
+    )
+    if pending.rowcount:
+        return
     conn.execute(text("SELECT set_config('hocba.timestamp_upgrade', 'on', true)"))
     conn.execute(
         text("UPDATE hoc_ba SET signed_xml = :x, xml_sha256 = :h WHERE id = :r"),
@@ -242,8 +249,9 @@ def upgrade_waiting(
     conn = session.connection()
     rows = conn.execute(
         text(
-            "SELECT r.id, r.signed_xml, s.code FROM timestamp_queue q "
+            "SELECT r.id, COALESCE(r.signed_xml, w.signed_xml), s.code FROM timestamp_queue q "
             "JOIN hoc_ba r ON r.id = q.record_id JOIN school s ON s.id = r.school_id "
+            "LEFT JOIN hoc_ba_signing w ON w.record_id = r.id "
             "WHERE q.kind = 'signature' ORDER BY q.queued_at, q.record_id LIMIT :n "
             "FOR UPDATE OF q, r SKIP LOCKED"
         ),

@@ -313,7 +313,10 @@ def test_a_worker_killed_mid_batch_and_the_flow_rerun_signs_each_record_once(
             )
         ).all()
         signed = c.scalars(
-            text("SELECT signed_xml FROM hoc_ba WHERE state = 'principal_signed'")
+            text(
+                "SELECT w.signed_xml FROM hoc_ba r JOIN hoc_ba_signing w ON w.record_id = r.id "
+                "WHERE r.state = 'principal_signed'"
+            )
         ).all()
     cbql = "{*}DANH_SACH_THONG_TIN_KY/{*}CBQL/{http://www.w3.org/2000/09/xmldsig#}Signature"
     signatures = [len(etree.fromstring(bytes(x)).findall(cbql)) for x in signed]

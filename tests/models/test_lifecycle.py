@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba.models.lifecycle import SYSTEM, TRANSITIONS, Actor, TransitionError, transition
@@ -148,6 +149,7 @@ def test_principal_return_clears_the_teacher_signature(district) -> None:  # typ
     assert district.state(rid) == "in_review"
     assert district.scalar("SELECT teacher_signer_id FROM hoc_ba WHERE id=:r", r=rid) is None
     assert district.scalar("SELECT signed_xml FROM hoc_ba WHERE id=:r", r=rid) is None
+    assert district.scalar("SELECT count(*) FROM hoc_ba_signing WHERE record_id=:r", r=rid) == 0
     assert (
         district.scalar("SELECT return_reason FROM hoc_ba WHERE id=:r", r=rid)
         == "Sai điểm môn Toán"
@@ -200,3 +202,36 @@ def test_two_concurrent_transitions_exactly_one_wins(district) -> None:  # type:
         "SELECT count(*) FROM audit_event WHERE record_id = :r AND action = 'principal_sign'", r=rid
     )
     assert n_events == 1
+
+
+def test_partly_signed_xml_waits_outside_hoc_ba_until_the_seal(district) -> None:  # type: ignore[no-untyped-def]
+    """GVCN's and CBQL's versions live in ``hoc_ba_signing`` (migration 0014); the seal
+    writes the issued bytes, unchanged, into ``hoc_ba.signed_xml`` with their SHA-256 and
+    removes the working copy."""
+    import hashlib
+
+    rid = district.record_ids("DH01")[0]
+    district.force_state(rid, "reviewed", flags="[]")
+    steps = [
+        ("teacher_sign", district.homeroom_of(rid), b"<HOC_BA>gvcn</HOC_BA>"),
+        ("principal_sign", district.actor("dh01.ht"), b"<HOC_BA>gvcn cbql</HOC_BA>"),
+    ]
+    for action, actor, xml in steps:
+        with Session(district.engine) as s:
+            assert transition(s, [rid], action, actor, payloads={rid: {"signed_xml": xml}}).ok
+            s.commit()
+        assert district.scalar("SELECT signed_xml FROM hoc_ba WHERE id=:r", r=rid) is None
+        pending = district.scalar("SELECT signed_xml FROM hoc_ba_signing WHERE record_id=:r", r=rid)
+        assert bytes(pending) == xml
+    issued = b"<HOC_BA>gvcn cbql seal \xc3\xa1</HOC_BA>"
+    with Session(district.engine) as s:
+        assert transition(
+            s, [rid], "seal", district.actor("dh01.vt"), payloads={rid: {"signed_xml": issued}}
+        ).ok == [rid]
+        s.commit()
+    with district.engine.connect() as conn:
+        stored, sha = conn.execute(
+            text("SELECT signed_xml, xml_sha256 FROM hoc_ba WHERE id = :r"), {"r": rid}
+        ).one()
+    assert bytes(stored) == issued and sha == hashlib.sha256(issued).hexdigest()
+    assert district.scalar("SELECT count(*) FROM hoc_ba_signing WHERE record_id=:r", r=rid) == 0

@@ -104,3 +104,49 @@ def test_0014_keeps_audit_chains_verifiable_down_and_up(
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id, hash FROM audit_event ORDER BY id")).all() == stored
     assert audit.verify(session) == []
+
+
+def test_0014_moves_partly_signed_xml_both_ways(district, schema_name: str) -> None:  # type: ignore[no-untyped-def]
+    """A record being signed when 0014 runs keeps its XML, byte for byte: 0013 kept it in
+    ``hoc_ba.signed_xml``, 0014 moves it to ``hoc_ba_signing`` (and back on downgrade);
+    issued records keep theirs in ``hoc_ba``."""
+    from alembic import command
+    from alembic.config import Config
+
+    signing, issued = district.record_ids("DH01")[:2]
+    xml = b"<HOC_BA>GVCN \xc4\x91\xc3\xa3 k\xc3\xbd</HOC_BA>"
+    district.force_state(signing, "teacher_signed")
+    district.force_state(issued, "issued")
+    with district.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO hoc_ba_signing (record_id, signed_xml) VALUES (:r, :x)"),
+            {"r": signing, "x": xml},
+        )
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+    cfg.attributes["engine"] = district.engine
+    cfg.attributes["schema"] = schema_name
+    command.downgrade(cfg, "0013")
+    try:
+        with district.engine.connect() as conn:
+            rows = dict(
+                conn.execute(
+                    text("SELECT id, signed_xml FROM hoc_ba WHERE id IN (:a, :b)"),
+                    {"a": signing, "b": issued},
+                ).all()
+            )
+        assert bytes(rows[signing]) == xml and bytes(rows[issued]) == b"x"
+    finally:
+        command.upgrade(cfg, "head")
+    with district.engine.connect() as conn:
+        rows = dict(
+            conn.execute(
+                text("SELECT id, signed_xml FROM hoc_ba WHERE id IN (:a, :b)"),
+                {"a": signing, "b": issued},
+            ).all()
+        )
+        moved = conn.scalar(
+            text("SELECT signed_xml FROM hoc_ba_signing WHERE record_id = :r"), {"r": signing}
+        )
+    assert rows[signing] is None and bytes(rows[issued]) == b"x"
+    assert bytes(moved) == xml

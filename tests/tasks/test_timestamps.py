@@ -63,7 +63,11 @@ def _records(district, ids):  # type: ignore[no-untyped-def]
         return {
             rid: bytes(xml)
             for rid, xml in conn.execute(
-                text("SELECT id, signed_xml FROM hoc_ba WHERE id = ANY(:i)"), {"i": ids}
+                text(
+                    "SELECT r.id, COALESCE(r.signed_xml, w.signed_xml) FROM hoc_ba r "
+                    "LEFT JOIN hoc_ba_signing w ON w.record_id = r.id WHERE r.id = ANY(:i)"
+                ),
+                {"i": ids},
             )
         }
 
