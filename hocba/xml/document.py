@@ -28,6 +28,7 @@ THONG_TU = "27/2020/TT-BGDĐT"
 MA_CAP_HOC = "1"  # primary level (cấp tiểu học)
 
 
+
 def load_documents(
     session: Session, record_ids: Sequence[int], today: dt.date | None = None
 ) -> dict[int, RecordDocument]:
