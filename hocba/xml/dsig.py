@@ -61,7 +61,12 @@ Design notes:
   tree). Bytes in any other object are parsed. Verification caches, per certificate
   and CRL *object*, what does not depend on the document: parsed facts, the chain to the
   given roots, the CRL's signature check and its revoked serials — so pass the same root
-  and CRL objects to verify many records fast.
+  and CRL objects to verify many records fast. A signature laid out exactly as
+  :func:`sign_slots` writes it takes a fast path (issue 14): its canonical ``SignedInfo``
+  and ``SignatureProperties`` are compared with the ones sign_slots would write for the
+  digests computed here, and what its KeyInfo says is checked once per (KeyInfo texts,
+  root objects, CRL objects); any other layout, and any finding at all, is left to the
+  full element-by-element check, so the answers are the same.
 * **Against signature wrapping**, the verifier resolves ``#data`` only to *the*
   ``DU_LIEU_HOC_BA`` child of the root and fails if any other element carries
   ``Id="data"`` (XMLDSig Best Practices, "see what is signed").
@@ -933,7 +938,7 @@ def _verify_slot(
 _MARK_DATA, _MARK_PROPERTIES, _MARK_TIME = "@HB-DATA@", "@HB-PROPERTIES@", "@HB-TIME@"
 _SIGNATURE_CHILDREN = (_ds("SignedInfo"), _ds("SignatureValue"), _ds("KeyInfo"), _ds("Object"))
 _X509_DATA, _X509_CERTIFICATE = _ds("X509Data"), _ds("X509Certificate")
-_X509_SUBJECT_NAME = _ds("X509SubjectName")
+_X509_SUBJECT_NAME, _OBJECT = _ds("X509SubjectName"), _ds("Object")
 _SIGNER_CACHE = _IdentityCache(1024)
 
 
@@ -1030,7 +1035,8 @@ def _verify_slot_fast(
     """An ok result without warnings for a slot laid out exactly as :func:`sign_slots`
     writes it (``ds:Signature``, ``NGAY_KY``, ``SO_CCCD`` except for the seal; the
     signature's children, SignedInfo and SignatureProperties as sign_slots writes them,
-    without comments) when every check passes; else ``None``: ask
+    without comments; after them only further ``ds:Object`` elements, as
+    ``add_signature_timestamps`` adds) when every check passes; else ``None``: ask
     :func:`_verify_slot_full`."""
     slot_element = document.slot(slot)
     if slot_element is None:
@@ -1049,10 +1055,12 @@ def _verify_slot_fast(
         slot_cccd = cccd_element.text
     if signature.tag != _ds("Signature") or ngay_ky_element.tag != "NGAY_KY":
         return None
-    if len(signature) != 4:
+    if len(signature) < 4:
         return None
-    signed_info, value_element, key_info, obj = signature
+    signed_info, value_element, key_info, obj, *more = signature
     if (signed_info.tag, value_element.tag, key_info.tag, obj.tag) != _SIGNATURE_CHILDREN:
+        return None
+    if any(extra.tag != _OBJECT for extra in more):  # RFC 3161 tokens: one ds:Object each
         return None
     if len(signed_info) != 4 or len(obj) != 1:
         return None

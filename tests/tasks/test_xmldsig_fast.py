@@ -52,6 +52,18 @@ def test_a_signed_record_takes_the_fast_path(signed_record: bytes, signing_staff
         assert fast == full, slot  # same certificate, signing time, no findings
 
 
+def test_a_time_stamped_signature_takes_the_fast_path(signed_record: bytes, signing_staff) -> None:
+    # add_signature_timestamps puts each RFC 3161 token in a ds:Object after the others
+    root = parse_record_xml_safely(signed_record)
+    for slot in SLOTS:
+        token = etree.SubElement(_signature(root, slot), f"{DS}Object")
+        etree.SubElement(token, "{http://uri.etsi.org/01903/v1.3.2#}EncapsulatedTimeStamp")
+    document = etree.tostring(root, encoding="UTF-8", xml_declaration=True)
+    for slot, (fast, full) in _both(document, signing_staff.roots, []).items():
+        assert full.ok and not full.warnings, slot
+        assert fast == full, slot
+
+
 def _comment_in(path: str) -> Callable[[etree._Element, str], None]:
     def change(root: etree._Element, slot: str) -> None:
         target = _signature(root, slot).find(path.format(DS=DS, HB=f"{{{HB_NS}}}"))
@@ -149,6 +161,12 @@ CHANGES: dict[str, Callable[[etree._Element, str], None]] = {
         ),
     ),
     "KeyInfo moved": _swap_signature_children,
+    "second SignedInfo at the end": lambda root, slot: _signature(root, slot).append(
+        etree.Element(f"{DS}SignedInfo")
+    ),
+    "comment at the end of Signature": lambda root, slot: _signature(root, slot).append(
+        etree.Comment("x")
+    ),
     "unqualified SigningTime": _unqualified_signing_time,
     "no NGAY_KY": _drop_ngay_ky,
     "NGAY_KY changed": lambda root, slot: setattr(
