@@ -61,7 +61,12 @@ Design notes:
   tree). Bytes in any other object are parsed. Verification caches, per certificate
   and CRL *object*, what does not depend on the document: parsed facts, the chain to the
   given roots, the CRL's signature check and its revoked serials — so pass the same root
-  and CRL objects to verify many records fast.
+  and CRL objects to verify many records fast. A signature laid out exactly as
+  :func:`sign_slots` writes it takes a fast path (issue 14): its canonical ``SignedInfo``
+  and ``SignatureProperties`` are compared with the ones sign_slots would write for the
+  digests computed here, and what its KeyInfo says is checked once per (KeyInfo texts,
+  root objects, CRL objects); any other layout, and any finding at all, is left to the
+  full element-by-element check, so the answers are the same.
 * **Against signature wrapping**, the verifier resolves ``#data`` only to *the*
   ``DU_LIEU_HOC_BA`` child of the root and fails if any other element carries
   ``Id="data"`` (XMLDSig Best Practices, "see what is signed").
@@ -611,17 +616,7 @@ def _signature_template(
 ) -> etree._Element:
     """A complete ds:Signature for ``slot`` except the #data DigestValue and SignatureValue."""
     signature = etree.Element(_ds("Signature"), nsmap={"ds": DS_NS}, Id=f"sig-{slot}")
-    signed_info = etree.SubElement(signature, _ds("SignedInfo"))
-    etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=_EXC_C14N)
-    etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=method_uri)
-    for uri, type_ in ((f"#{DATA_ID}", None), (f"#st-{slot}", _SIGNATURE_PROPERTIES_TYPE)):
-        reference = etree.SubElement(signed_info, _ds("Reference"), URI=uri)
-        if type_:
-            reference.set("Type", type_)
-        transforms = etree.SubElement(reference, _ds("Transforms"))
-        etree.SubElement(transforms, _ds("Transform"), Algorithm=_EXC_C14N)
-        etree.SubElement(reference, _ds("DigestMethod"), Algorithm=_SHA256_URI)
-        etree.SubElement(reference, _ds("DigestValue"))
+    signed_info = _add_signed_info(signature, slot, method_uri)
     etree.SubElement(signature, _ds("SignatureValue"))
     x509_data = etree.SubElement(etree.SubElement(signature, _ds("KeyInfo")), _ds("X509Data"))
     etree.SubElement(
@@ -633,14 +628,39 @@ def _signature_template(
         etree.SubElement(x509_data, _ds("X509Certificate")).text = _b64(
             certificate.public_bytes(serialization.Encoding.DER)
         )
-    obj = etree.SubElement(signature, _ds("Object"))
-    properties = etree.SubElement(obj, _ds("SignatureProperties"), Id=f"st-{slot}")
-    prop = etree.SubElement(properties, _ds("SignatureProperty"), Target=f"#sig-{slot}")
-    etree.SubElement(prop, f"{{{HB_NS}}}SigningTime", nsmap={"hb": HB_NS}).text = signing_time_text
+    properties = _add_signature_properties(signature, slot, signing_time_text)
     signed_info[3].find(_ds("DigestValue")).text = _b64(  # type: ignore[union-attr]
         hashlib.sha256(_c14n(properties, _EXC_C14N)).digest()
     )
     return signature
+
+
+def _add_signed_info(signature: etree._Element, slot: str, method_uri: str) -> etree._Element:
+    """The ``SignedInfo`` of ``slot``'s signature (DigestValues empty), added to ``signature``."""
+    signed_info = etree.SubElement(signature, _ds("SignedInfo"))
+    etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=_EXC_C14N)
+    etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=method_uri)
+    for uri, type_ in ((f"#{DATA_ID}", None), (f"#st-{slot}", _SIGNATURE_PROPERTIES_TYPE)):
+        reference = etree.SubElement(signed_info, _ds("Reference"), URI=uri)
+        if type_:
+            reference.set("Type", type_)
+        transforms = etree.SubElement(reference, _ds("Transforms"))
+        etree.SubElement(transforms, _ds("Transform"), Algorithm=_EXC_C14N)
+        etree.SubElement(reference, _ds("DigestMethod"), Algorithm=_SHA256_URI)
+        etree.SubElement(reference, _ds("DigestValue"))
+    return signed_info
+
+
+def _add_signature_properties(
+    signature: etree._Element, slot: str, signing_time_text: str
+) -> etree._Element:
+    """The ``ds:Object`` holding ``slot``'s SigningTime, added to ``signature``; returns its
+    ``SignatureProperties`` (the element the second Reference covers)."""
+    obj = etree.SubElement(signature, _ds("Object"))
+    properties = etree.SubElement(obj, _ds("SignatureProperties"), Id=f"st-{slot}")
+    prop = etree.SubElement(properties, _ds("SignatureProperty"), Target=f"#sig-{slot}")
+    etree.SubElement(prop, f"{{{HB_NS}}}SigningTime", nsmap={"hb": HB_NS}).text = signing_time_text
+    return properties
 
 
 def _check_public_signature(
@@ -901,6 +921,243 @@ def _verify_slot(
     trusted_roots: Sequence[x509.Certificate],
     crls: Sequence[x509.CertificateRevocationList],
 ) -> SlotVerification:
+    if document.structure_error is None:
+        result = _verify_slot_fast(document, slot, trusted_roots, crls)
+        if result is not None:
+            return result
+    return _verify_slot_full(document, slot, trusted_roots, crls)
+
+
+# ------------------------------------------------------------------ fast path (issue 14)
+# A signature exactly as sign_slots writes it is verified by comparing canonical forms
+# with what sign_slots would have written, instead of reading SignedInfo element by
+# element; any other signature, and any signature with an error or a warning, goes through
+# _verify_slot_full, which alone writes errors and warnings. The fast path therefore only
+# ever answers "ok, no warnings", and only when _verify_slot_full would answer exactly that
+# (tests/tasks/test_xmldsig_fast.py compares the two on damaged documents).
+_MARK_DATA, _MARK_PROPERTIES, _MARK_TIME = "@HB-DATA@", "@HB-PROPERTIES@", "@HB-TIME@"
+_SIGNATURE_CHILDREN = (_ds("SignedInfo"), _ds("SignatureValue"), _ds("KeyInfo"), _ds("Object"))
+_X509_DATA, _X509_CERTIFICATE = _ds("X509Data"), _ds("X509Certificate")
+_X509_SUBJECT_NAME, _OBJECT = _ds("X509SubjectName"), _ds("Object")
+_SIGNER_CACHE = _IdentityCache(1024)
+
+
+@cache
+def _canonical_templates(slot: str, method_uri: str) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """The exclusive canonical ``SignedInfo`` and ``SignatureProperties`` that
+    :func:`sign_slots` writes for ``slot`` and ``method_uri``, cut where the ``#data``
+    digest, the SigningTime digest (base64) and the signing time go."""
+    signature = etree.Element(_ds("Signature"), nsmap={"ds": DS_NS}, Id=f"sig-{slot}")
+    signed_info = _add_signed_info(signature, slot, method_uri)
+    for reference, mark in zip(signed_info[2:], (_MARK_DATA, _MARK_PROPERTIES), strict=True):
+        reference.find(_ds("DigestValue")).text = mark  # type: ignore[union-attr]
+    properties = _add_signature_properties(signature, slot, _MARK_TIME)
+    before_data, rest = _c14n(signed_info, _EXC_C14N).split(_MARK_DATA.encode())
+    between, after = rest.split(_MARK_PROPERTIES.encode())
+    before_time, after_time = _c14n(properties, _EXC_C14N).split(_MARK_TIME.encode())
+    return before_data, between, after, before_time, after_time
+
+
+@dataclass(frozen=True)
+class _SignerState:
+    """What a KeyInfo says, checked against given roots and CRLs, when it has nothing to
+    report at any signing time: the certificate verification uses (parsed, the
+    X509SubjectName one), a chain to a root, keyUsage allows signing, no CRL of the issuer
+    is bad or lists it. Left to check per signature: the validity windows of the chain."""
+
+    certificate: x509.Certificate
+    public_key: object
+    windows: tuple[tuple[dt.datetime, dt.datetime], ...]
+    cccd: frozenset[str]
+    school_codes: frozenset[str]
+
+
+def _signer_state(
+    subject: str | None,
+    texts: tuple[str, ...],
+    roots: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList],
+) -> _SignerState | None:
+    """:func:`_compute_signer_state`, once per (X509SubjectName and X509Certificate texts,
+    root objects, CRL objects): a new root list or a new CRL object is checked afresh."""
+    return _SIGNER_CACHE.get(
+        (*roots, *crls),
+        partial(_compute_signer_state, subject, texts, roots, crls),
+        extra=(subject, texts, len(roots)),
+    )
+
+
+def _compute_signer_state(
+    subject: str | None,
+    texts: tuple[str, ...],
+    roots: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList],
+) -> _SignerState | None:
+    """The same steps and functions as :func:`_verify_slot_full`; ``None`` as soon as one of
+    them would report something."""
+    if not texts:
+        return None
+    try:
+        certificates = [_certificate_from_b64(text) for text in texts]
+    except (binascii.Error, ValueError):
+        return None
+    certificate = certificates[0]
+    if subject is not None:
+        named = [c for c in certificates if _name_matches(subject, c)]
+        if not named:
+            return None
+        certificate = named[0]
+    chain = _trusted_chain(certificate, certificates, roots)
+    facts = _facts(certificate)
+    if chain is None or not facts.may_sign:
+        return None
+    if len(chain) > 1:
+        probe = SlotVerification(slot="")
+        # no signing time: any listing at all is reported (CERTIFICATE_REVOKED)
+        _check_revocation(chain[0], chain[1], None, crls, probe)
+        if probe.errors or probe.warnings:
+            return None
+    return _SignerState(
+        certificate=certificate,
+        public_key=facts.public_key,
+        windows=tuple((f.not_before, f.not_after) for f in map(_facts, chain)),
+        cccd=facts.cccd,
+        school_codes=facts.school_codes,
+    )
+
+
+def _verify_slot_fast(
+    document: _Document,
+    slot: str,
+    trusted_roots: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList],
+) -> SlotVerification | None:
+    """An ok result without warnings for a slot laid out exactly as :func:`sign_slots`
+    writes it (``ds:Signature``, ``NGAY_KY``, ``SO_CCCD`` except for the seal; the
+    signature's children, SignedInfo and SignatureProperties as sign_slots writes them,
+    without comments; after them only further ``ds:Object`` elements, as
+    ``add_signature_timestamps`` adds) when every check passes; else ``None``: ask
+    :func:`_verify_slot_full`."""
+    slot_element = document.slot(slot)
+    if slot_element is None:
+        return None
+    slot_cccd: str | None = None
+    if slot == "KY_PHAT_HANH":
+        if len(slot_element) != 2:
+            return None
+        signature, ngay_ky_element = slot_element
+    else:
+        if len(slot_element) != 3:
+            return None
+        signature, ngay_ky_element, cccd_element = slot_element
+        if cccd_element.tag != "SO_CCCD":
+            return None
+        slot_cccd = cccd_element.text
+    if signature.tag != _ds("Signature") or ngay_ky_element.tag != "NGAY_KY":
+        return None
+    if len(signature) < 4:
+        return None
+    signed_info, value_element, key_info, obj, *more = signature
+    if (signed_info.tag, value_element.tag, key_info.tag, obj.tag) != _SIGNATURE_CHILDREN:
+        return None
+    if any(extra.tag != _OBJECT for extra in more):  # RFC 3161 tokens: one ds:Object each
+        return None
+    if len(signed_info) != 4 or len(obj) != 1:
+        return None
+    method_uri = signed_info[1].get("Algorithm")
+    if method_uri not in _SIGNATURE_METHODS:
+        return None
+    before_data, between, after, before_time, after_time = _canonical_templates(slot, method_uri)
+
+    # ---- the SigningTime: the only Id st-<slot> of the document, as sign_slots writes it
+    properties = obj[0]
+    property_id = f"st-{slot}"
+    if properties.get("Id") != property_id or document.ids[property_id] != 1:
+        return None
+    if len(properties) != 1 or len(properties[0]) != 1:
+        return None
+    time_element = properties[0][0]
+    time_text = time_element.text
+    if time_text is None or len(time_element):
+        return None
+    canonical_properties = etree.tostring(
+        properties, method="c14n", exclusive=True, with_comments=True
+    )
+    if canonical_properties != before_time + time_text.encode() + after_time:
+        return None
+    signing_time = _parse_signing_time(time_text)
+    if signing_time is None or signing_time > dt.datetime.now(dt.UTC) + _FUTURE_SKEW:
+        return None
+
+    # ---- SignedInfo: sign_slots' own, with the digests computed here
+    canonical_signed_info = etree.tostring(
+        signed_info, method="c14n", exclusive=True, with_comments=True
+    )
+    expected = b"".join(
+        (
+            before_data,
+            base64.b64encode(document.data_digest(_EXC_C14N, None, _SHA256_URI)),
+            between,
+            base64.b64encode(hashlib.sha256(canonical_properties).digest()),
+            after,
+        )
+    )
+    if canonical_signed_info != expected:
+        return None
+
+    # ---- the certificate (cached per KeyInfo texts, roots and CRLs)
+    x509_data = next(key_info.iterchildren(_X509_DATA), None)
+    if x509_data is None:
+        return None
+    texts: list[str] = []
+    subject: str | None = None
+    for child in x509_data:
+        tag = child.tag
+        if tag == _X509_CERTIFICATE:
+            texts.append(child.text or "")
+        elif tag == _X509_SUBJECT_NAME and subject is None:
+            subject = child.text or ""
+    state = _signer_state(subject, tuple(texts), trusted_roots, crls)
+    if state is None:
+        return None
+    for not_before, not_after in state.windows:
+        if signing_time < not_before or signing_time > not_after:
+            return None
+
+    # ---- the signer is the person/school the data names; NGAY_KY is the signing time
+    if slot == "KY_PHAT_HANH":
+        expected_id, in_certificate = document.field("MA_TRUONG"), state.school_codes
+    else:
+        name = "SO_CCCD_GIAO_VIEN_CHU_NHIEM" if slot == "GVCN" else "SO_CCCD_GIAM_HIEU_KY_HOC_BA"
+        expected_id, in_certificate = document.field(name), state.cccd
+        if slot_cccd and slot_cccd not in in_certificate:
+            return None
+    if expected_id is not None and expected_id not in in_certificate:
+        return None
+    ngay_ky = ngay_ky_element.text
+    if ngay_ky is not None and _parse_signing_time(ngay_ky) != signing_time:
+        return None
+
+    # ---- the SignatureValue over the canonical SignedInfo (no comments in it: the same
+    # bytes as without comments)
+    try:
+        value = _b64decode(value_element.text)
+    except (binascii.Error, ValueError):
+        return None
+    if not _check_public_signature(state.public_key, method_uri, canonical_signed_info, value):
+        return None
+    return SlotVerification(
+        slot=slot, ok=True, certificate=state.certificate, signing_time=signing_time
+    )
+
+
+def _verify_slot_full(
+    document: _Document,
+    slot: str,
+    trusted_roots: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList],
+) -> SlotVerification:
+    """Every check of :func:`verify_slot`, with its errors and warnings."""
     result = SlotVerification(slot=slot)
     errors, warnings = result.errors, result.warnings
 

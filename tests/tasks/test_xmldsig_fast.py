@@ -1,0 +1,260 @@
+"""The verifier's fast path (issue 14) answers only what the full check would answer.
+
+``_verify_slot_fast`` accepts a signature only when it is laid out exactly as ``sign_slots``
+writes it and every check passes; anything else goes to ``_verify_slot_full``. These tests
+compare the two on documents changed in the ways the fast path could overlook (comments,
+whitespace, extra attributes or elements that canonicalisation hides or shows), and check
+that its KeyInfo cache is per root list and per CRL object."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from lxml import etree
+
+from hocba.xml import dsig
+from hocba.xml.dsig import DS_NS, HB_NS, IssueCode, verify_record_signatures, verify_slot
+from hocba.xml.record import build_record_xml, parse_record_xml_safely
+
+SLOTS = ("GVCN", "CBQL", "KY_PHAT_HANH")
+DS = f"{{{DS_NS}}}"
+
+
+def _signature(root: etree._Element, slot: str) -> etree._Element:
+    element = root.find(f"DANH_SACH_THONG_TIN_KY/{slot}/{DS}Signature")
+    assert element is not None
+    return element
+
+
+def _both(
+    document: bytes, roots: list[x509.Certificate], crls: list[x509.CertificateRevocationList]
+) -> dict[str, tuple[dsig.SlotVerification | None, dsig.SlotVerification]]:
+    parsed = dsig._Document(parse_record_xml_safely(document))
+    return {
+        slot: (
+            None
+            if parsed.structure_error is not None
+            else dsig._verify_slot_fast(parsed, slot, roots, crls),
+            dsig._verify_slot_full(parsed, slot, roots, crls),
+        )
+        for slot in SLOTS
+    }
+
+
+def test_a_signed_record_takes_the_fast_path(signed_record: bytes, signing_staff) -> None:
+    crls = [signing_staff.pki.crl]
+    for slot, (fast, full) in _both(signed_record, signing_staff.roots, crls).items():
+        assert full.ok and not full.warnings, slot
+        assert fast == full, slot  # same certificate, signing time, no findings
+
+
+def test_a_time_stamped_signature_takes_the_fast_path(signed_record: bytes, signing_staff) -> None:
+    # add_signature_timestamps puts each RFC 3161 token in a ds:Object after the others
+    root = parse_record_xml_safely(signed_record)
+    for slot in SLOTS:
+        token = etree.SubElement(_signature(root, slot), f"{DS}Object")
+        etree.SubElement(token, "{http://uri.etsi.org/01903/v1.3.2#}EncapsulatedTimeStamp")
+    document = etree.tostring(root, encoding="UTF-8", xml_declaration=True)
+    for slot, (fast, full) in _both(document, signing_staff.roots, []).items():
+        assert full.ok and not full.warnings, slot
+        assert fast == full, slot
+
+
+def _comment_in(path: str) -> Callable[[etree._Element, str], None]:
+    def change(root: etree._Element, slot: str) -> None:
+        target = _signature(root, slot).find(path.format(DS=DS, HB=f"{{{HB_NS}}}"))
+        assert target is not None
+        target.insert(0, etree.Comment("x"))
+
+    return change
+
+
+def _set(path: str, attribute: str | None, value: str) -> Callable[[etree._Element, str], None]:
+    def change(root: etree._Element, slot: str) -> None:
+        target = _signature(root, slot).find(path.format(DS=DS, HB=f"{{{HB_NS}}}"))
+        assert target is not None
+        if attribute is None:
+            target.text = value
+        else:
+            target.set(attribute, value)
+
+    return change
+
+
+def _append(path: str, element: Callable[[], etree._Element]) -> Callable[..., None]:
+    def change(root: etree._Element, slot: str) -> None:
+        target = root.find(f"DANH_SACH_THONG_TIN_KY/{slot}") if path == "" else None
+        if target is None:
+            target = _signature(root, slot).find(path.format(DS=DS))
+        assert target is not None
+        target.append(element())
+
+    return change
+
+
+def _swap_signature_children(root: etree._Element, slot: str) -> None:
+    signature = _signature(root, slot)
+    key_info = signature.find(f"{DS}KeyInfo")
+    assert key_info is not None
+    signature.append(key_info)  # KeyInfo after Object
+
+
+def _unqualified_signing_time(root: etree._Element, slot: str) -> None:
+    element = _signature(root, slot).find(f".//{{{HB_NS}}}SigningTime")
+    assert element is not None
+    element.tag = "SigningTime"
+
+
+def _drop_ngay_ky(root: etree._Element, slot: str) -> None:
+    element = root.find(f"DANH_SACH_THONG_TIN_KY/{slot}/NGAY_KY")
+    assert element is not None
+    element.getparent().remove(element)  # type: ignore[union-attr]
+
+
+CHANGES: dict[str, Callable[[etree._Element, str], None]] = {
+    # hidden from the canonical form (comments) but seen by the full check
+    "comment in Transforms": _comment_in("{DS}SignedInfo/{DS}Reference/{DS}Transforms"),
+    "comment in SignedInfo": _comment_in("{DS}SignedInfo"),
+    "comment in SigningTime": _comment_in(".//{HB}SigningTime"),
+    "comment in SignatureProperties": _comment_in(".//{DS}SignatureProperties"),
+    "comment in X509Data": _comment_in("{DS}KeyInfo/{DS}X509Data"),
+    # shown in the canonical form
+    "whitespace in DigestValue": _set(
+        "{DS}SignedInfo/{DS}Reference/{DS}DigestValue", None, " AAAA "
+    ),
+    "Id on SignedInfo": _set("{DS}SignedInfo", "Id", "si"),
+    "other c14n": _set(
+        "{DS}SignedInfo/{DS}CanonicalizationMethod",
+        "Algorithm",
+        "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+    ),
+    "other transform": _set(
+        "{DS}SignedInfo/{DS}Reference/{DS}Transforms/{DS}Transform",
+        "Algorithm",
+        "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+    ),
+    "sha512 digest": _set(
+        "{DS}SignedInfo/{DS}Reference/{DS}DigestMethod",
+        "Algorithm",
+        "http://www.w3.org/2001/04/xmlenc#sha512",
+    ),
+    "signing time changed": _set(".//{HB}SigningTime", None, "2020-01-01T00:00:00+07:00"),
+    "signing time with spaces": _set(".//{HB}SigningTime", None, " 2025-05-20T10:00:00+07:00 "),
+    "signature value changed": _set("{DS}SignatureValue", None, "AAAA"),
+    "signature value wrapped": _set("{DS}SignatureValue", None, "\n"),
+    "subject name of nobody": _set("{DS}KeyInfo/{DS}X509Data/{DS}X509SubjectName", None, "CN=X"),
+    "certificate damaged": _set("{DS}KeyInfo/{DS}X509Data/{DS}X509Certificate", None, "AAAA"),
+    "Target changed": _set(".//{DS}SignatureProperty", "Target", "#sig-x"),
+    "second SigningTime": _append(
+        "{DS}Object/{DS}SignatureProperties/{DS}SignatureProperty",
+        lambda: etree.Element(f"{{{HB_NS}}}SigningTime"),
+    ),
+    "second Object": _append("", lambda: etree.Element(f"{DS}Object")),
+    "InclusiveNamespaces": _append(
+        "{DS}SignedInfo/{DS}CanonicalizationMethod",
+        lambda: etree.Element(
+            "{http://www.w3.org/2001/10/xml-exc-c14n#}InclusiveNamespaces", PrefixList="ds"
+        ),
+    ),
+    "KeyInfo moved": _swap_signature_children,
+    "second SignedInfo at the end": lambda root, slot: _signature(root, slot).append(
+        etree.Element(f"{DS}SignedInfo")
+    ),
+    "comment at the end of Signature": lambda root, slot: _signature(root, slot).append(
+        etree.Comment("x")
+    ),
+    "unqualified SigningTime": _unqualified_signing_time,
+    "no NGAY_KY": _drop_ngay_ky,
+    "NGAY_KY changed": lambda root, slot: setattr(
+        root.find(f"DANH_SACH_THONG_TIN_KY/{slot}/NGAY_KY"), "text", "2020-01-01T00:00:00+07:00"
+    ),
+    "SO_CCCD changed": lambda root, slot: setattr(
+        root.find(f"DANH_SACH_THONG_TIN_KY/{slot}/SO_CCCD")
+        if slot != "KY_PHAT_HANH"
+        else root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG/MA_TRUONG"),
+        "text",
+        "000000000000",
+    ),
+    "data changed": lambda root, slot: setattr(
+        root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG/MA_TRUONG"), "text", "00000000"
+    ),
+    "Id st-<slot> twice": _append("", lambda: etree.Element("X", Id="st-CBQL")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHANGES))
+def test_the_fast_path_never_differs_from_the_full_check(
+    name: str, signed_record: bytes, signing_staff
+) -> None:
+    crls = [signing_staff.pki.crl]
+    for slot in SLOTS:
+        root = parse_record_xml_safely(signed_record)
+        CHANGES[name](root, slot)
+        document = b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(
+            root, encoding="UTF-8"
+        )
+        results = _both(document, signing_staff.roots, crls)
+        for checked, (fast, full) in results.items():
+            assert fast is None or fast == full, (name, slot, checked)
+        fast, full = results[slot]
+        # the changed slot: the full check finds something, or the fast path steps aside
+        assert fast is None or (full.ok and not full.warnings), (name, slot)
+        assert verify_slot(document, slot, signing_staff.roots, crls=crls) == full
+
+
+def test_a_certificate_checked_under_one_root_is_untrusted_under_another(
+    signed_record: bytes, signing_staff
+) -> None:
+    assert verify_record_signatures(signed_record, signing_staff.roots).ok  # cached now
+    other = verify_record_signatures(signed_record, [signing_staff.other_root])
+    assert not other.ok
+    assert {s: r.error_codes for s, r in other.slots.items()} == {
+        s: [IssueCode.CERTIFICATE_UNTRUSTED] for s in SLOTS
+    }
+    both = [signing_staff.other_root, signing_staff.pki.root_certificate]
+    assert verify_record_signatures(signed_record, both).ok
+
+
+def _crl(
+    signing_staff, revoked: list[tuple[int, dt.datetime]], number: int
+) -> x509.CertificateRevocationList:
+    pki = signing_staff.pki
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(pki.root_certificate.subject)
+        .last_update(pki.crl.last_update_utc)
+        .next_update(pki.crl.next_update_utc)
+        .add_extension(x509.CRLNumber(number), critical=False)
+    )
+    for serial, when in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
+        )
+    return builder.sign(pki._root_key, hashes.SHA256())
+
+
+def test_a_revocation_in_a_new_crl_is_seen_after_the_old_crl_was_cached(
+    make_record, signing_staff, sign_all, times
+) -> None:
+    (document,) = sign_all([build_record_xml(make_record())])
+    teacher = signing_staff.teacher.serial_number
+    before = times.gvcn - dt.timedelta(days=1)
+    clean = _crl(signing_staff, [], 900)
+    assert verify_record_signatures(document, signing_staff.roots, crls=[clean]).ok  # cached
+    assert verify_record_signatures(document, signing_staff.roots, crls=[clean]).ok
+    updated = _crl(signing_staff, [(teacher, before)], 901)
+    report = verify_record_signatures(document, signing_staff.roots, crls=[updated])
+    assert not report.ok
+    assert report.slots["GVCN"].error_codes == [IssueCode.CERTIFICATE_REVOKED]
+    assert report.slots["CBQL"].ok and report.slots["KY_PHAT_HANH"].ok
+    # revoked after the signing time: a warning, so the full check answers (ok, with it)
+    later = _crl(signing_staff, [(teacher, times.seal + dt.timedelta(days=1))], 902)
+    gvcn = verify_record_signatures(document, signing_staff.roots, crls=[later]).slots["GVCN"]
+    assert gvcn.ok
+    assert [w.code for w in gvcn.warnings] == [IssueCode.CERTIFICATE_REVOKED_LATER]
+    # the clean CRL object again: still its own (cached) answer
+    assert verify_record_signatures(document, signing_staff.roots, crls=[clean]).ok
