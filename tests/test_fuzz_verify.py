@@ -472,10 +472,13 @@ def mutants(draw: st.DrawFn, xml: bytes, safe: bool = True) -> Mutant:
                 snippet, bugs = b"<?pi x?>", set()
         return Mutant(xml[:at] + snippet + xml[at:], f"insert {snippet[:20]!r}", bugs)
     if kind == "comment-in-value":  # c14n drops comments: the digests still match
-        values = re.findall(rb"<([A-Z_]+)>[^<]{2,}</", xml[data_start:data_end])
-        tag = draw(st.sampled_from(values))
-        start = xml.index(b"<" + tag + b">", data_start) + len(tag) + 2
-        at = start + draw(st.integers(1, xml.index(b"<", start) - start - 1))
+        # a value of two characters or more (the comment goes strictly inside it); drawn as
+        # a position, since the first element of the same tag may hold one character only
+        values = [
+            m.span(1) for m in re.finditer(rb"<[A-Z_]+>([^<]{2,})</", xml[data_start:data_end])
+        ]
+        start, end = draw(st.sampled_from(values))
+        at = data_start + start + draw(st.integers(1, end - start - 1))
         return Mutant(
             xml[:at] + b"<!---->" + xml[at:], "comment-in-value", {"comment-in-signed-text"}
         )
