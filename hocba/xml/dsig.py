@@ -250,6 +250,16 @@ def _only(index: dict[object, list[etree._Element]], tag: str) -> etree._Element
     return group[0] if group is not None and len(group) == 1 else None
 
 
+def _both(
+    element: etree._Element, first: str, second: str
+) -> tuple[etree._Element, etree._Element, dict[object, list[etree._Element]]] | None:
+    """``element``'s only ``ds:first`` and only ``ds:second`` children and its
+    :func:`_index`; None when either is missing or repeated (a malformed signature)."""
+    index = _index(element)
+    one, two = _only(index, _ds(first)), _only(index, _ds(second))
+    return None if one is None or two is None else (one, two, index)
+
+
 def _text(element: etree._Element | None) -> str | None:
     return None if element is None else element.text
 
@@ -1179,16 +1189,14 @@ def _verify_slot_full(
     signature = signatures[0]
 
     # ---- structure of ds:Signature (XMLDSig §4)
-    signature_children = _index(signature)
-    signed_info = _only(signature_children, _ds("SignedInfo"))
-    value_element = _only(signature_children, _ds("SignatureValue"))
-    if signed_info is None or value_element is None:
+    found = _both(signature, "SignedInfo", "SignatureValue")
+    if found is None:
         return fail(IssueCode.SIGNATURE_MALFORMED, "SignedInfo/SignatureValue")
-    signed_info_children = _index(signed_info)
-    c14n_element = _only(signed_info_children, _ds("CanonicalizationMethod"))
-    method_element = _only(signed_info_children, _ds("SignatureMethod"))
-    if c14n_element is None or method_element is None:
+    signed_info, value_element, signature_children = found
+    found = _both(signed_info, "CanonicalizationMethod", "SignatureMethod")
+    if found is None:
         return fail(IssueCode.SIGNATURE_MALFORMED, "CanonicalizationMethod/SignatureMethod")
+    c14n_element, method_element, signed_info_children = found
     c14n_uri = c14n_element.get("Algorithm", "")
     method_uri = method_element.get("Algorithm", "")
     if c14n_uri not in _C14N_ALGORITHMS:
@@ -1225,11 +1233,10 @@ def _verify_slot_full(
 
     for reference in references:
         is_data = reference.get("URI") == data_uri
-        reference_children = _index(reference)
-        digest_method = _only(reference_children, _ds("DigestMethod"))
-        digest_value = _only(reference_children, _ds("DigestValue"))
-        if digest_method is None or digest_value is None:
+        found = _both(reference, "DigestMethod", "DigestValue")
+        if found is None:
             return fail(IssueCode.SIGNATURE_MALFORMED, "DigestMethod/DigestValue")
+        digest_method, digest_value, reference_children = found
         digest_uri = digest_method.get("Algorithm", "")
         if digest_uri not in _DIGESTS:
             return fail(IssueCode.ALGORITHM_UNSUPPORTED, digest_uri)
