@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, Row, create_engine, text
+from sqlalchemy.engine import Connection, make_url
 from sqlmodel import Session
 
 from hocba.config import Settings, load_settings
@@ -145,3 +146,14 @@ def current_revision(engine: Engine) -> str | None:
             return conn.scalar(text("SELECT version_num FROM alembic_version"))
         except Exception:
             return None
+
+
+def one_row(
+    conn: Connection, query: str, params: Mapping[str, Any], missing: HocbaError
+) -> Row[Any]:
+    """The one row ``query`` finds; raises ``missing`` (its message says what is not there
+    and what to do) when it finds none."""
+    row = conn.execute(text(query), params).one_or_none()
+    if row is None:
+        raise missing
+    return row

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.db import one_row
 from hocba.errors import HocbaError
 from hocba.models import audit
 from hocba.models.lifecycle import VN_TZ, Actor, load_grants
@@ -177,16 +178,14 @@ def set_kind(session: Session, username: str, kind: str, provider: str, actor: A
     if kind not in KINDS or provider not in PROVIDERS:
         raise CertificateError(f"Loại chứng thư {kind}/{provider} không hợp lệ.")
     conn = session.connection()
-    row = conn.execute(
-        text(
-            "UPDATE certificate SET kind = :k, provider = :p WHERE id = (SELECT c.id FROM "
-            "certificate c JOIN staff st ON st.id = c.staff_id WHERE st.username = :u "
-            "ORDER BY c.id DESC LIMIT 1) RETURNING id, sha256"
-        ),
+    row = one_row(
+        conn,
+        "UPDATE certificate SET kind = :k, provider = :p WHERE id = (SELECT c.id FROM "
+        "certificate c JOIN staff st ON st.id = c.staff_id WHERE st.username = :u "
+        "ORDER BY c.id DESC LIMIT 1) RETURNING id, sha256",
         {"k": kind, "p": provider, "u": username},
-    ).one_or_none()
-    if row is None:
-        raise CertificateError(f"Cán bộ «{username}» chưa có chứng thư số cá nhân đã đăng ký.")
+        CertificateError(f"Cán bộ «{username}» chưa có chứng thư số cá nhân đã đăng ký."),
+    )
     audit.append(
         session,
         [
@@ -195,7 +194,7 @@ def set_kind(session: Session, username: str, kind: str, provider: str, actor: A
                 actor=actor.label,
                 actor_id=actor.staff_id,
                 action="certificate_kind",
-                payload={"certificate_sha256": row[1], "kind": kind, "provider": provider},
+                payload={"certificate_sha256": row.sha256, "kind": kind, "provider": provider},
             )
         ],
     )

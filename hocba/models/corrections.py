@@ -16,6 +16,7 @@ import datetime as dt
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.db import one_row
 from hocba.errors import HocbaError
 from hocba.models import audit
 from hocba.models.lifecycle import VN_TZ, Actor, load_grants, transition
@@ -38,15 +39,13 @@ def request(
     if not (reason or "").strip():
         raise CorrectionError("Yêu cầu chỉnh lý cần ghi rõ lý do.")
     conn = session.connection()
-    rec = conn.execute(
-        text(
-            "SELECT r.state, r.school_id, s.code FROM hoc_ba r JOIN school s "
-            "ON s.id = r.school_id WHERE r.id = :r FOR UPDATE OF r"
-        ),
+    rec = one_row(
+        conn,
+        "SELECT r.state, r.school_id, s.code FROM hoc_ba r JOIN school s "
+        "ON s.id = r.school_id WHERE r.id = :r FOR UPDATE OF r",
         {"r": record_id},
-    ).one_or_none()
-    if rec is None:
-        raise CorrectionError(f"Không tìm thấy học bạ #{record_id}.")
+        CorrectionError(f"Không tìm thấy học bạ #{record_id}."),
+    )
     if rec.state not in CORRECTABLE:
         raise CorrectionError(
             "Chỉ lập yêu cầu chỉnh lý cho học bạ đã phát hành; học bạ chưa "
@@ -92,16 +91,14 @@ def decide(
 ) -> int | None:
     """A district officer approves (revoke + new draft; returns its id) or rejects."""
     conn = session.connection()
-    req = conn.execute(
-        text(
-            "SELECT c.record_id, c.status, c.reason, r.school_id, s.code FROM "
-            "correction_request c JOIN hoc_ba r ON r.id = c.record_id JOIN school s "
-            "ON s.id = r.school_id WHERE c.id = :i FOR UPDATE OF c"
-        ),
+    req = one_row(
+        conn,
+        "SELECT c.record_id, c.status, c.reason, r.school_id, s.code FROM "
+        "correction_request c JOIN hoc_ba r ON r.id = c.record_id JOIN school s "
+        "ON s.id = r.school_id WHERE c.id = :i FOR UPDATE OF c",
         {"i": request_id},
-    ).one_or_none()
-    if req is None:
-        raise CorrectionError("Không có yêu cầu chỉnh lý này.")
+        CorrectionError("Không có yêu cầu chỉnh lý này."),
+    )
     if req.status != "pending":
         raise CorrectionError("Yêu cầu chỉnh lý này đã được xử lý.")
     grants = load_grants(session, actor, dt.datetime.now(VN_TZ).date())

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.db import one_row
 from hocba.models.certificates import fingerprint
 from hocba.models.lifecycle import SYSTEM, VN_TZ, Actor
 from hocba.models.transfer_lifecycle import TransferError, check_may, transition_transfer
@@ -140,18 +141,16 @@ def export_package(
 ) -> tuple[bytes, int]:
     """Build and sign the transfer package of a pupil leaving the actor's school."""
     conn = session.connection()
-    pupil = conn.execute(
-        text(
-            "SELECT p.id, p.full_name, p.birth_date, p.cccd, e.id AS enrolment_id, "
-            "s.id AS school_id, s.code AS school_code FROM pupil p "
-            "JOIN enrolment e ON e.pupil_id = p.id AND e.left_on IS NULL "
-            "JOIN school s ON s.id = e.school_id WHERE p.pupil_code = :c "
-            "ORDER BY e.id DESC LIMIT 1"
-        ),
+    pupil = one_row(
+        conn,
+        "SELECT p.id, p.full_name, p.birth_date, p.cccd, e.id AS enrolment_id, "
+        "s.id AS school_id, s.code AS school_code FROM pupil p "
+        "JOIN enrolment e ON e.pupil_id = p.id AND e.left_on IS NULL "
+        "JOIN school s ON s.id = e.school_id WHERE p.pupil_code = :c "
+        "ORDER BY e.id DESC LIMIT 1",
         {"c": pupil_code},
-    ).one_or_none()
-    if pupil is None:
-        raise TransferError(f"Không có học sinh mã {pupil_code} đang học ở trường nào.")
+        TransferError(f"Không có học sinh mã {pupil_code} đang học ở trường nào."),
+    )
     check_may(session, actor, "transfer_out", pupil.school_code)
     if not pupil.cccd:
         raise TransferError(
@@ -600,17 +599,15 @@ def record_refusal(
     except _MALFORMED as exc:
         raise TransferError("Thông báo từ chối không hợp lệ.") from exc
     conn = session.connection()
-    row = conn.execute(  # the package as sent, or (damaged on the way) the same pupil's
-        text(
-            "SELECT id, from_school_code, pupil_id, leaving_date FROM transfer "
-            "WHERE to_school_code = :t AND from_school_code = :f AND state = 'exported' "
-            "AND (package_sha256 = :sha OR (pupil_cccd_sha256 = :h AND leaving_date = :l)) "
-            "ORDER BY package_sha256 = :sha DESC, id DESC LIMIT 1 FOR UPDATE"
-        ),
+    row = one_row(  # the package as sent, or (damaged on the way) the same pupil's
+        conn,
+        "SELECT id, from_school_code, pupil_id, leaving_date FROM transfer "
+        "WHERE to_school_code = :t AND from_school_code = :f AND state = 'exported' "
+        "AND (package_sha256 = :sha OR (pupil_cccd_sha256 = :h AND leaving_date = :l)) "
+        "ORDER BY package_sha256 = :sha DESC, id DESC LIMIT 1 FOR UPDATE",
         {"sha": sha, "t": to_school, "f": from_school, "h": cccd_sha, "l": leaving},
-    ).one_or_none()
-    if row is None:
-        raise TransferError("Thông báo từ chối không khớp gói chuyển trường nào đang chờ.")
+        TransferError("Thông báo từ chối không khớp gói chuyển trường nào đang chờ."),
+    )
     transition_transfer(
         session,
         "transfer_refused",
