@@ -1,4 +1,5 @@
-"""The two flowables the book is made of besides ReportLab's own: plain text and grid tables.
+"""The two flowables the book is made of besides ReportLab's own — plain text and grid
+tables — and the loop that places a story of flowables on pages (:func:`lay_out`).
 
 ReportLab's ``Paragraph`` and ``Table`` are general (markup, spans of any shape, styles
 applied cell by cell, auto sizes) and cost accordingly: laying out and drawing a
@@ -42,7 +43,8 @@ from reportlab.lib.rl_accel import fp_str
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import Flowable, Paragraph
+from reportlab.platypus import CondPageBreak, Flowable, PageBreak, Paragraph
+from reportlab.platypus.doctemplate import ActionFlowable
 
 from hocba.pdf.fonts import encoded_runs, is_seeded, of_alphabet
 
@@ -52,6 +54,7 @@ __all__ = [
     "CELL_PADDING",
     "Grid",
     "GridRow",
+    "LayoutError",
     "Text",
     "draw_text",
     "font_with",
@@ -556,3 +559,109 @@ class Grid(Flowable):
                 line(x, start, x, top)
         code.append(f"{fp_str(*self.box_color.rgb())} RG {fp_str(BOX_WIDTH)} w")
         box(closed=False)
+
+
+# ============================================================================ pages
+_FUZZ = 1e-6  # ReportLab's rl_config._FUZZ: layout arithmetic's tolerance
+
+
+class LayoutError(ValueError):
+    """A flowable does not fit on an empty page (ReportLab's ``LayoutError``)."""
+
+
+def lay_out(
+    canv: Canvas,
+    story: Sequence[Flowable],
+    *,
+    frame: tuple[float, float, float, float],
+    templates: dict[str, Callable[[Canvas], None]],
+    first: str,
+) -> None:
+    """Place ``story`` on pages of ``canv`` in one frame (left, bottom, width, height), as
+    ReportLab's ``BaseDocTemplate.build`` does with one frame of no padding per page, and
+    end the last page (``canv.save()`` is the caller's).
+
+    The same operators in the same order as platypus writes for the book's story: each
+    page starts with its template's drawing (``templates[name](canv)``: ``first``'s, then
+    the template a ``PageBreak(nextTemplate=name)`` names), when the first flowable of the
+    page comes; a flowable's ``spaceBefore`` is dropped at the top of the page and
+    overlaps the previous one's ``spaceAfter``; each is drawn by its ``drawOn`` at the
+    frame's left edge; one that does not fit is split (the first part drawn, the rest
+    carried to the next page) or, if it cannot be split, moved to the next page; a
+    ``CondPageBreak`` ends the page if less than its height is left. Without platypus's
+    document template, frames and page templates — general machinery (frame geometry
+    recomputed on every attribute set, action flowables, page-template cycles, a copy of
+    the frame for each wrap of a table cell holding flowables) that cost about a sixth of a
+    book's rendering (``bench/pdf.py``, issue 14). ``tests/tasks/test_pdf_layout.py``
+    compares its output with platypus's, byte for byte.
+    """
+    left, bottom, width, height = frame
+    top = bottom + height
+    pending = list(reversed(story))  # the next flowable last: popped, split parts pushed
+    template = templates[first]
+    following: Callable[[Canvas], None] | None = None
+    postponed: dict[int, Flowable] = {}  # moved to a new page once (kept: ids stay unique)
+    page_open = False
+    y = top
+    at_top = True
+    space_after = 0.0  # the previous flowable's, overlapped by the next one's space before
+
+    def place(flowable: Flowable, *, split: bool) -> list[Flowable] | None:
+        """Draw ``flowable`` if it fits (``None``), else its parts (``split``) or ``[]``."""
+        nonlocal y, at_top, space_after
+        space = 0.0 if at_top else max(flowable.getSpaceBefore() - space_after, 0)
+        room = y - bottom - space
+        flowable.canv = canv  # as a frame sets it: a table's wrap measures with it
+        try:
+            if room > 0:
+                used_width, used_height = flowable.wrap(width, room)
+                drawn_at = y - (used_height + space)
+                if drawn_at >= bottom - _FUZZ:
+                    flowable.drawOn(canv, left, drawn_at, width - used_width)
+                    space_after = flowable.getSpaceAfter()
+                    if drawn_at - space_after != y:
+                        at_top = False
+                    y = drawn_at - space_after
+                    return None
+            if not split:
+                raise LayoutError(f"Phần đầu của {flowable!r} không vừa chỗ còn lại của trang")
+            return list(flowable.split(width, room)) if room > 0 else []
+        finally:
+            flowable.__dict__.pop("canv", None)
+
+    while pending:
+        flowable = pending.pop()
+        if not page_open:
+            template(canv)
+            page_open, y, at_top, space_after = True, top, True, 0.0
+        if isinstance(flowable, PageBreak):
+            if flowable.nextTemplate:
+                following = templates[flowable.nextTemplate]
+        elif isinstance(flowable, ActionFlowable):
+            raise TypeError(f"lay_out places flowables and page breaks, not {flowable!r}")
+        elif isinstance(flowable, CondPageBreak):
+            if y - bottom > 0:
+                flowable.drawOn(canv, left, y, width)  # what platypus writes for it: q cm Q
+                space_after = 0.0
+                if y - bottom >= flowable.height:
+                    continue
+            else:  # no room at all: platypus moves it to the next page
+                pending.append(flowable)
+        else:
+            parts = place(flowable, split=True)
+            if parts is None:
+                continue
+            if parts:
+                place(parts[0], split=False)
+                pending.extend(reversed(parts[1:]))
+                continue
+            if id(flowable) in postponed:
+                raise LayoutError(f"{flowable!r} không vừa một trang trống")
+            postponed[id(flowable)] = flowable
+            pending.append(flowable)
+        canv.showPage()  # the end of the page: a break, or what follows goes on the next
+        page_open = False
+        if following is not None:
+            template, following = following, None
+    if page_open:
+        canv.showPage()

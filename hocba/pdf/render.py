@@ -44,9 +44,10 @@ Choices:
 * Output is deterministic: the same input gives the same bytes (ReportLab's
   ``invariant`` mode fixes the creation date and the document ID).
 
-Speed (issues 4 and 14, ``bench/pdf.py``): platypus lays the pages out (frames, page
-breaks, splits), but the tables and paragraphs are the two flowables of
-:mod:`hocba.pdf.layout` — :class:`~hocba.pdf.layout.Grid` and
+Speed (issues 4 and 14, ``bench/pdf.py``): the pages are laid out by
+:func:`~hocba.pdf.layout.lay_out` (one frame, page breaks, splits: the bytes platypus's
+document template wrote, without its machinery), and the tables and paragraphs are the
+two flowables of :mod:`hocba.pdf.layout` — :class:`~hocba.pdf.layout.Grid` and
 :class:`~hocba.pdf.layout.Text`, which draw what ReportLab's ``Table`` and ``Paragraph``
 drew, pixel for pixel, at a fraction of the cost, and replay the operators of what
 repeats from book to book. What every book repeats is done once per process — font
@@ -79,13 +80,9 @@ from reportlab.lib.units import cm
 from reportlab.pdfbase import pdfdoc, pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
-    BaseDocTemplate,
     CondPageBreak,
     Flowable,
-    Frame,
-    NextPageTemplate,
     PageBreak,
-    PageTemplate,
     Spacer,
     Table,
     TableStyle,
@@ -108,6 +105,7 @@ from hocba.pdf.layout import (
     draw_text,
     font_with,
     grid_row,
+    lay_out,
 )
 from hocba.xml.record import (
     RecordDocument,
@@ -657,7 +655,7 @@ def _pdf_date_formatter(when: dt.datetime | None) -> Callable[..., str]:
     return lambda *_: text
 
 
-def _draw_cover(book: _Book, canv: Canvas, doc: BaseDocTemplate) -> None:
+def _draw_cover(book: _Book, canv: Canvas) -> None:
     seed_font_subsets(canv)
     canv.setDateFormatter(_pdf_date_formatter(book.issued_at))
     latest = book.latest
@@ -710,7 +708,7 @@ def _draw_cover(book: _Book, canv: Canvas, doc: BaseDocTemplate) -> None:
     canv.restoreState()
 
 
-def _draw_page_frame(book: _Book, canv: Canvas, doc: BaseDocTemplate) -> None:
+def _draw_page_frame(book: _Book, canv: Canvas) -> None:
     canv.saveState()
     canv.setStrokeColor(NAVY)
     canv.setLineWidth(0.5)
@@ -1050,44 +1048,16 @@ def render_book(years: Sequence[bytes], *, verify_url: str) -> bytes:
     book = _Book(years=parsed, verify_url=verify_url.rstrip("?"))
 
     out = io.BytesIO()
-    doc = BaseDocTemplate(
-        out,
-        pagesize=A4,
-        leftMargin=MARGIN_LEFT,
-        rightMargin=MARGIN_RIGHT,
-        topMargin=MARGIN_TOP,
-        bottomMargin=MARGIN_BOTTOM,
-        title=f"Học bạ tiểu học — {_str(book.latest.general('HO_VA_TEN'))}",
-        author=_str(book.latest.general("TEN_TRUONG")),
-        subject=f"{LOOKUP_SUBJECT_PREFIX}{book.lookup_code}",
-        creator="hocba — Học bạ số cấp tiểu học",
-        producer="hocba (ReportLab)",
-        keywords=["học bạ số", "tiểu học", book.lookup_code],
-        invariant=True,
-        lang="vi-VN",
-        pageCompression=1,
-    )
-    frame = Frame(
-        MARGIN_LEFT,
-        MARGIN_BOTTOM,
-        CONTENT_WIDTH,
-        PAGE_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM,
-        leftPadding=0,
-        rightPadding=0,
-        topPadding=0,
-        bottomPadding=0,
-        id="body",
-    )
-    doc.addPageTemplates(
-        [
-            PageTemplate("cover", frames=[frame], onPage=partial(_draw_cover, book)),
-            PageTemplate("page", frames=[frame], onPage=partial(_draw_page_frame, book)),
-        ]
-    )
+    canv = Canvas(out, pagesize=A4, invariant=True, pageCompression=1, lang="vi-VN")
+    canv.setAuthor(_str(book.latest.general("TEN_TRUONG")))
+    canv.setTitle(f"Học bạ tiểu học — {_str(book.latest.general('HO_VA_TEN'))}")
+    canv.setSubject(f"{LOOKUP_SUBJECT_PREFIX}{book.lookup_code}")
+    canv.setCreator("hocba — Học bạ số cấp tiểu học")
+    canv.setProducer("hocba (ReportLab)")
+    canv.setKeywords(["học bạ số", "tiểu học", book.lookup_code])
     story: list[Flowable] = [
         _Bookmark("bia", "Bìa học bạ"),
-        NextPageTemplate("page"),
-        PageBreak(),
+        PageBreak(nextTemplate="page"),
         _Bookmark("thong-tin", "Thông tin chung về học sinh"),
     ]
     story += _info_page(book)
@@ -1095,7 +1065,14 @@ def render_book(years: Sequence[bytes], *, verify_url: str) -> bytes:
         title = f"Năm học {_str(year.general('TEN_NAM_HOC'))} — lớp {_str(year.general('TEN_LOP'))}"
         story += [PageBreak(), _Bookmark(f"nam-hoc-{index + 1}", title)]
         story += _year_pages(year, is_latest=index == len(book.years) - 1)
-    doc.build(story)
+    lay_out(
+        canv,
+        story,
+        frame=(MARGIN_LEFT, MARGIN_BOTTOM, CONTENT_WIDTH, PAGE_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM),
+        templates={"cover": partial(_draw_cover, book), "page": partial(_draw_page_frame, book)},
+        first="cover",
+    )
+    canv.save()
     return out.getvalue()
 
 
