@@ -43,7 +43,7 @@ from reportlab.lib.rl_accel import fp_str
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import CondPageBreak, Flowable, PageBreak, Paragraph
+from reportlab.platypus import CondPageBreak, Flowable, PageBreak, Paragraph, Spacer
 from reportlab.platypus.doctemplate import ActionFlowable
 
 from hocba.pdf.fonts import encoded_runs, is_seeded, of_alphabet
@@ -57,6 +57,7 @@ __all__ = [
     "LayoutError",
     "Text",
     "draw_text",
+    "draw_translated",
     "font_with",
     "text_operators",
 ]
@@ -94,6 +95,18 @@ def text_operators(
     if word_space:
         return f"BT 1 0 0 1 {fp_str(x, y)} Tm {fp_str(word_space)} Tw {' '.join(parts)} 0 Tw ET"
     return f"BT 1 0 0 1 {fp_str(x, y)} Tm {' '.join(parts)} ET"
+
+
+def draw_translated(flowable: Flowable, canvas: Canvas, x: float, y: float) -> None:
+    """What ``Flowable.drawOn`` writes (``q``, the translation, the drawing, ``Q``) for a
+    flowable whose drawing leaves the canvas's state as it found it, without the canvas's
+    copy and restore of its state (nor its record of the translation: the drawing must not
+    ask the canvas for absolute positions)."""
+    code = canvas._code
+    code.append("q")
+    code.append(f"{fp_str(1, 0, 0, 1, x, y)} cm")
+    flowable._drawOn(canvas)
+    code.append("Q")
 
 
 def _subset_name(font_name: str, subset: int, doc: Any) -> str:
@@ -175,6 +188,18 @@ def _font_names(runs: Iterable[tuple[str, str]], doc: Any) -> tuple[str, ...] | 
         name = known.get((font_name, 0))
         names.append(name if name is not None else _subset_name(font_name, 0, doc))
     return tuple(names)
+
+
+def _names_of_fonts(fonts: tuple[str, ...], doc: Any) -> tuple[str, ...]:
+    """The document's names of the first subsets of ``fonts`` (kept on the document)."""
+    try:
+        known: dict[tuple[str, ...], tuple[str, ...]] = doc.hocba_font_tuple_names
+    except AttributeError:
+        known = doc.hocba_font_tuple_names = {}
+    names = known.get(fonts)
+    if names is None:
+        names = known[fonts] = tuple(_subset_name(font, 0, doc) for font in fonts)
+    return names
 
 
 Run = tuple[str, str]  # (font name, text)
@@ -307,11 +332,7 @@ class Text(Flowable):
         if self._paragraph is not None or getattr(self, "_showBoundary", False):
             super().drawOn(canvas, x, y, _sW)
             return
-        code = canvas._code
-        code.append("q")
-        code.append(f"{fp_str(1, 0, 0, 1, self._hAlignAdjust(x, _sW), y)} cm")
-        self._drawOn(canvas)
-        code.append("Q")
+        draw_translated(self, canvas, self._hAlignAdjust(x, _sW), y)
 
     def draw(self) -> None:
         canv = self.canv
@@ -362,6 +383,10 @@ class GridRow:
     backgrounds: tuple[Color | None, ...]
     span: bool
     height: float
+    text_key: tuple[object, ...] | None = None
+    """For a row of text cells only, all of :data:`~hocba.pdf.fonts.FONT_ALPHABET`: what
+    its cells' operators depend on besides the place and the document's font names (the
+    key they are recorded under, :meth:`Grid.draw`)."""
 
 
 def grid_row(
@@ -376,18 +401,26 @@ def grid_row(
     """A :class:`GridRow` for columns of ``widths`` (flowable cells are wrapped here)."""
     count = len(cells)
     height = CELL_LEADING
+    texts = True
     for index, cell in enumerate(cells):
         if isinstance(cell, Flowable):
             width = sum(widths) if span else widths[index]
             _, cell_height = cell.wrap(width - 2 * CELL_PADDING, 1e9)
             height = max(height, cell_height)
+            texts = False
+        elif texts and not of_alphabet(cell):
+            texts = False
+    row_cells, row_fonts = tuple(cells), tuple(fonts)
+    row_aligns = tuple(aligns or ("LEFT",) * count)
+    height += CELL_TOP_PADDING + CELL_BOTTOM_PADDING
     return GridRow(
-        cells=tuple(cells),
-        fonts=tuple(fonts),
-        aligns=tuple(aligns or ("LEFT",) * count),
+        cells=row_cells,
+        fonts=row_fonts,
+        aligns=row_aligns,
         backgrounds=tuple(backgrounds or (None,) * count),
         span=span,
-        height=height + CELL_TOP_PADDING + CELL_BOTTOM_PADDING,
+        height=height,
+        text_key=(row_cells, row_fonts, row_aligns, span, height) if texts else None,
     )
 
 
@@ -446,6 +479,10 @@ class Grid(Flowable):
             continued=continued,
         )
 
+    def drawOn(self, canvas: Canvas, x: float, y: float, _sW: float = 0) -> None:
+        """:func:`draw_translated`: :meth:`draw` restores the state it changes."""
+        draw_translated(self, canvas, x, y)
+
     def draw(self) -> None:
         """Backgrounds, cells, lines, as ReportLab's ``Table.draw``. The operators of a row
         of text cells, of its backgrounds and of the lines are recorded the first time and
@@ -469,16 +506,13 @@ class Grid(Flowable):
                     partial(self._draw_backgrounds, row, top, columns),
                 )
         canv.setFillColor(self.text_color)
+        seeded = is_seeded(doc)
         for row, top in zip(self.rows, tops, strict=False):
-            draw = partial(self._draw_cells, row, top - row.height, columns)
-            names = None
-            if all(isinstance(cell, str) for cell in row.cells):
-                texts = [(font, str(cell)) for font, cell in zip(row.fonts, row.cells, strict=True)]
-                names = _font_names(texts, doc)
-            if names is None:
-                draw()
-            else:
-                _replay(canv, ("cells", row, top, self.widths, names), draw)
+            if row.text_key is None or not seeded:
+                self._draw_cells(row, top - row.height, columns)
+                continue
+            key = ("cells", row.text_key, top, self.widths, _names_of_fonts(row.fonts, doc))
+            _replay(canv, key, partial(self._draw_cells, row, top - row.height, columns))
         spans = tuple(row.span for row in self.rows)
         heights = tuple(row.height for row in self.rows)
         shape = (self.widths, heights, spans, self.continued, self.grid_color, self.box_color)
@@ -617,7 +651,10 @@ def lay_out(
                 used_width, used_height = flowable.wrap(width, room)
                 drawn_at = y - (used_height + space)
                 if drawn_at >= bottom - _FUZZ:
-                    flowable.drawOn(canv, left, drawn_at, width - used_width)
+                    if type(flowable) is Spacer:  # draws nothing (platypus writes q cm Q)
+                        draw_translated(flowable, canv, left, drawn_at)
+                    else:
+                        flowable.drawOn(canv, left, drawn_at, width - used_width)
                     space_after = flowable.getSpaceAfter()
                     if drawn_at - space_after != y:
                         at_top = False
@@ -641,7 +678,7 @@ def lay_out(
             raise TypeError(f"lay_out places flowables and page breaks, not {flowable!r}")
         elif isinstance(flowable, CondPageBreak):
             if y - bottom > 0:
-                flowable.drawOn(canv, left, y, width)  # what platypus writes for it: q cm Q
+                draw_translated(flowable, canv, left, y)  # what platypus writes: q cm Q
                 space_after = 0.0
                 if y - bottom >= flowable.height:
                     continue

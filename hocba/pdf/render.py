@@ -103,6 +103,7 @@ from hocba.pdf.layout import (
     GridRow,
     Text,
     draw_text,
+    draw_translated,
     font_with,
     grid_row,
     lay_out,
@@ -528,6 +529,9 @@ class _Bookmark(Flowable):
 
     def wrap(self, available_width: float, available_height: float) -> tuple[float, float]:
         return 0, 0
+
+    def drawOn(self, canvas: Canvas, x: float, y: float, _sW: float = 0) -> None:
+        draw_translated(self, canvas, x, y)  # the destination is the page: no position
 
     def draw(self) -> None:
         self.canv.bookmarkPage(self.key)
