@@ -211,6 +211,7 @@ def _flate_fast(data: str | bytes) -> bytes:
 pdfdoc.PDFZCompress.encode = _flate_fast  # the one Flate filter object ReportLab uses
 
 _DICTIONARY_KEYS: dict[str, bytes] = {}
+_REPORTLAB_FORMAT_DICTIONARY = pdfdoc.PDFDictionary.format  # kept for the tests
 
 
 def _format_dictionary(self: pdfdoc.PDFDictionary, document: Any, IND: bytes = b"\n ") -> bytes:

@@ -323,3 +323,23 @@ def test_lay_out_refuses_a_flowable_taller_than_an_empty_page() -> None:
             templates={"page": lambda _canv: None},
             first="page",
         )
+
+
+@pytest.mark.parametrize("multiline", [True, False])
+def test_dictionaries_are_written_as_reportlab_writes_them(multiline: bool) -> None:
+    from collections import OrderedDict
+
+    from reportlab.pdfbase import pdfdoc
+
+    from hocba.pdf import render
+
+    entries = {f"Key{i}": i * 1.5 for i in range(14)}
+    entries |= {"Type": pdfdoc.PDFName("Page"), "Odd #(name)": pdfdoc.PDFString("Học bạ")}
+    for items in (entries, OrderedDict(reversed(list(entries.items()))), {}):
+        dictionary = pdfdoc.PDFDictionary(items)
+        dictionary.multiline = multiline
+        for _ in range(2):  # the second time from the names kept
+            ours = render._format_dictionary(dictionary, pdfdoc.PDFDocument())
+            theirs = render._REPORTLAB_FORMAT_DICTIONARY(dictionary, pdfdoc.PDFDocument())
+            assert ours == theirs
+            assert b"/Odd#20#23#28name#29" in ours or not items
