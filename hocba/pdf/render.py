@@ -54,9 +54,10 @@ repeats from book to book. What every book repeats is done once per process — 
 subsets (:mod:`hocba.pdf.fonts`: every document is seeded with :data:`FONT_ALPHABET`'s
 codes, so all books embed the same subsets, whose font files, widths and ToUnicode maps
 are cached), line breaks, the QR encoder's generator polynomials and module order. This
-module also sets two process-wide ReportLab options (no ASCII85 streams; page contents
-Flate at level 1) and patches three functions of ReportLab's QR encoder with equivalents
-(:func:`_qr_encoder`); this package is ReportLab's only user.
+module also changes ReportLab process-wide: no ASCII85 streams; Flate by ISA-L at its
+level 1 (:func:`_flate_fast`); ``PDFDictionary.format`` with the key names formatted
+once (:func:`_format_dictionary`, the same bytes); and three functions of the QR encoder
+replaced by equivalents (:func:`_qr_encoder`). This package is ReportLab's only user.
 """
 
 from __future__ import annotations
