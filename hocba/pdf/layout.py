@@ -129,6 +129,14 @@ def _subset_names(doc: Any) -> dict[tuple[str, int], str]:
     return names
 
 
+@lru_cache(maxsize=16384)
+def string_width(text: str, font_name: str, size: float) -> float:
+    """``pdfmetrics.stringWidth`` (a pure function of its arguments) kept per text, font
+    and size: the book measures the same labels, headings and levels in every book (~320
+    measures a five-year book, most of them repeats)."""
+    return float(pdfmetrics.stringWidth(text, font_name, size))
+
+
 def draw_text(canv: Canvas, x: float, y: float, text: str, align: str = "left") -> None:
     """``canv.drawString(x, y, text)`` (``align`` ``"centre"``: ``drawCentredString``,
     ``"right"``: ``drawRightString``) in the canvas's current font (a TrueType font of the
@@ -140,7 +148,7 @@ def draw_text(canv: Canvas, x: float, y: float, text: str, align: str = "left") 
         )(x, y, text)
         return
     if align != "left":
-        width = pdfmetrics.stringWidth(text, canv._fontname, canv._fontsize)
+        width = string_width(text, canv._fontname, canv._fontsize)
         x -= width / 2 if align == "centre" else width
     canv._code.append(text_operators(canv, ((canv._fontname, text),), canv._fontsize, x, y))
 
@@ -216,7 +224,7 @@ def _lines(
     if not words:
         return ()
     line = " ".join(words)
-    used = pdfmetrics.stringWidth(line, font_name, size)
+    used = string_width(line, font_name, size)
     if used <= width:
         return ((width - used, ((font_name, line),)),)
     style = ParagraphStyle("t", fontName=font_name, fontSize=size, leading=leading)
@@ -292,10 +300,10 @@ class Text(Flowable):
         size = self.style.fontSize
         lead_font, lead = self.lead
         text = " ".join(self.text.split())
-        used = pdfmetrics.stringWidth(lead, lead_font, size)
+        used = string_width(lead, lead_font, size)
         if text:
             text = " " + text
-            used += pdfmetrics.stringWidth(text, self.font_name, size)
+            used += string_width(text, self.font_name, size)
         if used > width:
             return ()
         return ((width - used, ((lead_font, lead), (self.font_name, text))),)
@@ -550,7 +558,7 @@ class Grid(Flowable):
                 if row.aligns[index] == "LEFT":
                     x = left + CELL_PADDING
                 else:
-                    x = left + width / 2 - pdfmetrics.stringWidth(cell, font, CELL_FONT_SIZE) / 2
+                    x = left + width / 2 - string_width(cell, font, CELL_FONT_SIZE) / 2
                 code.append(text_operators(canv, ((font, cell),), CELL_FONT_SIZE, x, y))
             if row.span:
                 break

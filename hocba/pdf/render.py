@@ -79,7 +79,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.rl_accel import fp_str
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import cm
-from reportlab.pdfbase import pdfdoc, pdfmetrics
+from reportlab.pdfbase import pdfdoc
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     CondPageBreak,
@@ -109,6 +109,7 @@ from hocba.pdf.layout import (
     font_with,
     grid_row,
     lay_out,
+    string_width,
 )
 from hocba.xml.record import (
     RecordDocument,
@@ -407,7 +408,7 @@ def _cell(text: object, width: float, *, font: str = FONT_REGULAR) -> str | Flow
     """A table cell: a plain string when it fits on one line (cheap to lay out), else a
     wrapping paragraph."""
     value = _str(text)
-    if pdfmetrics.stringWidth(value, font, CELL_FONT_SIZE) <= width - 2 * CELL_PADDING:
+    if string_width(value, font, CELL_FONT_SIZE) <= width - 2 * CELL_PADDING:
         return value
     return _para(value, _CELL, "b" if font == FONT_BOLD else "")
 
