@@ -633,9 +633,9 @@ def lay_out(
     ``CondPageBreak`` ends the page if less than its height is left. Without platypus's
     document template, frames and page templates — general machinery (frame geometry
     recomputed on every attribute set, action flowables, page-template cycles, a copy of
-    the frame for each wrap of a table cell holding flowables) that cost about a sixth of a
-    book's rendering (``bench/pdf.py``, issue 14). ``tests/tasks/test_pdf_layout.py``
-    compares its output with platypus's, byte for byte.
+    the frame for each wrap of a table cell holding flowables) that cost ~8 % of a five-year
+    book's rendering (instructions; issue 14, docs/PERFORMANCE.md).
+    ``tests/tasks/test_pdf_layout.py`` compares its output with platypus's, byte for byte.
     """
     left, bottom, width, height = frame
     top = bottom + height
