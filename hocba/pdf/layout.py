@@ -1,4 +1,5 @@
-"""The two flowables the book is made of besides ReportLab's own: plain text and grid tables.
+"""The two flowables the book is made of besides ReportLab's own — plain text and grid
+tables — and the loop that places a story of flowables on pages (:func:`lay_out`).
 
 ReportLab's ``Paragraph`` and ``Table`` are general (markup, spans of any shape, styles
 applied cell by cell, auto sizes) and cost accordingly: laying out and drawing a
@@ -42,7 +43,8 @@ from reportlab.lib.rl_accel import fp_str
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import Flowable, Paragraph
+from reportlab.platypus import CondPageBreak, Flowable, PageBreak, Paragraph, Spacer
+from reportlab.platypus.doctemplate import ActionFlowable
 
 from hocba.pdf.fonts import encoded_runs, is_seeded, of_alphabet
 
@@ -52,8 +54,10 @@ __all__ = [
     "CELL_PADDING",
     "Grid",
     "GridRow",
+    "LayoutError",
     "Text",
     "draw_text",
+    "draw_translated",
     "font_with",
     "text_operators",
 ]
@@ -93,6 +97,18 @@ def text_operators(
     return f"BT 1 0 0 1 {fp_str(x, y)} Tm {' '.join(parts)} ET"
 
 
+def draw_translated(flowable: Flowable, canvas: Canvas, x: float, y: float) -> None:
+    """What ``Flowable.drawOn`` writes (``q``, the translation, the drawing, ``Q``) for a
+    flowable whose drawing leaves the canvas's state as it found it, without the canvas's
+    copy and restore of its state (nor its record of the translation: the drawing must not
+    ask the canvas for absolute positions)."""
+    code = canvas._code
+    code.append("q")
+    code.append(f"{fp_str(1, 0, 0, 1, x, y)} cm")
+    flowable._drawOn(canvas)
+    code.append("Q")
+
+
 def _subset_name(font_name: str, subset: int, doc: Any) -> str:
     """The resource name (``/F1+0``) of ``font_name``'s ``subset`` in ``doc``."""
     names = _subset_names(doc)
@@ -113,6 +129,14 @@ def _subset_names(doc: Any) -> dict[tuple[str, int], str]:
     return names
 
 
+@lru_cache(maxsize=16384)
+def string_width(text: str, font_name: str, size: float) -> float:
+    """``pdfmetrics.stringWidth`` (a pure function of its arguments) kept per text, font
+    and size: the book measures the same labels, headings and levels in every book (~320
+    measures a five-year book, most of them repeats)."""
+    return float(pdfmetrics.stringWidth(text, font_name, size))
+
+
 def draw_text(canv: Canvas, x: float, y: float, text: str, align: str = "left") -> None:
     """``canv.drawString(x, y, text)`` (``align`` ``"centre"``: ``drawCentredString``,
     ``"right"``: ``drawRightString``) in the canvas's current font (a TrueType font of the
@@ -124,7 +148,7 @@ def draw_text(canv: Canvas, x: float, y: float, text: str, align: str = "left") 
         )(x, y, text)
         return
     if align != "left":
-        width = pdfmetrics.stringWidth(text, canv._fontname, canv._fontsize)
+        width = string_width(text, canv._fontname, canv._fontsize)
         x -= width / 2 if align == "centre" else width
     canv._code.append(text_operators(canv, ((canv._fontname, text),), canv._fontsize, x, y))
 
@@ -174,6 +198,18 @@ def _font_names(runs: Iterable[tuple[str, str]], doc: Any) -> tuple[str, ...] | 
     return tuple(names)
 
 
+def _names_of_fonts(fonts: tuple[str, ...], doc: Any) -> tuple[str, ...]:
+    """The document's names of the first subsets of ``fonts`` (kept on the document)."""
+    try:
+        known: dict[tuple[str, ...], tuple[str, ...]] = doc.hocba_font_tuple_names
+    except AttributeError:
+        known = doc.hocba_font_tuple_names = {}
+    names = known.get(fonts)
+    if names is None:
+        names = known[fonts] = tuple(_subset_name(font, 0, doc) for font in fonts)
+    return names
+
+
 Run = tuple[str, str]  # (font name, text)
 Line = tuple[float, tuple[Run, ...]]  # (space left on the line, its runs of one font each)
 
@@ -188,7 +224,7 @@ def _lines(
     if not words:
         return ()
     line = " ".join(words)
-    used = pdfmetrics.stringWidth(line, font_name, size)
+    used = string_width(line, font_name, size)
     if used <= width:
         return ((width - used, ((font_name, line),)),)
     style = ParagraphStyle("t", fontName=font_name, fontSize=size, leading=leading)
@@ -264,10 +300,10 @@ class Text(Flowable):
         size = self.style.fontSize
         lead_font, lead = self.lead
         text = " ".join(self.text.split())
-        used = pdfmetrics.stringWidth(lead, lead_font, size)
+        used = string_width(lead, lead_font, size)
         if text:
             text = " " + text
-            used += pdfmetrics.stringWidth(text, self.font_name, size)
+            used += string_width(text, self.font_name, size)
         if used > width:
             return ()
         return ((width - used, ((lead_font, lead), (self.font_name, text))),)
@@ -304,11 +340,7 @@ class Text(Flowable):
         if self._paragraph is not None or getattr(self, "_showBoundary", False):
             super().drawOn(canvas, x, y, _sW)
             return
-        code = canvas._code
-        code.append("q")
-        code.append(f"{fp_str(1, 0, 0, 1, self._hAlignAdjust(x, _sW), y)} cm")
-        self._drawOn(canvas)
-        code.append("Q")
+        draw_translated(self, canvas, self._hAlignAdjust(x, _sW), y)
 
     def draw(self) -> None:
         canv = self.canv
@@ -359,6 +391,10 @@ class GridRow:
     backgrounds: tuple[Color | None, ...]
     span: bool
     height: float
+    text_key: tuple[object, ...] | None = None
+    """For a row of text cells only, all of :data:`~hocba.pdf.fonts.FONT_ALPHABET`: what
+    its cells' operators depend on besides the place and the document's font names (the
+    key they are recorded under, :meth:`Grid.draw`)."""
 
 
 def grid_row(
@@ -373,18 +409,26 @@ def grid_row(
     """A :class:`GridRow` for columns of ``widths`` (flowable cells are wrapped here)."""
     count = len(cells)
     height = CELL_LEADING
+    texts = True
     for index, cell in enumerate(cells):
         if isinstance(cell, Flowable):
             width = sum(widths) if span else widths[index]
             _, cell_height = cell.wrap(width - 2 * CELL_PADDING, 1e9)
             height = max(height, cell_height)
+            texts = False
+        elif texts and not of_alphabet(cell):
+            texts = False
+    row_cells, row_fonts = tuple(cells), tuple(fonts)
+    row_aligns = tuple(aligns or ("LEFT",) * count)
+    height += CELL_TOP_PADDING + CELL_BOTTOM_PADDING
     return GridRow(
-        cells=tuple(cells),
-        fonts=tuple(fonts),
-        aligns=tuple(aligns or ("LEFT",) * count),
+        cells=row_cells,
+        fonts=row_fonts,
+        aligns=row_aligns,
         backgrounds=tuple(backgrounds or (None,) * count),
         span=span,
-        height=height + CELL_TOP_PADDING + CELL_BOTTOM_PADDING,
+        height=height,
+        text_key=(row_cells, row_fonts, row_aligns, span, height) if texts else None,
     )
 
 
@@ -443,6 +487,10 @@ class Grid(Flowable):
             continued=continued,
         )
 
+    def drawOn(self, canvas: Canvas, x: float, y: float, _sW: float = 0) -> None:
+        """:func:`draw_translated`: :meth:`draw` restores the state it changes."""
+        draw_translated(self, canvas, x, y)
+
     def draw(self) -> None:
         """Backgrounds, cells, lines, as ReportLab's ``Table.draw``. The operators of a row
         of text cells, of its backgrounds and of the lines are recorded the first time and
@@ -466,16 +514,13 @@ class Grid(Flowable):
                     partial(self._draw_backgrounds, row, top, columns),
                 )
         canv.setFillColor(self.text_color)
+        seeded = is_seeded(doc)
         for row, top in zip(self.rows, tops, strict=False):
-            draw = partial(self._draw_cells, row, top - row.height, columns)
-            names = None
-            if all(isinstance(cell, str) for cell in row.cells):
-                texts = [(font, str(cell)) for font, cell in zip(row.fonts, row.cells, strict=True)]
-                names = _font_names(texts, doc)
-            if names is None:
-                draw()
-            else:
-                _replay(canv, ("cells", row, top, self.widths, names), draw)
+            if row.text_key is None or not seeded:
+                self._draw_cells(row, top - row.height, columns)
+                continue
+            key = ("cells", row.text_key, top, self.widths, _names_of_fonts(row.fonts, doc))
+            _replay(canv, key, partial(self._draw_cells, row, top - row.height, columns))
         spans = tuple(row.span for row in self.rows)
         heights = tuple(row.height for row in self.rows)
         shape = (self.widths, heights, spans, self.continued, self.grid_color, self.box_color)
@@ -513,7 +558,7 @@ class Grid(Flowable):
                 if row.aligns[index] == "LEFT":
                     x = left + CELL_PADDING
                 else:
-                    x = left + width / 2 - pdfmetrics.stringWidth(cell, font, CELL_FONT_SIZE) / 2
+                    x = left + width / 2 - string_width(cell, font, CELL_FONT_SIZE) / 2
                 code.append(text_operators(canv, ((font, cell),), CELL_FONT_SIZE, x, y))
             if row.span:
                 break
@@ -556,3 +601,112 @@ class Grid(Flowable):
                 line(x, start, x, top)
         code.append(f"{fp_str(*self.box_color.rgb())} RG {fp_str(BOX_WIDTH)} w")
         box(closed=False)
+
+
+# ============================================================================ pages
+_FUZZ = 1e-6  # ReportLab's rl_config._FUZZ: layout arithmetic's tolerance
+
+
+class LayoutError(ValueError):
+    """A flowable does not fit on an empty page (ReportLab's ``LayoutError``)."""
+
+
+def lay_out(
+    canv: Canvas,
+    story: Sequence[Flowable],
+    *,
+    frame: tuple[float, float, float, float],
+    templates: dict[str, Callable[[Canvas], None]],
+    first: str,
+) -> None:
+    """Place ``story`` on pages of ``canv`` in one frame (left, bottom, width, height), as
+    ReportLab's ``BaseDocTemplate.build`` does with one frame of no padding per page, and
+    end the last page (``canv.save()`` is the caller's).
+
+    The same operators in the same order as platypus writes for the book's story: each
+    page starts with its template's drawing (``templates[name](canv)``: ``first``'s, then
+    the template a ``PageBreak(nextTemplate=name)`` names), when the first flowable of the
+    page comes; a flowable's ``spaceBefore`` is dropped at the top of the page and
+    overlaps the previous one's ``spaceAfter``; each is drawn by its ``drawOn`` at the
+    frame's left edge; one that does not fit is split (the first part drawn, the rest
+    carried to the next page) or, if it cannot be split, moved to the next page; a
+    ``CondPageBreak`` ends the page if less than its height is left. Without platypus's
+    document template, frames and page templates — general machinery (frame geometry
+    recomputed on every attribute set, action flowables, page-template cycles, a copy of
+    the frame for each wrap of a table cell holding flowables) that cost ~8 % of a five-year
+    book's rendering (instructions; issue 14, docs/PERFORMANCE.md).
+    ``tests/tasks/test_pdf_layout.py`` compares its output with platypus's, byte for byte.
+    """
+    left, bottom, width, height = frame
+    top = bottom + height
+    pending = list(reversed(story))  # the next flowable last: popped, split parts pushed
+    template = templates[first]
+    following: Callable[[Canvas], None] | None = None
+    postponed: dict[int, Flowable] = {}  # moved to a new page once (kept: ids stay unique)
+    page_open = False
+    y = top
+    at_top = True
+    space_after = 0.0  # the previous flowable's, overlapped by the next one's space before
+
+    def place(flowable: Flowable, *, split: bool) -> list[Flowable] | None:
+        """Draw ``flowable`` if it fits (``None``), else its parts (``split``) or ``[]``."""
+        nonlocal y, at_top, space_after
+        space = 0.0 if at_top else max(flowable.getSpaceBefore() - space_after, 0)
+        room = y - bottom - space
+        flowable.canv = canv  # as a frame sets it: a table's wrap measures with it
+        try:
+            if room > 0:
+                used_width, used_height = flowable.wrap(width, room)
+                drawn_at = y - (used_height + space)
+                if drawn_at >= bottom - _FUZZ:
+                    if type(flowable) is Spacer:  # draws nothing (platypus writes q cm Q)
+                        draw_translated(flowable, canv, left, drawn_at)
+                    else:
+                        flowable.drawOn(canv, left, drawn_at, width - used_width)
+                    space_after = flowable.getSpaceAfter()
+                    if drawn_at - space_after != y:
+                        at_top = False
+                    y = drawn_at - space_after
+                    return None
+            if not split:
+                raise LayoutError(f"Phần đầu của {flowable!r} không vừa chỗ còn lại của trang")
+            return list(flowable.split(width, room)) if room > 0 else []
+        finally:
+            flowable.__dict__.pop("canv", None)
+
+    while pending:
+        flowable = pending.pop()
+        if not page_open:
+            template(canv)
+            page_open, y, at_top, space_after = True, top, True, 0.0
+        if isinstance(flowable, PageBreak):
+            if flowable.nextTemplate:
+                following = templates[flowable.nextTemplate]
+        elif isinstance(flowable, ActionFlowable):
+            raise TypeError(f"lay_out places flowables and page breaks, not {flowable!r}")
+        elif isinstance(flowable, CondPageBreak):
+            if y - bottom > 0:
+                draw_translated(flowable, canv, left, y)  # what platypus writes: q cm Q
+                space_after = 0.0
+                if y - bottom >= flowable.height:
+                    continue
+            else:  # no room at all: platypus moves it to the next page
+                pending.append(flowable)
+        else:
+            parts = place(flowable, split=True)
+            if parts is None:
+                continue
+            if parts:
+                place(parts[0], split=False)
+                pending.extend(reversed(parts[1:]))
+                continue
+            if id(flowable) in postponed:
+                raise LayoutError(f"{flowable!r} không vừa một trang trống")
+            postponed[id(flowable)] = flowable
+            pending.append(flowable)
+        canv.showPage()  # the end of the page: a break, or what follows goes on the next
+        page_open = False
+        if following is not None:
+            template, following = following, None
+    if page_open:
+        canv.showPage()

@@ -19,7 +19,15 @@ from reportlab.lib.enums import TA_CENTER, TA_JUSTIFY, TA_LEFT
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import Flowable, Paragraph, Table, TableStyle
+from reportlab.platypus import (
+    CondPageBreak,
+    Flowable,
+    PageBreak,
+    Paragraph,
+    Spacer,
+    Table,
+    TableStyle,
+)
 from reportlab.platypus.tables import CellStyle
 
 from hocba.pdf.fonts import FONT_BOLD, FONT_ITALIC, FONT_REGULAR, register_fonts
@@ -193,3 +201,145 @@ def test_a_grid_splits_between_rows_with_its_header_repeated_as_a_table_does() -
     ]
     _same_pixels(_placed(*ours, width=467.7), _placed(*theirs, width=467.7))
     assert _tables([290, 177.7], 12, split_at=30)[0] == []  # not even one row under the header
+
+
+def _story(variant: int) -> list[Flowable]:
+    """A story that exercises what the book's pages need: spaces before and after (dropped
+    at the top of a page, overlapped), a negative spacer, text and grids split across
+    pages (the grid's header repeated), a ReportLab table with a list of flowables in a
+    cell, conditional breaks that fit and that do not, page breaks that change the
+    template, and a flowable moved whole to the next page."""
+    heading = ParagraphStyle(
+        "h", fontName=FONT_BOLD, fontSize=12, leading=15, spaceBefore=8, spaceAfter=4
+    )
+    body = ParagraphStyle("b", fontName=FONT_REGULAR, fontSize=11.5, leading=15, spaceBefore=2)
+    widths = [290.0, 177.7]
+    rows = [
+        grid_row(
+            ["Phẩm chất", "Mức"],
+            widths,
+            fonts=[FONT_BOLD] * 2,
+            aligns=["CENTER"] * 2,
+            backgrounds=[SHADE] * 2,
+        ),
+        *(
+            grid_row([f"Dòng {i}", "T"], widths, fonts=[FONT_REGULAR, FONT_BOLD])
+            for i in range(12 + 30 * variant)
+        ),
+    ]
+    cell = [Text("Mã số tra cứu", heading), Text(COMMENT, body)]
+    table = Table(
+        [[cell, "QR"]],
+        colWidths=[350, 117.7],
+        style=TableStyle(
+            [("BOX", (0, 0), (-1, -1), 1.2, INK), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")]
+        ),
+    )
+    story: list[Flowable] = [
+        Text("Bìa", heading),
+        PageBreak(nextTemplate="page"),
+        Text("HỌC BẠ", heading),
+        Spacer(1, 10),
+        table,
+        Spacer(1, -0.6),
+        Grid(widths, rows, grid_color=GRID, box_color=INK, text_color=INK, repeat_rows=1),
+        Text("Nhận xét", heading),  # its space after overlaps the comment's space before
+        Text(COMMENT * (3 + 30 * variant), body),
+        CondPageBreak(300 - 200 * variant),  # breaks the page (variant 0)
+        Text("Chữ ký", heading),
+        Spacer(1, 720),  # then "Sau" does not fit under it: moved to the next page
+        Text("Sau", heading),
+        PageBreak(),
+        CondPageBreak(10),
+        Text("Cuối", body),
+    ]
+    return story
+
+
+def _templates() -> dict[str, Callable[..., None]]:
+    def cover(canv: Canvas, *_: object) -> None:
+        canv.setFillColor(SHADE)
+        canv.rect(40, 40, 100, 100, stroke=0, fill=1)
+
+    def page(canv: Canvas, *_: object) -> None:
+        canv.setFont(FONT_REGULAR, 8.5)
+        canv.drawString(70, 30, f"Trang {canv.getPageNumber()}")
+
+    return {"cover": cover, "page": page}
+
+
+@pytest.mark.parametrize("variant", [0, 1])
+def test_lay_out_writes_what_platypus_writes(variant: int) -> None:
+    """The book's page loop against platypus's document template with the same frame and
+    page templates: the same bytes (so the same pages), over a story that takes every
+    way to a new page."""
+    from pypdf import PdfReader
+    from reportlab.platypus import BaseDocTemplate, Frame, PageTemplate
+
+    from hocba.pdf.layout import lay_out
+
+    frame = (70.0, 56.0, 467.7, 734.0)
+    info = {"title": "t", "author": "a", "subject": "s", "creator": "c"}
+    theirs = io.BytesIO()
+    doc = BaseDocTemplate(theirs, pagesize=A4, invariant=True, **info)
+    doc.addPageTemplates(
+        [
+            PageTemplate(name, frames=[Frame(*frame, 0, 0, 0, 0, id="f")], onPage=draw)
+            for name, draw in _templates().items()
+        ]
+    )
+    doc.build(_story(variant))
+    ours = io.BytesIO()
+    canv = Canvas(ours, pagesize=A4, invariant=True)
+    for key, value in info.items():
+        getattr(canv, f"set{key.title()}")(value)
+    lay_out(canv, _story(variant), frame=frame, templates=_templates(), first="cover")
+    canv.save()
+    assert ours.getvalue() == theirs.getvalue()
+
+    pages = [page.extract_text() for page in PdfReader(io.BytesIO(ours.getvalue())).pages]
+    where = {
+        mark: [n for n, text in enumerate(pages, 1) if mark in text]
+        for mark in ("Bìa", "Phẩm chất", "Em chăm", "Chữ ký", "Sau", "Cuối", "Trang")
+    }
+    assert where["Bìa"] == [1] and "Trang" not in pages[0]  # the cover's template, once
+    assert where["Trang"] == list(range(2, len(pages) + 1))  # then the page template
+    if variant == 0:  # the conditional break ends page 2; "Sau" moves past the spacer
+        assert (where["Chữ ký"], where["Sau"], where["Cuối"]) == ([3], [5], [6])
+    else:  # the grid (header repeated) and the comment split; the break does not apply
+        assert where["Phẩm chất"] == [2, 3] and where["Em chăm"] == [2, 3, 4]
+        assert (where["Chữ ký"], where["Sau"], where["Cuối"]) == ([4], [6], [7])
+
+
+def test_lay_out_refuses_a_flowable_taller_than_an_empty_page() -> None:
+    from hocba.pdf.layout import LayoutError, lay_out
+
+    canv = Canvas(io.BytesIO(), pagesize=A4)
+    with pytest.raises(LayoutError):
+        lay_out(
+            canv,
+            [Spacer(1, 100), Spacer(1, 800)],
+            frame=(70.0, 56.0, 467.7, 734.0),
+            templates={"page": lambda _canv: None},
+            first="page",
+        )
+
+
+@pytest.mark.parametrize("multiline", [True, False])
+def test_dictionaries_are_written_as_reportlab_writes_them(multiline: bool) -> None:
+    from collections import OrderedDict
+
+    from reportlab.pdfbase import pdfdoc
+
+    from hocba.pdf import render
+
+    entries = {f"Key{i}": i * 1.5 for i in range(14)}
+    entries |= {"Type": pdfdoc.PDFName("Page"), "Odd #(name)": pdfdoc.PDFString("Học bạ")}
+    for items in (entries, OrderedDict(reversed(list(entries.items()))), {}):
+        dictionary = pdfdoc.PDFDictionary(items)
+        dictionary.multiline = multiline
+        for _ in range(2):  # the second time from the names kept
+            ours = render._format_dictionary(dictionary, pdfdoc.PDFDocument())
+            theirs = render._REPORTLAB_FORMAT_DICTIONARY(dictionary, pdfdoc.PDFDocument())
+            assert ours == theirs
+            assert b"/Odd#20#23#28name#29" in ours or not items
