@@ -54,7 +54,7 @@ from typing import Any
 import psutil
 from sqlalchemy import text
 
-from hocba.flows.demo import WORKER_ONLY_SERVER_ENV
+from hocba.prefect_server import SERVER_ENV, WORKER_ONLY_SERVER_ENV
 from hocba.up import wait_http
 
 PASS = "hocba-demo"  # the demo passphrase (test keys, portal accounts)
@@ -473,7 +473,7 @@ def main() -> None:
                 f"postgresql+asyncpg://postgres@/prefect?host={sock}"
             ),
             # flows called directly: no schedules, workers, pauses or automations
-            **({} if args.all_server_services else WORKER_ONLY_SERVER_ENV),
+            **(SERVER_ENV if args.all_server_services else WORKER_ONLY_SERVER_ENV),
         }
         server = subprocess.Popen(
             [
