@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from hocba import db
 from hocba.config import load_settings
-from hocba.prefect_server import SERVER_ENV
+from hocba.flows.prefect_server import SERVER_ENV
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 POOL = "hocba"

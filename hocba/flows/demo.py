@@ -31,11 +31,11 @@ from sqlalchemy import text
 
 from hocba import db
 from hocba.config import load_settings
+from hocba.flows.prefect_server import WORKER_ONLY_SERVER_ENV
 from hocba.flows.signing import sign_chunk
 from hocba.flows.submission import submission_flow, submit_school
 from hocba.flows.transfer import transfer_in_flow, transfer_out_flow
 from hocba.pki.backends import SignerSpec
-from hocba.prefect_server import WORKER_ONLY_SERVER_ENV
 
 CHUNK = 210  # records per claim for the principal and the seal (a school is 2 claims)
 
