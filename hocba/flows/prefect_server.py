@@ -22,8 +22,9 @@ SERVER_ENV = {
 #: The Prefect server's background services a run of flows called directly needs not:
 #: no schedules, no work pools or workers (nor their clean-up queue), no pauses, no
 #: automations. Their loops cost the server ~1.2% of a core whatever the work (half its
-#: idle CPU), i.e. ~0.7 CPU-ms per record in a 12-school province run. Set for the demo's temporary server and by
-#: ``bench/province.py``; a deployment's server (``hocba up``) keeps them all.
+#: idle CPU), i.e. ~0.7 CPU-ms per record in a 12-school province run. Set for the demo's
+#: temporary server and by ``bench/province.py``; a deployment's server (``hocba up``)
+#: keeps them all.
 WORKER_ONLY_SERVER_ENV = {
     **SERVER_ENV,
     **{
