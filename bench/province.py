@@ -54,7 +54,7 @@ from typing import Any
 import psutil
 from sqlalchemy import text
 
-from hocba.flows.demo import WORKER_ONLY_SERVER_ENV
+from hocba.flows.prefect_server import SERVER_ENV, WORKER_ONLY_SERVER_ENV
 from hocba.up import wait_http
 
 PASS = "hocba-demo"  # the demo passphrase (test keys, portal accounts)
@@ -365,17 +365,42 @@ def _storage(engine: Any, schema: str) -> dict[str, Any]:
     }
 
 
-def _prefect_runs(url: str) -> dict[str, int]:
-    """Flow runs and task runs the Prefect server holds after the run."""
+def _prefect_runs(url: str) -> dict[str, Any]:
+    """Flow runs and task runs the Prefect server holds after the run, with their final
+    states: the flow-run history the UI shows. The task-run recorder writes its rows in
+    batches (every 5 s when fewer than 100 wait), so this waits up to 20 s for every task
+    run to reach a final state."""
     from sqlalchemy import create_engine
 
     eng = create_engine(url)
+    final = "('COMPLETED', 'FAILED', 'CRASHED', 'CANCELLED')"
     try:
-        with eng.connect() as c:
-            return {
-                "flow_runs": int(c.scalar(text("SELECT count(*) FROM flow_run")) or 0),
-                "task_runs": int(c.scalar(text("SELECT count(*) FROM task_run")) or 0),
-            }
+        deadline = time.monotonic() + 20
+        while True:
+            with eng.connect() as c:
+                out: dict[str, Any] = {
+                    "flow_runs": int(c.scalar(text("SELECT count(*) FROM flow_run")) or 0),
+                    "task_runs": int(c.scalar(text("SELECT count(*) FROM task_run")) or 0),
+                    "task_run_states": int(
+                        c.scalar(text("SELECT count(*) FROM task_run_state")) or 0
+                    ),
+                    "flow_run_states_final": dict(
+                        c.execute(
+                            text("SELECT state_type, count(*) FROM flow_run GROUP BY 1")
+                        ).all()
+                    ),
+                    "task_run_states_final": dict(
+                        c.execute(
+                            text("SELECT state_type, count(*) FROM task_run GROUP BY 1")
+                        ).all()
+                    ),
+                }
+                pending = c.scalar(
+                    text(f"SELECT count(*) FROM task_run WHERE state_type::text NOT IN {final}")
+                )
+            if not pending or time.monotonic() > deadline:
+                return out
+            time.sleep(1)
     finally:
         eng.dispose()
 
@@ -473,7 +498,7 @@ def main() -> None:
                 f"postgresql+asyncpg://postgres@/prefect?host={sock}"
             ),
             # flows called directly: no schedules, workers, pauses or automations
-            **({} if args.all_server_services else WORKER_ONLY_SERVER_ENV),
+            **(SERVER_ENV if args.all_server_services else WORKER_ONLY_SERVER_ENV),
         }
         server = subprocess.Popen(
             [

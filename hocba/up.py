@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 
 from hocba import db
 from hocba.config import load_settings
+from hocba.flows.prefect_server import SERVER_ENV
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 POOL = "hocba"
@@ -140,7 +141,7 @@ def run(
         "HOCBA_PROJECT_DIR": str(PROJECT_DIR),
         "PREFECT_API_URL": api,
         "PREFECT_HOME": str(settings.home / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        **SERVER_ENV,
     }
     if portal:  # the bundled services: the Sở portal and the test TSA / OCSP / CRL
         env.setdefault("HOCBA_PORTAL_URL", f"http://127.0.0.1:{ports.portal}")

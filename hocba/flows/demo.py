@@ -31,6 +31,7 @@ from sqlalchemy import text
 
 from hocba import db
 from hocba.config import load_settings
+from hocba.flows.prefect_server import WORKER_ONLY_SERVER_ENV
 from hocba.flows.signing import sign_chunk
 from hocba.flows.submission import submission_flow, submit_school
 from hocba.flows.transfer import transfer_in_flow, transfer_out_flow
@@ -110,26 +111,6 @@ def demo_worker_flow(school_codes: list[str], submit: bool = True) -> dict[str, 
     return {"schools": signed, "submitted": submitted}
 
 
-#: The Prefect server's background services a run of flows called directly needs not:
-#: no schedules, no work pools or workers, no pauses, no automations. Their loops cost
-#: the server ~1.2% of a core whatever the work (half its idle CPU), i.e. ~0.7 CPU-ms per
-#: record in a 12-school province run. Set for the demo's temporary server and by
-#: ``bench/province.py``; a deployment's server (``hocba up``) keeps them all.
-WORKER_ONLY_SERVER_ENV = {
-    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
-    for name in (
-        "SCHEDULER",
-        "LATE_RUNS",
-        "FOREMAN",
-        "CANCELLATION_CLEANUP",
-        "PAUSE_EXPIRATIONS",
-        "REPOSSESSOR",
-        "TRIGGERS",
-        "EVENT_LOGGER",
-    )
-}
-
-
 @contextlib.contextmanager
 def prefect_api() -> Iterator[str]:
     """The configured Prefect API (``PREFECT_API_URL``), or a temporary local server for
@@ -144,7 +125,7 @@ def prefect_api() -> Iterator[str]:
 
     # The server's child process reads these when it starts; they are set for that start
     # only, so the rest of this process (a test run, say) keeps its own Prefect settings.
-    server_env = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", **WORKER_ONLY_SERVER_ENV}
+    server_env = WORKER_ONLY_SERVER_ENV
     added = [name for name in server_env if name not in os.environ]
     os.environ.update({name: server_env[name] for name in added})
     try:
