@@ -46,6 +46,7 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import CondPageBreak, Flowable, PageBreak, Paragraph, Spacer
 from reportlab.platypus.doctemplate import ActionFlowable
 
+from hocba.errors import HocbaError
 from hocba.pdf.fonts import encoded_runs, is_seeded, of_alphabet
 
 __all__ = [
@@ -607,8 +608,16 @@ class Grid(Flowable):
 _FUZZ = 1e-6  # ReportLab's rl_config._FUZZ: layout arithmetic's tolerance
 
 
-class LayoutError(ValueError):
+class LayoutError(HocbaError, ValueError):
     """A flowable does not fit on an empty page (ReportLab's ``LayoutError``)."""
+
+    def __init__(self, flowable: Flowable) -> None:
+        super().__init__(
+            f"Một phần của học bạ ({type(flowable).__name__}) dài hơn một trang giấy nên "
+            "không in được: hãy rút gọn phần nhận xét quá dài, hoặc báo quản trị hệ thống "
+            "kèm mã học sinh."
+        )
+        self.flowable = flowable
 
 
 def lay_out(
@@ -669,7 +678,7 @@ def lay_out(
                     y = drawn_at - space_after
                     return None
             if not split:
-                raise LayoutError(f"Phần đầu của {flowable!r} không vừa chỗ còn lại của trang")
+                raise LayoutError(flowable)  # not even its first part fits the room left
             return list(flowable.split(width, room)) if room > 0 else []
         finally:
             flowable.__dict__.pop("canv", None)
@@ -701,7 +710,7 @@ def lay_out(
                 pending.extend(reversed(parts[1:]))
                 continue
             if id(flowable) in postponed:
-                raise LayoutError(f"{flowable!r} không vừa một trang trống")
+                raise LayoutError(flowable)  # does not fit an empty page
             postponed[id(flowable)] = flowable
             pending.append(flowable)
         canv.showPage()  # the end of the page: a break, or what follows goes on the next

@@ -315,14 +315,18 @@ def test_lay_out_refuses_a_flowable_taller_than_an_empty_page() -> None:
     from hocba.pdf.layout import LayoutError, lay_out
 
     canv = Canvas(io.BytesIO(), pagesize=A4)
-    with pytest.raises(LayoutError):
+    tall = Spacer(1, 800)
+    with pytest.raises(LayoutError) as refused:
         lay_out(
             canv,
-            [Spacer(1, 100), Spacer(1, 800)],
+            [Spacer(1, 100), tall],
             frame=(70.0, 56.0, 467.7, 734.0),
             templates={"page": lambda _canv: None},
             first="page",
         )
+    # the person reads what cannot be printed and what to do; the code keeps the flowable
+    assert refused.value.flowable is tall
+    assert "không in được" in refused.value.message and "rút gọn" in refused.value.message
 
 
 @pytest.mark.parametrize("multiline", [True, False])
