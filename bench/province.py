@@ -672,8 +672,8 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
         engine.dispose()
+        db.stop_embedded_server(home / "pgdata")  # a kept home keeps its data, not a server
         if not keep:
-            db.stop_embedded_server(home / "pgdata")
             shutil.rmtree(home, ignore_errors=True)
     text_out = json.dumps(report, indent=2, ensure_ascii=False)
     print(text_out)
