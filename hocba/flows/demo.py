@@ -125,9 +125,8 @@ def prefect_api() -> Iterator[str]:
 
     # The server's child process reads these when it starts; they are set for that start
     # only, so the rest of this process (a test run, say) keeps its own Prefect settings.
-    server_env = WORKER_ONLY_SERVER_ENV
-    added = [name for name in server_env if name not in os.environ]
-    os.environ.update({name: server_env[name] for name in added})
+    added = [name for name in WORKER_ONLY_SERVER_ENV if name not in os.environ]
+    os.environ.update({name: WORKER_ONLY_SERVER_ENV[name] for name in added})
     try:
         server = SubprocessASGIServer()
         server.start(timeout=180)
