@@ -25,6 +25,17 @@ loaded without OpenSSL's RSA key validation (two thirds of the cost of opening a
 teacher's key being opened once per worker); such a signer checks every signature it
 makes with the certificate's public key before returning it, and a key that does not
 match the certificate is refused. Any other file goes through ``pkcs12.load_pkcs12``.
+
+Every public-key check of a signature value (:func:`verify_signature_value`: what a
+backend returned, and the XML verifier's checks in :mod:`hocba.xml.dsig`) goes through a
+memo of the values already found valid in this process, keyed by the public key
+(SubjectPublicKeyInfo DER), the algorithm, the digest and the value: the check is a pure
+function of those, so issuance's later steps (the slot's own check after the backend's,
+the check of the sealed record) do not verify again a value this process has just verified
+over the same digest. Only successes are kept (a changed digest or value is another key
+and is checked, and fails, every time); at most ``_VERIFIED_MAX`` entries, the least
+recently used dropped first; :func:`clear_verified_signatures` empties it (the benchmark
+does, so that its verification figure is first-time verification).
 """
 
 from __future__ import annotations
@@ -33,13 +44,15 @@ import hashlib
 import hmac
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -53,7 +66,10 @@ __all__ = [
     "SigningError",
     "SoftwareSigner",
     "clear_signer_cache",
+    "clear_verified_signatures",
+    "public_key_id",
     "verify_digest_signature",
+    "verify_signature_value",
 ]
 
 ALGORITHM_RSA_SHA256 = "rsa-sha256"
@@ -325,35 +341,98 @@ def clear_signer_cache() -> None:
         _CACHE.clear()
 
 
-def verify_digest_signature(
-    certificate: x509.Certificate, algorithm: str, digest: bytes, value: bytes
+_VERIFIED_MAX = 4096
+_VERIFIED_LOCK = threading.Lock()
+_VERIFIED: OrderedDict[tuple[bytes, str, str, bytes, bytes], None] = OrderedDict()
+
+
+def clear_verified_signatures() -> None:
+    """Forget every signature value :func:`verify_signature_value` found valid."""
+    with _VERIFIED_LOCK:
+        _VERIFIED.clear()
+
+
+def public_key_id(public_key: object) -> bytes:
+    """The key's SubjectPublicKeyInfo (DER): what the memo of verified values is keyed by
+    (compute it once per key and pass it to :func:`verify_signature_value`)."""
+    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise TypeError(f"not an RSA or EC public key: {type(public_key).__name__}")
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def verify_signature_value(
+    public_key: object,
+    kind: str,
+    hash_algorithm: hashes.HashAlgorithm,
+    digest: bytes,
+    value: bytes,
+    key_id: bytes | None = None,
 ) -> bool:
-    """Check a raw XMLDSig signature value over a SHA-256 ``digest`` with the certificate.
+    """Does ``value`` sign ``digest`` (of ``hash_algorithm``) with ``public_key``?
 
-    ``rsa-sha256``: RSASSA-PKCS1-v1_5 (RFC 8017 §8.2); ``ecdsa-sha256``: ``r || s``, each
-    padded to the curve size (XMLDSig 1.1 §6.4.3). Used by every backend to check what a
-    device or service returned before it is written into a document.
+    ``kind`` ``"rsa"``: RSASSA-PKCS1-v1_5 (RFC 8017 §8.2); ``"ecdsa"``: ``r || s``, each
+    padded to the curve size (XMLDSig 1.1 §6.4.3); a key of the other kind is False.
+    ``key_id`` is :func:`public_key_id` of the key (computed here when not given). A value
+    found valid is remembered (see the module docstring) and answered from memory the next
+    time; an invalid one is checked again every time.
     """
-    from cryptography.exceptions import InvalidSignature
-
-    public_key = certificate.public_key()
-    prehashed = utils.Prehashed(hashes.SHA256())
+    if key_id is None:
+        if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            return False
+        key_id = public_key_id(public_key)
+    digest, value = bytes(digest), bytes(value)
+    key = (key_id, kind, hash_algorithm.name, digest, value)
+    if key in _VERIFIED:
+        with _VERIFIED_LOCK:
+            if key in _VERIFIED:
+                _VERIFIED.move_to_end(key)
+                return True
+    prehashed = utils.Prehashed(hash_algorithm)
     try:
-        if algorithm == ALGORITHM_RSA_SHA256 and isinstance(public_key, rsa.RSAPublicKey):
+        if kind == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(value, digest, padding.PKCS1v15(), prehashed)
-            return True
-        if algorithm == ALGORITHM_ECDSA_SHA256 and isinstance(
-            public_key, ec.EllipticCurvePublicKey
-        ):
+        elif kind == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
             size = (public_key.curve.key_size + 7) // 8
             if len(value) != 2 * size:
                 return False
             r, s = int.from_bytes(value[:size], "big"), int.from_bytes(value[size:], "big")
             public_key.verify(utils.encode_dss_signature(r, s), digest, ec.ECDSA(prehashed))
-            return True
+        else:
+            return False
     except InvalidSignature:
         return False
-    return False
+    with _VERIFIED_LOCK:
+        _VERIFIED[key] = None
+        while len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.popitem(last=False)
+    return True
+
+
+_KINDS = {ALGORITHM_RSA_SHA256: "rsa", ALGORITHM_ECDSA_SHA256: "ecdsa"}
+_SHA256 = hashes.SHA256()
+
+
+def verify_digest_signature(
+    certificate: x509.Certificate,
+    algorithm: str,
+    digest: bytes,
+    value: bytes,
+    key_id: bytes | None = None,
+) -> bool:
+    """Check a raw XMLDSig signature value over a SHA-256 ``digest`` with the certificate.
+
+    ``rsa-sha256``: RSASSA-PKCS1-v1_5 (RFC 8017 §8.2); ``ecdsa-sha256``: ``r || s``, each
+    padded to the curve size (XMLDSig 1.1 §6.4.3). Used by every backend to check what a
+    device or service returned before it is written into a document
+    (:func:`verify_signature_value`; ``key_id``: the certificate key's
+    :func:`public_key_id`, when the caller has it).
+    """
+    kind = _KINDS.get(algorithm)
+    if kind is None:
+        return False
+    return verify_signature_value(certificate.public_key(), kind, _SHA256, digest, value, key_id)
 
 
 def check_returned_values(
@@ -371,8 +450,14 @@ def check_returned_values(
             f"{source[:1].upper()}{source[1:]} trả về {len(values)} chữ ký cho "
             f"{len(digests)} giá trị băm."
         )
+    public_key = certificate.public_key()
+    key_id = (
+        public_key_id(public_key)
+        if isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+        else None
+    )
     for index, (digest, value) in enumerate(zip(digests, values, strict=True)):
-        if not verify_digest_signature(certificate, algorithm, bytes(digest), value):
+        if not verify_digest_signature(certificate, algorithm, bytes(digest), value, key_id):
             raise SigningError(
                 f"Chữ ký thứ {index + 1} do {source} trả về không khớp chứng thư số."
             )

@@ -127,15 +127,20 @@ from functools import cache, lru_cache, partial
 from typing import Any, TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from hocba.errors import HocbaError
 from hocba.pki.chain import build_chain
-from hocba.pki.signer import ALGORITHM_ECDSA_SHA256, ALGORITHM_RSA_SHA256, Signer
+from hocba.pki.signer import (
+    ALGORITHM_ECDSA_SHA256,
+    ALGORITHM_RSA_SHA256,
+    Signer,
+    public_key_id,
+    verify_signature_value,
+)
 from hocba.xml.record import (
     DATA_ID,
     SIGNATURE_SLOTS,
@@ -536,6 +541,7 @@ class _CertificateFacts:
     """What verification needs from a certificate, computed once per certificate."""
 
     public_key: object
+    key_id: bytes | None  # signer.public_key_id (None: neither RSA nor EC)
     subject: str
     not_before: dt.datetime
     not_after: dt.datetime
@@ -554,8 +560,14 @@ def _compute_facts(certificate: x509.Certificate) -> _CertificateFacts:
         may_sign = usage.digital_signature or usage.content_commitment
     except x509.ExtensionNotFound:
         may_sign = True  # RFC 5280 §4.2.1.3: no keyUsage extension, no restriction
+    public_key = certificate.public_key()
     return _CertificateFacts(
-        public_key=certificate.public_key(),
+        public_key=public_key,
+        key_id=(
+            public_key_id(public_key)
+            if isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+            else None
+        ),
         subject=certificate.subject.rfc4514_string(),
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
@@ -673,27 +685,26 @@ def _add_signature_properties(
     return properties
 
 
+_HASHLIB: dict[str, Callable[[bytes], Any]] = {
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
+}
+
+
 def _check_public_signature(
-    public_key: object, method_uri: str, signed_info_c14n: bytes, value: bytes
+    public_key: object,
+    method_uri: str,
+    signed_info_c14n: bytes,
+    value: bytes,
+    key_id: bytes | None = None,
 ) -> bool:
-    """XMLDSig 1.1 §6.4: RSASSA-PKCS1-v1_5 or ECDSA with ``r || s`` values."""
+    """XMLDSig 1.1 §6.4: RSASSA-PKCS1-v1_5 or ECDSA with ``r || s`` values, over the hash of
+    the canonical ``SignedInfo`` (``hocba.pki.signer.verify_signature_value``: a value this
+    process already found valid for the same key and digest is not checked again)."""
     kind, hash_algorithm = _SIGNATURE_METHODS[method_uri]
-    try:
-        if kind == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(value, signed_info_c14n, padding.PKCS1v15(), hash_algorithm)
-            return True
-        if kind == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
-            size = (public_key.curve.key_size + 7) // 8
-            if len(value) != 2 * size:
-                return False
-            der = utils.encode_dss_signature(
-                int.from_bytes(value[:size], "big"), int.from_bytes(value[size:], "big")
-            )
-            public_key.verify(der, signed_info_c14n, ec.ECDSA(hash_algorithm))
-            return True
-    except InvalidSignature:
-        return False
-    return False
+    digest = _HASHLIB[hash_algorithm.name](signed_info_c14n).digest()
+    return verify_signature_value(public_key, kind, hash_algorithm, digest, value, key_id)
 
 
 def sign_slots(
@@ -752,15 +763,25 @@ def sign_slots(
             ],
         )
     template = _signature_template(slot, signer, signing_time_text, method_uri)
+    # the canonical SignedInfo of every signature of this call is this template's, with the
+    # document's #data digest in it (the same bytes the verifier's fast path rebuilds)
+    before_data, between, after, _, _ = _canonical_templates(slot, method_uri)
+    properties_digest = template[0][3].find(_ds("DigestValue")).text  # type: ignore[union-attr]
+    assert properties_digest is not None
+    after_data = between + properties_digest.encode("ascii") + after
+    key_id = public_key_id(public_key)
+    empty_slot = f"<{slot}/>".encode()
 
     template_ids = Counter(_ID_ATTRIBUTES(template))
     roots: list[etree._Element] = []
+    slot_elements: list[etree._Element] = []
+    splices: list[tuple[bytes, int, int] | None] = []
     parsed_documents: list[_Document] = []
     signature_values: list[etree._Element] = []
     canonical_signed_infos: list[bytes] = []
     for index, data in enumerate(documents):
         try:
-            root, document = _document_of(data)
+            root, document, kept = _document_of(data)
         except RecordXmlError as exc:
             raise XmlSignatureError(
                 f"Học bạ thứ {index + 1}: {exc.message_vi}", exc.details
@@ -777,17 +798,20 @@ def sign_slots(
         if len(slot_element) or (slot_element.text or "").strip():
             raise XmlSignatureError(f"Học bạ thứ {index + 1}: ô ký {slot} đã được ký")
         signature = copy.deepcopy(template)
-        signature[0][2].find(_ds("DigestValue")).text = _b64(  # type: ignore[union-attr]
-            document.data_digest(_EXC_C14N, None, _SHA256_URI)
+        data_digest = _b64(document.data_digest(_EXC_C14N, None, _SHA256_URI))
+        signature[0][2].find(_ds("DigestValue")).text = data_digest  # type: ignore[union-attr]
+        splices.append(
+            _splice_point(data, empty_slot) if kept and slot_element.text is None else None
         )
         slot_element.text = None
         slot_element.append(signature)
         etree.SubElement(slot_element, "NGAY_KY").text = signing_time_text
         if "SO_CCCD" in extra:
             etree.SubElement(slot_element, "SO_CCCD").text = extra["SO_CCCD"]
-        canonical_signed_infos.append(_c14n(signature[0], _EXC_C14N))
+        canonical_signed_infos.append(before_data + data_digest.encode("ascii") + after_data)
         document.ids.update(template_ids)
         roots.append(root)
+        slot_elements.append(slot_element)
         parsed_documents.append(document)
         signature_values.append(signature[1])
 
@@ -800,35 +824,69 @@ def sign_slots(
             "Dịch vụ ký trả về số chữ ký không khớp số học bạ",
             [f"{len(values)} ≠ {len(digests)}"],
         )
+    kind, hash_algorithm = _SIGNATURE_METHODS[method_uri]
     output: list[bytes] = []
-    for index, (root, value_element, signed_info_c14n, value) in enumerate(
-        zip(roots, signature_values, canonical_signed_infos, values, strict=True)
+    for index, (root, slot_element, splice, value_element, digest, value) in enumerate(
+        zip(roots, slot_elements, splices, signature_values, digests, values, strict=True)
     ):
-        if not _check_public_signature(public_key, method_uri, signed_info_c14n, value):
+        # the backend may have checked it already (signer.verify_signature_value remembers)
+        if not verify_signature_value(public_key, kind, hash_algorithm, digest, value, key_id):
             raise XmlSignatureError(
                 f"Học bạ thứ {index + 1}: chữ ký do thiết bị/dịch vụ ký trả về không hợp lệ"
             )
         value_element.text = _b64(value)
-        output.append(
-            b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(root, encoding="UTF-8")
-        )
+        if splice is None:
+            output.append(_XML_HEADER + etree.tostring(root, encoding="UTF-8"))
+        else:
+            previous, start, stop = splice
+            slot_bytes = etree.tostring(slot_element, encoding="UTF-8", with_tail=False)
+            output.append(
+                b"".join((previous[:start], slot_bytes, previous[start + len(empty_slot) : stop]))
+            )
     for data, root, document in zip(output, roots, parsed_documents, strict=True):
         keep_parsed(data, root, document)  # for the next slot, or the seal's verification
     return output
 
 
-def _document_of(data: bytes) -> tuple[etree._Element, _Document]:
-    """The parsed tree of ``data`` and its :class:`_Document`: the one ``build_record_xml``
-    or ``sign_slots`` kept for this very bytes object (see ``record.keep_parsed``), else
-    ``parse_record_xml_safely`` (raises :class:`RecordXmlError`)."""
+_XML_HEADER = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+_ZONE_START, _ROOT_END = b"<DANH_SACH_THONG_TIN_KY>", b"</HOC_BA>"
+
+
+def _splice_point(data: bytes, empty_slot: bytes) -> tuple[bytes, int, int] | None:
+    """Where, in bytes that are exactly ``_XML_HEADER`` + the serialisation of their kept
+    tree (``build_record_xml``'s or this module's output; build_record_xml adds a final
+    newline), the empty slot ``<SLOT/>`` is: (the bytes, its offset, the end of the root
+    element). The signed slot's own serialisation then replaces it, giving the bytes a
+    full serialisation of the tree would give (tests/tasks/test_xmldsig_reuse.py) without
+    serialising the whole document again. ``None`` (serialise it all) unless the marker is
+    found exactly once in the signature zone, which is the last part of the document."""
+    if not data.startswith(_XML_HEADER):
+        return None
+    zone = data.rfind(_ZONE_START)
+    if zone < 0:
+        return None
+    start = data.find(empty_slot, zone)
+    if start < 0 or data.find(empty_slot, start + len(empty_slot)) >= 0:
+        return None
+    stop = data.rfind(_ROOT_END)
+    if stop < start:
+        return None
+    return data, start, stop + len(_ROOT_END)
+
+
+def _document_of(data: bytes) -> tuple[etree._Element, _Document, bool]:
+    """The parsed tree of ``data``, its :class:`_Document` and whether it was kept: the one
+    ``build_record_xml`` or ``sign_slots`` kept for this very bytes object (see
+    ``record.keep_parsed``), else ``parse_record_xml_safely`` (raises
+    :class:`RecordXmlError`)."""
     kept = take_parsed(data)
     if kept is not None:
         root, document = kept
         if isinstance(document, _Document) and document.root is root:
-            return root, document
-        return root, _Document(root)
+            return root, document, True
+        return root, _Document(root), True
     root = parse_record_xml_safely(data)
-    return root, _Document(root)
+    return root, _Document(root), False
 
 
 # =============================================================================== verifying
@@ -876,7 +934,7 @@ def verify_record_signatures(
     time is a database question, answered by the caller.
     """
     try:
-        _, parsed = _document_of(document)
+        _, parsed, _ = _document_of(document)
     except RecordXmlError as exc:
         issue = VerificationIssue.of(IssueCode.XML_INVALID, str(exc))
         return RecordSignaturesVerification(
@@ -977,6 +1035,7 @@ class _SignerState:
 
     certificate: x509.Certificate
     public_key: object
+    key_id: bytes | None
     windows: tuple[tuple[dt.datetime, dt.datetime], ...]
     cccd: frozenset[str]
     school_codes: frozenset[str]
@@ -1030,6 +1089,7 @@ def _compute_signer_state(
     return _SignerState(
         certificate=certificate,
         public_key=facts.public_key,
+        key_id=facts.key_id,
         windows=tuple((f.not_before, f.not_after) for f in map(_facts, chain)),
         cccd=facts.cccd,
         school_codes=facts.school_codes,
@@ -1154,7 +1214,9 @@ def _verify_slot_fast(
         value = _b64decode(value_element.text)
     except (binascii.Error, ValueError):
         return None
-    if not _check_public_signature(state.public_key, method_uri, canonical_signed_info, value):
+    if not _check_public_signature(
+        state.public_key, method_uri, canonical_signed_info, value, state.key_id
+    ):
         return None
     return SlotVerification(
         slot=slot, ok=True, certificate=state.certificate, signing_time=signing_time
@@ -1314,7 +1376,9 @@ def _verify_slot_full(
         value = b""
     facts = _facts(certificate)
     signed_info_c14n = _c14n(signed_info, c14n_uri, _inclusive_prefixes(c14n_element))
-    if not _check_public_signature(facts.public_key, method_uri, signed_info_c14n, value):
+    if not _check_public_signature(
+        facts.public_key, method_uri, signed_info_c14n, value, facts.key_id
+    ):
         errors.append(VerificationIssue.of(IssueCode.SIGNATURE_VALUE_INVALID))
 
     # ---- X.509: chain, validity at signing time, key usage, revocation (RFC 5280 §6)
