@@ -369,13 +369,17 @@ def verify_signature_value(
     digest: bytes,
     value: bytes,
     key_id: bytes | None = None,
+    *,
+    remember: bool = True,
 ) -> bool:
     """Does ``value`` sign ``digest`` (of ``hash_algorithm``) with ``public_key``?
 
     ``kind`` ``"rsa"``: RSASSA-PKCS1-v1_5 (RFC 8017 §8.2); ``"ecdsa"``: ``r || s``, each
     padded to the curve size (XMLDSig 1.1 §6.4.3); a key of the other kind is False.
     ``key_id`` is :func:`public_key_id` of the key (computed here when not given). A value
-    found valid is remembered (see the module docstring) and answered from memory the next
+    found valid is remembered (see the module docstring; not with ``remember=False``, what
+    a verifier of documents passes: it only reads the memo, so values it checks once each
+    do not push out those of an issuance in progress) and answered from memory the next
     time; an invalid one is checked again every time.
     """
     if key_id is None:
@@ -403,6 +407,8 @@ def verify_signature_value(
             return False
     except InvalidSignature:
         return False
+    if not remember:
+        return True
     with _VERIFIED_LOCK:
         _VERIFIED[key] = None
         while len(_VERIFIED) > _VERIFIED_MAX:
