@@ -183,6 +183,22 @@ CHANGES: dict[str, Callable[[etree._Element, str], None]] = {
         root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG/MA_TRUONG"), "text", "00000000"
     ),
     "Id st-<slot> twice": _append("", lambda: etree.Element("X", Id="st-CBQL")),
+    # the Id uniqueness is read from all attribute values first (_Document.single_id)
+    "namespaced ID st-<slot> twice": lambda root, slot: root.find("DANH_SACH_THONG_TIN_KY").append(
+        etree.Element("X", {"{urn:x}ID": f"st-{slot}"})
+    ),
+    "lower-case id st-<slot> in the data": lambda root, slot: root.find(
+        "DU_LIEU_HOC_BA/THONG_TIN_CHUNG"
+    ).set("id", f"st-{slot}"),
+    "st-<slot> as another attribute's value": lambda root, slot: root.find(
+        "DANH_SACH_THONG_TIN_KY"
+    ).set("Note", f"st-{slot}"),
+    "data as another attribute's value": lambda root, slot: root.find("DANH_SACH_THONG_TIN_KY").set(
+        "Note", "data"
+    ),
+    "namespaced Id data in the zone": lambda root, slot: root.find("DANH_SACH_THONG_TIN_KY").set(
+        "{urn:x}Id", "data"
+    ),
 }
 
 
@@ -258,3 +274,27 @@ def test_a_revocation_in_a_new_crl_is_seen_after_the_old_crl_was_cached(
     assert [w.code for w in gvcn.warnings] == [IssueCode.CERTIFICATE_REVOKED_LATER]
     # the clean CRL object again: still its own (cached) answer
     assert verify_record_signatures(document, signing_staff.roots, crls=[clean]).ok
+
+
+@pytest.mark.parametrize(
+    ("name", "codes"),
+    [
+        ("st-<slot> as another attribute's value", []),
+        ("data as another attribute's value", []),
+        ("namespaced ID st-<slot> twice", [IssueCode.REFERENCE_INVALID]),
+        ("lower-case id st-<slot> in the data", [IssueCode.REFERENCE_INVALID]),
+        ("namespaced Id data in the zone", [IssueCode.DATA_ID_AMBIGUOUS]),
+    ],
+)
+def test_ids_are_counted_exactly_when_a_value_repeats(
+    name: str, codes: list[IssueCode], signed_record: bytes, signing_staff
+) -> None:
+    # a value seen on several attributes sends the document to the full Id scan: a
+    # harmless repetition (not an Id) still verifies, a second Id is still refused
+    root = parse_record_xml_safely(signed_record)
+    CHANGES[name](root, "CBQL")
+    document = b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(root, encoding="UTF-8")
+    result = verify_slot(document, "CBQL", signing_staff.roots)
+    assert result.error_codes == codes
+    parsed = dsig._Document(parse_record_xml_safely(document))
+    assert parsed.ids == dsig.Counter(dsig._ID_ATTRIBUTES(parsed.root))
