@@ -341,6 +341,7 @@ def clear_signer_cache() -> None:
         _CACHE.clear()
 
 
+_PKCS1 = padding.PKCS1v15()
 _VERIFIED_MAX = 4096
 _VERIFIED_LOCK = threading.Lock()
 _VERIFIED: OrderedDict[tuple[bytes, str, str, bytes, bytes], None] = OrderedDict()
@@ -396,7 +397,7 @@ def verify_signature_value(
     prehashed = utils.Prehashed(hash_algorithm)
     try:
         if kind == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(value, digest, padding.PKCS1v15(), prehashed)
+            public_key.verify(value, digest, _PKCS1, prehashed)
         elif kind == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
             size = (public_key.curve.key_size + 7) // 8
             if len(value) != 2 * size:

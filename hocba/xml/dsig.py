@@ -593,6 +593,7 @@ class _Document:
         self._digests: dict[tuple[str, str, tuple[str, ...] | None], bytes] = {}
         self._zone: etree._Element | None = None
         self._general: etree._Element | None = None
+        self._fields: dict[str, str | None] = {}
         if root.tag != "HOC_BA":
             self.structure_error = VerificationIssue.of(
                 IssueCode.STRUCTURE_INVALID, f"phần tử gốc là {root.tag}"
@@ -647,13 +648,18 @@ class _Document:
         return _child(self._zone, slot)
 
     def field(self, name: str) -> str | None:
+        """``THONG_TIN_CHUNG/<name>``'s stripped text (read once per document)."""
+        if name in self._fields:
+            return self._fields[name]
         assert self.data is not None
         if self._general is None:
             self._general = _child(self.data, "THONG_TIN_CHUNG")
             if self._general is None:
                 return None
         element = _child(self._general, name)
-        return element.text.strip() if element is not None and element.text else None
+        value = element.text.strip() if element is not None and element.text else None
+        self._fields[name] = value
+        return value
 
 
 # =============================================================================== signing
@@ -1035,6 +1041,7 @@ _MARK_DATA, _MARK_PROPERTIES, _MARK_TIME = "@HB-DATA@", "@HB-PROPERTIES@", "@HB-
 _SIGNATURE_CHILDREN = (_ds("SignedInfo"), _ds("SignatureValue"), _ds("KeyInfo"), _ds("Object"))
 _X509_DATA, _X509_CERTIFICATE = _ds("X509Data"), _ds("X509Certificate")
 _X509_SUBJECT_NAME, _OBJECT = _ds("X509SubjectName"), _ds("Object")
+_SIGNATURE = _ds("Signature")
 _SIGNER_CACHE = _IdentityCache(1024)
 
 
@@ -1151,7 +1158,7 @@ def _verify_slot_fast(
         if cccd_element.tag != "SO_CCCD":
             return None
         slot_cccd = cccd_element.text
-    if signature.tag != _ds("Signature") or ngay_ky_element.tag != "NGAY_KY":
+    if signature.tag != _SIGNATURE or ngay_ky_element.tag != "NGAY_KY":
         return None
     if len(signature) < 4:
         return None
@@ -1238,10 +1245,14 @@ def _verify_slot_fast(
 
     # ---- the SignatureValue over the canonical SignedInfo (no comments in it: the same
     # bytes as without comments)
-    try:
-        value = _b64decode(value_element.text)
+    text = value_element.text or ""
+    try:  # strict base64 (what sign_slots writes) is valid for _b64decode, same bytes
+        value = binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError):
-        return None
+        try:
+            value = _b64decode(text)  # e.g. wrapped lines
+        except (binascii.Error, ValueError):
+            return None
     if not _check_public_signature(
         state.public_key, method_uri, canonical_signed_info, value, state.key_id
     ):
