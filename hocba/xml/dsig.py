@@ -159,6 +159,7 @@ __all__ = [
     "SlotVerification",
     "VerificationIssue",
     "XmlSignatureError",
+    "crl_revocation_dates",
     "sign_slots",
     "verify_record_signatures",
     "verify_record_tree",
@@ -1476,6 +1477,17 @@ def _crl_view(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> 
     for entry in crl:  # like get_revoked_certificate_by_serial_number: the first entry wins
         revoked.setdefault(entry.serial_number, entry.revocation_date_utc)
     return _CrlView(name, revoked)
+
+
+def crl_revocation_dates(
+    crl: x509.CertificateRevocationList, issuer: x509.Certificate
+) -> dict[int, dt.datetime] | None:
+    """What ``crl`` says for certificates of ``issuer``: serial number → revocation date;
+    ``None`` when it is not a CRL issued and validly signed by ``issuer``. Computed once per
+    (CRL object, issuer) — the CRL's signature check and its table — and shared with the
+    revocation check of :func:`verify_record_signatures` (``hocba.xml.verify`` reads it)."""
+    view = _CRL_CACHE.get((crl, issuer), partial(_crl_view, crl, issuer))
+    return None if view is None else view.revoked
 
 
 def _check_revocation(

@@ -140,7 +140,6 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
@@ -152,6 +151,7 @@ from hocba.xml.dsig import (
     IssueCode,
     RecordSignaturesVerification,
     SlotVerification,
+    crl_revocation_dates,
     verify_record_tree,
 )
 from hocba.xml.record import (
@@ -630,32 +630,6 @@ def _issuer_of(
     return next((c for c in candidates if issued_by(certificate, c)), None)
 
 
-_CRL_SIGNATURES: dict[
-    tuple[int, x509.Certificate], tuple[x509.CertificateRevocationList, bool]
-] = {}
-_CRL_SIGNATURES_MAX = 256
-
-
-def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
-    """Is ``crl`` issued and signed by ``issuer``? Remembered per CRL *object* (CRL objects
-    are not hashable; the entry keeps the object alive so its id is not reused): a CRL
-    source that caches its CRLs pays the signature check once."""
-    key = (id(crl), issuer)
-    known = _CRL_SIGNATURES.get(key)
-    if known is not None and known[0] is crl:
-        return known[1]
-    public_key = issuer.public_key()
-    valid = (
-        crl.issuer == issuer.subject
-        and isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
-        and crl.is_signature_valid(public_key)
-    )
-    if len(_CRL_SIGNATURES) >= _CRL_SIGNATURES_MAX:
-        _CRL_SIGNATURES.clear()
-    _CRL_SIGNATURES[key] = (crl, valid)
-    return valid
-
-
 def _keyinfo_certificates(root: etree._Element, slot: str) -> Iterator[x509.Certificate]:
     """Certificates the signature of ``slot`` sends along (intermediate CAs, for finding
     the CRL's issuer when it is not a trust anchor itself)."""
@@ -713,11 +687,11 @@ def _revocation_of_slot(
     issuer = _issuer_of(certificate, candidates)
     if issuer is None:
         return CheckStatus.INDETERMINATE, f"{label}: không tìm thấy CA tin cậy đã cấp chứng thư"
-    if not _crl_signed_by(crl, issuer):
+    revocations = crl_revocation_dates(crl, issuer)  # cached per CRL object and issuer
+    if revocations is None:
         return CheckStatus.INDETERMINATE, f"{label}: CRL không do CA cấp chứng thư ký hợp lệ"
-    revoked = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
-    if revoked is not None:
-        when = revoked.revocation_date_utc
+    when = revocations.get(certificate.serial_number)
+    if when is not None:
         if signing_time is None or when <= signing_time:
             return (
                 CheckStatus.FAIL,
@@ -728,8 +702,8 @@ def _revocation_of_slot(
     if next_update is not None and next_update < now:
         stale = _when(next_update)
         return CheckStatus.INDETERMINATE, f"{label}: CRL đã quá hạn (nextUpdate {stale})"
-    if revoked is not None:
-        later = _when(revoked.revocation_date_utc)
+    if when is not None:
+        later = _when(when)
         return CheckStatus.PASS, f"{label}: chưa bị thu hồi khi ký (bị thu hồi sau đó, {later})"
     return CheckStatus.PASS, f"{label}: chưa bị thu hồi"
 

@@ -566,6 +566,26 @@ def test_a_certificate_revoked_before_signing_is_invalid(
     assert "GVCN: chứng thư số đã bị thu hồi" in message
 
 
+def test_a_new_crl_object_is_read_afresh(issue, signing_staff, registry) -> None:
+    # the revocation dates come from dsig's per-(CRL object, issuer) table: a CRL fetched
+    # later, listing the teacher, is a new object and is read, not the older empty one
+    document = issue(teacher=signing_staff.teacher_revoked_before)
+    registry.register(document)
+    listed = signing_staff.pki.crl
+    empty = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(listed.issuer)
+        .last_update(listed.last_update_utc)
+        .next_update(listed.next_update_utc or listed.last_update_utc + dt.timedelta(days=1))
+        .sign(signing_staff.pki._root_key, listed.signature_hash_algorithm)
+    )
+    for _ in range(2):  # the second round is answered from the cached tables
+        report = _verify(document, signing_staff, registry, lambda certificate: empty)
+        assert report.check("REVOCATION").status is CheckStatus.PASS, report.render_text()
+        report = _verify(document, signing_staff, registry, lambda certificate: listed)
+        _assert_invalid(report, {"REVOCATION"})
+
+
 def test_a_certificate_revoked_after_signing_is_still_valid(
     issue, signing_staff, registry, crl_source
 ) -> None:
