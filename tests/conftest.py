@@ -88,7 +88,7 @@ YEAR = "2024-2025"
 class District:
     """Handles on a small district built in the test's schema."""
 
-    def __init__(self, engine: Engine, tmp: Path) -> None:
+    def __init__(self, engine: Engine, tmp: Path, pupils: int = 12) -> None:
         from hocba.dev import demo
         from hocba.models.lifecycle import SYSTEM
         from hocba.models.records import create_drafts
@@ -101,7 +101,7 @@ class District:
             s.commit()
         used: set[str] = set()
         for school in self.schools:
-            rows, classes = demo.school_rows(school, 12, seed=7, year_start=2024, used_ids=used)
+            rows, classes = demo.school_rows(school, pupils, seed=7, year_start=2024, used_ids=used)
             path = importer.write_workbook(tmp / f"{school.code}.xlsx", rows, classes)
             with Session(engine) as s:
                 importer.import_file(s, path, school.code, YEAR, SYSTEM)
