@@ -332,19 +332,20 @@ def _states(engine: Any, codes: list[str]) -> dict[str, int]:
 
 
 def _sizes(c: Any, schema: str, records: int) -> dict[str, Any]:
-    """Bytes per record of the schema's tables: heap, TOAST and indexes, per table and in
-    all (``pg_relation_size``: pages on disk, free space and dead rows included)."""
+    """Bytes per record of the schema's tables: in all (``pg_total_relation_size``: heap,
+    TOAST, indexes, free-space and visibility maps; free space and dead rows included),
+    and per table its heap (main fork), TOAST table (with its index) and indexes."""
     rows = c.execute(
         text(
-            "SELECT c.relname, pg_relation_size(c.oid), "
-            "coalesce(pg_relation_size(nullif(c.reltoastrelid, 0)), 0), pg_indexes_size(c.oid) "
+            "SELECT c.relname, pg_total_relation_size(c.oid), pg_relation_size(c.oid), "
+            "coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0), "
+            "pg_indexes_size(c.oid) "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = :s AND c.relkind = 'r'"
         ),
         {"s": schema},
     ).all()
-    total = sum(h + t + i for _, h, t, i in rows)
-    big = sorted(rows, key=lambda r: -(r[1] + r[2] + r[3]))[:6]
+    total = sum(r[1] for r in rows)
     return {
         "bytes_per_record": round(total / records),
         "tables": {
@@ -353,7 +354,7 @@ def _sizes(c: Any, schema: str, records: int) -> dict[str, Any]:
                 "toast": round(t / records),
                 "indexes": round(i / records),
             }
-            for name, h, t, i in big
+            for name, _, h, t, i in sorted(rows, key=lambda r: -r[1])[:6]
         },
     }
 
