@@ -27,8 +27,9 @@ record), which a plain VACUUM marks reusable but does not give back.
   not map it).
 
 Pages written before this migration keep their layout until rewritten (``VACUUM FULL``,
-``CLUSTER``); rows written before keep no pad (their content moves out of line at their
-next update that touches TOAST, as before).
+``CLUSTER``). Adding the column does not rewrite the table: rows written before read the
+default without storing it, and their next update writes it (compressed), which moves
+their content out of line too.
 
 Revision ID: 0015
 Revises: 0014
