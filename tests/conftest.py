@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -168,6 +168,12 @@ class District:
 @pytest.fixture
 def district(engine: Engine, tmp_path: Path) -> District:
     return District(engine, tmp_path)
+
+
+@pytest.fixture
+def make_district(engine: Engine, tmp_path: Path) -> Callable[[int], District]:
+    """A district with ``pupils`` pupils per school instead of 12."""
+    return lambda pupils: District(engine, tmp_path, pupils)
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def _block(district: Any, rid: int) -> int:
     )
 
 
-def test_a_record_s_row_versions_stay_in_its_page(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_record_s_row_versions_stay_in_its_page(make_district) -> None:  # type: ignore[no-untyped-def]
     """Drafts are inserted together, filling their pages: with ``fillfactor = 100`` the
     first page was full and the record's first state update already moved it to another
     page (the table grew by a page of dead versions per ~30 updates). With 50 the seven
@@ -63,9 +63,7 @@ def test_a_record_s_row_versions_stay_in_its_page(engine, tmp_path) -> None:  # 
     own page. The content JSON is out of line from the insert on (the toast pad: ~45
     drafts of ~2 KB of JSON each fill four pages at most, half empty), and the issued XML
     comes back byte for byte with its SHA-256."""
-    from conftest import District
-
-    district = District(engine, tmp_path, pupils=24)
+    district = make_district(24)
     pages = district.scalar(
         "SELECT pg_relation_size('hoc_ba') / current_setting('block_size')::int"
     )
