@@ -22,9 +22,9 @@ def _reloptions(district: Any, table: str) -> set[str]:
 
 def test_storage_settings(district) -> None:  # type: ignore[no-untyped-def]
     """hoc_ba leaves half of each page for its rows' next versions (0015) and keeps the
-    content out of line (0014); the working table of partly signed XML is vacuumed early;
-    each compressed column uses a method this server has (lz4 when built with it;
-    the embedded PostgreSQL 18 has only pglz)."""
+    content out of line (0014), its pad compressed in the row (0015); the working table
+    of partly signed XML is vacuumed early; each compressed column uses a method this
+    server has (lz4 when built with it; the embedded PostgreSQL 18 has only pglz)."""
     assert {"fillfactor=50", "toast_tuple_target=128"} <= _reloptions(district, "hoc_ba")
     assert {"autovacuum_vacuum_threshold=200", "toast.autovacuum_vacuum_threshold=200"} <= (
         _reloptions(district, "hoc_ba_signing") | _toast_options(district, "hoc_ba_signing")
@@ -33,8 +33,15 @@ def test_storage_settings(district) -> None:  # type: ignore[no-untyped-def]
         "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
     )
     used = district.scalar("SELECT array_agg(DISTINCT pg_column_compression(content)) FROM hoc_ba")
-    # None: a content small enough for its row to stay under the 2 KB TOAST threshold
-    assert set(used) - {None} and set(used) - {None} <= set(methods)
+    # every draft's content compressed, also the small ones whose row would otherwise stay
+    # under the 2 KB threshold of the toaster (None): the pad takes every row over it
+    assert used and set(used) <= set(methods)
+    pad = district.scalar(
+        "SELECT attstorage FROM pg_attribute WHERE attrelid = 'hoc_ba'::regclass "
+        "AND attname = 'toast_pad'"
+    )
+    assert pad == "m"
+    assert district.scalar("SELECT max(pg_column_size(toast_pad)) FROM hoc_ba") < 64
 
 
 def _toast_options(district: Any, table: str) -> set[str]:
