@@ -331,37 +331,85 @@ def _states(engine: Any, codes: list[str]) -> dict[str, int]:
         )
 
 
+def _sizes(c: Any, schema: str, records: int) -> dict[str, Any]:
+    """Bytes per record of the schema's tables: in all (``pg_total_relation_size``: heap,
+    TOAST, indexes, free-space and visibility maps; free space and dead rows included),
+    and per table its heap (main fork), TOAST table (with its index) and indexes."""
+    rows = c.execute(
+        text(
+            "SELECT c.relname, pg_total_relation_size(c.oid), pg_relation_size(c.oid), "
+            "coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0), "
+            "pg_indexes_size(c.oid) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :s AND c.relkind = 'r'"
+        ),
+        {"s": schema},
+    ).all()
+    total = sum(r[1] for r in rows)
+    return {
+        "bytes_per_record": round(total / records),
+        "tables": {
+            name: {
+                "heap": round(h / records),
+                "toast": round(t / records),
+                "indexes": round(i / records),
+            }
+            for name, _, h, t, i in sorted(rows, key=lambda r: -r[1])[:6]
+        },
+    }
+
+
 def _storage(engine: Any, schema: str) -> dict[str, Any]:
-    """Bytes on disk of the app's schema (tables with TOAST and indexes, dead rows
-    included, as the run left them) and the stored size of a record's columns."""
+    """Bytes on disk of the app's schema (tables with TOAST and indexes) per record, three
+    ways: ``as_left`` (as the run left them: dead rows and free space included, which
+    depends on when autovacuum last ran), ``after_vacuum`` (after a plain VACUUM of the
+    schema, as a production database would be soon after: dead rows become free space,
+    only trailing empty pages are given back) and ``live`` (the live rows' bytes in heap
+    and TOAST, ``pgstattuple``, plus the indexes as they are: the floor a VACUUM FULL
+    would reach). Comparable between runs, unlike ``as_left`` alone."""
     with engine.connect() as c:
-        tables = dict(
-            c.execute(
-                text(
-                    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = :s AND c.relkind = 'r'"
-                ),
-                {"s": schema},
-            ).all()
-        )
         records = c.scalar(text("SELECT count(*) FROM hoc_ba")) or 1
+        as_left = _sizes(c, schema, records)
         cols = c.execute(
             text(
                 "SELECT avg(pg_column_size(content)), avg(pg_column_size(signed_xml)), "
                 "avg(length(signed_xml)) FROM hoc_ba WHERE signed_xml IS NOT NULL"
             )
         ).one()
-    total = sum(tables.values())
+        ys_content = c.scalar(text("SELECT avg(pg_column_size(content)) FROM year_summary"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        tables = c.scalars(
+            text(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = :s AND c.relkind = 'r'"
+            ),
+            {"s": schema},
+        ).all()
+        c.execute(text(f"VACUUM {', '.join(tables)}"))
+        after = _sizes(c, schema, records)
+        c.execute(text("CREATE EXTENSION IF NOT EXISTS pgstattuple"))
+        live = c.scalar(
+            text(
+                "SELECT sum((SELECT tuple_len FROM pgstattuple(c.oid::regclass)) "
+                "+ coalesce((SELECT tuple_len FROM pgstattuple(c.reltoastrelid::regclass) "
+                "WHERE c.reltoastrelid <> 0), 0) + pg_indexes_size(c.oid)) "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = :s AND c.relkind = 'r'"
+            ),
+            {"s": schema},
+        )
     return {
         "records": records,
-        "schema_bytes": total,
-        "bytes_per_record": round(total / records),
-        "hoc_ba_bytes_per_record": round(tables.get("hoc_ba", 0) / records),
-        "audit_bytes_per_record": round(tables.get("audit_event", 0) / records),
+        "bytes_per_record": as_left["bytes_per_record"],
+        "bytes_per_record_after_vacuum": after["bytes_per_record"],
+        "live_bytes_per_record": round(float(live or 0) / records),
+        "as_left": as_left["tables"],
+        "after_vacuum": after["tables"],
         "stored_content_bytes": round(float(cols[0] or 0)),
         "stored_signed_xml_bytes": round(float(cols[1] or 0)),
         "signed_xml_bytes": round(float(cols[2] or 0)),
+        "stored_year_summary_content_bytes": round(float(ys_content or 0)),
     }
 
 

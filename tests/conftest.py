@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -88,7 +88,7 @@ YEAR = "2024-2025"
 class District:
     """Handles on a small district built in the test's schema."""
 
-    def __init__(self, engine: Engine, tmp: Path) -> None:
+    def __init__(self, engine: Engine, tmp: Path, pupils: int = 12) -> None:
         from hocba.dev import demo
         from hocba.models.lifecycle import SYSTEM
         from hocba.models.records import create_drafts
@@ -101,7 +101,7 @@ class District:
             s.commit()
         used: set[str] = set()
         for school in self.schools:
-            rows, classes = demo.school_rows(school, 12, seed=7, year_start=2024, used_ids=used)
+            rows, classes = demo.school_rows(school, pupils, seed=7, year_start=2024, used_ids=used)
             path = importer.write_workbook(tmp / f"{school.code}.xlsx", rows, classes)
             with Session(engine) as s:
                 importer.import_file(s, path, school.code, YEAR, SYSTEM)
@@ -168,6 +168,12 @@ class District:
 @pytest.fixture
 def district(engine: Engine, tmp_path: Path) -> District:
     return District(engine, tmp_path)
+
+
+@pytest.fixture
+def make_district(engine: Engine, tmp_path: Path) -> Callable[[int], District]:
+    """A district with ``pupils`` pupils per school instead of 12."""
+    return lambda pupils: District(engine, tmp_path, pupils)
 
 
 @pytest.fixture

@@ -1,0 +1,118 @@
+"""How a record is stored (issue 14, storage): the tables' storage settings, and what they
+do to a record going through its lifecycle — its row versions stay in its own page, its
+content is out of line, the issued bytes come back exactly and under the issue guard."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
+
+from hocba.models.lifecycle import SYSTEM, transition
+
+
+def _reloptions(district: Any, table: str) -> set[str]:
+    opts = district.scalar("SELECT reloptions FROM pg_class WHERE oid = to_regclass(:t)", t=table)
+    return set(opts or [])
+
+
+def test_storage_settings(district) -> None:  # type: ignore[no-untyped-def]
+    """hoc_ba leaves half of each page for its rows' next versions (0015) and keeps the
+    content out of line (0014), its pad compressed in the row (0015); the working table
+    of partly signed XML is vacuumed early; each compressed column uses a method this
+    server has (lz4 when built with it; the embedded PostgreSQL 18 has only pglz)."""
+    assert {"fillfactor=50", "toast_tuple_target=128"} <= _reloptions(district, "hoc_ba")
+    assert {"autovacuum_vacuum_threshold=200", "toast.autovacuum_vacuum_threshold=200"} <= (
+        _reloptions(district, "hoc_ba_signing") | _toast_options(district, "hoc_ba_signing")
+    )
+    methods = district.scalar(
+        "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
+    )
+    used = district.scalar("SELECT array_agg(DISTINCT pg_column_compression(content)) FROM hoc_ba")
+    # every draft's content compressed, also the small ones whose row would otherwise stay
+    # under the 2 KB threshold of the toaster (None): the pad takes every row over it
+    assert used and set(used) <= set(methods)
+    pad = district.scalar(
+        "SELECT attstorage FROM pg_attribute WHERE attrelid = 'hoc_ba'::regclass "
+        "AND attname = 'toast_pad'"
+    )
+    assert pad == "m"
+    assert district.scalar("SELECT max(pg_column_size(toast_pad)) FROM hoc_ba") < 64
+
+
+def _toast_options(district: Any, table: str) -> set[str]:
+    opts = district.scalar(
+        "SELECT t.reloptions FROM pg_class c JOIN pg_class t ON t.oid = c.reltoastrelid "
+        "WHERE c.oid = to_regclass(:t)",
+        t=table,
+    )
+    return {f"toast.{o}" for o in opts or []}
+
+
+def _block(district: Any, rid: int) -> int:
+    """The heap page holding the record's current row version."""
+    return int(
+        str(district.scalar("SELECT ctid FROM hoc_ba WHERE id = :r", r=rid))
+        .strip("()")
+        .split(",")[0]
+    )
+
+
+def test_a_record_s_row_versions_stay_in_its_page(make_district) -> None:  # type: ignore[no-untyped-def]
+    """Drafts are inserted together, filling their pages: with ``fillfactor = 100`` the
+    first page was full and the record's first state update already moved it to another
+    page (the table grew by a page of dead versions per ~30 updates). With 50 the seven
+    updates of a record's life, and the forced flags before them, all land in the draft's
+    own page. The content JSON is out of line from the insert on (the toast pad: ~45
+    drafts of ~2 KB of JSON each fill four pages at most, half empty), and the issued XML
+    comes back byte for byte with its SHA-256."""
+    district = make_district(24)
+    pages = district.scalar(
+        "SELECT pg_relation_size('hoc_ba') / current_setting('block_size')::int"
+    )
+    drafts = district.scalar("SELECT count(*) FROM hoc_ba")
+    in_first = district.scalar("SELECT count(*) FROM hoc_ba WHERE ctid < '(1,0)'::tid")
+    assert drafts >= 40 and pages <= 4 and in_first < drafts
+    rid = district.record_ids("DH01")[0]
+    first = _block(district, rid)
+    district.force_state(rid, "in_review", flags="[]")
+    teacher = district.homeroom_of(rid)
+    # ~20 KB of XML, as compressible as a real one: toasted and compressed
+    body = "".join(f"<MON><MA>{i}</MA><DIEM>{i % 10}</DIEM></MON>" for i in range(600))
+    issued = f"<HOC_BA>{body}<KY>niêm phong</KY></HOC_BA>".encode()
+    steps: list[tuple[str, Any, dict[str, Any]]] = [
+        ("approve", teacher, {}),
+        ("teacher_sign", teacher, {"signed_xml": b"<HOC_BA>gvcn</HOC_BA>"}),
+        ("principal_sign", district.actor("dh01.ht"), {"signed_xml": b"<HOC_BA>cbql</HOC_BA>"}),
+        ("seal", district.actor("dh01.vt"), {"signed_xml": issued}),
+        ("submit", SYSTEM, {}),
+        ("accept", SYSTEM, {}),
+    ]
+    for action, actor, payload in steps:
+        with Session(district.engine) as s:
+            res = transition(s, [rid], action, actor, payloads={rid: payload} if payload else None)
+            assert res.ok == [rid], res.failed
+            s.commit()
+        assert _block(district, rid) == first, action
+    with district.engine.connect() as conn:
+        stored, sha, method = conn.execute(
+            text(
+                "SELECT signed_xml, xml_sha256, pg_column_compression(signed_xml) "
+                "FROM hoc_ba WHERE id = :r"
+            ),
+            {"r": rid},
+        ).one()
+    assert bytes(stored) == issued and method is not None
+    assert sha == hashlib.sha256(issued).hexdigest()
+    # the issue guard still checks the stored bytes: a changed byte is refused
+    with pytest.raises(DBAPIError, match="HBL01|đã phát hành"):
+        with district.engine.begin() as conn:
+            conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
+            conn.execute(
+                text("UPDATE hoc_ba SET signed_xml = signed_xml || '\\x20'::bytea WHERE id = :r"),
+                {"r": rid},
+            )
