@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -507,10 +508,13 @@ def _update_records(
     now: dt.datetime,
 ) -> None:
     """One UPDATE for the whole batch: the per-record values come as arrays (``unnest``),
-    so PostgreSQL plans and runs one statement instead of one per record."""
+    so PostgreSQL plans and runs one statement instead of one per record. The XML array
+    goes in binary (psycopg's ``%(name)b``): as text, each document would be hex-encoded
+    by the worker and decoded by PostgreSQL."""
     sets = ", ".join(("state = :to_state", "state_changed_at = :now", *t.sets))
     used = [c for c in _PER_RECORD if f"v.{c}" in sets]
-    columns = ["CAST(:ids AS int[])", *(f"CAST(:{c} AS {_PER_RECORD[c]}[])" for c in used)]
+    sets = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sets)  # psycopg's placeholders
+    columns = ["%(ids)s::int[]", *(_driver_param(c, _PER_RECORD[c]) for c in used)]
     values: dict[str, Any] = {
         "ids": [p["id"] for p in params],
         **{c: [p.get(c) for p in params] for c in used},
@@ -520,14 +524,18 @@ def _update_records(
         "reason": reason,
     }
     conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
-    conn.execute(
-        text(
-            f"UPDATE hoc_ba SET {sets} FROM unnest({', '.join(columns)}) "
-            f"AS v(id{''.join(', ' + c for c in used)}) WHERE hoc_ba.id = v.id"
-        ),
+    conn.exec_driver_sql(
+        f"UPDATE hoc_ba SET {sets} "
+        f"FROM unnest({', '.join(columns)}) AS v(id{''.join(', ' + c for c in used)}) "
+        "WHERE hoc_ba.id = v.id",
         values,
     )
     conn.execute(text("SELECT set_config('hocba.lifecycle', 'off', true)"))
+
+
+def _driver_param(name: str, sql_type: str) -> str:
+    """A psycopg placeholder for an array parameter; ``bytea`` arrays in binary."""
+    return f"%({name}){'b' if sql_type == 'bytea' else 's'}::{sql_type}[]"
 
 
 def _store_pending_xml(conn: Any, t: Transition, params: list[dict[str, Any]]) -> None:
@@ -537,12 +545,10 @@ def _store_pending_xml(conn: Any, t: Transition, params: list[dict[str, Any]]) -
     if t.pending_xml == "write":
         rows = [p for p in params if p["signed_xml"]]
         if rows:
-            conn.execute(
-                text(
-                    "INSERT INTO hoc_ba_signing (record_id, signed_xml) "
-                    "SELECT * FROM unnest(CAST(:ids AS int[]), CAST(:xmls AS bytea[])) "
-                    "ON CONFLICT (record_id) DO UPDATE SET signed_xml = excluded.signed_xml"
-                ),
+            conn.exec_driver_sql(
+                "INSERT INTO hoc_ba_signing (record_id, signed_xml) "
+                f"SELECT * FROM unnest(%(ids)s::int[], {_driver_param('xmls', 'bytea')}) "
+                "ON CONFLICT (record_id) DO UPDATE SET signed_xml = excluded.signed_xml",
                 {"ids": [p["id"] for p in rows], "xmls": [p["signed_xml"] for p in rows]},
             )
     elif t.pending_xml == "clear":

@@ -13,15 +13,20 @@ holds only at the seal.
 
 Now:
 
-- ``hoc_ba_guard`` (UPDATE) fires only ``WHEN`` the state changes or the record is locked
-  (issued and after). It compares the row with ``content``, ``signed_xml`` and
-  ``xml_sha256`` set aside (as ``state`` and ``state_changed_at`` were): every other
-  column, present and future, is still locked.
+- ``hoc_ba_guard`` (UPDATE) fires only ``WHEN`` the state changes outside the lifecycle
+  (``hocba.lifecycle`` not ``on``: it raises) or the record is locked (issued and
+  after). It compares the row with ``content``, ``signed_xml`` and ``xml_sha256`` set
+  aside (as ``state`` and ``state_changed_at`` were): every other column, present and
+  future, is still locked. A lifecycle state change of a record being drafted or signed
+  no longer calls PL/pgSQL at all.
 - ``hoc_ba_guard_content`` (``BEFORE UPDATE OF content, signed_xml, xml_sha256``, when the
   record is locked) compares those three, with the time-stamp upgrade rule of migration
-  0010 for the XML. A column that is not a target of the UPDATE cannot change (no trigger
-  on ``hoc_ba`` modifies ``NEW``), so an UPDATE that does not name them needs no
-  comparison; one that names them, even to the same value, is checked as before.
+  0010 for the XML. A column that is not a target of the UPDATE cannot change, because
+  no trigger on ``hoc_ba`` assigns ``NEW`` (an ``UPDATE OF`` trigger does not see a
+  change made by a BEFORE trigger; tests/models/test_database_guards.py fails if a
+  trigger function on ``hoc_ba`` ever assigns a field of ``NEW``), so an UPDATE that does
+  not name them needs no comparison; one that names them, even to the same value, is
+  checked as before.
 - ``hoc_ba_guard_delete`` is the DELETE half of the former ``hoc_ba_guard`` (same
   function).
 - ``hoc_ba_signed_guard`` (migration 0003) fires only ``WHEN`` a signed record's frozen
@@ -128,7 +133,9 @@ BEGIN
 END $$;
 
 CREATE TRIGGER hoc_ba_guard BEFORE UPDATE ON hoc_ba FOR EACH ROW
-    WHEN (NEW.state IS DISTINCT FROM OLD.state OR OLD.state IN {LOCKED})
+    WHEN ((NEW.state IS DISTINCT FROM OLD.state
+           AND coalesce(current_setting('hocba.lifecycle', true), '') <> 'on')
+          OR OLD.state IN {LOCKED})
     EXECUTE FUNCTION hoc_ba_guard();
 CREATE TRIGGER hoc_ba_guard_content BEFORE UPDATE OF content, signed_xml, xml_sha256
     ON hoc_ba FOR EACH ROW WHEN (OLD.state IN {LOCKED})
