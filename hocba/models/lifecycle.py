@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -125,7 +126,8 @@ class Transition:
     guards: tuple[Guard, ...] = ()
     #: guards on the per-record inputs (skipped by a dry run, which has none yet)
     payload_guards: tuple[Guard, ...] = ()
-    #: SQL SET fragments applied with the state change (parameters: see ``_params``).
+    #: SQL SET fragments applied with the state change: ``:now``, ``:actor_id`` and
+    #: ``:reason`` are the batch's, ``v.<column>`` the record's (see :data:`_PER_RECORD`)
     sets: tuple[str, ...] = ()
     #: what happens to the partly signed XML in ``hoc_ba_signing`` (migration 0014):
     #: ``"write"`` the payload's ``signed_xml`` there, ``"clear"`` it, ``""`` leave it
@@ -178,7 +180,7 @@ TRANSITIONS: dict[str, Transition] = {
             sets=(
                 "teacher_signer_id = :actor_id",
                 "teacher_signed_at = :now",
-                "lookup_code = COALESCE(lookup_code, :lookup_code)",
+                "lookup_code = COALESCE(hoc_ba.lookup_code, v.lookup_code)",
             ),
             pending_xml="write",
         ),
@@ -214,9 +216,9 @@ TRANSITIONS: dict[str, Transition] = {
             sets=(
                 "sealer_id = :actor_id",
                 "issued_at = :now",
-                "lookup_code = COALESCE(lookup_code, :lookup_code)",
-                "signed_xml = :signed_xml",
-                "xml_sha256 = :xml_sha256",
+                "lookup_code = COALESCE(hoc_ba.lookup_code, v.lookup_code)",
+                "signed_xml = v.signed_xml",
+                "xml_sha256 = v.xml_sha256",
             ),
             pending_xml="clear",
         ),
@@ -470,11 +472,8 @@ def transition(
     if not allowed:
         return result
 
-    params = [_params(t, rec, actor, reason, payloads.get(rec.id, {}), now) for rec in allowed]
-    sets = ", ".join(("state = :to_state", "state_changed_at = :now", *t.sets))
-    conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
-    conn.execute(text(f"UPDATE hoc_ba SET {sets} WHERE id = :id"), params)
-    conn.execute(text("SELECT set_config('hocba.lifecycle', 'off', true)"))
+    params = [_params(t, rec, payloads.get(rec.id, {})) for rec in allowed]
+    _update_records(conn, t, params, actor, reason, now)
     _store_pending_xml(conn, t, params)
     audit.append(
         session,
@@ -496,19 +495,61 @@ def transition(
     return result
 
 
+#: The per-record values a transition's ``sets`` may use (``v.<name>``), with their types.
+_PER_RECORD = {"lookup_code": "uuid", "signed_xml": "bytea", "xml_sha256": "text"}
+
+
+def _update_records(
+    conn: Any,
+    t: Transition,
+    params: list[dict[str, Any]],
+    actor: Actor,
+    reason: str | None,
+    now: dt.datetime,
+) -> None:
+    """One UPDATE for the whole batch: the per-record values come as arrays (``unnest``),
+    so PostgreSQL plans and runs one statement instead of one per record. The XML array
+    goes in binary (psycopg's ``%(name)b``): as text, each document would be hex-encoded
+    by the worker and decoded by PostgreSQL."""
+    sets = ", ".join(("state = :to_state", "state_changed_at = :now", *t.sets))
+    used = [c for c in _PER_RECORD if f"v.{c}" in sets]
+    sets = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sets)  # psycopg's placeholders
+    columns = ["%(ids)s::int[]", *(_driver_param(c, _PER_RECORD[c]) for c in used)]
+    values: dict[str, Any] = {
+        "ids": [p["id"] for p in params],
+        **{c: [p.get(c) for p in params] for c in used},
+        "to_state": t.target,
+        "now": now,
+        "actor_id": actor.staff_id,
+        "reason": reason,
+    }
+    conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
+    conn.exec_driver_sql(
+        f"UPDATE hoc_ba SET {sets} "
+        f"FROM unnest({', '.join(columns)}) AS v(id{''.join(', ' + c for c in used)}) "
+        "WHERE hoc_ba.id = v.id",
+        values,
+    )
+    conn.execute(text("SELECT set_config('hocba.lifecycle', 'off', true)"))
+
+
+def _driver_param(name: str, sql_type: str) -> str:
+    """A psycopg placeholder for an array parameter; ``bytea`` arrays in binary."""
+    return f"%({name}){'b' if sql_type == 'bytea' else 's'}::{sql_type}[]"
+
+
 def _store_pending_xml(conn: Any, t: Transition, params: list[dict[str, Any]]) -> None:
     """A partly signed XML (GVCN, then CBQL) lives in ``hoc_ba_signing`` until the seal
     writes the issued one into ``hoc_ba.signed_xml``: each signature no longer leaves a
     dead copy of the whole document in ``hoc_ba``'s TOAST table (migration 0014)."""
     if t.pending_xml == "write":
-        rows = [{"id": p["id"], "x": p["signed_xml"]} for p in params if p["signed_xml"]]
+        rows = [p for p in params if p["signed_xml"]]
         if rows:
-            conn.execute(
-                text(
-                    "INSERT INTO hoc_ba_signing (record_id, signed_xml) VALUES (:id, :x) "
-                    "ON CONFLICT (record_id) DO UPDATE SET signed_xml = excluded.signed_xml"
-                ),
-                rows,
+            conn.exec_driver_sql(
+                "INSERT INTO hoc_ba_signing (record_id, signed_xml) "
+                f"SELECT * FROM unnest(%(ids)s::int[], {_driver_param('xmls', 'bytea')}) "
+                "ON CONFLICT (record_id) DO UPDATE SET signed_xml = excluded.signed_xml",
+                {"ids": [p["id"] for p in rows], "xmls": [p["signed_xml"] for p in rows]},
             )
     elif t.pending_xml == "clear":
         conn.execute(
@@ -524,26 +565,14 @@ def transition_one(session: Session, record_id: int, action: str, actor: Actor, 
         raise TransitionError(res.failed[record_id], res.failed)
 
 
-def _params(
-    t: Transition,
-    rec: RecordRow,
-    actor: Actor,
-    reason: str | None,
-    payload: Mapping[str, Any],
-    now: dt.datetime,
-) -> dict[str, Any]:
+def _params(t: Transition, rec: RecordRow, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's own values of the transition (the ``v.<column>`` of its ``sets``)."""
     xml: bytes | None = payload.get("signed_xml")
-    p: dict[str, Any] = {
-        "id": rec.id,
-        "to_state": t.target,
-        "now": now,
-        "actor_id": actor.staff_id,
-        "reason": reason,
-        "signed_xml": xml,
-    }
+    p: dict[str, Any] = {"id": rec.id, "signed_xml": xml}
     if t.action in ("teacher_sign", "seal"):
         # reserved before the first signature: the code is inside the signed data
-        p["lookup_code"] = payload.get("lookup_code") or uuid.uuid4()
+        code = payload.get("lookup_code")
+        p["lookup_code"] = uuid.UUID(str(code)) if code else uuid.uuid4()  # one array type
     if t.action == "seal":
         p["xml_sha256"] = hashlib.sha256(xml or b"").hexdigest()
     return p

@@ -222,37 +222,35 @@ def poll_results(session: Session, school_code: str, client: PortalClient) -> St
                 {"ids": list(record_ids)},
             ).all()
         )
-        accepted, rejected = [], {}
+        accepted: list[int] = []
+        rejected: dict[str, list[int]] = {}  # the portal's reason → its records
         outcomes = []
         for res in results:
             rid = by_code.get(res.ma_tra_cuu_uuid or "")
             if rid is None:
                 continue
             outcomes.append(
-                {
-                    "r": rid,
-                    "s": sub_id,
-                    "a": res.accepted,
-                    "e": res.error,
-                    "f": res.error_field_title,
-                    "d": res.error_description,
-                }
+                (rid, res.accepted, res.error, res.error_field_title, res.error_description)
             )
             if res.accepted:
                 accepted.append(rid)
             else:
-                rejected[rid] = res.error_description or res.error or "Sở từ chối"
-        if outcomes:  # one executemany (pipelined by psycopg), not a round trip per record
+                why = res.error_description or res.error or "Sở từ chối"
+                rejected.setdefault(why, []).append(rid)
+        if outcomes:  # one statement for the transaction's results, not one per record
+            r, a, e, f, d = (list(col) for col in zip(*outcomes, strict=True))
             conn.execute(
                 text("""
                 INSERT INTO portal_result (record_id, submission_id, accepted, error,
                                            error_field_title, error_description)
-                VALUES (:r, :s, :a, :e, :f, :d) ON CONFLICT DO NOTHING"""),
-                outcomes,
+                SELECT r, :s, a, e, f, d FROM unnest(CAST(:r AS int[]), CAST(:a AS boolean[]),
+                    CAST(:e AS text[]), CAST(:f AS text[]), CAST(:d AS text[])) AS v(r, a, e, f, d)
+                ON CONFLICT DO NOTHING"""),
+                {"s": sub_id, "r": r, "a": a, "e": e, "f": f, "d": d},
             )
         transition(session, accepted, "accept", SYSTEM)
-        for rid, why in rejected.items():
-            transition(session, [rid], "reject", SYSTEM, reason=why)
+        for why, rids in rejected.items():  # one transition per reason, each record keeps it
+            transition(session, rids, "reject", SYSTEM, reason=why)
         conn.execute(
             text("UPDATE submission SET status = 'done', results_at = now() WHERE id = :i"),
             {"i": sub_id},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -186,3 +188,142 @@ def test_signed_content_is_frozen_until_returned(district) -> None:  # type: ign
         s.commit()
     with district.engine.begin() as conn:
         conn.execute(text("UPDATE hoc_ba SET entered_result = 'HTXS' WHERE id = :id"), {"id": rid})
+
+
+# Migration 0016: the guards fire only when they have something to check (the large
+# columns are compared only when an UPDATE names them). They refuse the same as before.
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE hoc_ba SET content = content WHERE id = :id",
+        "UPDATE hoc_ba SET signed_xml = signed_xml, xml_sha256 = xml_sha256 WHERE id = :id",
+        "UPDATE hoc_ba SET computed_result = computed_result, state = state WHERE id = :id",
+    ],
+)
+def test_issued_record_rewritten_with_the_same_values_is_allowed(district, sql: str) -> None:  # type: ignore[no-untyped-def]
+    rid = _issued(district)
+    before = district.scalar(
+        "SELECT content::text || encode(signed_xml, 'hex') || xml_sha256 FROM hoc_ba WHERE id=:r",
+        r=rid,
+    )
+    with district.engine.begin() as conn:
+        conn.execute(text(sql), {"id": rid})
+    after = district.scalar(
+        "SELECT content::text || encode(signed_xml, 'hex') || xml_sha256 FROM hoc_ba WHERE id=:r",
+        r=rid,
+    )
+    assert after == before
+    assert district.scalar("SELECT count(*) FROM hoc_ba_xml_history WHERE record_id=:r", r=rid) == 0
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        "content = jsonb_set(content, '{subjects,TOAN,score}', '10')",  # with the state change
+        "signed_xml = 'x'::bytea",
+        "xml_sha256 = encode(sha256('x'::bytea), 'hex')",
+        "return_reason = 'sửa'",
+        "sealer_id = NULL",
+    ],
+)
+def test_issued_record_cannot_change_while_it_moves_on(district, sets: str) -> None:  # type: ignore[no-untyped-def]
+    """A legal post-issue state change (submit) does not carry any other change with it."""
+    rid = _issued(district)
+    before = district.scalar(
+        "SELECT content::text || xml_sha256 || coalesce(return_reason, '') FROM hoc_ba WHERE id=:r",
+        r=rid,
+    )
+    with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:
+        conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
+        conn.execute(
+            text(f"UPDATE hoc_ba SET state = 'submitted', {sets} WHERE id = :id"), {"id": rid}
+        )
+    assert exc.value.orig.sqlstate == "HBL01"  # type: ignore[union-attr]
+    assert district.state(rid) == "issued"
+    after = district.scalar(
+        "SELECT content::text || xml_sha256 || coalesce(return_reason, '') FROM hoc_ba WHERE id=:r",
+        r=rid,
+    )
+    assert after == before
+
+
+@pytest.mark.parametrize("state", ["teacher_signed", "principal_signed"])
+@pytest.mark.parametrize(
+    ("sets", "refused"),
+    [
+        ("content = jsonb_set(content, '{subjects,TOAN,score}', '10')", True),
+        ("content = content", False),
+        ('flags = \'[{"code": "X"}]\'::jsonb', True),
+        ("lookup_code = gen_random_uuid()", False),  # the first code is reserved at GVCN
+    ],
+)
+def test_signed_content_is_frozen_in_every_column(
+    district, state: str, sets: str, refused: bool
+) -> None:  # type: ignore[no-untyped-def]
+    rid = district.record_ids("DH01")[0]
+    district.force_state(rid, state, flags="[]")
+    sql = f"UPDATE hoc_ba SET {sets} WHERE id = :id"
+    if not refused:
+        with district.engine.begin() as conn:
+            conn.execute(text(sql), {"id": rid})
+        return
+    before = district.scalar("SELECT content::text || flags::text FROM hoc_ba WHERE id=:r", r=rid)
+    with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:
+        conn.execute(text(sql), {"id": rid})
+    assert exc.value.orig.sqlstate == "HBL02"  # type: ignore[union-attr]
+    after = district.scalar("SELECT content::text || flags::text FROM hoc_ba WHERE id=:r", r=rid)
+    assert after == before
+
+
+def test_signed_lookup_code_cannot_change_once_reserved(district) -> None:  # type: ignore[no-untyped-def]
+    rid = district.record_ids("DH01")[0]
+    district.force_state(rid, "teacher_signed", flags="[]", lookup_code=None)
+    with district.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE hoc_ba SET lookup_code = gen_random_uuid() WHERE id = :id"), {"id": rid}
+        )
+    with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE hoc_ba SET lookup_code = gen_random_uuid() WHERE id = :id"), {"id": rid}
+        )
+    assert exc.value.orig.sqlstate == "HBL02"  # type: ignore[union-attr]
+
+
+def test_the_guards_conditions_name_the_locked_states(engine) -> None:  # type: ignore[no-untyped-def]
+    """The triggers' WHEN clauses (migration 0016) list the same locked states as the guard."""
+    from hocba.models.lifecycle_states import LOCKED_STATES
+
+    with engine.connect() as conn:
+        defs = dict(
+            conn.execute(
+                text(
+                    "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+                    "WHERE tgrelid = 'hoc_ba'::regclass AND tgname IN "
+                    "('hoc_ba_guard', 'hoc_ba_guard_content')"
+                )
+            ).all()
+        )
+    assert set(defs) == {"hoc_ba_guard", "hoc_ba_guard_content"}
+    for name, sql in defs.items():
+        (array,) = re.findall(r"ARRAY\[(.*?)\]", sql)
+        assert set(re.findall(r"'(\w+)'", array)) == set(LOCKED_STATES), name
+
+
+def test_no_trigger_on_hoc_ba_assigns_new(engine) -> None:  # type: ignore[no-untyped-def]
+    """The ``UPDATE OF`` guards (migration 0016) compare the large columns only when an
+    UPDATE names them: that is safe only while no trigger on ``hoc_ba`` changes ``NEW``."""
+    with engine.connect() as conn:
+        sources = dict(
+            conn.execute(
+                text(
+                    "SELECT DISTINCT p.proname, p.prosrc FROM pg_trigger t "
+                    "JOIN pg_proc p ON p.oid = t.tgfoid "
+                    "WHERE t.tgrelid = 'hoc_ba'::regclass AND NOT t.tgisinternal"
+                )
+            ).all()
+        )
+    assert "hoc_ba_guard_content" in sources
+    for name, src in sources.items():
+        assert not re.search(r"^\s*NEW\s*(\.\s*\w+)?\s*:?=", src, re.M | re.I), name

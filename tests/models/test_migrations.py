@@ -13,7 +13,7 @@ def test_upgrade_creates_tables_in_the_app_schema(engine: Engine, schema_name: s
             )
         )
     assert {"hoc_ba", "audit_event", "pupil", "school", "progress_day", "alembic_version"} <= tables
-    assert db.current_revision(engine) == "0015"
+    assert db.current_revision(engine) == "0016"
 
 
 def test_0012_down_and_up_again(engine: Engine, schema_name: str) -> None:
@@ -150,3 +150,46 @@ def test_0014_moves_partly_signed_xml_both_ways(district, schema_name: str) -> N
         )
     assert rows[signing] is None and bytes(rows[issued]) == b"x"
     assert bytes(moved) == xml
+
+
+def test_0016_down_and_up_again(engine: Engine, schema_name: str) -> None:
+    """0016 goes back to the three guard triggers fired on every UPDATE, and forward."""
+    from alembic import command
+    from alembic.config import Config
+
+    def triggers() -> dict[str, bool]:  # name → has a WHEN or a column list
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT t.tgname, t.tgqual IS NOT NULL "
+                    "OR coalesce(array_length(t.tgattr::int2[], 1), 0) > 0 FROM pg_trigger t "
+                    "JOIN pg_class c ON c.oid = t.tgrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = :s AND c.relname = 'hoc_ba' AND t.tgname LIKE '%guard%' "
+                    "AND t.tgname <> 'hoc_ba_insert_guard'"
+                ),
+                {"s": schema_name},
+            ).all()
+        return dict(rows)
+
+    after = {
+        "hoc_ba_guard": True,
+        "hoc_ba_guard_content": True,
+        "hoc_ba_guard_delete": False,
+        "hoc_ba_issue_guard": True,
+        "hoc_ba_signed_guard": True,
+        "hoc_ba_signed_guard_content": True,
+    }
+    assert triggers() == after
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    cfg.attributes["schema"] = schema_name
+    command.downgrade(cfg, "0015")
+    assert triggers() == {
+        "hoc_ba_guard": False,
+        "hoc_ba_issue_guard": False,
+        "hoc_ba_signed_guard": False,
+    }
+    command.upgrade(cfg, "head")
+    assert triggers() == after
