@@ -4,21 +4,25 @@ See :mod:`hocba.dev.portal.app` and docs/PORTAL.md.
 """
 
 from hocba.dev.portal.app import (
+    PortalFactory,
     PortalFaults,
     PortalUser,
     ProvincePortal,
     ResponseCode,
     create_portal_app,
+    default_workers,
     load_certificates,
     serve,
 )
 
 __all__ = [
+    "PortalFactory",
     "PortalFaults",
     "PortalUser",
     "ProvincePortal",
     "ResponseCode",
     "create_portal_app",
+    "default_workers",
     "load_certificates",
     "serve",
 ]
