@@ -66,6 +66,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
+from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
@@ -165,6 +166,7 @@ ISSUERS = ("VNPT", "BKAV", "VIETTEL", "BAN_CO_YEU")
 _MAX_FIELD = 200  # characters of one authenticationRequest field
 _MAX_CHAIN_DEPTH = 6  # certificates tried against the trust anchors: the leaf and 5 CAs
 _TOLERATED_INDETERMINATE = frozenset({"REVOCATION"})
+_VERIFY_CHUNK = 50  # records parsed, looked up and verified together (memory: ~50 trees)
 _FIELD_OF_CHECK = {
     "SAFE_PARSE": "HOC_BA",
     "SCHEMA": "HOC_BA",
@@ -420,18 +422,19 @@ _RECORD_FIELDS = (
 )
 
 
-def _record_fields(data: bytes) -> dict[str, str | None]:
-    """The fields the portal needs, as written in the record (None when unreadable)."""
+def _record_fields(data: bytes) -> tuple[dict[str, str | None], etree._Element | None]:
+    """The fields the portal needs, as written in the record (None when unreadable), and
+    the safely parsed tree, which verification then reads instead of parsing again."""
     try:
         root = parse_record_xml_safely(data)
     except RecordXmlError:
-        return dict.fromkeys(_RECORD_FIELDS)
+        return dict.fromkeys(_RECORD_FIELDS), None
     general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
     values: dict[str, str | None] = {}
     for name in _RECORD_FIELDS:
         text = None if general is None else general.findtext(name)
         values[name] = text.strip() if text and text.strip() else None
-    return values
+    return values, root
 
 
 # ============================================================================ the portal
@@ -749,93 +752,101 @@ class ProvincePortal:
         seen: set[str] = set()
         reject_every = self.faults.reject_every(1)
         now = dt.datetime.now(dt.UTC)
-        parsed = [_record_fields(data) for data in records]
-        known_codes = self.store.known_records(
-            [f["MA_TRA_CUU_UUID"] for f in parsed if f["MA_TRA_CUU_UUID"]]
-        )
-        for position, (data, fields) in enumerate(zip(records, parsed, strict=True), start=1):
-            code = fields["MA_TRA_CUU_UUID"]
-            result: dict[str, Any] = {
-                "ma_hoc_sinh": fields["MA_HOC_SINH"],
-                "ten_hoc_sinh": fields["HO_VA_TEN"],
-                "so_cccd": fields["SO_CCCD"],
-                "ma_tra_cuu_uuid": code,
-                "trang_thai": 0,
-                "error": None,
-                "error_field_title": None,
-                "error_description": None,
-            }
-            results.append(result)
-            problem = self._precheck(envelope, fields, seen)
-            known = known_codes.get(code) if code and problem is None else None
-            sha = hashlib.sha256(data).hexdigest()
-            if problem is None:
-                info = None
-                if known is not None:
-                    same_school = known.ma_don_vi == envelope.ma_don_vi
-                    resent_otherwise = same_school and known.xml_sha256 != sha
-                    info = IssuedRecordInfo(
-                        xml_sha256=known.xml_sha256 if same_school else "",
-                        state=known.state,
-                        # only for a resend in other bytes: is it the same signed record?
-                        xml=self.store.record_xml(known.ma_tra_cuu_uuid)
-                        if resent_otherwise
-                        else None,
+        # by chunks: each record is parsed once (its fields, then every check read the
+        # same tree) and a chunk's trees are dropped before the next chunk is parsed
+        for start in range(0, len(records), _VERIFY_CHUNK):
+            chunk = records[start : start + _VERIFY_CHUNK]
+            parsed = [_record_fields(data) for data in chunk]
+            known_codes = self.store.known_records(
+                [f["MA_TRA_CUU_UUID"] for f, _ in parsed if f["MA_TRA_CUU_UUID"]]
+            )
+            for position, (data, (fields, tree)) in enumerate(
+                zip(chunk, parsed, strict=True), start=start + 1
+            ):
+                code = fields["MA_TRA_CUU_UUID"]
+                result: dict[str, Any] = {
+                    "ma_hoc_sinh": fields["MA_HOC_SINH"],
+                    "ten_hoc_sinh": fields["HO_VA_TEN"],
+                    "so_cccd": fields["SO_CCCD"],
+                    "ma_tra_cuu_uuid": code,
+                    "trang_thai": 0,
+                    "error": None,
+                    "error_field_title": None,
+                    "error_description": None,
+                }
+                results.append(result)
+                problem = self._precheck(envelope, fields, seen)
+                known = known_codes.get(code) if code and problem is None else None
+                sha = hashlib.sha256(data).hexdigest()
+                if problem is None:
+                    info = None
+                    if known is not None:
+                        same_school = known.ma_don_vi == envelope.ma_don_vi
+                        resent_otherwise = same_school and known.xml_sha256 != sha
+                        info = IssuedRecordInfo(
+                            xml_sha256=known.xml_sha256 if same_school else "",
+                            state=known.state,
+                            # only for a resend in other bytes: is it the same signed record?
+                            xml=self.store.record_xml(known.ma_tra_cuu_uuid)
+                            if resent_otherwise
+                            else None,
+                        )
+                    registry = _DeclaredRegistry(envelope.ma_don_vi, approved, fields, info)
+                    report = verify_document(
+                        data,
+                        trusted_roots=self.trusted_roots,
+                        registry=registry,
+                        crl_source=self.crl_source,
+                        now=now,
+                        parsed=tree,  # read once: the fields above and every check
                     )
-                registry = _DeclaredRegistry(envelope.ma_don_vi, approved, fields, info)
-                report = verify_document(
-                    data,
-                    trusted_roots=self.trusted_roots,
-                    registry=registry,
-                    crl_source=self.crl_source,
-                    now=now,
-                )
-                problem = self._failure(report)
-            if problem is None and reject_every and position % reject_every == 0:
-                problem = (
-                    "FAULT_INJECTED",
-                    "HOC_BA",
-                    "Cổng tiếp nhận từ chối học bạ này (mô phỏng lỗi tiếp nhận một phần).",
-                )
-            if code:
-                seen.add(code)
-            if problem is not None:
-                error, field_title, description = problem
-                result.update(
-                    error=error, error_field_title=field_title, error_description=description
-                )
-                log.info(
-                    "Từ chối học bạ %s (mã HS %s, CCCD %s) trong messageid %s: %s.",
-                    code or "-",
-                    fields["MA_HOC_SINH"] or "-",
-                    mask_cccd(fields["SO_CCCD"]),
-                    envelope.messageid,
-                    error,
-                )
-                continue
-            result["trang_thai"] = 1
-            assert code is not None
-            if known is not None:  # the same record was accepted before: not stored twice
-                result["error_description"] = (
-                    f"Học bạ đã được tiếp nhận trong giao dịch {known.messageid}; không lưu lại."
-                )
-                if known.xml_sha256 != sha:
-                    result["error_description"] += (
-                        " Tệp gửi lại không trùng từng byte với bản đã tiếp nhận, nhưng dữ liệu "
-                        "được ký và các chữ ký trùng khớp."
+                    problem = self._failure(report)
+                if problem is None and reject_every and position % reject_every == 0:
+                    problem = (
+                        "FAULT_INJECTED",
+                        "HOC_BA",
+                        "Cổng tiếp nhận từ chối học bạ này (mô phỏng lỗi tiếp nhận một phần).",
                     )
-                continue
-            rows[position] = {
-                "ma_tra_cuu_uuid": code,
-                "ma_don_vi": envelope.ma_don_vi,
-                "nam_hoc": fields["TEN_NAM_HOC"] or envelope.nam_hoc,
-                "ma_hoc_sinh": fields["MA_HOC_SINH"],
-                "ten_hoc_sinh": fields["HO_VA_TEN"],
-                "so_cccd": fields["SO_CCCD"],
-                "xml": data,
-                "xml_sha256": sha,
-                "accepted_at": now,
-            }
+                if code:
+                    seen.add(code)
+                if problem is not None:
+                    error, field_title, description = problem
+                    result.update(
+                        error=error, error_field_title=field_title, error_description=description
+                    )
+                    log.info(
+                        "Từ chối học bạ %s (mã HS %s, CCCD %s) trong messageid %s: %s.",
+                        code or "-",
+                        fields["MA_HOC_SINH"] or "-",
+                        mask_cccd(fields["SO_CCCD"]),
+                        envelope.messageid,
+                        error,
+                    )
+                    continue
+                result["trang_thai"] = 1
+                assert code is not None
+                if known is not None:  # the same record was accepted before: not stored twice
+                    result["error_description"] = (
+                        f"Học bạ đã được tiếp nhận trong giao dịch {known.messageid}; "
+                        "không lưu lại."
+                    )
+                    if known.xml_sha256 != sha:
+                        result["error_description"] += (
+                            " Tệp gửi lại không trùng từng byte với bản đã tiếp nhận, nhưng "
+                            "dữ liệu được ký và các chữ ký trùng khớp."
+                        )
+                    continue
+                rows[position] = {
+                    "ma_tra_cuu_uuid": code,
+                    "ma_don_vi": envelope.ma_don_vi,
+                    "nam_hoc": fields["TEN_NAM_HOC"] or envelope.nam_hoc,
+                    "ma_hoc_sinh": fields["MA_HOC_SINH"],
+                    "ten_hoc_sinh": fields["HO_VA_TEN"],
+                    "so_cccd": fields["SO_CCCD"],
+                    "xml": data,
+                    "xml_sha256": sha,
+                    "accepted_at": now,
+                }
         return results, rows
 
     @staticmethod
