@@ -32,7 +32,7 @@ import httpx
 import pytest
 import uvicorn
 from issuing import forge
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from hocba.db import make_engine
 from hocba.dev.portal import PortalFactory, PortalFaults, ProvincePortal, create_portal_app
@@ -943,5 +943,14 @@ def test_processes_started_together_create_the_store_once(served: _Served) -> No
     try:
         assert store.counts()["message"] == 0
         assert store.faults() == PortalFaults().to_json()
+        with store.engine.connect() as conn:  # the accepted XML: lz4, or not compressed
+            storage = conn.execute(
+                text(
+                    "SELECT attcompression, attstorage FROM pg_attribute "
+                    "WHERE attrelid = CAST(:t AS regclass) AND attname = 'xml'"
+                ),
+                {"t": f'"{store.schema}".record'},
+            ).one()
+        assert tuple(storage) in {("l", "x"), ("", "e")}
     finally:
         store.engine.dispose()

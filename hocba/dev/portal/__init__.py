@@ -9,10 +9,12 @@ from hocba.dev.portal.app import (
     PortalUser,
     ProvincePortal,
     ResponseCode,
+    ServedPortal,
     create_portal_app,
     default_workers,
     load_certificates,
     serve,
+    serve_in_processes,
 )
 
 __all__ = [
@@ -21,8 +23,10 @@ __all__ = [
     "PortalUser",
     "ProvincePortal",
     "ResponseCode",
+    "ServedPortal",
     "create_portal_app",
     "default_workers",
     "load_certificates",
     "serve",
+    "serve_in_processes",
 ]

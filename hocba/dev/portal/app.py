@@ -54,10 +54,13 @@ import hmac
 import json
 import logging
 import os
+import pickle
 import random
+import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
@@ -112,9 +115,11 @@ __all__ = [
     "PortalUser",
     "ProvincePortal",
     "ResponseCode",
+    "ServedPortal",
     "create_portal_app",
     "default_workers",
     "serve",
+    "serve_in_processes",
 ]
 
 log = logging.getLogger(__name__)
@@ -1330,6 +1335,78 @@ def create_portal_app(
     app.include_router(guarded)
     app.add_middleware(_FaultMiddleware, switch=portal.faults, paths=routes)
     return app
+
+
+_SERVE_FROM_STDIN = (
+    "import pickle, sys\n"
+    "from hocba.dev.portal import serve\n"
+    "factory = pickle.loads(sys.stdin.buffer.read())\n"
+    "serve(factory, '127.0.0.1', int(sys.argv[1]), sys.argv[3], workers=int(sys.argv[2]))\n"
+)
+
+
+@dataclass(frozen=True)
+class ServedPortal:
+    """A portal served by :func:`serve_in_processes`: its URL and the supervisor's pid
+    (the serving processes are its children, for CPU accounting)."""
+
+    url: str
+    pid: int
+
+
+@contextmanager
+def serve_in_processes(
+    factory: PortalFactory,
+    workers: int | None = None,
+    *,
+    log_level: str = "warning",
+    timeout: float = 120,
+) -> Iterator[ServedPortal]:
+    """Serve the portal as ``hocba portal serve --workers N`` does (:func:`serve`), in a
+    process of its own on a free port of 127.0.0.1, until the block ends; yields once
+    every process is up. The factory travels pickled on the child's stdin (password
+    hashes, never a password, and nothing on the command line or in the environment)."""
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    n = workers or default_workers()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE_FROM_STDIN, str(port), str(n), log_level],
+        stdin=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(pickle.dumps(factory))
+    proc.stdin.close()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"Cổng tiếp nhận dừng khi khởi động (mã {proc.returncode}).")
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break  # 503 until every process is up
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Cổng tiếp nhận không sẵn sàng sau {timeout:.0f} s.")
+            time.sleep(0.1)
+        yield ServedPortal(url, proc.pid)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def load_certificates(paths: Sequence[str]) -> list[x509.Certificate]:
