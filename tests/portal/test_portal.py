@@ -15,15 +15,14 @@ import importlib.util
 import itertools
 import json
 import os
-import pickle
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,14 @@ from issuing import forge
 from sqlalchemy import func, select, text
 
 from hocba.db import make_engine
-from hocba.dev.portal import PortalFactory, PortalFaults, ProvincePortal, create_portal_app
+from hocba.dev.portal import (
+    PortalFactory,
+    PortalFaults,
+    ProvincePortal,
+    ServedPortal,
+    create_portal_app,
+    serve_in_processes,
+)
 from hocba.dev.portal.store import PortalStore
 from hocba.dev.testpki import TestPki
 from hocba.pki.signer import Signer, SoftwareSigner
@@ -763,72 +769,22 @@ def test_results_parse_into_record_results() -> None:
 
 
 # ============================================================================ several processes
-_SERVE = (
-    "import pickle, sys\n"
-    "from hocba.dev.portal import serve\n"
-    "factory = pickle.loads(sys.stdin.buffer.read())\n"
-    "serve(factory, '127.0.0.1', int(sys.argv[1]), 'warning', workers=int(sys.argv[2]))\n"
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Served:
-    """``hocba.dev.portal.serve`` in processes of their own (as ``hocba portal serve``
-    runs), each on its own port, all on one store."""
+    """Portals served as ``hocba portal serve`` runs them (:func:`serve_in_processes`),
+    each on its own port, all on one store."""
 
     def __init__(self, factory: PortalFactory) -> None:
         self.factory = factory
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.urls: list[str] = []
+        self.stack = ExitStack()
+        self.lock = threading.Lock()
 
-    def start(self, workers: int = 1) -> str:
-        port = _free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVE, str(port), str(workers)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(pickle.dumps(self.factory))
-        proc.stdin.close()
-        self.procs.append(proc)
-        self.urls.append(f"http://127.0.0.1:{port}")
-        return self.urls[-1]
-
-    def wait(self, url: str) -> dict[str, Any]:
-        """The /health answer once it is 200 (every process of that start-up is up)."""
-        proc = self.procs[self.urls.index(url)]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                assert proc.stderr is not None
-                pytest.fail(f"the portal stopped: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                response = httpx.get(f"{url}/health", timeout=5)
-                if response.status_code == 200:
-                    return dict(response.json())
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"{url} did not become healthy")
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    def start(self, workers: int = 1) -> ServedPortal:
+        """A portal of ``workers`` processes, once all of them are up."""
+        context = serve_in_processes(self.factory, workers)
+        served = context.__enter__()
+        with self.lock:
+            self.stack.push(context.__exit__)
+        return served
 
 
 @pytest.fixture
@@ -842,8 +798,8 @@ def served(pg_url: str, school: School) -> Iterator[_Served]:
         admin_token=ADMIN,
     )
     running = _Served(factory)
-    yield running
-    running.stop()
+    with running.stack:
+        yield running
     engine = make_engine(pg_url, schema)
     PortalStore(engine, schema).drop()
     engine.dispose()
@@ -852,10 +808,7 @@ def served(pg_url: str, school: School) -> Iterator[_Served]:
 @pytest.fixture
 def two(served: _Served) -> list[str]:
     """Two portal processes on one store, each at its own URL."""
-    urls = [served.start(), served.start()]
-    for url in urls:
-        served.wait(url)
-    return urls
+    return [served.start().url, served.start().url]
 
 
 def _store(served: _Served) -> PortalStore:
@@ -935,8 +888,9 @@ def test_fault_switches_set_through_one_process_apply_to_the_other(
 def test_processes_started_together_create_the_store_once(served: _Served) -> None:
     # a fresh schema: two single processes and a supervisor of three start at once,
     # and all of them create (or find) the portal's tables
-    urls = [served.start(), served.start(), served.start(workers=3)]
-    health = [served.wait(url) for url in urls]
+    with ThreadPoolExecutor(3) as pool:
+        portals = list(pool.map(served.start, [1, 1, 3]))
+    health = [httpx.get(f"{p.url}/health", timeout=10).json() for p in portals]
     assert health[2] == {"status": "ok", "processes": 3, "expected": 3}
     assert health[0]["processes"] == health[0]["expected"] == 1
     store = _store(served)

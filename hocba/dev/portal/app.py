@@ -1345,13 +1345,15 @@ _SERVE_FROM_STDIN = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class ServedPortal:
-    """A portal served by :func:`serve_in_processes`: its URL and the supervisor's pid
-    (the serving processes are its children, for CPU accounting)."""
+    """A portal served by :func:`serve_in_processes`: its URL, the supervisor's pid (the
+    serving processes are its children) and, once stopped, the CPU seconds the
+    supervisor and all its processes used (``cpu_s``, from ``wait4``)."""
 
     url: str
     pid: int
+    cpu_s: float | None = None
 
 
 @contextmanager
@@ -1398,15 +1400,21 @@ def serve_in_processes(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Cổng tiếp nhận không sẵn sàng sau {timeout:.0f} s.")
             time.sleep(0.1)
-        yield ServedPortal(url, proc.pid)
+        served = ServedPortal(url, proc.pid)
+        yield served
+        os.killpg(proc.pid, signal.SIGTERM)  # the supervisor stops and reaps its processes
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                served.cpu_s = usage.ru_utime + usage.ru_stime
+                break
+            time.sleep(0.05)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        if proc.returncode is None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def load_certificates(paths: Sequence[str]) -> list[x509.Certificate]:
