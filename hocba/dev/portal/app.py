@@ -1546,6 +1546,15 @@ def serve(
     from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config(
-        factory, host=host, port=port, log_level=log_level, workers=factory.processes, factory=True
+        factory,
+        host=host,
+        port=port,
+        log_level=log_level,
+        workers=factory.processes,
+        factory=True,
+        # the supervisor kills a process that does not answer its ping in time: on a
+        # loaded machine a process verifying a 1000-record transaction may answer late,
+        # and killing it would only make the school resend (the work is rolled back)
+        timeout_worker_healthcheck=60,
     )
     Multiprocess(config, sockets=[config.bind_socket()]).run()
