@@ -15,6 +15,9 @@ home, exactly what ``hocba demo`` runs:
    (GVCN per class, CBQL, seal, submission over HTTP with polling), then a submission
    sweep in this process.
 
+``cpu_s.portal``: the portal's processes over their whole life, start-up included (about
+1.5 s of CPU per process: imports, app, schema check), from ``wait4`` of its supervisor.
+
 *Prefect overhead* = the workers' flow wall time minus the time inside the task bodies
 (signing, XML, database, portal), per record sealed.
 
