@@ -13,8 +13,11 @@ What runs, on a fresh embedded PostgreSQL in ``--home`` (default: a temporary di
    of 350 records, across classes for GVCN, each teacher signing their own;
    ``--per-signer-runs``: ``sign_records_flow`` once per teacher for GVCN and once per
    school for the others, the shape before issue 14), and ``submission_flow`` over HTTP
-   to the bundled portal (``hocba portal serve``
-   in its own process, which verifies every record again), including polling.
+   to the bundled portal (``hocba portal serve --workers N``, ``--portal-workers``, by
+   default one process per CPU as the command itself; it verifies every record again),
+   including polling. The benchmark waits until every portal process is up (``/health``
+   answers 503 until then) and charges the portal with the CPU of its supervisor and of
+   all its serving processes (psutil, the process tree).
 
 Every stage runs first over half of the schools (group A) with ONE worker process, then
 over the other half (group B) with TWO, so one run gives records/s per stage for one
@@ -547,6 +550,12 @@ def main() -> None:
         "--single-share", type=float, default=0.5, help="share of schools run on ONE worker"
     )
     ap.add_argument(
+        "--portal-workers",
+        type=int,
+        default=None,
+        help="processes of the bundled portal (default: hocba portal serve's, the CPU count)",
+    )
+    ap.add_argument(
         "--per-signer-runs",
         action="store_true",
         help="one flow run per teacher (GVCN) and per school (CBQL, seal): before issue 14",
@@ -563,6 +572,7 @@ def main() -> None:
     from hocba import db
     from hocba.dev import demo
     from hocba.dev.keys import init_test_keys
+    from hocba.dev.portal import default_workers
     from hocba.models import audit, certificates
     from hocba.models.lifecycle import SYSTEM, Actor
 
@@ -715,6 +725,8 @@ def main() -> None:
         stage("cbql", signing, "principal_signed")
         stage("seal", signing, "issued")
 
+        portal_workers = args.portal_workers or default_workers()
+        report["portal_workers"] = portal_workers
         portal = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "hocba"),
@@ -722,6 +734,8 @@ def main() -> None:
                 "serve",
                 "--port",
                 str(portal_port),
+                "--workers",
+                str(portal_workers),
             ],
             env=os.environ.copy(),
             stdout=(logs / "portal.log").open("wb"),
@@ -730,7 +744,10 @@ def main() -> None:
         )
         procs.append(portal)
         services.pids["portal"] = portal.pid
+        # 503 until every process of the portal is up
         wait_http(f"http://127.0.0.1:{portal_port}/health", portal, "portal", 120)
+        processes = len(psutil.Process(portal.pid).children(recursive=True))
+        print(f"portal: {portal_workers} serving processes ({processes} children)", file=sys.stderr)
         stage("submit", chunks, "accepted")
 
         report["final_states"] = _states(engine, codes)

@@ -1230,12 +1230,17 @@ def portal_serve(
     auto_approve: Annotated[
         bool, typer.Option(help="Tự phê duyệt chứng thư số các trường đăng ký")
     ] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Số tiến trình phục vụ (mặc định: số CPU)", min=1),
+    ] = None,
 ) -> None:
     """Chạy cổng tiếp nhận của Sở (giao dịch 1-6) trên PostgreSQL, lược đồ «…_portal».
 
-    Tài khoản: mỗi trường một tài khoản (tên = mã trường, mật khẩu HOCBA_PORTAL_PASSWORD)."""
+    Tài khoản: mỗi trường một tài khoản (tên = mã trường, mật khẩu HOCBA_PORTAL_PASSWORD).
+    Nhiều tiến trình cùng nghe một cổng; mọi trạng thái dùng chung nằm trong PostgreSQL."""
 
-    from hocba.dev.portal import PortalUser, create_portal_app, serve
+    from hocba.dev.portal import PortalFactory, PortalUser, default_workers, serve
     from hocba.tasks.issuance import trust_anchors
 
     settings = load_settings()
@@ -1243,7 +1248,7 @@ def portal_serve(
     password = settings.portal_password or _passphrase("Mật khẩu tài khoản cổng")
     with db.session_scope() as session:
         codes = list(session.connection().exec_driver_sql("SELECT code FROM school").scalars())
-    portal = create_portal_app(
+    factory = PortalFactory.of(
         db.database_url(settings),
         f"{settings.schema}_portal",
         trust_anchors(settings.home),
@@ -1251,7 +1256,7 @@ def portal_serve(
         {code: PortalUser.with_password(password, [code]) for code in codes},
         auto_approve_certificates=auto_approve,
     )
-    serve(portal, host, port)
+    serve(factory, host, port, workers=workers or default_workers())
 
 
 trust_app = typer.Typer(help="Dấu thời gian (TSA), OCSP và CRL THỬ NGHIỆM của dự án.")

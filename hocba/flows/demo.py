@@ -263,14 +263,16 @@ def run_demo_workflow(
     transfers: int = 3,
     progress: Callable[[str, int, int], None] | None = None,
     submit: bool = True,
+    portal_workers: int | None = None,
 ) -> dict[str, Any]:
     """Take the demo district (built by ``tasks.demo.run_demo``) from reviewed records to
-    accepted, then move a few pupils: test keys, the bundled portal on its own schema, the
-    test trust services (TSA, OCSP, CRL), ``workers`` worker processes on one Prefect API,
-    a final submission sweep."""
-    from hocba.asgi import serve_in_thread
+    accepted, then move a few pupils: test keys, the bundled portal on its own schema
+    (served as ``hocba portal serve`` does: ``portal_workers`` processes, by default one
+    per CPU), the test trust services (TSA, OCSP, CRL), ``workers`` worker processes on one
+    Prefect API, a final submission sweep. ``report["portal_cpu_s"]``: the CPU seconds
+    of the portal's processes."""
     from hocba.dev.demo import DEMO_PASSWORD, provision_keys
-    from hocba.dev.portal import PortalUser, create_portal_app
+    from hocba.dev.portal import PortalFactory, PortalUser, serve_in_processes
     from hocba.dev.trust_services import serve_trust_services
     from hocba.tasks.issuance import pki_directory, trust_anchors
 
@@ -280,7 +282,7 @@ def run_demo_workflow(
         codes = list(conn.scalars(text("SELECT code FROM school ORDER BY code")))
         year = conn.scalar(text("SELECT max(name) FROM school_year"))
     provision_keys(db.session_scope, settings.home)
-    portal = create_portal_app(
+    portal = PortalFactory.of(
         url,
         f"{settings.schema}_portal",
         trusted_roots=trust_anchors(settings.home),
@@ -288,9 +290,9 @@ def run_demo_workflow(
         auto_approve_certificates=True,
     )
     report: dict[str, Any] = {}
-    try:
+    with serve_in_processes(portal, portal_workers) as served:
+        portal_url = served.url
         with (
-            serve_in_thread(portal) as portal_url,
             serve_trust_services(pki_directory(settings.home)) as trust_url,
             prefect_api() as api,
         ):
@@ -324,8 +326,7 @@ def run_demo_workflow(
                         os.environ.pop(k, None)
                     else:
                         os.environ[k] = v
-    finally:
-        portal.state.portal.store.engine.dispose()
+    report["portal_cpu_s"] = served.cpu_s
     report["states"] = _states(codes)
     return report
 

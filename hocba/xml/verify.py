@@ -528,14 +528,15 @@ def _safe_parse(data: object, max_bytes: int) -> tuple[Check, etree._Element | N
     except Exception as exc:  # noqa: BLE001 - never raise on bad input
         log.warning("safe parse failed unexpectedly: %s", type(exc).__name__, exc_info=True)
         return Check(code, CheckStatus.FAIL, "Tệp bị từ chối khi đọc: không đọc được tệp"), None
-    return (
-        Check(
-            code,
-            CheckStatus.PASS,
-            "Tệp đọc an toàn: không có DOCTYPE/ENTITY, đúng cú pháp XML UTF-8, "
-            f"dưới giới hạn {limit:,} byte",
-        ),
-        root,
+    return _parsed_safely(limit), root
+
+
+def _parsed_safely(limit: int) -> Check:
+    return Check(
+        CheckCode.SAFE_PARSE,
+        CheckStatus.PASS,
+        "Tệp đọc an toàn: không có DOCTYPE/ENTITY, đúng cú pháp XML UTF-8, "
+        f"dưới giới hạn {limit:,} byte",
     )
 
 
@@ -1078,18 +1079,29 @@ def verify_document(
     max_bytes: int = DEFAULT_MAX_BYTES,
     now: dt.datetime | None = None,
     ocsp_source: OcspSource | None = None,
+    parsed: etree._Element | None = None,
 ) -> VerificationReport:
     """Verify one record XML and report every check (see the module docstring).
 
     ``trusted_roots``: the trust anchors. ``registry``: the system's registry, or ``None``
     (registry checks are then indeterminate). ``crl_source(certificate)`` returns the CRL
     of the certificate's issuer or raises :class:`CrlUnavailable`. ``now`` is the time CRL
-    freshness is judged at (default: now). Never raises on bad input.
+    freshness is judged at (default: now). ``parsed``: what
+    ``parse_record_xml_safely(data)`` returned to a caller that read the record first
+    (the province portal), so ``data`` is not parsed twice; the tree must not have been
+    changed. Never raises on bad input.
     """
     now = now or dt.datetime.now(dt.UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.UTC)
-    parse_check, root = _safe_parse(data, max_bytes)
+    if (
+        parsed is not None
+        and isinstance(data, bytes | bytearray)
+        and len(data) <= min(max_bytes, DEFAULT_MAX_BYTES)
+    ):
+        parse_check, root = _parsed_safely(min(max_bytes, DEFAULT_MAX_BYTES)), parsed
+    else:
+        parse_check, root = _safe_parse(data, max_bytes)
     if root is None:
         return VerificationReport.from_checks([parse_check])
     data = bytes(data)

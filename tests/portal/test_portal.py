@@ -21,6 +21,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,18 @@ import httpx
 import pytest
 import uvicorn
 from issuing import forge
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from hocba.dev.portal import PortalFaults, ProvincePortal, create_portal_app
+from hocba.db import make_engine
+from hocba.dev.portal import (
+    PortalFactory,
+    PortalFaults,
+    ProvincePortal,
+    ServedPortal,
+    create_portal_app,
+    serve_in_processes,
+)
+from hocba.dev.portal.store import PortalStore
 from hocba.dev.testpki import TestPki
 from hocba.pki.signer import Signer, SoftwareSigner
 from hocba.portal.client import (
@@ -755,3 +766,145 @@ def test_results_parse_into_record_results() -> None:
     }
     result = RecordResult.of(json.loads(json.dumps(item)))
     assert not result.accepted and "079215000123" not in repr(result)
+
+
+# ============================================================================ several processes
+class _Served:
+    """Portals served as ``hocba portal serve`` runs them (:func:`serve_in_processes`),
+    each on its own port, all on one store."""
+
+    def __init__(self, factory: PortalFactory) -> None:
+        self.factory = factory
+        self.stack = ExitStack()
+        self.lock = threading.Lock()
+
+    def start(self, workers: int = 1) -> ServedPortal:
+        """A portal of ``workers`` processes, once all of them are up."""
+        context = serve_in_processes(self.factory, workers)
+        served = context.__enter__()
+        with self.lock:
+            self.stack.push(context.__exit__)
+        return served
+
+
+@pytest.fixture
+def served(pg_url: str, school: School) -> Iterator[_Served]:
+    schema = f"portal_{os.getpid()}_{next(_schemas)}"
+    factory = PortalFactory.of(
+        pg_url,
+        schema,
+        [school.pki.root_certificate],
+        {USER: PORTAL_PASSWORD},
+        admin_token=ADMIN,
+    )
+    running = _Served(factory)
+    with running.stack:
+        yield running
+    engine = make_engine(pg_url, schema)
+    PortalStore(engine, schema).drop()
+    engine.dispose()
+
+
+@pytest.fixture
+def two(served: _Served) -> list[str]:
+    """Two portal processes on one store, each at its own URL."""
+    return [served.start().url, served.start().url]
+
+
+def _store(served: _Served) -> PortalStore:
+    return PortalStore(
+        make_engine(served.factory.url, served.factory.schema), served.factory.schema
+    )
+
+
+def _client_at(url: str, school: School, **options: Any) -> PortalClient:
+    options = {"timeout": 30.0, "retries": 0, "nam_hoc": YEAR, **options}
+    return PortalClient(url, USER, PORTAL_PASSWORD, SCHOOL, school.seal, **options)
+
+
+def test_one_message_sent_to_two_processes_is_processed_once(
+    two: list[str], served: _Served, school: School, issue: Callable[[int], list[bytes]]
+) -> None:
+    first, second = (_client_at(url, school) for url in two)
+    registered = first.register_certificate(ma_kieu_chu_ky="USB_TOKEN", nha_phat_hanh="VNPT")
+    httpx.post(
+        f"{two[1]}/admin/certificates/{registered.ma_dang_ky}/approve",
+        headers={"X-Admin-Token": ADMIN},
+        timeout=10,
+    ).raise_for_status()  # approved through the other process
+    assert second.query_registration().approved
+
+    package = _one_package(issue(5))
+    answers: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda c=c: answers.append(c.submit(package)))
+        for c in (first, second)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == 2
+    assert [a.data["so_tiep_nhan"] for a in answers] == [5, 5]  # the same answer, twice
+    store = _store(served)
+    try:
+        counts = store.counts()
+        assert counts["record_accepted"] == 5 and counts["submission_result"] == 5
+        assert counts["message"] == 2  # the registration and ONE submission
+    finally:
+        store.engine.dispose()
+    results = second.query_submission(package.message_id)
+    assert [r.accepted for r in results] == [True] * 5
+    first.close()
+    second.close()
+
+
+def test_fault_switches_set_through_one_process_apply_to_the_other(
+    two: list[str], school: School
+) -> None:
+    client = _client_at(two[1], school)
+    client.register_certificate(ma_kieu_chu_ky="USB_TOKEN", nha_phat_hanh="VNPT")
+    headers = {"X-Admin-Token": ADMIN}
+    put = httpx.put(
+        f"{two[0]}/admin/faults",
+        json={"fail_next": 1, "reject_every": 2, "transactions": [4]},
+        headers=headers,
+        timeout=10,
+    )
+    put.raise_for_status()
+    seen = httpx.get(f"{two[1]}/admin/faults", headers=headers, timeout=10).json()
+    assert (seen["fail_next"], seen["reject_every"], seen["transactions"]) == (1, 2, [4])
+
+    with pytest.raises(PortalUnavailable):  # the other process fails the next transaction 4
+        client.query_registration()
+    # ...once: the countdown was consumed in the store, for both processes
+    assert _client_at(two[0], school).query_registration().trang_thai == "pending"
+    assert client.query_registration().trang_thai == "pending"
+    after = httpx.get(f"{two[0]}/admin/faults", headers=headers, timeout=10).json()
+    assert after["fail_next"] == 0 and after["reject_every"] == 2
+    client.close()
+
+
+def test_processes_started_together_create_the_store_once(served: _Served) -> None:
+    # a fresh schema: two single processes and a supervisor of three start at once,
+    # and all of them create (or find) the portal's tables
+    with ThreadPoolExecutor(3) as pool:
+        portals = list(pool.map(served.start, [1, 1, 3]))
+    health = [httpx.get(f"{p.url}/health", timeout=10).json() for p in portals]
+    assert health[2] == {"status": "ok", "processes": 3, "expected": 3}
+    assert health[0]["processes"] == health[0]["expected"] == 1
+    store = _store(served)
+    try:
+        assert store.counts()["message"] == 0
+        assert store.faults() == PortalFaults().to_json()
+        with store.engine.connect() as conn:  # the accepted XML: lz4, or not compressed
+            storage = conn.execute(
+                text(
+                    "SELECT attcompression, attstorage FROM pg_attribute "
+                    "WHERE attrelid = CAST(:t AS regclass) AND attname = 'xml'"
+                ),
+                {"t": f'"{store.schema}".record'},
+            ).one()
+        assert tuple(storage) in {("l", "x"), ("", "e")}
+    finally:
+        store.engine.dispose()

@@ -275,6 +275,33 @@ def test_changed_data_is_invalid(
         assert "đã bị thay đổi sau khi ký" in check.message_vi
 
 
+def test_a_tree_parsed_by_the_caller_gives_the_same_report(
+    good: bytes, signing_staff, registry, crl_source
+) -> None:
+    # the portal parses each record once and hands the tree over (verify_document(parsed=))
+    registry.register(good)
+    tampered = good.replace(
+        b"<DIEM_KIEM_TRA_DINH_KY>10</DIEM_KIEM_TRA_DINH_KY>",
+        b"<DIEM_KIEM_TRA_DINH_KY>9</DIEM_KIEM_TRA_DINH_KY>",
+        1,
+    )
+    assert tampered != good
+    for document in (good, tampered):
+        fresh = _verify(document, signing_staff, registry, crl_source)
+        given = _verify(
+            document, signing_staff, registry, crl_source, parsed=parse_record_xml_safely(document)
+        )
+        assert [(c.code, c.status, c.message_vi) for c in given.checks] == [
+            (c.code, c.status, c.message_vi) for c in fresh.checks
+        ]
+        assert given.verdict == fresh.verdict
+        assert bool(_failed(given)) is (document is tampered)
+    # a document over the size limit is refused before the tree is used
+    tree = parse_record_xml_safely(good)
+    big = _verify(good, signing_staff, registry, crl_source, parsed=tree, max_bytes=10)
+    assert _failed(big) == {"SAFE_PARSE"}
+
+
 def test_a_removed_signature_is_invalid(good, signing_staff, registry, crl_source) -> None:
     def remove(root: etree._Element) -> None:
         signature = _signature(root, "CBQL")

@@ -53,10 +53,15 @@ import hashlib
 import hmac
 import json
 import logging
+import os
+import pickle
 import random
-import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 from cryptography import x509
@@ -64,6 +69,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
+from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
@@ -104,12 +110,16 @@ from hocba.xml.verify import (
 
 __all__ = [
     "GENERIC_PATH",
+    "PortalFactory",
     "PortalFaults",
     "PortalUser",
     "ProvincePortal",
     "ResponseCode",
+    "ServedPortal",
     "create_portal_app",
+    "default_workers",
     "serve",
+    "serve_in_processes",
 ]
 
 log = logging.getLogger(__name__)
@@ -161,6 +171,7 @@ ISSUERS = ("VNPT", "BKAV", "VIETTEL", "BAN_CO_YEU")
 _MAX_FIELD = 200  # characters of one authenticationRequest field
 _MAX_CHAIN_DEPTH = 6  # certificates tried against the trust anchors: the leaf and 5 CAs
 _TOLERATED_INDETERMINATE = frozenset({"REVOCATION"})
+_VERIFY_CHUNK = 50  # records parsed, looked up and verified together (memory: ~50 trees)
 _FIELD_OF_CHECK = {
     "SAFE_PARSE": "HOC_BA",
     "SCHEMA": "HOC_BA",
@@ -218,50 +229,81 @@ class PortalFaults:
         return data
 
 
-class _FaultSwitch:
-    """The live fault settings, shared by the middleware and the handlers."""
+def _faults_from(stored: Mapping[str, Any]) -> PortalFaults:
+    data = dict(stored)
+    data["transactions"] = tuple(data.get("transactions", ()))
+    return PortalFaults(**data)
 
-    def __init__(self, faults: PortalFaults | None) -> None:
-        self._lock = threading.Lock()
-        self.set(faults or PortalFaults())
+
+def _draw(seed: int | None, n: int) -> float:
+    """The n-th random draw of the switches: reproducible from ``seed`` whichever process
+    makes it (each draw is counted in the store)."""
+    return random.Random(f"{seed}:{n}").random() if seed is not None else random.random()
+
+
+def _decide(
+    stored: dict[str, Any], draws: int, code: int | None
+) -> tuple[dict[str, Any], int, tuple[float, bool, bool]]:
+    """(switches after this transaction, draws, (latency, fail now, drop the answer))."""
+    f = _faults_from(stored)
+    if f.transactions and code not in f.transactions:
+        return stored, draws, (0.0, False, False)
+    latency = f.latency
+    if f.latency_next > 0:
+        f.latency_next -= 1
+        if f.latency_next == 0:
+            f.latency = 0.0
+    fail = False
+    if f.fail_next > 0:
+        f.fail_next -= 1
+        fail = True
+    elif f.error_rate > 0:
+        draws += 1
+        fail = _draw(f.seed, draws) < f.error_rate
+    drop = False
+    if not fail:
+        if f.drop_next > 0:
+            f.drop_next -= 1
+            drop = True
+        elif f.drop_rate > 0:
+            draws += 1
+            drop = _draw(f.seed, draws) < f.drop_rate
+    return f.to_json(), draws, (latency, fail, drop)
+
+
+class _FaultSwitch:
+    """The live fault settings, shared by the middleware and the handlers — and by every
+    process serving the portal: they live in the store (``fault_switch``), so a switch set
+    through one process applies to all, and a countdown (``fail_next``, ``drop_next``,
+    ``latency_next``) is consumed once in all (under the row's lock)."""
+
+    def __init__(self, store: PortalStore, faults: PortalFaults | None) -> None:
+        self.store = store
+        if faults is not None:
+            self.set(faults)
+
+    @property
+    def faults(self) -> PortalFaults:
+        """The switches now."""
+        return _faults_from(self.store.faults())
 
     def set(self, faults: PortalFaults) -> None:
-        with self._lock:
-            self.faults = faults
-            self._random = random.Random(faults.seed)
+        self.store.set_faults(faults.to_json())
 
     def decide(self, code: int | None) -> tuple[float, bool, bool]:
         """(latency, fail now, drop the answer) for one transaction."""
-        with self._lock:
-            f = self.faults
-            if f.transactions and code not in f.transactions:
-                return 0.0, False, False
-            latency = f.latency
-            if f.latency_next > 0:
-                f.latency_next -= 1
-                if f.latency_next == 0:
-                    f.latency = 0.0
-            fail = False
-            if f.fail_next > 0:
-                f.fail_next -= 1
-                fail = True
-            elif f.error_rate > 0 and self._random.random() < f.error_rate:
-                fail = True
-            drop = False
-            if not fail:
-                if f.drop_next > 0:
-                    f.drop_next -= 1
-                    drop = True
-                elif f.drop_rate > 0 and self._random.random() < f.drop_rate:
-                    drop = True
-            return latency, fail, drop
+        f = self.faults
+        if f.transactions and code not in f.transactions:
+            return 0.0, False, False
+        if not (f.latency_next or f.fail_next or f.drop_next or f.error_rate or f.drop_rate):
+            return f.latency, False, False  # nothing to count down or draw: no lock
+        return self.store.update_faults(lambda stored, draws: _decide(stored, draws, code))
 
     def reject_every(self, code: int) -> int:
-        with self._lock:
-            f = self.faults
-            if f.transactions and code not in f.transactions:
-                return 0
-            return f.reject_every
+        f = self.faults
+        if f.transactions and code not in f.transactions:
+            return 0
+        return f.reject_every
 
 
 # ============================================================================ errors
@@ -385,18 +427,19 @@ _RECORD_FIELDS = (
 )
 
 
-def _record_fields(data: bytes) -> dict[str, str | None]:
-    """The fields the portal needs, as written in the record (None when unreadable)."""
+def _record_fields(data: bytes) -> tuple[dict[str, str | None], etree._Element | None]:
+    """The fields the portal needs, as written in the record (None when unreadable), and
+    the safely parsed tree, which verification then reads instead of parsing again."""
     try:
         root = parse_record_xml_safely(data)
     except RecordXmlError:
-        return dict.fromkeys(_RECORD_FIELDS)
+        return dict.fromkeys(_RECORD_FIELDS), None
     general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
     values: dict[str, str | None] = {}
     for name in _RECORD_FIELDS:
         text = None if general is None else general.findtext(name)
         values[name] = text.strip() if text and text.strip() else None
-    return values
+    return values, root
 
 
 # ============================================================================ the portal
@@ -405,7 +448,9 @@ class PortalOptions(TypedDict, total=False):
     :class:`ProvincePortal` (whose keywords give the defaults).
 
     ``auto_approve_certificates`` / ``auto_accept_revocations``: decide at once, without
-    an admin (demos). ``faults``: initial fault switches. ``crl_source``: CRLs for the
+    an admin (demos). ``faults``: the fault switches set at start-up, in the store every
+    process reads (absent: all off; ``None``: kept as stored — a process joining others
+    that serve the same store). ``crl_source``: CRLs for the
     REVOCATION check; ``require_revocation_check``: an unanswered revocation check refuses
     instead of being tolerated. ``max_transaction_bytes`` / ``max_uncompressed``: the size
     limits of a transaction and of what it unpacks to."""
@@ -445,7 +490,7 @@ class ProvincePortal:
         }
         self.auto_approve_certificates = auto_approve_certificates
         self.auto_accept_revocations = auto_accept_revocations
-        self.faults = _FaultSwitch(faults)
+        self.faults = _FaultSwitch(store, faults)
         self.crl_source = crl_source
         self.tolerated = frozenset() if require_revocation_check else _TOLERATED_INDETERMINATE
         self.max_transaction_bytes = max_transaction_bytes
@@ -712,93 +757,101 @@ class ProvincePortal:
         seen: set[str] = set()
         reject_every = self.faults.reject_every(1)
         now = dt.datetime.now(dt.UTC)
-        parsed = [_record_fields(data) for data in records]
-        known_codes = self.store.known_records(
-            [f["MA_TRA_CUU_UUID"] for f in parsed if f["MA_TRA_CUU_UUID"]]
-        )
-        for position, (data, fields) in enumerate(zip(records, parsed, strict=True), start=1):
-            code = fields["MA_TRA_CUU_UUID"]
-            result: dict[str, Any] = {
-                "ma_hoc_sinh": fields["MA_HOC_SINH"],
-                "ten_hoc_sinh": fields["HO_VA_TEN"],
-                "so_cccd": fields["SO_CCCD"],
-                "ma_tra_cuu_uuid": code,
-                "trang_thai": 0,
-                "error": None,
-                "error_field_title": None,
-                "error_description": None,
-            }
-            results.append(result)
-            problem = self._precheck(envelope, fields, seen)
-            known = known_codes.get(code) if code and problem is None else None
-            sha = hashlib.sha256(data).hexdigest()
-            if problem is None:
-                info = None
-                if known is not None:
-                    same_school = known.ma_don_vi == envelope.ma_don_vi
-                    resent_otherwise = same_school and known.xml_sha256 != sha
-                    info = IssuedRecordInfo(
-                        xml_sha256=known.xml_sha256 if same_school else "",
-                        state=known.state,
-                        # only for a resend in other bytes: is it the same signed record?
-                        xml=self.store.record_xml(known.ma_tra_cuu_uuid)
-                        if resent_otherwise
-                        else None,
+        # by chunks: each record is parsed once (its fields, then every check read the
+        # same tree) and a chunk's trees are dropped before the next chunk is parsed
+        for start in range(0, len(records), _VERIFY_CHUNK):
+            chunk = records[start : start + _VERIFY_CHUNK]
+            parsed = [_record_fields(data) for data in chunk]
+            known_codes = self.store.known_records(
+                [f["MA_TRA_CUU_UUID"] for f, _ in parsed if f["MA_TRA_CUU_UUID"]]
+            )
+            for position, (data, (fields, tree)) in enumerate(
+                zip(chunk, parsed, strict=True), start=start + 1
+            ):
+                code = fields["MA_TRA_CUU_UUID"]
+                result: dict[str, Any] = {
+                    "ma_hoc_sinh": fields["MA_HOC_SINH"],
+                    "ten_hoc_sinh": fields["HO_VA_TEN"],
+                    "so_cccd": fields["SO_CCCD"],
+                    "ma_tra_cuu_uuid": code,
+                    "trang_thai": 0,
+                    "error": None,
+                    "error_field_title": None,
+                    "error_description": None,
+                }
+                results.append(result)
+                problem = self._precheck(envelope, fields, seen)
+                known = known_codes.get(code) if code and problem is None else None
+                sha = hashlib.sha256(data).hexdigest()
+                if problem is None:
+                    info = None
+                    if known is not None:
+                        same_school = known.ma_don_vi == envelope.ma_don_vi
+                        resent_otherwise = same_school and known.xml_sha256 != sha
+                        info = IssuedRecordInfo(
+                            xml_sha256=known.xml_sha256 if same_school else "",
+                            state=known.state,
+                            # only for a resend in other bytes: is it the same signed record?
+                            xml=self.store.record_xml(known.ma_tra_cuu_uuid)
+                            if resent_otherwise
+                            else None,
+                        )
+                    registry = _DeclaredRegistry(envelope.ma_don_vi, approved, fields, info)
+                    report = verify_document(
+                        data,
+                        trusted_roots=self.trusted_roots,
+                        registry=registry,
+                        crl_source=self.crl_source,
+                        now=now,
+                        parsed=tree,  # read once: the fields above and every check
                     )
-                registry = _DeclaredRegistry(envelope.ma_don_vi, approved, fields, info)
-                report = verify_document(
-                    data,
-                    trusted_roots=self.trusted_roots,
-                    registry=registry,
-                    crl_source=self.crl_source,
-                    now=now,
-                )
-                problem = self._failure(report)
-            if problem is None and reject_every and position % reject_every == 0:
-                problem = (
-                    "FAULT_INJECTED",
-                    "HOC_BA",
-                    "Cổng tiếp nhận từ chối học bạ này (mô phỏng lỗi tiếp nhận một phần).",
-                )
-            if code:
-                seen.add(code)
-            if problem is not None:
-                error, field_title, description = problem
-                result.update(
-                    error=error, error_field_title=field_title, error_description=description
-                )
-                log.info(
-                    "Từ chối học bạ %s (mã HS %s, CCCD %s) trong messageid %s: %s.",
-                    code or "-",
-                    fields["MA_HOC_SINH"] or "-",
-                    mask_cccd(fields["SO_CCCD"]),
-                    envelope.messageid,
-                    error,
-                )
-                continue
-            result["trang_thai"] = 1
-            assert code is not None
-            if known is not None:  # the same record was accepted before: not stored twice
-                result["error_description"] = (
-                    f"Học bạ đã được tiếp nhận trong giao dịch {known.messageid}; không lưu lại."
-                )
-                if known.xml_sha256 != sha:
-                    result["error_description"] += (
-                        " Tệp gửi lại không trùng từng byte với bản đã tiếp nhận, nhưng dữ liệu "
-                        "được ký và các chữ ký trùng khớp."
+                    problem = self._failure(report)
+                if problem is None and reject_every and position % reject_every == 0:
+                    problem = (
+                        "FAULT_INJECTED",
+                        "HOC_BA",
+                        "Cổng tiếp nhận từ chối học bạ này (mô phỏng lỗi tiếp nhận một phần).",
                     )
-                continue
-            rows[position] = {
-                "ma_tra_cuu_uuid": code,
-                "ma_don_vi": envelope.ma_don_vi,
-                "nam_hoc": fields["TEN_NAM_HOC"] or envelope.nam_hoc,
-                "ma_hoc_sinh": fields["MA_HOC_SINH"],
-                "ten_hoc_sinh": fields["HO_VA_TEN"],
-                "so_cccd": fields["SO_CCCD"],
-                "xml": data,
-                "xml_sha256": sha,
-                "accepted_at": now,
-            }
+                if code:
+                    seen.add(code)
+                if problem is not None:
+                    error, field_title, description = problem
+                    result.update(
+                        error=error, error_field_title=field_title, error_description=description
+                    )
+                    log.info(
+                        "Từ chối học bạ %s (mã HS %s, CCCD %s) trong messageid %s: %s.",
+                        code or "-",
+                        fields["MA_HOC_SINH"] or "-",
+                        mask_cccd(fields["SO_CCCD"]),
+                        envelope.messageid,
+                        error,
+                    )
+                    continue
+                result["trang_thai"] = 1
+                assert code is not None
+                if known is not None:  # the same record was accepted before: not stored twice
+                    result["error_description"] = (
+                        f"Học bạ đã được tiếp nhận trong giao dịch {known.messageid}; "
+                        "không lưu lại."
+                    )
+                    if known.xml_sha256 != sha:
+                        result["error_description"] += (
+                            " Tệp gửi lại không trùng từng byte với bản đã tiếp nhận, nhưng "
+                            "dữ liệu được ký và các chữ ký trùng khớp."
+                        )
+                    continue
+                rows[position] = {
+                    "ma_tra_cuu_uuid": code,
+                    "ma_don_vi": envelope.ma_don_vi,
+                    "nam_hoc": fields["TEN_NAM_HOC"] or envelope.nam_hoc,
+                    "ma_hoc_sinh": fields["MA_HOC_SINH"],
+                    "ten_hoc_sinh": fields["HO_VA_TEN"],
+                    "so_cccd": fields["SO_CCCD"],
+                    "xml": data,
+                    "xml_sha256": sha,
+                    "accepted_at": now,
+                }
         return results, rows
 
     @staticmethod
@@ -1066,7 +1119,8 @@ class _FaultMiddleware:
         if scope["type"] != "http" or scope.get("path") not in self.paths:
             await self.app(scope, receive, send)
             return
-        latency, fail, drop = self.switch.decide(self.paths[scope["path"]])
+        # the switches are in PostgreSQL: a blocking query, off the event loop
+        latency, fail, drop = await run_in_threadpool(self.switch.decide, self.paths[scope["path"]])
         if fail:
             log.warning("Mô phỏng lỗi: trả HTTP 500 cho %s mà không xử lý.", scope["path"])
             response = JSONResponse(
@@ -1160,6 +1214,7 @@ def create_portal_app(
         engine = engine_or_url
     store = PortalStore(engine, schema)
     store.create()
+    options.setdefault("faults", PortalFaults())
     portal = ProvincePortal(store, trusted_roots, users or {}, **options)
     max_transaction_bytes = portal.max_transaction_bytes
     app = FastAPI(
@@ -1221,8 +1276,17 @@ def create_portal_app(
     guarded = APIRouter(prefix="/admin", dependencies=[Depends(admin)])
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def health() -> JSONResponse:
+        """``ok``; for a portal served by several processes (:func:`serve`), 503
+        ``starting`` until every process of this start-up has registered in the store."""
+        generation: str | None = getattr(app.state, "generation", None)
+        if generation is None:
+            return JSONResponse({"status": "ok"})
+        expected: int = app.state.processes
+        ready = store.processes(generation)
+        body: dict[str, Any] = {"status": "ok" if ready >= expected else "starting"}
+        body |= {"processes": ready, "expected": expected}
+        return JSONResponse(body, status_code=200 if ready >= expected else 503)
 
     @guarded.get("/faults")
     def get_faults() -> dict[str, Any]:
@@ -1273,6 +1337,86 @@ def create_portal_app(
     return app
 
 
+_SERVE_FROM_STDIN = (
+    "import pickle, sys\n"
+    "from hocba.dev.portal import serve\n"
+    "factory = pickle.loads(sys.stdin.buffer.read())\n"
+    "serve(factory, '127.0.0.1', int(sys.argv[1]), sys.argv[3], workers=int(sys.argv[2]))\n"
+)
+
+
+@dataclass
+class ServedPortal:
+    """A portal served by :func:`serve_in_processes`: its URL, the supervisor's pid (the
+    serving processes are its children) and, once stopped, the CPU seconds the
+    supervisor and all its processes used (``cpu_s``, from ``wait4``)."""
+
+    url: str
+    pid: int
+    cpu_s: float | None = None
+
+
+@contextmanager
+def serve_in_processes(
+    factory: PortalFactory,
+    workers: int | None = None,
+    *,
+    log_level: str = "warning",
+    timeout: float = 120,
+) -> Iterator[ServedPortal]:
+    """Serve the portal as ``hocba portal serve --workers N`` does (:func:`serve`), in a
+    process of its own on a free port of 127.0.0.1, until the block ends; yields once
+    every process is up. The factory travels pickled on the child's stdin (password
+    hashes, never a password, and nothing on the command line or in the environment)."""
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    n = workers or default_workers()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE_FROM_STDIN, str(port), str(n), log_level],
+        stdin=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(pickle.dumps(factory))
+    proc.stdin.close()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"Cổng tiếp nhận dừng khi khởi động (mã {proc.returncode}).")
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break  # 503 until every process is up
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Cổng tiếp nhận không sẵn sàng sau {timeout:.0f} s.")
+            time.sleep(0.1)
+        served = ServedPortal(url, proc.pid)
+        yield served
+        os.killpg(proc.pid, signal.SIGTERM)  # the supervisor stops and reaps its processes
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                served.cpu_s = usage.ru_utime + usage.ru_stime
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.returncode is None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def load_certificates(paths: Sequence[str]) -> list[x509.Certificate]:
     """Trust anchors from PEM or DER files (for :func:`serve` and the CLI)."""
     from pathlib import Path
@@ -1287,13 +1431,130 @@ def load_certificates(paths: Sequence[str]) -> list[x509.Certificate]:
     return certificates
 
 
-def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8800, log_level: str = "info") -> None:
-    """Run the portal (``app``, from :func:`create_portal_app`) with uvicorn until
-    interrupted (blocking): ``hocba portal serve``.
+def default_workers() -> int:
+    """The processes ``hocba portal serve`` runs by default: one per CPU it may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class PortalFactory:
+    """What a serving process needs to build the portal (:func:`create_portal_app`), in a
+    form that can be sent to a new process (pickled: certificates as DER, accounts as
+    :class:`PortalUser` — the password hash, never the password). Called, it builds the
+    app; :func:`serve` calls it in each of its processes."""
+
+    url: str
+    schema: str = "portal"
+    trusted_roots: tuple[bytes, ...] = ()
+    users: Mapping[str, PortalUser] = field(default_factory=dict)
+    admin_token: str | None = field(default=None, repr=False)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    generation: str | None = None
+    processes: int = 1
+
+    @classmethod
+    def of(
+        cls,
+        url: str,
+        schema: str = "portal",
+        trusted_roots: Sequence[x509.Certificate] = (),
+        users: Mapping[str, str | PortalUser] | None = None,
+        *,
+        admin_token: str | None = None,
+        **options: Unpack[PortalOptions],
+    ) -> PortalFactory:
+        """The factory of ``create_portal_app(url, schema, trusted_roots, users, ...)``."""
+        return cls(
+            url,
+            schema,
+            tuple(c.public_bytes(serialization.Encoding.DER) for c in trusted_roots),
+            {
+                name: u if isinstance(u, PortalUser) else PortalUser.with_password(u)
+                for name, u in (users or {}).items()
+            },
+            admin_token,
+            dict(options),
+        )
+
+    def prepare(self) -> None:
+        """Once, before the processes start: the schema and tables, the initial fault
+        switches."""
+        from hocba.db import make_engine
+
+        engine = make_engine(self.url, self.schema)
+        try:
+            store = PortalStore(engine, self.schema)
+            store.create()
+            store.set_faults((self.options.get("faults") or PortalFaults()).to_json())
+        finally:
+            engine.dispose()
+
+    def __call__(self) -> FastAPI:
+        try:
+            # prepare() set the switches once; a process (re)started later keeps them
+            options = {**self.options, "faults": None}
+            app = create_portal_app(
+                self.url,
+                self.schema,
+                [x509.load_der_x509_certificate(der) for der in self.trusted_roots],
+                dict(self.users),
+                admin_token=self.admin_token,
+                **options,  # type: ignore[arg-type]
+            )
+            app.state.processes = self.processes
+            if self.generation is not None:
+                app.state.generation = self.generation
+                app.state.portal.store.register_process(self.generation, os.getpid())
+            return app
+        except Exception:
+            log.exception("Không khởi động được tiến trình của cổng tiếp nhận.")
+            sys.exit(3)  # uvicorn's STARTUP_FAILURE: the supervisor stops, not restarts
+
+
+def serve(
+    app: FastAPI | PortalFactory,
+    host: str = "127.0.0.1",
+    port: int = 8800,
+    log_level: str = "info",
+    workers: int = 1,
+) -> None:
+    """Run the portal with uvicorn until interrupted (blocking): ``hocba portal serve``.
+
+    ``app``: a built app (one process), or a :class:`PortalFactory` served by ``workers``
+    processes on one listening socket (uvicorn's supervisor; it restarts a process that
+    dies). Each process builds its own app; everything they share is in PostgreSQL (see
+    :mod:`hocba.dev.portal.store`), and ``/health`` answers 503 until all of them are up.
 
     Bind to ``127.0.0.1`` unless other machines must reach it: it is a stand-in for a
     province's portal, for development, demos and tests.
     """
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    if isinstance(app, FastAPI):
+        if workers != 1:
+            raise ValueError("Nhiều tiến trình cần PortalFactory, không phải một app đã dựng.")
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        return
+    factory = replace(app, generation=uuid.uuid4().hex, processes=max(1, workers))
+    factory.prepare()
+    if factory.processes == 1:
+        uvicorn.run(factory(), host=host, port=port, log_level=log_level)
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        factory,
+        host=host,
+        port=port,
+        log_level=log_level,
+        workers=factory.processes,
+        factory=True,
+        # the supervisor kills a process that does not answer its ping in time: on a
+        # loaded machine a process verifying a 1000-record transaction may answer late,
+        # and killing it would only make the school resend (the work is rolled back)
+        timeout_worker_healthcheck=60,
+    )
+    Multiprocess(config, sockets=[config.bind_socket()]).run()

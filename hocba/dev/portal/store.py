@@ -15,7 +15,19 @@ can share a server — even an engine — with the app without touching its tabl
 ``revocation_request``         transaction 5; ``trang_thai`` 1 pending, 2 accepted,
                                3 rejected
 ``revocation_item``            the records of a revocation request
+``fault_switch``               the fault-injection switches (one row), shared by every
+                               process serving the portal
+``process``                    the processes serving the portal (``hocba portal serve
+                               --workers N``), by start-up generation: what ``/health``
+                               counts before it answers ready
 =============================  ===========================================================
+
+Several processes serve one store (docs/PORTAL.md §10): everything that must hold across
+them is here, in PostgreSQL: a messageid is claimed by a unique index (the same message
+sent to two processes is processed once), records by their unique lookup code, the fault
+switches and their countdowns by one row updated under a row lock. :meth:`PortalStore.create`
+runs under a transaction-level advisory lock, so processes starting together do not race
+on ``CREATE SCHEMA`` / ``CREATE TABLE``.
 """
 
 from __future__ import annotations
@@ -23,9 +35,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -54,6 +66,7 @@ __all__ = ["PortalStore", "StoredMessage"]
 _SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 PENDING, ACCEPTED, REJECTED = 1, 2, 3
+T = TypeVar("T")
 
 
 def _now() -> dt.datetime:
@@ -155,8 +168,39 @@ def _tables(schema: str) -> tuple[MetaData, dict[str, Table]]:
             Column("ho_va_ten", Text),
             Column("ly_do", Text),
         ),
+        "fault_switch": Table(
+            "fault_switch",
+            metadata,
+            Column("id", SmallInteger, primary_key=True),
+            Column("faults", JSONB, nullable=False),
+            # random draws made so far: the n-th draw is Random((seed, n)), reproducible
+            # whichever process makes it
+            Column("draws", BigInteger, nullable=False, server_default="0"),
+        ),
+        "process": Table(
+            "process",
+            metadata,
+            Column("generation", Text, primary_key=True),
+            Column("pid", Integer, primary_key=True),
+            Column("started_at", ts, nullable=False),
+        ),
     }
     return metadata, tables
+
+
+_RESULT_COLUMNS = (
+    ("message_id", "bigint"),
+    ("position", "integer"),
+    ("ma_hoc_sinh", "text"),
+    ("ten_hoc_sinh", "text"),
+    ("so_cccd", "text"),
+    ("ma_tra_cuu_uuid", "text"),
+    ("trang_thai", "smallint"),
+    ("error", "text"),
+    ("error_field_title", "text"),
+    ("error_description", "text"),
+)
+_CONTROL_TABLES = frozenset({"fault_switch", "process"})
 
 
 @dataclass(frozen=True)
@@ -189,10 +233,95 @@ class PortalStore:
         self.metadata, self.t = _tables(schema)
 
     def create(self) -> None:
-        """Create the schema and the tables if they do not exist (idempotent)."""
+        """Create the schema and the tables if they do not exist (idempotent), under an
+        advisory lock: N processes starting together create them once, the others wait
+        and find them (without the lock two ``CREATE ... IF NOT EXISTS`` can both pass
+        the check and one fails on the unique catalog index)."""
         with self.engine.begin() as conn:
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                {"key": f"hocba.dev.portal:{self.schema}"},
+            )
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             self.metadata.create_all(conn, checkfirst=True)
+            self._xml_storage(conn)
+            conn.execute(
+                pg_insert(self.t["fault_switch"])
+                .values(id=1, faults={})
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+
+    def _xml_storage(self, conn: Connection) -> None:
+        """How the accepted XML is stored, set once when the table is new (an ALTER takes
+        the table's exclusive lock): compressed with lz4 when the server has it (as the
+        app's ``hoc_ba.signed_xml``, migration 0012: ~2:1 on signed records for little
+        CPU); without lz4, ``STORAGE EXTERNAL`` (out of line, uncompressed) rather than
+        pglz, which costs PostgreSQL ~0.15 ms per 15.5 KB record on insert (measured:
+        0.28-0.36 against 0.15 ms, docs/PERFORMANCE.md) for 8.4 instead of 16.7 KB on
+        disk — the portal's storage is the province's, not the school's."""
+        compression, storage = conn.execute(
+            text(
+                "SELECT attcompression, attstorage FROM pg_attribute "
+                "WHERE attrelid = CAST(:table AS regclass) AND attname = 'xml'"
+            ),
+            {"table": f'"{self.schema}".record'},
+        ).one()
+        if compression == "l" or storage == "e":  # set before
+            return
+        table = f'"{self.schema}".record'
+        conn.execute(
+            text(
+                f"DO $$ BEGIN ALTER TABLE {table} ALTER COLUMN xml SET COMPRESSION lz4; "
+                "EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN "
+                f"ALTER TABLE {table} ALTER COLUMN xml SET STORAGE EXTERNAL; END $$"
+            )
+        )
+
+    # ------------------------------------------------------------------ processes
+    def register_process(self, generation: str, pid: int) -> None:
+        """One serving process of ``generation`` is up (see :meth:`processes`)."""
+        t = self.t["process"]
+        with self.engine.begin() as conn:
+            conn.execute(
+                pg_insert(t)
+                .values(generation=generation, pid=pid, started_at=_now())
+                .on_conflict_do_nothing(index_elements=["generation", "pid"])
+            )
+
+    def processes(self, generation: str) -> int:
+        """How many processes of ``generation`` have registered."""
+        t = self.t["process"]
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).where(t.c.generation == generation)) or 0)
+
+    # ------------------------------------------------------------------ fault switches
+    def faults(self) -> dict[str, Any]:
+        """The fault switches as stored (``{}``: all off)."""
+        t = self.t["fault_switch"]
+        with self.engine.connect() as conn:
+            return dict(conn.scalar(select(t.c.faults).where(t.c.id == 1)) or {})
+
+    def set_faults(self, faults: dict[str, Any]) -> None:
+        t = self.t["fault_switch"]
+        with self.engine.begin() as conn:
+            conn.execute(update(t).where(t.c.id == 1).values(faults=faults, draws=0))
+
+    def update_faults(
+        self, change: Callable[[dict[str, Any], int], tuple[dict[str, Any], int, T]]
+    ) -> T:
+        """``change(faults, draws) -> (faults, draws, result)`` applied under the row's
+        lock (a countdown such as ``fail_next`` is consumed once, by one process)."""
+        t = self.t["fault_switch"]
+        with self.engine.begin() as conn:
+            faults, draws = conn.execute(
+                select(t.c.faults, t.c.draws).where(t.c.id == 1).with_for_update()
+            ).one()
+            new_faults, new_draws, result = change(dict(faults), int(draws))
+            if new_faults != faults or new_draws != draws:
+                conn.execute(
+                    update(t).where(t.c.id == 1).values(faults=new_faults, draws=new_draws)
+                )
+        return result
 
     # ------------------------------------------------------------------ certificates
     def register_certificate(
@@ -362,11 +491,17 @@ class PortalStore:
 
     def insert_records(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert accepted records; returns the lookup codes actually inserted (a code
-        stored meanwhile by another message is skipped)."""
+        stored meanwhile by another message is skipped).
+
+        One multi-row ``INSERT ... VALUES`` per batch (SQLAlchemy's "insertmanyvalues",
+        each value dumped by psycopg's C adapters), not :meth:`_insert_unnest`: psycopg
+        dumps an array element by element in Python, and for a ``bytea[]`` of 15 KB
+        records that cost 0.21 ms per record in this process against 0.04 ms
+        (docs/PERFORMANCE.md, issue 14 portal pass)."""
         if not rows:
             return set()
         t = self.t["record"]
-        statement = (  # compiled once, sent in batches ("insertmanyvalues")
+        statement = (
             pg_insert(t)
             .on_conflict_do_nothing(index_elements=["ma_tra_cuu_uuid"])
             .returning(t.c.ma_tra_cuu_uuid)
@@ -377,8 +512,33 @@ class PortalStore:
         self, conn: Connection, message_pk: int, results: Iterable[dict[str, Any]]
     ) -> None:
         rows = [{"message_id": message_pk, "position": i, **r} for i, r in enumerate(results, 1)]
-        if rows:
-            conn.execute(self.t["submission_result"].insert(), rows)
+        self._insert_unnest(conn, "submission_result", _RESULT_COLUMNS, rows)
+
+    def _insert_unnest(
+        self,
+        conn: Connection,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[dict[str, Any]],
+        suffix: str = "",
+    ) -> Any:
+        """One ``INSERT ... SELECT FROM unnest(arrays)`` for all ``rows``, the arrays sent in
+        psycopg's binary format: one statement executed once whatever the number of rows
+        (an ``executemany`` runs the INSERT once per row in the server), no SQL compiled
+        per row in Python. For short columns: psycopg builds arrays in Python."""
+        if not rows:
+            return None
+        names = ", ".join(name for name, _ in columns)
+        arrays = ", ".join(f"%s::{kind}[]" for _, kind in columns)
+        statement = (
+            f'INSERT INTO "{self.schema}".{table} ({names}) SELECT * FROM unnest({arrays}) '
+            + suffix
+        )
+        driver = conn.connection.driver_connection  # psycopg 3, in conn's transaction
+        assert driver is not None
+        cursor = driver.cursor()
+        cursor.execute(statement, [[row[name] for row in rows] for name, _ in columns], binary=True)
+        return cursor
 
     def results(self, message_pk: int) -> list[dict[str, Any]]:
         t = self.t["submission_result"]
@@ -501,6 +661,7 @@ class PortalStore:
             counts = {
                 name: int(conn.scalar(select(func.count()).select_from(table)) or 0)
                 for name, table in self.t.items()
+                if name not in _CONTROL_TABLES
             }
             r = self.t["record"]
             for state in ("accepted", "revoked"):
