@@ -29,24 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
+from province import PASS, _cpu_of  # the sibling script (bench/ is on sys.path)
 from sqlalchemy import text
 
-PASS = "hocba-demo"  # bench/province.py's passphrase (test keys, portal accounts)
 PATH = "/hocba/v1/giao-dich"
-
-
-def _tree_cpu(pid: int) -> float:
-    p = psutil.Process(pid)
-    t = p.cpu_times()
-    total = t.user + t.system
-    for child in p.children(recursive=True):
-        try:
-            c = child.cpu_times()
-            total += c.user + c.system
-        except psutil.Error:
-            pass
-    return total
 
 
 def main() -> None:
@@ -129,7 +115,7 @@ def main() -> None:
         with httpx.Client(timeout=300) as http:
             for body in register:
                 http.post(base + PATH, content=body).raise_for_status()
-        cpu0, t0 = _tree_cpu(proc.pid), time.perf_counter()
+        cpu0, t0 = _cpu_of(proc.pid), time.perf_counter()
         todo: queue.Queue[bytes] = queue.Queue()
         for body in submit:
             todo.put(body)
@@ -154,7 +140,7 @@ def main() -> None:
         with httpx.Client(timeout=300) as http:
             for body in query:
                 http.post(base + PATH, content=body).raise_for_status()
-        wall, cpu = time.perf_counter() - t0, _tree_cpu(proc.pid) - cpu0
+        wall, cpu = time.perf_counter() - t0, _cpu_of(proc.pid) - cpu0
         out: dict[str, Any] = {
             "label": args.label,
             "hocba": str(args.hocba),
