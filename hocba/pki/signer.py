@@ -353,11 +353,12 @@ def clear_verified_signatures() -> None:
         _VERIFIED.clear()
 
 
-def public_key_id(public_key: object) -> bytes:
+def public_key_id(public_key: object) -> bytes | None:
     """The key's SubjectPublicKeyInfo (DER): what the memo of verified values is keyed by
-    (compute it once per key and pass it to :func:`verify_signature_value`)."""
+    (compute it once per key and pass it to :func:`verify_signature_value`); ``None`` for
+    a key that is neither RSA nor EC, which verifies nothing."""
     if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise TypeError(f"not an RSA or EC public key: {type(public_key).__name__}")
+        return None
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -384,9 +385,9 @@ def verify_signature_value(
     time; an invalid one is checked again every time.
     """
     if key_id is None:
-        if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-            return False
         key_id = public_key_id(public_key)
+        if key_id is None:
+            return False
     digest, value = bytes(digest), bytes(value)
     key = (key_id, kind, hash_algorithm.name, digest, value)
     if key in _VERIFIED:
@@ -457,12 +458,7 @@ def check_returned_values(
             f"{source[:1].upper()}{source[1:]} trả về {len(values)} chữ ký cho "
             f"{len(digests)} giá trị băm."
         )
-    public_key = certificate.public_key()
-    key_id = (
-        public_key_id(public_key)
-        if isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
-        else None
-    )
+    key_id = public_key_id(certificate.public_key())
     for index, (digest, value) in enumerate(zip(digests, values, strict=True)):
         if not verify_digest_signature(certificate, algorithm, bytes(digest), value, key_id):
             raise SigningError(

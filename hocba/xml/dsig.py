@@ -565,11 +565,7 @@ def _compute_facts(certificate: x509.Certificate) -> _CertificateFacts:
     public_key = certificate.public_key()
     return _CertificateFacts(
         public_key=public_key,
-        key_id=(
-            public_key_id(public_key)
-            if isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
-            else None
-        ),
+        key_id=public_key_id(public_key),
         subject=certificate.subject.rfc4514_string(),
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
