@@ -253,22 +253,24 @@ def _decide(
         f.latency_next -= 1
         if f.latency_next == 0:
             f.latency = 0.0
-    fail = False
-    if f.fail_next > 0:
-        f.fail_next -= 1
-        fail = True
-    elif f.error_rate > 0:
-        draws += 1
-        fail = _draw(f.seed, draws) < f.error_rate
+    fail, draws = _trip(f, "fail_next", f.error_rate, draws)
     drop = False
     if not fail:
-        if f.drop_next > 0:
-            f.drop_next -= 1
-            drop = True
-        elif f.drop_rate > 0:
-            draws += 1
-            drop = _draw(f.seed, draws) < f.drop_rate
+        drop, draws = _trip(f, "drop_next", f.drop_rate, draws)
     return f.to_json(), draws, (latency, fail, drop)
+
+
+def _trip(f: PortalFaults, countdown: str, rate: float, draws: int) -> tuple[bool, int]:
+    """One switch for this transaction: its countdown (``fail_next`` / ``drop_next``) first,
+    consumed here, else its probability (a numbered draw); (tripped, draws)."""
+    left: int = getattr(f, countdown)
+    if left > 0:
+        setattr(f, countdown, left - 1)
+        return True, draws
+    if rate > 0:
+        draws += 1
+        return _draw(f.seed, draws) < rate, draws
+    return False, draws
 
 
 class _FaultSwitch:
