@@ -973,7 +973,8 @@ def verify_record_signatures(
             slots={s: SlotVerification(slot=s, errors=[issue]) for s in slots},
             errors=[issue],
         )
-    return _verify_record(parsed, trusted_roots, slots, crls)
+    source = document if isinstance(document, bytes) else None
+    return _verify_record(parsed, trusted_roots, slots, crls, source)
 
 
 def verify_record_tree(
@@ -982,11 +983,13 @@ def verify_record_tree(
     *,
     slots: Sequence[str] = SIGNATURE_SLOTS,
     crls: Sequence[x509.CertificateRevocationList] = (),
+    source: bytes | None = None,
 ) -> RecordSignaturesVerification:
     """:func:`verify_record_signatures` of a tree that ``parse_record_xml_safely`` returned
     (and nobody changed since): for a caller that needs the tree itself too and so parses
-    the bytes once (``hocba.xml.verify.verify_document``)."""
-    return _verify_record(_Document(root), trusted_roots, slots, crls)
+    the bytes once (``hocba.xml.verify.verify_document``). ``source``: the bytes the tree
+    was parsed from, if the caller has them (the signature zone is then read from them)."""
+    return _verify_record(_Document(root), trusted_roots, slots, crls, source)
 
 
 def _verify_record(
@@ -994,8 +997,13 @@ def _verify_record(
     trusted_roots: Sequence[x509.Certificate],
     slots: Sequence[str],
     crls: Sequence[x509.CertificateRevocationList],
+    source: bytes | None = None,
 ) -> RecordSignaturesVerification:
-    results = {slot: _verify_slot(parsed, slot, trusted_roots, crls) for slot in slots}
+    done = {} if source is None else _verify_zone_bytes(parsed, source, slots, trusted_roots, crls)
+    results = {
+        slot: done[slot] if slot in done else _verify_slot(parsed, slot, trusted_roots, crls)
+        for slot in slots
+    }
     errors: list[VerificationIssue] = []
     previous: SlotVerification | None = None
     for slot in SIGNATURE_SLOTS:
@@ -1219,7 +1227,41 @@ def _verify_slot_fast(
             texts.append(child.text or "")
         elif tag == _X509_SUBJECT_NAME and subject is None:
             subject = child.text or ""
-    state = _signer_state(subject, tuple(texts), trusted_roots, crls)
+    return _check_signer(
+        document,
+        slot,
+        subject,
+        tuple(texts),
+        slot_cccd,
+        ngay_ky_element.text,
+        signing_time,
+        value_element.text or "",
+        method_uri,
+        canonical_signed_info,
+        trusted_roots,
+        crls,
+    )
+
+
+def _check_signer(
+    document: _Document,
+    slot: str,
+    subject: str | None,
+    texts: tuple[str, ...],
+    slot_cccd: str | None,
+    ngay_ky: str | None,
+    signing_time: dt.datetime,
+    value_text: str,
+    method_uri: str,
+    canonical_signed_info: bytes,
+    trusted_roots: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList],
+) -> SlotVerification | None:
+    """The fast paths' checks after the layout, the SigningTime and ``SignedInfo``: what
+    the KeyInfo says (``subject``: the first X509SubjectName's text, ``texts``: the
+    X509Certificate texts), the signer named in the data, the unsigned ``NGAY_KY`` and
+    ``SO_CCCD`` texts, the ``SignatureValue`` over ``canonical_signed_info``."""
+    state = _signer_state(subject, texts, trusted_roots, crls)
     if state is None:
         return None
     for not_before, not_after in state.windows:
@@ -1236,18 +1278,16 @@ def _verify_slot_fast(
             return None
     if expected_id is not None and expected_id not in in_certificate:
         return None
-    ngay_ky = ngay_ky_element.text
     if ngay_ky is not None and _parse_signing_time(ngay_ky) != signing_time:
         return None
 
     # ---- the SignatureValue over the canonical SignedInfo (no comments in it: the same
     # bytes as without comments)
-    text = value_element.text or ""
     try:  # strict base64 (what sign_slots writes) is valid for _b64decode, same bytes
-        value = binascii.a2b_base64(text, strict_mode=True)
+        value = binascii.a2b_base64(value_text, strict_mode=True)
     except (binascii.Error, ValueError):
         try:
-            value = _b64decode(text)  # e.g. wrapped lines
+            value = _b64decode(value_text)  # e.g. wrapped lines
         except (binascii.Error, ValueError):
             return None
     if not _check_public_signature(
@@ -1256,6 +1296,170 @@ def _verify_slot_fast(
         return None
     return SlotVerification(
         slot=slot, ok=True, certificate=state.certificate, signing_time=signing_time
+    )
+
+
+# ------------------------------------------------------- the signature zone's bytes (issue 14)
+# The bytes a record was parsed from, when their signature zone is exactly what
+# build_record_xml and sign_slots write (three slots, each a ds:Signature as sign_slots
+# serialises it, NGAY_KY and, for GVCN and CBQL, SO_CCCD, then the end of the document),
+# say what the zone's tree is without walking it: every element, attribute and namespace
+# declaration is a literal of the pattern, the variable texts hold no "<", and the zone
+# holds no "&" or CR, so each text reads as written. The canonical SignedInfo and
+# SignatureProperties are then the templates with those texts in them, and each slot goes
+# through the same checks as _verify_slot_fast (_check_signer). A zone that differs in any
+# byte, and any slot that does not pass, is left to _verify_slot (tree fast path, then the
+# full check); tests/tasks/test_xmldsig_fast.py compares the three.
+_ZONE_OPEN = b"<DANH_SACH_THONG_TIN_KY>"
+_XML_SPACE = rb"[ \t\n]*"  # between the zone's elements, as build_record_xml indents them
+_MARK_METHOD, _MARK_VALUE = "@HB-METHOD@", "@HB-VALUE@"
+_MARK_SUBJECT, _MARK_CERTIFICATES = "@HB-SUBJECT@", "@HB-CERTIFICATES@"
+_RAW_CERTIFICATE_OPEN = b"<ds:X509Certificate>"
+_RAW_CERTIFICATE_CLOSE = b"</ds:X509Certificate>"
+
+
+def _raw_signature_pattern(slot: str) -> bytes:
+    """The regular expression of ``slot``'s ``ds:Signature`` as :func:`sign_slots` serialises
+    it (the elements of :func:`_signature_template`, one X509SubjectName, one or more
+    X509Certificate), with named groups for what varies."""
+    signature = etree.Element(_ds("Signature"), nsmap={"ds": DS_NS}, Id=f"sig-{slot}")
+    signed_info = _add_signed_info(signature, slot, _MARK_METHOD)
+    for reference, mark in zip(signed_info[2:], (_MARK_DATA, _MARK_PROPERTIES), strict=True):
+        reference.find(_ds("DigestValue")).text = mark  # type: ignore[union-attr]
+    etree.SubElement(signature, _ds("SignatureValue")).text = _MARK_VALUE
+    x509_data = etree.SubElement(etree.SubElement(signature, _ds("KeyInfo")), _ds("X509Data"))
+    etree.SubElement(x509_data, _ds("X509SubjectName")).text = _MARK_SUBJECT
+    etree.SubElement(x509_data, _ds("X509Certificate")).text = _MARK_CERTIFICATES
+    _add_signature_properties(signature, slot, _MARK_TIME)
+    pattern = re.escape(etree.tostring(signature))
+    text = b"[^<]*"
+    methods = b"|".join(re.escape(uri.encode()) for uri, _ in _SIGNER_ALGORITHMS.values())
+    certificates = re.escape(_RAW_CERTIFICATE_OPEN) + text + re.escape(_RAW_CERTIFICATE_CLOSE)
+    for mark, group in (
+        (_MARK_METHOD, b"(?P<%s_method>" + methods + b")"),
+        (_MARK_DATA, b"(?P<%s_data>" + text + b")"),
+        (_MARK_PROPERTIES, b"(?P<%s_properties>" + text + b")"),
+        (_MARK_VALUE, b"(?P<%s_value>" + text + b")"),
+        (_MARK_SUBJECT, b"(?P<%s_subject>" + text + b")"),
+        (_MARK_TIME, b"(?P<%s_time>" + text + b")"),
+    ):
+        escaped = re.escape(mark.encode())
+        assert pattern.count(escaped) == 1
+        pattern = pattern.replace(escaped, group % slot.encode())
+    element = re.escape(
+        _RAW_CERTIFICATE_OPEN + _MARK_CERTIFICATES.encode() + _RAW_CERTIFICATE_CLOSE
+    )
+    assert pattern.count(element) == 1
+    return pattern.replace(
+        element, b"(?P<%s_certificates>(?:" % slot.encode() + certificates + b")+)"
+    )
+
+
+@cache
+def _raw_zone_pattern() -> re.Pattern[bytes]:
+    """The signature zone of a sealed record as :func:`sign_slots` leaves it, to the end of
+    the document (see above)."""
+    parts = [re.escape(_ZONE_OPEN)]
+    for slot in SIGNATURE_SLOTS:
+        name = slot.encode()
+        parts += [
+            _XML_SPACE,
+            re.escape(b"<%s>" % name),
+            _raw_signature_pattern(slot),
+            b"<NGAY_KY>(?P<%s_ngay_ky>[^<]*)</NGAY_KY>" % name,
+            b"" if slot == "KY_PHAT_HANH" else b"<SO_CCCD>(?P<%s_cccd>[^<]*)</SO_CCCD>" % name,
+            re.escape(b"</%s>" % name),
+        ]
+    parts += [_XML_SPACE, rb"</DANH_SACH_THONG_TIN_KY>", _XML_SPACE, rb"</HOC_BA>", _XML_SPACE]
+    return re.compile(b"".join(parts) + rb"\Z")
+
+
+def _verify_zone_bytes(
+    document: _Document,
+    source: bytes,
+    slots: Sequence[str],
+    trusted_roots: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList],
+) -> dict[str, SlotVerification]:
+    """The ok results, without warnings, of the slots in ``slots`` whose signature passes
+    every check, read from ``source``: the bytes ``document`` was parsed from (or that are
+    the serialisation of its tree). Slots not in the answer are for :func:`_verify_slot`.
+
+    The zone found here is the root's last child: it runs from the last ``<DANH_SACH_
+    THONG_TIN_KY>`` of the bytes to the root's end tag and the end of the document, and
+    nothing in it can close a comment, CDATA section or PI opened before it; with exactly
+    two children under the root (``DU_LIEU_HOC_BA`` and it), it is the zone
+    ``document.slot`` reads."""
+    root = document.root
+    if document.structure_error is not None or len(root) != 2:
+        return {}
+    start = source.rfind(_ZONE_OPEN)
+    if start < 0 or source.find(b"&", start) >= 0 or source.find(b"\r", start) >= 0:
+        return {}
+    match = _raw_zone_pattern().match(source, start)
+    if match is None:
+        return {}
+    found = match.groupdict()
+    results: dict[str, SlotVerification] = {}
+    for slot in slots:
+        result = _verify_slot_bytes(document, slot, found, trusted_roots, crls)
+        if result is not None:
+            results[slot] = result
+    return results
+
+
+def _verify_slot_bytes(
+    document: _Document,
+    slot: str,
+    found: dict[str, bytes],
+    trusted_roots: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList],
+) -> SlotVerification | None:
+    """:func:`_verify_slot_fast` of one slot of a zone :func:`_verify_zone_bytes` matched
+    (``found``: the pattern's groups)."""
+    if slot not in SIGNATURE_SLOTS:
+        return None
+    method_uri = found[f"{slot}_method"].decode()
+    before_data, between, after, before_time, after_time = _canonical_templates(slot, method_uri)
+
+    # ---- the SigningTime: the only Id st-<slot> of the document; canonical as written
+    # (no "&", CR or "<" in it; ">" would be escaped by canonicalisation)
+    time_bytes = found[f"{slot}_time"]
+    if b">" in time_bytes or not document.single_id(f"st-{slot}"):
+        return None
+    time_text = time_bytes.decode()
+    signing_time = _parse_signing_time(time_text)
+    if signing_time is None or signing_time > dt.datetime.now(dt.UTC) + _FUTURE_SKEW:
+        return None
+    canonical_properties = before_time + time_bytes + after_time
+
+    # ---- SignedInfo: sign_slots' own, with the digests computed here
+    data_digest = base64.b64encode(document.data_digest(_EXC_C14N, None, _SHA256_URI))
+    properties_digest = base64.b64encode(hashlib.sha256(canonical_properties).digest())
+    if found[f"{slot}_data"] != data_digest or found[f"{slot}_properties"] != properties_digest:
+        return None
+    canonical_signed_info = b"".join((before_data, data_digest, between, properties_digest, after))
+
+    # ---- KeyInfo, the unsigned slot fields, the SignatureValue (as the tree fast path)
+    certificates = found[f"{slot}_certificates"]
+    texts = certificates[len(_RAW_CERTIFICATE_OPEN) : -len(_RAW_CERTIFICATE_CLOSE)].split(
+        _RAW_CERTIFICATE_CLOSE + _RAW_CERTIFICATE_OPEN
+    )
+    cccd = found.get(f"{slot}_cccd")
+    ngay_ky = found[f"{slot}_ngay_ky"]
+    return _check_signer(
+        document,
+        slot,
+        found[f"{slot}_subject"].decode(),
+        tuple(text.decode() for text in texts),
+        cccd.decode() or None if cccd is not None else None,
+        ngay_ky.decode() or None,
+        signing_time,
+        found[f"{slot}_value"].decode(),
+        method_uri,
+        canonical_signed_info,
+        trusted_roots,
+        crls,
     )
 
 

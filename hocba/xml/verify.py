@@ -1111,7 +1111,7 @@ def verify_document(
     checks = [parse_check, _schema(root)]
 
     try:
-        signatures = verify_record_tree(root, trusted_roots)
+        signatures = verify_record_tree(root, trusted_roots, source=data)
     except Exception as exc:  # noqa: BLE001 - never raise on bad input
         log.warning("signature verification failed: %s", type(exc).__name__, exc_info=True)
         checks += [

@@ -4,11 +4,15 @@
 writes it and every check passes; anything else goes to ``_verify_slot_full``. These tests
 compare the two on documents changed in the ways the fast path could overlook (comments,
 whitespace, extra attributes or elements that canonicalisation hides or shows), and check
-that its KeyInfo cache is per root list and per CRL object."""
+that its KeyInfo cache is per root list and per CRL object. The signature zone read from
+the bytes (``_verify_zone_bytes``, the first step when the bytes are at hand) is compared
+with both, on the same changes and on changes only the bytes show (quotes, character
+references, CDATA, CR, comments around the zone)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 
 import pytest
@@ -17,7 +21,14 @@ from cryptography.hazmat.primitives import hashes
 from lxml import etree
 
 from hocba.xml import dsig
-from hocba.xml.dsig import DS_NS, HB_NS, IssueCode, verify_record_signatures, verify_slot
+from hocba.xml.dsig import (
+    DS_NS,
+    HB_NS,
+    IssueCode,
+    verify_record_signatures,
+    verify_record_tree,
+    verify_slot,
+)
 from hocba.xml.record import build_record_xml, parse_record_xml_safely
 
 SLOTS = ("GVCN", "CBQL", "KY_PHAT_HANH")
@@ -33,8 +44,11 @@ def _signature(root: etree._Element, slot: str) -> etree._Element:
 def _both(
     document: bytes, roots: list[x509.Certificate], crls: list[x509.CertificateRevocationList]
 ) -> dict[str, tuple[dsig.SlotVerification | None, dsig.SlotVerification]]:
+    """Per slot: the tree fast path's answer and the full check's; also asserts that the
+    zone read from the bytes answers, for the slots it answers, what the full check does."""
     parsed = dsig._Document(parse_record_xml_safely(document))
-    return {
+    from_bytes = dsig._verify_zone_bytes(parsed, document, SLOTS, roots, crls)
+    results = {
         slot: (
             None
             if parsed.structure_error is not None
@@ -43,6 +57,18 @@ def _both(
         )
         for slot in SLOTS
     }
+    for slot, answer in from_bytes.items():
+        assert answer == results[slot][1], slot
+        assert answer.ok and not answer.warnings, slot
+    return results
+
+
+def _from_bytes(
+    document: bytes, roots: list[x509.Certificate], crls: list[x509.CertificateRevocationList]
+) -> dict[str, dsig.SlotVerification]:
+    return dsig._verify_zone_bytes(
+        dsig._Document(parse_record_xml_safely(document)), document, SLOTS, roots, crls
+    )
 
 
 def test_a_signed_record_takes_the_fast_path(signed_record: bytes, signing_staff) -> None:
@@ -50,6 +76,29 @@ def test_a_signed_record_takes_the_fast_path(signed_record: bytes, signing_staff
     for slot, (fast, full) in _both(signed_record, signing_staff.roots, crls).items():
         assert full.ok and not full.warnings, slot
         assert fast == full, slot  # same certificate, signing time, no findings
+    # ... and its signature zone is read from the bytes, all three slots
+    assert sorted(_from_bytes(signed_record, signing_staff.roots, crls)) == sorted(SLOTS)
+
+
+def test_verification_reads_the_zone_from_the_bytes_when_it_has_them(
+    signed_record: bytes, signing_staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crls = [signing_staff.pki.crl]
+    reference = verify_record_signatures(signed_record, signing_staff.roots, crls=crls)
+    calls: list[str] = []
+    original = dsig._verify_slot
+    monkeypatch.setattr(
+        dsig,
+        "_verify_slot",
+        lambda document, slot, *a: calls.append(slot) or original(document, slot, *a),
+    )
+    report = verify_record_signatures(signed_record, signing_staff.roots, crls=crls)
+    assert report == reference and report.ok
+    assert calls == []  # no slot needed the tree
+    tree = verify_record_tree(
+        parse_record_xml_safely(signed_record), signing_staff.roots, crls=crls
+    )
+    assert tree == reference and calls == list(SLOTS)  # without the bytes: the tree paths
 
 
 def test_a_time_stamped_signature_takes_the_fast_path(signed_record: bytes, signing_staff) -> None:
@@ -298,3 +347,150 @@ def test_ids_are_counted_exactly_when_a_value_repeats(
     assert result.error_codes == codes
     parsed = dsig._Document(parse_record_xml_safely(document))
     assert parsed.ids == dsig.Counter(dsig._ID_ATTRIBUTES(parsed.root))
+
+
+def _first_slot_text(tag: bytes) -> Callable[[bytes], bytes]:
+    def change(document: bytes) -> bytes:
+        start = document.index(b"<DANH_SACH_THONG_TIN_KY>")
+        at = document.index(tag, start) + len(tag)
+        return document[:at] + b"<![CDATA[" + document[at : at + 4] + b"]]>" + document[at + 4 :]
+
+    return change
+
+
+def _char_reference_in(tag: bytes) -> Callable[[bytes], bytes]:
+    def change(document: bytes) -> bytes:
+        start = document.index(b"<DANH_SACH_THONG_TIN_KY>")
+        at = document.index(tag, start) + len(tag)
+        return document[:at] + b"&#%d;" % document[at] + document[at + 1 :]
+
+    return change
+
+
+def _in_zone(old: bytes, new: bytes, count: int = 1) -> Callable[[bytes], bytes]:
+    def change(document: bytes) -> bytes:
+        start = document.index(b"<DANH_SACH_THONG_TIN_KY>")
+        assert old in document[start:]
+        return document[:start] + document[start:].replace(old, new, count)
+
+    return change
+
+
+def _fake_zone_in_data(document: bytes) -> bytes:
+    # a CDATA section in the signed data holding a zone's start tag (data changed: the full
+    # check fails GVCN, CBQL and the seal on the #data digest)
+    at = document.index(b"</PHIEN_BAN>")
+    return document[:at] + b"<![CDATA[<DANH_SACH_THONG_TIN_KY>]]>" + document[at:]
+
+
+def _second_zone(document: bytes) -> bytes:
+    start = document.index(b"<DANH_SACH_THONG_TIN_KY>")
+    end = document.rindex(b"</HOC_BA>")
+    zone = document[start:end]
+    empty = b"<DANH_SACH_THONG_TIN_KY><GVCN/><CBQL/><KY_PHAT_HANH/></DANH_SACH_THONG_TIN_KY>"
+    return document[:start] + empty + zone + document[end:]
+
+
+RAW_CHANGES: dict[str, Callable[[bytes], bytes]] = {
+    # the same tree, other bytes: the bytes step aside, the tree paths answer (ok)
+    "single quotes": _in_zone(b'Id="sig-CBQL"', b"Id='sig-CBQL'"),
+    "CDATA in the SignatureValue": _first_slot_text(b"<ds:SignatureValue>"),
+    "CDATA in NGAY_KY": _first_slot_text(b"<NGAY_KY>"),
+    "character reference in the SignatureValue": _char_reference_in(b"<ds:SignatureValue>"),
+    "character reference in X509Certificate": _char_reference_in(b"<ds:X509Certificate>"),
+    "character reference in the SigningTime": _char_reference_in(b'xmldsig:1">'),
+    "CR LF between slots": _in_zone(b"\n    <CBQL>", b"\r\n    <CBQL>"),
+    "space in an end tag": _in_zone(b"</ds:SignedInfo>", b"</ds:SignedInfo >"),
+    "xmlns:ds on the zone": _in_zone(
+        b"<DANH_SACH_THONG_TIN_KY>", b'<DANH_SACH_THONG_TIN_KY xmlns:ds="' + DS_NS.encode() + b'">'
+    ),
+    "comment after the zone": lambda d: d.replace(b"</HOC_BA>", b"<!-- x --></HOC_BA>"),
+    "PI after the zone": lambda d: d.replace(b"</HOC_BA>", b"<?x y?></HOC_BA>"),
+    "comment after the document": lambda d: d + b"<!-- </DANH_SACH_THONG_TIN_KY> -->",
+    "empty element NGAY_KY": lambda d: re.sub(
+        rb"<NGAY_KY>[^<]*</NGAY_KY>", b"<NGAY_KY/>", d, count=1
+    ),
+    # other trees: the full check's answer, or the bytes step aside
+    "two zones": _second_zone,
+    "fake zone in the data": _fake_zone_in_data,
+    "greater-than in the SigningTime": _in_zone(b"</hb:SigningTime>", b"&gt;</hb:SigningTime>"),
+    "SigningTime changed": _in_zone(b'xmldsig:1">2', b'xmldsig:1">1'),
+    "signature value changed": _in_zone(b"<ds:SignatureValue>", b"<ds:SignatureValue>AAAA"),
+    "data digest changed": _in_zone(b"<ds:DigestValue>", b"<ds:DigestValue>A"),
+    "SO_CCCD changed": _in_zone(b"<SO_CCCD>0", b"<SO_CCCD>9"),
+    "NGAY_KY changed": _in_zone(b"<NGAY_KY>2", b"<NGAY_KY>1"),
+    "second certificate": _in_zone(
+        b"</ds:X509Data>", b"<ds:X509Certificate>AAAA</ds:X509Certificate></ds:X509Data>"
+    ),
+    "other subject": _in_zone(b"<ds:X509SubjectName>", b"<ds:X509SubjectName>CN=X,"),
+    "empty subject": lambda d: re.sub(
+        rb"<ds:X509SubjectName>[^<]*</ds:X509SubjectName>",
+        b"<ds:X509SubjectName></ds:X509SubjectName>",
+        d,
+        count=1,
+    ),
+    "seal with SO_CCCD": _in_zone(
+        b"</NGAY_KY></KY_PHAT_HANH>", b"</NGAY_KY><SO_CCCD>001190012345</SO_CCCD></KY_PHAT_HANH>"
+    ),
+    "ecdsa method on an RSA signature": _in_zone(
+        b"xmldsig-more#rsa-sha256", b"xmldsig-more#ecdsa-sha256"
+    ),
+    "text after the zone": lambda d: d.replace(b"</HOC_BA>", b"x</HOC_BA>"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RAW_CHANGES))
+def test_the_zone_read_from_the_bytes_never_differs_from_the_full_check(
+    name: str, signed_record: bytes, signing_staff
+) -> None:
+    crls = [signing_staff.pki.crl]
+    document = RAW_CHANGES[name](signed_record)
+    assert document != signed_record
+    try:
+        parse_record_xml_safely(document)
+    except Exception:  # noqa: BLE001 - not well-formed: nothing to compare
+        pytest.skip("not well-formed")
+    results = _both(document, signing_staff.roots, crls)  # asserts bytes == full
+    report = verify_record_signatures(document, signing_staff.roots, crls=crls)
+    assert {s: (r.ok, r.error_codes) for s, r in report.slots.items()} == {
+        s: (full.ok, full.error_codes) for s, (_, full) in results.items()
+    }
+    assert report.slots == {slot: full for slot, (_, full) in results.items()}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "single quotes",
+        "CDATA in the SignatureValue",
+        "character reference in X509Certificate",
+        "CR LF between slots",
+        "comment after the zone",
+        "two zones",
+    ],
+)
+def test_bytes_that_differ_from_what_sign_slots_writes_are_read_from_the_tree(
+    name: str, signed_record: bytes, signing_staff
+) -> None:
+    document = RAW_CHANGES[name](signed_record)
+    assert _from_bytes(document, signing_staff.roots, [signing_staff.pki.crl]) == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "slot", "code"),
+    [
+        ("fake zone in the data", "GVCN", IssueCode.DIGEST_MISMATCH_DATA),
+        ("SigningTime changed", "GVCN", IssueCode.DIGEST_MISMATCH_PROPERTIES),
+        ("signature value changed", "GVCN", IssueCode.SIGNATURE_VALUE_INVALID),
+        ("data digest changed", "GVCN", IssueCode.SIGNATURE_VALUE_INVALID),
+        ("SO_CCCD changed", "GVCN", IssueCode.SLOT_CCCD_MISMATCH),
+        ("NGAY_KY changed", "GVCN", IssueCode.NGAY_KY_MISMATCH),
+    ],
+)
+def test_tampered_bytes_still_fail(
+    name: str, slot: str, code: IssueCode, signed_record: bytes, signing_staff
+) -> None:
+    document = RAW_CHANGES[name](signed_record)
+    report = verify_record_signatures(document, signing_staff.roots, crls=[signing_staff.pki.crl])
+    assert not report.ok
+    assert code in report.slots[slot].error_codes
