@@ -143,9 +143,11 @@ from hocba.pki.signer import (
 )
 from hocba.xml.record import (
     DATA_ID,
+    DEFAULT_MAX_BYTES,
     SIGNATURE_SLOTS,
     RecordXmlError,
     format_datetime,
+    holds_parsed,
     keep_parsed,
     parse_record_xml_safely,
     take_parsed,
@@ -964,6 +966,10 @@ def verify_record_signatures(
     GVCN ≤ CBQL ≤ KY_PHAT_HANH (HOCBA_SPEC §4). Whether each signer held the role at that
     time is a database question, answered by the caller.
     """
+    if isinstance(document, bytes) and not holds_parsed(document):
+        sealed = _verify_sealed_bytes(document, trusted_roots, slots, crls)
+        if sealed is not None:
+            return sealed
     try:
         _, parsed, _ = _document_of(document)
     except RecordXmlError as exc:
@@ -1004,6 +1010,11 @@ def _verify_record(
         slot: done[slot] if slot in done else _verify_slot(parsed, slot, trusted_roots, crls)
         for slot in slots
     }
+    return _record_result(results)
+
+
+def _record_result(results: dict[str, SlotVerification]) -> RecordSignaturesVerification:
+    """The slots' results and the order of their signing times."""
     errors: list[VerificationIssue] = []
     previous: SlotVerification | None = None
     for slot in SIGNATURE_SLOTS:
@@ -1325,16 +1336,22 @@ _ZONE_OPEN = b"<DANH_SACH_THONG_TIN_KY>"
 _XML_SPACE = rb"[ \t\n]*"  # between the zone's elements, as build_record_xml indents them
 _MARK_METHOD, _MARK_VALUE = "@HB-METHOD@", "@HB-VALUE@"
 _MARK_SUBJECT, _MARK_CERTIFICATES = "@HB-SUBJECT@", "@HB-CERTIFICATES@"
+# The texts: printable ASCII and tab / LF (base64, times, digits) or, for X509SubjectName,
+# any character but the C0 controls other than tab / LF; never "<", "&" or ">". Each reads
+# as written (no reference, no CR to normalise), is canonical as written, and cannot end a
+# comment, CDATA section or PI, nor be a character XML forbids (but U+FFFE / U+FFFF in the
+# name, checked where it is decoded).
+_ASCII_TEXT = rb"[\t\n\x20-\x25\x27-\x3b\x3d\x3f-\x7e]*"
+_NAME_TEXT = rb"[^<&>\x00-\x08\x0b-\x1f]*"
 _RAW_CERTIFICATE_OPEN = b"<ds:X509Certificate>"
 _RAW_CERTIFICATE_CLOSE = b"</ds:X509Certificate>"
 
 
-def _raw_signature_pattern(slot: str) -> bytes:
-    """The regular expression of ``slot``'s ``ds:Signature`` as :func:`sign_slots` serialises
-    it (the elements of :func:`_signature_template`, one X509SubjectName, one or more
-    X509Certificate), with named groups for what varies."""
+def _marked_signature(slot: str, method_uri: str) -> etree._Element:
+    """``slot``'s ``ds:Signature`` with the elements of :func:`_signature_template` (one
+    X509Certificate), a mark in each text."""
     signature = etree.Element(_ds("Signature"), nsmap={"ds": DS_NS}, Id=f"sig-{slot}")
-    signed_info = _add_signed_info(signature, slot, _MARK_METHOD)
+    signed_info = _add_signed_info(signature, slot, method_uri)
     for reference, mark in zip(signed_info[2:], (_MARK_DATA, _MARK_PROPERTIES), strict=True):
         reference.find(_ds("DigestValue")).text = mark  # type: ignore[union-attr]
     etree.SubElement(signature, _ds("SignatureValue")).text = _MARK_VALUE
@@ -1342,8 +1359,15 @@ def _raw_signature_pattern(slot: str) -> bytes:
     etree.SubElement(x509_data, _ds("X509SubjectName")).text = _MARK_SUBJECT
     etree.SubElement(x509_data, _ds("X509Certificate")).text = _MARK_CERTIFICATES
     _add_signature_properties(signature, slot, _MARK_TIME)
-    pattern = re.escape(etree.tostring(signature))
-    text = b"[^<]*"
+    return signature
+
+
+def _raw_signature_pattern(slot: str) -> bytes:
+    """The regular expression of ``slot``'s ``ds:Signature`` as :func:`sign_slots` serialises
+    it (the elements of :func:`_signature_template`, one X509SubjectName, one or more
+    X509Certificate), with named groups for what varies."""
+    pattern = re.escape(etree.tostring(_marked_signature(slot, _MARK_METHOD)))
+    text = _ASCII_TEXT
     methods = b"|".join(re.escape(uri.encode()) for uri, _ in _SIGNER_ALGORITHMS.values())
     certificates = re.escape(_RAW_CERTIFICATE_OPEN) + text + re.escape(_RAW_CERTIFICATE_CLOSE)
     for mark, group in (
@@ -1351,7 +1375,7 @@ def _raw_signature_pattern(slot: str) -> bytes:
         (_MARK_DATA, b"(?P<%s_data>" + text + b")"),
         (_MARK_PROPERTIES, b"(?P<%s_properties>" + text + b")"),
         (_MARK_VALUE, b"(?P<%s_value>" + text + b")"),
-        (_MARK_SUBJECT, b"(?P<%s_subject>" + text + b")"),
+        (_MARK_SUBJECT, b"(?P<%s_subject>" + _NAME_TEXT + b")"),
         (_MARK_TIME, b"(?P<%s_time>" + text + b")"),
     ):
         escaped = re.escape(mark.encode())
@@ -1377,8 +1401,10 @@ def _raw_zone_pattern() -> re.Pattern[bytes]:
             _XML_SPACE,
             re.escape(b"<%s>" % name),
             _raw_signature_pattern(slot),
-            b"<NGAY_KY>(?P<%s_ngay_ky>[^<]*)</NGAY_KY>" % name,
-            b"" if slot == "KY_PHAT_HANH" else b"<SO_CCCD>(?P<%s_cccd>[^<]*)</SO_CCCD>" % name,
+            b"<NGAY_KY>(?P<%s_ngay_ky>%s)</NGAY_KY>" % (name, _ASCII_TEXT),
+            b""
+            if slot == "KY_PHAT_HANH"
+            else b"<SO_CCCD>(?P<%s_cccd>%s)</SO_CCCD>" % (name, _ASCII_TEXT),
             re.escape(b"</%s>" % name),
         ]
     parts += [_XML_SPACE, rb"</DANH_SACH_THONG_TIN_KY>", _XML_SPACE, rb"</HOC_BA>", _XML_SPACE]
@@ -1404,19 +1430,80 @@ def _verify_zone_bytes(
     root = document.root
     if document.structure_error is not None or len(root) != 2:
         return {}
-    start = source.rfind(_ZONE_OPEN)
-    if start < 0 or source.find(b"&", start) >= 0 or source.find(b"\r", start) >= 0:
+    found = _match_zone(source)
+    if found is None:
         return {}
-    match = _raw_zone_pattern().match(source, start)
-    if match is None:
-        return {}
-    found = match.groupdict()
     results: dict[str, SlotVerification] = {}
     for slot in slots:
         result = _verify_slot_bytes(document, slot, found, trusted_roots, crls)
         if result is not None:
             results[slot] = result
     return results
+
+
+def _verify_sealed_bytes(
+    source: bytes,
+    trusted_roots: Sequence[x509.Certificate],
+    slots: Sequence[str],
+    crls: Sequence[x509.CertificateRevocationList],
+) -> RecordSignaturesVerification | None:
+    """:func:`verify_record_signatures` of bytes whose signature zone :func:`_match_zone`
+    matches, parsing only what comes before the zone, when every slot in ``slots`` passes;
+    None otherwise (parse it all and verify as usual).
+
+    The bytes up to the zone, closed by ``</HOC_BA>``, are well-formed exactly when the
+    whole document is: the zone is one element of the pattern's literals and texts that
+    cannot end a comment, CDATA section, PI or tag opened before it (no "<", "&", ">"),
+    followed by the root's end tag and spaces; so it is the root's last child (the full
+    parse's ``len(root) == 2``, here 1) and the tree of the head is the document's tree
+    without it. ``parse_record_xml_safely``'s checks all concern the head (DOCTYPE, the
+    encoding, comments in the data) but the size, checked on the whole here. The zone's
+    attribute values (Ids ``sig-<slot>``, ``st-<slot>``) are added to the document's, as
+    :func:`sign_slots` does when it adds a signature."""
+    if len(source) > DEFAULT_MAX_BYTES:
+        return None
+    found = _match_zone(source)
+    if found is None:
+        return None
+    try:
+        root = parse_record_xml_safely(source[: int(found[""])] + _ROOT_END)
+    except RecordXmlError:
+        return None
+    document = _Document(root)
+    if document.structure_error is not None or len(root) != 1:
+        return None
+    for slot in SIGNATURE_SLOTS:
+        document.add_signature(*_zone_attributes(slot, found[f"{slot}_method"].decode()))
+    results: dict[str, SlotVerification] = {}
+    for slot in slots:
+        result = _verify_slot_bytes(document, slot, found, trusted_roots, crls)
+        if result is None:
+            return None
+        results[slot] = result
+    return _record_result(results)
+
+
+def _match_zone(source: bytes) -> dict[str, bytes] | None:
+    """The groups of :func:`_raw_zone_pattern` matched from the last ``<DANH_SACH_THONG_TIN_KY>``
+    of ``source`` to its end (with the zone's offset under ``""``), or None."""
+    start = source.rfind(_ZONE_OPEN)
+    if start < 0:
+        return None
+    match = _raw_zone_pattern().match(source, start)
+    if match is None:
+        return None
+    found: dict[str, bytes] = match.groupdict()
+    found[""] = b"%d" % start
+    return found
+
+
+@cache
+def _zone_attributes(slot: str, method_uri: str) -> tuple[list[str], Counter[str]]:
+    """The attribute values and Id counts of ``slot``'s signature as sign_slots writes it
+    with ``method_uri`` (what :meth:`_Document.add_signature` takes)."""
+    signature = _marked_signature(slot, method_uri)
+    values: list[str] = _ATTRIBUTE_VALUES(signature)  # type: ignore[assignment]
+    return values, Counter(_ID_ATTRIBUTES(signature))  # type: ignore[arg-type]
 
 
 def _verify_slot_bytes(
@@ -1458,10 +1545,16 @@ def _verify_slot_bytes(
     )
     cccd = found.get(f"{slot}_cccd")
     ngay_ky = found[f"{slot}_ngay_ky"]
+    try:
+        subject = found[f"{slot}_subject"].decode()
+    except UnicodeDecodeError:  # not UTF-8: not well-formed (_verify_sealed_bytes' parse)
+        return None
+    if "\ufffe" in subject or "\uffff" in subject:  # not XML characters
+        return None
     return _check_signer(
         document,
         slot,
-        found[f"{slot}_subject"].decode(),
+        subject,
         tuple(text.decode() for text in texts),
         cccd.decode() or None if cccd is not None else None,
         ngay_ky.decode() or None,

@@ -496,6 +496,12 @@ def keep_parsed(data: bytes, root: etree._Element, extra: object = None) -> None
     trees[id(data)] = (data, root, extra)
 
 
+def holds_parsed(data: bytes) -> bool:
+    """Is a tree kept for this very bytes object (what :func:`take_parsed` would take)?"""
+    entry = _kept().get(id(data))
+    return entry is not None and entry[0] is data
+
+
 def take_parsed(data: bytes) -> tuple[etree._Element, object] | None:
     """The tree :func:`keep_parsed` remembered for this very bytes object (and its
     ``extra``), taken out; ``None`` when there is none: parse the bytes."""

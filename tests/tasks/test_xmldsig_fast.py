@@ -29,7 +29,7 @@ from hocba.xml.dsig import (
     verify_record_tree,
     verify_slot,
 )
-from hocba.xml.record import build_record_xml, parse_record_xml_safely
+from hocba.xml.record import RecordXmlError, build_record_xml, parse_record_xml_safely
 
 SLOTS = ("GVCN", "CBQL", "KY_PHAT_HANH")
 DS = f"{{{DS_NS}}}"
@@ -78,6 +78,12 @@ def test_a_signed_record_takes_the_fast_path(signed_record: bytes, signing_staff
         assert fast == full, slot  # same certificate, signing time, no findings
     # ... and its signature zone is read from the bytes, all three slots
     assert sorted(_from_bytes(signed_record, signing_staff.roots, crls)) == sorted(SLOTS)
+    # ... even without parsing the zone
+    sealed = dsig._verify_sealed_bytes(signed_record, signing_staff.roots, SLOTS, crls)
+    assert sealed is not None and sealed.ok
+    assert sealed.slots == {
+        slot: full for slot, (_, full) in _both(signed_record, signing_staff.roots, crls).items()
+    }
 
 
 def test_verification_reads_the_zone_from_the_bytes_when_it_has_them(
@@ -95,6 +101,14 @@ def test_verification_reads_the_zone_from_the_bytes_when_it_has_them(
     report = verify_record_signatures(signed_record, signing_staff.roots, crls=crls)
     assert report == reference and report.ok
     assert calls == []  # no slot needed the tree
+    parsed: list[bytes] = []
+    parse = dsig.parse_record_xml_safely
+    monkeypatch.setattr(
+        dsig, "parse_record_xml_safely", lambda data: parsed.append(data) or parse(data)
+    )
+    assert verify_record_signatures(signed_record, signing_staff.roots, crls=crls) == reference
+    (head,) = parsed  # only what comes before the signature zone
+    assert head == signed_record[: signed_record.rindex(b"<DANH_SACH_THONG_TIN_KY>")] + b"</HOC_BA>"
     tree = verify_record_tree(
         parse_record_xml_safely(signed_record), signing_staff.roots, crls=crls
     )
@@ -436,6 +450,33 @@ RAW_CHANGES: dict[str, Callable[[bytes], bytes]] = {
         b"xmldsig-more#rsa-sha256", b"xmldsig-more#ecdsa-sha256"
     ),
     "text after the zone": lambda d: d.replace(b"</HOC_BA>", b"x</HOC_BA>"),
+    # not well-formed, or not XML characters, in the zone only: the head parses, the
+    # document does not
+    "not UTF-8 in the subject": _in_zone(b"<ds:X509SubjectName>", b"<ds:X509SubjectName>\xff"),
+    # (str.strip() takes \x1f as a space: the name still names the certificate)
+    "control character in the subject": _in_zone(
+        b"<ds:X509SubjectName>", b"<ds:X509SubjectName>\x1f"
+    ),
+    "U+FFFE in the subject": _in_zone(
+        b"<ds:X509SubjectName>", b"<ds:X509SubjectName>" + "\ufffe".encode()
+    ),
+    "control character in the SignatureValue": _in_zone(
+        b"<ds:SignatureValue>", b"<ds:SignatureValue>\x0b"
+    ),
+    "CDATA end in the SignatureValue": _in_zone(
+        b"</ds:SignatureValue>", b"]]></ds:SignatureValue>"
+    ),
+    "zone in a CDATA section": lambda d: d.replace(
+        b"<DANH_SACH_THONG_TIN_KY>", b"<X><![CDATA[<DANH_SACH_THONG_TIN_KY>"
+    ).replace(b"</HOC_BA>", b"]]></X></HOC_BA>"),
+    "zone in a comment": lambda d: d.replace(
+        b"<DANH_SACH_THONG_TIN_KY>", b"<!--<DANH_SACH_THONG_TIN_KY>"
+    ).replace(b"</HOC_BA>", b"--></HOC_BA>"),
+    "data left open": lambda d: d.replace(b"</DU_LIEU_HOC_BA>", b""),
+    "element left open before the zone": lambda d: d.replace(
+        b"<DANH_SACH_THONG_TIN_KY>", b"<X><DANH_SACH_THONG_TIN_KY>"
+    ),
+    "second root after the zone": lambda d: d + b"<HOC_BA/>",
 }
 
 
@@ -446,16 +487,19 @@ def test_the_zone_read_from_the_bytes_never_differs_from_the_full_check(
     crls = [signing_staff.pki.crl]
     document = RAW_CHANGES[name](signed_record)
     assert document != signed_record
+    sealed = dsig._verify_sealed_bytes(document, signing_staff.roots, SLOTS, crls)
+    report = verify_record_signatures(document, signing_staff.roots, crls=crls)
     try:
         parse_record_xml_safely(document)
-    except Exception:  # noqa: BLE001 - not well-formed: nothing to compare
-        pytest.skip("not well-formed")
-    results = _both(document, signing_staff.roots, crls)  # asserts bytes == full
-    report = verify_record_signatures(document, signing_staff.roots, crls=crls)
-    assert {s: (r.ok, r.error_codes) for s, r in report.slots.items()} == {
-        s: (full.ok, full.error_codes) for s, (_, full) in results.items()
-    }
-    assert report.slots == {slot: full for slot, (_, full) in results.items()}
+    except RecordXmlError:  # not well-formed: the head alone must not pass either
+        assert sealed is None
+        assert not report.ok
+        assert {r.error_codes[0] for r in report.slots.values()} == {IssueCode.XML_INVALID}
+        return
+    results = _both(document, signing_staff.roots, crls)  # asserts zone bytes == full
+    full = dsig._record_result({slot: full for slot, (_, full) in results.items()})
+    assert sealed is None or sealed == full
+    assert report == full
 
 
 @pytest.mark.parametrize(
