@@ -66,7 +66,15 @@ Design notes:
   and ``SignatureProperties`` are compared with the ones sign_slots would write for the
   digests computed here, and what its KeyInfo says is checked once per (KeyInfo texts,
   root objects, CRL objects); any other layout, and any finding at all, is left to the
-  full element-by-element check, so the answers are the same.
+  full element-by-element check, so the answers are the same. When the bytes are at hand
+  (``verify_record_signatures``, ``verify_record_tree(..., source=)``) and the signature
+  zone is, byte for byte, what sign_slots writes (one regular expression from the zone's
+  start tag to the end of the document), the slots are read from the bytes instead of the
+  tree (session 9): the canonical forms are the templates with the zone's texts in them.
+  ``verify_record_signatures`` of bytes whose tree is not kept then parses only what
+  precedes the zone (well-formed exactly when the whole is, since nothing in the zone can
+  close what the head opened); a slot that does not pass sends the record to the paths
+  above, parsed whole.
 * **Against signature wrapping**, the verifier resolves ``#data`` only to *the*
   ``DU_LIEU_HOC_BA`` child of the root and fails if any other element carries
   ``Id="data"`` (XMLDSig Best Practices, "see what is signed").
