@@ -254,11 +254,11 @@ def poll_results(session: Session, school_code: str, client: PortalClient) -> St
                 why = res.error_description or res.error or "Sở từ chối"
                 rejected.setdefault(why, []).append(rid)
         if outcomes:  # one statement for the transaction's results, not one per record
-            rows, arrays = unnest_rows(outcomes, _RESULT_COLUMNS)
+            source, arrays = unnest_rows(outcomes, _RESULT_COLUMNS)
             conn.exec_driver_sql(
                 "INSERT INTO portal_result (record_id, submission_id, accepted, error, "
                 "error_field_title, error_description) SELECT record_id, %(s)s, accepted, "
-                f"error, error_field_title, error_description FROM {rows} "
+                f"error, error_field_title, error_description FROM {source} "
                 "ON CONFLICT DO NOTHING",
                 {**arrays, "s": sub_id},
             )
