@@ -39,6 +39,10 @@ Run (about 2 minutes at the default size; the 150,000-record run takes an hour o
 and reports the ``N`` statements of the pipeline (drafts to accepted, every database of
 the server: the app's and the Prefect server's) with the most execution time. It adds its
 own bookkeeping to PostgreSQL's CPU: compare CPU figures between runs without it.
+``--profile DIR`` writes a cProfile (thread CPU time) of every worker thread of the
+pipeline to ``DIR/<stage>-<pid>-<thread>.prof``; it slows the workers, so its CPU figures
+are not comparable either (``per_worker`` keeps each worker's pid, to match the samples of
+``py-spy record --subprocesses`` to a stage).
 """
 
 from __future__ import annotations
