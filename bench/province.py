@@ -39,6 +39,10 @@ Run (about 2 minutes at the default size; the 150,000-record run takes an hour o
 and reports the ``N`` statements of the pipeline (drafts to accepted, every database of
 the server: the app's and the Prefect server's) with the most execution time. It adds its
 own bookkeeping to PostgreSQL's CPU: compare CPU figures between runs without it.
+``--profile DIR`` writes a cProfile (thread CPU time) of every worker thread of the
+pipeline to ``DIR/<stage>-<pid>-<thread>.prof``; it slows the workers, so its CPU figures
+are not comparable either (``per_worker`` keeps each worker's pid, to match the samples of
+``py-spy record --subprocesses`` to a stage).
 """
 
 from __future__ import annotations
@@ -210,7 +214,15 @@ def _worker(stage: str, env: dict[str, str], threads: int, jobs: Any, out: Any, 
     totals = {"done": 0, "errors": 0}
     lock = threading.Lock()
 
+    profile_dir = os.environ.get("HOCBA_BENCH_PROFILE")
+
     def loop() -> None:
+        prof = None
+        if profile_dir:  # --profile: one cProfile per thread (a profiler sees its thread)
+            import cProfile
+
+            prof = cProfile.Profile(time.thread_time)  # CPU of this thread, not wall
+            prof.enable()
         while True:
             job = jobs.get()
             if job is None:
@@ -223,6 +235,10 @@ def _worker(stage: str, env: dict[str, str], threads: int, jobs: Any, out: Any, 
                 with lock:
                     totals["errors"] += 1
                 print(f"[{stage}] {job}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        if prof is not None:
+            prof.disable()
+            name = f"{stage}-{os.getpid()}-{threading.get_ident()}.prof"
+            prof.dump_stats(str(Path(profile_dir) / name))
 
     pool = [threading.Thread(target=loop) for _ in range(threads)]
     for t in pool:
@@ -318,7 +334,12 @@ def run_stage(
         "errors": sum(r["errors"] for r in results),
         "worker_cpu_s": round(sum(r["cpu"] for r in results), 2),
         "per_worker": [
-            {"count": r["count"], "cpu_s": round(r["cpu"], 2), "wall_s": round(r["wall"], 2)}
+            {
+                "pid": r["pid"],
+                "count": r["count"],
+                "cpu_s": round(r["cpu"], 2),
+                "wall_s": round(r["wall"], 2),
+            }
             for r in results
         ],
         "service_cpu_s": {k: round(after[k] - before[k], 2) for k in before},
@@ -561,6 +582,13 @@ def main() -> None:
         help="one flow run per teacher (GVCN) and per school (CBQL, seal): before issue 14",
     )
     ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="cProfile every worker thread of the pipeline into DIR (slows the workers)",
+    )
+    ap.add_argument(
         "--pg-stats",
         type=int,
         default=0,
@@ -688,6 +716,9 @@ def main() -> None:
 
         if args.pg_stats:
             _pg_stats_reset(engine)
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            env["HOCBA_BENCH_PROFILE"] = str(args.profile.resolve())
         stage("drafts", chunks, "in_review")
         stage("review", per_school, "reviewed")
 

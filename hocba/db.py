@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -157,3 +157,24 @@ def one_row(
     if row is None:
         raise missing
     return row
+
+
+def unnest_rows(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]], alias: str = "v"
+) -> tuple[str, dict[str, list[Any]]]:
+    """Many rows as ONE statement's ``FROM`` item: ``unnest(%(v_a)b::int[], …) AS v(a, …)``
+    and its parameters, one array per column (``columns``: name and SQL type), for a
+    psycopg statement (``Connection.exec_driver_sql`` or a driver cursor; the other
+    parameters written ``%(name)s``, a literal ``%`` as ``%%``).
+
+    PostgreSQL plans and runs the statement once however many rows (an ``executemany``
+    runs it once per row), and every array goes in psycopg's binary format: as text, a
+    ``bytea[]`` of signed XML would be hex-encoded here and decoded by the server. Against
+    a multi-row ``VALUES`` of the same rows (350 signed records, the seal's UPDATE and the
+    pending XML's INSERT): the same server CPU (±5%), less or the same in this process
+    (docs/PERFORMANCE.md, "Worker and PostgreSQL CPU per record (issue 14, session 9)")."""
+    keys = [f"{alias}_{name}" for name, _ in columns]
+    arrays = ", ".join(f"%({k})b::{kind}[]" for k, (_, kind) in zip(keys, columns, strict=True))
+    names = ", ".join(name for name, _ in columns)
+    params = {k: [row[name] for row in rows] for k, (name, _) in zip(keys, columns, strict=True)}
+    return f"unnest({arrays}) AS {alias}({names})", params

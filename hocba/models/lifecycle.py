@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.db import unnest_rows
 from hocba.errors import HocbaError
 from hocba.models import audit
 from hocba.models.lifecycle_states import STATE_LABELS
@@ -126,8 +126,9 @@ class Transition:
     guards: tuple[Guard, ...] = ()
     #: guards on the per-record inputs (skipped by a dry run, which has none yet)
     payload_guards: tuple[Guard, ...] = ()
-    #: SQL SET fragments applied with the state change: ``:now``, ``:actor_id`` and
-    #: ``:reason`` are the batch's, ``v.<column>`` the record's (see :data:`_PER_RECORD`)
+    #: SQL SET fragments applied with the state change, psycopg's placeholders:
+    #: ``%(now)s``, ``%(actor_id)s`` and ``%(reason)s`` are the batch's, ``v.<column>`` the
+    #: record's (see :data:`_PER_RECORD`)
     sets: tuple[str, ...] = ()
     #: what happens to the partly signed XML in ``hoc_ba_signing`` (migration 0014):
     #: ``"write"`` the payload's ``signed_xml`` there, ``"clear"`` it, ``""`` leave it
@@ -140,7 +141,7 @@ _CLEAR_SIGNATURES = (
     "principal_signer_id = NULL",
     "principal_signed_at = NULL",
     "signed_xml = NULL",
-    "return_reason = :reason",
+    "return_reason = %(reason)s",
 )
 
 TRANSITIONS: dict[str, Transition] = {
@@ -169,7 +170,7 @@ TRANSITIONS: dict[str, Transition] = {
             "in_review",
             frozenset({"homeroom_teacher"}),
             needs_reason=True,
-            sets=("return_reason = :reason",),
+            sets=("return_reason = %(reason)s",),
         ),
         Transition(
             "teacher_sign",
@@ -178,8 +179,8 @@ TRANSITIONS: dict[str, Transition] = {
             "teacher_signed",
             frozenset({"homeroom_teacher"}),
             sets=(
-                "teacher_signer_id = :actor_id",
-                "teacher_signed_at = :now",
+                "teacher_signer_id = %(actor_id)s",
+                "teacher_signed_at = %(now)s",
                 "lookup_code = COALESCE(hoc_ba.lookup_code, v.lookup_code)",
             ),
             pending_xml="write",
@@ -191,8 +192,8 @@ TRANSITIONS: dict[str, Transition] = {
             "principal_signed",
             frozenset({"principal", "vice_principal"}),
             sets=(
-                "principal_signer_id = :actor_id",
-                "principal_signed_at = :now",
+                "principal_signer_id = %(actor_id)s",
+                "principal_signed_at = %(now)s",
             ),
             pending_xml="write",
         ),
@@ -214,8 +215,8 @@ TRANSITIONS: dict[str, Transition] = {
             frozenset({"clerk"}),
             payload_guards=(_has_signed_xml,),
             sets=(
-                "sealer_id = :actor_id",
-                "issued_at = :now",
+                "sealer_id = %(actor_id)s",
+                "issued_at = %(now)s",
                 "lookup_code = COALESCE(hoc_ba.lookup_code, v.lookup_code)",
                 "signed_xml = v.signed_xml",
                 "xml_sha256 = v.xml_sha256",
@@ -507,35 +508,24 @@ def _update_records(
     reason: str | None,
     now: dt.datetime,
 ) -> None:
-    """One UPDATE for the whole batch: the per-record values come as arrays (``unnest``),
-    so PostgreSQL plans and runs one statement instead of one per record. The XML array
-    goes in binary (psycopg's ``%(name)b``): as text, each document would be hex-encoded
-    by the worker and decoded by PostgreSQL."""
-    sets = ", ".join(("state = :to_state", "state_changed_at = :now", *t.sets))
-    used = [c for c in _PER_RECORD if f"v.{c}" in sets]
-    sets = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sets)  # psycopg's placeholders
-    columns = ["%(ids)s::int[]", *(_driver_param(c, _PER_RECORD[c]) for c in used)]
-    values: dict[str, Any] = {
-        "ids": [p["id"] for p in params],
-        **{c: [p.get(c) for p in params] for c in used},
-        "to_state": t.target,
-        "now": now,
-        "actor_id": actor.staff_id,
-        "reason": reason,
-    }
+    """One UPDATE for the whole batch, the per-record values as arrays
+    (:func:`hocba.db.unnest_rows`): PostgreSQL plans and runs one statement instead of one
+    per record."""
+    sets = ", ".join(("state = %(to_state)s", "state_changed_at = %(now)s", *t.sets))
+    used = [(c, sql_type) for c, sql_type in _PER_RECORD.items() if f"v.{c}" in sets]
+    rows, arrays = unnest_rows(params, [("id", "int"), *used])
     conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
     conn.exec_driver_sql(
-        f"UPDATE hoc_ba SET {sets} "
-        f"FROM unnest({', '.join(columns)}) AS v(id{''.join(', ' + c for c in used)}) "
-        "WHERE hoc_ba.id = v.id",
-        values,
+        f"UPDATE hoc_ba SET {sets} FROM {rows} WHERE hoc_ba.id = v.id",
+        {
+            **arrays,
+            "to_state": t.target,
+            "now": now,
+            "actor_id": actor.staff_id,
+            "reason": reason,
+        },
     )
     conn.execute(text("SELECT set_config('hocba.lifecycle', 'off', true)"))
-
-
-def _driver_param(name: str, sql_type: str) -> str:
-    """A psycopg placeholder for an array parameter; ``bytea`` arrays in binary."""
-    return f"%({name}){'b' if sql_type == 'bytea' else 's'}::{sql_type}[]"
 
 
 def _store_pending_xml(conn: Any, t: Transition, params: list[dict[str, Any]]) -> None:
@@ -543,13 +533,14 @@ def _store_pending_xml(conn: Any, t: Transition, params: list[dict[str, Any]]) -
     writes the issued one into ``hoc_ba.signed_xml``: each signature no longer leaves a
     dead copy of the whole document in ``hoc_ba``'s TOAST table (migration 0014)."""
     if t.pending_xml == "write":
-        rows = [p for p in params if p["signed_xml"]]
-        if rows:
+        written = [p for p in params if p["signed_xml"]]
+        if written:
+            rows, arrays = unnest_rows(written, [("id", "int"), ("signed_xml", "bytea")])
             conn.exec_driver_sql(
                 "INSERT INTO hoc_ba_signing (record_id, signed_xml) "
-                f"SELECT * FROM unnest(%(ids)s::int[], {_driver_param('xmls', 'bytea')}) "
+                f"SELECT id, signed_xml FROM {rows} "
                 "ON CONFLICT (record_id) DO UPDATE SET signed_xml = excluded.signed_xml",
-                {"ids": [p["id"] for p in rows], "xmls": [p["signed_xml"] for p in rows]},
+                arrays,
             )
     elif t.pending_xml == "clear":
         conn.execute(

@@ -52,11 +52,14 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from types import TracebackType
 from typing import Any
 
@@ -426,7 +429,12 @@ class PortalClient:
         self.max_transaction_bytes = max_transaction_bytes
         self._random = random.Random()
         self._http = httpx.Client(
-            base_url=self.base_url, timeout=timeout, transport=transport, verify=verify
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            verify=_tls_context(
+                verify, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+            ),
         )
 
     def __repr__(self) -> str:
@@ -670,3 +678,16 @@ class PortalClient:
 def certificate_fingerprint(certificate: x509.Certificate) -> str:
     """SHA-256 of the DER, lower-case hex (how registrations are keyed)."""
     return certificate.fingerprint(hashes.SHA256()).hex()
+
+
+@cache
+def _tls_context(verify: bool | str, cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    """The TLS settings of ``verify`` (httpx's, honouring ``SSL_CERT_FILE`` and
+    ``SSL_CERT_DIR``, whose values are part of the key), made once per process: building
+    a context loads the CA bundle, ~40 ms of CPU, and a client is made per school and
+    exchange. A context is not changed after it is made, so the clients can share it."""
+    if isinstance(verify, str):  # a CA bundle file or directory, as httpx took it
+        if os.path.isdir(verify):
+            return ssl.create_default_context(capath=verify)
+        return ssl.create_default_context(cafile=verify)
+    return httpx.create_ssl_context(verify=verify)

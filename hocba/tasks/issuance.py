@@ -39,7 +39,7 @@ from hocba.tasks.long_term import (
 )
 from hocba.xml.document import load_documents
 from hocba.xml.dsig import sign_slots, verify_record_signatures
-from hocba.xml.record import build_record_xml, parse_record_xml_safely
+from hocba.xml.record import build_record_xml, keep_parsed, parse_record_xml_safely
 from hocba.xml.timestamps import TsaClient
 from hocba.xml.verify import CrlSource, CrlUnavailable, cccd_of
 
@@ -125,15 +125,15 @@ def sign_batch(
         for rid, xml, code, school_code in rows:
             codes[rid] = code
             if slot == "CBQL":
-                named = parse_record_xml_safely(xml).findtext(
-                    "DU_LIEU_HOC_BA/THONG_TIN_CHUNG/SO_CCCD_GIAM_HIEU_KY_HOC_BA"
-                )
+                tree = parse_record_xml_safely(xml)
+                named = tree.findtext("DU_LIEU_HOC_BA/THONG_TIN_CHUNG/SO_CCCD_GIAM_HIEU_KY_HOC_BA")
                 if named != staff_cccd:
                     result.failed[rid] = (
                         f"Học bạ #{rid} ghi người ký là cán bộ quản lý khác; hãy trả lại GVCN "
                         "để lập lại dữ liệu với đúng người ký."
                     )
                     continue
+                keep_parsed(xml, tree)  # sign_slots takes this tree instead of parsing again
             else:
                 if school_code not in approved:
                     approved[school_code] = any(

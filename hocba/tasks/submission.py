@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
+from hocba.db import unnest_rows
 from hocba.models.lifecycle import SYSTEM, transition
 from hocba.pki.signer import Signer
 from hocba.portal.client import (
@@ -35,6 +36,15 @@ from hocba.portal.client import (
     PortalUnavailable,
 )
 from hocba.portal.package import Package, package_records
+
+#: the per-record columns of ``portal_result`` written from the portal's answer
+_RESULT_COLUMNS = (
+    ("record_id", "int"),
+    ("accepted", "boolean"),
+    ("error", "text"),
+    ("error_field_title", "text"),
+    ("error_description", "text"),
+)
 
 
 @dataclass
@@ -224,13 +234,19 @@ def poll_results(session: Session, school_code: str, client: PortalClient) -> St
         )
         accepted: list[int] = []
         rejected: dict[str, list[int]] = {}  # the portal's reason → its records
-        outcomes = []
+        outcomes: list[dict[str, object]] = []
         for res in results:
             rid = by_code.get(res.ma_tra_cuu_uuid or "")
             if rid is None:
                 continue
             outcomes.append(
-                (rid, res.accepted, res.error, res.error_field_title, res.error_description)
+                {
+                    "record_id": rid,
+                    "accepted": res.accepted,
+                    "error": res.error,
+                    "error_field_title": res.error_field_title,
+                    "error_description": res.error_description,
+                }
             )
             if res.accepted:
                 accepted.append(rid)
@@ -238,15 +254,13 @@ def poll_results(session: Session, school_code: str, client: PortalClient) -> St
                 why = res.error_description or res.error or "Sở từ chối"
                 rejected.setdefault(why, []).append(rid)
         if outcomes:  # one statement for the transaction's results, not one per record
-            r, a, e, f, d = (list(col) for col in zip(*outcomes, strict=True))
-            conn.execute(
-                text("""
-                INSERT INTO portal_result (record_id, submission_id, accepted, error,
-                                           error_field_title, error_description)
-                SELECT r, :s, a, e, f, d FROM unnest(CAST(:r AS int[]), CAST(:a AS boolean[]),
-                    CAST(:e AS text[]), CAST(:f AS text[]), CAST(:d AS text[])) AS v(r, a, e, f, d)
-                ON CONFLICT DO NOTHING"""),
-                {"s": sub_id, "r": r, "a": a, "e": e, "f": f, "d": d},
+            source, arrays = unnest_rows(outcomes, _RESULT_COLUMNS)
+            conn.exec_driver_sql(
+                "INSERT INTO portal_result (record_id, submission_id, accepted, error, "
+                "error_field_title, error_description) SELECT record_id, %(s)s, accepted, "
+                f"error, error_field_title, error_description FROM {source} "
+                "ON CONFLICT DO NOTHING",
+                {**arrays, "s": sub_id},
             )
         transition(session, accepted, "accept", SYSTEM)
         for why, rids in rejected.items():  # one transition per reason, each record keeps it

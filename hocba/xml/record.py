@@ -464,15 +464,18 @@ def parse_record_xml_safely(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> 
 
 
 # --------------------------------------------------------------------------- parsed trees
-# The trees of record bytes this thread has just produced (build_record_xml, sign_slots),
-# keyed by the identity of the bytes object: the next step given *that same object*
-# (build → GVCN → CBQL → KY_PHAT_HANH → verification) takes the tree instead of parsing the
-# bytes again. An entry holds its bytes object, so the id cannot be reused while it exists;
-# it is taken out when used (a tree serves once); only bytes that parse_record_xml_safely
-# accepts are kept (the producers never write DOCTYPE, comments in the data or another
-# encoding; size and DOCTYPE are checked here). At most _KEPT_MAX trees per thread (about
-# 80 kB each), the oldest dropped first. Equal bytes in another object are simply parsed.
-_KEPT_MAX = 256
+# The trees of record bytes this thread has just produced (build_record_xml, sign_slots)
+# or parsed (issuance's CBQL check), keyed by the identity of the bytes object: the next
+# step given *that same object* (build → GVCN → CBQL → KY_PHAT_HANH → verification) takes
+# the tree instead of parsing the bytes again. An entry holds its bytes object, so the id
+# cannot be reused while it exists; it is taken out when used (a tree serves once); only
+# bytes that parse_record_xml_safely accepts are kept (the producers never write DOCTYPE,
+# comments in the data or another encoding; size and DOCTYPE are checked here). At most
+# _KEPT_MAX trees per thread (about 80 kB each), the oldest dropped first: more than a
+# flow's chunk of 350 records, or the first trees of a chunk are dropped before their next
+# step and parsed again (with 256, a quarter of the seal's verifications were). Equal
+# bytes in another object are parsed.
+_KEPT_MAX = 512
 _KEPT = threading.local()
 
 
@@ -484,8 +487,9 @@ def _kept() -> dict[int, tuple[bytes, etree._Element, object]]:
 
 
 def keep_parsed(data: bytes, root: etree._Element, extra: object = None) -> None:
-    """Remember that ``data`` (this bytes object, just serialised from ``root``) parses to
-    ``root``; ``extra`` travels with it (what the caller derived from the tree)."""
+    """Remember that ``data`` (this bytes object, just serialised from ``root``, or just
+    parsed into it by :func:`parse_record_xml_safely`) parses to ``root``; ``extra``
+    travels with it (what the caller derived from the tree)."""
     if len(data) > DEFAULT_MAX_BYTES or (
         b"!" in data and (b"<!DOCTYPE" in data or b"<!ENTITY" in data)
     ):  # b"!" first, as in parse_record_xml_safely: one byte is found at memchr speed

@@ -13,7 +13,7 @@ def test_upgrade_creates_tables_in_the_app_schema(engine: Engine, schema_name: s
             )
         )
     assert {"hoc_ba", "audit_event", "pupil", "school", "progress_day", "alembic_version"} <= tables
-    assert db.current_revision(engine) == "0016"
+    assert db.current_revision(engine) == "0017"
 
 
 def test_0012_down_and_up_again(engine: Engine, schema_name: str) -> None:
@@ -193,3 +193,36 @@ def test_0016_down_and_up_again(engine: Engine, schema_name: str) -> None:
     }
     command.upgrade(cfg, "head")
     assert triggers() == after
+
+
+def test_0017_signing_xml_not_pglz(engine: Engine, schema_name: str) -> None:
+    """0017: the partly signed XML is compressed with lz4 (a server built with it) or
+    stored out of line uncompressed, never with pglz; back to the default on downgrade
+    (tests/models/test_lifecycle.py reads the stored versions back)."""
+    from alembic import command
+    from alembic.config import Config
+
+    def layout() -> tuple[str, str]:  # (attcompression, attstorage)
+        with engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT a.attcompression, a.attstorage FROM pg_attribute a "
+                    "JOIN pg_class c ON c.oid = a.attrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = :s AND c.relname = 'hoc_ba_signing' "
+                    "AND a.attname = 'signed_xml'"
+                ),
+                {"s": schema_name},
+            ).one()
+        return str(row[0]), str(row[1])
+
+    compression, storage = layout()
+    assert compression == "l" or storage == "e"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    cfg.attributes["schema"] = schema_name
+    command.downgrade(cfg, "0016")
+    assert layout() == (compression, "x")
+    command.upgrade(cfg, "head")
+    assert layout() == (compression, storage)

@@ -241,3 +241,23 @@ def test_the_database_registry_answers_roles_by_slot(keyed) -> None:  # type: ig
         )
         assert registry.signer_held_role("CBQL", cbql, "00000000", year, class_name, at) is None
         assert registry.signer_held_role("KY_PHAT_HANH", cbql, school, year, class_name, at) is None
+
+
+def test_the_principal_s_check_parses_each_record_once(keyed, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """From reviewed to issued, the signing code parses each record once: the seal's
+    input, read from the database. GVCN signs the tree it built, CBQL the tree its check
+    of the CBQL named in the data parsed (``keep_parsed``), the seal's verification the
+    tree the seal signed; and the issued records verify (``issue`` asserts it)."""
+    import hocba.xml.dsig as dsig
+
+    ids, teacher = reviewed_class(keyed)
+    parsed: list[int] = []
+    real = dsig.parse_record_xml_safely
+
+    def counting(data: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        parsed.append(len(data))
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(dsig, "parse_record_xml_safely", counting)
+    issue(keyed, ids, teacher)
+    assert len(parsed) == len(ids)

@@ -61,6 +61,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
+from hocba.db import unnest_rows
+
 __all__ = ["PortalStore", "StoredMessage"]
 
 _SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -522,22 +524,19 @@ class PortalStore:
         rows: Sequence[dict[str, Any]],
         suffix: str = "",
     ) -> Any:
-        """One ``INSERT ... SELECT FROM unnest(arrays)`` for all ``rows``, the arrays sent in
-        psycopg's binary format: one statement executed once whatever the number of rows
-        (an ``executemany`` runs the INSERT once per row in the server), no SQL compiled
-        per row in Python. For short columns: psycopg builds arrays in Python."""
+        """One ``INSERT ... SELECT FROM unnest(arrays)`` for all ``rows``
+        (:func:`hocba.db.unnest_rows`: one statement executed once whatever the number of
+        rows, no SQL compiled per row in Python). For short columns: psycopg builds arrays
+        in Python."""
         if not rows:
             return None
         names = ", ".join(name for name, _ in columns)
-        arrays = ", ".join(f"%s::{kind}[]" for _, kind in columns)
-        statement = (
-            f'INSERT INTO "{self.schema}".{table} ({names}) SELECT * FROM unnest({arrays}) '
-            + suffix
-        )
+        source, arrays = unnest_rows(rows, columns)
+        statement = f'INSERT INTO "{self.schema}".{table} ({names}) SELECT {names} FROM {source} '
         driver = conn.connection.driver_connection  # psycopg 3, in conn's transaction
         assert driver is not None
         cursor = driver.cursor()
-        cursor.execute(statement, [[row[name] for row in rows] for name, _ in columns], binary=True)
+        cursor.execute(statement + suffix, arrays)
         return cursor
 
     def results(self, message_pk: int) -> list[dict[str, Any]]:
