@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba.errors import HocbaError
-from hocba.models import audit
+from hocba.models import audit, stored_xml
 from hocba.models.lifecycle_states import STATE_LABELS
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -518,6 +518,12 @@ def _update_records(
     values: dict[str, Any] = {
         "ids": [p["id"] for p in params],
         **{c: [p.get(c) for p in params] for c in used},
+        # hoc_ba keeps the issued XML with its certificates by reference
+        **(
+            {"signed_xml": stored_xml.pack(conn, [p["signed_xml"] for p in params])}
+            if "signed_xml" in used
+            else {}
+        ),
         "to_state": t.target,
         "now": now,
         "actor_id": actor.staff_id,
