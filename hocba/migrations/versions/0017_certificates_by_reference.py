@@ -43,6 +43,7 @@ REBUILD = r"""
 CREATE FUNCTION hoc_ba_xml(stored bytea) RETURNS bytea LANGUAGE plpgsql STABLE AS $$
 DECLARE
     tag CONSTANT bytea := convert_to('<ds:X509Certificate>#', 'UTF8');
+    lt CONSTANT bytea := convert_to('<', 'UTF8');
     done bytea := '';
     rest bytea := stored;
     at integer;
@@ -57,8 +58,10 @@ BEGIN
         EXIT WHEN at = 0;
         done := done || substring(rest FROM 1 FOR at + 19);  -- through '<ds:X509Certificate>'
         rest := substring(rest FROM at + 21);                 -- after the '#'
-        stop := position(convert_to('<', 'UTF8') IN rest);
-        SELECT translate(encode(c.der, 'base64'), E'\n', '') INTO b64 FROM certificate c
+        stop := position(lt IN rest);
+        -- replace(), not translate(): translate walks the Base64 character by character
+        -- (~4x the cost of the whole rebuild, measured)
+        SELECT replace(encode(c.der, 'base64'), E'\n', '') INTO b64 FROM certificate c
             WHERE c.id = convert_from(substring(rest FROM 1 FOR stop - 1), 'UTF8')::integer;
         IF b64 IS NULL THEN
             RAISE EXCEPTION 'Thiếu chứng thư của tệp XML đã lưu' USING ERRCODE = 'HBL01';
@@ -159,7 +162,7 @@ BEGIN
         BEGIN
             SELECT c.id INTO cid FROM certificate c
                 WHERE c.sha256 = encode(sha256(decode(m[1], 'base64')), 'hex')
-                  AND translate(encode(c.der, 'base64'), E'\n', '') = m[1];
+                  AND replace(encode(c.der, 'base64'), E'\n', '') = m[1];
         EXCEPTION WHEN invalid_parameter_value THEN
             cid := NULL;  -- not Base64 after all
         END;
