@@ -152,33 +152,3 @@ def test_a_registered_certificate_cannot_change_or_go(keyed) -> None:  # type: i
     with Session(keyed.engine) as s:  # its status still moves (suspension, approval)
         s.execute(text("UPDATE certificate SET status = 'pending' WHERE id = :i"), {"i": cid})
         s.rollback()
-
-
-def test_0017_down_and_up_again_on_issued_records(keyed, schema_name: str) -> None:  # type: ignore[no-untyped-def]
-    """Down: every stored document is the signed bytes again (0016's guard hashes them);
-    up: packed again, rebuilt to the same bytes."""
-    from alembic import command
-    from alembic.config import Config
-
-    from hocba import db
-
-    ids = _issued(keyed)
-    before = {rid: _stored(keyed.engine, rid) for rid in ids}
-    cfg = Config()
-    cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
-    cfg.attributes["engine"] = keyed.engine
-    cfg.attributes["schema"] = schema_name
-    command.downgrade(cfg, "0016")
-    try:
-        with keyed.engine.connect() as c:
-            for rid in ids:
-                xml, sha = c.execute(
-                    text("SELECT signed_xml, xml_sha256 FROM hoc_ba WHERE id = :r"), {"r": rid}
-                ).one()
-                assert bytes(xml) == before[rid][1]
-                assert hashlib.sha256(bytes(xml)).hexdigest() == sha
-            assert c.scalar(text("SELECT to_regprocedure('hoc_ba_xml(bytea)')")) is None
-    finally:
-        command.upgrade(cfg, "head")
-    for rid in ids:
-        assert _stored(keyed.engine, rid) == before[rid]
