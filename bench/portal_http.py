@@ -56,6 +56,7 @@ def main() -> None:
     }
     os.environ.update(env)
     db.get_engine.cache_clear()
+    from hocba.models import stored_xml
     from hocba.pki.backends import school_seal
     from hocba.portal.client import PortalClient
     from hocba.portal.package import package_records
@@ -72,14 +73,17 @@ def main() -> None:
         year = conn.execute(text("SELECT max(name) FROM school_year")).scalar()
         for code in conn.execute(text("SELECT code FROM school ORDER BY code")).scalars():
             xmls = [
-                bytes(x)
-                for x in conn.execute(
-                    text(
-                        "SELECT h.signed_xml FROM hoc_ba h JOIN school s ON s.id = h.school_id "
-                        "WHERE s.code = :c AND h.signed_xml IS NOT NULL ORDER BY h.id"
-                    ),
-                    {"c": code},
-                ).scalars()
+                x or b""
+                for x in stored_xml.unpack(
+                    conn,
+                    conn.execute(
+                        text(
+                            "SELECT h.signed_xml FROM hoc_ba h JOIN school s ON s.id = h.school_id "
+                            "WHERE s.code = :c AND h.signed_xml IS NOT NULL ORDER BY h.id"
+                        ),
+                        {"c": code},
+                    ).scalars(),
+                )
             ]
             if not xmls:
                 continue

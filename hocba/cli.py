@@ -672,7 +672,7 @@ def export(
     """Ghi tệp XML đã phát hành của một học bạ; với --pdf-as, cả bản PDF đã ký bên cạnh."""
     import uuid
 
-    from hocba.models import audit
+    from hocba.models import audit, stored_xml
 
     try:
         code = uuid.UUID(lookup_code)
@@ -694,6 +694,7 @@ def export(
         if row is None:
             err.print("[red]Không có học bạ đã phát hành với mã tra cứu này.[/red]")
             raise typer.Exit(1)
+        xml = stored_xml.unpack_one(session.connection(), row[1]) or b""
         if pdf_as:
             _book_signer(session, row[2], pdf_as)  # refused before anything is written
         audit.append(
@@ -706,7 +707,7 @@ def export(
         )
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{code}.xml"
-    target.write_bytes(row[1])
+    target.write_bytes(xml)
     console.print(f"Đã ghi {target}")
     if pdf_as:
         books = _books(row[2], [row[0]], pdf_as)

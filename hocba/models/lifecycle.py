@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from hocba.db import unnest_rows
 from hocba.errors import HocbaError
-from hocba.models import audit
+from hocba.models import audit, stored_xml
 from hocba.models.lifecycle_states import STATE_LABELS
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -510,9 +510,13 @@ def _update_records(
 ) -> None:
     """One UPDATE for the whole batch, the per-record values as arrays
     (:func:`hocba.db.unnest_rows`): PostgreSQL plans and runs one statement instead of one
-    per record."""
+    per record. hoc_ba keeps the issued XML with its certificates by reference
+    (:mod:`hocba.models.stored_xml`)."""
     sets = ", ".join(("state = %(to_state)s", "state_changed_at = %(now)s", *t.sets))
     used = [(c, sql_type) for c, sql_type in _PER_RECORD.items() if f"v.{c}" in sets]
+    if any(c == "signed_xml" for c, _ in used):
+        packed = stored_xml.pack(conn, [p["signed_xml"] for p in params])
+        params = [{**p, "signed_xml": x} for p, x in zip(params, packed, strict=True)]
     rows, arrays = unnest_rows(params, [("id", "int"), *used])
     conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
     conn.exec_driver_sql(

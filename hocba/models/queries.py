@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.models import stored_xml
 from hocba.models.calendar import DEADLINE_SQL
 from hocba.models.lifecycle import VN_TZ, Actor, load_grants, waiting_state
 from hocba.models.lifecycle_states import STATES
@@ -178,6 +179,16 @@ def viewer_for(session: Session, staff_id: int, on: dt.date | None = None) -> Vi
 def _rows(session: Session, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     result = session.connection().execute(text(sql), dict(params))
     return [dict(r) for r in result.mappings().all()]
+
+
+def _first_with_xml(session: Session, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first row, its ``signed_xml`` as signed (``hoc_ba`` stores the certificates by
+    reference: :mod:`hocba.models.stored_xml`), or None."""
+    if not rows:
+        return None
+    row = rows[0]
+    row["signed_xml"] = stored_xml.unpack_one(session.connection(), row["signed_xml"])
+    return row
 
 
 # ------------------------------------------------------------------------------ lookups
@@ -584,7 +595,7 @@ def record_document_row(
         """,
         {**viewer.params(), "ids": [record_id], "today": today or dt.date.today()},
     )
-    return rows[0] if rows else None
+    return _first_with_xml(session, rows)
 
 
 def record_history(session: Session, viewer: Viewer, record_id: int) -> list[dict[str, Any]]:
@@ -616,7 +627,7 @@ def issued_xml(session: Session, viewer: Viewer, record_id: int) -> dict[str, An
         """,
         {**viewer.params(), "record": record_id},
     )
-    return rows[0] if rows else None
+    return _first_with_xml(session, rows)
 
 
 def issued_by_lookup_code(session: Session, code: uuid.UUID) -> dict[str, Any] | None:
@@ -634,7 +645,7 @@ def issued_by_lookup_code(session: Session, code: uuid.UUID) -> dict[str, Any] |
         """,
         {"code": code},
     )
-    return rows[0] if rows else None
+    return _first_with_xml(session, rows)
 
 
 # ------------------------------------------------------------------------------ admin

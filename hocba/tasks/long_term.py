@@ -33,6 +33,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba.config import load_settings
+from hocba.models import stored_xml
 from hocba.models.lifecycle import SYSTEM, Actor, BatchResult
 from hocba.pki.ocsp import OcspClient, OcspStatus, OcspUnavailable
 from hocba.xml.dsig import verify_record_signatures
@@ -230,7 +231,7 @@ def _write_xml(
     conn.execute(text("SELECT set_config('hocba.timestamp_upgrade', 'on', true)"))
     conn.execute(
         text("UPDATE hoc_ba SET signed_xml = :x, xml_sha256 = :h WHERE id = :r"),
-        {"x": xml, "h": sha, "r": rid},
+        {"x": stored_xml.pack(conn, [xml])[0], "h": sha, "r": rid},
     )
     conn.execute(text("SELECT set_config('hocba.timestamp_upgrade', 'off', true)"))
 
@@ -259,7 +260,9 @@ def upgrade_waiting(
     ).all()
     if not rows:
         return result
-    current = {rid: bytes(xml) for rid, xml, _ in rows if xml is not None}
+    # the issued XML (certificates by reference) or the one still being signed (never)
+    docs = stored_xml.unpack(conn, [xml for _, xml, _ in rows])
+    current = {rid: doc for (rid, _, _), doc in zip(rows, docs, strict=True) if doc is not None}
     stamped, why = stamp_signed(current, tsa)
     if why is not None:
         queue_waiting(session, list(current), why)
@@ -381,8 +384,9 @@ def renew_archive(
         {"due": now + horizon, "locked": list(LOCKED), "n": limit},
     ).all()
     renewed: dict[int, bytes] = {}
-    for rid, xml, school_code in rows:
-        xml = bytes(xml)
+    docs = stored_xml.unpack(conn, [xml for _, xml, _ in rows])
+    for (rid, _, school_code), xml in zip(rows, docs, strict=True):
+        assert xml is not None  # an issued record has its XML
         problem, certificates, responses = validate_for_renewal(xml, trusted_roots, ocsp, now, crls)
         if problem is not None:
             result.failed[rid] = problem

@@ -14,6 +14,7 @@ import uuid
 from sqlalchemy import text
 from sqlmodel import Session
 
+from hocba.models import stored_xml
 from hocba.models.lifecycle import VN_TZ
 from hocba.xml.verify import IssuedRecordInfo, SlotRoles
 
@@ -119,7 +120,7 @@ class DatabaseRegistry(SlotRoles):
             xml = self._conn.scalar(
                 text("SELECT signed_xml FROM hoc_ba WHERE id = :id"), {"id": record_id}
             )
-            return bytes(xml) if xml is not None else None
+            return stored_xml.unpack_one(self._conn, xml)
 
         return IssuedRecordInfo(
             row.xml_sha256,

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from hocba.db import unnest_rows
+from hocba.models import stored_xml
 from hocba.models.lifecycle import SYSTEM, transition
 from hocba.pki.signer import Signer
 from hocba.portal.client import (
@@ -75,14 +76,13 @@ class StepReport:
 
 
 def _records_xml(session: Session, record_ids: list[int]) -> list[bytes]:
+    conn = session.connection()
     rows: dict[int, bytes] = dict(
-        session.connection()
-        .execute(
+        conn.execute(
             text("SELECT id, signed_xml FROM hoc_ba WHERE id = ANY(:ids)"), {"ids": record_ids}
-        )
-        .all()
+        ).all()
     )
-    return [bytes(rows[i]) for i in record_ids]
+    return [x or b"" for x in stored_xml.unpack(conn, [rows[i] for i in record_ids])]
 
 
 def plan_submissions(
@@ -316,7 +316,9 @@ def request_revocations(session: Session, school_code: str, client: PortalClient
         {"code": school_code},
     ).all()
     for cid, reason, message_id, xml, year in todo:
-        info = parse_record_xml_safely(bytes(xml)).find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
+        info = parse_record_xml_safely(stored_xml.unpack_one(conn, xml) or b"").find(
+            "DU_LIEU_HOC_BA/THONG_TIN_CHUNG"
+        )
         assert info is not None
         item = RevocationItem(
             ma_tra_cuu_uuid=info.findtext("MA_TRA_CUU_UUID") or "",

@@ -45,6 +45,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from hocba.db import one_row
+from hocba.models import stored_xml
 from hocba.models.certificates import fingerprint
 from hocba.models.lifecycle import SYSTEM, VN_TZ, Actor
 from hocba.models.transfer_lifecycle import TransferError, check_may, transition_transfer
@@ -171,15 +172,17 @@ def export_package(
             "Học bạ năm học này chưa phát hành: hãy ký và đóng dấu (kết quả "
             "đến ngày chuyển đi) trước khi xuất gói chuyển trường."
         )
-    records = conn.execute(
+    rows = conn.execute(
         text("""
-        SELECT lookup_code, signed_xml FROM hoc_ba WHERE pupil_id = :p
+        SELECT lookup_code, signed_xml, true AS stored FROM hoc_ba WHERE pupil_id = :p
           AND state IN ('issued', 'submitted', 'accepted', 'rejected')
         UNION ALL
-        SELECT lookup_code, xml FROM received_record WHERE pupil_id = :p
+        SELECT lookup_code, xml, false FROM received_record WHERE pupil_id = :p
         ORDER BY 1"""),
         {"p": pupil.id},
     ).all()
+    docs = stored_xml.unpack_where(conn, [(xml, stored) for _c, xml, stored in rows])
+    records = [(code, doc) for (code, _x, _s), doc in zip(rows, docs, strict=True)]
     if not records:
         raise TransferError("Học sinh chưa có học bạ số nào đã phát hành để chuyển.")
     manifest = {

@@ -425,7 +425,7 @@ def test_a_transfer_across_two_districts_ends_with_the_receipt_verified_at_the_s
         keyed.engine.connect()
         .execute(
             text(
-                "SELECT p.pupil_code, r.lookup_code::text, r.signed_xml FROM hoc_ba r "
+                "SELECT p.pupil_code, r.lookup_code::text, hoc_ba_xml(r.signed_xml) FROM hoc_ba r "
                 "JOIN pupil p ON p.id = r.pupil_id WHERE r.id = :i"
             ),
             {"i": ids[0]},

@@ -1,7 +1,19 @@
+import hashlib
+
+from alembic.config import Config
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from hocba import db
+
+
+def _alembic(engine: Engine, schema_name: str) -> Config:
+    """Alembic's configuration for the test's schema (downgrade/upgrade in place)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    cfg.attributes["schema"] = schema_name
+    return cfg
 
 
 def test_upgrade_creates_tables_in_the_app_schema(engine: Engine, schema_name: str) -> None:
@@ -13,13 +25,12 @@ def test_upgrade_creates_tables_in_the_app_schema(engine: Engine, schema_name: s
             )
         )
     assert {"hoc_ba", "audit_event", "pupil", "school", "progress_day", "alembic_version"} <= tables
-    assert db.current_revision(engine) == "0017"
+    assert db.current_revision(engine) == "0018"
 
 
 def test_0012_down_and_up_again(engine: Engine, schema_name: str) -> None:
     """0012 goes back to 0009's row trigger and JSON guard, and forward again."""
     from alembic import command
-    from alembic.config import Config
 
     def level() -> tuple[bool, bool]:  # (progress trigger per row?, guard builds JSON?)
         with engine.connect() as conn:
@@ -41,10 +52,7 @@ def test_0012_down_and_up_again(engine: Engine, schema_name: str) -> None:
         return bool(tgtype & 1), "to_jsonb" in guard
 
     assert level() == (False, False)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
-    cfg.attributes["engine"] = engine
-    cfg.attributes["schema"] = schema_name
+    cfg = _alembic(engine, schema_name)
     command.downgrade(cfg, "0009")
     assert db.current_revision(engine) == "0009"
     assert level() == (True, True)
@@ -61,7 +69,6 @@ def test_0014_keeps_audit_chains_verifiable_down_and_up(
     import datetime as dt
 
     from alembic import command
-    from alembic.config import Config
 
     from hocba.models import audit
 
@@ -78,10 +85,7 @@ def test_0014_keeps_audit_chains_verifiable_down_and_up(
     assert stored and all(isinstance(h, bytes) and len(h) == 32 for _, h in stored)
     assert audit.verify(session) == []
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
-    cfg.attributes["engine"] = engine
-    cfg.attributes["schema"] = schema_name
+    cfg = _alembic(engine, schema_name)
     return_to_head = False
     try:
         command.downgrade(cfg, "0013")
@@ -111,7 +115,6 @@ def test_0014_moves_partly_signed_xml_both_ways(district, schema_name: str) -> N
     ``hoc_ba.signed_xml``, 0014 moves it to ``hoc_ba_signing`` (and back on downgrade);
     issued records keep theirs in ``hoc_ba``."""
     from alembic import command
-    from alembic.config import Config
 
     signing, issued = district.record_ids("DH01")[:2]
     xml = b"<HOC_BA>GVCN \xc4\x91\xc3\xa3 k\xc3\xbd</HOC_BA>"
@@ -122,10 +125,7 @@ def test_0014_moves_partly_signed_xml_both_ways(district, schema_name: str) -> N
             text("INSERT INTO hoc_ba_signing (record_id, signed_xml) VALUES (:r, :x)"),
             {"r": signing, "x": xml},
         )
-    cfg = Config()
-    cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
-    cfg.attributes["engine"] = district.engine
-    cfg.attributes["schema"] = schema_name
+    cfg = _alembic(district.engine, schema_name)
     command.downgrade(cfg, "0013")
     try:
         with district.engine.connect() as conn:
@@ -155,7 +155,6 @@ def test_0014_moves_partly_signed_xml_both_ways(district, schema_name: str) -> N
 def test_0016_down_and_up_again(engine: Engine, schema_name: str) -> None:
     """0016 goes back to the three guard triggers fired on every UPDATE, and forward."""
     from alembic import command
-    from alembic.config import Config
 
     def triggers() -> dict[str, bool]:  # name → has a WHEN or a column list
         with engine.connect() as conn:
@@ -181,10 +180,7 @@ def test_0016_down_and_up_again(engine: Engine, schema_name: str) -> None:
         "hoc_ba_signed_guard_content": True,
     }
     assert triggers() == after
-    cfg = Config()
-    cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
-    cfg.attributes["engine"] = engine
-    cfg.attributes["schema"] = schema_name
+    cfg = _alembic(engine, schema_name)
     command.downgrade(cfg, "0015")
     assert triggers() == {
         "hoc_ba_guard": False,
@@ -195,12 +191,47 @@ def test_0016_down_and_up_again(engine: Engine, schema_name: str) -> None:
     assert triggers() == after
 
 
-def test_0017_signing_xml_not_pglz(engine: Engine, schema_name: str) -> None:
-    """0017: the partly signed XML is compressed with lz4 (a server built with it) or
+def test_0017_down_and_up_again_on_issued_records(keyed, schema_name: str) -> None:  # type: ignore[no-untyped-def]
+    """Down: every stored document is the signed bytes again (0016's guard hashes them);
+    up: packed again, rebuilt to the same bytes."""
+    from alembic import command
+    from issuing import issue, reviewed_class
+
+    def stored(rid: int) -> tuple[bytes, bytes, str]:  # as stored, as signed, the hash
+        row = f"FROM hoc_ba WHERE id = {int(rid)}"
+        return (
+            bytes(keyed.scalar(f"SELECT signed_xml {row}")),
+            bytes(keyed.scalar(f"SELECT hoc_ba_xml(signed_xml) {row}")),
+            str(keyed.scalar(f"SELECT xml_sha256 {row}")),
+        )
+
+    ids, teacher = reviewed_class(keyed)
+    ids = ids[:2]
+    issue(keyed, ids, teacher)
+    before = {rid: stored(rid) for rid in ids}
+    assert all(len(b[0]) < len(b[1]) for b in before.values())  # packed at head
+    cfg = _alembic(keyed.engine, schema_name)
+    command.downgrade(cfg, "0016")
+    try:
+        with keyed.engine.connect() as c:
+            for rid in ids:
+                xml, sha = c.execute(
+                    text("SELECT signed_xml, xml_sha256 FROM hoc_ba WHERE id = :r"), {"r": rid}
+                ).one()
+                assert bytes(xml) == before[rid][1]
+                assert hashlib.sha256(bytes(xml)).hexdigest() == sha
+            assert c.scalar(text("SELECT to_regprocedure('hoc_ba_xml(bytea)')")) is None
+    finally:
+        command.upgrade(cfg, "head")
+    for rid in ids:
+        assert stored(rid) == before[rid]
+
+
+def test_0018_signing_xml_not_pglz(engine: Engine, schema_name: str) -> None:
+    """0018: the partly signed XML is compressed with lz4 (a server built with it) or
     stored out of line uncompressed, never with pglz; back to the default on downgrade
     (tests/models/test_lifecycle.py reads the stored versions back)."""
     from alembic import command
-    from alembic.config import Config
 
     def layout() -> tuple[str, str]:  # (attcompression, attstorage)
         with engine.connect() as conn:
@@ -218,11 +249,8 @@ def test_0017_signing_xml_not_pglz(engine: Engine, schema_name: str) -> None:
 
     compression, storage = layout()
     assert compression == "l" or storage == "e"
-    cfg = Config()
-    cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
-    cfg.attributes["engine"] = engine
-    cfg.attributes["schema"] = schema_name
-    command.downgrade(cfg, "0016")
+    cfg = _alembic(engine, schema_name)
+    command.downgrade(cfg, "0017")
     assert layout() == (compression, "x")
     command.upgrade(cfg, "head")
     assert layout() == (compression, storage)

@@ -28,8 +28,9 @@ def test_a_class_goes_from_reviewed_to_issued(keyed) -> None:  # type: ignore[no
     with keyed.engine.connect() as c:
         rows = c.execute(
             text(
-                "SELECT state, lookup_code, xml_sha256 = encode(sha256(signed_xml), 'hex'), "
-                "signed_xml FROM hoc_ba WHERE id = ANY(:ids)"
+                "SELECT state, lookup_code, "
+                "xml_sha256 = encode(sha256(hoc_ba_xml(signed_xml)), 'hex'), "
+                "hoc_ba_xml(signed_xml) FROM hoc_ba WHERE id = ANY(:ids)"
             ),
             {"ids": ids},
         ).all()
@@ -45,7 +46,7 @@ def test_a_class_goes_from_reviewed_to_issued(keyed) -> None:  # type: ignore[no
 def test_issued_xml_verifies_with_xmlsec1(keyed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ids, teacher = reviewed_class(keyed)
     issue(keyed, ids[:2], teacher)
-    xml = keyed.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=ids[0])
+    xml = keyed.scalar("SELECT hoc_ba_xml(signed_xml) FROM hoc_ba WHERE id = :i", i=ids[0])
     path = tmp_path / "hoc_ba.xml"
     path.write_bytes(xml)
     root = trust_anchors(keyed.home)
@@ -102,7 +103,7 @@ def test_return_after_signing_discards_the_signature(keyed) -> None:  # type: ig
         )
         transition(s, ids[:1], "principal_return", keyed.actor("dh01.ht"), reason="Sai tên")
         s.commit()
-    assert keyed.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=ids[0]) is None
+    assert keyed.scalar("SELECT hoc_ba_xml(signed_xml) FROM hoc_ba WHERE id = :i", i=ids[0]) is None
     # the reserved code was never published: the same record keeps it for its next signing
     assert keyed.scalar("SELECT lookup_code FROM hoc_ba WHERE id = :i", i=ids[0]) == code
 
@@ -115,7 +116,7 @@ def test_correction_revokes_reissues_and_supersedes(keyed) -> None:  # type: ign
     ids, teacher = reviewed_class(keyed)
     issue(keyed, ids[:1], teacher)
     old = ids[0]
-    old_xml = keyed.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=old)
+    old_xml = keyed.scalar("SELECT hoc_ba_xml(signed_xml) FROM hoc_ba WHERE id = :i", i=old)
     with Session(keyed.engine) as s:
         with pytest.raises(corrections.CorrectionError, match="lý do"):
             corrections.request(s, old, keyed.actor("dh01.vt"), "  ")
@@ -163,7 +164,7 @@ def test_the_database_registry_reads_the_issued_copy_only_when_the_bytes_differ(
 
     ids, teacher = reviewed_class(keyed)
     issue(keyed, ids[:1], teacher)
-    xml = bytes(keyed.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=ids[0]))
+    xml = bytes(keyed.scalar("SELECT hoc_ba_xml(signed_xml) FROM hoc_ba WHERE id = :i", i=ids[0]))
     code = str(keyed.scalar("SELECT lookup_code FROM hoc_ba WHERE id = :i", i=ids[0]))
     loads: list[str] = []
 
@@ -213,7 +214,7 @@ def test_the_database_registry_answers_roles_by_slot(keyed) -> None:  # type: ig
 
     ids, teacher = reviewed_class(keyed)
     issue(keyed, ids[:1], teacher)
-    xml = keyed.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=ids[0])
+    xml = keyed.scalar("SELECT hoc_ba_xml(signed_xml) FROM hoc_ba WHERE id = :i", i=ids[0])
     root = parse_record_xml_safely(xml)
     general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
     assert general is not None

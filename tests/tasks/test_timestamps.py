@@ -64,7 +64,7 @@ def _records(district, ids):  # type: ignore[no-untyped-def]
             rid: bytes(xml)
             for rid, xml in conn.execute(
                 text(
-                    "SELECT r.id, COALESCE(r.signed_xml, w.signed_xml) FROM hoc_ba r "
+                    "SELECT r.id, COALESCE(hoc_ba_xml(r.signed_xml), w.signed_xml) FROM hoc_ba r "
                     "LEFT JOIN hoc_ba_signing w ON w.record_id = r.id WHERE r.id = ANY(:i)"
                 ),
                 {"i": ids},

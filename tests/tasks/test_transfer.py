@@ -87,7 +87,7 @@ def test_transfer_round_trip(issued_pupil) -> None:  # type: ignore[no-untyped-d
     )
     res = receive(d, package)
     assert (res.state, res.records) == ("accepted", 1)
-    original = d.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=rid)
+    original = d.scalar("SELECT hoc_ba_xml(signed_xml) FROM hoc_ba WHERE id = :i", i=rid)
     assert d.scalar("SELECT xml FROM received_record") == original  # byte-identical
     assert d.scalar("SELECT verdict FROM received_record") == "VALID"
     assert (
@@ -202,7 +202,7 @@ def test_a_seal_forged_record_refuses_the_package(issued_pupil, real_teacher: bo
     personal slots) verified INDETERMINATE and travelled; now the role check refuses it."""
     d, code, rid = issued_pupil
     package = export(d, code)
-    original = bytes(d.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=rid))
+    original = bytes(d.scalar("SELECT hoc_ba_xml(signed_xml) FROM hoc_ba WHERE id = :i", i=rid))
     seal = signer_of(d, "truong-DH01")
     gvcn = _teacher(d, rid) if real_teacher else seal
     forged = forge(original, gvcn, seal, seal)
@@ -274,7 +274,7 @@ def test_a_trailing_newline_is_not_a_forged_record(issued_pupil) -> None:  # typ
     Other signed content under that lookup code, even signed with every real key, is not."""
     d, code, rid = issued_pupil
     package = export(d, code)
-    original = bytes(d.scalar("SELECT signed_xml FROM hoc_ba WHERE id = :i", i=rid))
+    original = bytes(d.scalar("SELECT hoc_ba_xml(signed_xml) FROM hoc_ba WHERE id = :i", i=rid))
     resigned = forge(
         original,
         _teacher(d, rid),

@@ -13,16 +13,16 @@ of 0014 empties it after the seal); the issued XML in ``hoc_ba.signed_xml`` stay
 compressed. A server with lz4 keeps lz4 (cheap, half the bytes), as the bundled portal
 does for its accepted XML.
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0018
+Revises: 0017
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
