@@ -190,6 +190,18 @@ def _tables(schema: str) -> tuple[MetaData, dict[str, Table]]:
     return metadata, tables
 
 
+_RECORD_COLUMNS = (
+    ("ma_tra_cuu_uuid", "text"),
+    ("ma_don_vi", "text"),
+    ("nam_hoc", "text"),
+    ("ma_hoc_sinh", "text"),
+    ("ten_hoc_sinh", "text"),
+    ("so_cccd", "text"),
+    ("xml", "bytea"),
+    ("xml_sha256", "text"),
+    ("message_id", "bigint"),
+    ("accepted_at", "timestamptz"),
+)
 _RESULT_COLUMNS = (
     ("message_id", "bigint"),
     ("position", "integer"),
@@ -495,20 +507,21 @@ class PortalStore:
         """Insert accepted records; returns the lookup codes actually inserted (a code
         stored meanwhile by another message is skipped).
 
-        One multi-row ``INSERT ... VALUES`` per batch (SQLAlchemy's "insertmanyvalues",
-        each value dumped by psycopg's C adapters), not :meth:`_insert_unnest`: psycopg
-        dumps an array element by element in Python, and for a ``bytea[]`` of 15 KB
-        records that cost 0.21 ms per record in this process against 0.04 ms
-        (docs/PERFORMANCE.md, issue 14 portal pass)."""
+        One ``INSERT ... SELECT FROM unnest`` per batch (:meth:`_insert_unnest`, the XML as a
+        binary ``bytea[]``), not SQLAlchemy's multi-row ``VALUES``: for a batch of 350
+        records psycopg split that statement's 3,150 placeholders in Python each time
+        (~0.1 ms per record, docs/PERFORMANCE.md "The portal's record insert (issue 14,
+        session 9)")."""
         if not rows:
             return set()
-        t = self.t["record"]
-        statement = (
-            pg_insert(t)
-            .on_conflict_do_nothing(index_elements=["ma_tra_cuu_uuid"])
-            .returning(t.c.ma_tra_cuu_uuid)
+        cursor = self._insert_unnest(
+            conn,
+            "record",
+            _RECORD_COLUMNS,
+            rows,
+            "ON CONFLICT (ma_tra_cuu_uuid) DO NOTHING RETURNING ma_tra_cuu_uuid",
         )
-        return set(conn.execute(statement, list(rows)).scalars())
+        return {code for (code,) in cursor.fetchall()}
 
     def insert_results(
         self, conn: Connection, message_pk: int, results: Iterable[dict[str, Any]]
@@ -526,8 +539,8 @@ class PortalStore:
     ) -> Any:
         """One ``INSERT ... SELECT FROM unnest(arrays)`` for all ``rows``
         (:func:`hocba.db.unnest_rows`: one statement executed once whatever the number of
-        rows, no SQL compiled per row in Python). For short columns: psycopg builds arrays
-        in Python."""
+        rows, no SQL compiled per row in Python; every array in binary, a ``bytea[]`` of signed
+        XML included)."""
         if not rows:
             return None
         names = ", ".join(name for name, _ in columns)
