@@ -9,6 +9,12 @@ baseline), registers the seals, then sends the submissions from two client threa
 the queries, and reports the CPU seconds of the portal's whole process tree (supervisor
 and serving processes, psutil) per record, and records per second of wall time.
 
+``--in-process``: no server and no HTTP; the same transactions go to the portal's
+``handle()`` in this process (built as ``hocba portal serve`` builds it,
+:func:`hocba.cli.portal_factory`), and the figure is this process's CPU time per record
+(the portal's Python only, not PostgreSQL's): steadier than the HTTP figure, where two
+serving processes and the client threads share the cores.
+
 Run: ``.venv/bin/python bench/portal_http.py --home /tmp/province --workers 2``
 """
 
@@ -41,6 +47,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="hocba portal serve --workers")
     ap.add_argument("--hocba", type=Path, default=Path(sys.executable).parent / "hocba")
     ap.add_argument("--label", default="")
+    ap.add_argument("--in-process", action="store_true", help="handle() here, no HTTP")
     args = ap.parse_args()
 
     from hocba import db
@@ -104,6 +111,10 @@ def main() -> None:
             records += len(xmls)
     db.get_engine().dispose()
 
+    if args.in_process:
+        _in_process(register, submit, query, records, args.label)
+        db.stop_embedded_server(args.home / "pgdata")
+        return
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
@@ -165,6 +176,42 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         db.stop_embedded_server(args.home / "pgdata")
+
+
+def _in_process(
+    register: list[bytes], submit: list[bytes], query: list[bytes], records: int, label: str
+) -> None:
+    """The transactions handed to the portal's ``handle()`` in this process; prints this
+    process's CPU per record of the submissions and queries."""
+    from hocba.cli import portal_factory
+
+    factory = portal_factory(PASS)
+    factory.prepare()
+    portal = factory().state.portal
+    for body in register:
+        status, answer = portal.handle(body, 3)
+        assert status == 200, answer
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    accepted = 0
+    for body in submit:
+        status, answer = portal.handle(body, 1)
+        assert status == 200, answer
+        accepted += int(answer["so_tiep_nhan"])
+    for body in query:
+        status, answer = portal.handle(body, 2)
+        assert status == 200, answer
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+    out = {
+        "label": label,
+        "in_process": True,
+        "records": records,
+        "accepted": accepted,
+        "transactions": len(submit),
+        "portal_cpu_ms_per_record": round(1000 * cpu / records, 3),
+        "wall_s": round(wall, 2),
+        "load": os.getloadavg(),
+    }
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from hocba.models.lifecycle_states import COHORT_LABELS, STATE_LABELS, STATES
 if TYPE_CHECKING:
     import httpx
 
+    from hocba.dev.portal import PortalFactory
+
 
 app = typer.Typer(
     help="hocba: Học bạ số cấp tiểu học — lập, ký, phát hành, gửi và chuyển học bạ số.",
@@ -1241,23 +1243,32 @@ def portal_serve(
     Tài khoản: mỗi trường một tài khoản (tên = mã trường, mật khẩu HOCBA_PORTAL_PASSWORD).
     Nhiều tiến trình cùng nghe một cổng; mọi trạng thái dùng chung nằm trong PostgreSQL."""
 
-    from hocba.dev.portal import PortalFactory, PortalUser, default_workers, serve
-    from hocba.tasks.issuance import trust_anchors
+    from hocba.dev.portal import default_workers, serve
 
     settings = load_settings()
     _prepare()
     password = settings.portal_password or _passphrase("Mật khẩu tài khoản cổng")
+    factory = portal_factory(password, auto_approve)
+    serve(factory, host, port, workers=workers or default_workers())
+
+
+def portal_factory(password: str, auto_approve: bool = True) -> PortalFactory:
+    """The bundled portal of this installation (settings from the environment): one
+    account per school, acting for its own unit only. ``hocba portal serve`` serves it;
+    ``bench/portal_http.py --in-process`` calls it directly."""
+    from hocba.dev.portal import PortalFactory, PortalUser
+    from hocba.tasks.issuance import trust_anchors
+
+    settings = load_settings()
     with db.session_scope() as session:
         codes = list(session.connection().exec_driver_sql("SELECT code FROM school").scalars())
-    factory = PortalFactory.of(
+    return PortalFactory.of(
         db.database_url(settings),
         f"{settings.schema}_portal",
         trust_anchors(settings.home),
-        # each school's account acts for its own unit only
         {code: PortalUser.with_password(password, [code]) for code in codes},
         auto_approve_certificates=auto_approve,
     )
-    serve(factory, host, port, workers=workers or default_workers())
 
 
 trust_app = typer.Typer(help="Dấu thời gian (TSA), OCSP và CRL THỬ NGHIỆM của dự án.")
