@@ -315,10 +315,9 @@ def request_revocations(session: Session, school_code: str, client: PortalClient
         ),
         {"code": school_code},
     ).all()
-    for cid, reason, message_id, xml, year in todo:
-        info = parse_record_xml_safely(stored_xml.unpack_one(conn, xml) or b"").find(
-            "DU_LIEU_HOC_BA/THONG_TIN_CHUNG"
-        )
+    docs = stored_xml.unpack(conn, [row[3] for row in todo])  # one query for the batch
+    for (cid, reason, message_id, _xml, year), xml in zip(todo, docs, strict=True):
+        info = parse_record_xml_safely(xml or b"").find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
         assert info is not None
         item = RevocationItem(
             ma_tra_cuu_uuid=info.findtext("MA_TRA_CUU_UUID") or "",
