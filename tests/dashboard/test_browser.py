@@ -141,6 +141,9 @@ def _chromium() -> Iterator[Any]:
             viewport={"width": 1400, "height": 1100}, locale="vi-VN", accept_downloads=True
         )
         page.set_default_timeout(20_000)
+        # assertions wait as long as actions: the default 5 s of expect() ran out on a
+        # loaded 2-core machine (helpers' full runs, session 9) while the page was fine
+        playwright.expect.set_options(timeout=20_000)
         try:
             yield page
         finally:
