@@ -233,7 +233,7 @@ def test_an_indeterminate_record_waits_in_the_review_queue(issued_pupil) -> None
     assert (
         d.scalar(
             "SELECT payload->>'unverified' FROM audit_event WHERE action = 'transfer_in' "
-            "ORDER BY id DESC LIMIT 1"
+            "ORDER BY at DESC, seq DESC LIMIT 1"
         )
         == "1"
     )
