@@ -103,7 +103,7 @@ def one_run(records: int, schools: int, batch: int) -> dict[str, float]:
                 .execute(
                     text(
                         "SELECT pg_relation_size('audit_event'), "
-                        "pg_indexes_size('audit_event') FROM audit_event LIMIT 1"
+                        "pg_indexes_size('audit_event')"
                     )
                 )
                 .one()
