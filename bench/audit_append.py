@@ -101,10 +101,7 @@ def one_run(records: int, schools: int, batch: int) -> dict[str, float]:
             sizes = (
                 session.connection()
                 .execute(
-                    text(
-                        "SELECT pg_relation_size('audit_event'), "
-                        "pg_indexes_size('audit_event')"
-                    )
+                    text("SELECT pg_relation_size('audit_event'), pg_indexes_size('audit_event')")
                 )
                 .one()
             )
