@@ -125,13 +125,18 @@ GENERATE = [
                           (e.school_id % 10) * 0.8 + (e.pupil_id % 7) * 0.5)::int))] AS state
        ) st""",
     # the audit events of each step reached (about three per record)
-    """INSERT INTO audit_event (chain, seq, at, actor, action, record_id, from_state,
+    # (each school's chain needs its head, which numbers it: migration 0021)
+    """INSERT INTO audit_head (chain, seq, hash)
+       SELECT 'school:' || s.code, 0, '\\x'::bytea FROM school s
+       ON CONFLICT (chain) DO NOTHING""",
+    """INSERT INTO audit_event (chain_no, seq, at, actor, action, record_id, from_state,
                                 to_state, hash)
-       SELECT 'school:' || s.code,
+       SELECT h.chain_no,
               row_number() OVER (PARTITION BY r.school_id ORDER BY r.id, m.step),
               now() - make_interval(days => (r.id % 25) + 5 - m.step, hours => m.step),
               'bench', m.action, r.id, NULL, NULL, '\\x'::bytea
        FROM hoc_ba r JOIN school s ON s.id = r.school_id
+       JOIN audit_head h ON h.chain = 'school:' || s.code
        JOIN (VALUES (1, 'teacher_sign', 3), (2, 'principal_sign', 4), (3, 'seal', 5),
                     (4, 'submit', 6), (5, 'accept', 7)) AS m(step, action, rank)
          ON array_position(ARRAY['draft','in_review','reviewed','teacher_signed',

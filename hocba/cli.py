@@ -391,7 +391,7 @@ def audit_verify() -> None:
         console.print("Nhật ký toàn vẹn: mọi chuỗi băm đều khớp.")
         return
     for p in problems:
-        err.print(f"[red]Chuỗi {p.chain}: sự kiện số {p.seq} (id {p.event_id}): {p.message}[/red]")
+        err.print(f"[red]Chuỗi {p.chain}: sự kiện số {p.seq}: {p.message}[/red]")
     raise typer.Exit(1)
 
 

@@ -95,6 +95,7 @@ TABLES = (
     "import_batch",
     "audit_event",
 )
+ORDER = {"audit_event": "t.chain_no, t.seq"}  # its key (no id since migration 0021)
 PUPIL_HEADERS = [c.header for c in PUPIL_COLUMNS]
 CLASS_HEADERS = [c.header for c in CLASS_COLUMNS]
 DB_LIMITS = {"pupil_code": 30, "teacher_username": 80, "class_name": 1000}
@@ -681,8 +682,8 @@ def fingerprint(conn: Any) -> dict[str, tuple[int, str]]:
         table: tuple(
             conn.execute(
                 text(
-                    f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) "
-                    f"FROM {table} t"
+                    "SELECT count(*), md5(coalesce(string_agg(t::text, '|' "
+                    f"ORDER BY {ORDER.get(table, 't.id')}), '')) FROM {table} t"
                 )
             ).one()
         )

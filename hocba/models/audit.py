@@ -6,7 +6,9 @@ before it. ``hash = SHA-256(hex of the previous hash ‖ canonical JSON of the e
 edited, deleted or reordered event breaks the chain at that point; the database also
 refuses UPDATE, DELETE and TRUNCATE of ``audit_event`` (migration 0001). Hashes are stored
 as their 32 bytes (``bytea``) and the previous hash is not stored: it is the ``hash`` of
-the chain's event ``seq - 1`` (migration 0014); the formula works on the hex form.
+the chain's event ``seq - 1`` (migration 0014); the formula works on the hex form. An
+event names its chain by number (``audit_event.chain_no`` = ``audit_head.chain_no``,
+migration 0021); the hash covers the chain's name, read from its head.
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ class ChainProblem:
 
     chain: str
     seq: int
-    event_id: int | None
     message: str
 
 
@@ -116,18 +117,22 @@ def append(session: Session, events: Sequence[NewEvent], at: dt.datetime | None 
         by_chain[ev.chain].append(ev)
     chains = sorted(by_chain)
     conn = session.connection()
+    # a new chain gets its head (and its number); the filter before the insert keeps the
+    # identity sequence from being drawn for chains that have one already
     conn.execute(
         text(
             "INSERT INTO audit_head (chain, seq, hash) "
-            "SELECT c, 0, :g FROM unnest(CAST(:chains AS text[])) c ON CONFLICT (chain) DO NOTHING"
+            "SELECT c, 0, :g FROM unnest(CAST(:chains AS text[])) c "
+            "WHERE NOT EXISTS (SELECT 1 FROM audit_head h WHERE h.chain = c) "
+            "ON CONFLICT (chain) DO NOTHING"
         ),
         {"chains": chains, "g": bytes.fromhex(GENESIS)},
     )
     heads = {
-        row.chain: (row.seq, bytes(row.hash).hex())
+        row.chain: (row.chain_no, row.seq, bytes(row.hash).hex())
         for row in conn.execute(
             text(
-                "SELECT chain, seq, hash FROM audit_head WHERE chain = ANY(:chains) "
+                "SELECT chain, chain_no, seq, hash FROM audit_head WHERE chain = ANY(:chains) "
                 "ORDER BY chain FOR UPDATE"
             ),
             {"chains": chains},
@@ -136,7 +141,7 @@ def append(session: Session, events: Sequence[NewEvent], at: dt.datetime | None 
     rows: list[dict[str, Any]] = []
     new_heads: list[dict[str, Any]] = []
     for chain in chains:
-        seq, prev = heads[chain]
+        chain_no, seq, prev = heads[chain]
         for ev in by_chain[chain]:
             seq += 1
             data = {
@@ -153,7 +158,7 @@ def append(session: Session, events: Sequence[NewEvent], at: dt.datetime | None 
             rows.append(
                 {
                     **data,
-                    "chain": chain,
+                    "chain_no": chain_no,
                     "seq": seq,
                     "at": at,
                     "hash": bytes.fromhex(h),
@@ -163,18 +168,18 @@ def append(session: Session, events: Sequence[NewEvent], at: dt.datetime | None 
             prev = h
         new_heads.append({"chain": chain, "seq": seq, "hash": bytes.fromhex(prev)})
     cur = conn.connection.driver_connection.cursor()  # psycopg: COPY is the fastest bulk path
-    cols = (
-        "chain",
-        "seq",
+    cols = (  # the table's order (migration 0021)
         "at",
+        "seq",
+        "chain_no",
         "actor_id",
+        "record_id",
+        "payload",
         "actor",
         "action",
-        "record_id",
         "from_state",
         "to_state",
         "reason",
-        "payload",
         "hash",
     )
     with cur.copy(f"COPY audit_event ({', '.join(cols)}) FROM STDIN") as copy:
@@ -194,28 +199,30 @@ def verify(session: Session, chains: Iterable[str] | None = None) -> list[ChainP
 
 def _verify(conn: Any, chains: Iterable[str] | None) -> list[ChainProblem]:
     if chains is None:
-        chain_list = list(
-            conn.scalars(
-                text(
-                    "SELECT chain FROM audit_head UNION SELECT DISTINCT chain FROM audit_event "
-                    "ORDER BY 1"
-                )
-            )
-        )
+        heads = conn.execute(
+            text("SELECT chain, chain_no, seq, hash FROM audit_head ORDER BY chain")
+        ).all()
+        wanted = [h.chain for h in heads]
     else:
-        chain_list = sorted(chains)
+        wanted = sorted(chains)
+        heads = conn.execute(
+            text("SELECT chain, chain_no, seq, hash FROM audit_head WHERE chain = ANY(:c)"),
+            {"c": wanted},
+        ).all()
+    by_chain = {h.chain: h for h in heads}
     problems: list[ChainProblem] = []
-    for chain in chain_list:
-        head = conn.execute(
-            text("SELECT seq, hash FROM audit_head WHERE chain = :c"), {"c": chain}
-        ).one_or_none()
+    for chain in wanted:
+        head = by_chain.get(chain)
+        if head is None:
+            problems.append(ChainProblem(chain, 0, "Mất đầu chuỗi (audit_head) của chuỗi này"))
+            continue
         prev, expected_seq, problem = GENESIS, 1, None
         result = conn.execution_options(yield_per=5000).execute(
             text(
-                "SELECT id, seq, at, actor_id, actor, action, record_id, from_state, to_state, "
-                "reason, payload, hash FROM audit_event WHERE chain = :c ORDER BY seq"
+                "SELECT seq, at, actor_id, actor, action, record_id, from_state, to_state, "
+                "reason, payload, hash FROM audit_event WHERE chain_no = :n ORDER BY seq"
             ),
-            {"c": chain},
+            {"n": head.chain_no},
         )
         for r in result:
             data = {
@@ -230,18 +237,28 @@ def _verify(conn: Any, chains: Iterable[str] | None) -> list[ChainProblem]:
             }
             if r.seq != expected_seq:
                 problem = ChainProblem(
-                    chain, expected_seq, r.id, f"Thiếu sự kiện số {expected_seq} (bị xóa?)"
+                    chain, expected_seq, f"Thiếu sự kiện số {expected_seq} (bị xóa?)"
                 )
             elif event_hash(prev, chain, r.seq, r.at, data) != bytes(r.hash).hex():
-                problem = ChainProblem(chain, r.seq, r.id, "Nội dung sự kiện đã bị sửa")
+                problem = ChainProblem(chain, r.seq, "Nội dung sự kiện đã bị sửa")
             if problem:
                 break
             prev, expected_seq = bytes(r.hash).hex(), expected_seq + 1
         result.close()
-        if problem is None and head is None:
-            problem = ChainProblem(chain, 0, None, "Mất đầu chuỗi (audit_head) của chuỗi này")
-        elif problem is None and (head.seq, bytes(head.hash).hex()) != (expected_seq - 1, prev):
-            problem = ChainProblem(chain, expected_seq - 1, None, "Sự kiện cuối của chuỗi bị mất")
+        if problem is None and (head.seq, bytes(head.hash).hex()) != (expected_seq - 1, prev):
+            problem = ChainProblem(chain, expected_seq - 1, "Sự kiện cuối của chuỗi bị mất")
         if problem:
             problems.append(problem)
+    if chains is None:
+        # events whose chain has no head (only if the head's guard was bypassed): their
+        # chain's name, which their hashes cover, is lost with it
+        for no in conn.scalars(
+            text(
+                "SELECT DISTINCT e.chain_no FROM audit_event e WHERE NOT EXISTS "
+                "(SELECT 1 FROM audit_head h WHERE h.chain_no = e.chain_no) ORDER BY 1"
+            )
+        ):
+            problems.append(
+                ChainProblem(f"#{no}", 0, f"Mất đầu chuỗi (audit_head) của chuỗi số {no}")
+            )
     return problems

@@ -288,7 +288,8 @@ def snapshot(
                    COALESCE(ev.reason, 'không rõ lý do') AS reason, count(*) AS n
             FROM o LEFT JOIN LATERAL (
                 SELECT e.reason FROM audit_event e
-                WHERE e.record_id = o.id AND e.action = 'reject' ORDER BY e.id DESC LIMIT 1
+                WHERE e.record_id = o.id AND e.action = 'reject'
+                ORDER BY e.at DESC, e.seq DESC LIMIT 1
             ) ev ON true
             WHERE o.state = 'rejected'
             GROUP BY 1, 2, 3, 4 ORDER BY n DESC, reason

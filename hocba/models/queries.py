@@ -609,7 +609,7 @@ def record_history(session: Session, viewer: Viewer, record_id: int) -> list[dic
         FROM audit_event ev JOIN hoc_ba r ON r.id = ev.record_id
         JOIN school_class c ON c.id = r.class_id LEFT JOIN staff st ON st.id = ev.actor_id
         WHERE ev.record_id = :record AND {CLASS_SCOPE}
-        ORDER BY ev.at, ev.id
+        ORDER BY ev.at, ev.chain_no, ev.seq
         """,
         {**viewer.params(), "record": record_id},
     )

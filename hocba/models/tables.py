@@ -17,8 +17,11 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Identity,
     Index,
+    Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
     UniqueConstraint,
     func,
     text,
@@ -295,37 +298,45 @@ class AuditEvent(SQLModel, table=True):
     ``hash = SHA-256(hex of the previous event's hash || canonical JSON of the event)``,
     stored as 32 bytes (the previous hash is the chain's event ``seq - 1``); the database refuses
     UPDATE, DELETE and TRUNCATE of this table (trigger), and ``hocba audit verify``
-    recomputes every chain and names the first broken event.
+    recomputes every chain and names the first broken event. An event is ``(chain_no, seq)``:
+    the chain's number is ``audit_head.chain_no``, its name (which the hash covers) is in
+    ``audit_head.chain`` (migration 0021). Fixed-width columns first: no alignment padding.
     """
 
     __tablename__ = "audit_event"
-    __table_args__ = (Index("audit_event_chain", "chain", "seq", unique=True),)
+    __table_args__ = (PrimaryKeyConstraint("chain_no", "seq", name="audit_event_pkey"),)
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
-    chain: str = Field(max_length=40)
-    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     at: dt.datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    seq: int = Field(sa_column=Column(Integer, nullable=False))
+    chain_no: int = Field(sa_column=Column(Integer, nullable=False))
     actor_id: int | None = Field(default=None, foreign_key="staff.id")
-    actor: str
-    action: str
     record_id: int | None = Field(default=None, index=True)
-    from_state: str | None = None
-    to_state: str | None = None
-    reason: str | None = None
     payload: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}")
     )
+    actor: str
+    action: str
+    from_state: str | None = None
+    to_state: str | None = None
+    reason: str | None = None
     hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class AuditHead(SQLModel, table=True):
-    """The head of each audit chain; locked row-wise so appends to one chain serialise."""
+    """The head of each audit chain; locked row-wise so appends to one chain serialise.
+
+    ``chain_no`` numbers the chain for ``audit_event`` (migration 0021); neither it nor
+    ``chain`` can change, and a head cannot be deleted (``audit_head_guard``).
+    """
 
     __tablename__ = "audit_head"
 
     chain: str = Field(primary_key=True, max_length=40)
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    chain_no: int | None = Field(
+        default=None, sa_column=Column(Integer, Identity(), nullable=False, unique=True)
+    )
 
 
 class ImportBatch(SQLModel, table=True):

@@ -101,8 +101,8 @@ def test_opening_a_record_is_logged_once(app) -> None:  # type: ignore[no-untype
     at.run()  # a rerun with the same record open is the same view
     assert app.scalar(views, r=rid) == before + 1
     chain = app.scalar(
-        "SELECT chain FROM audit_event WHERE action = 'view' AND record_id = :r "
-        "ORDER BY id DESC LIMIT 1",
+        "SELECT h.chain FROM audit_event e JOIN audit_head h ON h.chain_no = e.chain_no "
+        "WHERE action = 'view' AND record_id = :r ORDER BY e.at DESC, e.seq DESC LIMIT 1",
         r=rid,
     )
     assert chain == "school:DH01"

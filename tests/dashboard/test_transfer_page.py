@@ -172,7 +172,8 @@ def test_a_review_is_refused_with_a_reason(two_schools) -> None:  # type: ignore
     assert f"Đã từ chối hồ sơ chuyển đến #{tid}" in messages(at)
     assert d.scalar("SELECT state FROM transfer WHERE id = :i", i=tid) == "rejected"
     assert d.scalar(
-        "SELECT reason FROM audit_event WHERE action = 'transfer_reject' AND chain = 'school:DH02'"
+        "SELECT reason FROM audit_event WHERE action = 'transfer_reject' AND chain_no = "
+        "(SELECT chain_no FROM audit_head WHERE chain = 'school:DH02')"
     ) == ("Không đúng học sinh đã đăng ký nhập học")
 
 

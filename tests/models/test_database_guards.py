@@ -76,8 +76,9 @@ def test_draft_content_may_still_change(district) -> None:  # type: ignore[no-un
 @pytest.mark.parametrize(
     "sql",
     [
-        "UPDATE audit_event SET reason = 'sửa' WHERE id = (SELECT min(id) FROM audit_event)",
-        "DELETE FROM audit_event WHERE id = (SELECT max(id) FROM audit_event)",
+        "UPDATE audit_event SET reason = 'sửa' WHERE seq = 1",
+        "DELETE FROM audit_event WHERE (chain_no, seq) = "
+        "(SELECT chain_no, max(seq) FROM audit_event GROUP BY 1 LIMIT 1)",
         "TRUNCATE audit_event",
     ],
 )
@@ -105,22 +106,25 @@ def test_hash_chain_is_intact_after_normal_work(district) -> None:  # type: igno
         assert audit.verify(s) == []
 
 
+_DH01 = "(SELECT chain_no FROM audit_head WHERE chain = 'school:DH01')"  # its number
+
+
 @pytest.mark.parametrize(
     ("sql", "message"),
     [
         (
-            "UPDATE audit_event SET reason = 'đã sửa' WHERE chain = 'school:DH01' AND seq = 5",
+            f"UPDATE audit_event SET reason = 'đã sửa' WHERE chain_no = {_DH01} AND seq = 5",
             "bị sửa",
         ),
         (
             "UPDATE audit_event SET at = at + interval '1 day' "
-            "WHERE chain = 'school:DH01' AND seq = 5",
+            f"WHERE chain_no = {_DH01} AND seq = 5",
             "bị sửa",
         ),
-        ("DELETE FROM audit_event WHERE chain = 'school:DH01' AND seq = 5", "Thiếu"),
+        (f"DELETE FROM audit_event WHERE chain_no = {_DH01} AND seq = 5", "Thiếu"),
         (
-            "DELETE FROM audit_event WHERE chain = 'school:DH01' AND seq = "
-            "(SELECT max(seq) FROM audit_event WHERE chain = 'school:DH01')",
+            f"DELETE FROM audit_event WHERE chain_no = {_DH01} AND seq = "
+            f"(SELECT max(seq) FROM audit_event WHERE chain_no = {_DH01})",
             "cuối",
         ),
     ],
@@ -133,6 +137,37 @@ def test_hash_chain_names_the_first_broken_event(district, sql: str, message: st
     assert message in problems[0].message
     if "seq = 5" in sql:
         assert problems[0].seq == 5
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE audit_head SET chain_no = chain_no + 100, seq = seq + 1",
+        "UPDATE audit_head SET chain = chain || 'x', seq = seq + 1",
+    ],
+)
+def test_a_chain_keeps_its_number_and_name(district, sql: str) -> None:  # type: ignore[no-untyped-def]
+    """Events name their chain by number (0021); the hash covers the name, in the head."""
+    all_heads = "SELECT string_agg(concat_ws(' ', chain, chain_no, seq), ',') FROM audit_head"
+    heads = district.scalar(all_heads)
+    with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:
+        conn.execute(text(sql))
+    assert exc.value.orig.sqlstate == "HBA01"  # type: ignore[union-attr]
+    assert heads and heads == district.scalar(all_heads)
+
+
+def test_events_whose_head_is_gone_are_reported_by_number(district) -> None:  # type: ignore[no-untyped-def]
+    """A head deleted past its guard: the chain's name is lost with it, its events are not."""
+    no = district.scalar(f"SELECT {_DH01}")
+    with district.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE audit_head DISABLE TRIGGER USER"))
+        conn.execute(text("DELETE FROM audit_head WHERE chain = 'school:DH01'"))
+        conn.execute(text("ALTER TABLE audit_head ENABLE TRIGGER USER"))
+    with Session(district.engine) as s:
+        problems = audit.verify(s)
+        assert [(p.chain, p.seq) for p in problems] == [(f"#{no}", 0)]
+        assert "Mất đầu chuỗi" in problems[0].message
+        assert audit.verify(s, ["school:DH01"])[0].message.startswith("Mất đầu chuỗi")
 
 
 def test_a_record_is_born_a_draft(district) -> None:  # type: ignore[no-untyped-def]

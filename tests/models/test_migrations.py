@@ -1,4 +1,5 @@
 import hashlib
+import json
 
 from alembic.config import Config
 from sqlalchemy import Engine, text
@@ -25,7 +26,7 @@ def test_upgrade_creates_tables_in_the_app_schema(engine: Engine, schema_name: s
             )
         )
     assert {"hoc_ba", "audit_event", "pupil", "school", "progress_day", "alembic_version"} <= tables
-    assert db.current_revision(engine) == "0018"
+    assert db.current_revision(engine) == "0021"
 
 
 def test_0012_down_and_up_again(engine: Engine, schema_name: str) -> None:
@@ -60,6 +61,13 @@ def test_0012_down_and_up_again(engine: Engine, schema_name: str) -> None:
     assert level() == (False, False)
 
 
+# every event as (chain's name, seq, hash), at 0021's layout
+_EVENTS = (
+    "SELECT h.chain, e.seq, e.hash FROM audit_event e JOIN audit_head h USING (chain_no) "
+    "ORDER BY 1, 2"
+)
+
+
 def test_0014_keeps_audit_chains_verifiable_down_and_up(
     engine: Engine, schema_name: str, session: Session
 ) -> None:
@@ -81,8 +89,8 @@ def test_0014_keeps_audit_chains_verifiable_down_and_up(
         )
     session.commit()
     with engine.connect() as conn:
-        stored = conn.execute(text("SELECT id, hash FROM audit_event ORDER BY id")).all()
-    assert stored and all(isinstance(h, bytes) and len(h) == 32 for _, h in stored)
+        stored = conn.execute(text(_EVENTS)).all()
+    assert stored and all(isinstance(h, bytes) and len(h) == 32 for _, _, h in stored)
     assert audit.verify(session) == []
 
     cfg = _alembic(engine, schema_name)
@@ -92,12 +100,13 @@ def test_0014_keeps_audit_chains_verifiable_down_and_up(
         return_to_head = True
         with engine.connect() as conn:
             old = conn.execute(
-                text("SELECT id, chain, seq, prev_hash, hash FROM audit_event ORDER BY chain, seq")
+                text("SELECT chain, seq, prev_hash, hash FROM audit_event ORDER BY chain, seq")
             ).all()
-        by_id = dict(stored)
+        by_key = {(chain, seq): h for chain, seq, h in stored}
+        assert len(old) == len(by_key)
         prev: dict[str, str] = {}
-        for rid, chain, seq, prev_hash, hex_hash in old:
-            assert hex_hash == by_id[rid].hex()
+        for chain, seq, prev_hash, hex_hash in old:
+            assert hex_hash == by_key[chain, seq].hex()
             assert prev_hash == prev.get(chain, audit.GENESIS), (chain, seq)
             prev[chain] = hex_hash
         command.upgrade(cfg, "head")
@@ -106,7 +115,7 @@ def test_0014_keeps_audit_chains_verifiable_down_and_up(
         if return_to_head:
             command.upgrade(cfg, "head")
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT id, hash FROM audit_event ORDER BY id")).all() == stored
+        assert conn.execute(text(_EVENTS)).all() == stored
     assert audit.verify(session) == []
 
 
@@ -254,3 +263,164 @@ def test_0018_signing_xml_not_pglz(engine: Engine, schema_name: str) -> None:
     assert layout() == (compression, "x")
     command.upgrade(cfg, "head")
     assert layout() == (compression, storage)
+
+
+def _audit_layout(engine: Engine, schema_name: str) -> dict[str, list[tuple[object, ...]]]:
+    """audit_event's and audit_head's columns, constraints, indexes and triggers."""
+    tables = ("audit_event", "audit_head")
+    queries = {
+        # in their order (not by number: a down and up leaves a dropped column's number)
+        "columns": "SELECT table_name, column_name, data_type, is_nullable, "
+        "column_default, is_identity FROM information_schema.columns "
+        "WHERE table_schema = :s AND table_name = ANY(:t) ORDER BY table_name, ordinal_position",
+        "constraints": "SELECT c.relname, k.conname, pg_get_constraintdef(k.oid) "
+        "FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = :s AND c.relname = ANY(:t) ORDER BY 1, 2",
+        "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes "
+        "WHERE schemaname = :s AND tablename = ANY(:t) ORDER BY 1, 2",
+        "triggers": "SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+        "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = :s AND c.relname = ANY(:t) AND NOT t.tgisinternal ORDER BY 1, 2",
+    }
+    with engine.connect() as conn:
+        return {
+            k: [tuple(r) for r in conn.execute(text(q), {"s": schema_name, "t": list(tables)})]
+            for k, q in queries.items()
+        }
+
+
+def test_0021_keeps_audit_chains_verifiable_down_and_up(
+    engine: Engine, schema_name: str, session: Session
+) -> None:
+    """0021 numbers the chains and drops ``id``: events written before it (by 0018's
+    layout) verify after it, the chains go on, and a downgrade gives the chain names,
+    ``id`` (in time order) and ``bigint`` ``seq`` back. The upgraded schema is the same as
+    a fresh one."""
+    import datetime as dt
+
+    from alembic import command
+
+    from hocba.models import audit
+
+    t0 = dt.datetime(2026, 5, 20, 3, tzinfo=dt.UTC)
+    for i in range(2):
+        audit.append(
+            session,
+            [audit.NewEvent(chain=f"school:T{k}", actor="test", action=f"a{i}") for k in (2, 1)],
+            at=t0 + dt.timedelta(minutes=i),
+        )
+    session.commit()
+    fresh = _audit_layout(engine, schema_name)
+    assert [c[1] for c in fresh["columns"] if c[0] == "audit_event"][:5] == [
+        "at",
+        "seq",
+        "chain_no",
+        "actor_id",
+        "record_id",
+    ]
+    assert [c[1] for c in fresh["indexes"] if c[0] == "audit_event"] == [
+        "audit_event_pkey",
+        "ix_audit_event_record_id",
+    ]
+    with engine.connect() as conn:
+        before = conn.execute(text(_EVENTS)).all()
+
+    cfg = _alembic(engine, schema_name)
+    return_to_head = False
+    try:
+        command.downgrade(cfg, "0018")
+        return_to_head = True
+        with engine.begin() as conn:
+            old = conn.execute(
+                text("SELECT id, chain, seq, hash FROM audit_event ORDER BY id")
+            ).all()
+            # ids in time order, then chain and seq; the rows are those of 0021
+            assert [(c, s) for _, c, s, _ in old] == [
+                ("school:T1", 1),
+                ("school:T2", 1),
+                ("school:T1", 2),
+                ("school:T2", 2),
+            ]
+            assert sorted((c, s, h) for _, c, s, h in old) == before
+            assert (
+                conn.scalar(
+                    text(
+                        "SELECT data_type FROM information_schema.columns WHERE table_schema = :s "
+                        "AND table_name = 'audit_event' AND column_name = 'seq'"
+                    ),
+                    {"s": schema_name},
+                )
+                == "bigint"
+            )
+            # events written by 0018's code: an old chain goes on, a new one starts
+            prev = {c: bytes(h).hex() for _, c, _, h in old}
+            prev["school:T3"] = audit.GENESIS
+            for chain, seq in (("school:T1", 3), ("school:T3", 1)):
+                at = t0 + dt.timedelta(minutes=5)
+                data = {
+                    "actor_id": None,
+                    "actor": "old",
+                    "action": "before_0021",
+                    "record_id": None,
+                    "from_state": None,
+                    "to_state": None,
+                    "reason": "trước 0021",
+                    "payload": {"n": seq},
+                }
+                h = bytes.fromhex(audit.event_hash(prev[chain], chain, seq, at, data))
+                conn.execute(
+                    text(
+                        "INSERT INTO audit_event (chain, seq, at, actor, action, reason, "
+                        "payload, hash) VALUES (:c, :s, :at, 'old', 'before_0021', "
+                        "'trước 0021', CAST(:p AS jsonb), :h)"
+                    ),
+                    {"c": chain, "s": seq, "at": at, "p": json.dumps(data["payload"]), "h": h},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO audit_head (chain, seq, hash) VALUES (:c, :s, :h) "
+                        "ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+                    ),
+                    {"c": chain, "s": seq, "h": h},
+                )
+        command.upgrade(cfg, "head")
+        return_to_head = False
+    finally:
+        if return_to_head:
+            command.upgrade(cfg, "head")
+    assert _audit_layout(engine, schema_name) == fresh
+    assert audit.verify(session) == []
+    with engine.connect() as conn:
+        after = conn.execute(text(_EVENTS)).all()
+    assert [e for e in after if e[1] <= 2 and e[0] != "school:T3"] == before
+    assert {(c, s) for c, s, _ in after} - {(c, s) for c, s, _ in before} == {
+        ("school:T1", 3),
+        ("school:T3", 1),
+    }
+    # the chains go on after it, a new chain gets its own number
+    audit.append(
+        session,
+        [
+            audit.NewEvent(chain=c, actor="test", action="after_0021")
+            for c in ("school:T1", "school:T4")
+        ],
+    )
+    session.commit()
+    assert audit.verify(session) == []
+    with engine.connect() as conn:
+        heads = dict(conn.execute(text("SELECT chain, seq FROM audit_head")).all())
+        numbers = conn.scalars(text("SELECT chain_no FROM audit_head")).all()
+    assert heads == {"school:T1": 4, "school:T2": 2, "school:T3": 1, "school:T4": 1}
+    assert len(set(numbers)) == 4
+    # and an event changed after it is still found
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+        conn.execute(
+            text(
+                "UPDATE audit_event SET reason = 'sửa' WHERE seq = 3 AND chain_no = "
+                "(SELECT chain_no FROM audit_head WHERE chain = 'school:T1')"
+            )
+        )
+        conn.execute(text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
+    assert [(p.chain, p.seq) for p in audit.verify(session)] == [("school:T1", 3)]

@@ -233,7 +233,7 @@ def test_an_indeterminate_record_waits_in_the_review_queue(issued_pupil) -> None
     assert (
         d.scalar(
             "SELECT payload->>'unverified' FROM audit_event WHERE action = 'transfer_in' "
-            "ORDER BY id DESC LIMIT 1"
+            "ORDER BY at DESC, seq DESC LIMIT 1"
         )
         == "1"
     )
@@ -308,9 +308,10 @@ def test_every_move_goes_through_the_table_with_its_audit_event(issued_pupil) ->
     with d.engine.connect() as c:
         events = c.execute(
             text(
-                "SELECT chain, action, from_state, to_state, actor, "
-                "(payload->>'transfer_id')::int FROM audit_event "
-                "WHERE action LIKE 'transfer%' ORDER BY id"
+                "SELECT h.chain, action, from_state, to_state, actor, "
+                "(payload->>'transfer_id')::int FROM audit_event e "
+                "JOIN audit_head h ON h.chain_no = e.chain_no "
+                "WHERE action LIKE 'transfer%' ORDER BY e.at, e.chain_no, e.seq"
             )
         ).all()
     assert [tuple(e) for e in events] == [
