@@ -302,6 +302,12 @@ def test_0022_content_stored_once_up_and_down_in_every_state(district, schema_na
                 {"s": schema_name},
             )
             guard = c.scalar(text("SELECT pg_get_functiondef('hoc_ba_guard_content'::regproc)"))
+            pad = c.scalar(
+                text(
+                    "SELECT attstorage FROM pg_attribute WHERE attrelid = 'hoc_ba'::regclass "
+                    "AND attname = 'toast_pad' AND NOT attisdropped"
+                )
+            )
             seen = c.scalar(
                 text(
                     "SELECT count(*) FROM information_schema.columns WHERE table_schema = :s "
@@ -310,6 +316,7 @@ def test_0022_content_stored_once_up_and_down_in_every_state(district, schema_na
                 {"s": schema_name},
             )
         assert nullable == "NO" and seen == 0 and "hoc_ba_summary_content" not in guard
+        assert pad == "m"  # 0015's toast pad is back
         # a draft whose year_summary was re-imported and not yet refreshed (0018 allows it)
         stale = next(r for r, s in states.items() if s == "draft")
         with district.engine.begin() as c:
@@ -324,6 +331,13 @@ def test_0022_content_stored_once_up_and_down_in_every_state(district, schema_na
     finally:
         command.upgrade(cfg, "head")
     assert contents() == before
+    assert (
+        district.scalar(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'hoc_ba'::regclass "
+            "AND attname = 'toast_pad' AND NOT attisdropped"
+        )
+        == 0
+    )
     assert own() == {stale} | {r for r, s in states.items() if s in ("revoked", "superseded")}
     with Session(district.engine) as s:
         report = create_drafts(s, SYSTEM)

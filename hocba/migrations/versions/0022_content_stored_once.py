@@ -29,10 +29,16 @@ chunk and page-tail share).
   ``NEW.content`` equal to the summary's). ``hoc_ba_signed_guard`` also freezes
   ``enrolment_id`` (it decides the content now). ``hoc_ba_insert_guard`` refuses a draft
   with NULL content and no summary.
+- ``hoc_ba.toast_pad`` (0015) is dropped: it made every new row go through the toaster
+  so that the draft's content went out of line at the INSERT; a draft has no content now,
+  and the pad's 35 compressed bytes per row version were all it still did (``hoc_ba``'s
+  heap 545 → 470 B per record after VACUUM in bench/province.py, docs/PERFORMANCE.md).
+  A record that materializes its content (revoke) already points into TOAST (its signed
+  XML), so the toaster moves the content out of line there (``toast_tuple_target``).
 - Existing live records whose content equals their summary's are set to NULL here (the
   guards of locked and signed rows disabled for that one statement: the effective
   content does not change); the downgrade materializes every NULL back and restores
-  NOT NULL and the guards as migrations 0002, 0003 and 0016 made them.
+  NOT NULL, the pad and the guards as migrations 0002, 0003, 0015 and 0016 made them.
 
 Revision ID: 0022
 Revises: 0018
@@ -61,6 +67,8 @@ _GUARDS = (
     "hoc_ba_guard_materialized",
 )
 SIGNED = "('teacher_signed', 'principal_signed')"
+#: migration 0015's pad, put back by the downgrade
+TOAST_PAD_BYTES = 2100
 #: the columns hoc_ba_signed_guard freezes, but content (0016's list, with enrolment_id)
 FROZEN_SMALL = (
     "entered_result, computed_result, flags, class_id, grade, pupil_id, school_id, "
@@ -81,6 +89,7 @@ _CONTENT_CHANGES = """NEW.content IS DISTINCT FROM OLD.content AND (
 UP = f"""
 ALTER TABLE hoc_ba ALTER COLUMN content DROP NOT NULL;
 ALTER TABLE hoc_ba ADD COLUMN summary_seen_at timestamptz;
+ALTER TABLE hoc_ba DROP COLUMN toast_pad;
 
 CREATE FUNCTION hoc_ba_summary_content(enrolment integer) RETURNS jsonb
     LANGUAGE sql STABLE AS $$
@@ -256,6 +265,11 @@ def downgrade() -> None:
     op.execute(DOWN)
     op.execute("ALTER TABLE hoc_ba ALTER COLUMN content SET NOT NULL")
     op.execute("ALTER TABLE hoc_ba DROP COLUMN summary_seen_at")
+    op.execute(
+        "ALTER TABLE hoc_ba ADD COLUMN toast_pad bytea "
+        f"DEFAULT decode(repeat('00', {TOAST_PAD_BYTES}), 'hex')"
+    )
+    op.execute("ALTER TABLE hoc_ba ALTER COLUMN toast_pad SET STORAGE MAIN")
     # the guards as migrations 0002, 0003 and 0016 made them
     op.execute(
         _function(_migration("0002_more_guards.py").UP, "CREATE FUNCTION hoc_ba_insert_guard()")
