@@ -105,7 +105,7 @@ GENERATE = [
                            state, cohort, content, computed_result, flags, issued_at, lookup_code,
                            xml_sha256, state_changed_at, created_at)
        SELECT e.pupil_id, e.school_id, e.class_id, :year, e.id, c.grade, st.state, ys.cohort,
-              '{}',
+              NULL,  -- the year_summary's content (migration 0022)
               'HT',
               CASE WHEN e.pupil_id % 33 = 0 THEN '[{"code": "X", "message": "m"}]'::jsonb
                    ELSE '[]'::jsonb END,

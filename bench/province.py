@@ -453,8 +453,9 @@ def _storage(engine: Any, schema: str) -> dict[str, Any]:
         as_left = _sizes(c, schema, records)
         cols = c.execute(
             text(
-                "SELECT avg(pg_column_size(content)), avg(pg_column_size(signed_xml)), "
-                "avg(length(signed_xml)) FROM hoc_ba WHERE signed_xml IS NOT NULL"
+                "SELECT coalesce(sum(pg_column_size(content)), 0) / count(*), "
+                "avg(pg_column_size(signed_xml)), avg(length(signed_xml)), "
+                "count(content) FROM hoc_ba WHERE signed_xml IS NOT NULL"
             )
         ).one()
         ys_content = c.scalar(text("SELECT avg(pg_column_size(content)) FROM year_summary"))
@@ -487,7 +488,10 @@ def _storage(engine: Any, schema: str) -> dict[str, Any]:
         "live_bytes_per_record": round(float(live or 0) / records),
         "as_left": as_left["tables"],
         "after_vacuum": after["tables"],
+        # per issued record: its own content (migration 0022: NULL, the year_summary's,
+        # unless revoked or superseded), and how many issued records keep one
         "stored_content_bytes": round(float(cols[0] or 0)),
+        "issued_with_own_content": int(cols[3] or 0),
         "stored_signed_xml_bytes": round(float(cols[1] or 0)),
         "signed_xml_bytes": round(float(cols[2] or 0)),
         "stored_year_summary_content_bytes": round(float(ys_content or 0)),

@@ -154,6 +154,9 @@ class District:
                 ", lookup_code = gen_random_uuid(), signed_xml = 'x'::bytea, "
                 "xml_sha256 = encode(sha256('x'::bytea), 'hex'), issued_at = now()"
             )
+        if state in ("revoked", "superseded") and "content" not in cols:
+            # a record that leaves the live states keeps its own content (migration 0022)
+            sets += ", content = COALESCE(content, hoc_ba_summary_content(enrolment_id))"
         with self.engine.begin() as conn:
             conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
             conn.execute(

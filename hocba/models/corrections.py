@@ -2,11 +2,13 @@
 
 An issued record is never edited. The school (principal or clerk) files a request with a
 reason (and, where civil status changed, the reference of the decision); a district
-officer whose unit covers the school approves it. Approval revokes the old record and
-drafts a new one from it that ``supersedes`` it; the new one goes through the teacher's
-review and the three signatures again, and when it is sealed the old one becomes
-``superseded`` (``hocba.tasks.issuance``). Both stay; verifying the old one names its
-successor. Every step is an audit event.
+officer whose unit covers the school approves it. Approval revokes the old record (which
+then keeps its content of its own, migration 0022) and drafts a new one from it that
+``supersedes`` it — with no content of its own when it is the year-end data's, so the
+correction's re-import reaches it (``create_drafts`` refreshes it); the new one goes
+through the teacher's review and the three signatures again, and when it is sealed the
+old one becomes ``superseded`` (``hocba.tasks.issuance``). Both stay; verifying the old
+one names its successor. Every step is an audit event.
 """
 
 from __future__ import annotations
@@ -118,10 +120,12 @@ def decide(
                 text("""
             INSERT INTO hoc_ba (pupil_id, school_id, class_id, school_year_id, enrolment_id,
                 grade, state, cohort, content, entered_result, computed_result, flags,
-                supersedes_id)
-            SELECT pupil_id, school_id, class_id, school_year_id, enrolment_id, grade,
-                'draft', cohort, content, entered_result, computed_result, flags, id
-            FROM hoc_ba WHERE id = :r RETURNING id"""),
+                supersedes_id, summary_seen_at)
+            SELECT r.pupil_id, r.school_id, r.class_id, r.school_year_id, r.enrolment_id,
+                r.grade, 'draft', r.cohort, NULLIF(r.content, ys.content), r.entered_result,
+                r.computed_result, r.flags, r.id, ys.updated_at
+            FROM hoc_ba r LEFT JOIN year_summary ys ON ys.enrolment_id = r.enrolment_id
+            WHERE r.id = :r RETURNING id"""),
                 {"r": req.record_id},
             )
         )

@@ -4,7 +4,8 @@ ARCHITECTURE rule 1: every state change anywhere (dashboard, flow, CLI) goes thr
 :func:`transition`, which checks the transition table (from-state, to-state, who may do
 it, what must hold), updates the records and appends their audit events in the caller's
 transaction. PostgreSQL backs this up: a state change made outside this module is refused
-by a trigger (migration 0001), and so is any change to an issued record's content.
+by a trigger (migration 0001), and so is any change to an issued record's content (its
+own, or its year_summary's while it has none: migration 0022).
 
 Concurrency: the records are locked with ``SELECT … FOR UPDATE`` (in id order), so of two
 concurrent transitions of the same record exactly one wins; the other re-reads the new
@@ -135,6 +136,13 @@ class Transition:
     pending_xml: str = ""
 
 
+#: A record that leaves the live states keeps the content it has (migration 0022: NULL is
+#: its enrolment's year_summary's, which a correction may re-import afterwards).
+_KEEP_CONTENT = (
+    "content = COALESCE(hoc_ba.content, (SELECT ys.content FROM year_summary ys "
+    "WHERE ys.enrolment_id = hoc_ba.enrolment_id))",
+)
+
 _CLEAR_SIGNATURES = (
     "teacher_signer_id = NULL",
     "teacher_signed_at = NULL",
@@ -246,8 +254,16 @@ TRANSITIONS: dict[str, Transition] = {
             "revoked",
             frozenset({"district_officer"}),
             needs_reason=True,
+            sets=_KEEP_CONTENT,
         ),
-        Transition("supersede", "Được thay thế", ("revoked",), "superseded", frozenset({"system"})),
+        Transition(
+            "supersede",
+            "Được thay thế",
+            ("revoked",),
+            "superseded",
+            frozenset({"system"}),
+            sets=_KEEP_CONTENT,
+        ),
     )
 }
 

@@ -53,10 +53,19 @@ _VI_ACCENTED = "àáảãạăằắẳẵặâầấẩẫậđèéẻẽẹê�
 _VI_PLAIN = "aaaaaaaaaaaaaaaaadeeeeeeeeeeeiiiiiooooooooooooooooouuuuuuuuuuuyyyyy"
 
 
+#: The content of record ``r``: its own, or (NULL, migration 0022) its enrolment's
+#: ``year_summary.content``; the sub-select runs only for a NULL.
+CONTENT = (
+    "COALESCE(r.content, (SELECT ys.content FROM year_summary ys "
+    "WHERE ys.enrolment_id = r.enrolment_id))"
+)
+
 #: Everything one record document needs (hocba.xml.document maps each row; the
 #: print view adds its lifecycle columns). Parameters: ``ids`` (record ids), ``today``.
-DOCUMENT_QUERY = """
-    SELECT r.id, r.grade, r.content, r.computed_result, r.lookup_code, r.created_at,
+#: A record's content is its enrolment's ``year_summary.content`` unless it keeps its
+#: own (revoked, superseded; migration 0022): :data:`CONTENT`.
+DOCUMENT_QUERY = f"""
+    SELECT r.id, r.grade, {CONTENT} AS content, r.computed_result, r.lookup_code, r.created_at,
            p.pupil_code, p.full_name, p.cccd, p.gender, p.birth_date, p.birthplace,
            p.hometown, p.address, p.ethnicity, p.nationality, p.father_name,
            p.mother_name, p.guardian_name,

@@ -4,6 +4,12 @@
 from ``year_summary`` for every pupil with a personal ID who has no live record for that
 year, plus one audit event per draft; drafts whose summary was re-imported are refreshed.
 Pupils without a personal ID get no digital record (HOCBA_SPEC §2) and are reported.
+
+A draft stores no content of its own (NULL, migration 0022): it reads its enrolment's
+``year_summary.content``, so it follows a re-import by itself. ``summary_seen_at`` keeps
+the summary's ``updated_at`` (set by the database whenever the content changes) as the
+draft was made or last refreshed: the refresh reports and audits exactly the drafts whose
+summary changed since, and copies the other columns as before.
 """
 
 from __future__ import annotations
@@ -41,11 +47,11 @@ def create_drafts(
     created = conn.execute(
         text(f"""
             INSERT INTO hoc_ba (pupil_id, school_id, class_id, school_year_id, enrolment_id,
-                                grade, state, cohort, content, entered_result,
-                                computed_result, flags)
+                                grade, state, cohort, entered_result,
+                                computed_result, flags, summary_seen_at)
             SELECT e.pupil_id, e.school_id, e.class_id, e.school_year_id, e.id, c.grade,
-                   'draft', ys.cohort, ys.content, ys.entered_result, ys.computed_result,
-                   ys.flags
+                   'draft', ys.cohort, ys.entered_result, ys.computed_result,
+                   ys.flags, ys.updated_at
             FROM year_summary ys JOIN enrolment e ON e.id = ys.enrolment_id
             JOIN pupil p ON p.id = e.pupil_id JOIN school_class c ON c.id = e.class_id
             WHERE p.cccd IS NOT NULL AND e.left_on IS NULL AND {scope}
@@ -68,14 +74,17 @@ def create_drafts(
     )
     refreshed = conn.execute(
         text(f"""
-            UPDATE hoc_ba r SET content = ys.content, entered_result = ys.entered_result,
-                   computed_result = ys.computed_result, flags = ys.flags, cohort = ys.cohort,
-                   class_id = e.class_id, grade = c.grade
+            UPDATE hoc_ba r SET content = NULL, summary_seen_at = ys.updated_at,
+                   entered_result = ys.entered_result, computed_result = ys.computed_result,
+                   flags = ys.flags, cohort = ys.cohort, class_id = e.class_id, grade = c.grade
             FROM year_summary ys JOIN enrolment e ON e.id = ys.enrolment_id
             JOIN school_class c ON c.id = e.class_id
             WHERE r.enrolment_id = e.id AND r.state IN ('draft', 'in_review') AND {scope}
-              AND (r.content, r.entered_result, r.flags, r.class_id)
-                  IS DISTINCT FROM (ys.content, ys.entered_result, ys.flags, e.class_id)
+              AND (CASE WHEN r.content IS NULL
+                        THEN r.summary_seen_at IS DISTINCT FROM ys.updated_at
+                        ELSE r.content IS DISTINCT FROM ys.content END
+                   OR (r.entered_result, r.flags, r.class_id)
+                      IS DISTINCT FROM (ys.entered_result, ys.flags, e.class_id))
             RETURNING r.id, r.school_id
         """),
         params,

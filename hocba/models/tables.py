@@ -253,7 +253,9 @@ class Record(SQLModel, table=True):
     grade: int
     state: str = "draft"
     cohort: str = "june"
-    content: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    #: NULL: the content of this record's enrolment's ``year_summary`` (migration 0022);
+    #: a record keeps its own only once revoked or superseded (or drafted from another)
+    content: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     entered_result: str | None = None
     computed_result: str
     flags: list[dict[str, str]] = Field(
@@ -279,6 +281,10 @@ class Record(SQLModel, table=True):
     supersedes_id: int | None = Field(default=None, foreign_key="hoc_ba.id")
     state_changed_at: dt.datetime | None = Field(default=None, sa_column=_now_column())
     created_at: dt.datetime | None = Field(default=None, sa_column=_now_column())
+    #: ``year_summary.updated_at`` when the draft was made or last refreshed (0022)
+    summary_seen_at: dt.datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
 
 
 class HocBaSigning(SQLModel, table=True):

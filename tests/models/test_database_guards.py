@@ -12,6 +12,11 @@ from sqlmodel import Session
 from hocba.models import audit
 from hocba.models.lifecycle import SYSTEM, transition
 
+#: a record's effective content: its own, or its year_summary's (migration 0022)
+CONTENT = "COALESCE(content, hoc_ba_summary_content(enrolment_id))"
+#: that content with one score changed
+EDITED = f"jsonb_set({CONTENT}, '{{subjects,TOAN,score}}', '10')"
+
 
 def _issued(district) -> int:  # type: ignore[no-untyped-def]
     rid = district.record_ids("DH01")[0]
@@ -32,8 +37,11 @@ def _issued(district) -> int:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     "sql",
     [
-        "UPDATE hoc_ba SET content = jsonb_set(content, '{subjects,TOAN,score}', '10') "
-        "WHERE id = :id",
+        f"UPDATE hoc_ba SET content = {EDITED} WHERE id = :id",
+        "UPDATE year_summary SET content = jsonb_set(content, '{subjects,TOAN,score}', '10') "
+        "WHERE enrolment_id = (SELECT enrolment_id FROM hoc_ba WHERE id = :id)",
+        "DELETE FROM year_summary "
+        "WHERE enrolment_id = (SELECT enrolment_id FROM hoc_ba WHERE id = :id)",
         "UPDATE hoc_ba SET signed_xml = 'x'::bytea WHERE id = :id",
         "UPDATE hoc_ba SET computed_result = 'HTXS' WHERE id = :id",
         "UPDATE hoc_ba SET lookup_code = gen_random_uuid() WHERE id = :id",
@@ -42,13 +50,15 @@ def _issued(district) -> int:  # type: ignore[no-untyped-def]
 )
 def test_issued_record_cannot_be_changed_by_raw_sql(district, sql: str) -> None:  # type: ignore[no-untyped-def]
     rid = _issued(district)
-    before = district.scalar("SELECT content::text || xml_sha256 FROM hoc_ba WHERE id=:r", r=rid)
+    # its content is the year_summary's, not a copy (migration 0022)
+    assert district.scalar("SELECT content IS NULL FROM hoc_ba WHERE id=:r", r=rid)
+    read = f"SELECT {CONTENT}::text || xml_sha256 FROM hoc_ba WHERE id=:r"
+    before = district.scalar(read, r=rid)
     with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:
         conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))  # even so
         conn.execute(text(sql), {"id": rid})
     assert exc.value.orig.sqlstate == "HBL01"  # type: ignore[union-attr]
-    after = district.scalar("SELECT content::text || xml_sha256 FROM hoc_ba WHERE id=:r", r=rid)
-    assert after == before
+    assert district.scalar(read, r=rid) == before
 
 
 def test_issued_record_cannot_go_back_to_draft(district) -> None:  # type: ignore[no-untyped-def]
@@ -233,30 +243,29 @@ def test_signed_content_is_frozen_until_returned(district) -> None:  # type: ign
     "sql",
     [
         "UPDATE hoc_ba SET content = content WHERE id = :id",
+        # materializing the year_summary's content: the same effective content
+        f"UPDATE hoc_ba SET content = {CONTENT} WHERE id = :id",
         "UPDATE hoc_ba SET signed_xml = signed_xml, xml_sha256 = xml_sha256 WHERE id = :id",
         "UPDATE hoc_ba SET computed_result = computed_result, state = state WHERE id = :id",
     ],
 )
 def test_issued_record_rewritten_with_the_same_values_is_allowed(district, sql: str) -> None:  # type: ignore[no-untyped-def]
     rid = _issued(district)
-    before = district.scalar(
-        "SELECT content::text || encode(signed_xml, 'hex') || xml_sha256 FROM hoc_ba WHERE id=:r",
-        r=rid,
+    read = (
+        f"SELECT {CONTENT}::text || encode(signed_xml, 'hex') || xml_sha256 FROM hoc_ba WHERE id=:r"
     )
+    before = district.scalar(read, r=rid)
     with district.engine.begin() as conn:
         conn.execute(text(sql), {"id": rid})
-    after = district.scalar(
-        "SELECT content::text || encode(signed_xml, 'hex') || xml_sha256 FROM hoc_ba WHERE id=:r",
-        r=rid,
-    )
-    assert after == before
+    assert district.scalar(read, r=rid) == before
     assert district.scalar("SELECT count(*) FROM hoc_ba_xml_history WHERE record_id=:r", r=rid) == 0
 
 
 @pytest.mark.parametrize(
     "sets",
     [
-        "content = jsonb_set(content, '{subjects,TOAN,score}', '10')",  # with the state change
+        f"content = {EDITED}",  # with the state change
+        "content = NULL",
         "signed_xml = 'x'::bytea",
         "xml_sha256 = encode(sha256('x'::bytea), 'hex')",
         "return_reason = 'sửa'",
@@ -266,10 +275,15 @@ def test_issued_record_rewritten_with_the_same_values_is_allowed(district, sql: 
 def test_issued_record_cannot_change_while_it_moves_on(district, sets: str) -> None:  # type: ignore[no-untyped-def]
     """A legal post-issue state change (submit) does not carry any other change with it."""
     rid = _issued(district)
-    before = district.scalar(
-        "SELECT content::text || xml_sha256 || coalesce(return_reason, '') FROM hoc_ba WHERE id=:r",
-        r=rid,
+    if sets == "content = NULL":  # a record that keeps its own content cannot drop it
+        with district.engine.begin() as conn:
+            conn.execute(text(f"UPDATE hoc_ba SET content = {CONTENT} WHERE id = :id"), {"id": rid})
+    read = (
+        f"SELECT content IS NULL, {CONTENT}::text || xml_sha256 || coalesce(return_reason, '') "
+        "FROM hoc_ba WHERE id=:r"
     )
+    with district.engine.connect() as conn:
+        before = conn.execute(text(read), {"r": rid}).one()
     with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:
         conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
         conn.execute(
@@ -277,19 +291,18 @@ def test_issued_record_cannot_change_while_it_moves_on(district, sets: str) -> N
         )
     assert exc.value.orig.sqlstate == "HBL01"  # type: ignore[union-attr]
     assert district.state(rid) == "issued"
-    after = district.scalar(
-        "SELECT content::text || xml_sha256 || coalesce(return_reason, '') FROM hoc_ba WHERE id=:r",
-        r=rid,
-    )
-    assert after == before
+    with district.engine.connect() as conn:
+        assert conn.execute(text(read), {"r": rid}).one() == before
 
 
 @pytest.mark.parametrize("state", ["teacher_signed", "principal_signed"])
 @pytest.mark.parametrize(
     ("sets", "refused"),
     [
-        ("content = jsonb_set(content, '{subjects,TOAN,score}', '10')", True),
+        (f"content = {EDITED}", True),
         ("content = content", False),
+        (f"content = {CONTENT}", False),  # materialized: the same effective content
+        ("enrolment_id = (SELECT max(id) FROM enrolment WHERE id <> hoc_ba.enrolment_id)", True),
         ('flags = \'[{"code": "X"}]\'::jsonb', True),
         ("lookup_code = gen_random_uuid()", False),  # the first code is reserved at GVCN
     ],
@@ -304,12 +317,12 @@ def test_signed_content_is_frozen_in_every_column(
         with district.engine.begin() as conn:
             conn.execute(text(sql), {"id": rid})
         return
-    before = district.scalar("SELECT content::text || flags::text FROM hoc_ba WHERE id=:r", r=rid)
+    read = f"SELECT {CONTENT}::text || flags::text || enrolment_id FROM hoc_ba WHERE id=:r"
+    before = district.scalar(read, r=rid)
     with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:
         conn.execute(text(sql), {"id": rid})
     assert exc.value.orig.sqlstate == "HBL02"  # type: ignore[union-attr]
-    after = district.scalar("SELECT content::text || flags::text FROM hoc_ba WHERE id=:r", r=rid)
-    assert after == before
+    assert district.scalar(read, r=rid) == before
 
 
 def test_signed_lookup_code_cannot_change_once_reserved(district) -> None:  # type: ignore[no-untyped-def]
@@ -362,3 +375,135 @@ def test_no_trigger_on_hoc_ba_assigns_new(engine) -> None:  # type: ignore[no-un
     assert "hoc_ba_guard_content" in sources
     for name, src in sources.items():
         assert not re.search(r"^\s*NEW\s*(\.\s*\w+)?\s*:?=", src, re.M | re.I), name
+
+
+# Migration 0022: a record's content is stored once. NULL is its enrolment's year_summary's;
+# the database keeps that summary from changing under a record that may not change.
+
+_SUMMARY_EDIT = (
+    "UPDATE year_summary SET content = jsonb_set(content, '{subjects,TOAN,score}', '10') "
+    "WHERE enrolment_id = (SELECT enrolment_id FROM hoc_ba WHERE id = :id)"
+)
+
+
+def _summary(district, rid: int) -> tuple[str, object]:  # type: ignore[no-untyped-def]
+    with district.engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT ys.content::text, ys.updated_at FROM year_summary ys "
+                "JOIN hoc_ba r ON r.enrolment_id = ys.enrolment_id WHERE r.id = :r"
+            ),
+            {"r": rid},
+        ).one()
+    return str(row[0]), row[1]
+
+
+@pytest.mark.parametrize(
+    ("state", "code"),
+    [
+        ("reviewed", "HBL02"),
+        ("teacher_signed", "HBL02"),
+        ("principal_signed", "HBL02"),
+        ("issued", "HBL01"),
+        ("submitted", "HBL01"),
+        ("accepted", "HBL01"),
+        ("rejected", "HBL01"),
+    ],
+)
+def test_the_year_summary_of_a_reviewed_signed_or_issued_record_cannot_change(
+    district, state: str, code: str
+) -> None:  # type: ignore[no-untyped-def]
+    rid = district.record_ids("DH01")[0]
+    district.force_state(rid, state, flags="[]")
+    before = _summary(district, rid)
+    with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:
+        conn.execute(text(_SUMMARY_EDIT), {"id": rid})
+    assert exc.value.orig.sqlstate == code  # type: ignore[union-attr]
+    assert f"#{rid}" in str(exc.value.orig)
+    assert _summary(district, rid) == before
+    # the other columns of the summary are not the record's content (copied at the draft)
+    with district.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE year_summary SET computed_result = computed_result "
+                "WHERE enrolment_id = (SELECT enrolment_id FROM hoc_ba WHERE id = :id)"
+            ),
+            {"id": rid},
+        )
+
+
+@pytest.mark.parametrize("state", ["draft", "in_review"])
+def test_a_draft_follows_its_year_summary(district, state: str) -> None:  # type: ignore[no-untyped-def]
+    """The summary of a draft may change (a re-import); the database moves its
+    ``updated_at`` whoever writes it, which ``create_drafts`` compares."""
+    rid = district.record_ids("DH01")[0]
+    if state != "draft":
+        district.force_state(rid, state)
+    text_before, at_before = _summary(district, rid)
+    with district.engine.begin() as conn:
+        conn.execute(text(_SUMMARY_EDIT), {"id": rid})
+    text_after, at_after = _summary(district, rid)
+    assert text_after != text_before and at_after != at_before
+    effective = district.scalar(f"SELECT {CONTENT}::text FROM hoc_ba WHERE id = :r", r=rid)
+    assert effective == text_after
+
+
+def test_a_record_leaving_the_live_states_keeps_its_own_content(district) -> None:  # type: ignore[no-untyped-def]
+    rid = _issued(district)
+    with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:  # raw: refused
+        conn.execute(text("SELECT set_config('hocba.lifecycle', 'on', true)"))
+        conn.execute(text("UPDATE hoc_ba SET state = 'revoked' WHERE id = :id"), {"id": rid})
+    assert exc.value.orig.sqlstate == "HBL01"  # type: ignore[union-attr]
+    issued = district.scalar(f"SELECT {CONTENT}::text FROM hoc_ba WHERE id = :r", r=rid)
+    with Session(district.engine) as s:  # the lifecycle materializes it
+        res = transition(s, [rid], "revoke", district.actor("phong.dh"), reason="Chỉnh lý")
+        s.commit()
+    assert res.ok == [rid]
+    assert district.scalar("SELECT content::text FROM hoc_ba WHERE id = :r", r=rid) == issued
+    with district.engine.begin() as conn:  # nothing live reads the summary: it may change
+        conn.execute(text(_SUMMARY_EDIT), {"id": rid})
+    assert _summary(district, rid)[0] != issued
+    assert district.scalar(f"SELECT {CONTENT}::text FROM hoc_ba WHERE id = :r", r=rid) == issued
+
+
+def test_a_draft_without_content_needs_a_year_summary(district) -> None:  # type: ignore[no-untyped-def]
+    rid = district.record_ids("DH01")[0]
+    with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:
+        eid = conn.scalar(
+            text(
+                "INSERT INTO enrolment (pupil_id, class_id, school_id, school_year_id, left_on) "
+                "SELECT pupil_id, class_id, school_id, school_year_id, current_date "
+                "FROM hoc_ba WHERE id = :r RETURNING id"
+            ),
+            {"r": rid},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO hoc_ba (pupil_id, school_id, class_id, school_year_id, "
+                "enrolment_id, grade, state, cohort, computed_result) SELECT pupil_id, "
+                "school_id, class_id, school_year_id, :e, grade, 'draft', cohort, "
+                "computed_result FROM hoc_ba WHERE id = :r"
+            ),
+            {"r": rid, "e": eid},
+        )
+    assert exc.value.orig.sqlstate == "HBS01"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM year_summary "
+        "WHERE enrolment_id = (SELECT enrolment_id FROM hoc_ba WHERE id = :id)",
+        "UPDATE year_summary SET enrolment_id = (SELECT max(id) + 1 FROM enrolment) "
+        "WHERE enrolment_id = (SELECT enrolment_id FROM hoc_ba WHERE id = :id)",
+        "TRUNCATE year_summary",
+    ],
+)
+def test_a_draft_s_year_summary_cannot_go(district, sql: str) -> None:  # type: ignore[no-untyped-def]
+    rid = district.record_ids("DH01")[0]
+    before = _summary(district, rid)
+    with pytest.raises(DBAPIError) as exc, district.engine.begin() as conn:
+        conn.execute(text("SET CONSTRAINTS ALL DEFERRED"))
+        conn.execute(text(sql), {"id": rid})
+    assert exc.value.orig.sqlstate == "HBL01"  # type: ignore[union-attr]
+    assert _summary(district, rid) == before

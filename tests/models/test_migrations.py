@@ -26,7 +26,7 @@ def test_upgrade_creates_tables_in_the_app_schema(engine: Engine, schema_name: s
             )
         )
     assert {"hoc_ba", "audit_event", "pupil", "school", "progress_day", "alembic_version"} <= tables
-    assert db.current_revision(engine) == "0021"
+    assert db.current_revision(engine) == "0022"
 
 
 def test_0012_down_and_up_again(engine: Engine, schema_name: str) -> None:
@@ -184,6 +184,7 @@ def test_0016_down_and_up_again(engine: Engine, schema_name: str) -> None:
         "hoc_ba_guard": True,
         "hoc_ba_guard_content": True,
         "hoc_ba_guard_delete": False,
+        "hoc_ba_guard_materialized": True,
         "hoc_ba_issue_guard": True,
         "hoc_ba_signed_guard": True,
         "hoc_ba_signed_guard_content": True,
@@ -424,3 +425,91 @@ def test_0021_keeps_audit_chains_verifiable_down_and_up(
         )
         conn.execute(text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
     assert [(p.chain, p.seq) for p in audit.verify(session)] == [("school:T1", 3)]
+
+def test_0022_content_stored_once_up_and_down_in_every_state(district, schema_name: str) -> None:  # type: ignore[no-untyped-def]
+    """Down: every record has its content again (NOT NULL, 0016's guards); up: the live
+    records whose content is their year_summary's keep none, the others (revoked,
+    superseded, a draft not yet refreshed) keep theirs; the effective content of every
+    record is the same at each step."""
+    from alembic import command
+
+    from hocba.models.lifecycle import SYSTEM
+    from hocba.models.lifecycle_states import STATES
+    from hocba.models.records import create_drafts
+
+    ids = district.record_ids("DH01") + district.record_ids("DH02")
+    states = dict(zip(ids, STATES, strict=False))  # one record in each state
+    assert set(states.values()) == set(STATES)
+    for rid, state in states.items():
+        if state != "draft":
+            district.force_state(rid, state, flags="[]")
+    effective = (
+        "SELECT r.id, COALESCE(r.content, ys.content)::text FROM hoc_ba r "
+        "JOIN year_summary ys ON ys.enrolment_id = r.enrolment_id"
+    )
+
+    def contents() -> dict[int, str]:
+        with district.engine.connect() as c:
+            return {int(i): str(t) for i, t in c.execute(text(effective)).all()}
+
+    def own() -> set[int]:  # the records that keep a content of their own
+        with district.engine.connect() as c:
+            return set(c.scalars(text("SELECT id FROM hoc_ba WHERE content IS NOT NULL")))
+
+    before = contents()
+    assert own() == {r for r, s in states.items() if s in ("revoked", "superseded")}
+    cfg = _alembic(district.engine, schema_name)
+    command.downgrade(cfg, "0021")
+    try:
+        assert contents() == before and own() == set(contents())
+        with district.engine.connect() as c:
+            nullable = c.scalar(
+                text(
+                    "SELECT is_nullable FROM information_schema.columns WHERE table_schema = :s "
+                    "AND table_name = 'hoc_ba' AND column_name = 'content'"
+                ),
+                {"s": schema_name},
+            )
+            guard = c.scalar(text("SELECT pg_get_functiondef('hoc_ba_guard_content'::regproc)"))
+            pad = c.scalar(
+                text(
+                    "SELECT attstorage FROM pg_attribute WHERE attrelid = 'hoc_ba'::regclass "
+                    "AND attname = 'toast_pad' AND NOT attisdropped"
+                )
+            )
+            seen = c.scalar(
+                text(
+                    "SELECT count(*) FROM information_schema.columns WHERE table_schema = :s "
+                    "AND table_name = 'hoc_ba' AND column_name = 'summary_seen_at'"
+                ),
+                {"s": schema_name},
+            )
+        assert nullable == "NO" and seen == 0 and "hoc_ba_summary_content" not in guard
+        assert pad == "m"  # 0015's toast pad is back
+        # a draft whose year_summary was re-imported and not yet refreshed (0018 allows it)
+        stale = next(r for r, s in states.items() if s == "draft")
+        with district.engine.begin() as c:
+            c.execute(
+                text(
+                    "UPDATE year_summary SET content = content || '{\"awards\": {}}'::jsonb "
+                    "WHERE enrolment_id = (SELECT enrolment_id FROM hoc_ba WHERE id = :r)"
+                ),
+                {"r": stale},
+            )
+        before = contents()
+    finally:
+        command.upgrade(cfg, "head")
+    assert contents() == before
+    assert (
+        district.scalar(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'hoc_ba'::regclass "
+            "AND attname = 'toast_pad' AND NOT attisdropped"
+        )
+        == 0
+    )
+    assert own() == {stale} | {r for r, s in states.items() if s in ("revoked", "superseded")}
+    with Session(district.engine) as s:
+        report = create_drafts(s, SYSTEM)
+        s.commit()
+    assert report.refreshed == 1  # the stale draft, now following its year_summary
+    assert stale not in own()

@@ -64,3 +64,83 @@ def test_deadlines_default_and_override(district) -> None:  # type: ignore[no-un
         set_deadline(s, province, year, "june", dt.date(2025, 6, 30))  # like Ho Chi Minh City
         assert deadline_for(s, province, year, "june") == dt.date(2025, 6, 30)
         assert deadline_for(s, province, year, "august") == dt.date(2025, 8, 15)
+
+
+def _reimport_dh01(district, tmp_path, pupil_code: str, comment: str) -> None:  # type: ignore[no-untyped-def]
+    """DH01's workbook again, as the district fixture imported it, with one comment changed."""
+    from hocba.dev import demo
+    from hocba.tasks import importer
+
+    school = district.schools[0]
+    rows, classes = demo.school_rows(school, 12, seed=7, year_start=2024, used_ids=set())
+    (row,) = [r for r in rows if r["pupil_code"] == pupil_code]
+    row["comment_homeroom"] = comment
+    path = importer.write_workbook(tmp_path / "DH01-again.xlsx", rows, classes)
+    with Session(district.engine) as s:
+        importer.import_file(s, path, school.code, "2024-2025", SYSTEM)
+        s.commit()
+
+
+def _documents(district, ids: list[int]) -> dict[int, dict]:  # type: ignore[no-untyped-def, type-arg]
+    from sqlalchemy import text
+
+    from hocba.models.queries import DOCUMENT_QUERY
+
+    with district.engine.connect() as conn:
+        rows = conn.execute(text(DOCUMENT_QUERY), {"ids": ids, "today": None}).mappings().all()
+    return {r["id"]: r["content"] for r in rows}
+
+
+def test_drafts_follow_a_reimport_and_are_reported(district, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A draft stores no content (migration 0022): it reads its year_summary, so a
+    re-import reaches it at once; ``create_drafts`` still reports and audits it once."""
+    rid = district.record_ids("DH01")[0]
+    code = district.scalar(
+        "SELECT p.pupil_code FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id WHERE r.id = :r", r=rid
+    )
+    assert district.scalar("SELECT count(content) FROM hoc_ba") == 0
+    _reimport_dh01(district, tmp_path, str(code), "Nhận xét sau khi nhập lại")
+    assert _documents(district, [rid])[rid]["comments"]["homeroom"] == "Nhận xét sau khi nhập lại"
+    with Session(district.engine) as s:
+        report = create_drafts(s, SYSTEM)
+        s.commit()
+    assert (report.created, report.refreshed) == (0, 1)
+    assert (
+        district.scalar(
+            "SELECT count(*) FROM audit_event WHERE action = 'refresh_draft' AND record_id = :r",
+            r=rid,
+        )
+        == 1
+    )
+    with Session(district.engine) as s:
+        assert create_drafts(s, SYSTEM).refreshed == 0  # seen: not reported twice
+
+
+def test_a_revoked_record_keeps_the_content_it_was_issued_with(district, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A correction revokes the record (which keeps its content: migration 0022) and drafts
+    a new one that reads the year_summary; the correction's re-import changes the new
+    draft, never the revoked record (what its print view and DOCUMENT_QUERY show)."""
+    from hocba.models import corrections
+
+    old = district.record_ids("DH01")[0]
+    district.force_state(old, "issued")
+    code = district.scalar(
+        "SELECT p.pupil_code FROM hoc_ba r JOIN pupil p ON p.id = r.pupil_id WHERE r.id = :r", r=old
+    )
+    issued = _documents(district, [old])[old]
+    with Session(district.engine) as s:
+        req = corrections.request(s, old, district.actor("dh01.vt"), "Sai nhận xét")
+        new = corrections.decide(s, req, district.actor("phong.dh"), approve=True)
+        s.commit()
+    assert new is not None
+    assert district.scalar("SELECT content IS NOT NULL FROM hoc_ba WHERE id = :r", r=old)
+    assert district.scalar("SELECT content IS NULL FROM hoc_ba WHERE id = :r", r=new)
+    _reimport_dh01(district, tmp_path, str(code), "Nhận xét đã chỉnh lý")
+    with Session(district.engine) as s:
+        report = create_drafts(s, SYSTEM)
+        s.commit()
+    assert report.refreshed == 1
+    docs = _documents(district, [old, new])
+    assert docs[old] == issued
+    assert docs[new]["comments"]["homeroom"] == "Nhận xét đã chỉnh lý"
+    assert issued["comments"]["homeroom"] != "Nhận xét đã chỉnh lý"
