@@ -55,10 +55,9 @@ def create_drafts(
             FROM year_summary ys JOIN enrolment e ON e.id = ys.enrolment_id
             JOIN pupil p ON p.id = e.pupil_id JOIN school_class c ON c.id = e.class_id
             WHERE p.cccd IS NOT NULL AND e.left_on IS NULL AND {scope}
-              AND NOT EXISTS (SELECT 1 FROM hoc_ba r WHERE r.pupil_id = e.pupil_id
-                              AND r.school_year_id = e.school_year_id
-                              AND r.state NOT IN ('revoked', 'superseded'))
             ORDER BY e.school_id, c.name, p.full_name
+            ON CONFLICT (pupil_id, school_year_id) WHERE state NOT IN ('revoked', 'superseded')
+            DO NOTHING
             RETURNING id, school_id
         """),
         params,

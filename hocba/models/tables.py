@@ -242,6 +242,13 @@ class Record(SQLModel, table=True):
         ),
         Index("hoc_ba_school_state", "school_id", "state"),
         Index("hoc_ba_class_state", "class_id", "state"),
+        # unique where set (migration 0020): a record has its code from the GVCN signature on
+        Index(
+            "hoc_ba_lookup_code_key",
+            "lookup_code",
+            unique=True,
+            postgresql_where=text("lookup_code IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -272,9 +279,7 @@ class Record(SQLModel, table=True):
     )
     sealer_id: int | None = Field(default=None, foreign_key="staff.id")
     issued_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
-    lookup_code: uuid.UUID | None = Field(
-        default=None, sa_column=Column(UUID(as_uuid=True), unique=True)
-    )
+    lookup_code: uuid.UUID | None = Field(default=None, sa_column=Column(UUID(as_uuid=True)))
     #: the issued document, written by the seal (a partly signed one is in HocBaSigning)
     signed_xml: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     xml_sha256: str | None = None

@@ -330,7 +330,7 @@ def test_0021_keeps_audit_chains_verifiable_down_and_up(
     cfg = _alembic(engine, schema_name)
     return_to_head = False
     try:
-        command.downgrade(cfg, "0018")
+        command.downgrade(cfg, "0020")
         return_to_head = True
         with engine.begin() as conn:
             old = conn.execute(
@@ -513,3 +513,79 @@ def test_0022_content_stored_once_up_and_down_in_every_state(district, schema_na
         s.commit()
     assert report.refreshed == 1  # the stale draft, now following its year_summary
     assert stale not in own()
+
+def test_0020_index_swap_down_and_up_again(district, schema_name: str) -> None:  # type: ignore[no-untyped-def]
+    """0020: ``hoc_ba_year_school`` with ``issued_at`` in its key (deduplicated) and the
+    lookup code unique only where it is set; 0018's definitions back on downgrade, and a
+    schema upgraded again ends as a fresh one. A lookup code stays unique both ways."""
+    import uuid
+
+    import pytest
+    from alembic import command
+    from sqlalchemy.exc import IntegrityError
+
+    engine = district.engine
+
+    def indexes() -> dict[str, str]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT indexname, replace(indexdef, :prefix, '') FROM pg_indexes "
+                    "WHERE schemaname = :s AND tablename = 'hoc_ba'"
+                ),
+                {"s": schema_name, "prefix": f"{schema_name}."},
+            ).all()
+        return dict(rows)
+
+    def constraints() -> set[str]:
+        with engine.connect() as conn:
+            return set(
+                conn.scalars(
+                    text(
+                        "SELECT c.conname FROM pg_constraint c "
+                        "JOIN pg_namespace n ON n.oid = c.connamespace "
+                        "WHERE n.nspname = :s AND c.conrelid = 'hoc_ba'::regclass"
+                    ),
+                    {"s": schema_name},
+                )
+            )
+
+    def same_code_twice_refused() -> None:
+        first, second = district.record_ids("DH01")[:2]
+        code = uuid.uuid4()
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE hoc_ba SET lookup_code = :c WHERE id = :r"), {"c": code, "r": first}
+            )
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(
+                text("UPDATE hoc_ba SET lookup_code = :c WHERE id = :r"), {"c": code, "r": second}
+            )
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE hoc_ba SET lookup_code = NULL WHERE id = :r"), {"r": first})
+
+    fresh = indexes()
+    assert fresh["hoc_ba_year_school"].endswith(
+        "USING btree (school_year_id, school_id, cohort, state, issued_at)"
+    )
+    assert fresh["hoc_ba_lookup_code_key"].endswith(
+        "USING btree (lookup_code) WHERE (lookup_code IS NOT NULL)"
+    )
+    assert fresh["hoc_ba_lookup_code_key"].startswith("CREATE UNIQUE INDEX")
+    assert "hoc_ba_lookup_code_key" not in constraints()
+    same_code_twice_refused()
+
+    cfg = _alembic(engine, schema_name)
+    command.downgrade(cfg, "0018")
+    try:
+        old = indexes()
+        assert old["hoc_ba_year_school"].endswith(
+            "USING btree (school_year_id, school_id, cohort, state) INCLUDE (issued_at)"
+        )
+        assert old["hoc_ba_lookup_code_key"].endswith("USING btree (lookup_code)")
+        assert "hoc_ba_lookup_code_key" in constraints()
+        same_code_twice_refused()
+    finally:
+        command.upgrade(cfg, "head")
+    assert indexes() == fresh
+    assert "hoc_ba_lookup_code_key" not in constraints()

@@ -144,3 +144,23 @@ def test_a_revoked_record_keeps_the_content_it_was_issued_with(district, tmp_pat
     assert docs[old] == issued
     assert docs[new]["comments"]["homeroom"] == "Nhận xét đã chỉnh lý"
     assert issued["comments"]["homeroom"] != "Nhận xét đã chỉnh lý"
+
+def test_drafts_again_only_where_the_live_record_was_revoked(district) -> None:  # type: ignore[no-untyped-def]
+    """A pupil with a live record of the year gets no second draft (the insert skips what
+    ``hoc_ba_one_live_per_year`` already holds); one whose record was revoked gets a new
+    draft, and only that pupil."""
+    revoked = district.record_ids("DH01")[0]
+    pupil = district.scalar("SELECT pupil_id FROM hoc_ba WHERE id = :r", r=revoked)
+    district.force_state(revoked, "revoked")
+    before = district.scalar("SELECT count(*) FROM hoc_ba")
+    with Session(district.engine) as s:
+        report = create_drafts(s, SYSTEM)
+        s.commit()
+    assert report.created == 1
+    assert district.scalar("SELECT count(*) FROM hoc_ba") == before + 1
+    assert (
+        district.scalar(
+            "SELECT count(*) FROM hoc_ba WHERE pupil_id = :p AND state = 'draft'", p=pupil
+        )
+        == 1
+    )
