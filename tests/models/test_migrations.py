@@ -1,4 +1,5 @@
 import hashlib
+import re
 
 from alembic.config import Config
 from sqlalchemy import Engine, text
@@ -25,7 +26,7 @@ def test_upgrade_creates_tables_in_the_app_schema(engine: Engine, schema_name: s
             )
         )
     assert {"hoc_ba", "audit_event", "pupil", "school", "progress_day", "alembic_version"} <= tables
-    assert db.current_revision(engine) == "0018"
+    assert db.current_revision(engine) == "0019"
 
 
 def test_0012_down_and_up_again(engine: Engine, schema_name: str) -> None:
@@ -221,6 +222,58 @@ def test_0017_down_and_up_again_on_issued_records(keyed, schema_name: str) -> No
                 assert bytes(xml) == before[rid][1]
                 assert hashlib.sha256(bytes(xml)).hexdigest() == sha
             assert c.scalar(text("SELECT to_regprocedure('hoc_ba_xml(bytea)')")) is None
+    finally:
+        command.upgrade(cfg, "head")
+    for rid in ids:
+        assert stored(rid) == before[rid]
+
+
+def test_0019_down_and_up_again_on_issued_records(keyed, schema_name: str) -> None:  # type: ignore[no-untyped-def]
+    """Down: the zone's tokens and the subject references expanded again (0017's form:
+    certificates by reference, which 0017's ``hoc_ba_xml`` rebuilds to ``xml_sha256``);
+    Up: packed again by the migration's SQL,
+    the same stored bytes as the worker packed, rebuilt to the same signed bytes."""
+    from alembic import command
+    from issuing import issue, reviewed_class
+
+    from hocba.models import stored_xml
+
+    subjects = re.compile(rb"<ds:X509SubjectName>[^<]*</ds:X509SubjectName>")
+
+    def stored(rid: int) -> tuple[bytes, bytes, str]:  # as stored, as signed, the hash
+        row = f"FROM hoc_ba WHERE id = {int(rid)}"
+        return (
+            bytes(keyed.scalar(f"SELECT signed_xml {row}")),
+            bytes(keyed.scalar(f"SELECT hoc_ba_xml(signed_xml) {row}")),
+            str(keyed.scalar(f"SELECT xml_sha256 {row}")),
+        )
+
+    ids, teacher = reviewed_class(keyed)
+    ids = ids[:2]
+    issue(keyed, ids, teacher)
+    before = {rid: stored(rid) for rid in ids}
+    assert all(
+        b"\x01" in b[0] and b"<ds:X509SubjectName>#" in stored_xml._expand(b[0])
+        for b in before.values()
+    )
+    cfg = _alembic(keyed.engine, schema_name)
+    command.downgrade(cfg, "0018")
+    try:
+        with keyed.engine.connect() as c:
+            for rid in ids:
+                xml, rebuilt, sha = c.execute(
+                    text(
+                        "SELECT signed_xml, hoc_ba_xml(signed_xml), xml_sha256 FROM hoc_ba "
+                        "WHERE id = :r"
+                    ),
+                    {"r": rid},
+                ).one()
+                xml = bytes(xml)
+                assert b"\x01" not in xml and b"<ds:X509SubjectName>#" not in xml
+                assert xml.count(b"<ds:X509Certificate>#") == 3  # 0017's form
+                assert subjects.findall(xml) == subjects.findall(before[rid][1])  # inline
+                assert bytes(rebuilt) == before[rid][1]
+                assert hashlib.sha256(bytes(rebuilt)).hexdigest() == sha
     finally:
         command.upgrade(cfg, "head")
     for rid in ids:
