@@ -236,8 +236,6 @@ def test_0019_down_and_up_again_on_issued_records(keyed, schema_name: str) -> No
     from alembic import command
     from issuing import issue, reviewed_class
 
-    from hocba.models import stored_xml
-
     subjects = re.compile(rb"<ds:X509SubjectName>[^<]*</ds:X509SubjectName>")
 
     def stored(rid: int) -> tuple[bytes, bytes, str]:  # as stored, as signed, the hash
@@ -252,10 +250,7 @@ def test_0019_down_and_up_again_on_issued_records(keyed, schema_name: str) -> No
     ids = ids[:2]
     issue(keyed, ids, teacher)
     before = {rid: stored(rid) for rid in ids}
-    assert all(
-        b"\x01" in b[0] and b"<ds:X509SubjectName>#" in stored_xml._expand(b[0])
-        for b in before.values()
-    )
+    assert all(b[0].count(b"\x01I#") == 3 for b in before.values())
     cfg = _alembic(keyed.engine, schema_name)
     command.downgrade(cfg, "0018")
     try:

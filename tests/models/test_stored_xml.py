@@ -27,6 +27,22 @@ CERT = re.compile(rb"<ds:X509Certificate>([^<]*)</ds:X509Certificate>")
 SUBJECT = re.compile(rb"<ds:X509SubjectName>([^<]*)</ds:X509SubjectName>")
 
 
+_FIXED = dict(stored_xml.ZONE_TOKENS)
+
+
+def _zone(slot: bytes, subject: bytes, b64: bytes) -> bytes:
+    """A piece of a signature zone: a slot's start, its subject name and certificate."""
+    return b"<x>%s%s%s%s%s%s%s</x>" % (
+        _FIXED[b"A"],
+        slot,
+        _FIXED[b"I"],
+        subject,
+        _FIXED[b"J"],
+        b64,
+        _FIXED[b"K"],
+    )
+
+
 def _issued(keyed, n: int = 2) -> list[int]:  # type: ignore[no-untyped-def]
     ids, teacher = reviewed_class(keyed)
     issue(keyed, ids[:n], teacher)
@@ -46,8 +62,8 @@ def _stored(engine: Engine, rid: int) -> tuple[bytes, bytes, str]:
 def test_issued_xml_is_stored_by_reference_and_rebuilt_byte_for_byte(keyed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rid = _issued(keyed)[0]
     stored, rebuilt, sha = _stored(keyed.engine, rid)
-    assert b"\x01" in stored  # the zone by token (0019): expanded first
-    refs = CERT.findall(stored_xml._expand(stored))
+    assert stored.count(b"\x01") == 3 * 13  # the zone's fixed texts by token (0019)
+    refs = re.findall(rb"\x01J(#\d+)\x01K", stored)  # each slot's certificate
     with keyed.engine.connect() as c:
         ids = {
             cid: base64.b64encode(bytes(der))
@@ -59,7 +75,7 @@ def test_issued_xml_is_stored_by_reference_and_rebuilt_byte_for_byte(keyed, tmp_
     assert not any(b64 in stored for b64 in ids.values())
     assert len(stored) < len(rebuilt) - 3 * 1000
     # each subject name by the reference of the certificate it names
-    assert SUBJECT.findall(stored_xml._expand(stored)) == refs
+    assert re.findall(rb"\x01I(#\d+)\x01J", stored) == refs
     with keyed.engine.connect() as c:
         names = dict(c.execute(text("SELECT id, subject FROM certificate")).all())
     assert SUBJECT.findall(rebuilt) == [names[int(r[1:])].encode() for r in refs]
@@ -80,10 +96,8 @@ def test_issued_xml_is_stored_by_reference_and_rebuilt_byte_for_byte(keyed, tmp_
 def test_a_swapped_reference_fails_verification_and_the_locked_row_refuses_it(keyed) -> None:  # type: ignore[no-untyped-def]
     rid = _issued(keyed)[0]
     stored, _, _ = _stored(keyed.engine, rid)
-    gvcn, cbql, _seal = CERT.findall(stored_xml._expand(stored))
-    swapped = stored.replace(  # the principal's certificate in GVCN's slot
-        b"\x01J" + gvcn + b"\x01K", b"\x01J" + cbql + b"\x01K", 1
-    )
+    gvcn, cbql, _seal = re.findall(rb"\x01J#\d+\x01K", stored)
+    swapped = stored.replace(gvcn, cbql, 1)  # the principal's certificate in GVCN's slot
     assert swapped != stored
     with keyed.engine.connect() as c:
         tampered = stored_xml.unpack_one(c, swapped)
@@ -213,8 +227,15 @@ def test_a_document_with_x01_is_refused_and_an_unknown_token_is_an_error(keyed) 
     with keyed.engine.connect() as c:
         with pytest.raises(stored_xml.StoredXmlError, match="x01"):
             stored_xml.pack(c, [b"<HOC_BA>\x01A</HOC_BA>"])
-        with pytest.raises(stored_xml.StoredXmlError, match="mã rút gọn"):
-            stored_xml.unpack_one(c, b"<HOC_BA>\x01z</HOC_BA>")
+        for odd in (b"<HOC_BA>\x01z</HOC_BA>", b"<HOC_BA>\x01"):
+            with pytest.raises(stored_xml.StoredXmlError, match="mã rút gọn"):
+                stored_xml.unpack_one(c, odd)
+            with pytest.raises(DBAPIError, match="HBL01|mã rút gọn"), c.begin_nested():
+                c.execute(text("SELECT hoc_ba_xml(:d)"), {"d": odd})
+        with pytest.raises(DBAPIError, match="HBL01|chứng thư"), c.begin_nested():
+            c.execute(text("SELECT hoc_ba_xml(:d)"), {"d": b"<a>\x01J#999999\x01K"})
+        with pytest.raises(stored_xml.StoredXmlError, match="Thiếu chứng thư"):
+            stored_xml.unpack_one(c, b"<a>\x01J#999999\x01K")
         # a document stored before 0019 (no token) is its own unpacked form
         plain = b"<HOC_BA><ds:X509SubjectName>CN=A</ds:X509SubjectName></HOC_BA>"
         assert stored_xml.unpack_one(c, plain) == plain
@@ -229,8 +250,9 @@ def test_a_document_with_x01_is_refused_and_an_unknown_token_is_an_error(keyed) 
 
 
 def test_subjects_by_reference_only_when_exactly_the_certificates(keyed) -> None:  # type: ignore[no-untyped-def]
-    """A subject name is a reference only when its text is the subject of the certificate
-    that follows it, escaped as the signer writes it; the subject then cannot change."""
+    """In the zone, a subject name is a reference only when its text is the subject of the
+    certificate that follows it, escaped as the signer writes it; the subject then cannot
+    change. (Without a zone, only certificates are references: 0017's form.)"""
     with keyed.engine.connect() as c:
         cid, der, subject = c.execute(
             text("SELECT id, der, subject FROM certificate ORDER BY id LIMIT 1")
@@ -238,26 +260,20 @@ def test_subjects_by_reference_only_when_exactly_the_certificates(keyed) -> None
     b64 = base64.b64encode(bytes(der))
 
     def slot(name: bytes) -> bytes:
-        return (
-            b"<x><ds:X509SubjectName>"
-            + name
-            + b"</ds:X509SubjectName><ds:X509Certificate>"
-            + b64
-            + b"</ds:X509Certificate></x>"
-        )
+        return _zone(b"GVCN", name, b64)
 
     own = stored_xml.xml_text(subject)
     with keyed.engine.connect() as c:
         (packed,) = stored_xml.pack(c, [slot(own)])
-        assert packed == (
-            b"<x><ds:X509SubjectName>#%d</ds:X509SubjectName><ds:X509Certificate>#%d"
-            b"</ds:X509Certificate></x>" % (cid, cid)
-        )
+        assert packed == b"<x>\x01AGVCN\x01I#%d\x01J#%d\x01K</x>" % (cid, cid)
         for other in (own + b" ", b"CN=someone else", b""):
             (kept,) = stored_xml.pack(c, [slot(other)])
-            assert b"<ds:X509SubjectName>" + other + b"<" in kept
+            assert kept == b"<x>\x01AGVCN\x01I%s\x01J#%d\x01K</x>" % (other, cid)
             assert stored_xml.unpack_one(c, kept) == slot(other)
-        for doc in (packed, *stored_xml.pack(c, [slot(b"CN=x")])):
+        # no zone: the certificate by reference, the subject as it is (0017's form)
+        (bare,) = stored_xml.pack(c, [slot(own).replace(_FIXED[b"A"], b"<y>")])
+        assert b"<ds:X509SubjectName>" + own + b"</" in bare and b"#%d<" % cid in bare
+        for doc in (packed, bare, *stored_xml.pack(c, [slot(b"CN=x")])):
             assert stored_xml.unpack_one(c, doc) == bytes(
                 c.scalar(text("SELECT hoc_ba_xml(:d)"), {"d": doc})
             )
@@ -311,15 +327,9 @@ def test_escaped_subjects_rebuild_alike_in_python_and_postgresql(keyed) -> None:
     element.text = cert.subject.rfc4514_string()
     written = etree.tostring(element, encoding="utf-8")[len(b"<n>") : -len(b"</n>")]
     assert b"&amp;" in written and b"&lt;" in written and b"&gt;" in written
-    signed = (
-        b"<x><ds:X509SubjectName>"
-        + written
-        + b"</ds:X509SubjectName><ds:X509Certificate>"
-        + base64.b64encode(der)
-        + b"</ds:X509Certificate></x>"
-    )
+    signed = _zone(b"KY_PHAT_HANH", written, base64.b64encode(der))
     with keyed.engine.connect() as c:
         (packed,) = stored_xml.pack(c, [signed])
-        assert packed.startswith(b"<x><ds:X509SubjectName>#%d<" % cid)
+        assert packed == b"<x>\x01AKY_PHAT_HANH\x01I#%d\x01J#%d\x01K</x>" % (cid, cid)
         assert stored_xml.unpack_one(c, packed) == signed
         assert bytes(c.scalar(text("SELECT hoc_ba_xml(:d)"), {"d": packed})) == signed

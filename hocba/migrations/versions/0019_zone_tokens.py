@@ -2,27 +2,30 @@
 
 After migration 0017 an issued record's XML took ~4,340 B after pglz: three TOAST chunks
 of 1,996 B (the third ~350 B), which leave ~0.9 KB of page tails per record after VACUUM.
-Under 3,992 B it takes two. ``hoc_ba.signed_xml`` now also stores (``hocba/models/
-stored_xml.py`` packs at the seal, unpacks for every reader, in the worker):
+Under 3,992 B it takes two. ``hoc_ba.signed_xml`` is now stored (``hocba/models/
+stored_xml.py`` packs at the seal and unpacks for every reader, in the worker) as:
 
-- each fixed text of a signature slot (the ``SignedInfo`` skeleton, the algorithms, the
-  closing and opening tags between the values) as ``\\x01`` and a letter (:data:`TOKENS`,
-  frozen here: the Python dictionary may only add letters; tests/models/test_stored_xml.py
-  proves the two agree). ``\\x01`` cannot occur in an XML 1.0 document;
-- each ``<ds:X509SubjectName>`` whose text is exactly the subject of the certificate that
-  follows it (``certificate.subject``, ``&``, ``<``, ``>`` escaped as the signer writes
-  them) as ``#<certificate.id>``, as 0017 did for the certificate. An RFC 4514 name never
-  starts with ``#``.
+- the bytes before the first ``\\x01`` as they are (the record's data), then the
+  signature zone, where each fixed text of a slot (:data:`TOKENS`: the ``SignedInfo``
+  skeleton, the algorithms, the tags between the values; frozen here, the Python
+  dictionary may only add letters, tests/models/test_stored_xml.py proves the two agree)
+  is ``\\x01`` and its letter. ``\\x01`` cannot occur in an XML 1.0 document;
+- the text after token ``I`` (``<ds:X509SubjectName>``) or ``J``
+  (``<ds:X509Certificate>``) may be ``#<certificate.id>``: that certificate's subject
+  (``&``, ``<``, ``>`` escaped as the signer writes them) or its DER's one-line Base64.
 
-``xml_sha256`` stays the SHA-256 of the signed bytes.
+A document without ``\\x01`` keeps 0017's form. ``xml_sha256`` stays the SHA-256 of the
+signed bytes.
 
-- ``hoc_ba_xml(bytea)`` expands the tokens (on text: ``convert_from``, nested
-  ``replace()``, ``convert_to``; only when ``\\x01`` is present), then the subjects, then
-  the certificates (0017's loop). The issue guard and the timestamp-upgrade rule call it.
+- ``hoc_ba_xml(bytea)``: the data as it is, the zone split at ``\\x01`` and each piece
+  expanded in one loop (a reference looked up); a document without ``\\x01`` by 0017's
+  loop. The issue guard and the timestamp-upgrade rule call it. (Nested ``replace()`` of
+  the fourteen tokens over the whole document cost ~4x 0017's rebuild, an ordered
+  ``string_agg`` over ``unnest`` ~1.5x; measured, docs/PERFORMANCE.md.)
 - ``certificate_keep`` also keeps ``subject`` (a stored document may name it).
-- The documents stored before are packed here, each checked to rebuild to its
-  ``xml_sha256``; the downgrade expands the tokens and subjects back (0017's form). The
-  two guards of locked rows are disabled for those two statements (same bytes).
+- The documents stored before are packed here (from their signed bytes), each checked to
+  rebuild to its ``xml_sha256``; the downgrade writes 0017's form back. The two guards of
+  locked rows are disabled for those two statements (same signed bytes).
 
 Revision ID: 0019
 Revises: 0018
@@ -80,81 +83,27 @@ TOKENS: tuple[tuple[str, str], ...] = (
 assert all("'" not in fixed and "\x01" not in fixed for _, fixed in TOKENS)
 
 
-def _expand_expr(var: str) -> str:
-    """SQL: the text ``var`` with every token replaced by its fixed text."""
-    expr = var
-    for letter, fixed in TOKENS:
-        expr = f"replace({expr}, chr(1) || '{letter}', '{fixed}')"
-    return expr
-
-
-def _pack_expr(var: str) -> str:
-    """SQL: the text ``var`` with every fixed text replaced by its token, in order."""
-    expr = var
-    for letter, fixed in TOKENS:
-        expr = f"replace({expr}, '{fixed}', chr(1) || '{letter}')"
-    return expr
-
+_LETTERS = [letter for letter, _ in TOKENS]
+assert _LETTERS == [chr(ord("A") + i) for i in range(len(TOKENS))]  # fixed[ascii(letter) - 64]
+_SUBJECT, _CERTIFICATE = _LETTERS.index("I") + 1, _LETTERS.index("J") + 1
+_FIXED = "ARRAY[" + ", ".join(f"'{fixed}'" for _, fixed in TOKENS) + "]"
 
 #: the element text of a certificate's subject as the signer writes it
 _SUBJECT_TEXT = "replace(replace(replace(c.subject, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')"
 
-#: PL/pgSQL: ``rest`` (bytea) with its tokens and subject references expanded
-_EXPAND_ZONE = f"""
-    IF position('\\x01'::bytea IN rest) > 0 THEN
-        rest := convert_to({_expand_expr("convert_from(rest, 'UTF8')")}, 'UTF8');
+#: 0017's rebuild of a document without tokens (certificates by reference anywhere)
+_LOOP_0017 = r"""
+    IF position(tag IN stored) = 0 THEN
+        RETURN stored;
     END IF;
-    IF position(subject_tag IN rest) > 0 THEN
-        LOOP
-            at := position(subject_tag IN rest);
-            EXIT WHEN at = 0;
-            done := done || substring(rest FROM 1 FOR at + 19);  -- through '<ds:X509SubjectName>'
-            rest := substring(rest FROM at + 21);                 -- after the '#'
-            stop := position(lt IN rest);
-            SELECT {_SUBJECT_TEXT} INTO b64 FROM certificate c
-                WHERE c.id = convert_from(substring(rest FROM 1 FOR stop - 1), 'UTF8')::integer;
-            IF b64 IS NULL THEN
-                RAISE EXCEPTION 'Thiếu chứng thư của tệp XML đã lưu' USING ERRCODE = 'HBL01';
-            END IF;
-            done := done || convert_to(b64, 'UTF8');
-            rest := substring(rest FROM stop);
-        END LOOP;
-        rest := done || rest;
-        done := '';
-    END IF;
-"""
-
-_DECLARE = """
-DECLARE
-    tag CONSTANT bytea := convert_to('<ds:X509Certificate>#', 'UTF8');
-    subject_tag CONSTANT bytea := convert_to('<ds:X509SubjectName>#', 'UTF8');
-    lt CONSTANT bytea := convert_to('<', 'UTF8');
-    done bytea := '';
-    rest bytea := stored;
-    at integer;
-    stop integer;
-    b64 text;
-"""
-
-REBUILD = f"""
-CREATE OR REPLACE FUNCTION hoc_ba_xml(stored bytea) RETURNS bytea LANGUAGE plpgsql STABLE AS $$
-{_DECLARE}
-BEGIN
-    IF stored IS NULL THEN
-        RETURN NULL;
-    END IF;
-{_EXPAND_ZONE}
-    IF position(tag IN rest) = 0 THEN
-        RETURN rest;
-    END IF;
+    rest := stored;
     LOOP
         at := position(tag IN rest);
         EXIT WHEN at = 0;
         done := done || substring(rest FROM 1 FOR at + 19);  -- through '<ds:X509Certificate>'
         rest := substring(rest FROM at + 21);                 -- after the '#'
         stop := position(lt IN rest);
-        -- replace(), not translate(): translate walks the Base64 character by character
-        SELECT replace(encode(c.der, 'base64'), E'\\n', '') INTO b64 FROM certificate c
+        SELECT replace(encode(c.der, 'base64'), E'\n', '') INTO b64 FROM certificate c
             WHERE c.id = convert_from(substring(rest FROM 1 FOR stop - 1), 'UTF8')::integer;
         IF b64 IS NULL THEN
             RAISE EXCEPTION 'Thiếu chứng thư của tệp XML đã lưu' USING ERRCODE = 'HBL01';
@@ -163,48 +112,92 @@ BEGIN
         rest := substring(rest FROM stop);
     END LOOP;
     RETURN done || rest;
-END $$;
 """
 
-#: 0017's form of a stored document (certificates by reference only), for the downgrade
-UNPACK_ZONE = f"""
-CREATE FUNCTION hoc_ba_xml_unzone_0019(stored bytea) RETURNS bytea LANGUAGE plpgsql STABLE AS $$
-{_DECLARE}
+REBUILD = f"""
+CREATE OR REPLACE FUNCTION hoc_ba_xml(stored bytea) RETURNS bytea LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    fixed CONSTANT text[] := {_FIXED};
+    tag CONSTANT bytea := convert_to('<ds:X509Certificate>#', 'UTF8');
+    lt CONSTANT bytea := convert_to('<', 'UTF8');
+    done bytea := '';
+    rest bytea;
+    at integer;
+    stop integer;
+    b64 text;
+    p text;
+    piece text;
+    zone text := '';
 BEGIN
     IF stored IS NULL THEN
         RETURN NULL;
     END IF;
-{_EXPAND_ZONE}
-    RETURN rest;
+    at := position('\\x01'::bytea IN stored);
+    IF at = 0 THEN
+{_LOOP_0017}
+    END IF;
+    -- the zone, one piece per token: its letter, then the text up to the next token
+    FOREACH p IN ARRAY string_to_array(convert_from(substring(stored FROM at + 1), 'UTF8'),
+                                       chr(1)) LOOP
+        IF left(p, 2) = 'I#' AND p ~ '^I#[0-9]+$' THEN
+            SELECT fixed[{_SUBJECT}] || {_SUBJECT_TEXT} INTO piece FROM certificate c
+                WHERE c.id = substr(p, 3)::integer;
+        ELSIF left(p, 2) = 'J#' AND p ~ '^J#[0-9]+$' THEN
+            SELECT fixed[{_CERTIFICATE}] || replace(encode(c.der, 'base64'), E'\\n', '')
+                INTO piece FROM certificate c WHERE c.id = substr(p, 3)::integer;
+        ELSE
+            piece := fixed[ascii(p) - 64] || substr(p, 2);
+        END IF;
+        IF piece IS NULL THEN  -- no such token, or no such certificate
+            RAISE EXCEPTION 'Tệp XML đã lưu có mã rút gọn hay chứng thư không biết'
+                USING ERRCODE = 'HBL01';
+        END IF;
+        zone := zone || piece;
+    END LOOP;
+    RETURN substring(stored FROM 1 FOR at - 1) || convert_to(zone, 'UTF8');
 END $$;
 """
 
-#: packs the documents stored before (used once, in the upgrade)
+#: packs a document stored before (its signed bytes) as hocba/models/stored_xml.py does;
+#: used once, in the upgrade
 PACK = f"""
-CREATE FUNCTION hoc_ba_xml_pack_0019(doc bytea) RETURNS bytea LANGUAGE plpgsql STABLE AS $$
+CREATE FUNCTION hoc_ba_xml_pack_0019(signed bytea) RETURNS bytea LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    t text;
-    m text[];
-    expected text;
+    start integer := position(convert_to('{TOKENS[0][1]}', 'UTF8') IN signed);
+    zone text;
+    parts text[];
+    cid integer;
+    subject text;
+    b64 text;
 BEGIN
-    IF position('\\x01'::bytea IN doc) > 0
-       OR position(convert_to('<ds:X509SubjectName>#', 'UTF8') IN doc) > 0 THEN
-        RETURN doc;  -- not a document this migration packs (the check below tells)
+    IF start = 0 OR position('\\x01'::bytea IN signed) > 0
+       OR position(convert_to('<ds:X509Certificate>#', 'UTF8') IN signed) > 0
+       OR position(convert_to('<ds:X509SubjectName>#', 'UTF8') IN signed) > 0 THEN
+        RETURN NULL;  -- not a document this migration packs (the caller keeps it)
     END IF;
-    t := convert_from(doc, 'UTF8');
-    FOR m IN SELECT DISTINCT regexp_matches(t,
-            '<ds:X509SubjectName>([^<#][^<]*)</ds:X509SubjectName><ds:X509Certificate>#([0-9]+)<',
-            'g') LOOP
-        SELECT {_SUBJECT_TEXT} INTO expected FROM certificate c WHERE c.id = m[2]::integer;
-        IF expected = m[1] THEN
-            t := replace(t,
-                '<ds:X509SubjectName>' || m[1] || '</ds:X509SubjectName><ds:X509Certificate>#'
-                    || m[2] || '<',
-                '<ds:X509SubjectName>#' || m[2] || '</ds:X509SubjectName><ds:X509Certificate>#'
-                    || m[2] || '<');
+    zone := convert_from(substring(signed FROM start), 'UTF8');
+{"".join(f"    zone := replace(zone, '{fixed}', chr(1) || '{letter}');{chr(10)}" for letter, fixed in TOKENS)}
+    parts := string_to_array(zone, chr(1));
+    FOR i IN 3 .. coalesce(array_length(parts, 1), 0) LOOP
+        CONTINUE WHEN left(parts[i], 1) <> 'J';
+        b64 := substr(parts[i], 2);
+        CONTINUE WHEN b64 !~ '^[A-Za-z0-9+/=]+$';
+        cid := NULL;
+        BEGIN
+            SELECT c.id, {_SUBJECT_TEXT} INTO cid, subject FROM certificate c
+                WHERE c.sha256 = encode(sha256(decode(b64, 'base64')), 'hex')
+                  AND replace(encode(c.der, 'base64'), E'\\n', '') = b64;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            cid := NULL;  -- not Base64 after all
+        END;
+        CONTINUE WHEN cid IS NULL;
+        parts[i] := 'J#' || cid;
+        IF left(parts[i - 1], 1) = 'I' AND substr(parts[i - 1], 2) = subject THEN
+            parts[i - 1] := 'I#' || cid;
         END IF;
     END LOOP;
-    RETURN convert_to({_pack_expr("t")}, 'UTF8');
+    RETURN substring(signed FROM 1 FOR start - 1)
+        || convert_to(array_to_string(parts, chr(1)), 'UTF8');
 END $$;
 """
 
@@ -233,24 +226,12 @@ END $$"""
 
 
 def _rewrite(sql: str) -> None:
-    """Rewrite ``hoc_ba.signed_xml`` past the guards of locked records (same bytes)."""
+    """Rewrite ``hoc_ba.signed_xml`` past the guards of locked records (same signed bytes)."""
     for trigger in _GUARDS:
         op.execute(f"ALTER TABLE hoc_ba DISABLE TRIGGER {trigger}")
     op.execute(sql)
     for trigger in _GUARDS:
         op.execute(f"ALTER TABLE hoc_ba ENABLE TRIGGER {trigger}")
-
-
-def upgrade() -> None:
-    op.execute(REBUILD)
-    op.execute(KEEP)
-    op.execute(PACK)
-    _rewrite(
-        "UPDATE hoc_ba SET signed_xml = hoc_ba_xml_pack_0019(signed_xml) "
-        "WHERE signed_xml IS NOT NULL"
-    )
-    op.execute(CHECK)
-    op.execute("DROP FUNCTION hoc_ba_xml_pack_0019(bytea)")
 
 
 def _migration(name: str) -> ModuleType:
@@ -262,19 +243,36 @@ def _migration(name: str) -> ModuleType:
     return module
 
 
-def downgrade() -> None:
-    op.execute(UNPACK_ZONE)
+def _0017() -> ModuleType:
+    return _migration("0017_certificates_by_reference.py")
+
+
+def _function(up: str, head: str) -> str:
+    start = up.index(head)
+    return up[start : up.index("END $$;", start) + len("END $$;")]
+
+
+def upgrade() -> None:
+    op.execute(PACK)  # from the signed bytes, which 0017's hoc_ba_xml still rebuilds
     _rewrite(
-        "UPDATE hoc_ba SET signed_xml = hoc_ba_xml_unzone_0019(signed_xml) "
-        "WHERE position('\\x01'::bytea IN signed_xml) > 0 "
-        "OR position(convert_to('<ds:X509SubjectName>#', 'UTF8') IN signed_xml) > 0"
+        "UPDATE hoc_ba SET signed_xml = packed FROM (SELECT id, "
+        "hoc_ba_xml_pack_0019(hoc_ba_xml(signed_xml)) AS packed FROM hoc_ba "
+        "WHERE signed_xml IS NOT NULL) p WHERE p.id = hoc_ba.id AND p.packed IS NOT NULL"
     )
-    op.execute("DROP FUNCTION hoc_ba_xml_unzone_0019(bytea)")
+    op.execute("DROP FUNCTION hoc_ba_xml_pack_0019(bytea)")
+    op.execute(REBUILD)
+    op.execute(KEEP)
+    op.execute(CHECK)
+
+
+def downgrade() -> None:
+    # 0017's form, from the signed bytes this migration's hoc_ba_xml rebuilds
+    op.execute(_function(_0017().UP, "CREATE FUNCTION hoc_ba_xml_pack_0017("))
+    _rewrite(
+        "UPDATE hoc_ba SET signed_xml = hoc_ba_xml_pack_0017(hoc_ba_xml(signed_xml)) "
+        "WHERE position('\\x01'::bytea IN signed_xml) > 0"
+    )
+    op.execute("DROP FUNCTION hoc_ba_xml_pack_0017(bytea)")
     op.execute(KEEP_0017)
-    # hoc_ba_xml as migration 0017 made it
-    op.execute(
-        _migration("0017_certificates_by_reference.py").REBUILD.replace(
-            "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1
-        )
-    )
+    op.execute(_0017().REBUILD.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
     op.execute(CHECK)
