@@ -136,6 +136,10 @@ BEGIN
     IF at = 0 THEN
 {_LOOP_0017}
     END IF;
+    IF at = octet_length(stored) THEN  -- a token without its letter
+        RAISE EXCEPTION 'Tệp XML đã lưu có mã rút gọn hay chứng thư không biết'
+            USING ERRCODE = 'HBL01';
+    END IF;
     -- the zone, one piece per token: its letter, then the text up to the next token
     FOREACH p IN ARRAY string_to_array(convert_from(substring(stored FROM at + 1), 'UTF8'),
                                        chr(1)) LOOP
