@@ -192,24 +192,26 @@ def test_0016_down_and_up_again(engine: Engine, schema_name: str) -> None:
     assert triggers() == after
 
 
+def _stored(keyed, rid: int) -> tuple[bytes, bytes, str]:  # type: ignore[no-untyped-def]
+    """A record's XML as stored, as signed (``hoc_ba_xml``), and its hash."""
+    row = f"FROM hoc_ba WHERE id = {int(rid)}"
+    return (
+        bytes(keyed.scalar(f"SELECT signed_xml {row}")),
+        bytes(keyed.scalar(f"SELECT hoc_ba_xml(signed_xml) {row}")),
+        str(keyed.scalar(f"SELECT xml_sha256 {row}")),
+    )
+
+
 def test_0017_down_and_up_again_on_issued_records(keyed, schema_name: str) -> None:  # type: ignore[no-untyped-def]
     """Down: every stored document is the signed bytes again (0016's guard hashes them);
     up: packed again, rebuilt to the same bytes."""
     from alembic import command
     from issuing import issue, reviewed_class
 
-    def stored(rid: int) -> tuple[bytes, bytes, str]:  # as stored, as signed, the hash
-        row = f"FROM hoc_ba WHERE id = {int(rid)}"
-        return (
-            bytes(keyed.scalar(f"SELECT signed_xml {row}")),
-            bytes(keyed.scalar(f"SELECT hoc_ba_xml(signed_xml) {row}")),
-            str(keyed.scalar(f"SELECT xml_sha256 {row}")),
-        )
-
     ids, teacher = reviewed_class(keyed)
     ids = ids[:2]
     issue(keyed, ids, teacher)
-    before = {rid: stored(rid) for rid in ids}
+    before = {rid: _stored(keyed, rid) for rid in ids}
     assert all(len(b[0]) < len(b[1]) for b in before.values())  # packed at head
     cfg = _alembic(keyed.engine, schema_name)
     command.downgrade(cfg, "0016")
@@ -225,7 +227,7 @@ def test_0017_down_and_up_again_on_issued_records(keyed, schema_name: str) -> No
     finally:
         command.upgrade(cfg, "head")
     for rid in ids:
-        assert stored(rid) == before[rid]
+        assert _stored(keyed, rid) == before[rid]
 
 
 def test_0019_down_and_up_again_on_issued_records(keyed, schema_name: str) -> None:  # type: ignore[no-untyped-def]
@@ -238,18 +240,10 @@ def test_0019_down_and_up_again_on_issued_records(keyed, schema_name: str) -> No
 
     subjects = re.compile(rb"<ds:X509SubjectName>[^<]*</ds:X509SubjectName>")
 
-    def stored(rid: int) -> tuple[bytes, bytes, str]:  # as stored, as signed, the hash
-        row = f"FROM hoc_ba WHERE id = {int(rid)}"
-        return (
-            bytes(keyed.scalar(f"SELECT signed_xml {row}")),
-            bytes(keyed.scalar(f"SELECT hoc_ba_xml(signed_xml) {row}")),
-            str(keyed.scalar(f"SELECT xml_sha256 {row}")),
-        )
-
     ids, teacher = reviewed_class(keyed)
     ids = ids[:2]
     issue(keyed, ids, teacher)
-    before = {rid: stored(rid) for rid in ids}
+    before = {rid: _stored(keyed, rid) for rid in ids}
     assert all(b[0].count(b"\x01I#") == 3 for b in before.values())
     cfg = _alembic(keyed.engine, schema_name)
     command.downgrade(cfg, "0018")
@@ -272,7 +266,7 @@ def test_0019_down_and_up_again_on_issued_records(keyed, schema_name: str) -> No
     finally:
         command.upgrade(cfg, "head")
     for rid in ids:
-        assert stored(rid) == before[rid]
+        assert _stored(keyed, rid) == before[rid]
 
 
 def test_0018_signing_xml_not_pglz(engine: Engine, schema_name: str) -> None:

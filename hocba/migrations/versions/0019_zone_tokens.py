@@ -44,7 +44,6 @@ down_revision = "0018"
 branch_labels = None
 depends_on = None
 
-_GUARDS = ("hoc_ba_guard", "hoc_ba_guard_content")
 
 _C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 _TRANSFORMS = (
@@ -91,28 +90,28 @@ _FIXED = "ARRAY[" + ", ".join(f"'{fixed}'" for _, fixed in TOKENS) + "]"
 #: the element text of a certificate's subject as the signer writes it
 _SUBJECT_TEXT = "replace(replace(replace(c.subject, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')"
 
-#: 0017's rebuild of a document without tokens (certificates by reference anywhere)
-_LOOP_0017 = r"""
-    IF position(tag IN stored) = 0 THEN
-        RETURN stored;
-    END IF;
-    rest := stored;
-    LOOP
-        at := position(tag IN rest);
-        EXIT WHEN at = 0;
-        done := done || substring(rest FROM 1 FOR at + 19);  -- through '<ds:X509Certificate>'
-        rest := substring(rest FROM at + 21);                 -- after the '#'
-        stop := position(lt IN rest);
-        SELECT replace(encode(c.der, 'base64'), E'\n', '') INTO b64 FROM certificate c
-            WHERE c.id = convert_from(substring(rest FROM 1 FOR stop - 1), 'UTF8')::integer;
-        IF b64 IS NULL THEN
-            RAISE EXCEPTION 'Thiếu chứng thư của tệp XML đã lưu' USING ERRCODE = 'HBL01';
-        END IF;
-        done := done || convert_to(b64, 'UTF8');
-        rest := substring(rest FROM stop);
-    END LOOP;
-    RETURN done || rest;
-"""
+
+def _migration(name: str) -> ModuleType:
+    path = Path(__file__).with_name(name)
+    spec = importlib.util.spec_from_file_location("hocba_migration_" + name[:4], path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _0017() -> ModuleType:
+    return _migration("0017_certificates_by_reference.py")
+
+
+def _body(function: str) -> str:
+    return function[function.index("\nBEGIN\n") + len("\nBEGIN\n") : function.rindex("END $$;")]
+
+
+#: 0017's rebuild of a document without tokens (certificates by reference anywhere; its
+#: variables are declared below with the same names)
+_LOOP_0017 = _body(_0017().REBUILD)
+assert _LOOP_0017.lstrip().startswith("IF stored IS NULL OR position(tag IN stored) = 0")
 
 REBUILD = f"""
 CREATE OR REPLACE FUNCTION hoc_ba_xml(stored bytea) RETURNS bytea LANGUAGE plpgsql STABLE AS $$
@@ -121,7 +120,7 @@ DECLARE
     tag CONSTANT bytea := convert_to('<ds:X509Certificate>#', 'UTF8');
     lt CONSTANT bytea := convert_to('<', 'UTF8');
     done bytea := '';
-    rest bytea;
+    rest bytea := stored;
     at integer;
     stop integer;
     b64 text;
@@ -230,30 +229,9 @@ END $$"""
 
 
 def _rewrite(sql: str) -> None:
-    """Rewrite ``hoc_ba.signed_xml`` past the guards of locked records (same signed bytes)."""
-    for trigger in _GUARDS:
-        op.execute(f"ALTER TABLE hoc_ba DISABLE TRIGGER {trigger}")
-    op.execute(sql)
-    for trigger in _GUARDS:
-        op.execute(f"ALTER TABLE hoc_ba ENABLE TRIGGER {trigger}")
-
-
-def _migration(name: str) -> ModuleType:
-    path = Path(__file__).with_name(name)
-    spec = importlib.util.spec_from_file_location("hocba_migration_" + name[:4], path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _0017() -> ModuleType:
-    return _migration("0017_certificates_by_reference.py")
-
-
-def _function(up: str, head: str) -> str:
-    start = up.index(head)
-    return up[start : up.index("END $$;", start) + len("END $$;")]
+    """Rewrite ``hoc_ba.signed_xml`` past the guards of locked records (the same signed
+    bytes), as 0017 did."""
+    _0017()._rewrite(sql)
 
 
 def upgrade() -> None:
@@ -271,7 +249,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # 0017's form, from the signed bytes this migration's hoc_ba_xml rebuilds
-    op.execute(_function(_0017().UP, "CREATE FUNCTION hoc_ba_xml_pack_0017("))
+    op.execute(_0017()._function(_0017().UP, "CREATE FUNCTION hoc_ba_xml_pack_0017("))
     _rewrite(
         "UPDATE hoc_ba SET signed_xml = hoc_ba_xml_pack_0017(hoc_ba_xml(signed_xml)) "
         "WHERE position('\\x01'::bytea IN signed_xml) > 0"
