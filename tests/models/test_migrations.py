@@ -1,5 +1,6 @@
 import hashlib
 import json
+import re
 
 from alembic.config import Config
 from sqlalchemy import Engine, text
@@ -201,24 +202,26 @@ def test_0016_down_and_up_again(engine: Engine, schema_name: str) -> None:
     assert triggers() == after
 
 
+def _stored(keyed, rid: int) -> tuple[bytes, bytes, str]:  # type: ignore[no-untyped-def]
+    """A record's XML as stored, as signed (``hoc_ba_xml``), and its hash."""
+    row = f"FROM hoc_ba WHERE id = {int(rid)}"
+    return (
+        bytes(keyed.scalar(f"SELECT signed_xml {row}")),
+        bytes(keyed.scalar(f"SELECT hoc_ba_xml(signed_xml) {row}")),
+        str(keyed.scalar(f"SELECT xml_sha256 {row}")),
+    )
+
+
 def test_0017_down_and_up_again_on_issued_records(keyed, schema_name: str) -> None:  # type: ignore[no-untyped-def]
     """Down: every stored document is the signed bytes again (0016's guard hashes them);
     up: packed again, rebuilt to the same bytes."""
     from alembic import command
     from issuing import issue, reviewed_class
 
-    def stored(rid: int) -> tuple[bytes, bytes, str]:  # as stored, as signed, the hash
-        row = f"FROM hoc_ba WHERE id = {int(rid)}"
-        return (
-            bytes(keyed.scalar(f"SELECT signed_xml {row}")),
-            bytes(keyed.scalar(f"SELECT hoc_ba_xml(signed_xml) {row}")),
-            str(keyed.scalar(f"SELECT xml_sha256 {row}")),
-        )
-
     ids, teacher = reviewed_class(keyed)
     ids = ids[:2]
     issue(keyed, ids, teacher)
-    before = {rid: stored(rid) for rid in ids}
+    before = {rid: _stored(keyed, rid) for rid in ids}
     assert all(len(b[0]) < len(b[1]) for b in before.values())  # packed at head
     cfg = _alembic(keyed.engine, schema_name)
     command.downgrade(cfg, "0016")
@@ -234,7 +237,46 @@ def test_0017_down_and_up_again_on_issued_records(keyed, schema_name: str) -> No
     finally:
         command.upgrade(cfg, "head")
     for rid in ids:
-        assert stored(rid) == before[rid]
+        assert _stored(keyed, rid) == before[rid]
+
+
+def test_0019_down_and_up_again_on_issued_records(keyed, schema_name: str) -> None:  # type: ignore[no-untyped-def]
+    """Down: the zone's tokens and the subject references expanded again (0017's form:
+    certificates by reference, which 0017's ``hoc_ba_xml`` rebuilds to ``xml_sha256``);
+    Up: packed again by the migration's SQL,
+    the same stored bytes as the worker packed, rebuilt to the same signed bytes."""
+    from alembic import command
+    from issuing import issue, reviewed_class
+
+    subjects = re.compile(rb"<ds:X509SubjectName>[^<]*</ds:X509SubjectName>")
+
+    ids, teacher = reviewed_class(keyed)
+    ids = ids[:2]
+    issue(keyed, ids, teacher)
+    before = {rid: _stored(keyed, rid) for rid in ids}
+    assert all(b[0].count(b"\x01I#") == 3 for b in before.values())
+    cfg = _alembic(keyed.engine, schema_name)
+    command.downgrade(cfg, "0018")
+    try:
+        with keyed.engine.connect() as c:
+            for rid in ids:
+                xml, rebuilt, sha = c.execute(
+                    text(
+                        "SELECT signed_xml, hoc_ba_xml(signed_xml), xml_sha256 FROM hoc_ba "
+                        "WHERE id = :r"
+                    ),
+                    {"r": rid},
+                ).one()
+                xml = bytes(xml)
+                assert b"\x01" not in xml and b"<ds:X509SubjectName>#" not in xml
+                assert xml.count(b"<ds:X509Certificate>#") == 3  # 0017's form
+                assert subjects.findall(xml) == subjects.findall(before[rid][1])  # inline
+                assert bytes(rebuilt) == before[rid][1]
+                assert hashlib.sha256(bytes(rebuilt)).hexdigest() == sha
+    finally:
+        command.upgrade(cfg, "head")
+    for rid in ids:
+        assert _stored(keyed, rid) == before[rid]
 
 
 def test_0018_signing_xml_not_pglz(engine: Engine, schema_name: str) -> None:
@@ -426,6 +468,7 @@ def test_0021_keeps_audit_chains_verifiable_down_and_up(
         conn.execute(text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
     assert [(p.chain, p.seq) for p in audit.verify(session)] == [("school:T1", 3)]
 
+
 def test_0022_content_stored_once_up_and_down_in_every_state(district, schema_name: str) -> None:  # type: ignore[no-untyped-def]
     """Down: every record has its content again (NOT NULL, 0016's guards); up: the live
     records whose content is their year_summary's keep none, the others (revoked,
@@ -514,6 +557,7 @@ def test_0022_content_stored_once_up_and_down_in_every_state(district, schema_na
     assert report.refreshed == 1  # the stale draft, now following its year_summary
     assert stale not in own()
 
+
 def test_0020_index_swap_down_and_up_again(district, schema_name: str) -> None:  # type: ignore[no-untyped-def]
     """0020: ``hoc_ba_year_school`` with ``issued_at`` in its key (deduplicated) and the
     lookup code unique only where it is set; 0018's definitions back on downgrade, and a
@@ -576,7 +620,7 @@ def test_0020_index_swap_down_and_up_again(district, schema_name: str) -> None: 
     same_code_twice_refused()
 
     cfg = _alembic(engine, schema_name)
-    command.downgrade(cfg, "0018")
+    command.downgrade(cfg, "0019")
     try:
         old = indexes()
         assert old["hoc_ba_year_school"].endswith(
