@@ -145,6 +145,7 @@ def test_a_revoked_record_keeps_the_content_it_was_issued_with(district, tmp_pat
     assert docs[new]["comments"]["homeroom"] == "Nhận xét đã chỉnh lý"
     assert issued["comments"]["homeroom"] != "Nhận xét đã chỉnh lý"
 
+
 def test_drafts_again_only_where_the_live_record_was_revoked(district) -> None:  # type: ignore[no-untyped-def]
     """A pupil with a live record of the year gets no second draft (the insert skips what
     ``hoc_ba_one_live_per_year`` already holds); one whose record was revoked gets a new
