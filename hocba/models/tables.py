@@ -249,6 +249,12 @@ class Record(SQLModel, table=True):
             unique=True,
             postgresql_where=text("lookup_code IS NOT NULL"),
         ),
+        # a record's successor, for the registry's lookups (migration 0023)
+        Index(
+            "hoc_ba_supersedes",
+            "supersedes_id",
+            postgresql_where=text("supersedes_id IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

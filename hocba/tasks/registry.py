@@ -24,6 +24,18 @@ _VALID_ROLE = (
 )
 
 
+#: A record by lookup code, with its successor (``hoc_ba_supersedes``, migration 0023: a
+#: lookup reads two index entries, not the year's table) and its hashes before time-stamps.
+ISSUED_RECORD_QUERY = (
+    "SELECT r.id, r.xml_sha256, r.state, n.lookup_code AS successor, "
+    "ARRAY(SELECT h.xml_sha256 FROM hoc_ba_xml_history h "
+    "WHERE h.record_id = r.id) AS earlier "
+    "FROM hoc_ba r "
+    "LEFT JOIN hoc_ba n ON n.supersedes_id = r.id AND n.lookup_code IS NOT NULL "
+    "WHERE r.lookup_code = :c AND r.xml_sha256 IS NOT NULL"
+)
+
+
 class DatabaseRegistry(SlotRoles):
     """The verification registry (``hocba.xml.verify.Registry``) on PostgreSQL; which slot
     needs which role is :class:`~hocba.xml.verify.SlotRoles`'.
@@ -101,17 +113,7 @@ class DatabaseRegistry(SlotRoles):
             code = uuid.UUID(lookup_code)
         except ValueError:
             return None
-        row = self._conn.execute(
-            text(
-                "SELECT r.id, r.xml_sha256, r.state, n.lookup_code AS successor, "
-                "ARRAY(SELECT h.xml_sha256 FROM hoc_ba_xml_history h "
-                "WHERE h.record_id = r.id) AS earlier "
-                "FROM hoc_ba r "
-                "LEFT JOIN hoc_ba n ON n.supersedes_id = r.id AND n.lookup_code IS NOT NULL "
-                "WHERE r.lookup_code = :c AND r.xml_sha256 IS NOT NULL"
-            ),
-            {"c": code},
-        ).one_or_none()
+        row = self._conn.execute(text(ISSUED_RECORD_QUERY), {"c": code}).one_or_none()
         if row is None:
             return None
         record_id = row.id

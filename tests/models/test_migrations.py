@@ -27,7 +27,7 @@ def test_upgrade_creates_tables_in_the_app_schema(engine: Engine, schema_name: s
             )
         )
     assert {"hoc_ba", "audit_event", "pupil", "school", "progress_day", "alembic_version"} <= tables
-    assert db.current_revision(engine) == "0022"
+    assert db.current_revision(engine) == "0023"
 
 
 def test_0012_down_and_up_again(engine: Engine, schema_name: str) -> None:

@@ -13,7 +13,7 @@ deduplicated: before the seal every record of a school, cohort and state has the
 key (``issued_at`` is NULL), after it one ``issued_at`` per seal batch.
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0019
 """
 
 from __future__ import annotations

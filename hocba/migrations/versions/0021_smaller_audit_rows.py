@@ -27,7 +27,7 @@ the progress counts per statement (0012). The downgrade rebuilds 0014's table: `
 again (numbered in ``(at, chain, seq)`` order), the chain's name, ``seq`` as ``bigint``.
 
 Revision ID: 0021
-Revises: 0018
+Revises: 0020
 """
 
 from __future__ import annotations

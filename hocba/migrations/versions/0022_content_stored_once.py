@@ -41,7 +41,7 @@ chunk and page-tail share).
   NOT NULL, the pad and the guards as migrations 0002, 0003, 0015 and 0016 made them.
 
 Revision ID: 0022
-Revises: 0018
+Revises: 0021
 """
 
 from __future__ import annotations
