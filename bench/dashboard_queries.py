@@ -26,15 +26,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from scratch_db import scratch_database  # the sibling module (bench/ is on sys.path)
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
@@ -300,15 +298,7 @@ def main() -> None:
         names = {"district": "phong.dh", "principal": "dh01.ht"}
         measure(engine, names, "DH01", args.repeat)
         return
-    tmp: Path | None = None
-    if os.environ.get("HOCBA_DATABASE_URL"):
-        from hocba.config import load_settings
-
-        url = db.database_url(load_settings())
-    else:
-        tmp = Path(tempfile.mkdtemp(prefix="hocba-bench-pg-"))
-        url = db.embedded_server_url(tmp / "pgdata", database="hocba_bench")
-    try:
+    with scratch_database() as url:
         for n in args.records or [5040, 500_000]:
             schema = f"bench_dash_{n}"
             engine = db.make_engine(url, schema)
@@ -325,10 +315,6 @@ def main() -> None:
                 with engine.begin() as conn:
                     conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
             engine.dispose()
-    finally:
-        if tmp is not None:
-            db.stop_embedded_server(tmp / "pgdata")
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -21,16 +21,11 @@ to a schema of their own, ``bench_index_churn``, dropped afterwards).
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
-import tempfile
-from pathlib import Path
 
 import psutil
+from scratch_db import scratch_database  # the sibling module (bench/ is on sys.path)
 from sqlalchemy import Connection, create_engine, text
-
-from hocba import db
 
 SCHEMA = "bench_index_churn"
 BATCH = 350
@@ -113,31 +108,21 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
-    tmp: Path | None = None
-    if os.environ.get("HOCBA_DATABASE_URL"):
-        from hocba.config import load_settings
-
-        url = db.database_url(load_settings())
-    else:
-        tmp = Path(tempfile.mkdtemp(prefix="hocba-bench-pg-"))
-        url = db.embedded_server_url(tmp / "pgdata", database="hocba_bench")
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
     cpu: dict[str, list[float]] = {"0009": [], "0020": []}
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
-            conn.execute(text(f'SET search_path = "{SCHEMA}"'))
-            for n in range(args.rounds):
-                for variant in ("0009", "0020") if n % 2 == 0 else ("0020", "0009"):
-                    ms, sizes = season(conn, variant, args.rows)
-                    cpu[variant].append(ms)
-                    print(f"{variant}: {ms:.4f} CPU-ms per row; bytes per row {sizes}")
-            conn.execute(text(f'DROP SCHEMA "{SCHEMA}" CASCADE'))
-    finally:
-        engine.dispose()
-        if tmp is not None:
-            db.stop_embedded_server(tmp / "pgdata")
-            shutil.rmtree(tmp, ignore_errors=True)
+    with scratch_database() as url:
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
+                conn.execute(text(f'SET search_path = "{SCHEMA}"'))
+                for n in range(args.rounds):
+                    for variant in ("0009", "0020") if n % 2 == 0 else ("0020", "0009"):
+                        ms, sizes = season(conn, variant, args.rows)
+                        cpu[variant].append(ms)
+                        print(f"{variant}: {ms:.4f} CPU-ms per row; bytes per row {sizes}")
+                conn.execute(text(f'DROP SCHEMA "{SCHEMA}" CASCADE'))
+        finally:
+            engine.dispose()
     for variant, values in cpu.items():
         runs = " ".join(f"{v:.4f}" for v in values)
         median = statistics.median(values)
