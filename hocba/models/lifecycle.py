@@ -137,11 +137,9 @@ class Transition:
 
 
 #: A record that leaves the live states keeps the content it has (migration 0022: NULL is
-#: its enrolment's year_summary's, which a correction may re-import afterwards).
-_KEEP_CONTENT = (
-    "content = COALESCE(hoc_ba.content, (SELECT ys.content FROM year_summary ys "
-    "WHERE ys.enrolment_id = hoc_ba.enrolment_id))",
-)
+#: its enrolment's year_summary's, which a correction may re-import afterwards), read by
+#: the same function the content guards compare with.
+_KEEP_CONTENT = ("content = COALESCE(hoc_ba.content, hoc_ba_summary_content(hoc_ba.enrolment_id))",)
 
 _CLEAR_SIGNATURES = (
     "teacher_signer_id = NULL",

@@ -54,7 +54,9 @@ _VI_PLAIN = "aaaaaaaaaaaaaaaaadeeeeeeeeeeeiiiiiooooooooooooooooouuuuuuuuuuuyyyyy
 
 
 #: The content of record ``r``: its own, or (NULL, migration 0022) its enrolment's
-#: ``year_summary.content``; the sub-select runs only for a NULL.
+#: ``year_summary.content``; the sub-select runs only for a NULL. It is the body of
+#: ``hoc_ba_summary_content()`` written out: this runs for every record a batch signs,
+#: and PostgreSQL does not inline a SQL function whose SELECT has a FROM.
 CONTENT = (
     "COALESCE(r.content, (SELECT ys.content FROM year_summary ys "
     "WHERE ys.enrolment_id = r.enrolment_id))"
