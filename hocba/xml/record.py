@@ -317,45 +317,142 @@ def _check_keys(
         )
 
 
+# The document is written as text, then parsed once: the parsed tree is the one the schema
+# checks and the one kept for the first signature (issue 14, session 11). Writing the lines
+# in Python and letting libxml2 parse them costs less than building the same tree element by
+# element with lxml, indenting and serialising it (bench/issuance.py, docs/PERFORMANCE.md).
+# The text is byte for byte what lxml's serialiser wrote for that tree before
+# (tests/tasks/test_record_xml_text.py compares the two): two spaces of indentation per
+# level, empty elements as <X/>, and in text the characters libxml2 escapes escaped the same
+# way: & < > and carriage return (&#13;, which parsing gives back as the carriage return).
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+# In a value: a character to escape, or one XML 1.0 forbids (then _text_of raises).
+_SPECIAL_CHARS = re.compile("[&<>\r]|[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Text values seen before, per field, with their line (and list items with theirs): most
+# values are the same for every record of a school, class or grade (names of the school,
+# district and teacher, levels, subjects). At most _LINES_KEPT values (items) of at most
+# _LINE_VALUE_MAX characters each per field (list); a full memo is emptied. The memos are
+# shared by the threads of a process: a dict's get, set and clear are each atomic, and what
+# they hold never changes.
+_LINES_KEPT = 256
+_LINE_VALUE_MAX = 200
+_SIGNATURE_ZONE = "".join(
+    ["  </DU_LIEU_HOC_BA>\n  <DANH_SACH_THONG_TIN_KY>\n"]
+    + [f"    <{slot}/>\n" for slot in SIGNATURE_SLOTS]
+    + ["  </DANH_SACH_THONG_TIN_KY>\n</HOC_BA>\n"]
+)
+
+_FieldLine = tuple[str, Kind, str, str, dict[str, str]]
+
+
+@cache
+def _field_lines(fields: tuple[tuple[str, Kind], ...], depth: int) -> tuple[_FieldLine, ...]:
+    """Per field of ``fields`` at ``depth`` levels: name, kind, opening (indented) and
+    closing tag, and the memo of its text values' lines."""
+    indent = "  " * depth
+    return tuple((name, kind, f"{indent}<{name}>", f"</{name}>", {}) for name, kind in fields)
+
+
+def _line(path: str, name: str, kind: Kind, value: object, open_tag: str, close_tag: str) -> str:
+    """The line of one value ("" to omit the tag): ``_text_of`` rendered and escaped."""
+    text = _text_of(f"{path}/{name}", kind, value)
+    if not text:
+        return ""
+    if _SPECIAL_CHARS.search(text) is not None:
+        text = text.translate(_ESCAPES)
+    return f"{open_tag}{text}{close_tag}"
+
+
 def _fill(
-    parent: etree._Element,
+    out: list[str],
     path: str,
     values: Mapping[str, object],
-    fields: Sequence[tuple[str, Kind]],
+    fields: tuple[tuple[str, Kind], ...],
+    depth: int,
 ) -> None:
-    sub_element = etree.SubElement
-    for name, kind in fields:
-        value = values.get(name)
+    """Append the lines of ``fields`` (in order, empty values omitted) to ``out``."""
+    get = values.get
+    for name, kind, open_tag, close_tag, memo in _field_lines(fields, depth):
+        value = get(name)
         if value is None:
             continue
         if kind == "text" and type(value) is str:  # the common case of _text_of, inlined
-            text: str | None = _normalize("NFC", value.strip())
-            if _FORBIDDEN_XML_CHARS.search(text) is not None:
-                text = _text_of(f"{path}/{name}", kind, value)  # raises with the details
+            line = memo.get(value)
+            if line is None:
+                text = _normalize("NFC", value.strip())
+                if _SPECIAL_CHARS.search(text) is not None:
+                    if _FORBIDDEN_XML_CHARS.search(text) is not None:
+                        _text_of(f"{path}/{name}", kind, value)  # raises with the details
+                    text = text.translate(_ESCAPES)
+                line = f"{open_tag}{text}{close_tag}" if text else ""
+                if len(value) <= _LINE_VALUE_MAX:
+                    if len(memo) >= _LINES_KEPT:
+                        memo.clear()
+                    memo[value] = line
+        elif kind == "int" and type(value) is int:
+            line = f"{open_tag}{value}{close_tag}"
+        elif kind == "bool" and type(value) is bool:
+            line = f"{open_tag}1{close_tag}" if value else f"{open_tag}0{close_tag}"
         else:
-            text = _text_of(f"{path}/{name}", kind, value)
-        if text:
-            sub_element(parent, name).text = text
+            line = _line(path, name, kind, value, open_tag, close_tag)
+        if line:
+            out.append(line)
+
+
+@cache
+def _item_memo(
+    fields: tuple[tuple[str, Kind], ...], item_tag: str, depth: int
+) -> tuple[tuple[str, ...], frozenset[str], dict[object, tuple[str, ...]]]:
+    """For the items of a list: their field names, as a tuple and a set, and the memo of
+    the lines of the items seen before."""
+    names = tuple(name for name, _ in fields)
+    return names, frozenset(names), {}
 
 
 def _fill_list(
-    parent: etree._Element,
+    out: list[str],
     list_tag: str,
     item_tag: str,
     items: Sequence[Mapping[str, object]],
-    fields: Sequence[tuple[str, Kind]],
+    fields: tuple[tuple[str, Kind], ...],
     path: str,
+    depth: int,
 ) -> None:
-    container = etree.Element(list_tag)
+    """Append the list element of ``items`` at ``depth`` (omitted when no item has a value;
+    an item without value is omitted).
+
+    An item's lines are remembered by its values *and their types* (``True == 1 == 1.0``,
+    but only an ``int`` is a test score): the same subject with the same level and score,
+    or the same class of the same school, comes back for many pupils.
+    """
+    names, known, memo = _item_memo(fields, item_tag, depth)
+    first = len(out)
+    out.append(f"{'  ' * depth}<{list_tag}>")
     for index, item in enumerate(items, start=1):
-        item_path = f"{path}/{list_tag}/{item_tag}[{index}]".lstrip("/")
-        _check_keys(item_path, item, fields)
-        element = etree.SubElement(container, item_tag)
-        _fill(element, item_path, item, fields)
-        if len(element) == 0:
-            container.remove(element)
-    if len(container):
-        parent.append(container)
+        values = tuple(map(item.get, names))
+        key = (values, tuple(map(type, values)))
+        try:
+            lines = memo.get(key) if item.keys() <= known else None
+        except TypeError:  # an unhashable value: _fill refuses its type
+            key, lines = None, None
+        if lines is None:
+            item_path = f"{path}/{list_tag}/{item_tag}[{index}]".lstrip("/")
+            _check_keys(item_path, item, fields)
+            item_lines = [f"{'  ' * (depth + 1)}<{item_tag}>"]
+            _fill(item_lines, item_path, item, fields, depth + 2)
+            item_lines.append(f"{'  ' * (depth + 1)}</{item_tag}>")
+            lines = tuple(item_lines) if len(item_lines) > 2 else ()
+            if key is not None and all(
+                len(v) <= _LINE_VALUE_MAX for v in values if isinstance(v, str)
+            ):
+                if len(memo) >= _LINES_KEPT:
+                    memo.clear()
+                memo[key] = lines
+        out.extend(lines)
+    if len(out) == first + 1:
+        out.pop()
+    else:
+        out.append(f"{'  ' * depth}</{list_tag}>")
 
 
 # --------------------------------------------------------------------------- build
@@ -363,7 +460,9 @@ def build_record_xml(doc: RecordDocument, *, validate: bool = True) -> bytes:
     """Serialise ``doc`` as the record XML of HOCBA_SPEC §3 (UTF-8, with declaration).
 
     With ``validate`` (the default) the result is checked against ``hoc_ba_v1.xsd`` and
-    :class:`RecordXmlError` is raised instead of returning an invalid document.
+    :class:`RecordXmlError` is raised instead of returning an invalid document; the tree
+    the check parsed is kept for the first signature (:func:`keep_parsed`). Without
+    ``validate`` the bytes are the same, no tree is kept (nothing has parsed them).
     """
     ttc = dict(doc.thong_tin_chung)
     _check_keys("THONG_TIN_CHUNG", ttc, THONG_TIN_CHUNG_FIELDS)
@@ -376,27 +475,29 @@ def build_record_xml(doc: RecordDocument, *, validate: bool = True) -> bytes:
         )
     _check_keys("TONG_KET", doc.tong_ket, TONG_KET_FIELDS)
 
-    root = etree.Element("HOC_BA")
-    data = etree.SubElement(root, "DU_LIEU_HOC_BA", Id=DATA_ID)
-    _fill(etree.SubElement(data, "THONG_TIN_CHUNG"), "THONG_TIN_CHUNG", ttc, THONG_TIN_CHUNG_FIELDS)
-    _fill_list(data, "QUA_TRINH_HOC_TAP", "QUA_TRINH", doc.qua_trinh_hoc_tap, QUA_TRINH_FIELDS, "")
-    tong_ket = etree.SubElement(data, "TONG_KET")
-    _fill(tong_ket, "TONG_KET", doc.tong_ket, _TONG_KET_HEAD)
-    _fill_list(tong_ket, "DANH_SACH_MON_HOC", "MON_HOC", doc.mon_hoc, MON_HOC_FIELDS, "TONG_KET")
-    _fill(tong_ket, "TONG_KET", doc.tong_ket, _TONG_KET_TAIL)
-    if len(tong_ket) == 0:
-        data.remove(tong_ket)
-
-    zone = etree.SubElement(root, "DANH_SACH_THONG_TIN_KY")
-    for slot in SIGNATURE_SLOTS:
-        etree.SubElement(zone, slot)
+    out = ["<HOC_BA>", f'  <DU_LIEU_HOC_BA Id="{DATA_ID}">', "    <THONG_TIN_CHUNG>"]
+    _fill(out, "THONG_TIN_CHUNG", ttc, THONG_TIN_CHUNG_FIELDS, 3)  # PHIEN_BAN at least
+    out.append("    </THONG_TIN_CHUNG>")
+    _fill_list(
+        out, "QUA_TRINH_HOC_TAP", "QUA_TRINH", doc.qua_trinh_hoc_tap, QUA_TRINH_FIELDS, "", 2
+    )
+    tong_ket = len(out)
+    out.append("    <TONG_KET>")
+    _fill(out, "TONG_KET", doc.tong_ket, _TONG_KET_HEAD, 3)
+    _fill_list(out, "DANH_SACH_MON_HOC", "MON_HOC", doc.mon_hoc, MON_HOC_FIELDS, "TONG_KET", 3)
+    _fill(out, "TONG_KET", doc.tong_ket, _TONG_KET_TAIL, 3)
+    if len(out) == tong_ket + 1:
+        out.pop()
+    else:
+        out.append("    </TONG_KET>")
+    out.append(_SIGNATURE_ZONE)
+    data = _XML_DECLARATION + "\n".join(out).encode()
     if validate:
+        # The tree parsed from the bytes is what the first signature takes (keep_parsed);
+        # without validation nothing is kept and the signature parses the bytes itself.
+        root = etree.fromstring(data, parser=hardened_parser())
         _assert_valid(root)
-    # Indenting the tree itself (the same bytes as pretty_print) makes the tree exactly what
-    # parsing the result gives back, so the first signature can take it (keep_parsed).
-    etree.indent(root, space="  ")
-    data = _XML_DECLARATION + etree.tostring(root, encoding="UTF-8") + b"\n"
-    keep_parsed(data, root)
+        keep_parsed(data, root)
     return data
 
 
