@@ -232,9 +232,17 @@ def _per_second(count: int, start: tuple[float, float]) -> Rates:
 
 
 def raw_rates(p12_path: Path, seconds: float) -> tuple[Rates, Rates]:
-    """Raw sign and verify rates over prehashed SHA-256 digests."""
-    bundle = pkcs12.load_pkcs12(p12_path.read_bytes(), PASSWORD.encode())
-    key = bundle.key
+    """Raw sign and verify rates over prehashed SHA-256 digests, with the file's key."""
+    key = pkcs12.load_pkcs12(p12_path.read_bytes(), PASSWORD.encode()).key
+    assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+    return key_rates(key, seconds)
+
+
+def key_rates(
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, seconds: float
+) -> tuple[Rates, Rates]:
+    """Raw sign and verify rates of ``key`` over prehashed SHA-256 digests (also the
+    machine's speed that ``province.py`` reports beside its CPU per record)."""
     prehashed = utils.Prehashed(hashes.SHA256())
     digests = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(200)]
     if isinstance(key, rsa.RSAPrivateKey):

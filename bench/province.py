@@ -538,6 +538,18 @@ def _prefect_runs(url: str) -> dict[str, Any]:
         eng.dispose()
 
 
+def _rsa_sign_rate() -> float:
+    """Raw RSA-2048 signatures per second of CPU time on this machine, now: the speed
+    of the CPU the run's absolute figures come from (issuance's baseline, bench/issuance.py).
+    CPU per record is only comparable between runs whose rates are close; between
+    machines, compare runs made at the same time (docs/PERFORMANCE.md)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from issuance import key_rates  # the sibling script (bench/ is on sys.path)
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return round(key_rates(key, 1.0)[0]["cpu"], 1)
+
+
 def _pipeline_totals(stages: list[dict[str, Any]], final: dict[str, int]) -> dict[str, Any]:
     """CPU of the pipeline (drafts → accepted) by process, per accepted record."""
     by: dict[str, float] = {"workers": 0.0}
@@ -614,7 +626,11 @@ def main() -> None:
     report: dict[str, Any] = {
         "schools": args.schools,
         "pupils_per_school": args.pupils,
-        "machine": {"cpus": os.cpu_count(), "load_at_start": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_at_start": os.getloadavg(),
+            "rsa2048_signs_per_cpu_s": _rsa_sign_rate(),
+        },
         "stages": [],
     }
     t_start, cpu_start = time.perf_counter(), time.process_time()
@@ -824,6 +840,11 @@ def main() -> None:
         report["pipeline"] = _pipeline_totals(report["stages"], report["final_states"])
         print(json.dumps(report["storage"]), report["prefect_runs"], file=sys.stderr)
         print(json.dumps(report["pipeline"]), file=sys.stderr)
+        print(
+            f"machine: {report['machine']['rsa2048_signs_per_cpu_s']} RSA-2048 signatures "
+            "per CPU-second",
+            file=sys.stderr,
+        )
         report["main_cpu_s"] = round(time.process_time() - cpu_start, 1)
         print(json.dumps(report["final_states"]), report["checks"], file=sys.stderr)
         if args.dashboard:

@@ -104,7 +104,9 @@ def sign_chunk(
                             ids,
                             slot,
                             Actor(teacher_id, name),
-                            open_registered_signer(session, slot, school_code, teacher_id, signer),
+                            open_registered_signer(
+                                session, slot, school_code, teacher_id, signer, anchors
+                            ),
                             trust_anchors=anchors,
                         )
                 except (IssuanceError, SigningError) as exc:
@@ -116,7 +118,7 @@ def sign_chunk(
             return {"claimed": len(rows), "ok": ok, "failed": failed}
         ids = [rid for rid, _ in rows]
         backend = open_registered_signer(
-            session, slot, school_code, actor.staff_id if actor else None, signer
+            session, slot, school_code, actor.staff_id if actor else None, signer, anchors
         )
         res = sign_batch(session, ids, slot, actor, backend, trust_anchors=anchors)
     return {"claimed": len(ids), "ok": res.ok, "failed": {str(k): v for k, v in res.failed.items()}}

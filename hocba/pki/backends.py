@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from cryptography import x509
 from pydantic import BaseModel
 from sqlmodel import Session
 
@@ -37,8 +38,19 @@ class SignerSpec(BaseModel):
     remote_user: str | None = None
 
 
-def open_signer(spec: SignerSpec, key_ref: str | None, secret: Callable[[str], str]) -> Signer:
-    """Open the backend of ``spec``; ``key_ref`` is the registered PKCS#12 path."""
+def open_signer(
+    spec: SignerSpec,
+    key_ref: str | None,
+    secret: Callable[[str], str],
+    *,
+    registered: x509.Certificate | None = None,
+    anchors: Sequence[x509.Certificate] = (),
+) -> Signer:
+    """Open the backend of ``spec``; ``key_ref`` is the registered PKCS#12 path.
+
+    ``registered`` and ``anchors`` (a PKCS#12 file only): the certificate the registry
+    holds for that key and the configured trust anchors; see
+    :meth:`~hocba.pki.signer.SoftwareSigner.from_pkcs12`."""
     if spec.kind == "pkcs11":
         from hocba.pki.pkcs11 import Pkcs11Signer
 
@@ -55,7 +67,9 @@ def open_signer(spec: SignerSpec, key_ref: str | None, secret: Callable[[str], s
         return RemoteSigner(spec.remote_url, spec.remote_user)
     if not key_ref:
         raise SigningError("Chưa có tệp khóa đã đăng ký cho người ký này.")
-    return SoftwareSigner.from_pkcs12(key_ref, secret("Mật khẩu tệp khóa"))
+    return SoftwareSigner.from_pkcs12(
+        key_ref, secret("Mật khẩu tệp khóa"), registered=registered, issuers=anchors
+    )
 
 
 _BLOCKS_SECONDS = 60.0
@@ -183,11 +197,21 @@ def open_registered_signer(
     school_code: str,
     staff_id: int | None = None,
     spec: SignerSpec | None = None,
+    anchors: Sequence[x509.Certificate] = (),
 ) -> Signer:
     """The backend that signs ``slot`` on a worker: :func:`signing_key` opened with
-    ``spec`` (default: the registered PKCS#12 file), the secret from :func:`worker_secret`."""
+    ``spec`` (default: the registered PKCS#12 file), the secret from :func:`worker_secret`.
+    With the trust ``anchors``, a PKCS#12 file's key is opened for the registered
+    certificate (one PBKDF2 derivation instead of two: a school's GVCN stage opens a file
+    per teacher)."""
     key = signing_key(session, slot, school_code, staff_id)
-    return open_signer(spec or SignerSpec(), key.key_ref, worker_secret(key.label))
+    return open_signer(
+        spec or SignerSpec(),
+        key.key_ref,
+        worker_secret(key.label),
+        registered=key.registered.certificate if anchors else None,
+        anchors=anchors,
+    )
 
 
 def school_seal(session: Session, school_code: str, spec: SignerSpec | None = None) -> Signer:

@@ -24,7 +24,10 @@ PBKDF2 and AES-CBC, what OpenSSL 3 and the test PKI write) is decrypted here and
 loaded without OpenSSL's RSA key validation (two thirds of the cost of opening a file, a
 teacher's key being opened once per worker); such a signer checks every signature it
 makes with the certificate's public key before returning it, and a key that does not
-match the certificate is refused. Any other file goes through ``pkcs12.load_pkcs12``.
+match the certificate is refused. Opened for its registered certificate issued by a trust
+anchor (a worker's flows), only the key bag is decrypted: the certificate bags' derivation
+is skipped and the registered certificate signs. Any other file goes through
+``pkcs12.load_pkcs12``.
 
 Every public-key check of a signature value (:func:`verify_signature_value`: what a
 backend returned, and the XML verifier's checks in :mod:`hocba.xml.dsig`) goes through a
@@ -161,7 +164,14 @@ class SoftwareSigner:
         )
 
     @classmethod
-    def from_pkcs12(cls, path: str | Path, password: str) -> SoftwareSigner:
+    def from_pkcs12(
+        cls,
+        path: str | Path,
+        password: str,
+        *,
+        registered: x509.Certificate | None = None,
+        issuers: Sequence[x509.Certificate] = (),
+    ) -> SoftwareSigner:
         """Load an encrypted PKCS#12 file (RFC 7292), once per process.
 
         The decrypted signer is cached per file (resolved path, size and modification
@@ -169,6 +179,15 @@ class SoftwareSigner:
         The password is not kept: the cache stores only an HMAC-SHA256 of it under a
         random key generated for this process, so a later call with a *wrong* password
         still fails instead of silently returning the cached key.
+
+        ``registered``: the certificate the registry holds for this key, and ``issuers``
+        the trust anchors (self-signed roots) that issued it. With both, a file protected
+        the modern way has only its key bag decrypted: the certificate is the registered
+        one, its chain those roots (which the XML builder does not embed anyway), and
+        the file's encrypted certificate bags, a second PBKDF2 derivation as costly as
+        the key's, are not opened. The key must match the registered certificate. A
+        certificate issued by an intermediate CA needs the file's chain: without a
+        root that issued it, the whole file is read as before.
 
         Raises :class:`SigningError` (Vietnamese message) when the file is missing or
         unreadable, the password is wrong, or the file holds no usable key/certificate.
@@ -178,7 +197,18 @@ class SoftwareSigner:
             stat = resolved.stat()
         except OSError as exc:
             raise SigningError(f"Không mở được tệp khoá {resolved.name}.") from exc
-        file_key = (str(resolved), stat.st_size, stat.st_mtime_ns)
+        roots = [
+            a
+            for a in issuers
+            if registered is not None and a.subject == a.issuer and _issued(registered, a)
+        ]
+        own = registered if roots else None
+        file_key = (
+            str(resolved),
+            stat.st_size,
+            stat.st_mtime_ns,
+            b"" if own is None else own.fingerprint(hashes.SHA256()),
+        )
         tag = hmac.new(_CACHE_SECRET, password.encode("utf-8"), hashlib.sha256).digest()
         with _CACHE_LOCK:
             cached = _CACHE.get(file_key)
@@ -186,19 +216,36 @@ class SoftwareSigner:
                 if not hmac.compare_digest(cached[0], tag):
                     raise SigningError("Mật khẩu tệp khoá không đúng.")
                 return cached[1]
-        signer = cls._load(resolved, password)
+        signer = cls._load(resolved, password, own, roots)
         with _CACHE_LOCK:
-            for old in [k for k in _CACHE if k[0] == file_key[0]]:
+            for old in [k for k in _CACHE if k[0] == file_key[0] and k[1:3] != file_key[1:3]]:
                 del _CACHE[old]  # the file changed on disk: forget the previous version
             _CACHE[file_key] = (tag, signer)
         return signer
 
     @classmethod
-    def _load(cls, path: Path, password: str) -> SoftwareSigner:
+    def _load(
+        cls,
+        path: Path,
+        password: str,
+        registered: x509.Certificate | None = None,
+        roots: Sequence[x509.Certificate] = (),
+    ) -> SoftwareSigner:
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise SigningError(f"Không đọc được tệp khoá {path.name}.") from exc
+        if registered is not None:
+            key_only = _read_pbes2_pkcs12(data, password.encode("utf-8"), certificates=False)
+            if key_only is not None:
+                if key_only[0].public_key() != registered.public_key():
+                    raise SigningError(
+                        "Khoá bí mật trong tệp không khớp với chứng thư số đã đăng ký; hãy "
+                        "dùng đúng tệp khoá của chứng thư này."
+                    )
+                return cls(
+                    certificate=registered, chain=list(roots), _key=key_only[0], _check_values=True
+                )
         fast = _read_pbes2_pkcs12(data, password.encode("utf-8"))
         if fast is not None:
             fast_key, certs = fast
@@ -248,12 +295,23 @@ class SoftwareSigner:
         return values
 
 
+def _issued(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s key signed ``certificate`` (names and signature)."""
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def _read_pbes2_pkcs12(
-    data: bytes, password: bytes
+    data: bytes, password: bytes, *, certificates: bool = True
 ) -> tuple[rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, list[x509.Certificate]] | None:
     """The key and certificates of a PKCS#12 file whose bags are all protected with PBES2
     (PBKDF2 + AES-CBC, RFC 8018 §6.2; RFC 7292 §4 for the bags), the key loaded WITHOUT
     OpenSSL's RSA private-key validation (``unsafe_skip_rsa_key_validation``).
+    ``certificates=False``: the encrypted content (where such files keep the certificate
+    bags) is not decrypted and the list is empty; ``None`` if the key was in it.
 
     ``None`` for anything else (another cipher, an unexpected structure, a wrong
     password): the caller then takes the validated ``pkcs12.load_pkcs12`` path, which
@@ -300,6 +358,8 @@ def _read_pbes2_pkcs12(
             if kind == "data":
                 plain = info["content"].native
             elif kind == "encrypted_data":
+                if not certificates:
+                    continue  # the certificate bags: the caller has the certificate
                 eci = info["content"]["encrypted_content_info"]
                 plain = decrypt(
                     eci["content_encryption_algorithm"], eci["encrypted_content"].native
@@ -318,6 +378,8 @@ def _read_pbes2_pkcs12(
                         return None
                     key = loaded
                 elif bag_id == "cert_bag" and bag["bag_value"]["cert_id"].native == "x509":
+                    if not certificates:
+                        continue
                     certs.append(
                         x509.load_der_x509_certificate(bag["bag_value"]["cert_value"].parsed.dump())
                     )
@@ -325,14 +387,15 @@ def _read_pbes2_pkcs12(
                     return None
     except Exception:  # anything unexpected, a wrong password included: the slow path
         return None
-    if key is None or not certs:
+    if key is None or (certificates and not certs):
         return None
     return key, certs
 
 
 _CACHE_SECRET = os.urandom(32)
 _CACHE_LOCK = threading.Lock()
-_CACHE: dict[tuple[str, int, int], tuple[bytes, SoftwareSigner]] = {}
+#: (file, size, modification time, SHA-256 of the registered certificate or b"")
+_CACHE: dict[tuple[str, int, int, bytes], tuple[bytes, SoftwareSigner]] = {}
 
 
 def clear_signer_cache() -> None:

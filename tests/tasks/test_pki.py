@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
@@ -295,6 +296,102 @@ def test_a_legacy_encrypted_file_takes_the_validated_path(tmp_path: Path) -> Non
     with pytest.raises(SigningError, match="Mật khẩu"):
         clear_signer_cache()
         SoftwareSigner.from_pkcs12(path, "sai-mat-khau")
+
+
+class _CountedPbkdf2:
+    """Counts the PBKDF2 derivations the signer makes (one per decrypted bag group)."""
+
+    calls = 0
+
+    def __init__(self, *args: object) -> None:
+        type(self).calls += 1
+        self._kdf = PBKDF2HMAC(*args)  # type: ignore[arg-type]
+
+    def derive(self, material: bytes) -> bytes:
+        return self._kdf.derive(material)
+
+
+def _derivations(monkeypatch: pytest.MonkeyPatch, open_file) -> tuple[SoftwareSigner, int]:  # type: ignore[no-untyped-def]
+    import cryptography.hazmat.primitives.kdf.pbkdf2 as pbkdf2
+
+    clear_signer_cache()
+    _CountedPbkdf2.calls = 0
+    with monkeypatch.context() as m:
+        m.setattr(pbkdf2, "PBKDF2HMAC", _CountedPbkdf2)
+        signer = open_file()
+    return signer, _CountedPbkdf2.calls
+
+
+def test_a_file_opened_for_its_registered_certificate_decrypts_only_the_key(
+    signing_staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker opens a teacher's file for the registered certificate, issued by a trust
+    anchor: one PBKDF2 derivation (the key bag) instead of two, and the signer is the same
+    one as from the whole file (certificate, the root as its chain, the same signature
+    values), so the signed XML is byte for byte what it was."""
+    staff = signing_staff
+    path, root = staff.teacher.p12_path, staff.pki.root_certificate
+    whole, whole_kdfs = _derivations(
+        monkeypatch, lambda: SoftwareSigner.from_pkcs12(path, PASSWORD)
+    )
+    fast, fast_kdfs = _derivations(
+        monkeypatch,
+        lambda: SoftwareSigner.from_pkcs12(
+            path, PASSWORD, registered=staff.teacher.certificate, issuers=[staff.other_root, root]
+        ),
+    )
+    assert (whole_kdfs, fast_kdfs) == (2, 1)
+    assert fast.certificate == whole.certificate == staff.teacher.certificate
+    assert fast.chain == whole.chain == [root] and fast._check_values
+    digest = hashlib.sha256(b"hoc ba").digest()
+    assert fast.sign_digests([digest]) == whole.sign_digests([digest])
+    # cached for the certificate it was opened for, and a wrong password still fails
+    assert (
+        SoftwareSigner.from_pkcs12(
+            path, PASSWORD, registered=staff.teacher.certificate, issuers=[root]
+        )
+        is fast
+    )
+    with pytest.raises(SigningError, match="Mật khẩu"):
+        SoftwareSigner.from_pkcs12(
+            path, "sai-mat-khau", registered=staff.teacher.certificate, issuers=[root]
+        )
+    clear_signer_cache()
+    with pytest.raises(SigningError, match="Mật khẩu"):
+        SoftwareSigner.from_pkcs12(
+            path, "sai-mat-khau", registered=staff.teacher.certificate, issuers=[root]
+        )
+
+
+def test_a_registered_certificate_the_key_does_not_match_is_refused(signing_staff) -> None:
+    clear_signer_cache()
+    staff = signing_staff
+    with pytest.raises(SigningError, match="không khớp với chứng thư số đã đăng ký"):
+        SoftwareSigner.from_pkcs12(
+            staff.teacher.p12_path,
+            PASSWORD,
+            registered=staff.principal.certificate,  # the principal's, not this file's key
+            issuers=[staff.pki.root_certificate],
+        )
+
+
+def test_without_the_root_that_issued_it_the_whole_file_is_read(
+    signing_staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registered certificate no given anchor issued (an intermediate CA's, say) needs
+    the file's own chain: both derivations, the file's certificate and chain."""
+    staff = signing_staff
+    signer, kdfs = _derivations(
+        monkeypatch,
+        lambda: SoftwareSigner.from_pkcs12(
+            staff.teacher.p12_path,
+            PASSWORD,
+            registered=staff.teacher.certificate,
+            issuers=[staff.other_root],  # the same kind of root, but not its issuer
+        ),
+    )
+    assert kdfs == 2
+    assert signer.chain == [staff.pki.root_certificate]
 
 
 def test_missing_file_raises_signing_error(tmp_path: Path) -> None:
