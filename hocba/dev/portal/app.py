@@ -94,7 +94,7 @@ from hocba.portal.package import (
     MAX_TRANSACTION_BYTES,
     ContentError,
     decode_content,
-    extract_records,
+    extract_parsed_records,
     parse_revocation_xml,
 )
 from hocba.xml.record import RecordXmlError, parse_record_xml_safely
@@ -429,13 +429,18 @@ _RECORD_FIELDS = (
 )
 
 
-def _record_fields(data: bytes) -> tuple[dict[str, str | None], etree._Element | None]:
+def _record_fields(
+    data: bytes, root: etree._Element | None = None
+) -> tuple[dict[str, str | None], etree._Element | None]:
     """The fields the portal needs, as written in the record (None when unreadable), and
-    the safely parsed tree, which verification then reads instead of parsing again."""
-    try:
-        root = parse_record_xml_safely(data)
-    except RecordXmlError:
-        return dict.fromkeys(_RECORD_FIELDS), None
+    the safely parsed tree, which verification then reads instead of parsing again.
+    ``root``: what ``parse_record_xml_safely(data)`` returned to the caller (the list's
+    reader, :func:`~hocba.portal.package.extract_parsed_records`), else it is called here."""
+    if root is None:
+        try:
+            root = parse_record_xml_safely(data)
+        except RecordXmlError:
+            return dict.fromkeys(_RECORD_FIELDS), None
     general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
     values: dict[str, str | None] = {}
     for name in _RECORD_FIELDS:
@@ -700,7 +705,7 @@ class ProvincePortal:
         replay = self._replay(envelope, content_sha)
         if replay is not None:
             return replay
-        records = self._parsed(envelope, extract_records)
+        records = self._parsed(envelope, extract_parsed_records)
         if not records:
             raise _Refusal(ResponseCode.INVALID, "Danh sách học bạ không có học bạ nào.")
         results, rows = self._verify_records(envelope, records, approved)
@@ -751,19 +756,29 @@ class ProvincePortal:
         )
 
     def _verify_records(
-        self, envelope: _Envelope, records: list[bytes], approved: set[str]
+        self,
+        envelope: _Envelope,
+        records: list[tuple[bytes, etree._Element | None]],
+        approved: set[str],
     ) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-        """Per-record results (in order) and the rows to store, by 1-based position."""
+        """Per-record results (in order) and the rows to store, by 1-based position.
+        ``records``: each record's bytes and, when the list's reader parsed them, their
+        tree (:func:`~hocba.portal.package.extract_parsed_records`); a chunk's trees are
+        let go once it is verified."""
         results: list[dict[str, Any]] = []
         rows: dict[int, dict[str, Any]] = {}
         seen: set[str] = set()
         reject_every = self.faults.reject_every(1)
         now = dt.datetime.now(dt.UTC)
-        # by chunks: each record is parsed once (its fields, then every check read the
-        # same tree) and a chunk's trees are dropped before the next chunk is parsed
+        # by chunks: each record is parsed once (by the list's reader, or here: its
+        # fields, then every check read the same tree) and a chunk's trees are dropped
+        # before the next chunk is parsed
         for start in range(0, len(records), _VERIFY_CHUNK):
-            chunk = records[start : start + _VERIFY_CHUNK]
-            parsed = [_record_fields(data) for data in chunk]
+            batch = records[start : start + _VERIFY_CHUNK]
+            records[start : start + _VERIFY_CHUNK] = [(data, None) for data, _ in batch]
+            chunk = [data for data, _ in batch]
+            parsed = [_record_fields(data, tree) for data, tree in batch]
+            del batch
             known_codes = self.store.known_records(
                 [f["MA_TRA_CUU_UUID"] for f, _ in parsed if f["MA_TRA_CUU_UUID"]]
             )
