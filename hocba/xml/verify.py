@@ -478,6 +478,7 @@ def _common_name(certificate: x509.Certificate | None) -> str:
     return str(names[0].value) if names else certificate.subject.rfc4514_string()
 
 
+@lru_cache(maxsize=4096)  # the same few signing times and validity bounds, record after record
 def _when(value: dt.datetime | None) -> str:
     if value is None:
         return "?"
