@@ -381,7 +381,9 @@ def _check_list_bytes(xml: bytes, max_bytes: int) -> None:
         raise ContentError("Danh sách học bạ phải là bytes.")
     if len(xml) > max_bytes:
         raise ContentError(f"Danh sách học bạ quá lớn ({len(xml):,} > {max_bytes:,} byte).")
-    if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
+    # b"!" first, as in parse_record_xml_safely: one byte is found at memchr speed, and a
+    # list rarely holds any "!", while "<" starts every search for "<!DOCTYPE" again
+    if b"!" in xml and (b"<!DOCTYPE" in xml or b"<!ENTITY" in xml):
         raise ContentError("Danh sách học bạ không được chứa khai báo DOCTYPE/ENTITY.")
 
 
