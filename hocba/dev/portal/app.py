@@ -771,12 +771,15 @@ class ProvincePortal:
         seen: set[str] = set()
         reject_every = self.faults.reject_every(1)
         now = dt.datetime.now(dt.UTC)
-        # by chunks: each record is parsed once (by the list's reader, or here: its
-        # fields, then every check read the same tree) and a chunk's trees are dropped
-        # before the next chunk is parsed
-        for start in range(0, len(records), _VERIFY_CHUNK):
-            batch = records[start : start + _VERIFY_CHUNK]
-            records[start : start + _VERIFY_CHUNK] = [(data, None) for data, _ in batch]
+        # each record is parsed once (by the list's reader, or here: its fields, then
+        # every check read the same tree). Records parsed here go by chunks, a chunk's
+        # trees dropped before the next chunk is parsed; when the reader parsed them all,
+        # they are alive already: one chunk, one query for the known lookup codes
+        whole = all(tree is not None for _, tree in records)
+        step = max(len(records), 1) if whole else _VERIFY_CHUNK
+        for start in range(0, len(records), step):
+            batch = records[start : start + step]
+            records[start : start + step] = [(data, None) for data, _ in batch]
             chunk = [data for data, _ in batch]
             parsed = [_record_fields(data, tree) for data, tree in batch]
             del batch
