@@ -106,6 +106,7 @@ from hocba.xml.verify import (
     IssuedRecordInfo,
     SlotRoles,
     VerificationReport,
+    first_texts,
     verify_document,
 )
 
@@ -442,12 +443,7 @@ def _record_fields(
             root = parse_record_xml_safely(data)
         except RecordXmlError:
             return dict.fromkeys(_RECORD_FIELDS), None
-    general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
-    values: dict[str, str | None] = {}
-    for name in _RECORD_FIELDS:
-        text = None if general is None else general.findtext(name)
-        values[name] = text.strip() if text and text.strip() else None
-    return values, root
+    return first_texts(root, _RECORD_FIELDS), root
 
 
 # ============================================================================ the portal
