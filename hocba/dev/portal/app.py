@@ -1522,10 +1522,10 @@ class PortalFactory:
                 **options,  # type: ignore[arg-type]
             )
             app.state.processes = self.processes
+            _freeze_startup_objects()  # before registering: /health says "up" after it
             if self.generation is not None:
                 app.state.generation = self.generation
                 app.state.portal.store.register_process(self.generation, os.getpid())
-            _freeze_startup_objects()
             return app
         except Exception:
             log.exception("Không khởi động được tiến trình của cổng tiếp nhận.")
