@@ -427,24 +427,44 @@ OcspSource = Callable[[x509.Certificate, x509.Certificate], OcspStatus]
 
 
 # ================================================================================ helpers
+_IDENTIFYING = {
+    "MA_TRA_CUU_UUID": "lookup_code",
+    "MA_TRUONG": "school_code",
+    "TEN_NAM_HOC": "school_year",
+    "TEN_LOP": "class_name",
+    "HO_VA_TEN": "pupil_name",
+}
+
+
+def first_texts(root: etree._Element, names: Iterable[str]) -> dict[str, str | None]:
+    """``root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG").find(name)``'s text for each name,
+    stripped (``None``: no such element, or only whitespace), read in one pass over the
+    children instead of an ElementPath search per name: the first ``THONG_TIN_CHUNG``
+    under any ``DU_LIEU_HOC_BA`` child of the root, and the first element of each name in
+    it, as ``find`` takes them."""
+    wanted = tuple(names)
+    values: dict[str, str | None] = dict.fromkeys(wanted)
+    for data in root.iterchildren("DU_LIEU_HOC_BA"):
+        general = next(data.iterchildren("THONG_TIN_CHUNG"), None)
+        if general is None:
+            continue
+        seen: set[str] = set()
+        for element in general.iterchildren(*wanted):
+            name = element.tag
+            if name in seen:
+                continue
+            seen.add(name)
+            text = element.text
+            values[name] = text.strip() if text and text.strip() else None
+        break
+    return values
+
+
 def _identifying_fields(root: etree._Element) -> dict[str, str | None]:
     """Lookup code, school, year, class and pupil name as written in the document (first
     ``DU_LIEU_HOC_BA`` under the root; not proven by themselves)."""
-    general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
-
-    def text(name: str) -> str | None:
-        element = None if general is None else general.find(name)
-        if element is None or not element.text or not element.text.strip():
-            return None
-        return element.text.strip()
-
-    return {
-        "lookup_code": text("MA_TRA_CUU_UUID"),
-        "school_code": text("MA_TRUONG"),
-        "school_year": text("TEN_NAM_HOC"),
-        "class_name": text("TEN_LOP"),
-        "pupil_name": text("HO_VA_TEN"),
-    }
+    values = first_texts(root, _IDENTIFYING)
+    return {key: values[name] for name, key in _IDENTIFYING.items()}
 
 
 def _subject_id(certificate: x509.Certificate, prefix: str, pattern: str) -> str | None:
@@ -471,6 +491,7 @@ def _school_code_of(certificate: x509.Certificate) -> str | None:
     return _subject_id(certificate, "MATRUONG", r"\S+")
 
 
+@lru_cache(maxsize=4096)  # certificates are immutable: read each one once
 def _common_name(certificate: x509.Certificate | None) -> str:
     if certificate is None:
         return "?"
@@ -478,6 +499,7 @@ def _common_name(certificate: x509.Certificate | None) -> str:
     return str(names[0].value) if names else certificate.subject.rfc4514_string()
 
 
+@lru_cache(maxsize=4096)  # the same few signing times and validity bounds, record after record
 def _when(value: dt.datetime | None) -> str:
     if value is None:
         return "?"

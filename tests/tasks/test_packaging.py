@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable
 
 import pytest
+from lxml import etree
 
 from hocba.portal.client import PortalClient, check_envelope_signature
 from hocba.portal.package import (
@@ -25,12 +26,18 @@ from hocba.portal.package import (
     build_revocation_xml,
     decode_content,
     encode_content,
+    extract_parsed_records,
     extract_records,
     package_records,
     parse_revocation_xml,
 )
 from hocba.xml.dsig import verify_record_signatures
-from hocba.xml.record import RecordDocument, build_record_xml
+from hocba.xml.record import (
+    RecordDocument,
+    RecordXmlError,
+    build_record_xml,
+    parse_record_xml_safely,
+)
 from hocba.xml.verify import CheckStatus, verify_document
 
 CLASS_SIZE = 12
@@ -243,6 +250,114 @@ def test_a_record_too_large_for_any_transaction_is_refused() -> None:
 def test_lists_that_are_not_lists_of_records_are_refused(xml: bytes) -> None:
     with pytest.raises(ContentError):
         extract_records(xml)
+
+
+def _extracted(extract: Callable[[bytes], list], xml: bytes) -> object:  # type: ignore[type-arg]
+    try:
+        return [r if isinstance(r, bytes) else r[0] for r in extract(xml)]
+    except ContentError as exc:
+        return exc.message_vi
+
+
+def _same_tree(record: bytes, tree: etree._Element | None) -> bool:
+    """``tree`` is None or what ``parse_record_xml_safely(record)`` gives."""
+    if tree is None:
+        return True
+    try:
+        expected = parse_record_xml_safely(record)
+    except RecordXmlError:
+        return False
+    return etree.tostring(tree.getroottree()) == etree.tostring(expected.getroottree())
+
+
+def test_parsed_extraction_reads_each_issued_record_once(issued: list[bytes]) -> None:
+    for package in package_records(issued, max_records=5):
+        xml = package.xml
+        parsed = extract_parsed_records(xml)
+        assert [record for record, _ in parsed] == extract_records(xml)
+        assert all(tree is not None for _, tree in parsed)  # the lists package_records writes
+        assert all(_same_tree(record, tree) for record, tree in parsed)
+
+
+_HEAD = b'<?xml version="1.0" encoding="UTF-8"?>\n<DANH_SACH_HOC_BA>\n'
+_TAIL = b"</DANH_SACH_HOC_BA>\n"
+_R = b'<HOC_BA><DU_LIEU_HOC_BA Id="data"><X>1</X></DU_LIEU_HOC_BA></HOC_BA>'
+
+
+def _nested(depth: int) -> bytes:
+    """A <HOC_BA> whose deepest element is ``depth`` levels down (the root is level 1)."""
+    return b"<HOC_BA>" + b"<a>" * (depth - 1) + b"x" + b"</a>" * (depth - 1) + b"</HOC_BA>"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _R + b"\n" + _R + b"\n",
+        b"",
+        b"  \t" + _R + b"\n\n\t" + _R,
+        _R + b"\r\n" + _R + b"\r\n",
+        _R + b"\n<!-- giua -->\n" + _R + b"\n",
+        _R + b"\ntext\n" + _R + b"\n",
+        b"<HOC_BA><!-- </HOC_BA> --><X/></HOC_BA>\n" + _R + b"\n",
+        b"<HOC_BA><X><![CDATA[</HOC_BA>]]></X></HOC_BA>\n",
+        b"<HOC_BA><X>a</X><?pi </HOC_BA>?></HOC_BA>\n",
+        b"<HOC_BA a='1'><X>&#65;&gt;</X><Y></Y></HOC_BA>\n" + _R + b"\n",
+        b"<HOC_BA><X>a</X></HOC_BA >\n",
+        b"<HOC_BA/>\n" + _R + b"\n",
+        b'<HOC_BA xmlns="urn:x"><X/></HOC_BA>\n',
+        b'<HOC_BA xmlns:p="urn:p"><p:X/></HOC_BA>\n',
+        b"<HOC_BA><DU_LIEU_HOC_BA><!-- x --></DU_LIEU_HOC_BA></HOC_BA>\n",
+        b"<HOC_BAX></HOC_BA>\n",
+        b"<HOC_BA><X></HOC_BA>\n",
+        b"<GVCN></GVCN><HOC_BA></HOC_BA>\n",
+        _nested(255) + b"\n",
+        _nested(256) + b"\n",
+        _nested(257) + b"\n",
+    ],
+    ids=[
+        "as written",
+        "empty",
+        "tabs and blank lines",
+        "CRLF",
+        "comment between",
+        "text between",
+        "end tag in a comment",
+        "end tag in CDATA",
+        "end tag in a PI",
+        "other serialisation",
+        "space in the end tag",
+        "empty element",
+        "default namespace",
+        "prefixed namespace",
+        "comment in the data",
+        "other tag",
+        "unclosed",
+        "other element first",
+        "depth 255",
+        "depth 256",
+        "depth 257",
+    ],
+)
+def test_parsed_extraction_gives_what_extract_records_gives(body: bytes) -> None:
+    """Same records, same bytes, same refusals (and messages) as :func:`extract_records`
+    for any list, laid out as package_records writes it or not; each tree, when there is
+    one, is the record's bytes parsed safely."""
+    for xml in (_HEAD + body + _TAIL, _HEAD.replace(b"\n", b"\r\n") + body + _TAIL):
+        assert _extracted(extract_parsed_records, xml) == _extracted(extract_records, xml)
+        try:
+            parsed = extract_parsed_records(xml)
+        except ContentError:
+            continue
+        assert all(_same_tree(record, tree) for record, tree in parsed)
+
+
+def test_parsed_extraction_refuses_a_record_nested_256_deep_as_the_list_does() -> None:
+    """libxml2 parses 256 levels without huge_tree: the record alone, not inside the list."""
+    parse_record_xml_safely(_nested(256))
+    with pytest.raises(ContentError, match="cú pháp"):
+        extract_parsed_records(_HEAD + _R + b"\n" + _nested(256) + b"\n" + _TAIL)
+    (_, tree), (_, deep) = extract_parsed_records(_HEAD + _R + b"\n" + _nested(255) + _TAIL)
+    assert tree is not None and deep is not None  # read once, as written
 
 
 def test_revocation_lists_round_trip() -> None:

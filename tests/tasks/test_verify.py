@@ -30,6 +30,7 @@ from hocba.xml.verify import (
     IssuedRecordInfo,
     Verdict,
     VerificationReport,
+    first_texts,
     verify_document,
 )
 
@@ -925,3 +926,40 @@ def test_to_json_is_stable(good: bytes, signing_staff, registry, crl_source) -> 
     assert [c["code"] for c in data["checks"]] == ALL_CODES
     assert {c["status"] for c in data["checks"]} == {"pass"}
     assert set(data["checks"][0]) == {"code", "status", "slot", "message_vi", "issue_codes"}
+
+
+def _found(root: etree._Element, names: tuple[str, ...]) -> dict[str, str | None]:
+    """What the verifier and the portal read before first_texts: an ElementPath find per
+    name under ``root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")``."""
+    general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
+    values: dict[str, str | None] = {}
+    for name in names:
+        text = None if general is None else general.findtext(name)
+        values[name] = text.strip() if text and text.strip() else None
+    return values
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        b"<HOC_BA><DU_LIEU_HOC_BA><THONG_TIN_CHUNG><MA_TRUONG> 79 </MA_TRUONG>"
+        b"<TEN_LOP>5A</TEN_LOP></THONG_TIN_CHUNG></DU_LIEU_HOC_BA></HOC_BA>",
+        b"<HOC_BA><DU_LIEU_HOC_BA><THONG_TIN_CHUNG><MA_TRUONG/><MA_TRUONG>79</MA_TRUONG>"
+        b"<TEN_LOP>  </TEN_LOP><!-- x --><HO_VA_TEN>An<b/>h</HO_VA_TEN></THONG_TIN_CHUNG>"
+        b"</DU_LIEU_HOC_BA></HOC_BA>",
+        b'<HOC_BA xmlns:p="urn:p"><DU_LIEU_HOC_BA><THONG_TIN_CHUNG><p:MA_TRUONG>1</p:MA_TRUONG>'
+        b"<MA_TRUONG>2</MA_TRUONG></THONG_TIN_CHUNG></DU_LIEU_HOC_BA></HOC_BA>",
+        b"<HOC_BA><DU_LIEU_HOC_BA/><DU_LIEU_HOC_BA><THONG_TIN_CHUNG><MA_TRUONG>2</MA_TRUONG>"
+        b"</THONG_TIN_CHUNG><THONG_TIN_CHUNG><TEN_LOP>x</TEN_LOP></THONG_TIN_CHUNG>"
+        b"</DU_LIEU_HOC_BA><DU_LIEU_HOC_BA><THONG_TIN_CHUNG><TEN_LOP>y</TEN_LOP>"
+        b"</THONG_TIN_CHUNG></DU_LIEU_HOC_BA></HOC_BA>",
+        b"<HOC_BA><THONG_TIN_CHUNG><MA_TRUONG>1</MA_TRUONG></THONG_TIN_CHUNG></HOC_BA>",
+        b'<HOC_BA><DU_LIEU_HOC_BA xmlns="urn:x"><THONG_TIN_CHUNG><MA_TRUONG>1</MA_TRUONG>'
+        b"</THONG_TIN_CHUNG></DU_LIEU_HOC_BA></HOC_BA>",
+    ],
+    ids=["plain", "repeated, empty, mixed", "namespaced", "several data", "no data", "ns data"],
+)
+def test_first_texts_reads_what_find_reads(xml: bytes) -> None:
+    names = ("MA_TRA_CUU_UUID", "MA_TRUONG", "TEN_LOP", "HO_VA_TEN")
+    root = etree.fromstring(xml)
+    assert first_texts(root, names) == _found(root, names)

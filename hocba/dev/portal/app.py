@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import hashlib
 import hmac
 import json
@@ -94,7 +95,7 @@ from hocba.portal.package import (
     MAX_TRANSACTION_BYTES,
     ContentError,
     decode_content,
-    extract_records,
+    extract_parsed_records,
     parse_revocation_xml,
 )
 from hocba.xml.record import RecordXmlError, parse_record_xml_safely
@@ -105,6 +106,7 @@ from hocba.xml.verify import (
     IssuedRecordInfo,
     SlotRoles,
     VerificationReport,
+    first_texts,
     verify_document,
 )
 
@@ -429,19 +431,19 @@ _RECORD_FIELDS = (
 )
 
 
-def _record_fields(data: bytes) -> tuple[dict[str, str | None], etree._Element | None]:
+def _record_fields(
+    data: bytes, root: etree._Element | None = None
+) -> tuple[dict[str, str | None], etree._Element | None]:
     """The fields the portal needs, as written in the record (None when unreadable), and
-    the safely parsed tree, which verification then reads instead of parsing again."""
-    try:
-        root = parse_record_xml_safely(data)
-    except RecordXmlError:
-        return dict.fromkeys(_RECORD_FIELDS), None
-    general = root.find("DU_LIEU_HOC_BA/THONG_TIN_CHUNG")
-    values: dict[str, str | None] = {}
-    for name in _RECORD_FIELDS:
-        text = None if general is None else general.findtext(name)
-        values[name] = text.strip() if text and text.strip() else None
-    return values, root
+    the safely parsed tree, which verification then reads instead of parsing again.
+    ``root``: what ``parse_record_xml_safely(data)`` returned to the caller (the list's
+    reader, :func:`~hocba.portal.package.extract_parsed_records`), else it is called here."""
+    if root is None:
+        try:
+            root = parse_record_xml_safely(data)
+        except RecordXmlError:
+            return dict.fromkeys(_RECORD_FIELDS), None
+    return first_texts(root, _RECORD_FIELDS), root
 
 
 # ============================================================================ the portal
@@ -700,7 +702,7 @@ class ProvincePortal:
         replay = self._replay(envelope, content_sha)
         if replay is not None:
             return replay
-        records = self._parsed(envelope, extract_records)
+        records = self._parsed(envelope, extract_parsed_records)
         if not records:
             raise _Refusal(ResponseCode.INVALID, "Danh sách học bạ không có học bạ nào.")
         results, rows = self._verify_records(envelope, records, approved)
@@ -751,19 +753,32 @@ class ProvincePortal:
         )
 
     def _verify_records(
-        self, envelope: _Envelope, records: list[bytes], approved: set[str]
+        self,
+        envelope: _Envelope,
+        records: list[tuple[bytes, etree._Element | None]],
+        approved: set[str],
     ) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-        """Per-record results (in order) and the rows to store, by 1-based position."""
+        """Per-record results (in order) and the rows to store, by 1-based position.
+        ``records``: each record's bytes and, when the list's reader parsed them, their
+        tree (:func:`~hocba.portal.package.extract_parsed_records`); a chunk's trees are
+        let go once it is verified."""
         results: list[dict[str, Any]] = []
         rows: dict[int, dict[str, Any]] = {}
         seen: set[str] = set()
         reject_every = self.faults.reject_every(1)
         now = dt.datetime.now(dt.UTC)
-        # by chunks: each record is parsed once (its fields, then every check read the
-        # same tree) and a chunk's trees are dropped before the next chunk is parsed
-        for start in range(0, len(records), _VERIFY_CHUNK):
-            chunk = records[start : start + _VERIFY_CHUNK]
-            parsed = [_record_fields(data) for data in chunk]
+        # each record is parsed once (by the list's reader, or here: its fields, then
+        # every check read the same tree). Records parsed here go by chunks, a chunk's
+        # trees dropped before the next chunk is parsed; when the reader parsed them all,
+        # they are alive already: one chunk, one query for the known lookup codes
+        whole = all(tree is not None for _, tree in records)
+        step = max(len(records), 1) if whole else _VERIFY_CHUNK
+        for start in range(0, len(records), step):
+            batch = records[start : start + step]
+            records[start : start + step] = [(data, None) for data, _ in batch]
+            chunk = [data for data, _ in batch]
+            parsed = [_record_fields(data, tree) for data, tree in batch]
+            del batch
             known_codes = self.store.known_records(
                 [f["MA_TRA_CUU_UUID"] for f, _ in parsed if f["MA_TRA_CUU_UUID"]]
             )
@@ -1507,6 +1522,7 @@ class PortalFactory:
                 **options,  # type: ignore[arg-type]
             )
             app.state.processes = self.processes
+            _freeze_startup_objects()  # before registering: /health says "up" after it
             if self.generation is not None:
                 app.state.generation = self.generation
                 app.state.portal.store.register_process(self.generation, os.getpid())
@@ -1514,6 +1530,18 @@ class PortalFactory:
         except Exception:
             log.exception("Không khởi động được tiến trình của cổng tiếp nhận.")
             sys.exit(3)  # uvicorn's STARTUP_FAILURE: the supervisor stops, not restarts
+
+
+def _freeze_startup_objects() -> None:
+    """Leave what start-up made (modules, the app, SQLAlchemy's and FastAPI's objects:
+    ~300,000 objects) out of the cyclic garbage collector's work from now on
+    (``gc.freeze``), after collecting what is already garbage. A transaction of 350
+    records allocates enough to trigger collections of every generation, and each
+    collection of the oldest one went through all of them: ~10 % of the portal's CPU per
+    record (docs/PERFORMANCE.md, "The portal's CPU per record (issue 14, session 11)").
+    Nothing the transactions allocate is frozen: their garbage is collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 def serve(
