@@ -484,10 +484,11 @@ def _cut_records(xml: bytes) -> list[tuple[bytes, etree._Element]] | None:
         if not element.startswith(_RECORD_START):
             return None
         element += _RECORD_END
-        tail = parts[position + 1] if position + 2 == len(parts) else b""
-        if position + 2 < len(parts):
-            following = parts[position + 1]
-            tail = following[: len(following) - len(following.lstrip(_SEPARATOR))]
+        following = parts[position + 1]  # the separator before the next record, or the end
+        last = position + 2 == len(parts)
+        tail = (
+            following if last else following[: len(following) - len(following.lstrip(_SEPARATOR))]
+        )
         record = _DECLARATION + element + tail
         try:
             root = parse_record_xml_safely(record)
