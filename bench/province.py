@@ -210,6 +210,7 @@ def _worker(stage: str, env: dict[str, str], threads: int, jobs: Any, out: Any, 
 
     out.put(("ready", os.getpid()))
     go.wait()
+    collections = _count_gc()
     cpu0, t0 = time.process_time(), time.perf_counter()
     totals = {"done": 0, "errors": 0}
     lock = threading.Lock()
@@ -255,9 +256,31 @@ def _worker(stage: str, env: dict[str, str], threads: int, jobs: Any, out: Any, 
                 "errors": errors,
                 "cpu": time.process_time() - cpu0,
                 "wall": time.perf_counter() - t0,
+                "gc": collections,
             },
         )
     )
+
+
+def _count_gc() -> dict[str, float]:
+    """The cyclic garbage collector's work in this process from now on, filled in place:
+    collections of the oldest generation and the seconds all collections took (GIL held,
+    so wall time is this process's CPU)."""
+    import gc
+
+    totals = {"full": 0, "s": 0.0}
+    started = [0.0]
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        totals["s"] += time.perf_counter() - started[0]
+        if info["generation"] == 2:
+            totals["full"] += 1
+
+    gc.callbacks.append(note)
+    return totals
 
 
 # -------------------------------------------------------------------------- main side
@@ -339,6 +362,8 @@ def run_stage(
                 "count": r["count"],
                 "cpu_s": round(r["cpu"], 2),
                 "wall_s": round(r["wall"], 2),
+                "gc_s": round(r["gc"]["s"], 2),
+                "gc_full": r["gc"]["full"],
             }
             for r in results
         ],
