@@ -31,6 +31,7 @@ from sqlalchemy import text
 
 from hocba import db
 from hocba.config import load_settings
+from hocba.flows import freeze_start_up
 from hocba.flows.prefect_server import WORKER_ONLY_SERVER_ENV
 from hocba.flows.signing import sign_chunk
 from hocba.flows.submission import submission_flow, submit_school
@@ -90,6 +91,7 @@ def submit_school_task(school_code: str) -> tuple[str, float]:
 @flow(name="demo-may-chay")
 def demo_worker_flow(school_codes: list[str], submit: bool = True) -> dict[str, object]:
     """Sign (and submit) every school in ``school_codes``, one task per school and step."""
+    freeze_start_up()
     log = get_run_logger()
     signed = {code: sign_school_task(code) for code in school_codes}
     submitted: dict[str, str] = {}

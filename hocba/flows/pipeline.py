@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from hocba import db
+from hocba.flows import freeze_start_up
 from hocba.models.lifecycle import SYSTEM, transition
 from hocba.models.records import create_drafts
 
@@ -64,6 +65,7 @@ def send_to_review_task(school_codes: list[str] | None, chunk: int = 500) -> dic
 @flow(name="hoc-ba-ban-nhap", log_prints=False)
 def drafts_flow(school_codes: list[str] | None = None) -> dict[str, int]:
     """Make the drafts of the given schools (all when empty) and send them to review."""
+    freeze_start_up()
     log = get_run_logger()
     drafts = draft_task(school_codes)
     review = send_to_review_task(school_codes)

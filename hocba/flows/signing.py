@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from hocba import db
 from hocba.config import load_settings
+from hocba.flows import freeze_start_up
 from hocba.models.lifecycle import ACTION_OF_SLOT, Actor, claim_waiting
 from hocba.pki.backends import SignerSpec, open_registered_signer
 from hocba.pki.signer import SigningError
@@ -142,6 +143,7 @@ def sign_records_flow(
     instead of one flow run per teacher. The dashboard's "sign my class" signs at once
     in its own process and needs no flow run.
     """
+    freeze_start_up()
     if slot not in ACTION_OF_SLOT:
         raise ValueError(f"Ô ký không tồn tại: {slot}")
     ok, failed = _sign_scope(
@@ -206,6 +208,7 @@ def sign_schools_flow(
     costs one flow run per group of schools instead of one per school. A school whose
     signer cannot sign (no key, wrong certificate) is reported and stops no other school.
     """
+    freeze_start_up()
     if slot not in ACTION_OF_SLOT:
         raise ValueError(f"Ô ký không tồn tại: {slot}")
     spec = signer or SignerSpec()

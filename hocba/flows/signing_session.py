@@ -34,6 +34,7 @@ from prefect.client.schemas.objects import FlowRun
 
 from hocba import db
 from hocba.config import load_settings
+from hocba.flows import freeze_start_up
 from hocba.models import signing_sessions
 from hocba.models.lifecycle import Actor, claim_waiting
 from hocba.pki.signer import Signer, SigningError
@@ -158,6 +159,7 @@ def record_flow_run(session_id: int) -> None:
 @flow(name="ky-phien")
 def signing_session_flow(session_id: int) -> dict[str, int]:
     """Sign one signing session started from the dashboard (its id is the only parameter)."""
+    freeze_start_up()
     record_flow_run(session_id)
     out = sign_session(session_id)
     get_run_logger().info(

@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from hocba import db
+from hocba.flows import freeze_start_up
 from hocba.flows.signing_session import record_flow_run, start
 from hocba.models import signing_sessions
 from hocba.pki.backends import school_seal
@@ -66,6 +67,7 @@ def submission_flow(
 ) -> list[str]:
     """Submit every issued record of the given schools (none given: every school with
     something to send or fetch) and collect the portal's results."""
+    freeze_start_up()
     log = get_run_logger()
     codes = school_codes or schools_with_work()
     outcomes: list[str] = []
@@ -133,6 +135,7 @@ def _send_session(session_id: int) -> dict[str, int]:
 def send_now_flow(session_id: int) -> dict[str, int]:
     """Send one school's records now, for a submission session started on the dashboard
     (its id is the only parameter)."""
+    freeze_start_up()
     record_flow_run(session_id)
     out = _send_session(session_id)
     get_run_logger().info(
