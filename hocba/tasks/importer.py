@@ -901,11 +901,11 @@ def school_year_id(session: Session, name: str) -> int:
             [Problem("-", None, None, f"năm học «{name}» không hợp lệ (ví dụ đúng: 2024-2025)")]
         )
     conn = session.connection()
+    # no conflict target: two imports creating the year at once collide on whichever of
+    # its two unique keys (start_year, name) the later one reaches first, and either
+    # means the year exists
     conn.execute(
-        text(
-            "INSERT INTO school_year (start_year, name) VALUES (:y, :n) "
-            "ON CONFLICT (start_year) DO NOTHING"
-        ),
+        text("INSERT INTO school_year (start_year, name) VALUES (:y, :n) ON CONFLICT DO NOTHING"),
         {"y": int(m.group(1)), "n": name.strip()},
     )
     return int(
