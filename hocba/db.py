@@ -10,6 +10,7 @@ in their own schema (``HOCBA_DB_SCHEMA``), selected through the connection's
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -53,7 +54,8 @@ def embedded_server_url(pgdata: Path, database: str = APP_DATABASE) -> str:
 
     if PostmasterInfo.read_from_pgdata(pgdata) is None:  # stopped since this process started it
         server.ensure_postgres_running()
-    socket_dir = _apply_embedded_settings(pgdata, server)
+    socket_dir = server.get_postmaster_info().socket_dir
+    _apply_embedded_settings(socket_dir)
     admin = _admin_engine(socket_dir)
     with admin.connect() as conn:
         exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": database})
@@ -63,23 +65,16 @@ def embedded_server_url(pgdata: Path, database: str = APP_DATABASE) -> str:
     return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}"
 
 
-def embedded_settings(memory_bytes: int) -> dict[str, tuple[str, str]]:
-    """The embedded server's own settings for ``memory_bytes`` of RAM: name → (the value
-    written with ``ALTER SYSTEM``, the same value as ``pg_settings.setting`` shows it).
-
-    PostgreSQL's defaults are for a small shared machine; the season writes every record
-    several times in a few weeks (docs/DECISIONS.md, "The embedded server's settings"):
-    - ``max_wal_size`` 4 GB and ``checkpoint_timeout`` 15 min (1 GB and 5 min): a
-      province's signing forced a checkpoint every 10-20 s, and after each checkpoint the
-      first change of every page writes the whole 8 kB page into the WAL again;
-    - ``shared_buffers`` an eighth of the memory, 128 MB to 2 GB (128 MB).
-    """
-    mb = max(128, min(memory_bytes // 8 // 2**20, 2048))
-    return {
-        "shared_buffers": (f"{mb}MB", str(mb * 128)),  # pg_settings: in 8 kB pages
-        "max_wal_size": ("4GB", "4096"),  # in MB
-        "checkpoint_timeout": ("15min", "900"),  # in seconds
-    }
+#: The embedded server's own settings: name → (the value written with ``ALTER SYSTEM``,
+#: the same value as ``pg_settings.setting`` shows it). PostgreSQL checkpoints every 5 min
+#: or 1 GB of WAL by default; the season writes every record several times in a few weeks,
+#: and a province's signing forced a checkpoint every 10-20 s, after each of which the
+#: first change of every page writes the whole 8 kB page into the WAL again
+#: (docs/DECISIONS.md, "The embedded server's settings"). Both take effect on a reload.
+EMBEDDED_SETTINGS: dict[str, tuple[str, str]] = {
+    "max_wal_size": ("4GB", "4096"),  # pg_settings: in MB
+    "checkpoint_timeout": ("15min", "900"),  # in seconds
+}
 
 
 def _admin_engine(socket_dir: object) -> Engine:
@@ -88,41 +83,33 @@ def _admin_engine(socket_dir: object) -> Engine:
     )
 
 
-def _apply_embedded_settings(pgdata: Path, server: Any) -> object:
-    """Write :func:`embedded_settings` into the embedded server's data directory once
-    (``postgresql.auto.conf``), restarting it when ``shared_buffers`` changes; the socket
-    directory of the running server. A server that has them already is not touched. One
-    process at a time (a file lock beside ``pgdata``): the restart happens on the first
-    start of a new data directory, or once after an upgrade that changes the settings."""
-    import fasteners
-    import psutil
-
-    wanted = embedded_settings(psutil.virtual_memory().total)
-    with fasteners.InterProcessLock(str(pgdata.parent / f".{pgdata.name}.settings.lock")):
-        socket_dir = server.get_postmaster_info().socket_dir
-        admin = _admin_engine(socket_dir)
-        try:
-            with admin.connect() as conn:
-                current: dict[str, str] = {
-                    name: setting
-                    for name, setting in conn.execute(
-                        text("SELECT name, setting FROM pg_settings WHERE name = ANY(:n)"),
-                        {"n": list(wanted)},
+def _apply_embedded_settings(socket_dir: object) -> None:
+    """Write :data:`EMBEDDED_SETTINGS` into the embedded server's data directory
+    (``postgresql.auto.conf``) and reload it, unless it runs with them already."""
+    admin = _admin_engine(socket_dir)
+    try:
+        with admin.connect() as conn:
+            current: dict[str, str] = {
+                name: setting
+                for name, setting in conn.execute(
+                    text("SELECT name, setting FROM pg_settings WHERE name = ANY(:n)"),
+                    {"n": list(EMBEDDED_SETTINGS)},
+                )
+            }
+            changed = [n for n, (_, shown) in EMBEDDED_SETTINGS.items() if current.get(n) != shown]
+            for name in changed:  # names and values are ours, not input
+                conn.execute(text(f"ALTER SYSTEM SET {name} = '{EMBEDDED_SETTINGS[name][0]}'"))
+            if changed:
+                conn.execute(text("SELECT pg_reload_conf()"))
+                for _ in range(100):  # the reload is a signal: wait until it is read
+                    seen = conn.scalar(
+                        text("SELECT setting FROM pg_settings WHERE name = :n"), {"n": changed[0]}
                     )
-                }
-                changed = [n for n, (_, shown) in wanted.items() if current.get(n) != shown]
-                for name in changed:  # names and values are ours, not input
-                    conn.execute(text(f"ALTER SYSTEM SET {name} = '{wanted[name][0]}'"))
-                if changed and "shared_buffers" not in changed:
-                    conn.execute(text("SELECT pg_reload_conf()"))
-        finally:
-            admin.dispose()
-        if "shared_buffers" in changed:
-            log.info("Khởi động lại PostgreSQL nhúng để áp dụng cấu hình: %s", ", ".join(changed))
-            stop_embedded_server(pgdata)
-            server.ensure_postgres_running()
-            socket_dir = server.get_postmaster_info().socket_dir
-    return socket_dir
+                    if seen == EMBEDDED_SETTINGS[changed[0]][1]:
+                        break
+                    time.sleep(0.02)
+    finally:
+        admin.dispose()
 
 
 def stop_embedded_server(pgdata: Path) -> bool:
