@@ -29,9 +29,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import text
 
-from hocba import db
+from hocba import db, freeze_start_up
 from hocba.config import load_settings
-from hocba.flows import freeze_start_up
 from hocba.flows.prefect_server import WORKER_ONLY_SERVER_ENV
 from hocba.flows.signing import sign_chunk
 from hocba.flows.submission import submission_flow, submit_school

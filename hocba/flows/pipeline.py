@@ -9,8 +9,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from hocba import db
-from hocba.flows import freeze_start_up
+from hocba import db, freeze_start_up
 from hocba.models.lifecycle import SYSTEM, transition
 from hocba.models.records import create_drafts
 

@@ -16,9 +16,8 @@ from typing import TypedDict
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from hocba import db
+from hocba import db, freeze_start_up
 from hocba.config import load_settings
-from hocba.flows import freeze_start_up
 from hocba.models.lifecycle import ACTION_OF_SLOT, Actor, claim_waiting
 from hocba.pki.backends import SignerSpec, open_registered_signer
 from hocba.pki.signer import SigningError

@@ -32,9 +32,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 
-from hocba import db
+from hocba import db, freeze_start_up
 from hocba.config import load_settings
-from hocba.flows import freeze_start_up
 from hocba.models import signing_sessions
 from hocba.models.lifecycle import Actor, claim_waiting
 from hocba.pki.signer import Signer, SigningError

@@ -18,8 +18,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from hocba import db
-from hocba.flows import freeze_start_up
+from hocba import db, freeze_start_up
 from hocba.flows.signing_session import record_flow_run, start
 from hocba.models import signing_sessions
 from hocba.pki.backends import school_seal

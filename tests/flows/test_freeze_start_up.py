@@ -1,5 +1,5 @@
 """A flow's process leaves its start-up objects out of the garbage collector's work once
-(hocba.flows.freeze_start_up): the first flow run freezes them, later runs freeze
+(hocba.freeze_start_up): the first flow run freezes them, later runs freeze
 nothing more, and what a run allocates afterwards is still collected."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 SCRIPT = """
 import gc, json, weakref
 import hocba.flows.signing  # what a worker imports before its first flow run
-from hocba.flows import freeze_start_up
+from hocba import freeze_start_up
 
 before = gc.get_freeze_count()
 freeze_start_up()

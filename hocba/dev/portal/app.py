@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import gc
 import hashlib
 import hmac
 import json
@@ -77,6 +76,7 @@ from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hocba import freeze_start_up
 from hocba.dev.portal.store import PortalStore
 from hocba.pki.chain import build_chain, is_ca, valid_at
 from hocba.portal.client import (
@@ -1522,7 +1522,7 @@ class PortalFactory:
                 **options,  # type: ignore[arg-type]
             )
             app.state.processes = self.processes
-            _freeze_startup_objects()  # before registering: /health says "up" after it
+            freeze_start_up(collect_all=True)  # before registering: /health says "up" after
             if self.generation is not None:
                 app.state.generation = self.generation
                 app.state.portal.store.register_process(self.generation, os.getpid())
@@ -1530,18 +1530,6 @@ class PortalFactory:
         except Exception:
             log.exception("Không khởi động được tiến trình của cổng tiếp nhận.")
             sys.exit(3)  # uvicorn's STARTUP_FAILURE: the supervisor stops, not restarts
-
-
-def _freeze_startup_objects() -> None:
-    """Leave what start-up made (modules, the app, SQLAlchemy's and FastAPI's objects:
-    ~300,000 objects) out of the cyclic garbage collector's work from now on
-    (``gc.freeze``), after collecting what is already garbage. A transaction of 350
-    records allocates enough to trigger collections of every generation, and each
-    collection of the oldest one went through all of them: ~10 % of the portal's CPU per
-    record (docs/PERFORMANCE.md, "The portal's CPU per record (issue 14, session 11)").
-    Nothing the transactions allocate is frozen: their garbage is collected as before."""
-    gc.collect()
-    gc.freeze()
 
 
 def serve(
