@@ -55,9 +55,11 @@ def embedded_server_url(pgdata: Path, database: str = APP_DATABASE) -> str:
     if PostmasterInfo.read_from_pgdata(pgdata) is None:  # stopped since this process started it
         server.ensure_postgres_running()
     socket_dir = server.get_postmaster_info().socket_dir
-    _apply_embedded_settings(socket_dir)
-    admin = _admin_engine(socket_dir)
+    admin = create_engine(
+        f"postgresql+psycopg://postgres@/postgres?host={socket_dir}", isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as conn:
+        _apply_embedded_settings(conn)
         exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": database})
         if not exists:
             conn.execute(text(f'CREATE DATABASE "{database}"'))
@@ -77,39 +79,30 @@ EMBEDDED_SETTINGS: dict[str, tuple[str, str]] = {
 }
 
 
-def _admin_engine(socket_dir: object) -> Engine:
-    return create_engine(
-        f"postgresql+psycopg://postgres@/postgres?host={socket_dir}", isolation_level="AUTOCOMMIT"
-    )
-
-
-def _apply_embedded_settings(socket_dir: object) -> None:
+def _apply_embedded_settings(conn: Connection) -> None:
     """Write :data:`EMBEDDED_SETTINGS` into the embedded server's data directory
-    (``postgresql.auto.conf``) and reload it, unless it runs with them already."""
-    admin = _admin_engine(socket_dir)
-    try:
-        with admin.connect() as conn:
-            current: dict[str, str] = {
-                name: setting
-                for name, setting in conn.execute(
-                    text("SELECT name, setting FROM pg_settings WHERE name = ANY(:n)"),
-                    {"n": list(EMBEDDED_SETTINGS)},
-                )
-            }
-            changed = [n for n, (_, shown) in EMBEDDED_SETTINGS.items() if current.get(n) != shown]
-            for name in changed:  # names and values are ours, not input
-                conn.execute(text(f"ALTER SYSTEM SET {name} = '{EMBEDDED_SETTINGS[name][0]}'"))
-            if changed:
-                conn.execute(text("SELECT pg_reload_conf()"))
-                for _ in range(100):  # the reload is a signal: wait until it is read
-                    seen = conn.scalar(
-                        text("SELECT setting FROM pg_settings WHERE name = :n"), {"n": changed[0]}
-                    )
-                    if seen == EMBEDDED_SETTINGS[changed[0]][1]:
-                        break
-                    time.sleep(0.02)
-    finally:
-        admin.dispose()
+    (``postgresql.auto.conf``) and reload it, unless it runs with them already
+    (``conn``: the server's admin connection, autocommit)."""
+    current: dict[str, str] = {
+        name: setting
+        for name, setting in conn.execute(
+            text("SELECT name, setting FROM pg_settings WHERE name = ANY(:n)"),
+            {"n": list(EMBEDDED_SETTINGS)},
+        )
+    }
+    changed = [n for n, (_, shown) in EMBEDDED_SETTINGS.items() if current.get(n) != shown]
+    if not changed:
+        return
+    for name in changed:  # names and values are ours, not input
+        conn.execute(text(f"ALTER SYSTEM SET {name} = '{EMBEDDED_SETTINGS[name][0]}'"))
+    conn.execute(text("SELECT pg_reload_conf()"))
+    for _ in range(100):  # the reload is a signal: wait until it is read
+        seen = conn.scalar(
+            text("SELECT setting FROM pg_settings WHERE name = :n"), {"n": changed[0]}
+        )
+        if seen == EMBEDDED_SETTINGS[changed[0]][1]:
+            return
+        time.sleep(0.02)
 
 
 def stop_embedded_server(pgdata: Path) -> bool:

@@ -120,8 +120,13 @@ def _canonical_text(
     )
 
 
+def _link(prev_hash: str, canonical: bytes) -> Any:
+    """An event's hash object: SHA-256(hex of the previous hash ‖ its canonical JSON)."""
+    return hashlib.sha256(prev_hash.encode() + canonical)
+
+
 def event_hash(prev_hash: str, chain: str, seq: int, at: dt.datetime, ev: dict[str, Any]) -> str:
-    return hashlib.sha256(prev_hash.encode() + _canonical(chain, seq, at, ev)).hexdigest()
+    return str(_link(prev_hash, _canonical(chain, seq, at, ev)).hexdigest())
 
 
 def append(session: Session, events: Sequence[NewEvent], at: dt.datetime | None = None) -> None:
@@ -181,9 +186,7 @@ def append(session: Session, events: Sequence[NewEvent], at: dt.datetime | None 
                 "payload": ev.payload,
             }
             payload_json = _CANONICAL_JSON(ev.payload)  # hashed, and stored as it is
-            digest = hashlib.sha256(
-                (prev + _canonical_text(chain, seq, at_text, data, payload_json)).encode()
-            )
+            digest = _link(prev, _canonical_text(chain, seq, at_text, data, payload_json).encode())
             rows.append(
                 {
                     **data,
