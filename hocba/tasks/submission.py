@@ -114,7 +114,7 @@ def plan_submissions(
         # a deliberate resend of rejected records needs a new messageid (the same one
         # would only get the first answer back)
         nonce = uuid.uuid4().hex if resubmit_rejected else ""
-        for package in package_records(_records_xml(session, ids), nonce=nonce):
+        for package in package_records(_records_xml(session, ids), nonce=nonce, checked=True):
             conn.execute(
                 text("""
                 INSERT INTO submission (school_id, school_year_id, cohort, message_id,
@@ -136,7 +136,7 @@ def plan_submissions(
 def _package(session: Session, record_ids: list[int]) -> Package:
     """Rebuild the persisted transaction: same records, same order, same content (the
     persisted messageid is sent with it, whatever nonce made it)."""
-    packages = package_records(_records_xml(session, record_ids))
+    packages = package_records(_records_xml(session, record_ids), checked=True)
     if len(packages) != 1:
         raise PortalError("Gói đã lập không còn vừa một giao dịch; hãy lập lại.")
     return packages[0]

@@ -159,6 +159,22 @@ def test_records_extracted_from_packages_are_the_issued_bytes_and_still_verify(
             assert not [c.code for c in report.checks if c.status == CheckStatus.FAIL]
 
 
+def test_issued_records_package_the_same_without_being_parsed_again(
+    issued: list[bytes],
+) -> None:
+    """checked=True (the submission's records, read from hoc_ba) gives the very packages
+    the parsing path gives; what is not even a record still gets the full check's error."""
+    for kwargs in ({}, {"max_records": 5}, {"nonce": "2"}):
+        fast = package_records(issued, checked=True, **kwargs)  # type: ignore[arg-type]
+        full = package_records(issued, **kwargs)  # type: ignore[arg-type]
+        assert fast == full
+        assert all(code for p in fast for code in p.lookup_codes)
+    with pytest.raises(PackagingError, match="Học bạ thứ 2"):
+        package_records([issued[0], b""], checked=True)
+    with pytest.raises(PackagingError, match="không phải <HOC_BA>"):
+        package_records([b"<?xml version='1.0'?>\n<KHONG_PHAI/>"], checked=True)
+
+
 def test_a_reformatted_package_still_yields_verifiable_records(
     issued: list[bytes], signing_staff
 ) -> None:  # type: ignore[no-untyped-def]
