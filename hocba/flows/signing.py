@@ -22,6 +22,14 @@ from hocba.models.lifecycle import ACTION_OF_SLOT, Actor, claim_waiting
 from hocba.pki.backends import SignerSpec, open_registered_signer
 from hocba.pki.signer import SigningError
 from hocba.tasks.issuance import IssuanceError, sign_batch, trust_anchors
+from hocba.xml.record import KEPT_TREES
+
+#: Records claimed per chunk (one task run, one transaction, one confirmation). A school
+#: of up to 500 pupils is one task per slot (350 made a school of 420 two: each task run
+#: costs the Prefect server and the worker's engine ~35 CPU-ms, docs/PERFORMANCE.md
+#: "Chunks of 500"); a thread keeps every tree of a chunk for the next step.
+SIGN_CHUNK = 500
+assert SIGN_CHUNK <= KEPT_TREES
 
 
 class ChunkOutcome(TypedDict):
@@ -132,7 +140,7 @@ def sign_records_flow(
     class_name: str | None = None,
     record_ids: list[int] | None = None,
     signer: SignerSpec | None = None,
-    chunk: int = 350,
+    chunk: int = SIGN_CHUNK,
 ) -> dict[str, object]:
     """Sign ``slot`` (GVCN, CBQL or KY_PHAT_HANH) of every waiting record in scope.
 
@@ -197,7 +205,7 @@ def sign_schools_flow(
     slot: str,
     signers: dict[str, str | None],
     signer: SignerSpec | None = None,
-    chunk: int = 350,
+    chunk: int = SIGN_CHUNK,
 ) -> dict[str, object]:
     """Sign ``slot`` of every waiting record of several schools in ONE flow run.
 

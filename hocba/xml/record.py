@@ -572,11 +572,11 @@ def parse_record_xml_safely(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> 
 # cannot be reused while it exists; it is taken out when used (a tree serves once); only
 # bytes that parse_record_xml_safely accepts are kept (the producers never write DOCTYPE,
 # comments in the data or another encoding; size and DOCTYPE are checked here). At most
-# _KEPT_MAX trees per thread (about 80 kB each), the oldest dropped first: more than a
-# flow's chunk of 350 records, or the first trees of a chunk are dropped before their next
-# step and parsed again (with 256, a quarter of the seal's verifications were). Equal
-# bytes in another object are parsed.
-_KEPT_MAX = 512
+# KEPT_TREES trees per thread (about 80 kB each), the oldest dropped first: at least a
+# flow's chunk (hocba.flows.signing.SIGN_CHUNK), or the first trees of a chunk are dropped
+# before their next step and parsed again (with 256 and chunks of 350, a quarter of the
+# seal's verifications were). Equal bytes in another object are parsed.
+KEPT_TREES = 512
 _KEPT = threading.local()
 
 
@@ -596,7 +596,7 @@ def keep_parsed(data: bytes, root: etree._Element, extra: object = None) -> None
     ):  # b"!" first, as in parse_record_xml_safely: one byte is found at memchr speed
         return  # parse_record_xml_safely would refuse these bytes: never bypass it
     trees = _kept()
-    while len(trees) >= _KEPT_MAX:
+    while len(trees) >= KEPT_TREES:
         del trees[next(iter(trees))]
     trees[id(data)] = (data, root, extra)
 

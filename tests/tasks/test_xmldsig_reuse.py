@@ -146,8 +146,11 @@ def test_verifying_the_sealed_bytes_or_a_copy_gives_the_same_result(
 
 
 def test_a_flow_s_chunk_of_trees_is_kept_whole(make_record) -> None:
-    """A flow signs chunks of 350 records: every tree of a chunk must still be there for
-    the next step (with room for 256 only, the first 94 were parsed again)."""
+    """A flow signs chunks of SIGN_CHUNK records: every tree of a chunk must still be
+    there for the next step (with room for 256 and chunks of 350, the first 94 were parsed
+    again)."""
+    from hocba.flows.signing import SIGN_CHUNK
+
     record = make_record()
-    built = [build_record_xml(record) for _ in range(350)]
+    built = [build_record_xml(record) for _ in range(SIGN_CHUNK)]
     assert all(take_parsed(data) is not None for data in built)
