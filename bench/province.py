@@ -209,6 +209,10 @@ def _worker(stage: str, env: dict[str, str], threads: int, jobs: Any, out: Any, 
     import hocba.flows.signing  # noqa: F401
     import hocba.flows.submission  # noqa: F401
 
+    if os.environ.get("HOCBA_BENCH_GC_THRESHOLD"):  # an experiment: gc.set_threshold(a, b, c)
+        import gc
+
+        gc.set_threshold(*map(int, os.environ["HOCBA_BENCH_GC_THRESHOLD"].split(",")))
     out.put(("ready", os.getpid()))
     go.wait()
     collections = _count_gc()
