@@ -275,7 +275,7 @@ def _issued_body(record: bytes, index: int) -> tuple[bytes, str | None]:
     if not body.startswith(b"<HOC_BA") or start < 0:
         return _record_body(record, index)
     start += len(_CODE_OPEN)
-    code = body[start : body.find(_CODE_CLOSE, start)].decode("ascii").strip()
+    code = body[start : body.find(_CODE_CLOSE, start)].decode("utf-8", "replace").strip()
     return body, code or None
 
 
