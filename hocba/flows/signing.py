@@ -25,9 +25,9 @@ from hocba.tasks.issuance import IssuanceError, sign_batch, trust_anchors
 from hocba.xml.record import KEPT_TREES
 
 #: Records claimed per chunk (one task run, one transaction, one confirmation). A school
-#: of up to 500 pupils is one task per slot (350 made a school of 420 two: each task run
-#: costs the Prefect server and the worker's engine ~35 CPU-ms, docs/PERFORMANCE.md
-#: "Chunks of 500"); a thread keeps every tree of a chunk for the next step.
+#: of up to 500 pupils is one task per slot (350 made a school of 420 two, and a task run
+#: costs the Prefect server ~16 CPU-ms: docs/PERFORMANCE.md, "Chunks of 500, the
+#: submission's packages..."); a thread keeps every tree of a chunk for the next step.
 SIGN_CHUNK = 500
 assert SIGN_CHUNK <= KEPT_TREES
 
