@@ -58,7 +58,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -209,10 +208,6 @@ def _worker(stage: str, env: dict[str, str], threads: int, jobs: Any, out: Any, 
     import hocba.flows.signing  # noqa: F401
     import hocba.flows.submission  # noqa: F401
 
-    if os.environ.get("HOCBA_BENCH_GC_THRESHOLD"):  # an experiment: gc.set_threshold(a, b, c)
-        import gc
-
-        gc.set_threshold(*map(int, os.environ["HOCBA_BENCH_GC_THRESHOLD"].split(",")))
     out.put(("ready", os.getpid()))
     go.wait()
     collections = _count_gc()
@@ -269,16 +264,13 @@ def _worker(stage: str, env: dict[str, str], threads: int, jobs: Any, out: Any, 
 
 def _count_gc() -> dict[str, float]:
     """The cyclic garbage collector's work in this process from now on, filled in place:
-    collections of the oldest generation, the CPU seconds all collections took (the
+    collections of the oldest generation and the CPU seconds all collections took (the
     collecting thread's CPU time: a collection runs in one thread with the GIL held; wall
-    time would also count the time the process waited for a core), and the most objects
-    a full collection left in the oldest generation (``HOCBA_BENCH_GC_OBJECTS=1`` only:
-    counting them walks the generation once more)."""
+    time would also count the time the process waited for a core)."""
     import gc
 
-    totals = {"full": 0, "s": 0.0, "old_objects": 0}
+    totals = {"full": 0, "s": 0.0}
     started = [0.0]
-    count_objects = os.environ.get("HOCBA_BENCH_GC_OBJECTS") == "1"
 
     def note(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -287,13 +279,6 @@ def _count_gc() -> dict[str, float]:
         totals["s"] += time.thread_time() - started[0]
         if info["generation"] == 2:
             totals["full"] += 1
-            if count_objects:
-                old = gc.get_objects(2)
-                if len(old) > totals["old_objects"]:
-                    totals["old_objects"] = len(old)
-                    kinds = Counter(type(o).__qualname__ for o in old).most_common(8)
-                    totals["old_kinds"] = dict(kinds)  # type: ignore[assignment]
-                del old
 
     gc.callbacks.append(note)
     return totals
@@ -380,11 +365,6 @@ def run_stage(
                 "wall_s": round(r["wall"], 2),
                 "gc_s": round(r["gc"]["s"], 2),
                 "gc_full": r["gc"]["full"],
-                **(
-                    {"gc_old_objects": r["gc"]["old_objects"], "gc_old_kinds": r["gc"]["old_kinds"]}
-                    if r["gc"]["old_objects"]
-                    else {}
-                ),
             }
             for r in results
         ],
