@@ -270,7 +270,9 @@ def _issued_body(record: bytes, index: int) -> tuple[bytes, str | None]:
     """:func:`_record_body` of a record this system issued (``checked=True``): the same
     bytes and code, read without parsing (its one ``MA_TRA_CUU_UUID``, a UUID as
     build_record_xml writes it). Bytes that do not even start as one go the full way."""
-    body = _without_declaration(record) if isinstance(record, bytes) else b""
+    if not isinstance(record, bytes):
+        return _record_body(record, index)
+    body = _without_declaration(record)
     start = body.find(_CODE_OPEN)
     if not body.startswith(b"<HOC_BA") or start < 0:
         return _record_body(record, index)
